@@ -1,0 +1,22 @@
+"""dlx: run small deep-learning experiments and see their training dynamics.
+
+The package imports nothing heavy until used: `dlx.train` loads torch on first call.
+"""
+__version__ = "0.1.0"
+__all__ = ["train", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("train", "RunResult"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
+    if name in ("DlxError", "ConfigError"):
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'dlx' has no attribute {name!r}")

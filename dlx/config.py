@@ -1,0 +1,400 @@
+"""The config: YAML with line numbers, --set overrides, and one pydantic schema.
+
+Validation reports every problem at once, each with its key path and the YAML
+line (or the --set that introduced it); names get the valid choices and the
+closest one. `dlx validate` and `dlx train` both go through `load_config`.
+"""
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
+                      PositiveInt, ValidationError, model_validator)
+
+from .activations import ACTIVATIONS
+from .data import DATASETS
+from .errors import ConfigError, Problem
+from .init import INITS
+from .models import MODELS
+from .optim import OPTIMIZERS, SGD
+from .registry import closest
+
+Path_ = tuple[Union[str, int], ...]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _positive_int_or(word: str):
+    """A validator for keys that take a positive integer or one special word."""
+
+    def check(v: Any) -> Any:
+        if v == word:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"must be a positive integer or '{word}', got {v!r}")
+        return v
+
+    return BeforeValidator(check)
+
+
+class EarlyStopping(Section):
+    metric: Literal["test_loss", "test_acc", "train_loss", "train_acc"] = "test_loss"
+    patience: PositiveInt = Field(5, description="evaluations without improvement before stopping")
+    min_delta: NonNegativeFloat = 0.0
+
+
+class Regularization(Section):
+    l1: NonNegativeFloat = Field(0.0, description="adds l1 * sum|w| over weights (not biases)")
+    l2: NonNegativeFloat = Field(0.0, description="adds l2/2 * sum w^2 over weights: gradient l2*w")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    dropconnect: float = Field(0.0, ge=0, lt=1)
+    norm: Literal["none", "batch", "layer"] = "none"
+    clip_norm: float | None = Field(None, gt=0, description="clip the global gradient L2 norm")
+    clip_value: float | None = Field(None, gt=0, description="clip each gradient entry to +-value")
+    early_stopping: EarlyStopping | None = None
+
+
+class Train(Section):
+    epochs: PositiveInt | None = None
+    steps: PositiveInt | None = None
+    batch_size: Annotated[Union[int, Literal["full"]], _positive_int_or("full")] = 64
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    log_every: PositiveInt = Field(10, description="steps between host reads of the probes")
+    eval_every: Annotated[Union[int, Literal["epoch"]], _positive_int_or("epoch")] = "epoch"
+    threads: PositiveInt | None = Field(None, description="torch CPU threads (default: all cores)")
+    checkpoint: bool = True
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self):
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give train.epochs or train.steps, not both")
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", 5)
+        return self
+
+
+class Config(Section):
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    data: DATASETS.field_type()  # type: ignore[valid-type]
+    model: MODELS.field_type()  # type: ignore[valid-type]
+    activation: ACTIVATIONS.field_type() = "relu"  # type: ignore[valid-type]
+    init: INITS.field_type() = "default"  # type: ignore[valid-type]
+    optimizer: OPTIMIZERS.field_type() = Field(default_factory=lambda: SGD(name="sgd"))  # type: ignore[valid-type]
+    regularization: Regularization = Field(default_factory=Regularization)
+    train: Train = Field(default_factory=Train)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def resolved(self) -> dict:
+        """Plain data with every default filled in (what config.yaml in a run holds)."""
+        return _plain(self.model_dump(mode="json"))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+class _Located:
+    """Raw config data plus where each key came from."""
+
+    def __init__(self, data: Any, lines: dict[Path_, int], source: str | None):
+        self.data = data
+        self.lines = lines
+        self.source = source
+        self.overrides: dict[Path_, str] = {}
+
+    def problem(self, path: Path_, message: str) -> Problem:
+        dotted = ".".join(str(p) for p in path)
+        for i in range(len(path), 0, -1):  # an override wins over the file for its subtree
+            if path[:i] in self.overrides:
+                return Problem(dotted, message, source=self.overrides[path[:i]])
+        for i in range(len(path), -1, -1):  # a missing key points at its parent's line
+            if path[:i] in self.lines:
+                return Problem(dotted, message, line=self.lines[path[:i]], source=self.source)
+        return Problem(dotted, message, source=self.source)
+
+
+def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem],
+                source: str | None) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is None:
+                problems.append(Problem(".".join(map(str, path)), "a key must be a plain name", line, source))
+                continue
+            if key in seen:
+                problems.append(Problem(".".join(map(str, path + (key,))),
+                                        f"duplicate key (first on line {seen[key]}); keep one", line, source))
+            seen[key] = line
+            lines[path + (key,)] = line
+            _walk_lines(value_node, path + (key,), lines, problems, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _walk_lines(item, path + (i,), lines, problems, source)
+
+
+def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
+    """Raw data and key lines from YAML text; ConfigError for anything malformed."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = text[: e.start].count(b"\n") + 1
+            raise ConfigError([Problem("", f"not UTF-8 text (byte {e.start}); save the file as UTF-8",
+                                       line, source)], source) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        context = getattr(e, "context", None)
+        msg = f"malformed YAML: {what}" + (f" ({context})" if context else "")
+        raise ConfigError([Problem("", msg, line, source)], source) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise ConfigError([Problem("", "the config is empty; it needs at least data: and model:",
+                                   1, source)], source)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", f"the config must be a mapping of keys (data:, model:, ...), "
+                                       f"not a {type(data).__name__}", 1, source)], source)
+    lines: dict[Path_, int] = {(): 1}
+    problems: list[Problem] = []
+    _walk_lines(node, (), lines, problems, source)
+    if problems:
+        raise ConfigError(problems, source)
+    return _Located(data, lines, source)
+
+
+# ---------------------------------------------------------------- --set overrides
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
+    """Apply `key.path=value` overrides in place; values parse as YAML scalars."""
+    problems = []
+    for item in sets:
+        origin = f"--set {item}"
+        key, eq, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(_KEY.match(p) or p.isdigit() for p in parts):
+            problems.append(Problem(key.strip(), "expected --set key.path=value, e.g. --set optimizer.lr=0.01",
+                                    source=origin))
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            problems.append(Problem(key, f"the value is not valid YAML: {str(e).splitlines()[0]}", source=origin))
+            continue
+        node = loc.data
+        path: list[str | int] = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                idx: str | int = int(part)
+            elif isinstance(node, dict):
+                idx = part
+            else:
+                problems.append(Problem(".".join(map(str, path)) or key,
+                                        f"cannot set {part!r} inside a {type(node).__name__}", source=origin))
+                break
+            path.append(idx)
+            if last:
+                node[idx] = value
+                loc.overrides[tuple(path)] = origin
+                break
+            child = node[idx] if (isinstance(node, list) or idx in node) else None
+            if child is None:
+                child = node[idx] = {}
+            elif isinstance(child, str):
+                # `activation: relu` given, `--set activation.x=...` wants the mapping form.
+                child = node[idx] = {"name": child}
+            node = child
+    return problems
+
+
+# ---------------------------------------------------------------- validation
+
+def _unwrap(tp: Any, raw: Any) -> Any:
+    """The BaseModel class a type annotation means for this raw value, if any."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin is Union or (origin is not None and str(origin) == "types.UnionType"):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            name = raw.get("name") if isinstance(raw, dict) else raw
+            for m in models:
+                tag = m.model_fields.get("name")
+                if tag is not None and name in (typing.get_args(tag.annotation) or ()):
+                    return m
+            if len(models) == 1:
+                return models[0]
+            return None
+        else:
+            return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _keys_at(raw: Any, path: Path_) -> list[str]:
+    """The keys the schema allows in the mapping at `path` of the raw data."""
+    model: Any = Config
+    node = raw
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _unwrap(model.model_fields[part].annotation, node)
+    return list(model.model_fields) if model is not None else []
+
+
+def _data_path(loc: tuple, raw: Any) -> Path_:
+    """A pydantic error location as a key path in the user's data (union tags removed)."""
+    path: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(part, str) and (node == part or (isinstance(node, dict) and node.get("name") == part)):
+            continue  # the discriminator tag pydantic inserts: not a key of the user's
+        else:
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _choices_from_pattern(pattern: str) -> list[str] | None:
+    m = re.fullmatch(r"\^\(([\w|]+)\)\$", pattern)
+    return m.group(1).split("|") if m else None
+
+
+def _message(err: dict, raw: Any, path: Path_) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    field = next((p for p in reversed(path) if isinstance(p, str)), "value")
+    if kind == "extra_forbidden":
+        allowed = _keys_at(raw, path[:-1])
+        hint = closest(str(path[-1]), allowed)
+        msg = f"unknown key '{path[-1]}'" + (f"; did you mean '{hint}'?" if hint else "")
+        return msg + (f" (valid here: {', '.join(allowed)})" if allowed else "")
+    if kind == "union_tag_invalid":
+        choices = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))
+        hint = closest(str(ctx.get("tag")), choices)
+        return (f"unknown {field} '{ctx.get('tag')}'" + (f"; did you mean '{hint}'?" if hint else "")
+                + f" (valid: {', '.join(choices)})")
+    if kind == "union_tag_not_found":
+        return f"needs a name, e.g. {field}: {{name: ...}} or just {field}: NAME"
+    if kind == "literal_error" or (kind == "string_pattern_mismatch" and _choices_from_pattern(ctx.get("pattern", ""))):
+        choices = (re.findall(r"'([^']+)'", ctx.get("expected", "")) if kind == "literal_error"
+                   else _choices_from_pattern(ctx["pattern"]))
+        hint = closest(str(value), choices) if isinstance(value, str) else None
+        return (f"'{value}' is not a valid {field}" + (f"; did you mean '{hint}'?" if hint else "")
+                + f" (valid: {', '.join(choices)})")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "model_type" or kind == "dict_type":
+        return f"must be a mapping of keys, got {type(value).__name__} {value!r}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    if kind == "string_pattern_mismatch" and field == "name":
+        return f"{value!r} is not a valid name: use letters, digits, '_', '-' and '.' (at most 64)"
+    return f"{msg[0].lower()}{msg[1:]} (got {value!r})" if "input" in err else msg
+
+
+def _cross_checks(cfg: Config) -> list[tuple[Path_, str]]:
+    """Problems that involve two sections at once (only run on a valid structure)."""
+    out = []
+    task = type(cfg.data).task
+    if task == "regression" and cfg.train.loss == "cross_entropy":
+        out.append((("train", "loss"), f"data '{cfg.data.name}' is a regression task; use loss: mse"))
+    bs = cfg.train.batch_size
+    n_train = getattr(cfg.data, "n_train", None)
+    if isinstance(bs, int) and n_train and bs > n_train:
+        out.append((("train", "batch_size"), f"{bs} is larger than data.n_train ({n_train}); "
+                                              f"use batch_size: full for full-batch gradient descent"))
+    if cfg.regularization.norm == "batch" and bs == 1:
+        out.append((("regularization", "norm"), "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
+    return out
+
+
+def validate(loc: _Located, base_dir: Path | None = None) -> Config:
+    """The Config for located raw data, or ConfigError listing every problem."""
+    try:
+        cfg = Config.model_validate(loc.data, context={"base_dir": base_dir})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False):
+            path = _data_path(err["loc"], loc.data)
+            problems.append(loc.problem(path, _message(err, loc.data, path)))
+        raise ConfigError(_dedupe(problems), loc.source) from None
+    problems = [loc.problem(p, m) for p, m in _cross_checks(cfg)]
+    if problems:
+        raise ConfigError(problems, loc.source)
+    return cfg
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return sorted(out, key=lambda p: (p.line or 10**9, p.path))
+
+
+def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A validated Config from a YAML path, a dict or a Config, with --set overrides."""
+    if isinstance(source, Config) and not overrides:
+        return source
+    if isinstance(source, Config):
+        source = source.resolved()
+    if isinstance(source, dict):
+        import copy
+
+        loc = _Located(copy.deepcopy(source), {}, None)
+        base_dir = None
+    else:
+        path = Path(source)
+        if not path.is_file():
+            hint = " (it is a folder)" if path.is_dir() else ""
+            raise ConfigError([Problem("", f"config file not found: {path}{hint}")], str(path))
+        loc = parse_yaml(path.read_bytes(), str(path))
+        base_dir = path.resolve().parent
+    problems = apply_overrides(loc, list(overrides))
+    if problems:
+        # Still validate, so bad overrides and bad keys are reported together.
+        try:
+            validate(loc, base_dir)
+        except ConfigError as e:
+            problems += e.problems
+        raise ConfigError(problems, loc.source)
+    return validate(loc, base_dir)
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

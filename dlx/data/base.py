@@ -1,0 +1,69 @@
+"""The in-memory dataset every model trains on, and the base of data specs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import torch
+from pydantic import Field, PositiveInt
+
+from ..registry import Registry, Spec
+
+DATASETS = Registry("data")
+
+
+@dataclass
+class Dataset:
+    """Train/test tensors, kept whole on the training device.
+
+    x may be stored compactly (MNIST as uint8); a batch is turned into float as
+    x.float() * scale + shift, so normalisation costs nothing up front.
+    """
+
+    name: str
+    x_train: torch.Tensor  # (N, *feature_shape)
+    y_train: torch.Tensor  # (N,) int64 class ids, or (N, out_dim) float32 targets
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str  # "classification" | "regression"
+    n_classes: int | None = None
+    scale: float = 1.0
+    shift: float = 0.0
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def in_dim(self) -> int:
+        return math.prod(self.feature_shape)
+
+    @property
+    def out_dim(self) -> int:
+        if self.task == "classification":
+            return int(self.n_classes)
+        return int(self.y_train.shape[1])
+
+    def to(self, device: torch.device) -> "Dataset":
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+    def as_float(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as float32 model input (the per-batch normalisation)."""
+        if x.dtype == torch.float32 and self.scale == 1.0 and self.shift == 0.0:
+            return x
+        return x.float().mul_(self.scale).add_(self.shift)
+
+
+class DataSpec(Spec):
+    """Common keys: how many samples, and whether to standardise the inputs."""
+
+    task: ClassVar[str] = "classification"
+    n_train: PositiveInt = 1000
+    n_test: PositiveInt = 500
+    normalize: bool = Field(True, description="standardise inputs with train-set statistics")
+
+    def load(self, seed: int) -> Dataset:
+        """Build or read the data on the CPU; the trainer moves it to the device."""
+        raise NotImplementedError

@@ -1,0 +1,209 @@
+"""Synthetic tasks made from the seed in a few milliseconds, and a user's own arrays.
+
+Every generator draws n_train + n_test samples from one numpy Generator seeded
+by the config's seed, then splits them: same seed, same data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field, PositiveInt, field_validator
+
+from ..errors import DlxError
+from ..paths import ExistingFile
+from .base import DATASETS, Dataset, DataSpec
+
+
+def _finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
+            n_classes: int | None = None) -> Dataset:
+    """Shuffle, split into train/test, standardise with train statistics, wrap as tensors."""
+    n = spec.n_train
+    x_train, x_test = x[:n], x[n:]
+    if spec.normalize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by 0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    y_dtype = torch.int64 if task == "classification" else torch.float32
+    return Dataset(
+        name=name,
+        x_train=torch.as_tensor(np.ascontiguousarray(x_train), dtype=torch.float32),
+        y_train=torch.as_tensor(np.ascontiguousarray(y[:n]), dtype=y_dtype),
+        x_test=torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32),
+        y_test=torch.as_tensor(np.ascontiguousarray(y[n:]), dtype=y_dtype),
+        task=task, n_classes=n_classes,
+    )
+
+
+def _shuffled(rng: np.random.Generator, x: np.ndarray, y: np.ndarray):
+    order = rng.permutation(len(x))
+    return x[order], y[order]
+
+
+class _Classes(DataSpec):
+    noise: float = Field(0.1, ge=0)
+
+    def _total(self) -> int:
+        return self.n_train + self.n_test
+
+    def _per_class(self, k: int) -> list[int]:
+        """Sizes of k classes summing to the total (the first ones one larger)."""
+        n = self._total()
+        return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+@DATASETS.register("spirals")
+class Spirals(_Classes):
+    """Interleaved spiral arms in 2-D, one class per arm: needs a nonlinear, deep-ish net."""
+
+    classes: int = Field(3, ge=2, le=10)
+    turns: float = Field(1.0, gt=0, le=5)
+    noise: float = Field(0.05, ge=0)
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        xs, ys = [], []
+        for k, m in enumerate(self._per_class(self.classes)):
+            t = np.sqrt(rng.uniform(0.0, 1.0, m)) * self.turns * 2 * np.pi
+            phase = 2 * np.pi * k / self.classes
+            r = t / (self.turns * 2 * np.pi)
+            pts = np.stack([r * np.cos(t + phase), r * np.sin(t + phase)], axis=1)
+            xs.append(pts + rng.normal(0.0, self.noise, pts.shape))
+            ys.append(np.full(m, k))
+        x, y = _shuffled(rng, np.concatenate(xs), np.concatenate(ys))
+        return _finish(self, "spirals", x, y, "classification", self.classes)
+
+
+@DATASETS.register("moons")
+class Moons(_Classes):
+    """Two interleaving half circles in 2-D."""
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        a, b = self._per_class(2)
+        ta, tb = rng.uniform(0, np.pi, a), rng.uniform(0, np.pi, b)
+        upper = np.stack([np.cos(ta), np.sin(ta)], axis=1)
+        lower = np.stack([1 - np.cos(tb), 0.5 - np.sin(tb)], axis=1)
+        x = np.concatenate([upper, lower]) + rng.normal(0, self.noise, (a + b, 2))
+        y = np.concatenate([np.zeros(a), np.ones(b)])
+        x, y = _shuffled(rng, x, y)
+        return _finish(self, "moons", x, y, "classification", 2)
+
+
+@DATASETS.register("circles")
+class Circles(_Classes):
+    """A small circle inside a large one: not linearly separable."""
+
+    factor: float = Field(0.5, gt=0, lt=1)
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        a, b = self._per_class(2)
+        ta, tb = rng.uniform(0, 2 * np.pi, a), rng.uniform(0, 2 * np.pi, b)
+        outer = np.stack([np.cos(ta), np.sin(ta)], axis=1)
+        inner = self.factor * np.stack([np.cos(tb), np.sin(tb)], axis=1)
+        x = np.concatenate([outer, inner]) + rng.normal(0, self.noise, (a + b, 2))
+        y = np.concatenate([np.zeros(a), np.ones(b)])
+        x, y = _shuffled(rng, x, y)
+        return _finish(self, "circles", x, y, "classification", 2)
+
+
+@DATASETS.register("xor")
+class XOR(_Classes):
+    """Points in [-1, 1]^2 labelled by the sign of x1*x2: the problem a perceptron cannot solve."""
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(-1, 1, (self._total(), 2))
+        y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+        x = x + rng.normal(0, self.noise, x.shape)
+        return _finish(self, "xor", x, y, "classification", 2)
+
+
+@DATASETS.register("blobs")
+class Blobs(_Classes):
+    """Gaussian clusters, one per class, in `dim` dimensions."""
+
+    classes: int = Field(3, ge=2, le=100)
+    dim: PositiveInt = 2
+    spread: float = Field(1.0, gt=0, description="cluster std relative to the centres' spread")
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(0, 3.0, (self.classes, self.dim))
+        xs, ys = [], []
+        for k, m in enumerate(self._per_class(self.classes)):
+            xs.append(centres[k] + rng.normal(0, self.spread, (m, self.dim)))
+            ys.append(np.full(m, k))
+        x, y = _shuffled(rng, np.concatenate(xs), np.concatenate(ys))
+        return _finish(self, "blobs", x, y, "classification", self.classes)
+
+
+@DATASETS.register("teacher")
+class Teacher(DataSpec):
+    """Regression: targets from a random tanh 'teacher' MLP plus noise (use loss: mse)."""
+
+    task = "regression"
+    in_dim: PositiveInt = 10
+    out_dim: PositiveInt = 1
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [32])
+    noise: float = Field(0.05, ge=0)
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(0, 1, (self.n_train + self.n_test, self.in_dim))
+        h, d = x, self.in_dim
+        for w in self.hidden:
+            h = np.tanh(h @ rng.normal(0, 1 / np.sqrt(d), (d, w)))
+            d = w
+        y = h @ rng.normal(0, 1 / np.sqrt(d), (d, self.out_dim))
+        y = y + rng.normal(0, self.noise, y.shape)
+        return _finish(self, "teacher", x, y, "regression")
+
+
+@DATASETS.register("arrays")
+class Arrays(DataSpec):
+    """A user's .npz with x_train, y_train, x_test, y_test (integer y: classes; float y: regression)."""
+
+    path: ExistingFile
+    n_train: PositiveInt | None = None  # all of them unless given
+    n_test: PositiveInt | None = None
+    normalize: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _npz(cls, path):
+        if path.suffix != ".npz":
+            raise ValueError(f"{path} is not a .npz file; save one with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+        return path
+
+    def load(self, seed):
+        try:
+            with np.load(self.path) as z:
+                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+                if missing:
+                    raise DlxError(f"data.path: {self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})")
+                arrs = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+        except DlxError:
+            raise
+        except Exception as e:
+            raise DlxError(f"data.path: cannot read {self.path}: {e}") from None
+        for split in ("train", "test"):
+            x, y = arrs[f"x_{split}"], arrs[f"y_{split}"]
+            if len(x) != len(y):
+                raise DlxError(f"data.path: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        if arrs["x_train"].shape[1:] != arrs["x_test"].shape[1:]:
+            raise DlxError(f"data.path: x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}")
+        n_tr = min(self.n_train or len(arrs["x_train"]), len(arrs["x_train"]))
+        n_te = min(self.n_test or len(arrs["x_test"]), len(arrs["x_test"]))
+        x = np.concatenate([arrs["x_train"][:n_tr], arrs["x_test"][:n_te]]).astype(np.float64)
+        y = np.concatenate([arrs["y_train"][:n_tr], arrs["y_test"][:n_te]])
+        if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+            if y.min() < 0:
+                raise DlxError(f"data.path: class labels must be 0..K-1, found {y.min()}")
+            task, k = "classification", int(y.max()) + 1
+        else:
+            task, k = "regression", None
+            y = y.reshape(len(y), -1).astype(np.float32)
+        spec = self.model_copy(update={"n_train": n_tr, "n_test": n_te})
+        return _finish(spec, "arrays", x, y, task, k)

@@ -1,0 +1,208 @@
+"""Optimizers and learning-rate schedules, keyed by their YAML names.
+
+`optimizer: {name: adam, lr: 0.001, schedule: {name: cosine}}`. Schedules are
+multiplicative factors on `lr`, evaluated per optimizer step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+
+from .registry import Registry, Spec
+
+SCHEDULES = Registry("schedule")
+OPTIMIZERS = Registry("optimizer")
+
+
+class ScheduleSpec(Spec):
+    def factor(self, step: int, total: int) -> float:
+        """Multiplier on the base lr at optimizer step `step` (0-based) of `total`."""
+        raise NotImplementedError
+
+
+@SCHEDULES.register("constant")
+class Constant(ScheduleSpec):
+    """The same lr throughout."""
+
+    def factor(self, step, total):
+        return 1.0
+
+
+@SCHEDULES.register("step")
+class StepDecay(ScheduleSpec):
+    """Multiply lr by gamma every step_size steps."""
+
+    step_size: PositiveInt = 1000
+    gamma: float = Field(0.1, gt=0)
+
+    def factor(self, step, total):
+        return self.gamma ** (step // self.step_size)
+
+
+@SCHEDULES.register("exponential")
+class Exponential(ScheduleSpec):
+    """Multiply lr by gamma every step."""
+
+    gamma: float = Field(0.999, gt=0)
+
+    def factor(self, step, total):
+        return self.gamma**step
+
+
+def _cosine(step: int, total: int, min_factor: float) -> float:
+    t = min(step / max(total, 1), 1.0)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@SCHEDULES.register("cosine")
+class Cosine(ScheduleSpec):
+    """Half a cosine from lr down to min_factor*lr over the whole run."""
+
+    min_factor: float = Field(0.0, ge=0, le=1)
+
+    def factor(self, step, total):
+        return _cosine(step, total, self.min_factor)
+
+
+@SCHEDULES.register("warmup")
+class Warmup(ScheduleSpec):
+    """Linear ramp from lr/steps to lr over `steps`, then constant or cosine."""
+
+    steps: PositiveInt = 100
+    then: str = Field("constant", pattern="^(constant|cosine)$")
+    min_factor: float = Field(0.0, ge=0, le=1)
+
+    def factor(self, step, total):
+        if step < self.steps:
+            return (step + 1) / self.steps
+        if self.then == "cosine":
+            return _cosine(step - self.steps, total - self.steps, self.min_factor)
+        return 1.0
+
+
+Schedule = SCHEDULES.field_type()
+
+
+class OptimizerSpec(Spec):
+    lr: PositiveFloat = 0.01
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Schedule = Field(default_factory=lambda: Constant(name="constant"))
+
+    def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(OptimizerSpec):
+    """Plain (mini-batch) gradient descent: w -= lr * grad."""
+
+    momentum: float = Field(0.0, ge=0, lt=1)
+    dampening: float = Field(0.0, ge=0, le=1)
+    nesterov: bool = False
+
+    def build(self, params):
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+                               nesterov=self.nesterov, weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("momentum")
+class Momentum(OptimizerSpec):
+    """Heavy ball: v = momentum*v + grad; w -= lr*v."""
+
+    momentum: float = Field(0.9, gt=0, lt=1)
+    dampening: float = Field(0.0, ge=0, le=1)
+
+    def build(self, params):
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+                               weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("nesterov")
+class Nesterov(OptimizerSpec):
+    """Momentum with the gradient taken at the look-ahead point."""
+
+    momentum: float = Field(0.9, gt=0, lt=1)
+
+    def build(self, params):
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=True,
+                               weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("adagrad")
+class Adagrad(OptimizerSpec):
+    """Per-parameter lr divided by the root of all past squared gradients: it only decays."""
+
+    lr_decay: float = Field(0.0, ge=0)
+    initial_accumulator_value: float = Field(0.0, ge=0)
+    eps: PositiveFloat = 1e-10
+
+    def build(self, params):
+        return torch.optim.Adagrad(params, lr=self.lr, lr_decay=self.lr_decay, eps=self.eps,
+                                   initial_accumulator_value=self.initial_accumulator_value,
+                                   weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("adadelta")
+class Adadelta(OptimizerSpec):
+    """AdaGrad with a decaying window and unit-correct steps; lr 1.0 is the paper's."""
+
+    lr: PositiveFloat = 1.0
+    rho: float = Field(0.9, gt=0, lt=1)
+    eps: PositiveFloat = 1e-6
+
+    def build(self, params):
+        return torch.optim.Adadelta(params, lr=self.lr, rho=self.rho, eps=self.eps,
+                                    weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(OptimizerSpec):
+    """Divide by a running average of squared gradients (alpha is its decay)."""
+
+    lr: PositiveFloat = 0.001
+    alpha: float = Field(0.99, gt=0, lt=1)
+    eps: PositiveFloat = 1e-8
+    momentum: float = Field(0.0, ge=0, lt=1)
+    centered: bool = False
+
+    def build(self, params):
+        return torch.optim.RMSprop(params, lr=self.lr, alpha=self.alpha, eps=self.eps,
+                                   momentum=self.momentum, centered=self.centered,
+                                   weight_decay=self.weight_decay)
+
+
+class _AdamBase(OptimizerSpec):
+    lr: PositiveFloat = 0.001
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    amsgrad: bool = False
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas):
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"both betas must lie in [0, 1), got {list(betas)}")
+        return betas
+
+
+@OPTIMIZERS.register("adam")
+class Adam(_AdamBase):
+    """Momentum plus RMSprop scaling, bias-corrected (Kingma & Ba 2015)."""
+
+    def build(self, params):
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                amsgrad=self.amsgrad, weight_decay=self.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(_AdamBase):
+    """Adam with weight decay decoupled from the gradient (Loshchilov & Hutter 2019)."""
+
+    weight_decay: float = Field(0.01, ge=0)
+
+    def build(self, params):
+        return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                 amsgrad=self.amsgrad, weight_decay=self.weight_decay)

@@ -1,0 +1,37 @@
+"""File paths in configs: resolved against the working directory, then the config's folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, ValidationInfo
+
+
+def resolve(path: Path, info: ValidationInfo | None) -> Path:
+    """An absolute path: as given if it exists from here, else beside the config file."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    if path.exists():
+        return path.resolve()
+    base = (info.context or {}).get("base_dir") if info is not None else None
+    if base is not None and (Path(base) / path).exists():
+        return (Path(base) / path).resolve()
+    return path.resolve()
+
+
+def _existing_file(path: Path, info: ValidationInfo) -> Path:
+    p = resolve(path, info)
+    if not p.is_file():
+        where = (info.context or {}).get("base_dir")
+        also = f" or {Path(where) / path}" if where else ""
+        raise ValueError(f"file not found: {p}{also}")
+    return p
+
+
+def _directory(path: Path, info: ValidationInfo) -> Path:
+    return resolve(path, info)
+
+
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+Directory = Annotated[Path, AfterValidator(_directory)]

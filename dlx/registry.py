@@ -1,0 +1,112 @@
+"""Registries: YAML name -> spec class (its parameters, validated by pydantic).
+
+Each kind of component (activation, init, optimizer, schedule, data, model)
+has one Registry. A spec class declares the component's parameters as pydantic
+fields and knows how to build the thing; `Registry.register` stamps it with a
+`name: Literal[...]` field so a config section validates as a discriminated
+union: the name picks the class, the class rejects parameters it does not know.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+
+class Spec(BaseModel):
+    """Base of every component spec: strict about unknown keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        """The parameters without the name, as given or defaulted."""
+        return self.model_dump(exclude={"name"})
+
+
+def closest(word: str, choices: list[str]) -> str | None:
+    """The valid choice nearest to a misspelling, if any is near enough."""
+    hits = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
+    return hits[0] if hits else None
+
+
+def _name_shorthand(value: Any) -> Any:
+    # `activation: relu` means `activation: {name: relu}`.
+    if isinstance(value, str):
+        return {"name": value}
+    return value
+
+
+class Registry:
+    """Spec classes of one kind of component, keyed by the names the YAML uses."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._specs: dict[str, type[Spec]] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, *aliases: str):
+        """Class decorator: make `cls` the spec for `name` (and its aliases)."""
+
+        def deco(cls: type[Spec]) -> type[Spec]:
+            if name in self._specs or name in self._aliases:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            tag = Literal[(name, *aliases)]  # type: ignore[valid-type]
+            spec = create_model(
+                cls.__name__,
+                __base__=cls,
+                __module__=cls.__module__,
+                name=(tag, name),
+            )
+            spec.__doc__ = cls.__doc__
+            spec.registry_name = name  # type: ignore[attr-defined]
+            self._specs[name] = spec
+            for a in aliases:
+                self._aliases[a] = name
+            return spec
+
+        return deco
+
+    def names(self, aliases: bool = False) -> list[str]:
+        out = list(self._specs)
+        return out + list(self._aliases) if aliases else out
+
+    def aliases_of(self, name: str) -> list[str]:
+        return [a for a, n in self._aliases.items() if n == name]
+
+    def get(self, name: str) -> type[Spec]:
+        name = self._aliases.get(name, name)
+        return self._specs[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs or name in self._aliases
+
+    def field_type(self) -> Any:
+        """The pydantic type for a config section of this kind (str or mapping)."""
+        members = tuple(self._specs.values())
+        union = members[0] if len(members) == 1 else Union[members]  # type: ignore[valid-type]
+        if len(members) > 1:
+            union = Annotated[union, Field(discriminator="name")]
+        return Annotated[union, BeforeValidator(_name_shorthand)]
+
+    def parse(self, value: Any) -> Spec:
+        """A spec from a name or a mapping (for the Python API and tests)."""
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(self.field_type()).validate_python(value)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, parameters with defaults, one-line help) for `dlx list`."""
+        rows = []
+        for name, spec in self._specs.items():
+            params = []
+            for field, info in spec.model_fields.items():
+                if field == "name":
+                    continue
+                default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+                params.append(f"{field}={default}")
+            label = name + "".join(f" | {a}" for a in self.aliases_of(name))
+            doc = (spec.__doc__ or "").strip().splitlines()
+            rows.append((label, ", ".join(params), doc[0] if doc else ""))
+        return rows

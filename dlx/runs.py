@@ -1,0 +1,207 @@
+"""The run folder: the only code that knows its layout (see DESIGN.md, the contract).
+
+runs/<run_id>/
+  config.yaml     the resolved config, defaults filled in
+  meta.json       status, times, seed, device, versions, git commit, command line, layers
+  metrics.jsonl   one line per log interval (train loss/acc, lr, time; test metrics when evaluated)
+  probes.jsonl    one line per log interval: per-step gradient norms, weight norms,
+                  update ratios, unit spreads, activation statistics
+  summary.json    final metrics, status, per-layer summaries, verdicts
+  checkpoint.pt   model + optimizer + schedule + RNG state
+A folder appears under its final name only once config.yaml and meta.json are
+complete; JSON files are replaced atomically; .jsonl files are appended and
+flushed per interval, so a crash loses at most one interval.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DlxError
+
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON: arrays to lists, NaN/Inf to null (standard JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write to a temp file beside `path`, fsync, rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    mode = "wb" if isinstance(text, bytes) else "w"
+    with open(tmp, mode) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "dlx": __version__,
+            "numpy": np.__version__}
+
+
+def prepare_runs_dir(runs_dir: Path) -> Path:
+    """The runs folder, created and checked writable before any training starts."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / f".write-test-{os.getpid()}-{secrets.token_hex(3)}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise DlxError(f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. "
+                       f"Fix its permissions or pass --runs-dir to write elsewhere.") from None
+    return runs_dir
+
+
+class RunFolder:
+    """A run being written: created under a temp name, renamed once its first files are complete."""
+
+    def __init__(self, runs_dir: Path, name: str | None):
+        self.runs_dir = prepare_runs_dir(runs_dir)
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        # A random suffix keeps ids unique when several runs start in the same second.
+        self.run_id = f"{stamp}-{name or 'run'}-{secrets.token_hex(3)}"
+        self.path = self.runs_dir / self.run_id
+        self._tmp = self.runs_dir / f".tmp-{self.run_id}"
+        self._files: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+
+    def open(self, config_yaml: str, meta: dict[str, Any]) -> None:
+        self._tmp.mkdir()
+        write_atomic(self._tmp / "config.yaml", config_yaml)
+        self.meta = {"run_id": self.run_id, "status": "running", **meta}
+        write_json(self._tmp / "meta.json", self.meta)
+        os.rename(self._tmp, self.path)
+        for name in ("metrics.jsonl", "probes.jsonl"):
+            self._files[name] = open(self.path / name, "a", encoding="utf-8")
+
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        f = self._files[name]
+        f.write(json.dumps(jsonable(record)) + "\n")
+        f.flush()
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        write_json(self.path / "meta.json", self.meta)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / "summary.json", summary)
+
+    def write_checkpoint(self, state: dict[str, Any]) -> None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        write_atomic(self.path / "checkpoint.pt", buf.getvalue())
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else []
+
+
+# ---------------------------------------------------------------- reading runs
+
+def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A run folder from a path, a run id (or unique prefix/suffix of one), or 'last'."""
+    p = Path(ref)
+    if (p / "meta.json").is_file():
+        return p
+    runs_dir = Path(runs_dir)
+    folders = sorted(d for d in runs_dir.glob("*") if (d / "meta.json").is_file()) if runs_dir.is_dir() else []
+    if str(ref) == "last":
+        if not folders:
+            raise DlxError(f"no runs in {runs_dir} yet; train one with: dlx train CONFIG")
+        return max(folders, key=lambda d: (d / "meta.json").stat().st_mtime)
+    hits = [d for d in folders if d.name == str(ref)] or [d for d in folders if str(ref) in d.name]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise DlxError(f"'{ref}' matches {len(hits)} runs in {runs_dir}: "
+                       + ", ".join(d.name for d in hits[:5]) + ("..." if len(hits) > 5 else "")
+                       + "; give more of the id")
+    raise DlxError(f"no run '{ref}': not a run folder, and no run id in {runs_dir} contains it")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a .jsonl file; a torn last line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """meta, config (text), summary, metrics and probes of a run folder."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DlxError(f"{path} is not a readable run folder (meta.json: {e})") from None
+    summary_path = path / "summary.json"
+    return {
+        "path": path,
+        "meta": meta,
+        "config": (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else "",
+        "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        "metrics": read_jsonl(path / "metrics.jsonl"),
+        "probes": read_jsonl(path / "probes.jsonl"),
+    }
