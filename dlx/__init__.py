@@ -20,3 +20,6 @@ def __getattr__(name):
 
         return getattr(errors, name)
     raise AttributeError(f"module 'dlx' has no attribute {name!r}")
+
+# The loop lives in dlx.trainer (not dlx.train) so that importing it never shadows
+# the dlx.train() function on the package.

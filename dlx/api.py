@@ -62,10 +62,11 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
     for j, (name, module) in enumerate(trainer.probes.layers):
         col = grad[:, j] if grad.size else np.zeros(0)
         fin = col[np.isfinite(col)]
+        # "last" is the last finite value: after a divergence it shows where the norm was heading.
         entry = {"name": name, "shape": list(module.weight.shape),
                  "grad_norm": {"first": col[0] if len(col) else None,
                                "median": float(np.median(fin)) if len(fin) else None,
-                               "last": col[-1] if len(col) else None}}
+                               "last": fin[-1] if len(fin) else None}}
         for key in ("weight_norm", "update_ratio", "unit_spread"):
             if key in hist.last:
                 entry[key] = hist.last[key][j]
@@ -170,7 +171,7 @@ def train(config: str | Path | dict | Config, overrides: Iterable[str] = (), *,
     user's mistakes; a run that diverges or is interrupted returns normally with
     that status.
     """
-    from .train import Trainer
+    from .trainer import Trainer
 
     cfg = load_config(config, list(overrides))
     folder = RunFolder(Path(runs_dir), cfg.name) if save else None

@@ -46,6 +46,13 @@ def diagnose(names: list[str], grad: np.ndarray, last: dict[str, Any], act_names
         out.append({"kind": "diverged", "layers": diverged.get("layers", []),
                     "evidence": {"step": diverged["step"], "loss": diverged.get("loss")},
                     "message": f"diverged: {diverged['message']}"})
+    if "unit_spread" in last and len(names) >= 2:
+        same = [n for n, s in zip(names[:-1], last["unit_spread"][:-1]) if s < SYMMETRY_SPREAD]
+        if same:
+            out.append({"kind": "symmetry", "layers": same,
+                        "evidence": {n: float(s) for n, s in zip(names, last["unit_spread"])},
+                        "message": f"symmetric units: every unit in {', '.join(same)} is identical "
+                                   f"(zero/constant init: the gradient cannot tell them apart)"})
     finite = grad[np.isfinite(grad).all(axis=1)] if len(grad) else grad
     if len(finite) >= 1 and len(names) >= 2:
         window = finite[int(len(finite) * SUSTAINED_FROM):] if len(finite) >= 5 else finite
@@ -58,18 +65,15 @@ def diagnose(names: list[str], grad: np.ndarray, last: dict[str, Any], act_names
                         "message": f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
                                    f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, over the last "
                                    f"{100 - int(SUSTAINED_FROM * 100)}% of steps)"})
-        elif ratio > EXPLODING_RATIO or med.max() > EXPLODING_NORM:
+        elif ratio > EXPLODING_RATIO:
+            out.append({"kind": "exploding", "layers": [names[0], names[-1]], "evidence": ev,
+                        "message": f"exploding gradients: {names[0]}'s gradient norm is {_fmt(ratio)}x "
+                                   f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)})"})
+        elif med.max() > EXPLODING_NORM:
             big = names[int(np.argmax(med))]
-            out.append({"kind": "exploding", "layers": [names[0], big], "evidence": ev,
-                        "message": f"exploding gradients: median gradient norm reaches {_fmt(med.max())} "
-                                   f"at {big}; {names[0]}'s is {_fmt(ratio)}x {names[-1]}'s"})
-    if "unit_spread" in last and len(names) >= 2:
-        same = [n for n, s in zip(names[:-1], last["unit_spread"][:-1]) if s < SYMMETRY_SPREAD]
-        if same:
-            out.append({"kind": "symmetry", "layers": same,
-                        "evidence": {n: float(s) for n, s in zip(names, last["unit_spread"])},
-                        "message": f"symmetric units: every unit in {', '.join(same)} is identical "
-                                   f"(zero/constant init: the gradient cannot tell them apart)"})
+            out.append({"kind": "exploding", "layers": [big], "evidence": ev,
+                        "message": f"exploding gradients: median gradient norm {_fmt(med.max())} at {big} "
+                                   f"(above {_fmt(EXPLODING_NORM)})"})
     if relu_dead and "act_dead" in last:
         dead = [(n, f) for n, f in zip(act_names, last["act_dead"]) if f >= DEAD_FRACTION]
         if dead:

@@ -60,6 +60,30 @@ class Outcome:
     diverged: dict[str, Any] | None = None
 
 
+class EarlyStopping:
+    """Stops the run when the watched metric has not improved for `patience` evaluations."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float):
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.sign = 1.0 if metric.endswith("loss") else -1.0  # minimise losses, maximise accuracies
+        self.best: float | None = None
+        self.best_step = 0
+        self.bad = 0
+
+    def on_interval(self, trainer, record):
+        if "test_loss" not in record or record.get(self.metric) is None:
+            return  # only evaluation points count, for train_* metrics too
+        value = self.sign * record[self.metric]
+        if self.best is None or value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad = value, record["step"], 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            trainer.stop("completed", f"early stopping: {self.metric} has not improved for "
+                                      f"{self.patience} evaluations (best {self.sign * self.best:.4g} "
+                                      f"at step {self.best_step})")
+
+
 class Trainer:
     def __init__(self, cfg: Config, data: Dataset | None = None, callbacks=()):
         self.cfg = cfg
@@ -94,6 +118,9 @@ class Trainer:
         self.loss_fn = self._loss_fn()
         self.penalty_weights = [m.weight for _, m in self.model.init_targets()]
         self.callbacks = list(callbacks)
+        es = cfg.regularization.early_stopping
+        if es is not None:
+            self.callbacks.insert(0, EarlyStopping(es.metric, es.patience, es.min_delta))
         self.step = 0
         self._stop: tuple[str, str | None] | None = None
         self.generator = torch.Generator(device=self.device)
@@ -265,8 +292,13 @@ class Trainer:
             layers = [self.probes.names[j] for j in np.flatnonzero(~np.isfinite(grad[i]))]
             what = "loss" if not np.isfinite(loss[i]) else "gradient"
             first_layer = layers[0] if layers else None
-            msg = (f"non-finite {what} at step {step}"
-                   + (f"; first layer affected: {first_layer} (of {', '.join(layers)})" if layers else ""))
+            if not layers:
+                where = ""
+            elif len(layers) == self.probes.n:
+                where = f"; gradients non-finite in every layer ({self.probes.n})"
+            else:
+                where = f"; gradients non-finite in {', '.join(layers)} (first: {first_layer})"
+            msg = f"non-finite {what} ({float(loss[i]):.3g}) at step {step}{where}"
             record["diverged"] = {"step": step, "layer": first_layer, "layers": layers,
                                   "loss": float(loss[i]), "message": msg}
             self.probes.unhook()

@@ -1,0 +1,235 @@
+"""The `dlx` command line: the only module that prints or exits.
+
+Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged,
+130 interrupted (Ctrl-C). Heavy imports (torch) happen inside commands so
+`dlx --help` answers at once.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="dlx", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="Run deep-learning experiments from YAML and [bold]see[/] their training dynamics: "
+         "per-layer gradient norms, activation statistics and a plain-language verdict.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
+
+SetOpt = typer.Option(None, "--set", "-s", metavar="KEY.PATH=VALUE",
+                      help="Override a config key (repeatable); the value is parsed as YAML, "
+                           "e.g. --set optimizer.lr=0.01 --set activation=tanh")
+RunsDirOpt = typer.Option(Path("runs"), "--runs-dir", help="Folder that holds one sub-folder per run.")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    # soft_wrap: long error lines stay whole lines (copyable, greppable) instead of
+    # being cut at the terminal width.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(err: Exception) -> None:
+    """Print a DlxError for a person and exit with its code."""
+    from .errors import ConfigError
+
+    con = _console(stderr=True)
+    if isinstance(err, ConfigError):
+        lines = str(err).splitlines()
+        con.print(f"[bold red]error:[/] {lines[0]}", markup=True)
+        for line in lines[1:]:
+            con.print(line, markup=False)
+        con.print("Run [bold]dlx list[/] to see every valid name and its parameters.")
+    else:
+        con.print("[bold red]error:[/] ", end="")
+        con.print(str(err), markup=False)
+    raise typer.Exit(getattr(err, "exit_code", 1))
+
+
+def _version(value: bool):
+    if value:
+        from . import __version__
+
+        typer.echo(f"dlx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
+
+
+class ProgressBar:
+    """A rich progress bar fed by the trainer's interval events."""
+
+    def __init__(self, console):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+
+    def on_start(self, trainer):
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=trainer.total_steps, stats="")
+
+    def on_interval(self, trainer, record):
+        from .report import num
+
+        stats = f"loss {num(record['train_loss'], 4)}"
+        if record.get("train_acc") is not None:
+            stats += f" acc {record['train_acc']:.3f}"
+        if record.get("test_acc") is not None:
+            stats += f" test_acc {record['test_acc']:.3f}"
+        self.progress.update(self.task, completed=record["step"], stats=stats)
+
+    def on_end(self, trainer, outcome):
+        self.progress.stop()
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
+    set_: Optional[List[str]] = SetOpt,
+    runs_dir: Path = RunsDirOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; print the run folder only."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json to stdout at the end."),
+):
+    """Train one config and show per-layer gradient evidence and a verdict.
+
+    Writes runs/<run_id>/ (config, meta, metrics, probes, summary, checkpoint).
+    Exit code 0 completed, 2 bad config, 3 diverged, 130 interrupted.
+    """
+    from .errors import DlxError
+
+    con = _console(stderr=as_json)
+    try:
+        from .api import train as run_train
+        from .config import load_config
+        from .report import describe
+
+        cfg = load_config(config, set_ or [])
+        callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
+        if not (quiet or as_json):
+            con.print(f"[bold]dlx train[/] {config}: {describe(cfg.resolved())}")
+        result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks)
+    except DlxError as e:
+        _fail(e)
+    except KeyboardInterrupt:  # before training started: nothing to keep
+        con.print("[yellow]interrupted[/]")
+        raise typer.Exit(130)
+    from .report import run_report
+
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2))
+    elif not quiet:
+        con.print(run_report(result.summary))
+    con.print(f"run folder: [bold]{result.path}[/]")
+    raise typer.Exit(EXIT.get(result.status, 1))
+
+
+@app.command()
+def validate(
+    config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Check a config without training: every problem at once, with its line."""
+    from .errors import DlxError
+
+    try:
+        from .config import load_config
+        from .report import describe
+
+        cfg = load_config(config, set_ or [])
+    except DlxError as e:
+        _fail(e)
+    _console().print(f"[green]ok[/] {config}: {describe(cfg.resolved())}")
+
+
+@app.command()
+def show(
+    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last'."),
+    runs_dir: Path = RunsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print meta and summary as JSON."),
+):
+    """Show a finished (or running) run from its folder alone."""
+    from .errors import DlxError
+    from .runs import find_run, load_run
+
+    try:
+        data = load_run(find_run(run, runs_dir))
+    except DlxError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps({"path": str(data["path"]), "meta": data["meta"], "summary": data["summary"]},
+                              indent=2))
+        return
+    con = _console()
+    if data["summary"] is None:
+        meta = data["meta"]
+        m = data["metrics"][-1] if data["metrics"] else {}
+        con.print(f"run {meta.get('run_id')}: status [bold]{meta.get('status')}[/], no summary yet; "
+                  f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}")
+        return
+    from .report import run_report
+
+    con.print(run_report(data["summary"], data["meta"]))
+    con.print(f"run folder: [bold]{data['path']}[/]")
+
+
+@app.command("list")
+def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, init, optimizer, schedule, data, model.")):
+    """List every name a config can use, with its parameters and defaults."""
+    from rich.table import Table
+
+    from .activations import ACTIVATIONS
+    from .data import DATASETS
+    from .init import INITS
+    from .models import MODELS
+    from .optim import OPTIMIZERS, SCHEDULES
+    from .registry import closest
+
+    regs = {r.kind: r for r in (MODELS, DATASETS, ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES)}
+    if kind is not None and kind not in regs:
+        hint = closest(kind, list(regs))
+        _fail(_usage(f"unknown kind '{kind}'" + (f"; did you mean '{hint}'?" if hint else "")
+                     + f" (valid: {', '.join(regs)})"))
+    con = _console()
+    for k, reg in regs.items():
+        if kind and k != kind:
+            continue
+        t = Table(title=f"{k}", title_justify="left", title_style="bold", show_edge=False, pad_edge=False)
+        t.add_column("name", style="cyan", no_wrap=True)
+        t.add_column("parameters (defaults)")
+        t.add_column("what it is")
+        for row in reg.describe():
+            t.add_row(*row)
+        con.print(t)
+        con.print()
+
+
+def _usage(msg: str):
+    from .errors import DlxError
+
+    e = DlxError(msg)
+    e.exit_code = 2
+    return e
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Shared fixtures: a temp runs folder, the real MNIST folder, small configs."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+# A tiny, fast, healthy experiment; tests copy and change it.
+TINY = {
+    "seed": 0,
+    "data": {"name": "spirals", "n_train": 256, "n_test": 128},
+    "model": {"name": "mlp", "depth": 2, "width": 16},
+    "activation": "relu",
+    "init": "kaiming_normal",
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": 2, "batch_size": 32, "log_every": 4},
+}
+
+
+@pytest.fixture
+def tiny():
+    """A fresh deep copy of the tiny config dict."""
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def mnist_dir():
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR} (../shared/data/mnist beside the checkout)")
+    return MNIST_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """No test reads or writes the user's ~/.cache or a DLX_DATA_DIR set outside."""
+    monkeypatch.setenv("DLX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DLX_DATA_DIR", raising=False)
