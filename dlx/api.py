@@ -156,10 +156,19 @@ def checkpoint_state(trainer) -> dict[str, Any]:
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "step": trainer.step,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
                 "python": random.getstate(), "generator": trainer.generator.get_state()},
         "config": trainer.cfg.resolved(),
     }
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """numpy's global RNG state as tensors and ints, so torch.load(weights_only=True) reads it."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
 def train(config: str | Path | dict | Config, overrides: Iterable[str] = (), *,

@@ -189,6 +189,7 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
 # ---------------------------------------------------------------- --set overrides
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPLACES = {("train", "steps"): "epochs", ("train", "epochs"): "steps"}
 
 
 def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
@@ -223,6 +224,10 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
             if last:
                 node[idx] = value
                 loc.overrides[tuple(path)] = origin
+                # train.steps replaces train.epochs (and back) instead of clashing with it.
+                other = _REPLACES.get(tuple(path))
+                if other and isinstance(node, dict) and other in node and (*path[:-1], other) not in loc.overrides:
+                    del node[other]
                 break
             child = node[idx] if (isinstance(node, list) or idx in node) else None
             if child is None:

@@ -1,0 +1,101 @@
+"""The dlx command as a user runs it: real subprocesses, real output, real signals."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import CONFIGS, ROOT
+
+
+def dlx(*args, cwd=None, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "dlx", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_prints_layer_table_verdict_metrics_and_run_folder(tmp_path):
+    runs = tmp_path / "runs"
+    p = dlx("train", CONFIGS / "quickstart.yaml", "--set", "train.epochs=2", "--runs-dir", runs)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "Per-layer gradient L2 norm" in out
+    for layer in ("fc1", "fc2", "fc3", "out"):
+        assert layer in out
+    assert out.index("fc1") < out.index("out")  # input layer first
+    assert "verdict: healthy" in out
+    assert "test_acc" in out
+    folder = Path(out.split("run folder:")[1].strip())
+    assert folder.parent == runs and (folder / "summary.json").is_file()
+    assert "Traceback" not in p.stderr
+
+
+def test_train_exit_code_3_when_the_run_diverges(tmp_path):
+    p = dlx("train", CONFIGS / "exploding.yaml", "--runs-dir", tmp_path / "runs", "-q")
+    assert p.returncode == 3
+    assert "run folder:" in p.stdout
+
+
+def test_train_json_prints_the_summary(tmp_path):
+    p = dlx("train", CONFIGS / "quickstart.yaml", "--set", "train.epochs=1", "--runs-dir", tmp_path / "r", "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "completed" and [l["name"] for l in summary["layers"]][0] == "fc1"
+
+
+def test_show_renders_a_run_from_its_folder_alone(tmp_path):
+    runs = tmp_path / "runs"
+    assert dlx("train", CONFIGS / "zero_init.yaml", "--set", "train.epochs=1", "--runs-dir", runs, "-q").returncode == 0
+    p = dlx("show", "last", "--runs-dir", runs)
+    assert p.returncode == 0, p.stderr
+    assert "symmetric units" in p.stdout and "fc1" in p.stdout
+    run_id = next(runs.iterdir()).name
+    j = json.loads(dlx("show", run_id[-6:], "--runs-dir", runs, "--json").stdout)
+    assert j["meta"]["run_id"] == run_id and j["summary"]["verdicts"][0]["kind"] == "symmetry"
+
+
+def test_ctrl_c_stops_training_keeps_metrics_and_exits_130(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dlx", "train", str(CONFIGS / "quickstart.yaml"),
+                             "--set", "train.epochs=100000", "--runs-dir", str(runs), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        metrics = None
+        while time.time() < deadline:
+            found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []
+            if found and len(found[0].read_text().splitlines()) >= 3:
+                metrics = found[0]
+                break
+            time.sleep(0.1)
+        assert metrics is not None, "training never logged"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    meta = json.loads((metrics.parent / "meta.json").read_text())
+    assert meta["status"] == "interrupted"
+    summary = json.loads((metrics.parent / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] >= 30
+    assert (metrics.parent / "checkpoint.pt").is_file()
+
+
+def test_mnist_without_files_or_download_names_the_four_files(tmp_path):
+    env = {**os.environ, "DLX_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("DLX_DATA_DIR", None)
+    p = dlx("validate", CONFIGS / "mnist_mlp.yaml", "--set", "data.download=false", env=env)
+    assert p.returncode == 2
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert f in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_python_module_and_console_script_agree():
+    p = dlx("--version")
+    assert p.returncode == 0 and p.stdout.startswith("dlx ")

@@ -1,0 +1,268 @@
+"""End-to-end behaviour of `dlx.train`: the example configs show what they claim."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dlx
+from dlx.errors import DlxError
+from dlx.trainer import Trainer
+from dlx.config import load_config
+
+from conftest import CONFIGS
+
+
+def median_grad(result, layer):
+    return next(l["grad_norm"]["median"] for l in result.summary["layers"] if l["name"] == layer)
+
+
+def kinds(result):
+    return [v["kind"] for v in result.summary["verdicts"]]
+
+
+def test_vanishing_sigmoid_input_gradient_is_orders_of_magnitude_below_output(runs_dir):
+    r = dlx.train(CONFIGS / "vanishing_sigmoid.yaml", ["train.epochs=1"], runs_dir=runs_dir)
+    assert r.status == "completed"
+    assert median_grad(r, "fc1") < 1e-4 * median_grad(r, "out")
+    # ... and monotonically smaller toward the input, layer after layer.
+    meds = [l["grad_norm"]["median"] for l in r.summary["layers"]]
+    assert all(a < b for a, b in zip(meds, meds[1:]))
+    assert kinds(r)[0] == "vanishing"
+    assert r.verdict.startswith("vanishing gradients: fc1")
+
+
+def test_relu_he_keeps_gradients_comparable_across_layers(runs_dir):
+    r = dlx.train(CONFIGS / "relu_he.yaml", ["train.epochs=1"], runs_dir=runs_dir)
+    meds = [l["grad_norm"]["median"] for l in r.summary["layers"]]
+    assert max(meds) / min(meds) < 100
+    assert kinds(r) == ["healthy"]
+
+
+def test_exploding_init_diverges_and_names_the_step_and_layer(runs_dir):
+    r = dlx.train(CONFIGS / "exploding.yaml", runs_dir=runs_dir)
+    assert r.status == "diverged"
+    d = r.summary["diverged"]
+    assert d["step"] >= 1 and d["layer"] == "fc1"
+    assert "diverged" in kinds(r)
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["status"] == "diverged"
+    # What was logged up to the divergence stays on disk.
+    probes = [json.loads(l) for l in (r.path / "probes.jsonl").read_text().splitlines()]
+    assert probes and probes[-1]["diverged"]["step"] == d["step"]
+    first_row = probes[0]["grad_norm"][0]
+    assert all(g is not None and g > 1e3 for g in first_row)  # huge, but finite, at step 1
+    assert not (r.path / "checkpoint.pt").exists()  # NaN weights are not worth a checkpoint
+
+
+def test_zero_init_units_stay_identical(runs_dir):
+    r = dlx.train(CONFIGS / "zero_init.yaml", ["train.epochs=2"], runs_dir=runs_dir)
+    state = torch.load(r.path / "checkpoint.pt", weights_only=False)["model"]
+    for layer in ("fc1", "fc2", "fc3"):
+        w, b = state[f"{layer}.weight"], state[f"{layer}.bias"]
+        assert torch.equal(w, w[:1].expand_as(w)), f"{layer}: units differ"
+        assert torch.equal(b, b[:1].expand_as(b))
+    # They did move: the symmetry is kept, not the zeros.
+    assert state["fc3.weight"].abs().max() > 0
+    assert kinds(r)[0] == "symmetry"
+    assert all(s < 1e-6 for s in [l["unit_spread"] for l in r.summary["layers"][:-1]])
+
+
+def test_same_config_and_seed_give_identical_metrics_on_cpu(tiny):
+    a = dlx.train(tiny, save=False)
+    b = dlx.train(tiny, save=False)
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time"} for m in ms]
+    assert strip(a.metrics) == strip(b.metrics)
+    tiny["seed"] = 1
+    c = dlx.train(tiny, save=False)
+    assert strip(c.metrics) != strip(a.metrics)
+
+
+def test_run_folder_holds_the_contract_files(tiny, runs_dir):
+    tiny["name"] = "contract"
+    r = dlx.train(tiny, runs_dir=runs_dir)
+    assert r.path.parent == runs_dir and "contract" in r.path.name
+    names = {p.name for p in r.path.iterdir()}
+    assert {"config.yaml", "meta.json", "metrics.jsonl", "probes.jsonl", "summary.json", "checkpoint.pt"} <= names
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["seed"] == 0 and meta["device"] == "cpu"
+    assert {"python", "torch", "dlx"} <= set(meta["versions"])
+    assert meta["ended"] and meta["command"] is not None and "git_commit" in meta
+    # config.yaml is the resolved config: defaults filled in, loadable as it is.
+    again = load_config(r.path / "config.yaml")
+    assert again.train.epochs == 2 and again.regularization.dropout == 0.0
+    # One probe row per step, in layer order, across all intervals.
+    probes = [json.loads(l) for l in (r.path / "probes.jsonl").read_text().splitlines()]
+    rows = [row for p in probes for row in p["grad_norm"]]
+    assert len(rows) == r.summary["steps"] == 2 * (256 // 32)
+    assert all(len(row) == 3 for row in rows)
+    metrics = [json.loads(l) for l in (r.path / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == r.summary["steps"] and "test_acc" in metrics[-1]
+    summary = json.loads((r.path / "summary.json").read_text())
+    assert [l["name"] for l in summary["layers"]] == ["fc1", "fc2", "out"]
+    assert summary["final"]["test_acc"] == pytest.approx(r.summary["final"]["test_acc"])
+    assert not any(p.name.startswith(".tmp") for p in runs_dir.iterdir())
+
+
+def test_probe_grad_norms_equal_a_hand_computed_step(tiny):
+    tiny["train"] = {"batch_size": "full", "steps": 1}
+    cfg = load_config(tiny)
+    t = Trainer(cfg)
+    model = t.model
+    # The same first step by hand, on a copy of the model.
+    import copy
+    twin = copy.deepcopy(model)
+    loss = torch.nn.functional.cross_entropy(twin(t.data.x_train), t.data.y_train)
+    loss.backward()
+    expected = [twin.get_submodule(n).weight.grad.norm().item() for n in ("fc1", "fc2", "out")]
+    rec = {}
+    t.callbacks.append(type("C", (), {"on_interval": lambda self, tr, r: rec.update(r)})())
+    t.run()
+    assert rec["grad_norm"].shape == (1, 3)
+    np.testing.assert_allclose(rec["grad_norm"][0], expected, rtol=1e-5)
+    assert rec["loss_steps"][0] == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_activation_probes_see_dead_relus_and_saturated_sigmoids(tiny):
+    # A large negative bias kills every ReLU; a large weight scale saturates sigmoids.
+    tiny["init"] = {"name": "kaiming_normal", "bias": -100.0}
+    tiny["train"] = {"steps": 1, "batch_size": "full"}
+    r = dlx.train(tiny, save=False)
+    assert all(a["dead"] == 1.0 for a in r.summary["activations"])
+    assert "dead_units" in kinds(r)
+    tiny["activation"] = "sigmoid"
+    tiny["init"] = {"name": "normal", "std": 20.0}
+    r = dlx.train(tiny, save=False)
+    assert all(a["saturated"] > 0.8 for a in r.summary["activations"])
+    assert "saturation" in kinds(r)
+
+
+def test_l2_and_l1_shrink_weights(tiny):
+    tiny["train"]["epochs"] = 4
+    base = dlx.train(tiny, save=False).summary["layers"]
+    tiny["regularization"] = {"l2": 0.05}
+    l2 = dlx.train(tiny, save=False).summary["layers"]
+    tiny["regularization"] = {"l1": 0.01}
+    l1 = dlx.train(tiny, save=False).summary["layers"]
+    for i in range(3):
+        assert l2[i]["weight_norm"] < base[i]["weight_norm"]
+        assert l1[i]["weight_norm"] < base[i]["weight_norm"]
+
+
+def test_clip_norm_bounds_every_sgd_step(tiny):
+    tiny["optimizer"] = {"name": "sgd", "lr": 1.0}
+    tiny["regularization"] = {"clip_norm": 0.01}
+    tiny["train"] = {"steps": 5, "batch_size": 32}
+    t = Trainer(load_config(tiny))
+    before = [p.detach().clone() for p in t.params]
+    t.run()
+    # Five steps of lr 1 with the global gradient norm clipped to 0.01 move at most 0.05.
+    moved = torch.sqrt(sum(((p - q) ** 2).sum() for p, q in zip(t.params, before)))
+    assert 0 < moved <= 5 * 0.01 + 1e-6
+
+
+def test_clip_value_bounds_each_gradient_entry(tiny):
+    tiny["regularization"] = {"clip_value": 1e-4}
+    tiny["train"] = {"steps": 1, "batch_size": 32}
+    t = Trainer(load_config(tiny))
+    seen = []
+    step = t.optimizer.step
+    t.optimizer.step = lambda *a, **k: (seen.append(max(p.grad.abs().max().item() for p in t.params)), step(*a, **k))
+    t.run()
+    assert seen and seen[0] <= 1e-4 + 1e-12
+
+
+def test_batch_size_full_is_one_step_per_epoch_and_one_is_pure_sgd(tiny):
+    tiny["train"].update(batch_size="full", epochs=3)
+    assert dlx.train(tiny, save=False).summary["steps"] == 3
+    tiny["train"].update(batch_size=1, epochs=1)
+    assert dlx.train(tiny, save=False).summary["steps"] == 256
+
+
+def test_steps_replace_epochs(tiny):
+    tiny["train"] = {"steps": 7, "batch_size": 32, "log_every": 3}
+    r = dlx.train(tiny, save=False)
+    assert r.summary["steps"] == 7 and r.metrics[-1]["step"] == 7
+
+
+def test_cosine_schedule_lr_decays_to_min(tiny):
+    tiny["optimizer"] = {"name": "sgd", "lr": 0.1, "schedule": {"name": "cosine", "min_factor": 0.1}}
+    tiny["train"] = {"steps": 40, "batch_size": 32, "log_every": 10}
+    lrs = [m["lr"] for m in dlx.train(tiny, save=False).metrics]
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] == pytest.approx(0.01, rel=1e-6)
+
+
+def test_early_stopping_ends_the_run_when_test_loss_stalls(tiny):
+    tiny["train"]["epochs"] = 500
+    tiny["regularization"] = {"early_stopping": {"metric": "test_loss", "patience": 2}}
+    r = dlx.train(tiny, save=False)
+    assert r.status == "completed" and r.summary["steps"] < 500 * 8
+    assert "early stopping" in r.summary["reason"]
+
+
+def test_interrupt_keeps_logged_metrics_and_marks_run_interrupted(tiny, runs_dir):
+    class CtrlC:
+        n = 0
+
+        def on_interval(self, trainer, record):
+            self.n += 1
+            if self.n == 2:
+                raise KeyboardInterrupt
+
+    r = dlx.train(tiny, runs_dir=runs_dir, callbacks=[CtrlC()])
+    assert r.status == "interrupted"
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["status"] == "interrupted"
+    assert len((r.path / "metrics.jsonl").read_text().splitlines()) >= 2
+
+
+def test_warm_start_from_a_checkpoint_continues_where_the_run_ended(tiny, runs_dir):
+    tiny["train"]["epochs"] = 6
+    first = dlx.train(tiny, runs_dir=runs_dir)
+    fresh = dlx.train({**tiny, "train": {"steps": 1, "batch_size": 32}}, save=False)
+    warm = dlx.train({**tiny, "init": {"name": "from_file", "path": str(first.path / "checkpoint.pt")},
+                      "train": {"steps": 1, "batch_size": 32}}, save=False)
+    assert warm.metrics[0]["train_loss"] < 0.5 * fresh.metrics[0]["train_loss"]
+
+
+def test_regression_teacher_trains_with_mse(tiny):
+    tiny["data"] = {"name": "teacher", "n_train": 256, "n_test": 64}
+    tiny["train"]["loss"] = "mse"
+    r = dlx.train(tiny, save=False)
+    assert r.status == "completed" and "test_acc" not in r.summary["final"]
+    assert r.summary["final"]["test_loss"] < r.metrics[0]["train_loss"]
+
+
+@pytest.mark.parametrize("loss,out", [("mse", "none"), ("mse", "sigmoid"), ("cross_entropy", "sigmoid")])
+def test_loss_and_output_activation_combinations_train(tiny, loss, out):
+    tiny["train"]["loss"] = loss
+    tiny["model"]["output_activation"] = out
+    r = dlx.train(tiny, save=False)
+    assert r.status == "completed" and np.isfinite(r.summary["final"]["test_loss"])
+
+
+def test_unwritable_runs_folder_fails_before_training(tiny, tmp_path):
+    # A runs folder "inside" a regular file cannot be created, even by root.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DlxError, match="cannot write to the runs folder"):
+        dlx.train(tiny, runs_dir=blocker / "runs")
+
+
+def test_checkpoint_loads_with_weights_only(tiny, runs_dir):
+    r = dlx.train(tiny, runs_dir=runs_dir)
+    ck = torch.load(r.path / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == r.summary["steps"] and set(ck["model"]) >= {"fc1.weight", "out.bias"}
+    assert {"torch", "numpy", "python", "generator"} <= set(ck["rng"])
+
+
+def test_mnist_mlp_learns_digits(mnist_dir, runs_dir, monkeypatch):
+    monkeypatch.setenv("DLX_DATA_DIR", str(mnist_dir))
+    r = dlx.train(CONFIGS / "mnist_mlp.yaml", ["train.steps=60", "train.eval_every=60"], runs_dir=runs_dir)
+    assert r.status == "completed"
+    assert r.summary["final"]["test_acc"] > 0.8
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["data"]["n_train"] == 60000 and meta["data"]["feature_shape"] == [784]
