@@ -9,7 +9,7 @@ import math
 from typing import Iterable
 
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from .registry import Registry, Spec
 
@@ -102,6 +102,12 @@ class SGD(OptimizerSpec):
     momentum: float = Field(0.0, ge=0, lt=1)
     dampening: float = Field(0.0, ge=0, le=1)
     nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov: true needs momentum > 0 and dampening 0 (or use name: nesterov)")
+        return self
 
     def build(self, params):
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,

@@ -734,8 +734,6 @@ def test_optimizer_rejects_bad_hyperparameters():
             OPTIMIZERS.parse(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="dlx bug: sgd accepts nesterov: true with momentum 0 (or dampening > 0); "
-                                       "torch.optim.SGD then raises a raw ValueError at build time")
 def test_sgd_nesterov_without_momentum_is_rejected_at_validation():
     with pytest.raises(ValidationError):
         OPTIMIZERS.parse({"name": "sgd", "nesterov": True})

@@ -144,7 +144,8 @@ def test_loading_a_dict_does_not_change_the_callers_dict(tiny):
     import copy
 
     before = copy.deepcopy(tiny)
-    load_config(tiny, ["optimizer.lr=0.5", "activation.negative_slope=0.1", "train.loss=mse"])
+    load_config(tiny, ["optimizer.lr=0.5", "activation=leaky_relu", "activation.negative_slope=0.1",
+                       "train.loss=mse", "data.n_train=300"])
     assert tiny == before
 
 
@@ -419,7 +420,8 @@ def test_broken_yaml_reports_every_problem_at_once_each_with_path_and_line():
     assert BROKEN_PATHS <= set(paths)
     for p in probs:
         top = p.path.split(".")[0]
-        assert p.line == line_of(text, f"{top}: "), str(p)  # the line of its section in the file
+        section_line = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(f"{top}:"))
+        assert p.line == section_line, str(p)
         assert p.source == str(path)
     lines = [p.line for p in probs]
     assert lines == sorted(lines)  # listed in file order
@@ -618,7 +620,14 @@ def test_yaml_tags_are_rejected_cleanly_and_never_run(tmp_path, monkeypatch, tag
 
 def test_non_string_key_is_reported_not_crashed(tmp_path):
     probs = problems(write(tmp_path, HEAD + "1: x\n"))
-    assert any("1" in p.path for p in probs)
+    assert [p.path for p in probs] == ["1"]
+
+
+@pytest.mark.xfail(strict=True, reason="YAML key 1 is stored in the line table as '1' but pydantic's loc holds "
+                                       "the int 1, so the problem falls back to line 1")
+def test_non_string_key_gets_its_own_line(tmp_path):
+    p = only(write(tmp_path, HEAD + "1: x\n"))
+    assert p.line == 3
 
 
 # ---------------------------------------------------------------- --set overrides
@@ -665,6 +674,14 @@ def test_override_indexes_into_a_list(leaky):
 def test_override_creates_a_missing_section(leaky):
     cfg = load_config(leaky, ["train.steps=7"])
     assert cfg.train.steps == 7 and cfg.train.epochs is None
+
+
+def test_override_of_steps_replaces_epochs_from_the_file(tmp_path):
+    path = write(tmp_path, HEAD + "train: {epochs: 30, batch_size: 16}\n")
+    cfg = load_config(path, ["train.steps=5"])
+    assert (cfg.train.steps, cfg.train.epochs, cfg.train.batch_size) == (5, None, 16)
+    cfg = load_config(write(tmp_path, HEAD + "train: {steps: 30}\n", "s.yaml"), ["train.epochs=2"])
+    assert (cfg.train.epochs, cfg.train.steps) == (2, None)
 
 
 def test_override_can_fix_a_problem_in_the_file(tmp_path):
@@ -727,7 +744,7 @@ def test_override_past_the_end_of_a_list_is_a_problem(leaky):
 
 
 def test_override_problem_and_file_problem_are_reported_together(tmp_path):
-    path = write(tmp_path, HEAD + "activation: sigmod\ntrain: {epochs: ten}\n")
+    path = write(tmp_path, HEAD + "activation: sigmod\ntrain: {epochs: ten}\noptimizer: adam\n")
     got = by_path(problems(path, ["optimizer.lr=abc", "seed"]))
     assert set(got) == {"activation", "train.epochs", "optimizer.lr", "seed"}
     assert got["activation"].line == 3 and got["activation"].source == str(path)
@@ -739,6 +756,18 @@ def test_override_problem_and_file_problem_are_reported_together(tmp_path):
 def test_override_on_a_dict_config_cites_the_set(tiny):
     p = only(tiny, ["train.epochs=ten"])
     assert p.path == "train.epochs" and p.source == "--set train.epochs=ten"
+
+
+@pytest.mark.xfail(strict=True, reason="apply_overrides creates a bare {lr: ...} for a section the file leaves "
+                                       "to its default, which then 'needs a name'; the default optimizer/init "
+                                       "cannot be tuned with --set")
+@pytest.mark.parametrize("item, section, attr, value", [
+    ("optimizer.lr=0.5", "optimizer", "lr", 0.5),
+    ("init.bias=0.1", "init", "bias", 0.1),
+], ids=["optimizer.lr", "init.bias"])
+def test_override_tunes_a_parameter_of_a_defaulted_component(tmp_path, item, section, attr, value):
+    cfg = load_config(write(tmp_path, HEAD), [item])  # HEAD has no optimizer: or init: section
+    assert getattr(getattr(cfg, section), attr) == value
 
 
 @pytest.mark.xfail(strict=True, reason="_Located.problem only looks for overrides at or above the problem's "

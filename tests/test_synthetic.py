@@ -365,8 +365,6 @@ def test_arrays_path_must_exist_and_be_npz(tmp_path):
         DATASETS.parse({"name": "arrays", "path": str(other)})
 
 
-@pytest.mark.xfail(strict=True, reason="dlx bug: 1-D x arrays give feature_shape () and a tensor the MLP "
-                                       "cannot flatten(1); should be reshaped to (N, 1) or rejected with DlxError")
 def test_arrays_one_dimensional_x_is_one_feature_or_rejected(tmp_path):
     p = write_npz(tmp_path / "v.npz", x_train=np.arange(6.0), y_train=np.arange(6) % 2,
                   x_test=np.arange(2.0), y_test=np.array([0, 1]))
@@ -413,8 +411,6 @@ def test_as_float_scales_float32_input():
     assert torch.allclose(out, torch.tensor([[2.0, 5.0]]))
 
 
-@pytest.mark.xfail(strict=True, reason="dlx bug: as_float on float32 input with scale/shift works in place "
-                                       "(x.float() returns x itself), so it rewrites the caller's tensor")
 def test_as_float_does_not_modify_float32_input():
     x = torch.tensor([[1.0, 2.0]])
     d = _ds(x, scale=3.0, shift=-1.0)

@@ -51,9 +51,11 @@ class Dataset:
 
     def as_float(self, x: torch.Tensor) -> torch.Tensor:
         """A batch as float32 model input (the per-batch normalisation)."""
-        if x.dtype == torch.float32 and self.scale == 1.0 and self.shift == 0.0:
-            return x
-        return x.float().mul_(self.scale).add_(self.shift)
+        if self.scale == 1.0 and self.shift == 0.0:
+            return x.float()
+        if x.dtype == torch.float32:  # never in place on the caller's (dataset's) tensor
+            return x.mul(self.scale).add_(self.shift)
+        return x.float().mul_(self.scale).add_(self.shift)  # .float() made a fresh tensor
 
 
 class DataSpec(Spec):

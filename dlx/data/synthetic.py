@@ -16,7 +16,7 @@ from .base import DATASETS, Dataset, DataSpec
 
 def _finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
             n_classes: int | None = None) -> Dataset:
-    """Shuffle, split into train/test, standardise with train statistics, wrap as tensors."""
+    """Split (already shuffled) samples into train/test, standardise with train statistics, wrap as tensors."""
     n = spec.n_train
     x_train, x_test = x[:n], x[n:]
     if spec.normalize:
@@ -194,6 +194,17 @@ class Arrays(DataSpec):
                 raise DlxError(f"data.path: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
         if arrs["x_train"].shape[1:] != arrs["x_test"].shape[1:]:
             raise DlxError(f"data.path: x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}")
+        if len(arrs["x_train"]) == 0 or len(arrs["x_test"]) == 0:
+            raise DlxError(f"data.path: {self.path} has {len(arrs['x_train'])} training and "
+                           f"{len(arrs['x_test'])} test rows; both need at least one")
+        for split in ("train", "test"):
+            if arrs[f"x_{split}"].ndim == 1:  # a single feature given as a flat vector
+                arrs[f"x_{split}"] = arrs[f"x_{split}"][:, None]
+            y = arrs[f"y_{split}"]
+            if y.ndim == 2 and y.shape[1] == 1 and (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+                arrs[f"y_{split}"] = y[:, 0]  # a column of labels is still labels
+            if arrs[f"y_{split}"].dtype == bool:
+                arrs[f"y_{split}"] = arrs[f"y_{split}"].astype(np.int64)
         n_tr = min(self.n_train or len(arrs["x_train"]), len(arrs["x_train"]))
         n_te = min(self.n_test or len(arrs["x_test"]), len(arrs["x_test"]))
         x = np.concatenate([arrs["x_train"][:n_tr], arrs["x_test"][:n_te]]).astype(np.float64)
