@@ -3,11 +3,11 @@
 The package imports nothing heavy until used: `dlx.train` loads torch on first call.
 """
 __version__ = "0.1.0"
-__all__ = ["train", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
+__all__ = ["train", "check", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("train", "RunResult"):
+    if name in ("train", "check", "RunResult"):
         from . import api
 
         return getattr(api, name)

@@ -171,6 +171,19 @@ def _numpy_rng_state() -> dict[str, Any]:
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
+def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
+    """Everything `train` checks before its first step, without training or writing.
+
+    Validates the config, loads the data and builds the model, optimizer and init
+    (a weights file must fit the model, an .npz must hold all four arrays).
+    """
+    from .trainer import Trainer
+
+    cfg = load_config(config, list(overrides))
+    Trainer(cfg)
+    return cfg
+
+
 def train(config: str | Path | dict | Config, overrides: Iterable[str] = (), *,
           runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True) -> RunResult:
     """Train one config (a YAML path, a dict or a Config) and return its RunResult.

@@ -46,7 +46,8 @@ def _fail(err: Exception) -> None:
         con.print(f"[bold red]error:[/] {lines[0]}", markup=True)
         for line in lines[1:]:
             con.print(line, markup=False)
-        con.print("Run [bold]dlx list[/] to see every valid name and its parameters.")
+        if any("valid" in p.message for p in err.problems):
+            con.print("Run [bold]dlx list[/] to see every valid name and its parameters.")
     else:
         con.print("[bold red]error:[/] ", end="")
         con.print(str(err), markup=False)
@@ -144,14 +145,19 @@ def validate(
     config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
     set_: Optional[List[str]] = SetOpt,
 ):
-    """Check a config without training: every problem at once, with its line."""
+    """Check a config without training: every problem at once, with its line.
+
+    Runs the same checks as `dlx train` up to its first step: the schema, then
+    loading the data and building the model (so a weights file that does not
+    fit, or an .npz without y_test, is caught here too).
+    """
     from .errors import DlxError
 
     try:
-        from .config import load_config
+        from .api import check
         from .report import describe
 
-        cfg = load_config(config, set_ or [])
+        cfg = check(config, set_ or [])
     except DlxError as e:
         _fail(e)
     _console().print(f"[green]ok[/] {config}: {describe(cfg.resolved())}")
@@ -220,11 +226,9 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
 
 
 def _usage(msg: str):
-    from .errors import DlxError
+    from .errors import UsageError
 
-    e = DlxError(msg)
-    e.exit_code = 2
-    return e
+    return UsageError(msg)
 
 
 def main() -> None:

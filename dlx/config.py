@@ -12,22 +12,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
-                      PositiveInt, ValidationError, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, PositiveInt,
+                      PrivateAttr, ValidationError, field_validator, model_validator)
 
 from .activations import ACTIVATIONS
 from .data import DATASETS
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, UsageError
 from .init import INITS
 from .models import MODELS
 from .optim import OPTIMIZERS, SGD
-from .registry import closest
+from .registry import Section, closest
 
 Path_ = tuple[Union[str, int], ...]
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _positive_int_or(word: str):
@@ -65,11 +63,21 @@ class Train(Section):
     steps: PositiveInt | None = None
     batch_size: Annotated[Union[int, Literal["full"]], _positive_int_or("full")] = 64
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    device: str = "auto"
     log_every: PositiveInt = Field(10, description="steps between host reads of the probes")
     eval_every: Annotated[Union[int, Literal["epoch"]], _positive_int_or("epoch")] = "epoch"
     threads: PositiveInt | None = Field(None, description="torch CPU threads (default: all cores)")
     checkpoint: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            return v
+        choices = ["auto", "cpu", "cuda", "cuda:0", "mps"]
+        hint = "cuda" if v.lower() in ("gpu", "nvidia") else closest(v, choices)
+        raise ValueError(f"'{v}' is not a valid device" + (f"; did you mean '{hint}'?" if hint else "")
+                         + " (valid: auto, cpu, cuda, cuda:N, mps)")
 
     @model_validator(mode="after")
     def _epochs_or_steps(self):
@@ -91,7 +99,20 @@ class Config(Section):
     regularization: Regularization = Field(default_factory=Regularization)
     train: Train = Field(default_factory=Train)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(validate_default=True)
+    _located: Any = PrivateAttr(None)  # where each key came from, for problems found later
+
+    def __eq__(self, other: object) -> bool:
+        # Equal configs are equal wherever they came from (ignore _located).
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        """A Problem at `path` with its YAML line or --set, when known."""
+        if self._located is not None:
+            return self._located.problem(tuple(path), message)
+        return Problem(".".join(map(str, path)), message)
 
     def resolved(self) -> dict:
         """Plain data with every default filled in (what config.yaml in a run holds)."""
@@ -122,6 +143,9 @@ class _Located:
         for i in range(len(path), 0, -1):  # an override wins over the file for its subtree
             if path[:i] in self.overrides:
                 return Problem(dotted, message, source=self.overrides[path[:i]])
+        below = [src for p, src in self.overrides.items() if p[:len(path)] == path]
+        if below:  # e.g. a problem at `data` caused by --set data.name=...
+            return Problem(dotted, message, source=", ".join(below))
         for i in range(len(path), -1, -1):  # a missing key points at its parent's line
             if path[:i] in self.lines:
                 return Problem(dotted, message, line=self.lines[path[:i]], source=self.source)
@@ -129,11 +153,12 @@ class _Located:
 
 
 def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem],
-                source: str | None) -> None:
+                source: str | None, loader: yaml.SafeLoader) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            # The key as the data holds it (`1:` is the int 1), so pydantic's locations match.
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             line = key_node.start_mark.line + 1
             if key is None:
                 problems.append(Problem(".".join(map(str, path)), "a key must be a plain name", line, source))
@@ -143,11 +168,11 @@ def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems:
                                         f"duplicate key (first on line {seen[key]}); keep one", line, source))
             seen[key] = line
             lines[path + (key,)] = line
-            _walk_lines(value_node, path + (key,), lines, problems, source)
+            _walk_lines(value_node, path + (key,), lines, problems, source, loader)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[path + (i,)] = item.start_mark.line + 1
-            _walk_lines(item, path + (i,), lines, problems, source)
+            _walk_lines(item, path + (i,), lines, problems, source, loader)
 
 
 def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
@@ -163,13 +188,12 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+        if node is not None:
+            lines: dict[Path_, int] = {(): 1}
+            problems: list[Problem] = []
+            _walk_lines(node, (), lines, problems, source, loader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        context = getattr(e, "context", None)
-        msg = f"malformed YAML: {what}" + (f" ({context})" if context else "")
-        raise ConfigError([Problem("", msg, line, source)], source) from None
+        raise ConfigError([_yaml_problem(e, source)], source) from None
     finally:
         loader.dispose()
     if data is None:
@@ -178,18 +202,40 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
     if not isinstance(data, dict):
         raise ConfigError([Problem("", f"the config must be a mapping of keys (data:, model:, ...), "
                                        f"not a {type(data).__name__}", 1, source)], source)
-    lines: dict[Path_, int] = {(): 1}
-    problems: list[Problem] = []
-    _walk_lines(node, (), lines, problems, source)
     if problems:
         raise ConfigError(problems, source)
     return _Located(data, lines, source)
+
+
+def _yaml_problem(e: yaml.YAMLError, source: str | None) -> Problem:
+    """A parser error as a Problem; an unclosed bracket or quote points at the line that opened it."""
+    problem_mark = getattr(e, "problem_mark", None)
+    context_mark = getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    at = f" (line {problem_mark.line + 1}, column {problem_mark.column + 1})" if problem_mark is not None else ""
+    if context and context.startswith("while") and context_mark is not None:
+        # "while parsing a flow mapping": the construct opened on context_mark never closed.
+        return Problem("", f"malformed YAML: {what}{at}, {context} opened on line {context_mark.line + 1}",
+                       context_mark.line + 1, source)
+    msg = "malformed YAML: " + (f"{context}, " if context else "") + f"{what}{at}"
+    return Problem("", msg, problem_mark.line + 1 if problem_mark is not None else None, source)
 
 
 # ---------------------------------------------------------------- --set overrides
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPLACES = {("train", "steps"): "epochs", ("train", "epochs"): "steps"}
+
+
+def _default_section(path: Path_) -> dict:
+    if len(path) == 1 and path[0] in Config.model_fields:
+        default = Config.model_fields[path[0]].get_default(call_default_factory=True)
+        if isinstance(default, str):
+            return {"name": default}
+        if isinstance(default, BaseModel) and "name" in type(default).model_fields:
+            return {"name": default.name}
+    return {}
 
 
 def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
@@ -231,7 +277,9 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
                 break
             child = node[idx] if (isinstance(node, list) or idx in node) else None
             if child is None:
-                child = node[idx] = {}
+                # A section left to its default keeps the default's name: --set optimizer.lr=0.5
+                # tunes the default optimizer rather than asking for a name.
+                child = node[idx] = _default_section(tuple(path))
             elif isinstance(child, str):
                 # `activation: relu` given, `--set activation.x=...` wants the mapping form.
                 child = node[idx] = {"name": child}
@@ -293,6 +341,10 @@ def _data_path(loc: tuple, raw: Any) -> Path_:
     return tuple(path)
 
 
+# Sections that name a registered component (a string or {name: ..., params}).
+COMPONENTS = {("data",), ("model",), ("activation",), ("init",), ("optimizer",), ("optimizer", "schedule")}
+
+
 def _choices_from_pattern(pattern: str) -> list[str] | None:
     m = re.fullmatch(r"\^\(([\w|]+)\)\$", pattern)
     return m.group(1).split("|") if m else None
@@ -321,8 +373,11 @@ def _message(err: dict, raw: Any, path: Path_) -> str:
                 + f" (valid: {', '.join(choices)})")
     if kind == "missing":
         return "required key is missing"
-    if kind == "model_type" or kind == "dict_type":
-        return f"must be a mapping of keys, got {type(value).__name__} {value!r}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        if path in COMPONENTS:
+            return f"must be a name or a mapping with a name, e.g. {field}: NAME or {field}: {{name: NAME, ...}}; got {got}"
+        return f"must be a mapping of keys, got {got}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         return msg[len("Value error, "):]
@@ -331,19 +386,26 @@ def _message(err: dict, raw: Any, path: Path_) -> str:
     return f"{msg[0].lower()}{msg[1:]} (got {value!r})" if "input" in err else msg
 
 
-def _cross_checks(cfg: Config) -> list[tuple[Path_, str]]:
-    """Problems that involve two sections at once (only run on a valid structure)."""
+def _cross_checks(cfg: Config) -> list[tuple[Path_, Path_, str]]:
+    """Problems that involve two keys at once: (key, the other key involved, message).
+
+    Only run on a valid structure. The problem is placed at the first key; if that
+    key was left to its default (no line of its own), at the other one.
+    """
     out = []
     task = type(cfg.data).task
     if task == "regression" and cfg.train.loss == "cross_entropy":
-        out.append((("train", "loss"), f"data '{cfg.data.name}' is a regression task; use loss: mse"))
+        out.append((("train", "loss"), ("data",),
+                    f"data '{cfg.data.name}' is a regression task; use train.loss: mse"))
     bs = cfg.train.batch_size
     n_train = getattr(cfg.data, "n_train", None)
     if isinstance(bs, int) and n_train and bs > n_train:
-        out.append((("train", "batch_size"), f"{bs} is larger than data.n_train ({n_train}); "
-                                              f"use batch_size: full for full-batch gradient descent"))
+        out.append((("train", "batch_size"), ("data", "n_train"),
+                    f"{bs} is larger than data.n_train ({n_train}); "
+                    f"use batch_size: full for full-batch gradient descent"))
     if cfg.regularization.norm == "batch" and bs == 1:
-        out.append((("regularization", "norm"), "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
+        out.append((("regularization", "norm"), ("train", "batch_size"),
+                    "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
     return out
 
 
@@ -357,9 +419,14 @@ def validate(loc: _Located, base_dir: Path | None = None) -> Config:
             path = _data_path(err["loc"], loc.data)
             problems.append(loc.problem(path, _message(err, loc.data, path)))
         raise ConfigError(_dedupe(problems), loc.source) from None
-    problems = [loc.problem(p, m) for p, m in _cross_checks(cfg)]
+    problems = []
+    for path, other, message in _cross_checks(cfg):
+        given = path in loc.lines or any(p[:len(path)] == path for p in loc.overrides)
+        problem = loc.problem(path if given else other, message)
+        problems.append(Problem(".".join(map(str, path)), message, problem.line, problem.source))
     if problems:
         raise ConfigError(problems, loc.source)
+    cfg._located = loc
     return cfg
 
 
@@ -386,8 +453,8 @@ def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple
     else:
         path = Path(source)
         if not path.is_file():
-            hint = " (it is a folder)" if path.is_dir() else ""
-            raise ConfigError([Problem("", f"config file not found: {path}{hint}")], str(path))
+            what = "is a folder, not a config file" if path.is_dir() else "not found"
+            raise UsageError(f"config file {path} {what}; give the path of a YAML file, e.g. configs/quickstart.yaml")
         loc = parse_yaml(path.read_bytes(), str(path))
         base_dir = path.resolve().parent
     problems = apply_overrides(loc, list(overrides))

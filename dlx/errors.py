@@ -47,3 +47,22 @@ class ConfigError(DlxError):
         lines = [f"{head}{n} problem{'s' if n != 1 else ''} in the config:"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class UsageError(DlxError):
+    """The command was called wrongly (a missing file, an unknown option value)."""
+
+    exit_code = 2
+
+
+class SpecError(DlxError):
+    """A config value that validated but does not work once built (a weights file that
+    does not fit the model, an .npz without y_test). Carries its key path so the
+    caller can report it as a config problem with its YAML line."""
+
+    exit_code = 2
+
+    def __init__(self, path: tuple, message: str):
+        self.path = tuple(path)
+        self.message = message
+        super().__init__(f"{'.'.join(map(str, self.path))}: {message}")

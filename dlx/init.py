@@ -14,11 +14,12 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from .errors import DlxError
+from .errors import SpecError
 from .paths import ExistingFile
 from .registry import Registry, Spec
 
 INITS = Registry("init")
+PATH = ("init", "path")  # where from_file problems are reported
 
 
 class InitSpec(Spec):
@@ -179,7 +180,7 @@ class FromFile(InitSpec):
         wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
         if wrong or (self.strict and (missing or unexpected)):
-            lines = [f"init.from_file: {self.path} does not fit the model"]
+            lines = [f"{self.path} does not fit the model"]
             if missing:
                 lines.append("  missing: " + ", ".join(missing))
             if unexpected:
@@ -188,7 +189,7 @@ class FromFile(InitSpec):
             lines.append(f"  the model's parameters: {', '.join(f'{k} {tuple(v.shape)}' for k, v in own.items())}")
             if not wrong:
                 lines.append("  set init.strict: false to load the parameters that match")
-            raise DlxError("\n".join(lines))
+            raise SpecError(PATH, "\n".join(lines))
         for k, v in state.items():
             if k in own:
                 own[k].copy_(v.to(own[k].dtype))
@@ -202,9 +203,9 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
                 return {k: torch.from_numpy(np.array(z[k])) for k in z.files}
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: say which and why
-        raise DlxError(f"init.from_file: cannot read {path}: {e}") from None
+        raise SpecError(PATH, f"cannot read {path}: {e}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DlxError(f"init.from_file: {path} holds no state dict (a mapping of names to tensors)")
+        raise SpecError(PATH, f"{path} holds no state dict (a mapping of names to tensors)")
     return obj

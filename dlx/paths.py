@@ -24,7 +24,8 @@ def _existing_file(path: Path, info: ValidationInfo) -> Path:
     p = resolve(path, info)
     if not p.is_file():
         where = (info.context or {}).get("base_dir")
-        also = f" or {Path(where) / path}" if where else ""
+        beside = (Path(where) / path).resolve() if where else None
+        also = f" or {beside}" if beside is not None and beside != p else ""
         raise ValueError(f"file not found: {p}{also}")
     return p
 

@@ -9,15 +9,48 @@ union: the name picks the class, the class rejects parameters it does not know.
 from __future__ import annotations
 
 import difflib
+import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
+                      field_validator)
 
 
-class Spec(BaseModel):
+def _allows(annotation: Any, kind: type) -> bool:
+    """Whether a type annotation accepts values of `kind` (looking inside Optional/Union/Literal)."""
+    if annotation is kind:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(isinstance(a, kind) for a in typing.get_args(annotation))
+    return any(_allows(a, kind) for a in typing.get_args(annotation))
+
+
+def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, bool) and info.field_name in cls.model_fields:
+        if not _allows(cls.model_fields[info.field_name].annotation, bool):
+            raise ValueError(f"expected a number or a name, not the boolean {str(value).lower()} "
+                             f"(YAML reads yes/no/on/off as booleans)")
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys and NaN/Inf are errors, and so are
+    booleans given for numbers. YAML reads yes/no/on/off as booleans and pydantic's
+    lax mode would turn those into 1/0 (`epochs: yes` training one epoch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Section(StrictModel):
+    """A fixed config section (regularization, train, ...)."""
+
+    _no_bool = field_validator("*", mode="before")(classmethod(_no_bool_for_numbers))
+
+
+class Spec(StrictModel):
     """Base of every component spec: strict about unknown keys, immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
 
     def params(self) -> dict[str, Any]:
@@ -53,10 +86,16 @@ class Registry:
             if name in self._specs or name in self._aliases:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             tag = Literal[(name, *aliases)]  # type: ignore[valid-type]
+            params = [f for f in cls.model_fields if f != "name"]
+            # The bool check cannot use "*" here: pydantic forbids before-validators
+            # on the discriminator field `name`.
+            validators = ({"_no_bool": field_validator(*params, mode="before")(classmethod(_no_bool_for_numbers))}
+                          if params else {})
             spec = create_model(
                 cls.__name__,
                 __base__=cls,
                 __module__=cls.__module__,
+                __validators__=validators,
                 name=(tag, name),
             )
             spec.__doc__ = cls.__doc__

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .data import Dataset
-from .errors import DlxError
+from .errors import ConfigError, SpecError
 from .probes import ACT_FIELDS, Probes
 
 EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
@@ -36,9 +36,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DlxError(f"train.device: {name} asked for, but this torch has no CUDA device; use device: cpu or auto")
+        raise SpecError(("train", "device"), f"{name} asked for, but this torch sees no CUDA device; use device: cpu or auto")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DlxError("train.device: mps asked for, but it is not available here; use device: cpu or auto")
+        raise SpecError(("train", "device"), "mps asked for, but it is not available here; use device: cpu or auto")
     return dev
 
 
@@ -86,6 +86,15 @@ class EarlyStopping:
 
 class Trainer:
     def __init__(self, cfg: Config, data: Dataset | None = None, callbacks=()):
+        try:
+            self._build(cfg, data, callbacks)
+        except SpecError as e:
+            # Found only once built (a weights file that does not fit, an .npz without
+            # y_test): still a config problem, reported with its YAML line.
+            located = cfg.problem(e.path, e.message)
+            raise ConfigError([located], located.source if located.line else None) from None
+
+    def _build(self, cfg: Config, data: Dataset | None, callbacks) -> None:
         self.cfg = cfg
         t = cfg.train
         if t.threads:
@@ -103,7 +112,7 @@ class Trainer:
         n = len(self.data.x_train)
         self.batch_size = n if t.batch_size == "full" else int(t.batch_size)
         if self.batch_size > n:
-            raise DlxError(f"train.batch_size {self.batch_size} is larger than the {n} training samples; "
+            raise SpecError(("train", "batch_size"), f"{self.batch_size} is larger than the {n} training samples; "
                            f"use batch_size: full for full-batch gradient descent")
         # The last partial batch of an epoch is dropped: every step sees the same batch size.
         self.steps_per_epoch = n // self.batch_size
@@ -129,7 +138,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _check_data(self, data: Dataset) -> None:
         if data.task == "regression" and self.cfg.train.loss == "cross_entropy":
-            raise DlxError(f"train.loss: data '{data.name}' is a regression task; use loss: mse")
+            raise SpecError(("train", "loss"), f"data '{data.name}' is a regression task; use loss: mse")
 
     def _loss_fn(self):
         loss, data = self.cfg.train.loss, self.data

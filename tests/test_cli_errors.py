@@ -158,9 +158,6 @@ def test_validate_missing_config_says_the_same_as_train(cli):
     assert v.stderr == t.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a missing file is printed as '1 problem in the config: - <config>: "
-                                       "config file not found' followed by 'Run dlx list to see every valid "
-                                       "name', which is about names, not files")
 def test_missing_config_message_does_not_send_the_user_to_dlx_list(cli):
     err = cli["train_missing"].stderr
     assert "<config>" not in err

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from pydantic import Field, PositiveInt, field_validator
 
-from ..errors import DlxError
+from ..errors import SpecError
 from ..paths import ExistingFile
 from .base import DATASETS, Dataset, DataSpec
 
@@ -182,20 +182,20 @@ class Arrays(DataSpec):
             with np.load(self.path) as z:
                 missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
                 if missing:
-                    raise DlxError(f"data.path: {self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})")
+                    raise SpecError(("data", "path"), f"{self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})")
                 arrs = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
-        except DlxError:
+        except SpecError:
             raise
         except Exception as e:
-            raise DlxError(f"data.path: cannot read {self.path}: {e}") from None
+            raise SpecError(("data", "path"), f"cannot read {self.path}: {e}") from None
         for split in ("train", "test"):
             x, y = arrs[f"x_{split}"], arrs[f"y_{split}"]
             if len(x) != len(y):
-                raise DlxError(f"data.path: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+                raise SpecError(("data", "path"), f"x_{split} has {len(x)} rows but y_{split} has {len(y)}")
         if arrs["x_train"].shape[1:] != arrs["x_test"].shape[1:]:
-            raise DlxError(f"data.path: x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}")
+            raise SpecError(("data", "path"), f"x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}")
         if len(arrs["x_train"]) == 0 or len(arrs["x_test"]) == 0:
-            raise DlxError(f"data.path: {self.path} has {len(arrs['x_train'])} training and "
+            raise SpecError(("data", "path"), f"{self.path} has {len(arrs['x_train'])} training and "
                            f"{len(arrs['x_test'])} test rows; both need at least one")
         for split in ("train", "test"):
             if arrs[f"x_{split}"].ndim == 1:  # a single feature given as a flat vector
@@ -211,7 +211,7 @@ class Arrays(DataSpec):
         y = np.concatenate([arrs["y_train"][:n_tr], arrs["y_test"][:n_te]])
         if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
             if y.min() < 0:
-                raise DlxError(f"data.path: class labels must be 0..K-1, found {y.min()}")
+                raise SpecError(("data", "path"), f"class labels must be 0..K-1, found {y.min()}")
             task, k = "classification", int(y.max()) + 1
         else:
             task, k = "regression", None
