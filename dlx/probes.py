@@ -10,8 +10,9 @@ weight norms, update/weight ratios and unit spreads.
 """
 from __future__ import annotations
 
+import math
+
 import torch
-from torch import nn
 
 # A saturating unit counts as saturated within this fraction of its output range
 # from a bound: there sigmoid' < 0.02 (8% of its 0.25 peak) and tanh' < 0.08.
@@ -19,6 +20,12 @@ SATURATION_MARGIN = 0.02
 # Percentiles of each activation's outputs, for the distribution-over-time view.
 PERCENTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 ACT_FIELDS = ("mean", "std", "saturated", "dead")
+# Percentiles are read from about this many of each layer's outputs.
+PCT_SAMPLE = 1024
+# Activation statistics use at most this many samples of the probe step's batch.
+ACT_SAMPLE = 1024
+# Layers of one shape are stacked for their statistics, at most this many elements at once.
+MAX_STACK = 1 << 23
 
 
 class Probes:
@@ -37,7 +44,13 @@ class Probes:
         self.bounds = activation_spec.bounds
         self.dead_below = activation_spec.dead_below
         self._hooks: list = []
+        self._outs: list[torch.Tensor | None] = []
         self._prev: list[torch.Tensor] | None = None
+        # Probed layers grouped by (weight shape, has bias), for batched unit spreads.
+        groups: dict[tuple, list[int]] = {}
+        for j, (w, b) in enumerate(zip(self.weights, self.biases)):
+            groups.setdefault((tuple(w.shape), b is not None), []).append(j)
+        self._same_shape = list(groups.values())
         self._zero = torch.zeros((), device=device)
 
     # ---- every step
@@ -49,32 +62,17 @@ class Probes:
 
     # ---- the last step of an interval
     def watch_activations(self) -> None:
-        """Hook the activations for the next forward pass only."""
+        """Keep the activations' outputs of the next forward pass, and the weights before its step."""
+        self._outs = [None] * len(self.acts)
         for j, (_, module) in enumerate(self.acts):
-            self._hooks.append(module.register_forward_hook(self._hook(j)))
-        self._prev = [w.detach().clone() for w in self.weights]
+            self._hooks.append(module.register_forward_hook(self._keeper(j)))
+        with torch.no_grad():
+            self._prev = torch._foreach_mul(self.weights, 1.0)  # one copy op for all layers
 
-    def _hook(self, j: int):
+    def _keeper(self, j: int):
         def hook(_module, _inp, out):
-            with torch.no_grad():
-                o = out.detach().flatten(1).float()
-                if self.bounds is not None:
-                    lo, hi = self.bounds
-                    m = SATURATION_MARGIN * (hi - lo)
-                    sat = ((o <= lo + m) | (o >= hi - m)).float().mean()
-                else:
-                    sat = self._zero
-                if self.dead_below is not None:
-                    # A unit is dead for this batch if it is off for every sample.
-                    dead = (o.amax(0) <= self.dead_below).float().mean()
-                else:
-                    dead = self._zero
-                std = o.std() if o.numel() > 1 else self._zero
-                torch.stack([o.mean(), std, sat, dead], out=self.act_stats[j])
-                flat = o.flatten()
-                if flat.numel() > 100_000:  # quantile sorts: a strided sample is plenty
-                    flat = flat[:: flat.numel() // 100_000 + 1]
-                torch.quantile(flat, self._pct_q, out=self.act_pct[j])
+            # At most ACT_SAMPLE samples: statistics of a full-batch step stay cheap.
+            self._outs[j] = out.detach()[:ACT_SAMPLE]
         return hook
 
     def unhook(self) -> None:
@@ -83,26 +81,75 @@ class Probes:
         self._hooks.clear()
 
     @torch.no_grad()
+    def _activation_stats(self) -> None:
+        """act_stats [A, 4] and act_pct [A, P] from the kept outputs, layers of one shape at once."""
+        groups: dict[tuple, list[int]] = {}
+        for j, o in enumerate(self._outs):
+            if o is not None:
+                groups.setdefault(tuple(o.shape), []).append(j)
+        for shape, members in groups.items():
+            chunk = max(1, MAX_STACK // math.prod(shape))
+            for k in range(0, len(members), chunk):
+                idx = members[k:k + chunk]
+                o = torch.stack([self._outs[j] for j in idx]).flatten(2).float()  # [G, N, units]
+                flat = o.flatten(1)  # [G, N * units]
+                zero = torch.zeros(len(idx), device=o.device)
+                if self.bounds is not None:
+                    lo, hi = self.bounds
+                    m = SATURATION_MARGIN * (hi - lo)
+                    sat = ((flat <= lo + m) | (flat >= hi - m)).float().mean(1)
+                else:
+                    sat = zero
+                # A unit is dead for this batch if it is off for every sample.
+                dead = ((o.amax(1) <= self.dead_below).float().mean(1) if self.dead_below is not None else zero)
+                std = flat.std(1) if flat.shape[1] > 1 else zero
+                rows = torch.tensor(idx, device=o.device)
+                self.act_stats.index_copy_(0, rows, torch.stack([flat.mean(1), std, sat, dead], dim=1))
+                # Percentiles from an evenly strided sample: sorting every output costs
+                # more than the step itself on a CPU, and ~1k values pin them well enough.
+                sample = flat[:, :: max(1, flat.shape[1] // PCT_SAMPLE)]
+                self.act_pct.index_copy_(0, rows, torch.quantile(sample, self._pct_q, dim=1).T)
+        self._outs = []
+
+    @torch.no_grad()
     def interval_stats(self) -> torch.Tensor:
-        """[3, L]: weight norm, |update|/|weight| of the last step, unit spread."""
+        """[3, L]: weight norm, |update|/|weight| of the last step, unit spread.
+
+        Also fills act_stats/act_pct from the outputs kept by watch_activations."""
         self.unhook()
+        if self._outs:
+            self._activation_stats()
         wn = torch.stack(torch._foreach_norm(self.weights))
         if self._prev is not None:
             un = torch.stack(torch._foreach_norm(torch._foreach_sub(self.weights, self._prev)))
         else:
             un = torch.zeros_like(wn)
         self._prev = None
-        spread = torch.stack([unit_spread(w, b) for w, b in zip(self.weights, self.biases)])
-        return torch.stack([wn, un / wn.clamp_min(1e-12), spread])
+        return torch.stack([wn, un / wn.clamp_min(1e-12), self._unit_spreads()])
+
+    def _unit_spreads(self) -> torch.Tensor:
+        out = torch.empty(self.n, device=self.buf.device)
+        for idx in self._same_shape:
+            rows = torch.stack([unit_rows(self.weights[j], self.biases[j]) for j in idx])
+            out.index_copy_(0, torch.tensor(idx, device=out.device), spread_of_rows(rows))
+        return out
 
 
-def unit_spread(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """How different a layer's units are: max distance of a unit's (weights, bias) from
-    the mean unit, relative to a typical unit's size. 0 means every unit is identical
-    (the zero/constant-init symmetry that gradient descent can never break)."""
+def unit_rows(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """A layer's units as rows [units, fan_in (+1 for the bias)]."""
     rows = w.detach().flatten(1)
-    if b is not None:
-        rows = torch.cat([rows, b.detach()[:, None]], dim=1)
-    dev = (rows - rows.mean(0, keepdim=True)).norm(dim=1).amax()
-    typical = rows.norm() / rows.shape[0] ** 0.5
+    return rows if b is None else torch.cat([rows, b.detach()[:, None]], dim=1)
+
+
+def spread_of_rows(rows: torch.Tensor) -> torch.Tensor:
+    """unit_spread for rows [units, d], or for a stack of layers [G, units, d] at once."""
+    dev = (rows - rows.mean(-2, keepdim=True)).norm(dim=-1).amax(-1)
+    typical = rows.flatten(-2).norm(dim=-1) / rows.shape[-2] ** 0.5
     return dev / (typical + 1e-12)
+
+
+def unit_spread(w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """How different a layer's units are: the largest distance of a unit's (weights, bias)
+    from the mean unit, relative to a typical unit's size. 0 means every unit is
+    identical (the zero/constant-init symmetry that gradient descent can never break)."""
+    return spread_of_rows(unit_rows(w, b))

@@ -111,7 +111,7 @@ def final_text(summary: dict[str, Any]) -> Text:
     if summary.get("reason"):
         t.append(f" ({summary['reason']})")
     t.append(f"  {summary.get('steps', 0)} steps, {summary.get('epochs', 0):g} epochs, "
-             f"{num(summary.get('train_seconds'))} s, {num(summary.get('samples_per_s'))} samples/s\n")
+             f"{num(summary.get('train_seconds'))} s, {summary.get('samples_per_s') or 0:,.0f} samples/s\n")
     t.append("final: " + ("  ".join(parts) if parts else "no metrics"), style="bold")
     return t
 

@@ -39,7 +39,9 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
+        if obj.dtype.kind == "f" and not np.isfinite(obj).all():
+            return jsonable(obj.tolist())  # slow path: NaN/Inf to null one by one
+        return obj.tolist()  # all finite: one C call
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
         return f if math.isfinite(f) else None

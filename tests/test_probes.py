@@ -1,0 +1,88 @@
+"""The probes' contract: per-step statistics without host syncs, read once per interval."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dlx.config import load_config
+from dlx.trainer import Trainer
+
+SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__")
+
+
+def test_a_training_step_never_reads_a_tensor_value_on_the_host(tiny, monkeypatch):
+    """dlx's own step code (forward, loss, probes, clipping, penalties) asks the device
+    for no value: every read-out happens in the per-interval copy."""
+    tiny["regularization"] = {"l1": 1e-4, "l2": 1e-4, "clip_norm": 1.0, "clip_value": 1.0, "dropout": 0.1}
+    tiny["train"] = {"steps": 12, "batch_size": 32, "log_every": 4}
+    trainer = Trainer(load_config(tiny))
+    hits: list[str] = []
+    in_step = {"on": False}
+
+    def spy(name, original):
+        def wrapper(self, *a, **k):
+            if in_step["on"]:
+                caller = sys._getframe(1)
+                if "/dlx/" in caller.f_code.co_filename.replace("\\", "/"):
+                    hits.append(f"{name} from {caller.f_code.co_name}")
+            return original(self, *a, **k)
+        return wrapper
+
+    for name in SYNC_METHODS:
+        monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
+    step = trainer._train_step
+
+    def watched(*a, **k):
+        in_step["on"] = True
+        try:
+            return step(*a, **k)
+        finally:
+            in_step["on"] = False
+
+    trainer._train_step = watched
+    intervals = []
+    interval = trainer._interval
+    trainer._interval = lambda *a: intervals.append(1) or interval(*a)
+    trainer.run()
+    assert hits == []
+    assert len(intervals) == 3  # 12 steps / log_every 4: one read-out each
+
+
+def test_interval_record_holds_one_row_per_step_and_every_statistic(tiny):
+    tiny["activation"] = "tanh"
+    tiny["train"] = {"steps": 10, "batch_size": 32, "log_every": 4}
+    records = []
+    trainer = Trainer(load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()])
+    trainer.run()
+    assert [r["grad_norm"].shape[0] for r in records] == [4, 4, 2]
+    assert [r["first_step"] for r in records] == [1, 5, 9]
+    last = records[-1]
+    assert last["weight_norm"].shape == (3,) and last["update_ratio"].shape == (3,)
+    assert (last["update_ratio"] > 0).all() and (last["update_ratio"] < 1).all()
+    assert last["act_mean"].shape == (2,) and last["act_pct"].shape == (2, 7)
+    # Percentiles are ordered and tanh outputs lie in [-1, 1].
+    assert (np.diff(last["act_pct"], axis=1) >= 0).all()
+    assert (np.abs(last["act_pct"]) <= 1).all()
+
+
+def test_non_finite_gradient_is_caught_with_its_step_and_layer(tiny):
+    tiny["train"] = {"steps": 20, "batch_size": 32, "log_every": 5, "eval_every": 20}
+    trainer = Trainer(load_config(tiny))
+    # Poison the output layer's weights at step 7: its gradient and the loss go NaN there.
+    step = trainer._train_step
+
+    def poisoned(row, xb, yb):
+        if trainer.step == 7:
+            with torch.no_grad():
+                trainer.model.out.weight[0, 0] = float("nan")
+        return step(row, xb, yb)
+
+    trainer._train_step = poisoned
+    outcome = trainer.run()
+    assert outcome.status == "diverged"
+    assert outcome.diverged["step"] == 7
+    assert outcome.step == 10  # stopped at the end of the interval that held step 7
+    assert "out" in outcome.diverged["layers"]
