@@ -49,8 +49,8 @@ class History:
     def on_interval(self, trainer, record):
         self.metrics.append({k: record[k] for k in SCALAR_KEYS if k in record})
         self.grad_rows.append(record["grad_norm"])
-        if "weight_norm" in record:
-            self.last = record
+        # The latest value of each probe (unit spreads come only with evaluations).
+        self.last.update({k: record[k] for k in PROBE_KEYS if k in record})
 
     @property
     def grad(self) -> np.ndarray:

@@ -112,8 +112,9 @@ class Probes:
         self._outs = []
 
     @torch.no_grad()
-    def interval_stats(self) -> torch.Tensor:
-        """[3, L]: weight norm, |update|/|weight| of the last step, unit spread.
+    def interval_stats(self, spread: bool = True) -> torch.Tensor:
+        """[3, L]: weight norm, |update|/|weight| of the last step, unit spread
+        ([2, L] without the spread, which only changes slowly and is the costliest).
 
         Also fills act_stats/act_pct from the outputs kept by watch_activations."""
         self.unhook()
@@ -125,7 +126,8 @@ class Probes:
         else:
             un = torch.zeros_like(wn)
         self._prev = None
-        return torch.stack([wn, un / wn.clamp_min(1e-12), self._unit_spreads()])
+        rows = [wn, un / wn.clamp_min(1e-12)] + ([self._unit_spreads()] if spread else [])
+        return torch.stack(rows)
 
     def _unit_spreads(self) -> torch.Tensor:
         out = torch.empty(self.n, device=self.buf.device)

@@ -249,7 +249,7 @@ class Trainer:
                 row += 1
                 if not flush:
                     continue
-                last = self._interval(interval_start, row)
+                last = self._interval(interval_start, row, eval_now)
                 row, interval_start = 0, self.step
                 if last.get("diverged"):
                     diverged = last["diverged"]
@@ -279,7 +279,7 @@ class Trainer:
         self._emit("on_end", outcome)
         return outcome
 
-    def _interval(self, first: int, rows: int) -> dict[str, Any]:
+    def _interval(self, first: int, rows: int, evaluating: bool = False) -> dict[str, Any]:
         """Copy the interval's probe rows to the host (the one sync) and summarise them."""
         buf = self.probes.buf[:rows].cpu().numpy().astype(np.float64)
         record: dict[str, Any] = {
@@ -312,8 +312,11 @@ class Trainer:
                                   "loss": float(loss[i]), "message": msg}
             self.probes.unhook()
             return record
-        stats = self.probes.interval_stats().cpu().numpy().astype(np.float64)
-        record["weight_norm"], record["update_ratio"], record["unit_spread"] = stats
+        # Unit spreads (symmetry) move slowly: measured at evaluation points only.
+        stats = self.probes.interval_stats(spread=evaluating).cpu().numpy().astype(np.float64)
+        record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
+        if evaluating:
+            record["unit_spread"] = stats[2]
         if self.probes.acts:
             act = self.probes.act_stats.cpu().numpy().astype(np.float64)
             for j, key in enumerate(ACT_FIELDS):
