@@ -68,6 +68,25 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
+def _prepare_data(cfg, console, show: bool) -> None:
+    """Fetch the data if it needs a download, with a progress bar per file."""
+    if not show:
+        cfg.data.prepare()
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("[bold]download[/] {task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        cfg.data.prepare(report=report)
+
+
 class ProgressBar:
     """A rich progress bar fed by the trainer's interval events."""
 
@@ -121,6 +140,7 @@ def train(
         from .report import describe
 
         cfg = load_config(config, set_ or [])
+        _prepare_data(cfg, con, show=not (quiet or as_json))
         callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
         if not (quiet or as_json):
             con.print(f"[bold]dlx train[/] {config}: {describe(cfg.resolved())}")

@@ -354,3 +354,22 @@ def test_load_normalisation_gives_zero_mean_unit_std_and_raw_mode_is_0_255():
     assert raw.x_train.shape == (100, 1, 28, 28) and raw.in_dim == 784
     assert (raw.scale, raw.shift) == (1.0, 0.0)
     assert raw.as_float(raw.x_train).max().item() == 255.0
+
+
+def test_dlx_train_downloads_mnist_with_a_progress_bar_then_trains(tmp_path, mirror):
+    """The whole path a new user takes: no files anywhere, download: true, dlx train."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "mnist_mlp.yaml"
+    env = {**os.environ, "DLX_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "120"}
+    env.pop("DLX_DATA_DIR", None)
+    p = subprocess.run([sys.executable, "-m", "dlx", "train", str(cfg), "--set", f"data.mirrors=[{mirror}/good/]",
+                        "--set", "train.steps=20", "--set", "data.n_test=500", "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=env, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "download" in p.stdout + p.stderr
+    cached = sorted(f.name for f in (tmp_path / "cache" / "mnist").iterdir())
+    assert cached == sorted(f"{n}.gz" for n in M.FILES)
+    assert "verdict:" in p.stdout

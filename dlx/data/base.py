@@ -66,6 +66,10 @@ class DataSpec(Spec):
     n_test: PositiveInt = 500
     normalize: bool = Field(True, description="standardise inputs with train-set statistics")
 
+    def prepare(self, report=None) -> None:
+        """Fetch whatever load() needs from outside (a download), reporting progress as
+        report(name, done_bytes, total_bytes_or_None). Most data needs nothing."""
+
     def load(self, seed: int) -> Dataset:
         """Build or read the data on the CPU; the trainer moves it to the device."""
         raise NotImplementedError

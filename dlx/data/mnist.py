@@ -323,6 +323,10 @@ class MNIST(DataSpec):
             raise ValueError("MNIST not found locally and download is true, but mirrors is empty")
         return self
 
+    def prepare(self, report=None) -> None:
+        if self.download and locate(self.root) is None:
+            download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)
+
     def load(self, seed: int) -> Dataset:
         root = locate(self.root)
         if root is None:
