@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Config, dump_yaml, load_config
 from .diagnose import diagnose, headline
-from .runs import RunFolder, command_line, git_commit, now, prepare_runs_dir, versions
+from .runs import RunFolder, command_line, git_commit, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
 PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",

@@ -2,7 +2,8 @@
 
 Validation reports every problem at once, each with its key path and the YAML
 line (or the --set that introduced it); names get the valid choices and the
-closest one. `dlx validate` and `dlx train` both go through `load_config`.
+closest one. `dlx validate` and `dlx train` both go through `load_config` (and
+then `dlx.api.check`'s build step, for problems only building can find).
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ from .optim import OPTIMIZERS, SGD
 from .registry import Section, closest
 
 Path_ = tuple[Union[str, int], ...]
-
-
 
 
 def _positive_int_or(word: str):
