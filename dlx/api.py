@@ -209,6 +209,7 @@ def train(config: str | Path | dict | Config, overrides: Iterable[str] = (), *,
             folder.update_meta(status=status, ended=now(), reason=f"{type(e).__name__}: {e}",
                                error=traceback.format_exc())
             folder.close()
+            e.dlx_run_path = folder.path  # type: ignore[attr-defined]  (for the CLI's message)
         raise
     summary = writer.summary if writer else summarize(trainer, hist, outcome, None)
     return RunResult(path=folder.path if folder else None, status=outcome.status,

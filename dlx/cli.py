@@ -7,6 +7,7 @@ Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -150,6 +151,17 @@ def train(
     except KeyboardInterrupt:  # before training started: nothing to keep
         con.print("[yellow]interrupted[/]")
         raise typer.Exit(130)
+    except Exception as e:  # a bug or a resource failure, not the user's mistake
+        err = _console(stderr=True)
+        err.print(f"[bold red]error:[/] training failed: {type(e).__name__}: {e}", markup=True, highlight=False)
+        path = getattr(e, "dlx_run_path", None)
+        if path is not None:
+            err.print(f"The run folder keeps everything logged before the failure (status failed; "
+                      f"the traceback is in meta.json): {path}")
+        if os.environ.get("DLX_DEBUG"):
+            raise
+        err.print("Set DLX_DEBUG=1 to see the traceback here.")
+        raise typer.Exit(1)
     from .report import run_report
 
     if as_json:

@@ -99,3 +99,29 @@ def test_mnist_without_files_or_download_names_the_four_files(tmp_path):
 def test_python_module_and_console_script_agree():
     p = dlx("--version")
     assert p.returncode == 0 and p.stdout.startswith("dlx ")
+
+
+def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dlx.cli import app
+    from dlx.trainer import Trainer
+
+    real = Trainer._train_step
+
+    def crash(self, *a, **k):
+        if self.step == 25:
+            raise RuntimeError("simulated device failure")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash)
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["train", str(CONFIGS / "quickstart.yaml"), "--runs-dir", str(runs), "-q"])
+    assert res.exit_code == 1
+    assert "training failed: RuntimeError: simulated device failure" in res.output
+    (folder,) = list(runs.iterdir())
+    assert str(folder) in res.output.replace("\n", "")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["status"] == "failed" and "simulated device failure" in meta["error"]
+    steps = [json.loads(l)["step"] for l in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20]  # both intervals before the crash are on disk
