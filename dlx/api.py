@@ -21,7 +21,7 @@ from .runs import RunFolder, command_line, git_commit, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
 PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",
-              "act_dead", "act_pct")
+              "act_dead", "act_pct", "time_grad")
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
         col = grad[:, j] if grad.size else np.zeros(0)
         fin = col[np.isfinite(col)]
         # "last" is the last finite value: after a divergence it shows where the norm was heading.
-        entry = {"name": name, "shape": list(module.weight.shape),
+        entry = {"name": name, "shape": trainer.probes.shapes[j],
                  "grad_norm": {"first": col[0] if len(col) else None,
                                "median": float(np.median(fin)) if len(fin) else None,
                                "last": fin[-1] if len(fin) else None}}
@@ -125,7 +125,7 @@ class RunWriter:
             "batch_size": trainer.batch_size, "steps_per_epoch": trainer.steps_per_epoch,
             "total_steps": trainer.total_steps,
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
-            "layers": [{"name": n, "shape": list(m.weight.shape)} for n, m in trainer.probes.layers],
+            "layers": [{"name": n, "shape": s} for n, s in zip(trainer.probes.names, trainer.probes.shapes)],
             "activations": trainer.probes.act_names,
         }
         self.folder.open(dump_yaml(cfg.resolved()), meta)

@@ -19,6 +19,7 @@ app = typer.Typer(
     help="Run deep-learning experiments from YAML and [bold]see[/] their training dynamics: "
          "per-layer gradient norms, activation statistics and a plain-language verdict.",
     context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,  # an internal error prints a plain traceback, not a page of boxes
 )
 
 EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
@@ -224,6 +225,40 @@ def show(
 
     con.print(run_report(data["summary"], data["meta"]))
     con.print(f"run folder: [bold]{data['path']}[/]")
+
+
+@app.command()
+def summary(
+    config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
+    set_: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Print the model layer by layer: output shape, parameters (and receptive field for CNNs)."""
+    from .errors import DlxError
+
+    try:
+        from .config import load_config
+        from .summary import model_summary
+
+        s = model_summary(load_config(config, set_ or []))
+    except DlxError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{config}: input {s['input']} (2 samples)", title_justify="left", header_style="bold",
+              show_edge=False, pad_edge=False)
+    for col in ("layer", "type", "output shape", "params", *s["extra_columns"]):
+        t.add_column(col, justify="right" if col not in ("layer", "type") else "left")
+    for r in s["layers"]:
+        t.add_row(r["name"], r["type"], "x".join(map(str, r["output"] or [])) or "-", f"{r['params']:,}",
+                  *[str(r.get(c, "")) for c in s["extra_columns"]])
+    con = _console()
+    con.print(t)
+    con.print(f"total parameters: [bold]{s['total_params']:,}[/] ({s['trainable_params']:,} trainable); "
+              f"output {s['output']}")
 
 
 @app.command("list")

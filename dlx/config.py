@@ -66,6 +66,7 @@ class Train(Section):
     log_every: PositiveInt = Field(10, description="steps between host reads of the probes")
     eval_every: Annotated[Union[int, Literal["epoch"]], _positive_int_or("epoch")] = "epoch"
     threads: PositiveInt | None = Field(None, description="torch CPU threads (default: all cores)")
+    tbptt: PositiveInt | None = Field(None, description="recurrent models: backpropagate through at most this many steps")
     checkpoint: bool = True
 
     @field_validator("device")
@@ -405,6 +406,9 @@ def _cross_checks(cfg: Config) -> list[tuple[Path_, Path_, str]]:
     if cfg.regularization.norm == "batch" and bs == 1:
         out.append((("regularization", "norm"), ("train", "batch_size"),
                     "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
+    shape = cfg.data.feature_shape()
+    if shape is not None:
+        out += [(path, ("data",), msg) for path, msg in cfg.model.check(tuple(shape), cfg)]
     return out
 
 

@@ -31,10 +31,14 @@ class InitSpec(Spec):
     @torch.no_grad()
     def init_model(self, model: nn.Module) -> None:
         """Initialise every target layer of `model` in place."""
+        from .models.base import layer_biases, layer_weights
+
         for _, layer in model.init_targets():
-            self.init_weight(layer.weight)
-            if layer.bias is not None and self.bias is not None:
-                layer.bias.fill_(self.bias)
+            for w in layer_weights(layer):
+                self.init_weight(w)
+            if self.bias is not None:
+                for b in layer_biases(layer):
+                    b.fill_(self.bias)
 
 
 @INITS.register("default")

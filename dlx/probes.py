@@ -30,11 +30,21 @@ MAX_STACK = 1 << 23
 
 class Probes:
     def __init__(self, model, activation_spec, log_every: int, device: torch.device):
+        from .models.base import layer_biases, layer_weights
+
         self.layers = model.probe_layers()
         self.names = [n for n, _ in self.layers]
-        self.weights = [m.weight for _, m in self.layers]
-        self.biases = [m.bias for _, m in self.layers]
-        self.n = len(self.weights)
+        self.n = len(self.layers)
+        # A layer may own several weight matrices (a recurrent layer: input and
+        # recurrent); its gradient norm is the L2 norm over all of them.
+        per_layer = [layer_weights(m) for _, m in self.layers]
+        self.weights = [w for ws in per_layer for w in ws]
+        self._single = all(len(ws) == 1 for ws in per_layer)
+        self._owner = torch.tensor([j for j, ws in enumerate(per_layer) for _ in ws], device=device)
+        self.shapes = [list(ws[0].shape) if len(ws) == 1 else [list(w.shape) for w in ws] for ws in per_layer]
+        # Unit spreads need one matrix of units (and its bias): Linear and Conv layers.
+        self._unit_layers = [(j, ws[0], (layer_biases(m) or [None])[0])
+                             for j, ((_, m), ws) in enumerate(zip(self.layers, per_layer)) if len(ws) == 1]
         self.buf = torch.zeros(log_every, self.n + 2, device=device)
         self.acts = model.activation_modules()
         self.act_names = [n for n, _ in self.acts]
@@ -46,23 +56,40 @@ class Probes:
         self._hooks: list = []
         self._outs: list[torch.Tensor | None] = []
         self._prev: list[torch.Tensor] | None = None
-        # Probed layers grouped by (weight shape, has bias), for batched unit spreads.
-        groups: dict[tuple, list[int]] = {}
-        for j, (w, b) in enumerate(zip(self.weights, self.biases)):
-            groups.setdefault((tuple(w.shape), b is not None), []).append(j)
+        # Layers grouped by (weight shape, has bias), for batched unit spreads.
+        groups: dict[tuple, list[tuple]] = {}
+        for j, w, b in self._unit_layers:
+            groups.setdefault((tuple(w.shape), b is not None), []).append((j, w, b))
         self._same_shape = list(groups.values())
         self._zero = torch.zeros((), device=device)
+        # ||dL/dh_t|| per time step for recurrent models, written during the probe step.
+        self.model = model
+        shape = model.time_probe_shape()
+        self.time_buf = torch.zeros(shape, device=device) if shape else None
+
+    def _per_layer(self, norms: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
+        """Per-matrix norms -> per-layer norms (sqrt of the sum of squares), on the device."""
+        if self._single:
+            return norms
+        sq = torch.stack(norms).square()
+        return torch.zeros(self.n, device=sq.device).index_add_(0, self._owner, sq).sqrt()
 
     # ---- every step
     def record(self, row: int, loss: torch.Tensor, acc: torch.Tensor) -> None:
         """Gradient norms (before clipping), loss and accuracy into row `row`."""
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        norms = torch._foreach_norm(grads)
-        torch.stack([*norms, loss.detach(), acc], out=self.buf[row])
+        norms = self._per_layer(torch._foreach_norm(grads))
+        if self._single:
+            torch.stack([*norms, loss.detach(), acc], out=self.buf[row])
+        else:
+            torch.cat([norms, loss.detach()[None], acc[None]], out=self.buf[row])
 
     # ---- the last step of an interval
     def watch_activations(self) -> None:
         """Keep the activations' outputs of the next forward pass, and the weights before its step."""
+        if self.time_buf is not None:
+            self.time_buf.zero_()
+            self.model.watch_time(self.time_buf)
         self._outs = [None] * len(self.acts)
         for j, (_, module) in enumerate(self.acts):
             self._hooks.append(module.register_forward_hook(self._keeper(j)))
@@ -124,9 +151,10 @@ class Probes:
         self.unhook()
         if self._outs:
             self._activation_stats()
-        wn = torch.stack(torch._foreach_norm(self.weights))
+        wn = torch.stack(list(self._per_layer(torch._foreach_norm(self.weights))))
         if self._prev is not None:
-            un = torch.stack(torch._foreach_norm(torch._foreach_sub(self.weights, self._prev)))
+            diff = torch._foreach_sub(self.weights, self._prev)
+            un = torch.stack(list(self._per_layer(torch._foreach_norm(diff))))
         else:
             un = torch.zeros_like(wn)
         self._prev = None
@@ -134,10 +162,12 @@ class Probes:
         return torch.stack(rows)
 
     def _unit_spreads(self) -> torch.Tensor:
-        out = torch.empty(self.n, device=self.buf.device)
-        for idx in self._same_shape:
-            rows = torch.stack([unit_rows(self.weights[j], self.biases[j]) for j in idx])
-            out.index_copy_(0, torch.tensor(idx, device=out.device), spread_of_rows(rows))
+        """Per layer; NaN for layers without a single matrix of units (recurrent)."""
+        out = torch.full((self.n,), float("nan"), device=self.buf.device)
+        for members in self._same_shape:
+            rows = torch.stack([unit_rows(w, b) for _, w, b in members])
+            idx = torch.tensor([j for j, _, _ in members], device=out.device)
+            out.index_copy_(0, idx, spread_of_rows(rows))
         return out
 
 

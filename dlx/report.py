@@ -72,7 +72,10 @@ def layer_table(summary: dict[str, Any]) -> Table:
     hi = math.log10(max(meds)) if meds else 1
     for l in layers:
         g = l["grad_norm"]
-        t.add_row(l["name"], "x".join(map(str, l["shape"])), num(g["first"]), num(g["median"]),
+        shape = l["shape"]
+        shape = ("x".join(map(str, shape)) if shape and not isinstance(shape[0], list)
+                 else " + ".join("x".join(map(str, s)) for s in shape))
+        t.add_row(l["name"], shape, num(g["first"]), num(g["median"]),
                   num(g["last"]), _bar(g["median"], lo, hi), num(l.get("weight_norm")),
                   num(l.get("update_ratio")))
     return t

@@ -146,17 +146,20 @@ class Trainer:
         if data.task == "regression":
             return F.mse_loss
         k = data.n_classes
+        # Outputs are (N, k), or (N, T, k) for a many-to-many sequence task with y (N, T).
         if loss == "mse":
             return lambda out, y: F.mse_loss(out, F.one_hot(y, k).to(out.dtype))
         if sigmoid_out:
             # Sigmoid outputs are per-class probabilities: cross-entropy is binary, per class.
             return lambda out, y: F.binary_cross_entropy(out, F.one_hot(y, k).to(out.dtype))
+        if data.y_train.dim() > 1:
+            return lambda out, y: F.cross_entropy(out.reshape(-1, k), y.reshape(-1))
         return F.cross_entropy
 
     def _accuracy(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.data.task != "classification":
             return self.probes._zero
-        return (out.argmax(1) == y).float().mean()
+        return (out.argmax(-1) == y).float().mean()
 
     def _penalty(self) -> torch.Tensor | None:
         reg = self.cfg.regularization
@@ -208,7 +211,7 @@ class Trainer:
             yb = y[i:i + EVAL_BATCH]
             total_loss += self.loss_fn(out, yb) * len(yb)
             if self.data.task == "classification":
-                correct += (out.argmax(1) == yb).sum()
+                correct += (out.argmax(-1) == yb).float().mean() * len(yb)
         self.model.train()
         n = max(len(x), 1)
         res = {"test_loss": float(total_loss) / n}
@@ -317,6 +320,8 @@ class Trainer:
         record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
         if evaluating:
             record["unit_spread"] = stats[2]
+        if self.probes.time_buf is not None:
+            record["time_grad"] = self.probes.time_buf.cpu().numpy().astype(np.float64)
         if self.probes.acts:
             act = self.probes.act_stats.cpu().numpy().astype(np.float64)
             for j, key in enumerate(ACT_FIELDS):

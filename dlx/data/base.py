@@ -28,6 +28,7 @@ class Dataset:
     y_test: torch.Tensor
     task: str  # "classification" | "regression"
     n_classes: int | None = None
+    sequence_target: bool = False  # y has a time axis: (N, T) classes or (N, T, d) values
     scale: float = 1.0
     shift: float = 0.0
 
@@ -43,7 +44,7 @@ class Dataset:
     def out_dim(self) -> int:
         if self.task == "classification":
             return int(self.n_classes)
-        return int(self.y_train.shape[1])
+        return int(self.y_train.shape[-1])
 
     def to(self, device: torch.device) -> "Dataset":
         return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
@@ -65,6 +66,10 @@ class DataSpec(Spec):
     n_train: PositiveInt = 1000
     n_test: PositiveInt = 500
     normalize: bool = Field(True, description="standardise inputs with train-set statistics")
+
+    def feature_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input sample, known without loading (None: only after load)."""
+        return None
 
     def prepare(self, report=None) -> None:
         """Fetch whatever load() needs from outside (a download), reporting progress as

@@ -323,6 +323,9 @@ class MNIST(DataSpec):
             raise ValueError("MNIST not found locally and download is true, but mirrors is empty")
         return self
 
+    def feature_shape(self):
+        return (SIDE * SIDE,) if self.flatten else (1, SIDE, SIDE)
+
     def prepare(self, report=None) -> None:
         if self.download and locate(self.root) is None:
             download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)

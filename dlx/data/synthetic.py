@@ -43,6 +43,9 @@ def _shuffled(rng: np.random.Generator, x: np.ndarray, y: np.ndarray):
 class _Classes(DataSpec):
     noise: float = Field(0.1, ge=0)
 
+    def feature_shape(self):
+        return (2,)
+
     def _total(self) -> int:
         return self.n_train + self.n_test
 
@@ -128,6 +131,9 @@ class Blobs(_Classes):
     dim: PositiveInt = 2
     spread: float = Field(1.0, gt=0, description="cluster std relative to the centres' spread")
 
+    def feature_shape(self):
+        return (self.dim,)
+
     def load(self, seed):
         rng = np.random.default_rng(seed)
         centres = rng.normal(0, 3.0, (self.classes, self.dim))
@@ -148,6 +154,9 @@ class Teacher(DataSpec):
     out_dim: PositiveInt = 1
     hidden: list[PositiveInt] = Field(default_factory=lambda: [32])
     noise: float = Field(0.05, ge=0)
+
+    def feature_shape(self):
+        return (self.in_dim,)
 
     def load(self, seed):
         rng = np.random.default_rng(seed)

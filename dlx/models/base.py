@@ -1,8 +1,9 @@
-"""What every model offers the trainer and the probes."""
+"""What every model offers the trainer, the init schemes, the probes and the summary."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ..registry import Registry, Spec
@@ -10,11 +11,26 @@ from ..registry import Registry, Spec
 MODELS = Registry("model")
 
 
+def layer_weights(module: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices of a probed/initialised layer: `.weight`, or the layer's own
+    list (a recurrent layer has an input and a recurrent matrix)."""
+    if hasattr(module, "probe_weights"):
+        return list(module.probe_weights())
+    return [module.weight]
+
+
+def layer_biases(module: nn.Module) -> list[torch.Tensor]:
+    if hasattr(module, "probe_biases"):
+        return list(module.probe_biases())
+    b = getattr(module, "bias", None)
+    return [b] if isinstance(b, torch.Tensor) else []
+
+
 class Model(nn.Module):
     """A network whose weight layers are listed input -> output for init and probes."""
 
     def init_targets(self) -> list[tuple[str, nn.Module]]:
-        """Layers with a `.weight` (and maybe `.bias`) that an init scheme sets."""
+        """Layers whose weights (layer_weights) and biases an init scheme sets."""
         raise NotImplementedError
 
     def probe_layers(self) -> list[tuple[str, nn.Module]]:
@@ -25,10 +41,27 @@ class Model(nn.Module):
         """Hidden activation modules, input first; their outputs are probed."""
         return []
 
+    # ---- recurrent models: the gradient reaching each time step's hidden state
+    def time_probe_shape(self) -> tuple[int, int] | None:
+        """(rows, time steps) of the ||dL/dh_t|| probe, or None for a model without time."""
+        return None
+
+    def watch_time(self, buf: torch.Tensor) -> None:
+        """During the next forward/backward, write ||dL/dh_t|| into buf [rows, T] on the device."""
+
+    def summary_extra(self) -> dict[str, dict[str, Any]]:
+        """Extra summary columns per layer name (a CNN's receptive field and stride)."""
+        return {}
+
 
 class ModelSpec(Spec):
-    accepts: ClassVar[str] = "flat"  # the input layout it needs: "flat" vectors
+    accepts: ClassVar[str] = "any"  # "flat" vectors, "image" (C, H, W), "sequence" (T, F), or "any"
 
     def build(self, data, cfg) -> Model:
         """The network for `data` (a Dataset) under the full config `cfg`."""
         raise NotImplementedError
+
+    def check(self, feature_shape: tuple[int, ...], cfg) -> list[tuple[tuple, str]]:
+        """Problems (key path, message) that would make the model fail on inputs of this
+        shape, found before anything is built. Default: none."""
+        return []
