@@ -1,3 +1,3 @@
-"""Datasets: synthetic tasks, a user's arrays, MNIST. Importing registers them all."""
+"""Datasets: synthetic tasks, a user's arrays, MNIST, sequence tasks. Importing registers them all."""
 from .base import DATASETS, Dataset, DataSpec  # noqa: F401
-from . import synthetic, mnist  # noqa: F401,E402  (registration side effect)
+from . import synthetic, mnist, sequences  # noqa: F401,E402  (registration side effect)
