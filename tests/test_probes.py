@@ -86,3 +86,56 @@ def test_non_finite_gradient_is_caught_with_its_step_and_layer(tiny):
     assert outcome.diverged["step"] == 7
     assert outcome.step == 10  # stopped at the end of the interval that held step 7
     assert "out" in outcome.diverged["layers"]
+
+
+class _TwoMatrixLayer(torch.nn.Module):
+    """A layer with two weight matrices, like a recurrent layer's input and recurrent ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(4, 3))
+        self.b = torch.nn.Parameter(torch.randn(4, 4))
+
+    def probe_weights(self):
+        return [self.a, self.b]
+
+
+class _TinyModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.two = _TwoMatrixLayer()
+        self.out = torch.nn.Linear(4, 2)
+
+    def probe_layers(self):
+        return [("two", self.two), ("out", self.out)]
+
+    def activation_modules(self):
+        return []
+
+    def time_probe_shape(self):
+        return (1, 3)
+
+    def watch_time(self, buf):
+        buf.fill_(7.0)
+
+
+def test_a_layer_with_several_matrices_gets_one_norm_over_all_of_them():
+    from dlx.activations import ACTIVATIONS
+    from dlx.probes import Probes
+
+    model = _TinyModel()
+    probes = Probes(model, ACTIVATIONS.parse("relu"), log_every=2, device=torch.device("cpu"))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    probes.record(0, torch.tensor(1.5), torch.tensor(0.5))
+    row = probes.buf[0]
+    expected_two = torch.sqrt(model.two.a.grad.norm() ** 2 + model.two.b.grad.norm() ** 2)
+    assert row[0].item() == pytest.approx(expected_two.item(), rel=1e-6)
+    assert row[1].item() == pytest.approx(model.out.weight.grad.norm().item(), rel=1e-6)
+    assert row[2:].tolist() == [1.5, 0.5]
+    assert probes.shapes == [[[4, 3], [4, 4]], [2, 4]]
+    # The time probe buffer is armed at the probe step.
+    probes.watch_activations()
+    assert probes.time_buf.tolist() == [[7.0, 7.0, 7.0]]
+    stats = probes.interval_stats(spread=True)
+    assert torch.isnan(stats[2, 0]) and not torch.isnan(stats[2, 1])  # no unit spread for a 2-matrix layer

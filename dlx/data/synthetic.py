@@ -15,7 +15,7 @@ from .base import DATASETS, Dataset, DataSpec
 
 
 def _finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
-            n_classes: int | None = None) -> Dataset:
+            n_classes: int | None = None, sequence_target: bool = False) -> Dataset:
     """Split (already shuffled) samples into train/test, standardise with train statistics, wrap as tensors."""
     n = spec.n_train
     x_train, x_test = x[:n], x[n:]
@@ -31,7 +31,7 @@ def _finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
         y_train=torch.as_tensor(np.ascontiguousarray(y[:n]), dtype=y_dtype),
         x_test=torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32),
         y_test=torch.as_tensor(np.ascontiguousarray(y[n:]), dtype=y_dtype),
-        task=task, n_classes=n_classes,
+        task=task, n_classes=n_classes, sequence_target=sequence_target,
     )
 
 
@@ -218,12 +218,14 @@ class Arrays(DataSpec):
         n_te = min(self.n_test or len(arrs["x_test"]), len(arrs["x_test"]))
         x = np.concatenate([arrs["x_train"][:n_tr], arrs["x_test"][:n_te]]).astype(np.float64)
         y = np.concatenate([arrs["y_train"][:n_tr], arrs["y_test"][:n_te]])
-        if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+        # Integer y: class ids, (N,) or one per time step (N, T). Float y: targets,
+        # (N, d), or per time step (N, T, d).
+        if np.issubdtype(y.dtype, np.integer) and y.ndim in (1, 2):
             if y.min() < 0:
                 raise SpecError(("data", "path"), f"class labels must be 0..K-1, found {y.min()}")
-            task, k = "classification", int(y.max()) + 1
+            task, k, seq = "classification", int(y.max()) + 1, y.ndim == 2
         else:
-            task, k = "regression", None
-            y = y.reshape(len(y), -1).astype(np.float32)
+            task, k, seq = "regression", None, y.ndim == 3
+            y = (y if seq else y.reshape(len(y), -1)).astype(np.float32)
         spec = self.model_copy(update={"n_train": n_tr, "n_test": n_te})
-        return _finish(spec, "arrays", x, y, task, k)
+        return _finish(spec, "arrays", x, y, task, k, sequence_target=seq)
