@@ -42,9 +42,11 @@ class Probes:
         self._single = all(len(ws) == 1 for ws in per_layer)
         self._owner = torch.tensor([j for j, ws in enumerate(per_layer) for _ in ws], device=device)
         self.shapes = [list(ws[0].shape) if len(ws) == 1 else [list(w.shape) for w in ws] for ws in per_layer]
-        # Unit spreads need one matrix of units (and its bias): Linear and Conv layers.
+        # Unit spreads need one matrix of several units (and its bias): Linear and Conv
+        # layers. A one-unit layer is trivially "symmetric", so it gets none (NaN).
         self._unit_layers = [(j, ws[0], (layer_biases(m) or [None])[0])
-                             for j, ((_, m), ws) in enumerate(zip(self.layers, per_layer)) if len(ws) == 1]
+                             for j, ((_, m), ws) in enumerate(zip(self.layers, per_layer))
+                             if len(ws) == 1 and ws[0].shape[0] > 1]
         self.buf = torch.zeros(log_every, self.n + 2, device=device)
         self.acts = model.activation_modules()
         self.act_names = [n for n, _ in self.acts]

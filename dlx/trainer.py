@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .config import Config
 from .data import Dataset
 from .errors import ConfigError, SpecError
+from .models.base import layer_weights
 from .probes import ACT_FIELDS, Probes
 
 EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
@@ -125,7 +126,7 @@ class Trainer:
         self.eval_every = self.steps_per_epoch if t.eval_every == "epoch" else int(t.eval_every)
         self.probes = Probes(self.model, cfg.activation, t.log_every, self.device)
         self.loss_fn = self._loss_fn()
-        self.penalty_weights = [m.weight for _, m in self.model.init_targets()]
+        self.penalty_weights = [w for _, m in self.model.init_targets() for w in layer_weights(m)]
         self.callbacks = list(callbacks)
         es = cfg.regularization.early_stopping
         if es is not None:
