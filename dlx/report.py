@@ -66,7 +66,8 @@ def layer_table(summary: dict[str, Any]) -> Table:
               header_style="bold", show_edge=False, pad_edge=False)
     for col, just in (("layer", "left"), ("shape", "left"), ("first", "right"), ("median", "right"),
                       ("last", "right"), ("log median", "left"), ("|W|", "right"), ("|dW|/|W|", "right")):
-        t.add_column(col, justify=just)
+        # Layer names are never cut (block12.fc_b): the bar column gives way first.
+        t.add_column(col, justify=just, no_wrap=col in ("layer", "shape"))
     meds = [l["grad_norm"]["median"] for l in layers if (l["grad_norm"]["median"] or 0) > 0]
     lo = math.log10(min(meds)) - 0.5 if meds else 0
     hi = math.log10(max(meds)) if meds else 1
