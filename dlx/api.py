@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Config, dump_yaml, load_config
 from .diagnose import diagnose, headline
-from .runs import RunFolder, command_line, git_commit, now, versions
+from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
 PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",
@@ -92,7 +92,8 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         if any("test_acc" in m for m in tests):
             best["test_acc"] = max(m.get("test_acc", 0.0) for m in tests)
     secs = max(outcome.train_seconds, 1e-9)
-    return {
+    # Plain JSON types in memory too, so a RunResult's summary equals summary.json.
+    return jsonable({
         "run_id": run_id, "status": outcome.status, "reason": outcome.reason,
         "steps": outcome.step, "total_steps": trainer.total_steps, "epochs": round(outcome.epoch, 4),
         "samples": outcome.samples, "train_seconds": round(outcome.train_seconds, 4),
@@ -102,7 +103,9 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         "diverged": outcome.diverged,
         "layers": _layer_summaries(trainer, hist),
         "activations": _activation_summaries(trainer, hist),
-    }
+        # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
+        "time_grad": hist.last.get("time_grad"),
+    })
 
 
 class RunWriter:

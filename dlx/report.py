@@ -96,6 +96,24 @@ def activation_table(summary: dict[str, Any]) -> Table | None:
     return t
 
 
+def time_text(summary: dict[str, Any]) -> Text | None:
+    """For recurrent models: how much of the gradient at the last step reaches the first."""
+    rows = summary.get("time_grad")
+    if not rows:
+        return None
+    names = [l["name"] for l in summary.get("layers", []) if l["name"] != "out"]
+    t = Text("Gradient through time at the last log step (||dL/dh_t||)\n", style="bold")
+    for i, row in enumerate(rows):
+        vals = [v for v in row if v is not None]
+        if not vals or not row[-1]:
+            continue
+        name = names[i] if i < len(names) else f"row {i}"
+        first, last = row[0] or 0.0, row[-1]
+        t.append(f"  {name}: t=1 {num(first)}, t={len(row)} {num(last)}, ratio {num(first / last)}\n")
+    t.rstrip()
+    return t
+
+
 def verdict_text(summary: dict[str, Any]) -> Text:
     out = Text()
     for i, v in enumerate(summary.get("verdicts", [])):
@@ -131,5 +149,8 @@ def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None) -> G
     acts = activation_table(summary)
     if acts is not None:
         parts += [Text(""), acts]
+    through = time_text(summary)
+    if through is not None:
+        parts += [Text(""), through]
     parts += [Text(""), verdict_text(summary), final_text(summary)]
     return Group(*parts)

@@ -139,3 +139,39 @@ def test_a_layer_with_several_matrices_gets_one_norm_over_all_of_them():
     assert probes.time_buf.tolist() == [[7.0, 7.0, 7.0]]
     stats = probes.interval_stats(spread=True)
     assert torch.isnan(stats[2, 0]) and not torch.isnan(stats[2, 1])  # no unit spread for a 2-matrix layer
+
+
+def test_a_recurrent_training_step_never_reads_a_tensor_value_on_the_host(monkeypatch):
+    """The per-time-step gradient probe writes on the device too."""
+    cfg = {"data": {"name": "parity", "length": 8, "n_train": 64, "n_test": 32},
+           "model": {"name": "lstm", "hidden": 8}, "activation": "tanh",
+           "optimizer": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 6, "batch_size": 16, "log_every": 3}}
+    trainer = Trainer(load_config(cfg))
+    hits: list[str] = []
+    in_step = {"on": False}
+
+    def spy(name, original):
+        def wrapper(self, *a, **k):
+            if in_step["on"] and "/dlx/" in sys._getframe(1).f_code.co_filename.replace("\\", "/"):
+                hits.append(f"{name} from {sys._getframe(1).f_code.co_name}")
+            return original(self, *a, **k)
+        return wrapper
+
+    for name in SYNC_METHODS:
+        monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
+    step = trainer._train_step
+
+    def watched(*a, **k):
+        in_step["on"] = True
+        try:
+            return step(*a, **k)
+        finally:
+            in_step["on"] = False
+
+    trainer._train_step = watched
+    records = []
+    trainer.callbacks.append(type("R", (), {"on_interval": lambda s, t, r: records.append(r)})())
+    trainer.run()
+    assert hits == []
+    assert records[-1]["time_grad"].shape == (1, 8) and (records[-1]["time_grad"] > 0).all()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,14 @@ def test_head_must_match_the_target():
 def test_bad_sizes_are_field_errors():
     found = problems(config(model={"hidden": 0, "layers": 0, "head": "last"}))
     assert set(found) == {"model.hidden", "model.layers", "model.head"}
+
+
+def test_train_output_shows_the_gradient_through_time_ratio(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "gradients_through_time.yaml"
+    p = subprocess.run([sys.executable, "-m", "dlx", "train", str(cfg), "--set", "train.steps=20",
+                        "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "Gradient through time" in p.stdout and "rnn.l0: t=1" in p.stdout

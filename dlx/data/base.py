@@ -63,6 +63,8 @@ class DataSpec(Spec):
     """Common keys: how many samples, and whether to standardise the inputs."""
 
     task: ClassVar[str] = "classification"
+    # Whether y has a time axis (many-to-many); None: known only once loaded (arrays).
+    sequence_target: ClassVar[bool | None] = False
     n_train: PositiveInt = 1000
     n_test: PositiveInt = 500
     normalize: bool = Field(True, description="standardise inputs with train-set statistics")

@@ -174,6 +174,8 @@ class Teacher(DataSpec):
 class Arrays(DataSpec):
     """A user's .npz with x_train, y_train, x_test, y_test (integer y: classes; float y: regression)."""
 
+    sequence_target = None  # read from the file's y shape at load time
+
     path: ExistingFile
     n_train: PositiveInt | None = None  # all of them unless given
     n_test: PositiveInt | None = None
