@@ -9,7 +9,6 @@ and may call trainer.stop(status, reason).
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field

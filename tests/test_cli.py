@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS
 
 
 def dlx(*args, cwd=None, env=None, timeout=120):

@@ -12,22 +12,16 @@ from dlx.trainer import Trainer
 
 SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__")
 
-
-def test_a_training_step_never_reads_a_tensor_value_on_the_host(tiny, monkeypatch):
-    """dlx's own step code (forward, loss, probes, clipping, penalties) asks the device
-    for no value: every read-out happens in the per-interval copy."""
-    tiny["regularization"] = {"l1": 1e-4, "l2": 1e-4, "clip_norm": 1.0, "clip_value": 1.0, "dropout": 0.1}
-    tiny["train"] = {"steps": 12, "batch_size": 32, "log_every": 4}
-    trainer = Trainer(load_config(tiny))
+def host_reads_during_steps(trainer, monkeypatch) -> list[str]:
+    """Run the trainer and list every host read of a tensor made by dlx code inside a step."""
     hits: list[str] = []
     in_step = {"on": False}
 
     def spy(name, original):
         def wrapper(self, *a, **k):
-            if in_step["on"]:
-                caller = sys._getframe(1)
-                if "/dlx/" in caller.f_code.co_filename.replace("\\", "/"):
-                    hits.append(f"{name} from {caller.f_code.co_name}")
+            caller = sys._getframe(1).f_code
+            if in_step["on"] and "/dlx/" in caller.co_filename.replace("\\", "/"):
+                hits.append(f"{name} from {caller.co_name}")
             return original(self, *a, **k)
         return wrapper
 
@@ -43,11 +37,21 @@ def test_a_training_step_never_reads_a_tensor_value_on_the_host(tiny, monkeypatc
             in_step["on"] = False
 
     trainer._train_step = watched
+    trainer.run()
+    return hits
+
+
+
+def test_a_training_step_never_reads_a_tensor_value_on_the_host(tiny, monkeypatch):
+    """dlx's own step code (forward, loss, probes, clipping, penalties) asks the device
+    for no value: every read-out happens in the per-interval copy."""
+    tiny["regularization"] = {"l1": 1e-4, "l2": 1e-4, "clip_norm": 1.0, "clip_value": 1.0, "dropout": 0.1}
+    tiny["train"] = {"steps": 12, "batch_size": 32, "log_every": 4}
+    trainer = Trainer(load_config(tiny))
     intervals = []
     interval = trainer._interval
     trainer._interval = lambda *a: intervals.append(1) or interval(*a)
-    trainer.run()
-    assert hits == []
+    assert host_reads_during_steps(trainer, monkeypatch) == []
     assert len(intervals) == 3  # 12 steps / log_every 4: one read-out each
 
 
@@ -148,30 +152,7 @@ def test_a_recurrent_training_step_never_reads_a_tensor_value_on_the_host(monkey
            "optimizer": {"name": "adam", "lr": 0.01},
            "train": {"steps": 6, "batch_size": 16, "log_every": 3}}
     trainer = Trainer(load_config(cfg))
-    hits: list[str] = []
-    in_step = {"on": False}
-
-    def spy(name, original):
-        def wrapper(self, *a, **k):
-            if in_step["on"] and "/dlx/" in sys._getframe(1).f_code.co_filename.replace("\\", "/"):
-                hits.append(f"{name} from {sys._getframe(1).f_code.co_name}")
-            return original(self, *a, **k)
-        return wrapper
-
-    for name in SYNC_METHODS:
-        monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
-    step = trainer._train_step
-
-    def watched(*a, **k):
-        in_step["on"] = True
-        try:
-            return step(*a, **k)
-        finally:
-            in_step["on"] = False
-
-    trainer._train_step = watched
     records = []
     trainer.callbacks.append(type("R", (), {"on_interval": lambda s, t, r: records.append(r)})())
-    trainer.run()
-    assert hits == []
+    assert host_reads_during_steps(trainer, monkeypatch) == []
     assert records[-1]["time_grad"].shape == (1, 8) and (records[-1]["time_grad"] > 0).all()

@@ -1,7 +1,6 @@
 """The resnet model: the skip connection is what keeps a deep net's first-layer gradient alive."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,7 +1,6 @@
 """Sequence tasks: shapes known before loading, determinism, and the targets each task defines."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

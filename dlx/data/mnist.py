@@ -300,9 +300,8 @@ def _not_found_message(root: Path | None) -> str:
     )
 
 
-@DATASETS.register("mnist")
-class MNIST(DataSpec):
-    """The real MNIST digits (60k train / 10k test, 28x28 grey), kept as uint8."""
+class MNISTFiles(DataSpec):
+    """Where the MNIST files come from and how many samples: shared by mnist and seq_mnist."""
 
     root: Directory | None = Field(None, description="folder with the four IDX files (.gz or not)")
     download: bool = Field(False, description="fetch missing files into root (or the cache)")
@@ -312,7 +311,6 @@ class MNIST(DataSpec):
     normalize: bool = Field(
         True, description="True: (x/255 - 0.1307)/0.3081; False: raw pixel values 0..255"
     )
-    flatten: bool = Field(True, description="True: (N, 784) for MLPs; False: (N, 1, 28, 28) for CNNs")
 
     @model_validator(mode="after")
     def _files_available(self):
@@ -323,12 +321,19 @@ class MNIST(DataSpec):
             raise ValueError("MNIST not found locally and download is true, but mirrors is empty")
         return self
 
-    def feature_shape(self):
-        return (SIDE * SIDE,) if self.flatten else (1, SIDE, SIDE)
-
     def prepare(self, report=None) -> None:
         if self.download and locate(self.root) is None:
             download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)
+
+
+@DATASETS.register("mnist")
+class MNIST(MNISTFiles):
+    """The real MNIST digits (60k train / 10k test, 28x28 grey), kept as uint8."""
+
+    flatten: bool = Field(True, description="True: (N, 784) for MLPs; False: (N, 1, 28, 28) for CNNs")
+
+    def feature_shape(self):
+        return (SIDE * SIDE,) if self.flatten else (1, SIDE, SIDE)
 
     def load(self, seed: int) -> Dataset:
         root = locate(self.root)

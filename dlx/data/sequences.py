@@ -12,12 +12,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from ..paths import Directory
 from .base import DATASETS, Dataset, DataSpec
-from .mnist import DEFAULT_MIRRORS, MNIST, N_TEST, N_TRAIN, SIDE, cache_dir, download, locate
-from .mnist import _not_found_message
+from .mnist import MNIST, SIDE, MNISTFiles
 
 MAX_LENGTH = 10_000  # steps; longer sequences are a Python loop of that many cell calls per batch
 
@@ -137,17 +135,8 @@ class Parity(_Sequence):
 
 
 @DATASETS.register("seq_mnist")
-class SeqMNIST(DataSpec):
+class SeqMNIST(MNISTFiles):
     """MNIST read row by row: 28 steps of 28 pixels, the class read after the last row."""
-
-    root: Directory | None = Field(None, description="folder with the four IDX files (.gz or not)")
-    download: bool = Field(False, description="fetch missing files into root (or the cache)")
-    mirrors: list[str] = Field(default_factory=lambda: list(DEFAULT_MIRRORS))
-    n_train: int = Field(N_TRAIN, ge=1, le=N_TRAIN)
-    n_test: int = Field(N_TEST, ge=1, le=N_TEST)
-    normalize: bool = Field(
-        True, description="True: (x/255 - 0.1307)/0.3081; False: raw pixel values 0..255"
-    )
 
     sequence_target: ClassVar[bool] = False
 
@@ -156,21 +145,8 @@ class SeqMNIST(DataSpec):
         return MNIST(name="mnist", root=self.root, download=self.download, mirrors=self.mirrors,
                      n_train=self.n_train, n_test=self.n_test, normalize=self.normalize, flatten=False)
 
-    @model_validator(mode="after")
-    def _files_available(self):
-        # Fail at config time, not minutes into a sweep (the same check as mnist's).
-        if not self.download and locate(self.root) is None:
-            raise ValueError(_not_found_message(self.root))
-        if self.download and not self.mirrors and locate(self.root) is None:
-            raise ValueError("MNIST not found locally and download is true, but mirrors is empty")
-        return self
-
     def feature_shape(self):
         return (SIDE, SIDE)
-
-    def prepare(self, report=None) -> None:
-        if self.download and locate(self.root) is None:
-            download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)
 
     def load(self, seed: int) -> Dataset:
         d = self._images().load(seed)
