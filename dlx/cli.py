@@ -260,6 +260,83 @@ def summary(
               f"output {s['output']}")
 
 
+@app.command()
+def compare(
+    config: Path = typer.Argument(..., help="The experiment's YAML file (the base of every variant).", show_default=False),
+    optimizers: Optional[str] = typer.Option(None, "--optimizers", help="Comma-separated optimizer names, each with its usual hyperparameters."),
+    over: Optional[List[str]] = typer.Option(None, "--over", metavar="KEY=V1,V2", help="Vary any key (repeatable; variants are the product)."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per variant, seeds base.seed, base.seed+1, ..."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="METRIC=VALUE", help="Also report steps to reach it, e.g. test_acc=0.95."),
+    set_: Optional[List[str]] = SetOpt,
+    runs_dir: Path = RunsDirOpt,
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process dies."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table's numbers as JSON."),
+):
+    """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
+    from .errors import DlxError
+
+    try:
+        from .compare import aggregate, make_variants, parse_target, trial_configs
+        from .executors import LocalExecutor, Trial
+
+        goal = parse_target(target)
+        variants = make_variants(optimizers.split(",") if optimizers else None, over or [])
+        configs = trial_configs(config, set_ or [], variants, seeds)
+    except DlxError as e:
+        _fail(e)
+    trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
+    con = _console(stderr=as_json)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                  TimeElapsedColumn(), console=con, transient=True, disable=as_json) as progress:
+        task = progress.add_task("runs", total=len(trials))
+        results = LocalExecutor(max_parallel=max_parallel, retries=retries).run(
+            trials, on_result=lambda r: progress.advance(task))
+    by_variant: dict[str, list] = {}
+    for (v, _, _), r in zip(configs, results):
+        by_variant.setdefault(v.label, []).append(r)
+    rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
+    if as_json:
+        typer.echo(json.dumps({"config": str(config), "seeds": seeds, "target": target,
+                               "variants": [r.as_dict() for r in rows]}, indent=2))
+    else:
+        _compare_table(con, rows, seeds, goal)
+    failed = sum(r.status in ("config_error", "crashed", "failed") for r in results)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _compare_table(con, rows, seeds, goal) -> None:
+    from rich.table import Table
+
+    from .report import num
+
+    def cell(stat, digits=3):
+        m, s = stat
+        return "-" if m is None else f"{num(m, digits)}±{num(s, 2)}"
+
+    t = Table(title=f"mean ± sd over {seeds} seed(s)", title_justify="left", header_style="bold",
+              show_edge=False, pad_edge=False)
+    cols = ["variant", "train_loss", "test_loss", "train_acc", "test_acc"]
+    if goal:
+        cols.append(f"steps to {goal[0]}={goal[1]:g}")
+    cols += ["seconds", "verdict", "runs"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("variant", "verdict") else "right",
+                     no_wrap=c in ("variant", "verdict"))
+    for r in rows:
+        cells = [r.label] + [cell(r.stats[k]) for k in ("train_loss", "test_loss", "train_acc", "test_acc")]
+        if goal:
+            reached = r.statuses.get("reached_target", 0)
+            cells.append(f"{cell(r.stats[f'steps_to_{goal[0]}'])} ({reached}/{r.runs})")
+        bad = {k: n for k, n in r.statuses.items() if k not in ("completed", "reached_target")}
+        cells += [cell(r.stats["train_seconds"], 2), r.verdict,
+                  f"{r.runs}" + (" (" + ", ".join(f"{n} {k}" for k, n in bad.items()) + ")" if bad else "")]
+        t.add_row(*cells)
+    con.print(t)
+
+
 @app.command("list")
 def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, init, optimizer, schedule, data, model.")):
     """List every name a config can use, with its parameters and defaults."""

@@ -1,0 +1,116 @@
+"""`dlx compare`: variants, seeds, and aggregates checked against numbers by hand."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from dlx.compare import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
+from dlx.errors import ConfigError, UsageError
+
+from conftest import CONFIGS
+
+
+@dataclass
+class FakeResult:
+    status: str
+    summary: dict | None
+    metrics: list | None
+    run_path: str | None = None
+
+
+def result(test_acc, test_loss, seconds, curve, kind="healthy"):
+    return FakeResult("completed", {"final": {"test_acc": test_acc, "test_loss": test_loss,
+                                              "train_loss": test_loss, "train_acc": test_acc},
+                                    "train_seconds": seconds, "verdicts": [{"kind": kind}]},
+                      [{"step": s, "test_acc": a} for s, a in curve])
+
+
+def test_aggregate_gives_mean_and_sample_sd_over_seeds():
+    rs = [result(0.90, 0.30, 10.0, [(100, 0.5), (200, 0.95)]),
+          result(0.94, 0.20, 12.0, [(100, 0.96), (200, 0.97)]),
+          result(0.98, 0.10, 14.0, [(100, 0.8), (200, 0.9)])]
+    row = aggregate("optimizer=adam", rs, ("test_acc", 0.95))
+    m, s = row.stats["test_acc"]
+    assert m == pytest.approx(0.94)
+    assert s == pytest.approx(0.04)  # sqrt(((-.04)^2 + 0 + .04^2) / 2)
+    assert row.stats["test_loss"] == (pytest.approx(0.2), pytest.approx(0.1))
+    assert row.stats["train_seconds"] == (pytest.approx(12.0), pytest.approx(2.0))
+    # Steps to test_acc >= 0.95: 200 and 100; the third never got there.
+    assert row.stats["steps_to_test_acc"] == (pytest.approx(150.0), pytest.approx(math.sqrt(5000)))
+    assert row.statuses == {"completed": 3, "reached_target": 2}
+    assert row.verdict == "healthy"
+
+
+def test_aggregate_counts_mixed_verdicts_and_skips_failed_runs():
+    rs = [result(0.5, 1.0, 1.0, [], "vanishing"), result(0.7, 0.8, 1.0, [], "healthy"),
+          result(0.6, 0.9, 1.0, [], "vanishing"), FakeResult("crashed", None, None)]
+    row = aggregate("x", rs, None)
+    assert row.verdict == "vanishing (2/3)"
+    assert row.stats["test_acc"][0] == pytest.approx(0.6)
+    assert row.statuses == {"completed": 3, "crashed": 1}
+
+
+def test_steps_to_a_loss_target_means_at_or_below():
+    curve = [{"step": 10, "test_loss": 0.9}, {"step": 20, "test_loss": 0.4}, {"step": 30, "test_loss": 0.3}]
+    assert steps_to(curve, ("test_loss", 0.4)) == 20
+    assert steps_to(curve, ("test_loss", 0.1)) is None
+
+
+def test_variants_are_the_product_of_optimizers_and_over_axes():
+    vs = make_variants(["sgd", "adam"], ["activation=tanh,relu", "model.widths=[8,8],[16]"])
+    assert len(vs) == 2 * 2 * 2
+    assert vs[0].label == "optimizer=sgd activation=tanh model.widths=[8,8]"
+    assert vs[-1].sets == ["optimizer={name: adam}", "activation=relu", "model.widths=[16]"]
+
+
+def test_split_values_keeps_commas_inside_brackets():
+    assert split_values("a, b,[1,2],{x: 1, y: 2}") == ["a", "b", "[1,2]", "{x: 1, y: 2}"]
+
+
+def test_bad_over_and_target_are_usage_errors():
+    with pytest.raises(UsageError, match="--over"):
+        make_variants(None, ["activation"])
+    with pytest.raises(UsageError, match="nothing to compare"):
+        make_variants(None, [])
+    with pytest.raises(UsageError, match="--target"):
+        parse_target("accuracy=0.9")
+
+
+def test_trial_configs_give_each_optimizer_its_own_defaults_and_distinct_seeds():
+    trials = trial_configs(CONFIGS / "quickstart.yaml", ["train.epochs=1"], make_variants(["sgd", "adam"], []), 2)
+    assert [(v.label, s) for v, s, _ in trials] == [("optimizer=sgd", 0), ("optimizer=sgd", 1),
+                                                    ("optimizer=adam", 0), ("optimizer=adam", 1)]
+    assert trials[0][2]["optimizer"]["lr"] == 0.01 and trials[2][2]["optimizer"]["lr"] == 0.001
+    assert trials[1][2]["seed"] == 1 and trials[1][2]["train"]["epochs"] == 1
+
+
+def test_a_variant_that_makes_a_bad_config_fails_before_any_run():
+    with pytest.raises(ConfigError) as info:
+        trial_configs(CONFIGS / "quickstart.yaml", [], make_variants(None, ["activation=tanh,sigmod"]), 2)
+    assert any("sigmod" in p.message for p in info.value.problems)
+
+
+def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "dlx", "compare", str(CONFIGS / "quickstart.yaml"),
+                        "--optimizers", "sgd,adam", "--seeds", "2", "--set", "train.steps=20",
+                        "--target", "train_acc=0.5", "--runs-dir", str(runs), "--max-parallel", "2", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [v["variant"] for v in out["variants"]] == ["optimizer=sgd", "optimizer=adam"]
+    for v in out["variants"]:
+        assert v["runs"] == 2 and v["statuses"]["completed"] == 2
+        assert 0 <= v["test_acc"]["mean"] <= 1 and v["test_acc"]["sd"] >= 0
+        assert len(v["run_paths"]) == 2
+    # Four distinct run folders, one per (variant, seed), each a normal dlx run.
+    folders = sorted(d for d in runs.iterdir() if (d / "summary.json").is_file())
+    assert len(folders) == 4
+    summary = json.loads((folders[0] / "summary.json").read_text())
+    assert summary["steps"] == 20

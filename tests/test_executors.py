@@ -1,0 +1,124 @@
+"""LocalExecutor: trials run as separate worker processes, in parallel, with retries."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dlx.executors import LocalExecutor, Trial
+from dlx.runs import load_run
+
+from conftest import ROOT, TINY
+
+
+def _cfg(seed: int = 0, lr: float = 0.01, steps: int = 5) -> dict:
+    c = copy.deepcopy(TINY)
+    c["seed"] = seed
+    c["optimizer"]["lr"] = lr
+    c["train"] = {"steps": steps, "batch_size": 32, "log_every": 5}
+    return c
+
+
+def _trials(runs_dir: Path, n: int) -> list[Trial]:
+    return [Trial(id=f"s{i}", config=_cfg(seed=i, lr=0.01 * (i + 1)), runs_dir=runs_dir) for i in range(n)]
+
+
+def test_parallel_trials_complete_in_order_with_their_own_runs_two_at_a_time(runs_dir):
+    trials = _trials(runs_dir, 3)
+    seen = []
+    results = LocalExecutor(max_parallel=2, threads_per_trial=1).run(trials, on_result=seen.append)
+
+    assert [r.id for r in results] == ["s0", "s1", "s2"]
+    assert sorted(r.id for r in seen) == ["s0", "s1", "s2"]  # once each, in finishing order
+    assert all(r.status == "completed" and r.attempts == 1 and r.error is None for r in results)
+    paths = [r.run_path for r in results]
+    assert len(set(paths)) == 3 and all(p.parent == runs_dir for p in paths)
+    for r, t in zip(results, trials):
+        run = load_run(r.run_path)
+        assert run["meta"]["status"] == "completed"
+        assert run["meta"]["seed"] == t.config["seed"]
+        assert r.summary == run["summary"]  # the result carries the run's summary.json
+        assert r.summary["steps"] == 5
+        assert r.metrics and r.metrics[-1]["step"] == 5
+        assert r.metrics[-1]["lr"] == pytest.approx(t.config["optimizer"]["lr"])
+
+    # Each worker stamps its own start (before importing torch) and end: count those alive at once.
+    events = sorted([(r.started, 1) for r in results] + [(r.ended, -1) for r in results])
+    alive, peak = 0, 0
+    for _, d in events:
+        alive += d
+        peak = max(peak, alive)
+    assert peak == 2  # never more than max_parallel, and both slots really were used together
+
+
+def test_a_worker_killed_once_is_retried_in_a_fresh_run(runs_dir, tmp_path):
+    flag = tmp_path / "crashed-once"
+    ex = LocalExecutor(max_parallel=1, env={"DLX_TEST_CRASH_ONCE": str(flag)})
+    [r] = ex.run([Trial(id="t", config=_cfg(), runs_dir=runs_dir)])
+    assert flag.is_file()  # the first attempt did die
+    assert (r.status, r.attempts) == ("completed", 2)
+    assert r.summary["steps"] == 5 and load_run(r.run_path)["meta"]["status"] == "completed"
+
+
+def test_a_config_error_is_reported_and_not_retried(runs_dir):
+    bad = _cfg()
+    bad["model"]["widht"] = 8
+    results = LocalExecutor(max_parallel=2).run([Trial("bad", bad, runs_dir), Trial("ok", _cfg(), runs_dir)])
+    assert [(r.id, r.status, r.attempts) for r in results] == [("bad", "config_error", 1), ("ok", "completed", 1)]
+    assert "model.widht" in results[0].error and "width" in results[0].error
+    assert results[0].run_path is None
+
+
+def test_a_trial_that_always_dies_ends_crashed_after_all_retries(runs_dir, tmp_path):
+    # sitecustomize runs at every interpreter start: each worker dies before reading its trial.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\nsys.stderr.write('simulated out-of-memory kill\\n'); sys.stderr.flush()\nos._exit(137)\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    [r] = LocalExecutor(max_parallel=1, retries=1, env=env).run([Trial("doomed", _cfg(), runs_dir)])
+    assert (r.status, r.attempts, r.run_path, r.summary) == ("crashed", 2, None, None)
+    assert "exit code 137" in r.error and "simulated out-of-memory kill" in r.error
+
+
+def test_ctrl_c_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_path):
+    script = tmp_path / "parent.py"
+    long = _cfg(steps=100000)
+    long["train"]["log_every"] = 1
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        from dlx.executors import LocalExecutor, Trial
+        trials = [Trial(f"t{{i}}", json.loads({json.dumps(json.dumps(long))}), Path({str(runs_dir)!r}))
+                  for i in range(2)]
+        try:
+            LocalExecutor(max_parallel=2, threads_per_trial=1).run(trials)
+        except KeyboardInterrupt:
+            print("stopped cleanly")
+            sys.exit(130)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    # Wait until both runs are training (a metrics line written), then press Ctrl-C.
+    while time.monotonic() < deadline:
+        started = [d for d in runs_dir.glob("*") if (d / "metrics.jsonl").is_file()
+                   and (d / "metrics.jsonl").stat().st_size > 0] if runs_dir.is_dir() else []
+        if len(started) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        parent.kill()
+        pytest.fail("the two runs never started")
+    parent.send_signal(signal.SIGINT)
+    out, _ = parent.communicate(timeout=20)
+    assert parent.returncode == 130 and "stopped cleanly" in out
+    statuses = [json.loads((d / "meta.json").read_text())["status"] for d in started]
+    assert statuses == ["interrupted", "interrupted"]
