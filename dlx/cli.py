@@ -337,6 +337,54 @@ def _compare_table(con, rows, seeds, goal) -> None:
     con.print(t)
 
 
+@app.command()
+def runs(
+    runs_dir: Path = RunsDirOpt,
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (completed, diverged, failed, interrupted, running)."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a column: test_acc, test_loss, train_loss, train_acc, steps, started."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+):
+    """List the runs in the runs folder, one row each."""
+    from .registry import closest
+    from .runs import STATUSES, list_runs
+
+    keys = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
+    if status is not None and status not in STATUSES:
+        hint = closest(status, list(STATUSES))
+        _fail(_usage(f"--status {status!r} is not a status" + (f"; did you mean '{hint}'?" if hint else "")
+                     + f" (valid: {', '.join(STATUSES)})"))
+    if sort is not None and sort not in keys:
+        hint = closest(sort, list(keys))
+        _fail(_usage(f"--sort {sort!r} is not a column" + (f"; did you mean '{hint}'?" if hint else "")
+                     + f" (valid: {', '.join(keys)})"))
+    rows = [r for r in list_runs(runs_dir) if status is None or r["status"] == status]
+    if sort is not None:
+        # Best first: highest accuracy, lowest loss; runs without the value last.
+        high = sort.endswith("acc") or sort == "steps"
+        present = [r for r in rows if r.get(sort) is not None]
+        present.sort(key=lambda r: r[sort], reverse=high and sort != "started")
+        rows = present + [r for r in rows if r.get(sort) is None]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    con = _console()
+    if not rows:
+        con.print(f"no runs in {runs_dir}" + (f" with status {status}" if status else ""))
+        return
+    from rich.table import Table
+
+    from .report import STATUS_STYLE, num
+
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for c in ("run", "status", "steps", "train_loss", "test_loss", "test_acc", "verdict"):
+        t.add_column(c, justify="left" if c in ("run", "status", "verdict") else "right", no_wrap=c == "run")
+    for r in rows:
+        t.add_row(r["run_id"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", str(r["steps"] or "-"),
+                  num(r["train_loss"]), num(r["test_loss"]), num(r["test_acc"]), r["verdict"] or "-")
+    con.print(t)
+    con.print(f"{len(rows)} run(s) in {runs_dir}")
+
+
 @app.command("list")
 def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, init, optimizer, schedule, data, model.")):
     """List every name a config can use, with its parameters and defaults."""

@@ -207,3 +207,44 @@ def load_run(path: Path) -> dict[str, Any]:
         "metrics": read_jsonl(path / "metrics.jsonl"),
         "probes": read_jsonl(path / "probes.jsonl"),
     }
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
+    """One row per run folder (oldest first): id, name, status, steps, final metrics, verdict.
+
+    A run still marked `running` whose process is gone (killed, machine rebooted)
+    is shown as `interrupted`: nothing will ever finish it.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    rows = []
+    for d in sorted(p for p in runs_dir.iterdir() if (p / "meta.json").is_file()):
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        summary = {}
+        if (d / "summary.json").is_file():
+            try:
+                summary = json.loads((d / "summary.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                summary = {}
+        status = meta.get("status", "?")
+        if status == "running" and not _alive(meta.get("pid")):
+            status = "interrupted"
+        final = summary.get("final", {})
+        verdicts = summary.get("verdicts") or []
+        rows.append({"run_id": d.name, "name": meta.get("name"), "status": status,
+                     "started": meta.get("started"), "steps": summary.get("steps"),
+                     **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+                     "verdict": verdicts[0]["kind"] if verdicts else None, "path": str(d)})
+    return rows

@@ -125,3 +125,22 @@ def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monke
     assert meta["status"] == "failed" and "simulated device failure" in meta["error"]
     steps = [json.loads(l)["step"] for l in (folder / "metrics.jsonl").read_text().splitlines()]
     assert steps == [10, 20]  # both intervals before the crash are on disk
+
+
+def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
+    runs = tmp_path / "runs"
+    assert dlx("train", CONFIGS / "quickstart.yaml", "--set", "train.epochs=3", "--runs-dir", runs, "-q").returncode == 0
+    assert dlx("train", CONFIGS / "exploding.yaml", "--runs-dir", runs, "-q").returncode == 3
+    # A run whose process vanished while "running" is reported as interrupted.
+    ghost = runs / "20000101-000000-ghost-abcdef"
+    ghost.mkdir()
+    (ghost / "meta.json").write_text(json.dumps({"run_id": ghost.name, "status": "running", "pid": 2**22 + 12345}))
+    rows = json.loads(dlx("runs", "--runs-dir", runs, "--json", "--sort", "test_acc").stdout)
+    assert [r["status"] for r in rows][0] == "completed"  # the only one with a test_acc comes first
+    assert {r["status"] for r in rows} == {"completed", "diverged", "interrupted"}
+    diverged = json.loads(dlx("runs", "--runs-dir", runs, "--json", "--status", "diverged").stdout)
+    assert len(diverged) == 1 and diverged[0]["verdict"] == "diverged"
+    p = dlx("runs", "--runs-dir", runs)
+    assert p.returncode == 0 and "3 run(s)" in p.stdout
+    bad = dlx("runs", "--runs-dir", runs, "--status", "complete")
+    assert bad.returncode == 2 and "did you mean 'completed'" in bad.stderr
