@@ -377,7 +377,8 @@ def runs(
 
     t = Table(show_edge=False, pad_edge=False, header_style="bold")
     for c in ("run", "status", "steps", "train_loss", "test_loss", "test_acc", "verdict"):
-        t.add_column(c, justify="left" if c in ("run", "status", "verdict") else "right", no_wrap=c == "run")
+        t.add_column(c, justify="left" if c in ("run", "status", "verdict") else "right",
+                     no_wrap=c in ("run", "status"))
     for r in rows:
         t.add_row(r["run_id"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", str(r["steps"] or "-"),
                   num(r["train_loss"]), num(r["test_loss"]), num(r["test_acc"]), r["verdict"] or "-")
