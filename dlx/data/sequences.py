@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from .base import DATASETS, Dataset, DataSpec
+from .synthetic import finish
 from .mnist import MNIST, SIDE, MNISTFiles
 
 MAX_LENGTH = 10_000  # steps; longer sequences are a Python loop of that many cell calls per batch
@@ -33,24 +33,9 @@ class _Sequence(DataSpec):
 
     def _finish(self, name: str, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> Dataset:
         """Split into train/test and wrap as tensors; x is (N, T, F)."""
-        n = self.n_train
-        x = x.astype(np.float32)
-        x_train, x_test = x[:n], x[n:]
-        if self.normalize:
-            # Per feature over samples and steps: a step is not a separate feature.
-            mean = x_train.mean(axis=(0, 1))
-            std = x_train.std(axis=(0, 1))
-            std[std < 1e-8] = 1.0
-            x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-        y_dtype = torch.float32 if self.task == "regression" else torch.int64
-        return Dataset(
-            name=name,
-            x_train=torch.as_tensor(np.ascontiguousarray(x_train), dtype=torch.float32),
-            y_train=torch.as_tensor(np.ascontiguousarray(y[:n]), dtype=y_dtype),
-            x_test=torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32),
-            y_test=torch.as_tensor(np.ascontiguousarray(y[n:]), dtype=y_dtype),
-            task=self.task, n_classes=n_classes, sequence_target=self.sequence_target,
-        )
+        # Standardised per feature over samples and steps: a step is not a separate feature.
+        return finish(self, name, x.astype(np.float32), y, self.task, n_classes,
+                      sequence_target=self.sequence_target, norm_axes=(0, 1))
 
 
 @DATASETS.register("adding")

@@ -14,14 +14,16 @@ from ..paths import ExistingFile
 from .base import DATASETS, Dataset, DataSpec
 
 
-def _finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
-            n_classes: int | None = None, sequence_target: bool = False) -> Dataset:
-    """Split (already shuffled) samples into train/test, standardise with train statistics, wrap as tensors."""
+def finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
+            n_classes: int | None = None, sequence_target: bool = False,
+            norm_axes: tuple[int, ...] = (0,)) -> Dataset:
+    """Split (already shuffled) samples into train/test, standardise with train statistics
+    over `norm_axes` (sequences: samples and steps), wrap as tensors."""
     n = spec.n_train
     x_train, x_test = x[:n], x[n:]
     if spec.normalize:
-        mean = x_train.mean(axis=0)
-        std = x_train.std(axis=0)
+        mean = x_train.mean(axis=norm_axes)
+        std = x_train.std(axis=norm_axes)
         std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by 0
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     y_dtype = torch.int64 if task == "classification" else torch.float32
@@ -74,7 +76,7 @@ class Spirals(_Classes):
             xs.append(pts + rng.normal(0.0, self.noise, pts.shape))
             ys.append(np.full(m, k))
         x, y = _shuffled(rng, np.concatenate(xs), np.concatenate(ys))
-        return _finish(self, "spirals", x, y, "classification", self.classes)
+        return finish(self, "spirals", x, y, "classification", self.classes)
 
 
 @DATASETS.register("moons")
@@ -90,7 +92,7 @@ class Moons(_Classes):
         x = np.concatenate([upper, lower]) + rng.normal(0, self.noise, (a + b, 2))
         y = np.concatenate([np.zeros(a), np.ones(b)])
         x, y = _shuffled(rng, x, y)
-        return _finish(self, "moons", x, y, "classification", 2)
+        return finish(self, "moons", x, y, "classification", 2)
 
 
 @DATASETS.register("circles")
@@ -108,7 +110,7 @@ class Circles(_Classes):
         x = np.concatenate([outer, inner]) + rng.normal(0, self.noise, (a + b, 2))
         y = np.concatenate([np.zeros(a), np.ones(b)])
         x, y = _shuffled(rng, x, y)
-        return _finish(self, "circles", x, y, "classification", 2)
+        return finish(self, "circles", x, y, "classification", 2)
 
 
 @DATASETS.register("xor")
@@ -120,7 +122,7 @@ class XOR(_Classes):
         x = rng.uniform(-1, 1, (self._total(), 2))
         y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
         x = x + rng.normal(0, self.noise, x.shape)
-        return _finish(self, "xor", x, y, "classification", 2)
+        return finish(self, "xor", x, y, "classification", 2)
 
 
 @DATASETS.register("blobs")
@@ -142,7 +144,7 @@ class Blobs(_Classes):
             xs.append(centres[k] + rng.normal(0, self.spread, (m, self.dim)))
             ys.append(np.full(m, k))
         x, y = _shuffled(rng, np.concatenate(xs), np.concatenate(ys))
-        return _finish(self, "blobs", x, y, "classification", self.classes)
+        return finish(self, "blobs", x, y, "classification", self.classes)
 
 
 @DATASETS.register("teacher")
@@ -167,7 +169,7 @@ class Teacher(DataSpec):
             d = w
         y = h @ rng.normal(0, 1 / np.sqrt(d), (d, self.out_dim))
         y = y + rng.normal(0, self.noise, y.shape)
-        return _finish(self, "teacher", x, y, "regression")
+        return finish(self, "teacher", x, y, "regression")
 
 
 @DATASETS.register("arrays")
@@ -230,4 +232,4 @@ class Arrays(DataSpec):
             task, k, seq = "regression", None, y.ndim == 3
             y = (y if seq else y.reshape(len(y), -1)).astype(np.float32)
         spec = self.model_copy(update={"n_train": n_tr, "n_test": n_te})
-        return _finish(spec, "arrays", x, y, task, k, sequence_target=seq)
+        return finish(spec, "arrays", x, y, task, k, sequence_target=seq)
