@@ -298,13 +298,31 @@ def compare(
     for (v, _, _), r in zip(configs, results):
         by_variant.setdefault(v.label, []).append(r)
     rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
+    figure = _compare_figure(config, runs_dir, by_variant)
     if as_json:
         typer.echo(json.dumps({"config": str(config), "seeds": seeds, "target": target,
+                               "figure": str(figure) if figure else None,
                                "variants": [r.as_dict() for r in rows]}, indent=2))
     else:
         _compare_table(con, rows, seeds, goal)
+        if figure:
+            con.print(f"figure: [bold]{figure}[/]")
     failed = sum(r.status in ("config_error", "crashed", "failed") for r in results)
     raise typer.Exit(1 if failed else 0)
+
+
+def _compare_figure(config: Path, runs_dir: Path, by_variant: dict) -> Path | None:
+    """Loss/accuracy curves of every variant (mean line, band over seeds), beside the runs."""
+    import datetime as dt
+
+    from .plots import compare_figure
+
+    groups = {label: [r.metrics for r in rs if r.metrics] for label, rs in by_variant.items()}
+    if not any(groups.values()):
+        return None
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return compare_figure(groups, Path(runs_dir) / f"compare-{Path(config).stem}-{stamp}.png",
+                          title=f"dlx compare {Path(config).name}")
 
 
 def _compare_table(con, rows, seeds, goal) -> None:

@@ -114,3 +114,25 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     assert len(folders) == 4
     summary = json.loads((folders[0] / "summary.json").read_text())
     assert summary["steps"] == 20
+    # The figure: a real PNG beside the runs, three panels wide.
+    import matplotlib.image
+
+    figure = runs / out["figure"].split("/")[-1]
+    assert figure.is_file() and figure.suffix == ".png"
+    img = matplotlib.image.imread(figure)
+    assert img.shape[1] > 2 * img.shape[0] > 200
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_compare_figure_draws_a_band_over_seeds(tmp_path):
+    import matplotlib.image
+
+    from dlx.plots import _band, compare_figure
+
+    runs = [[{"step": 10, "test_loss": 1.0}, {"step": 20, "test_loss": 0.5}],
+            [{"step": 10, "test_loss": 3.0}, {"step": 20, "test_loss": 1.5}]]
+    steps, mean, lo, hi = _band(runs, "test_loss")
+    assert steps.tolist() == [10, 20] and mean.tolist() == [2.0, 1.0]
+    assert lo.tolist() == [1.0, 0.5] and hi.tolist() == [3.0, 1.5]
+    path = compare_figure({"a": runs, "b": runs[:1]}, tmp_path / "c.png", title="t")
+    assert matplotlib.image.imread(path).shape[0] > 200
