@@ -363,18 +363,11 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ):
     """List the runs in the runs folder, one row each."""
-    from .registry import closest
     from .runs import STATUSES, list_runs
 
     keys = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
-    if status is not None and status not in STATUSES:
-        hint = closest(status, list(STATUSES))
-        _fail(_usage(f"--status {status!r} is not a status" + (f"; did you mean '{hint}'?" if hint else "")
-                     + f" (valid: {', '.join(STATUSES)})"))
-    if sort is not None and sort not in keys:
-        hint = closest(sort, list(keys))
-        _fail(_usage(f"--sort {sort!r} is not a column" + (f"; did you mean '{hint}'?" if hint else "")
-                     + f" (valid: {', '.join(keys)})"))
+    _check_choice(status, STATUSES, f"--status {status!r} is not a status")
+    _check_choice(sort, keys, f"--sort {sort!r} is not a column")
     rows = [r for r in list_runs(runs_dir) if status is None or r["status"] == status]
     if sort is not None:
         # Best first: highest accuracy, lowest loss; runs without the value last.
@@ -414,13 +407,9 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
     from .init import INITS
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES
-    from .registry import closest
 
     regs = {r.kind: r for r in (MODELS, DATASETS, ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES)}
-    if kind is not None and kind not in regs:
-        hint = closest(kind, list(regs))
-        _fail(_usage(f"unknown kind '{kind}'" + (f"; did you mean '{hint}'?" if hint else "")
-                     + f" (valid: {', '.join(regs)})"))
+    _check_choice(kind, list(regs), f"unknown kind '{kind}'")
     con = _console()
     for k, reg in regs.items():
         if kind and k != kind:
@@ -435,10 +424,15 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
         con.print()
 
 
-def _usage(msg: str):
+def _check_choice(value, valid, what: str) -> None:
+    """Exit 2 with 'did you mean' when an option's value is not one of `valid` (None passes)."""
+    if value is None or value in valid:
+        return
     from .errors import UsageError
+    from .registry import closest
 
-    return UsageError(msg)
+    hint = closest(value, list(valid))
+    _fail(UsageError(what + (f"; did you mean '{hint}'?" if hint else "") + f" (valid: {', '.join(valid)})"))
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ def describe(cfg: dict[str, Any]) -> str:
     """A one-line description of a resolved config."""
     m, d, o = cfg["model"], cfg["data"], cfg["optimizer"]
     if m["name"] == "mlp":
-        widths = m.get("widths") or [m.get("width") or 64] * (2 if m.get("depth") is None else m["depth"])
+        from .models import MODELS
+
+        widths = MODELS.parse(m).hidden_widths()
         shape = (f"{len(widths)}x{widths[0]}" if widths and len(set(widths)) == 1 else
                  "-".join(map(str, widths)) or "linear")
         model = f"mlp {shape}"

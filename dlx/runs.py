@@ -157,13 +157,21 @@ def command_line() -> list[str]:
 
 # ---------------------------------------------------------------- reading runs
 
+def run_folders(runs_dir: Path) -> list[Path]:
+    """Every run folder (one with a meta.json) in runs_dir, oldest id first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(d for d in runs_dir.iterdir() if (d / "meta.json").is_file())
+
+
 def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """A run folder from a path, a run id (or unique prefix/suffix of one), or 'last'."""
     p = Path(ref)
     if (p / "meta.json").is_file():
         return p
     runs_dir = Path(runs_dir)
-    folders = sorted(d for d in runs_dir.glob("*") if (d / "meta.json").is_file()) if runs_dir.is_dir() else []
+    folders = run_folders(runs_dir)
     if str(ref) == "last":
         if not folders:
             raise DlxError(f"no runs in {runs_dir} yet; train one with: dlx train CONFIG")
@@ -223,11 +231,8 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
     A run still marked `running` whose process is gone (killed, machine rebooted)
     is shown as `interrupted`: nothing will ever finish it.
     """
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
     rows = []
-    for d in sorted(p for p in runs_dir.iterdir() if (p / "meta.json").is_file()):
+    for d in run_folders(runs_dir):
         try:
             meta = json.loads((d / "meta.json").read_text())
         except (OSError, json.JSONDecodeError):
