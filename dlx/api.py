@@ -119,6 +119,8 @@ class RunWriter:
         cfg = trainer.cfg
         meta = {
             "name": cfg.name, "seed": cfg.seed, "device": str(trainer.device),
+            # The GPU slot an executor gave this run (None: every device the machine has).
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "started": now(), "ended": None, "pid": os.getpid(),
             "command": command_line(), "cwd": os.getcwd(), "git_commit": git_commit(),
             "versions": versions(),

@@ -355,9 +355,138 @@ def _compare_table(con, rows, seeds, goal) -> None:
     con.print(t)
 
 
+def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address):
+    """The executor the options name (raises DlxError for bad combinations)."""
+    from .errors import UsageError
+
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=address, num_cpus=cpus_per_trial or 1, num_gpus=gpus_per_trial or 0,
+                           max_retries=retries, max_parallel=max_parallel)
+    if address:
+        raise UsageError("--address is for --executor ray; the local executor runs on this machine")
+    from .executors import LocalExecutor
+
+    return LocalExecutor(max_parallel=max_parallel, retries=retries, gpus_per_trial=gpus_per_trial,
+                         threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None)
+
+
+ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx[ray]').")
+AddressOpt = typer.Option(None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379.")
+GpusOpt = typer.Option(None, "--gpus-per-trial", min=0.01, help="GPUs each trial holds, e.g. 0.5: two trials share a GPU (CUDA_VISIBLE_DEVICES per trial).")
+CpusOpt = typer.Option(None, "--cpus-per-trial", min=1, help="CPU cores (torch threads) per trial; default: cores / --max-parallel (local), 1 (ray).")
+
+
+@app.command()
+def sweep(
+    spec: Optional[Path] = typer.Argument(None, help="The sweep spec (YAML: base, metric, strategy, trials, space).", show_default=False),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="SWEEP", help="Finish a stopped sweep: its folder, id, or 'last'. Finished trials are not run again."),
+    set_: Optional[List[str]] = SetOpt,
+    runs_dir: Path = RunsDirOpt,
+    executor: str = ExecutorOpt,
+    address: Optional[str] = AddressOpt,
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Trials at once (default: CPU cores, GPU slots, or the Ray cluster's CPUs)."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process (or Ray node) dies."),
+    gpus_per_trial: Optional[float] = GpusOpt,
+    cpus_per_trial: Optional[int] = CpusOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print results.json (trials best first) at the end."),
+):
+    """Search over config keys (grid, random or TPE); every trial is a dlx train run.
+
+    The sweep folder (runs/sweep-...) holds the spec, Optuna's journal, results.json,
+    best.yaml and one run folder per trial. Ctrl-C stops it; --resume finishes it.
+    Exit code 0 all trials ran, 1 some failed or crashed, 2 bad spec, 130 interrupted.
+    """
+    from .errors import DlxError, UsageError
+
+    _check_choice(executor, ("local", "ray"), f"--executor {executor!r} is not an executor")
+    con = _console(stderr=as_json)
+    try:
+        from .sweep import Sweep, find_sweep, plan, run_sweep
+
+        if resume and (spec or set_):
+            raise UsageError("--resume takes the spec and --set values stored in the sweep folder; "
+                             "give either SPEC or --resume SWEEP")
+        if not resume and spec is None:
+            raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
+        ex = _executor(executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address)
+        sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
+    except DlxError as e:
+        _fail(e)
+    total, metric = sw.plan.total, sw.plan.spec.metric.name
+    left = total - sw.done
+    con.print(f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
+              + (f", {sw.done} done before" if resume else "") + f", {metric} ({sw.plan.spec.goal})")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .report import num
+
+    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=con, transient=True, disable=as_json) as progress:
+        task = progress.add_task("", total=total, completed=sw.done)
+
+        def on_row(row):
+            best = sw.best()
+            progress.update(task, completed=sw.done,
+                            description=f"best {metric} {num(best['value'])} (trial {best['trial']})" if best else "")
+        try:
+            run_sweep(sw, ex, on_row=on_row)
+        except KeyboardInterrupt:
+            progress.stop()
+            con.print(f"[yellow]interrupted[/] after {sw.done} of {total} trials; "
+                      f"finish it with: [bold]dlx sweep --resume {sw.folder}[/]")
+            raise typer.Exit(130)
+        except DlxError as e:
+            sw.finish("interrupted")
+            _fail(e)
+    if as_json:
+        typer.echo((sw.folder / "results.json").read_text())
+    else:
+        _sweep_table(con, sw)
+        if left == 0:
+            con.print("nothing left to run")
+    failed = sum(r["status"] in ("config_error", "crashed", "failed") for r in sw.rows.values())
+    raise typer.Exit(1 if failed else 0)
+
+
+def _sweep_table(con, sw, limit: int = 20) -> None:
+    from rich.table import Table
+
+    from .report import STATUS_STYLE, num
+
+    rows = sw.sorted_rows()
+    keys = [d.key for d in sw.plan.dims]
+    # Column heads: the last part of each key path (optimizer.lr -> lr) where that is unambiguous.
+    tails = [k.rsplit(".", 1)[-1] for k in keys]
+    heads = [t if tails.count(t) == 1 else k for t, k in zip(tails, keys)]
+    metric = sw.plan.spec.metric.name
+    t = Table(title=f"trials by {metric} ({sw.plan.spec.goal}), best first", title_justify="left",
+              header_style="bold", show_edge=False, pad_edge=False)
+    for c in ["trial", *heads, metric, "verdict", "s"]:
+        t.add_column(c, justify="right" if c in ("trial", metric, "s") else "left")
+    for r in rows[:limit]:
+        vals = [num(v) if isinstance(v, float) else str(v) for v in (r["params"].get(k) for k in keys)]
+        outcome = (r.get("verdict") or "-") if r["status"] == "completed" else \
+            f"[{STATUS_STYLE.get(r['status'], 'red')}]{r['status']}[/]"
+        t.add_row(f"{r['trial']:04d}", *vals, num(r["value"]), outcome, num(r.get("seconds"), 2))
+    con.print(t)
+    if len(rows) > limit:
+        con.print(f"... {len(rows) - limit} more in {sw.folder / 'results.json'}")
+    errors = [r for r in rows if r.get("error") and r["status"] in ("config_error", "crashed", "failed")]
+    for r in errors[:3]:
+        con.print(f"[red]trial {r['trial']:04d} {r['status']}:[/] " + r["error"].splitlines()[0], markup=True)
+    best = sw.best()
+    if best:
+        con.print(f"best: trial {best['trial']:04d} {metric} = [bold]{num(best['value'])}[/] -> "
+                  f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'})")
+    con.print(f"sweep folder: [bold]{sw.folder}[/]  (dlx runs --sweep {sw.folder.name})")
+
+
 @app.command()
 def runs(
     runs_dir: Path = RunsDirOpt,
+    sweep_: Optional[str] = typer.Option(None, "--sweep", metavar="SWEEP", help="List one sweep's trials: its folder, id (or part of it), or 'last'."),
     status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (completed, diverged, failed, interrupted, running)."),
     sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a column: test_acc, test_loss, train_loss, train_acc, steps, started."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
@@ -368,7 +497,16 @@ def runs(
     keys = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
     _check_choice(status, STATUSES, f"--status {status!r} is not a status")
     _check_choice(sort, keys, f"--sort {sort!r} is not a column")
-    rows = [r for r in list_runs(runs_dir) if status is None or r["status"] == status]
+    where = runs_dir
+    if sweep_ is not None:
+        from .errors import DlxError
+        from .sweep import find_sweep
+
+        try:
+            where = find_sweep(sweep_, runs_dir) / "trials"
+        except DlxError as e:
+            _fail(e)
+    rows = [r for r in list_runs(where) if status is None or r["status"] == status]
     if sort is not None:
         # Best first: highest accuracy, lowest loss; runs without the value last.
         high = sort.endswith("acc") or sort == "steps"
@@ -380,7 +518,8 @@ def runs(
         return
     con = _console()
     if not rows:
-        con.print(f"no runs in {runs_dir}" + (f" with status {status}" if status else ""))
+        con.print(f"no runs in {where}" + (f" with status {status}" if status else ""))
+        _sweeps_hint(con, runs_dir, sweep_)
         return
     from rich.table import Table
 
@@ -394,7 +533,19 @@ def runs(
         t.add_row(r["run_id"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", str(r["steps"] or "-"),
                   num(r["train_loss"]), num(r["test_loss"]), num(r["test_acc"]), r["verdict"] or "-")
     con.print(t)
-    con.print(f"{len(rows)} run(s) in {runs_dir}")
+    con.print(f"{len(rows)} run(s) in {where}")
+    _sweeps_hint(con, runs_dir, sweep_)
+
+
+def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
+    """Sweeps keep their trials in their own folders: say they are there."""
+    from .sweep import sweep_folders
+
+    if sweep_ is not None:
+        return
+    found = sweep_folders(runs_dir)
+    if found:
+        con.print(f"{len(found)} sweep(s) too, e.g. [bold]dlx runs --sweep {found[-1].name}[/]")
 
 
 @app.command("list")

@@ -451,15 +451,22 @@ def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple
     if isinstance(source, dict):
         import copy
 
-        loc = _Located(copy.deepcopy(source), {}, None)
-        base_dir = None
-    else:
-        path = Path(source)
-        if not path.is_file():
-            what = "is a folder, not a config file" if path.is_dir() else "not found"
-            raise UsageError(f"config file {path} {what}; give the path of a YAML file, e.g. configs/quickstart.yaml")
-        loc = parse_yaml(path.read_bytes(), str(path))
-        base_dir = path.resolve().parent
+        return _finish(_Located(copy.deepcopy(source), {}, None), None, overrides)
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder, not a config file" if path.is_dir() else "not found"
+        raise UsageError(f"config file {path} {what}; give the path of a YAML file, e.g. configs/quickstart.yaml")
+    return load_config_text(path.read_bytes(), str(path), path.resolve().parent, overrides)
+
+
+def load_config_text(text: str | bytes, source: str | None, base_dir: Path | None,
+                     overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """load_config for YAML text kept elsewhere (a sweep's copy of its base config):
+    relative paths in it resolve against base_dir, problems name `source`."""
+    return _finish(parse_yaml(text, source), base_dir, overrides)
+
+
+def _finish(loc: _Located, base_dir: Path | None, overrides: list[str] | tuple[str, ...]) -> Config:
     problems = apply_overrides(loc, list(overrides))
     if problems:
         # Still validate, so bad overrides and bad keys are reported together.

@@ -1,13 +1,22 @@
 """Executors run trials (config dicts) as ordinary dlx train runs; compare and sweep use them.
 
+Every executor has one method, run(trials, on_result): it pulls trials from the iterable
+only when it has a free slot (so a sweep can ask its search strategy for the next point
+after the previous results were told), calls on_result as each trial ends, and returns
+the results in the order the trials were pulled. A result's run_path is a run folder on
+this machine, inside the trial's runs_dir.
+
 LocalExecutor starts one fresh `python -m dlx.worker` process per trial attempt (never a
 fork of a process holding torch state), at most max_parallel at once, and retries
 attempts whose process died. A retry starts a new run folder: the dead attempt's folder
 (if it got that far) stays behind with meta status "running" (killed) or "failed".
+With gpus_per_trial each attempt holds a GPU slot, handed to it as CUDA_VISIBLE_DEVICES.
+The Ray executor (dlx/ray_executor.py, the optional extra dlx[ray]) has the same shape.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed")
 POLL_S = 0.05
@@ -46,6 +55,7 @@ class TrialResult:
     # Wall-clock times (time.time()) of the last attempt's worker process, as it measured them.
     started: float | None = None
     ended: float | None = None
+    node: str | None = None  # where it ran: a Ray node id; None for this machine
 
 
 @dataclass
@@ -56,6 +66,7 @@ class _Attempt:
     result_path: Path
     stderr_path: Path
     stderr_file: Any = field(repr=False, default=None)
+    slot: int | None = None  # index into LocalExecutor.slots while it runs
 
 
 def _tail(path: Path, n: int = STDERR_TAIL) -> str:
@@ -66,13 +77,42 @@ def _tail(path: Path, n: int = STDERR_TAIL) -> str:
     return text[-n:].strip()
 
 
+def gpu_slots(gpus: int, gpus_per_trial: float) -> list[str]:
+    """CUDA_VISIBLE_DEVICES values, one per concurrent trial: 0.5 per trial on 2 GPUs
+    gives ["0", "0", "1", "1"]; 2 per trial on 4 GPUs gives ["0,1", "2,3"]."""
+    if gpus_per_trial <= 0:
+        raise ValueError("gpus_per_trial must be positive")
+    if gpus_per_trial <= 1:
+        per_gpu = int(1 / gpus_per_trial + 1e-9)  # 0.5 -> 2 trials share a GPU; 0.4 -> 2
+        return [str(g) for g in range(gpus) for _ in range(per_gpu)]
+    k = math.ceil(gpus_per_trial)
+    return [",".join(str(g) for g in range(j * k, (j + 1) * k)) for j in range(gpus // k)]
+
+
+def _count_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class LocalExecutor:
     """Runs trials in parallel child processes on this machine."""
 
     def __init__(self, max_parallel: int | None = None, retries: int = 2,
-                 threads_per_trial: int | None = None, env: dict[str, str] | None = None):
+                 threads_per_trial: int | None = None, env: dict[str, str] | None = None,
+                 gpus_per_trial: float | None = None, gpus: int | None = None):
         cpus = os.cpu_count() or 1
-        self.max_parallel = max(1, max_parallel or cpus)
+        self.slots: list[str] | None = None
+        if gpus_per_trial:
+            n = _count_gpus() if gpus is None else gpus
+            self.slots = gpu_slots(n, gpus_per_trial)
+            if not self.slots:
+                from .errors import UsageError
+
+                raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} needs {math.ceil(gpus_per_trial)} GPU(s) "
+                                 f"per trial and this machine has {n}; leave the option out to run on the CPU")
+        default = len(self.slots) if self.slots else cpus
+        self.max_parallel = max(1, min(max_parallel or default, len(self.slots) if self.slots else 10**9))
         self.retries = max(0, retries)
         # Split the cores between the trials: N workers each using every core thrash.
         self.threads_per_trial = threads_per_trial or max(1, cpus // self.max_parallel)
@@ -87,13 +127,16 @@ class LocalExecutor:
         env.setdefault("MKL_NUM_THREADS", t)
         return env
 
-    def _start(self, trial: Trial, index: int, number: int, workdir: Path, env: dict) -> _Attempt:
+    def _start(self, trial: Trial, index: int, number: int, workdir: Path, env: dict,
+               slot: int | None = None) -> _Attempt:
         stem = f"t{index}-a{number}"
         result_path = workdir / f"{stem}.json"
         stderr_path = workdir / f"{stem}.stderr"
         err = open(stderr_path, "wb")
         job = {"config": trial.config, "runs_dir": str(trial.runs_dir),
                "result_path": str(result_path), "threads": self.threads_per_trial}
+        if slot is not None:
+            env = {**env, "CUDA_VISIBLE_DEVICES": self.slots[slot]}
         # A new session: the terminal's Ctrl-C reaches only the parent, which stops the
         # children itself (once, in order) instead of each getting a second SIGINT mid-cleanup.
         proc = subprocess.Popen([sys.executable, "-m", "dlx.worker"], stdin=subprocess.PIPE,
@@ -104,7 +147,7 @@ class LocalExecutor:
             proc.stdin.close()
         except BrokenPipeError:
             pass  # the child died at once; its exit code tells the rest
-        return _Attempt(index, number, proc, result_path, stderr_path, err)
+        return _Attempt(index, number, proc, result_path, stderr_path, err, slot)
 
     def _finish(self, trial: Trial, att: _Attempt, code: int) -> TrialResult | None:
         """The attempt's TrialResult, or None when it crashed and should be retried."""
@@ -131,32 +174,54 @@ class LocalExecutor:
         return TrialResult(id=trial.id, status="crashed", run_path=None, summary=None, metrics=None,
                            attempts=att.number, error=error)
 
-    def run(self, trials: list[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
-        """Run every trial; results in trial order, on_result(result) called as each finishes."""
-        ids = [t.id for t in trials]
-        if len(set(ids)) != len(ids):
-            raise ValueError("trial ids must be unique within a batch")
-        results: list[TrialResult | None] = [None] * len(trials)
-        queue: list[tuple[int, int]] = [(i, 1) for i in range(len(trials))]  # (trial index, attempt)
-        queue.reverse()  # pop() from the end takes trials in order
+    def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
+        """Run every trial; results in trial order, on_result(result) called as each finishes.
+
+        Trials are pulled from the iterable one at a time, only when a slot is free.
+        """
+        source = iter(trials)
+        pulled: list[Trial] = []
+        ids: set[str] = set()
+        results: dict[int, TrialResult] = {}
+        retry: list[tuple[int, int]] = []  # (trial index, attempt number), run before new trials
         running: list[_Attempt] = []
+        free = list(range(len(self.slots))) if self.slots else []
+        exhausted = False
         env = self._child_env()
         with tempfile.TemporaryDirectory(prefix="dlx-exec-") as tmp:
             workdir = Path(tmp)
             try:
-                while queue or running:
-                    while queue and len(running) < self.max_parallel:
-                        i, n = queue.pop()
-                        running.append(self._start(trials[i], i, n, workdir, env))
+                while True:
+                    while len(running) < self.max_parallel:
+                        if retry:
+                            i, n = retry.pop(0)
+                        elif not exhausted:
+                            trial = next(source, None)
+                            if trial is None:
+                                exhausted = True
+                                break
+                            if trial.id in ids:
+                                raise ValueError(f"trial id {trial.id!r} used twice; ids must be unique within a batch")
+                            ids.add(trial.id)
+                            pulled.append(trial)
+                            i, n = len(pulled) - 1, 1
+                        else:
+                            break
+                        slot = free.pop(0) if self.slots else None
+                        running.append(self._start(pulled[i], i, n, workdir, env, slot))
+                    if not running:
+                        break
                     time.sleep(POLL_S)
                     for att in list(running):
                         code = att.proc.poll()
                         if code is None:
                             continue
                         running.remove(att)
-                        res = self._finish(trials[att.index], att, code)
+                        if att.slot is not None:
+                            free.append(att.slot)
+                        res = self._finish(pulled[att.index], att, code)
                         if res is None:
-                            queue.append((att.index, att.number + 1))  # retried next
+                            retry.append((att.index, att.number + 1))
                             continue
                         results[att.index] = res
                         if on_result is not None:
@@ -164,7 +229,7 @@ class LocalExecutor:
             except BaseException:
                 self._stop(running)
                 raise
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(pulled))]
 
     @staticmethod
     def _stop(running: list[_Attempt], grace_s: float = 5.0) -> None:

@@ -147,6 +147,28 @@ class RunFolder:
         self._files.clear()
 
 
+def land_run(src: Path, dest: Path) -> bool:
+    """Move a finished run folder to its final name by one atomic rename (same filesystem).
+
+    False when dest already exists: a duplicate attempt of the same trial, which is
+    dropped (src removed) so every trial has exactly one folder.
+    """
+    import shutil
+
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # rename() would replace an empty dest folder silently; a hard link of a folder is
+        # impossible, so check first: the parent is the only writer of dest, no race here.
+        if dest.exists():
+            raise FileExistsError(dest)
+        os.rename(src, dest)
+        return True
+    except FileExistsError:
+        shutil.rmtree(src, ignore_errors=True)
+        return False
+
+
 def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -167,23 +189,27 @@ def run_folders(runs_dir: Path) -> list[Path]:
 
 def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """A run folder from a path, a run id (or unique prefix/suffix of one), or 'last'."""
+    return find_folder(ref, run_folders(runs_dir), runs_dir, "meta.json", "run",
+                       "train one with: dlx train CONFIG")
+
+
+def find_folder(ref: str | Path, folders: list[Path], runs_dir: Path, marker: str, what: str, start: str) -> Path:
+    """A folder holding `marker` from a path, an id (or a unique part of one), or 'last'."""
     p = Path(ref)
-    if (p / "meta.json").is_file():
+    if (p / marker).is_file():
         return p
-    runs_dir = Path(runs_dir)
-    folders = run_folders(runs_dir)
     if str(ref) == "last":
         if not folders:
-            raise DlxError(f"no runs in {runs_dir} yet; train one with: dlx train CONFIG")
-        return max(folders, key=lambda d: (d / "meta.json").stat().st_mtime)
+            raise DlxError(f"no {what}s in {runs_dir} yet; {start}")
+        return max(folders, key=lambda d: (d / marker).stat().st_mtime)
     hits = [d for d in folders if d.name == str(ref)] or [d for d in folders if str(ref) in d.name]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise DlxError(f"'{ref}' matches {len(hits)} runs in {runs_dir}: "
+        raise DlxError(f"'{ref}' matches {len(hits)} {what}s in {runs_dir}: "
                        + ", ".join(d.name for d in hits[:5]) + ("..." if len(hits) > 5 else "")
                        + "; give more of the id")
-    raise DlxError(f"no run '{ref}': not a run folder, and no run id in {runs_dir} contains it")
+    raise DlxError(f"no {what} '{ref}': not a {what} folder, and no {what} id in {runs_dir} contains it")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -217,7 +243,7 @@ def load_run(path: Path) -> dict[str, Any]:
     }
 
 
-def _alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError):
@@ -244,7 +270,7 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
             except (OSError, json.JSONDecodeError):
                 summary = {}
         status = meta.get("status", "?")
-        if status == "running" and not _alive(meta.get("pid")):
+        if status == "running" and not pid_alive(meta.get("pid")):
             status = "interrupted"
         final = summary.get("final", {})
         verdicts = summary.get("verdicts") or []

@@ -2,7 +2,8 @@
 
 Input (stdin): {"config": {...}, "runs_dir": "...", "result_path": "...", "threads": N}
 Output: a JSON result written atomically to result_path:
-  {"status", "run_path", "summary", "metrics", "error", "started", "ended", "pid"}
+  {"status", "run_path", "summary", "metrics", "error", "started", "ended", "pid",
+   "cuda_visible_devices"}
 Exit codes: 0 a finished run (completed / diverged / interrupted), 2 a ConfigError /
 DlxError (the user's mistake: retrying cannot help), 1 a Python error in training
 (status "failed", the traceback in "error"); anything else (a signal, os._exit) is
@@ -39,12 +40,13 @@ def _crash_once_hook() -> None:
         os._exit(137)
 
 
-def main() -> int:
-    job = json.loads(sys.stdin.read())
-    result_path = Path(job["result_path"])
-    threads = job.get("threads")
-    _crash_once_hook()
+def run_job(config: dict, runs_dir: str | Path, threads: int | None = None,
+            started: float | None = None) -> tuple[dict[str, Any], int]:
+    """Train one config in this process: (result dict, exit code), as described above.
 
+    The Ray executor calls this inside its tasks; `main` wraps it for a subprocess.
+    """
+    started = time.time() if started is None else started
     import torch
 
     if threads:
@@ -54,10 +56,11 @@ def main() -> int:
     from .errors import DlxError
 
     result: dict[str, Any] = {"status": None, "run_path": None, "summary": None, "metrics": None,
-                              "error": None, "started": STARTED, "ended": None, "pid": os.getpid()}
+                              "error": None, "started": started, "ended": None, "pid": os.getpid(),
+                              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     code = 0
     try:
-        r = train(job["config"], runs_dir=job["runs_dir"])
+        r = train(config, runs_dir=runs_dir)
         result.update(status=r.status, run_path=str(r.path) if r.path else None,
                       summary=r.summary, metrics=r.metrics)
     except DlxError as e:
@@ -70,7 +73,14 @@ def main() -> int:
                       error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         code = 1
     result["ended"] = time.time()
-    _write_result(result_path, result)
+    return result, code
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    _crash_once_hook()
+    result, code = run_job(job["config"], job["runs_dir"], job.get("threads"), started=STARTED)
+    _write_result(Path(job["result_path"]), result)
     return code
 
 

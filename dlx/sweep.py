@@ -1,0 +1,673 @@
+"""`dlx sweep`: a search over config keys, each trial an ordinary dlx train run.
+
+A sweep spec (YAML):
+
+    base: configs/mnist_mlp.yaml       # relative to the spec file (or the working folder)
+    set: [train.epochs=1]              # optional overrides for every trial
+    metric: {name: test_acc, goal: max}
+    strategy: tpe                      # grid | random | tpe
+    trials: 40                         # random/tpe; grid runs every point
+    seed: 0                            # the strategy's seed
+    space:
+      optimizer.name: [sgd, adam]                  # a list: the values to try
+      optimizer.lr: {loguniform: [1.0e-4, 1.0e-1]}
+      regularization.dropout: {uniform: [0.0, 0.5]}
+      model.depth: {int: [2, 8]}                   # inclusive; {int: [8, 256], log: true}
+
+The strategies are Optuna's, driven by ask-and-tell in this (the parent) process: an
+executor pulls the next trial only when it has a free slot, so TPE sees every result
+told before it proposes the next point. Grid points are enumerated here and enqueued
+(not left to GridSampler), so their order is the spec's and every point runs once.
+
+The sweep folder (the parent is its only writer):
+
+    runs/sweep-<stamp>-<name>-<hex>/
+      sweep.json     what was asked (spec, base path, overrides), status, counts
+      spec.yaml      the spec as written;  base.yaml  the base config's text at the start
+      journal.log    Optuna's journal storage: every trial asked and told
+      results.json   one row per finished trial (params, metric, status, run), best first
+      best.yaml      the best trial's resolved config, ready for `dlx train`
+      trials/trial-0000/ ...   one run folder per trial, landed by an atomic rename
+      .staging/      attempts in flight (removed as each trial lands)
+
+Trials keep one index (0..N-1, the folder name) across interruptions: a trial that
+was in flight when the sweep stopped is re-asked with the same parameters on --resume.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Literal
+
+import yaml
+from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
+
+from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
+from .errors import ConfigError, DlxError, Problem, UsageError
+from .runs import pid_alive
+from .registry import Section, closest
+
+METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
+GOALS = {"test_acc": "max", "train_acc": "max", "test_loss": "min", "train_loss": "min"}
+STRATEGIES = ("grid", "random", "tpe")
+MAX_GRID = 10_000  # more points than anyone means to run: almost surely a mistake in the spec
+# TPE proposes from a model of the results only after this many random trials; Optuna's
+# default of 10 would leave a 12-trial sweep all random, so small sweeps start earlier.
+TPE_STARTUP = 10
+
+
+class Metric(Section):
+    name: Literal["test_acc", "test_loss", "train_acc", "train_loss"] = "test_acc"
+    goal: Literal["max", "min"] | None = Field(None, description="default: max for accuracies, min for losses")
+
+
+class SweepSpec(Section):
+    base: str = Field(description="the config every trial starts from")
+    set: list[str] = Field(default_factory=list, description="key=value overrides for every trial")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,48}$")
+    # `metric: test_loss` is short for {name: test_loss} with its usual goal.
+    metric: Annotated[Metric, BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v)] = Field(
+        default_factory=Metric)
+    strategy: Literal["grid", "random", "tpe"] = "grid"
+    trials: PositiveInt | None = None
+    seed: int = 0
+    space: dict[str, Any] = Field(description="key path -> list of values or a range")
+
+    @property
+    def goal(self) -> str:
+        return self.metric.goal or GOALS[self.metric.name]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One key of the space: a list of choices, or a float/int range."""
+
+    key: str
+    kind: str  # choice | uniform | loguniform | int
+    choices: tuple = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+
+    def grid_values(self) -> list:
+        if self.kind == "choice":
+            return list(self.choices)
+        return list(range(int(self.low), int(self.high) + 1))  # int ranges only (checked)
+
+    def probes(self) -> list:
+        """Values to validate against the base config: every choice, or both ends."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+    def suggest(self, trial: Any, grid: bool) -> Any:
+        if grid or self.kind == "choice":
+            values = self.grid_values()
+            # Optuna's categorical choices must be plain scalars: mappings/lists go as YAML text.
+            labels = [c if _scalar(c) else _yaml_value(c) for c in values]
+            label = trial.suggest_categorical(self.key, labels)
+            return values[labels.index(label)]
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "loguniform")
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def _yaml_value(v: Any) -> str:
+    """A value as YAML flow text for a --set override (1e-05 as 1.0e-05: YAML reads the former as a string)."""
+    text = yaml.safe_dump(v, default_flow_style=True, width=10**9).strip()
+    return text[:-3].strip() if text.endswith("...") else text
+
+
+def _parse_dimension(key: str, raw: Any, strategy: str) -> tuple[Dimension | None, list[str]]:
+    """A Dimension, or the messages saying why `raw` is not one."""
+    if isinstance(raw, list):
+        if not raw:
+            return None, ["an empty list: give at least one value"]
+        return Dimension(key, "choice", tuple(raw)), []
+    ranges = {"uniform", "loguniform", "int"}
+    if not isinstance(raw, dict) or not (set(raw) & ranges):
+        return None, [f"expected a list of values or a range ({{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
+                      f"{{int: [lo, hi]}}), got {raw!r}"]
+    kinds = sorted(set(raw) & ranges)
+    extra = sorted(set(raw) - ranges - {"log"})
+    problems = []
+    if len(kinds) > 1:
+        problems.append(f"one range per key, got {' and '.join(kinds)}")
+    if extra:
+        hint = closest(extra[0], sorted(ranges | {"log"}))
+        problems.append(f"unknown key '{extra[0]}'" + (f"; did you mean '{hint}'?" if hint else "")
+                        + " (valid: uniform, loguniform, int, log)")
+    kind = kinds[0]
+    bounds = raw[kind]
+    log = raw.get("log", False)
+    if "log" in raw and (kind != "int" or not isinstance(log, bool)):
+        problems.append("log: true/false belongs to {int: [lo, hi]} (use loguniform for floats)")
+    numeric = (int,) if kind == "int" else (int, float)
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or not all(isinstance(b, numeric) and not isinstance(b, bool) for b in bounds)):
+        what = "two integers" if kind == "int" else "two numbers"
+        problems.append(f"{kind} needs [lo, hi] with {what}, got {bounds!r}")
+        return None, problems
+    lo, hi = bounds
+    if not all(math.isfinite(b) for b in bounds):
+        problems.append(f"{kind} bounds must be finite, got {bounds}")
+    elif lo >= hi if kind != "int" else lo > hi:
+        problems.append(f"an empty range: {kind}: [{lo}, {hi}] needs lo {'<=' if kind == 'int' else '<'} hi")
+    if kind == "loguniform" and min(lo, hi) <= 0:
+        problems.append(f"loguniform needs positive bounds (it samples log(x)), got [{lo}, {hi}]")
+    if kind == "int" and log and lo < 1:
+        problems.append(f"int with log: true needs lo >= 1, got {lo}")
+    if strategy == "grid" and kind != "int":
+        problems.append(f"strategy grid needs a list of values here; {kind} ranges are for random and tpe")
+    if kind == "int" and strategy == "grid" and hi - lo + 1 > MAX_GRID:
+        problems.append(f"an int range of {hi - lo + 1} values is too many for a grid")
+    if problems:
+        return None, problems
+    return Dimension(key, kind, low=lo, high=hi, log=bool(log)), []
+
+
+def trial_sets(params: dict[str, Any]) -> list[str]:
+    """The --set overrides that make a trial's config from the base."""
+    return [f"{k}={_yaml_value(v)}" for k, v in params.items()]
+
+
+@dataclass
+class Plan:
+    """A validated spec: what every trial is built from."""
+
+    spec: SweepSpec
+    spec_text: str
+    spec_path: Path
+    base_path: Path  # absolute
+    base_text: str
+    dims: list[Dimension]
+    sets: list[str]  # spec.set + command-line --set, applied before the trial's own values
+
+    @property
+    def total(self) -> int:
+        if self.spec.strategy == "grid":
+            return math.prod(len(d.grid_values()) for d in self.dims)
+        return int(self.spec.trials or 0)
+
+    def grid(self) -> list[dict[str, Any]]:
+        keys = [d.key for d in self.dims]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*[d.grid_values() for d in self.dims])]
+
+    def config(self, params: dict[str, Any]) -> dict:
+        """The resolved config of one trial (ConfigError if this combination is invalid)."""
+        cfg = load_config_text(self.base_text, str(self.base_path), self.base_path.parent,
+                               [*self.sets, *trial_sets(params)])
+        return cfg.resolved()
+
+
+def _spec_problems(err: ValidationError, loc: _Located) -> list[Problem]:
+    out = []
+    for e in err.errors(include_url=False):
+        path = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            valid = list(SweepSpec.model_fields) if len(path) == 1 else list(Metric.model_fields)
+            hint = closest(str(path[-1]), valid)
+            msg = (f"unknown key '{path[-1]}'" + (f"; did you mean '{hint}'?" if hint else "")
+                   + f" (valid here: {', '.join(valid)})")
+        else:
+            msg = _message(e, loc.data, path)
+        out.append(loc.problem(path, msg))
+    return out
+
+
+def plan(spec_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Plan:
+    """Read and check a sweep spec: every problem at once, before any trial starts."""
+    spec_path = Path(spec_path)
+    if not spec_path.is_file():
+        what = "is a folder, not a sweep spec" if spec_path.is_dir() else "not found"
+        raise UsageError(f"sweep spec {spec_path} {what}; give the path of a YAML file, e.g. configs/sweep_lr.yaml")
+    raw = spec_path.read_bytes()
+    source = str(spec_path)
+    loc = parse_yaml(raw, source)
+    data = loc.data
+    problems: list[Problem] = []
+    spec = None
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as e:
+        problems += _spec_problems(e, loc)
+    # The rest is checked from the raw data too, so a bad key elsewhere hides nothing.
+    strategy = spec.strategy if spec else (data.get("strategy") if data.get("strategy") in STRATEGIES else "random")
+    space = data.get("space") if isinstance(data.get("space"), dict) else {}
+    dims = []
+    for key, value in space.items():
+        dim, msgs = _parse_dimension(str(key), value, strategy)
+        problems += [loc.problem(("space", key), m) for m in msgs]
+        if dim is not None:
+            dims.append(dim)
+    if "space" in data and not space:
+        problems.append(loc.problem(("space",), "the space is empty: name at least one key to vary, "
+                                                "e.g. optimizer.lr: {loguniform: [1.0e-4, 1.0e-1]}"))
+    if spec is not None and spec.strategy != "grid" and spec.trials is None:
+        problems.append(loc.problem(("strategy",), f"strategy {spec.strategy} needs trials: N (how many points to try)"))
+    base = data.get("base")
+    base_path = _find_base(base, spec_path) if isinstance(base, str) else None
+    if isinstance(base, str) and base_path is None:
+        problems.append(loc.problem(("base",), f"base config '{base}' not found (looked beside {spec_path.name} "
+                                               f"and in {Path.cwd()}); give the path of a dlx config"))
+    sets = [*(spec.set if spec else []), *sets]
+    if base_path is not None:
+        p = Plan(spec, raw.decode("utf-8"), spec_path.resolve(), base_path.resolve(), base_path.read_text(),
+                 dims, sets)
+        problems += _check_against_base(p, loc, grid=spec is not None and not problems and strategy == "grid")
+    if problems:
+        raise ConfigError(_dedupe(problems), source)
+    if spec.strategy == "grid" and p.total > MAX_GRID:
+        raise ConfigError([loc.problem(("space",), f"the grid has {p.total:,} points (more than {MAX_GRID:,}); "
+                                                   f"use strategy: random or tpe with trials: N")], source)
+    return p
+
+
+def _find_base(base: str, spec_path: Path) -> Path | None:
+    for candidate in (spec_path.parent / base, Path(base)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_against_base(p: Plan, loc: _Located, grid: bool) -> list[Problem]:
+    """Every key path and value of the space, tried on the base config: unknown keys,
+    bad values and (for a grid) bad combinations are found here, before any trial."""
+    try:
+        load_config_text(p.base_text, str(p.base_path), p.base_path.parent, p.sets)
+    except ConfigError as e:
+        return [loc.problem(("base",), f"the base config (with set:) is invalid: {q}") for q in e.problems]
+    problems = []
+    for d in p.dims:
+        for value in d.probes():
+            try:
+                p.config({d.key: value})
+            except ConfigError as e:
+                problems += [loc.problem(("space", d.key), _value_problem(d.key, value, q)) for q in e.problems]
+                break  # one bad value per key is enough to see the problem
+    if grid and not problems and p.total <= MAX_GRID:
+        for params in p.grid()[:1000]:
+            try:
+                p.config(params)
+            except ConfigError as e:
+                point = ", ".join(f"{k}={_yaml_value(v)}" for k, v in params.items())
+                problems += [loc.problem(("space",), f"the grid point {point} is invalid: {_strip_set(q)}")
+                             for q in e.problems]
+                break
+    return problems
+
+
+def _value_problem(key: str, value: Any, q: Problem) -> str:
+    """A trial-config problem told at its space key: the value only where it adds something."""
+    text = _yaml_value(value)
+    msg = q.message if q.path == key else f"{q.path}: {q.message}"
+    return msg if (text in q.message or q.message.startswith("unknown key")) else f"{text}: {msg}"
+
+
+def _strip_set(q: Problem) -> str:
+    """A problem in a trial config, without the internal --set that caused it."""
+    return f"{q.path}: {q.message}" if q.path else q.message
+
+
+# ---------------------------------------------------------------- the sweep itself
+
+@dataclass
+class SweepTrial:
+    index: int  # 0..N-1, the folder name; kept across --resume
+    number: int  # Optuna's trial number
+    params: dict[str, Any]
+    config: dict | None  # None when the combination is invalid (error says why)
+    error: str | None = None
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class Sweep:
+    """A sweep folder plus its Optuna study; the parent process is its only writer."""
+
+    def __init__(self, folder: Path, plan_: Plan, meta: dict):
+        self.folder = Path(folder)
+        self.plan = plan_
+        self.meta = meta
+        self.rows: dict[int, dict] = {}
+        self._live: dict[int, Any] = {}  # Optuna trial number -> Trial being run
+        self.on_row: Callable[[dict], Any] | None = None
+        self._study = None
+        self._next_index = 0
+
+    # ------------------------------------------------------------ creating / opening
+
+    @classmethod
+    def create(cls, plan_: Plan, runs_dir: Path) -> "Sweep":
+        from .runs import prepare_runs_dir, write_atomic, write_json
+
+        runs_dir = prepare_runs_dir(Path(runs_dir))
+        name = plan_.spec.name or plan_.spec_path.stem
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = runs_dir / f"sweep-{stamp}-{name}-{secrets.token_hex(3)}"
+        tmp = runs_dir / f".tmp-{folder.name}"
+        tmp.mkdir()
+        write_atomic(tmp / "spec.yaml", plan_.spec_text)
+        write_atomic(tmp / "base.yaml", plan_.base_text)
+        meta = {"sweep_id": folder.name, "status": "running", "created": _now(),
+                "spec_path": str(plan_.spec_path), "base_path": str(plan_.base_path),
+                "base_sha256": hashlib.sha256(plan_.base_text.encode()).hexdigest(),
+                "sets": plan_.sets, "strategy": plan_.spec.strategy, "seed": plan_.spec.seed,
+                "metric": plan_.spec.metric.name, "goal": plan_.spec.goal, "trials": plan_.total,
+                "done": 0, "pid": os.getpid()}
+        write_json(tmp / "sweep.json", meta)
+        os.rename(tmp, folder)  # the folder appears only once its spec and meta are complete
+        sweep = cls(folder, plan_, meta)
+        sweep._lock()
+        study = sweep.study
+        if plan_.spec.strategy == "grid":
+            for i, params in enumerate(plan_.grid()):
+                study.enqueue_trial(sweep._labels(params), user_attrs={"dlx_index": i})
+        sweep._next_index = plan_.total if plan_.spec.strategy == "grid" else 0
+        sweep._write_results()
+        return sweep
+
+    @classmethod
+    def open(cls, folder: Path) -> "Sweep":
+        """An existing sweep, to --resume: in-flight trials of the stopped run are re-asked."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "sweep.json").read_text())
+            spec_text = (folder / "spec.yaml").read_text()
+            base_text = (folder / "base.yaml").read_text()
+        except (OSError, json.JSONDecodeError) as e:
+            raise DlxError(f"{folder} is not a readable sweep folder ({e}); give a folder made by dlx sweep") from None
+        loc = parse_yaml(spec_text, str(folder / "spec.yaml"))
+        spec = SweepSpec.model_validate(loc.data)
+        dims = [d for d in (_parse_dimension(str(k), v, spec.strategy)[0] for k, v in spec.space.items()) if d]
+        base_path = Path(meta["base_path"])
+        # The base's text as it was at the start: editing the file later changes nothing here.
+        plan_ = Plan(spec, spec_text, Path(meta["spec_path"]), base_path, base_text, dims, list(meta["sets"]))
+        sweep = cls(folder, plan_, meta)
+        sweep._lock()
+        sweep._recover()
+        return sweep
+
+    def _lock(self) -> None:
+        lock = self.folder / ".lock"
+        if lock.is_file():
+            pid = lock.read_text().strip()
+            if pid != str(os.getpid()) and pid_alive(pid):
+                raise DlxError(f"sweep {self.folder.name} is being run by process {pid}; "
+                               f"wait for it or stop it first")
+        lock.write_text(str(os.getpid()))
+
+    def unlock(self) -> None:
+        try:
+            (self.folder / ".lock").unlink()
+        except OSError:
+            pass
+
+    @property
+    def study(self):
+        if self._study is None:
+            import optuna
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            storage = JournalStorage(JournalFileBackend(str(self.folder / "journal.log")))
+            spec = self.plan.spec
+            # Seeding by the trials already asked: a resumed random/tpe sweep does not
+            # replay its first points, and the same sweep resumed the same way is repeatable.
+            storage_trials = 0
+            try:
+                storage_trials = len(storage.get_all_trials(storage.get_study_id_from_name("dlx")))
+            except KeyError:
+                pass
+            seed = spec.seed + storage_trials
+            if spec.strategy == "tpe":
+                n = self.plan.total
+                startup = TPE_STARTUP if n >= 2 * TPE_STARTUP else max(2, n // 2)
+                sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+            else:
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+            self._study = optuna.create_study(storage=storage, study_name="dlx", sampler=sampler,
+                                              direction="maximize" if spec.goal == "max" else "minimize",
+                                              load_if_exists=True)
+        return self._study
+
+    def _labels(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v if _scalar(v) else _yaml_value(v)) for k, v in params.items()}
+
+    def _recover(self) -> None:
+        """After a stop: rebuild rows from landed folders; re-enqueue trials left in flight."""
+        from optuna.trial import TrialState
+
+        shutil.rmtree(self.folder / ".staging", ignore_errors=True)  # attempts of the stopped run
+        results = self._read_results()
+        indices = []
+        for t in self.study.get_trials(deepcopy=False):
+            i = t.user_attrs.get("dlx_index")
+            if i is None:
+                continue
+            indices.append(i)
+            if t.state != TrialState.RUNNING:
+                if i in results and t.state in (TrialState.COMPLETE, TrialState.FAIL) and "dlx_status" in t.user_attrs:
+                    self.rows[i] = results[i]
+                continue
+            landed = self._trial_dir(i)
+            row = results.get(i) or (self._row_from_folder(i, t.params) if landed.is_dir() else None)
+            if row is not None and row.get("status") != "interrupted":
+                # It landed, then the sweep stopped before telling Optuna: tell it now.
+                self.rows[i] = row
+                self._tell(t.number, row)
+            else:
+                self.study.tell(t.number, state=TrialState.FAIL)  # stale: never finished
+                self.study.enqueue_trial(t.params, user_attrs={"dlx_index": i})
+        self._next_index = max([self.plan.total if self.plan.spec.strategy == "grid" else 0, *[i + 1 for i in indices]])
+        self.meta.update(status="running", pid=os.getpid(), resumed=_now())
+        self._write_results()
+
+    # ------------------------------------------------------------ running
+
+    def _trial_dir(self, index: int) -> Path:
+        return self.folder / "trials" / f"trial-{index:04d}"
+
+    def staging(self, index: int) -> Path:
+        return self.folder / ".staging" / f"trial-{index:04d}"
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    def pending(self) -> Iterator[SweepTrial]:
+        """Trials to run, asked from the strategy one at a time as the executor pulls them.
+
+        A combination that makes an invalid config (random/tpe can draw one) is recorded
+        as config_error at once and not yielded.
+        """
+        from optuna.trial import TrialState
+
+        while True:
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not waiting and self._next_index >= self.plan.total:
+                return
+            trial = self.study.ask()
+            index = trial.user_attrs.get("dlx_index")
+            if index is None:
+                index = self._next_index
+                trial.set_user_attr("dlx_index", index)
+                self._next_index += 1
+            grid = self.plan.spec.strategy == "grid"
+            params = {d.key: d.suggest(trial, grid) for d in self.plan.dims}
+            self._live[trial.number] = trial
+            try:
+                config = self.plan.config(params)
+            except ConfigError as e:
+                self.record(SweepTrial(index, trial.number, params, None),
+                            status="config_error", error="; ".join(_strip_set(q) for q in e.problems))
+                continue
+            name = self.plan.spec.name or self.plan.spec_path.stem
+            config["name"] = f"{name}-t{index:04d}"[:64]
+            yield SweepTrial(index, trial.number, params, config)
+
+    def record(self, st: SweepTrial, result: Any = None, status: str | None = None, error: str | None = None) -> dict | None:
+        """Land a finished trial's run folder, write the results, tell the strategy.
+
+        An interrupted trial (Ctrl-C) is not recorded: --resume runs it again.
+        """
+        from .runs import land_run
+
+        status = status or result.status
+        if status == "interrupted":
+            return None
+        dest = self._trial_dir(st.index)
+        if result is not None and result.run_path is not None and Path(result.run_path).is_dir():
+            land_run(Path(result.run_path), dest)  # False: a duplicate attempt, dropped
+        shutil.rmtree(self.staging(st.index), ignore_errors=True)
+        summary = (result.summary if result is not None else None) or {}
+        final = summary.get("final") or {}
+        value = final.get(self.plan.spec.metric.name)
+        verdicts = summary.get("verdicts") or []
+        row = {"trial": st.index, "status": status, "value": value if _finite(value) else None,
+               "params": st.params, "run": str(dest.relative_to(self.folder)) if dest.is_dir() else None,
+               "seconds": summary.get("train_seconds"), "verdict": verdicts[0]["kind"] if verdicts else None,
+               "node": getattr(result, "node", None), "attempts": getattr(result, "attempts", 1),
+               "error": error or (getattr(result, "error", None) if result is not None else None)}
+        self.rows[st.index] = row
+        self._write_results()  # before telling: a stop in between is recovered from the folder
+        self._tell(st.number, row)
+        if self.on_row is not None:
+            self.on_row(row)
+        return row
+
+    def _tell(self, number: int, row: dict) -> None:
+        from optuna.trial import TrialState
+
+        trial = self._live.pop(number, None)
+        if trial is not None:
+            trial.set_user_attr("dlx_status", row["status"])
+        else:  # a trial recovered after a stop: set the attribute through the study's storage
+            study = self.study
+            study._storage.set_trial_user_attr(study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, number), "dlx_status", row["status"])
+        if row["value"] is not None and row["status"] == "completed":
+            self.study.tell(number, row["value"])
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def _row_from_folder(self, index: int, params: dict) -> dict:
+        folder = self._trial_dir(index)
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            return {"trial": index, "status": "interrupted"}
+        value = (summary.get("final") or {}).get(self.plan.spec.metric.name)
+        verdicts = summary.get("verdicts") or []
+        return {"trial": index, "status": meta.get("status"), "value": value if _finite(value) else None,
+                "params": params, "run": str(folder.relative_to(self.folder)), "seconds": summary.get("train_seconds"),
+                "verdict": verdicts[0]["kind"] if verdicts else None, "node": None, "attempts": None, "error": None}
+
+    # ------------------------------------------------------------ results
+
+    def sorted_rows(self) -> list[dict]:
+        """Finished trials, best first; trials without a value (diverged, failed) last."""
+        sign = -1 if self.plan.spec.goal == "max" else 1
+        rows = list(self.rows.values())
+        return (sorted((r for r in rows if r["value"] is not None), key=lambda r: (sign * r["value"], r["trial"]))
+                + sorted((r for r in rows if r["value"] is None), key=lambda r: r["trial"]))
+
+    def best(self) -> dict | None:
+        rows = self.sorted_rows()
+        return rows[0] if rows and rows[0]["value"] is not None else None
+
+    def _read_results(self) -> dict[int, dict]:
+        try:
+            data = json.loads((self.folder / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return {r["trial"]: r for r in data.get("rows", [])}
+
+    def _write_results(self) -> None:
+        from .runs import write_atomic, write_json
+
+        best = self.best()
+        self.meta["done"] = self.done
+        write_json(self.folder / "sweep.json", self.meta)
+        spec = self.plan.spec
+        write_json(self.folder / "results.json", {
+            "sweep_id": self.folder.name, "metric": spec.metric.name, "goal": spec.goal,
+            "strategy": spec.strategy, "trials": self.plan.total, "done": self.done,
+            "best": best, "rows": self.sorted_rows()})
+        if best is not None and best.get("run"):
+            config = (self.folder / best["run"] / "config.yaml").read_text()
+            head = (f"# Best trial of {self.folder.name}: trial {best['trial']}, "
+                    f"{spec.metric.name} = {best['value']:.6g} ({spec.goal}).\n"
+                    f"# Params: {json.dumps(best['params'])}\n# Run it again: dlx train {self.folder / 'best.yaml'}\n")
+            write_atomic(self.folder / "best.yaml", head + config)
+
+    def finish(self, status: str) -> None:
+        if status == "completed":
+            shutil.rmtree(self.folder / ".staging", ignore_errors=True)
+        self.meta.update(status=status, ended=_now())
+        self._write_results()
+        self.unlock()
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------- finding sweeps
+
+def sweep_folders(runs_dir: Path) -> list[Path]:
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(d for d in runs_dir.iterdir() if (d / "sweep.json").is_file())
+
+
+def find_sweep(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A sweep folder from a path, a sweep id (or a unique part of one), or 'last'."""
+    from .runs import find_folder
+
+    return find_folder(ref, sweep_folders(runs_dir), runs_dir, "sweep.json", "sweep", "start one with: dlx sweep SPEC")
+
+
+def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None = None) -> Sweep:
+    """Run every trial the sweep still needs through the executor.
+
+    KeyboardInterrupt propagates (after the executor stopped its trials); the sweep
+    folder then says `interrupted` and `dlx sweep --resume` finishes it.
+    """
+    from .executors import Trial
+
+    sweep.on_row = on_row
+    by_id: dict[str, SweepTrial] = {}
+
+    def trials() -> Iterator[Trial]:
+        for st in sweep.pending():
+            tid = f"trial-{st.index:04d}"
+            by_id[tid] = st
+            yield Trial(id=tid, config=st.config, runs_dir=sweep.staging(st.index))
+
+    try:
+        executor.run(trials(), on_result=lambda r: sweep.record(by_id[r.id], r))
+    except BaseException:
+        sweep.finish("interrupted")
+        raise
+    sweep.finish("completed" if sweep.done >= sweep.plan.total else "interrupted")
+    return sweep

@@ -1,0 +1,356 @@
+"""dlx sweep: spec checks, the strategies (grid / random / tpe), landing, resume, the CLI."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlx.config import load_config
+from dlx.errors import ConfigError
+from dlx.executors import LocalExecutor, TrialResult, gpu_slots
+from dlx.runs import land_run, list_runs
+from dlx.sweep import Sweep, find_sweep, plan, run_sweep
+
+from conftest import ROOT, TINY
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    cfg = dict(TINY, train={"steps": 8, "batch_size": 32, "log_every": 4})
+    return write(tmp_path / "base.yaml", cfg)
+
+
+def spec(tmp_path: Path, base: Path, **over) -> Path:
+    s = {"base": base.name, "metric": {"name": "test_acc", "goal": "max"}, "strategy": "random",
+         "trials": 6, "seed": 0,
+         "space": {"optimizer.lr": {"loguniform": [1e-4, 1e-1]}, "model.depth": {"int": [1, 4]},
+                   "activation": ["relu", "tanh"]}}
+    s.update(over)
+    return write(tmp_path / "sweep.yaml", s)
+
+
+class FakeExecutor:
+    """Runs nothing: a trial's test_acc is a fixed function of its config, told back at once.
+
+    It pulls trials one at a time like the real executors, so the strategies are tested
+    exactly as they are driven; `stop_after` raises KeyboardInterrupt like a Ctrl-C.
+    """
+
+    def __init__(self, stop_after: int | None = None):
+        self.stop_after = stop_after
+        self.seen: list[dict] = []
+
+    @staticmethod
+    def score(cfg: dict) -> float:
+        lr = cfg["optimizer"]["lr"]
+        return 1.0 - abs(math.log10(lr) + 2.0) / 4 - 0.01 * cfg["model"]["depth"]
+
+    def run(self, trials, on_result=None):
+        out = []
+        for t in trials:
+            if self.stop_after is not None and len(out) >= self.stop_after:
+                raise KeyboardInterrupt
+            self.seen.append(t.config)
+            r = TrialResult(id=t.id, status="completed", run_path=None,
+                            summary={"final": {"test_acc": self.score(t.config)}, "verdicts": []},
+                            metrics=[], attempts=1, error=None)
+            out.append(r)
+            on_result(r)
+        return out
+
+
+def params_of(sw: Sweep) -> list[dict]:
+    return [sw.rows[i]["params"] for i in sorted(sw.rows)]
+
+
+# ---------------------------------------------------------------- the spec
+
+def test_a_bad_spec_reports_every_problem_at_once_with_lines(tmp_path, base):
+    path = write(tmp_path / "bad.yaml", textwrap.dedent(f"""\
+        base: {base.name}
+        metric: {{name: test_acc}}
+        strategy: bayes
+        trials: 4
+        space:
+          optimizer.lrr: [0.1, 0.01]
+          optimizer.lr: {{loguniform: [0, 0.1]}}
+          model.depth: {{int: [5, 2]}}
+          regularization.dropout: {{uniform: [0.5, 0.5]}}
+          activation: [relu, sigmoidd]
+        """))
+    with pytest.raises(ConfigError) as e:
+        plan(path)
+    by_line = {p.line: p for p in e.value.problems}
+    assert set(by_line) == {3, 6, 7, 8, 9, 10}
+    assert "grid, random, tpe" in by_line[3].message  # unknown strategy, with the choices
+    assert "unknown key 'lrr'" in by_line[6].message and "'lr'" in by_line[6].message
+    assert by_line[6].path == "space.optimizer.lrr"
+    assert "positive" in by_line[7].message  # loguniform from 0
+    assert "empty range" in by_line[8].message and "empty range" in by_line[9].message
+    assert "sigmoid" in by_line[10].message
+
+
+def test_a_grid_needs_lists_and_random_needs_a_trial_count(tmp_path, base):
+    with pytest.raises(ConfigError) as e:
+        plan(spec(tmp_path, base, strategy="grid", trials=None))
+    msgs = " | ".join(p.message for p in e.value.problems)
+    assert "loguniform ranges are for random and tpe" in msgs
+    with pytest.raises(ConfigError) as e:
+        plan(spec(tmp_path, base, trials=None))
+    assert "needs trials: N" in str(e.value)
+
+
+def test_a_missing_base_and_an_empty_space_are_reported(tmp_path):
+    path = write(tmp_path / "s.yaml", {"base": "nope.yaml", "strategy": "grid", "space": {}})
+    with pytest.raises(ConfigError) as e:
+        plan(path)
+    text = str(e.value)
+    assert "base config 'nope.yaml' not found" in text and "the space is empty" in text
+
+
+def test_a_grid_point_that_makes_a_bad_config_fails_before_any_trial(tmp_path, base):
+    # Each value alone is fine; this pair is not (momentum is SGD's, not Adam's).
+    path = spec(tmp_path, base, strategy="grid", trials=None,
+                space={"optimizer": [{"name": "sgd", "momentum": 0.9}, {"name": "adam", "momentum": 0.9}]})
+    with pytest.raises(ConfigError) as e:
+        plan(path)
+    assert "momentum" in str(e.value)
+
+
+# ---------------------------------------------------------------- strategies
+
+def test_grid_runs_every_point_once_in_spec_order(tmp_path, base):
+    p = plan(spec(tmp_path, base, strategy="grid", trials=None,
+                  space={"activation": ["relu", "tanh"], "model.depth": {"int": [1, 3]}}))
+    assert p.total == 6
+    sw = run_sweep(Sweep.create(p, tmp_path / "runs"), FakeExecutor())
+    assert params_of(sw) == [{"activation": a, "model.depth": d} for a in ("relu", "tanh") for d in (1, 2, 3)]
+    assert sw.meta["status"] == "completed"
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "tpe"])
+def test_strategies_are_deterministic_for_a_fixed_seed(tmp_path, base, strategy):
+    over = {"strategy": strategy, "trials": 14}
+    if strategy == "grid":
+        over = {"strategy": "grid", "trials": None,
+                "space": {"optimizer.lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]}}
+    p = plan(spec(tmp_path, base, **over))
+    first = params_of(run_sweep(Sweep.create(p, tmp_path / "a"), FakeExecutor()))
+    again = params_of(run_sweep(Sweep.create(p, tmp_path / "b"), FakeExecutor()))
+    assert first == again and len(first) == p.total
+    if strategy != "grid":
+        other = plan(spec(tmp_path, base, **{**over, "seed": 1}))
+        assert params_of(run_sweep(Sweep.create(other, tmp_path / "c"), FakeExecutor())) != first
+        lrs = [x["optimizer.lr"] for x in first]
+        assert all(1e-4 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == len(lrs)
+
+
+def test_tpe_after_its_random_start_proposes_near_the_best_region(tmp_path, base):
+    # score peaks at lr = 1e-2: TPE's proposals after the start should sit closer to it.
+    p = plan(spec(tmp_path, base, strategy="tpe", trials=30,
+                  space={"optimizer.lr": {"loguniform": [1e-5, 1.0]}}))
+    sw = run_sweep(Sweep.create(p, tmp_path / "runs"), FakeExecutor())
+    dist = [abs(math.log10(r["optimizer.lr"]) + 2) for r in params_of(sw)]
+    assert sum(dist[-10:]) / 10 < sum(dist[:10]) / 10
+
+
+def test_results_are_sorted_by_the_metric_and_the_best_config_is_written(tmp_path, base):
+    p = plan(spec(tmp_path, base, metric="test_acc"))
+    sw = run_sweep(Sweep.create(p, tmp_path / "runs"), FakeExecutor())
+    results = json.loads((sw.folder / "results.json").read_text())
+    values = [r["value"] for r in results["rows"]]
+    assert values == sorted(values, reverse=True) and results["best"]["value"] == max(values)
+    assert results["done"] == results["trials"] == 6
+
+    p = plan(spec(tmp_path, base, metric={"name": "test_acc", "goal": "min"}))
+    sw = run_sweep(Sweep.create(p, tmp_path / "runs2"), FakeExecutor())
+    assert sw.best()["value"] == min(r["value"] for r in sw.rows.values())
+
+
+def test_a_drawn_combination_that_is_invalid_is_recorded_not_run(tmp_path, base):
+    # Each key alone is fine on the base (sgd); adam drawn with a momentum is not.
+    p = plan(spec(tmp_path, base, trials=6, set=["optimizer.name=sgd"], space={
+        "optimizer.name": ["sgd", "adam"], "optimizer.momentum": {"uniform": [0.1, 0.9]}}))
+    ex = FakeExecutor()
+    sw = run_sweep(Sweep.create(p, tmp_path / "runs"), ex)
+    bad = [r for r in sw.rows.values() if r["status"] == "config_error"]
+    assert bad and all("momentum" in r["error"] for r in bad)
+    assert len(ex.seen) == 6 - len(bad) and sw.done == 6
+
+
+# ---------------------------------------------------------------- stopping and resuming
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "tpe"])
+def test_resume_finishes_a_stopped_sweep_without_redoing_trials(tmp_path, base, strategy):
+    over = {"strategy": strategy, "trials": 8}
+    if strategy == "grid":
+        over = {"strategy": "grid", "trials": None,
+                "space": {"optimizer.lr": [0.1, 0.03, 0.01, 0.003], "activation": ["relu", "tanh"]}}
+    p = plan(spec(tmp_path, base, **over))
+    sw = Sweep.create(p, tmp_path / "runs")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, FakeExecutor(stop_after=3))
+    assert sw.done == 3 and json.loads((sw.folder / "sweep.json").read_text())["status"] == "interrupted"
+
+    again = FakeExecutor()
+    resumed = run_sweep(Sweep.open(sw.folder), again)
+    assert len(again.seen) == 5  # only the trials not finished before
+    assert sorted(resumed.rows) == list(range(8)) and resumed.meta["status"] == "completed"
+    if strategy == "grid":
+        assert params_of(resumed) == [{"optimizer.lr": lr, "activation": a}
+                                      for lr in (0.1, 0.03, 0.01, 0.003) for a in ("relu", "tanh")]
+    # Nothing is left for a second resume.
+    assert FakeExecutor().run(Sweep.open(sw.folder).pending()) == []
+
+
+def test_a_sweep_being_run_cannot_be_resumed_twice(tmp_path, base):
+    sw = Sweep.create(plan(spec(tmp_path, base)), tmp_path / "runs")
+    (sw.folder / ".lock").write_text(str(os.getppid()))  # a live process that is not us
+    with pytest.raises(Exception, match="is being run by process"):
+        Sweep.open(sw.folder)
+
+
+def test_find_sweep_by_id_part_and_last(tmp_path, base):
+    sw = run_sweep(Sweep.create(plan(spec(tmp_path, base, trials=1)), tmp_path / "runs"), FakeExecutor())
+    assert find_sweep("last", tmp_path / "runs") == sw.folder
+    assert find_sweep(sw.folder.name[-6:], tmp_path / "runs") == sw.folder
+    with pytest.raises(Exception, match="no sweep"):
+        find_sweep("zzz", tmp_path / "runs")
+
+
+# ---------------------------------------------------------------- landing
+
+def test_landing_moves_a_run_once_and_drops_a_duplicate(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "meta.json").write_text(d.name)
+    dest = tmp_path / "trials" / "trial-0000"
+    assert land_run(a, dest) is True and (dest / "meta.json").read_text() == "a"
+    assert land_run(b, dest) is False  # a second attempt of the same trial
+    assert not b.exists() and (dest / "meta.json").read_text() == "a"
+
+
+def test_gpu_slots_share_or_span_gpus():
+    assert gpu_slots(2, 0.5) == ["0", "0", "1", "1"]
+    assert gpu_slots(1, 1) == ["0"]
+    assert gpu_slots(4, 2) == ["0,1", "2,3"]
+    assert gpu_slots(0, 0.5) == []
+
+
+def test_each_local_trial_gets_its_gpu_slot_as_cuda_visible_devices(tmp_path):
+    from dlx.executors import Trial
+
+    cfg = dict(TINY, train={"steps": 2, "batch_size": 32, "log_every": 2, "device": "cpu"})
+    ex = LocalExecutor(gpus_per_trial=0.5, gpus=2, threads_per_trial=1)
+    assert ex.max_parallel == 4
+    results = ex.run([Trial(f"t{i}", cfg, tmp_path / "runs") for i in range(4)])
+    assert all(r.status == "completed" for r in results)
+    seen = sorted(json.loads((r.run_path / "meta.json").read_text()).get("cuda_visible_devices") or ""
+                  for r in results)
+    assert seen == ["0", "0", "1", "1"]
+
+
+# ---------------------------------------------------------------- real trials, the CLI
+
+def dlx(*args, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dlx.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=240, **kw)
+
+
+def test_dlx_sweep_runs_real_trials_and_retries_one_killed_once(tmp_path, base):
+    path = spec(tmp_path, base, trials=4)
+    flag = tmp_path / "crashed"
+    r = dlx("sweep", str(path), "--runs-dir", "runs", "--max-parallel", "2", cwd=tmp_path,
+            env={"DLX_TEST_CRASH_ONCE": str(flag)})
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert flag.is_file()  # one attempt really did die with exit 137
+    folder = find_sweep("last", tmp_path / "runs")
+    trials = sorted(p.name for p in (folder / "trials").iterdir())
+    assert trials == [f"trial-{i:04d}" for i in range(4)]  # every trial exactly once
+    assert not (folder / ".staging").exists()
+    results = json.loads((folder / "results.json").read_text())
+    assert sorted(r["trial"] for r in results["rows"]) == [0, 1, 2, 3]
+    assert sum(r["attempts"] for r in results["rows"]) == 5
+    assert all(r["status"] == "completed" for r in results["rows"])
+    best = load_config(folder / "best.yaml")  # a runnable config
+    assert best.optimizer.lr == pytest.approx(results["best"]["params"]["optimizer.lr"])
+    assert "best: trial" in r.stdout and "best.yaml" in r.stdout
+    rows = list_runs(folder / "trials")
+    assert [x["status"] for x in rows] == ["completed"] * 4
+    listed = dlx("runs", "--sweep", folder.name[-6:], "--runs-dir", "runs", "--json", cwd=tmp_path)
+    assert [x["run_id"] for x in json.loads(listed.stdout)] == trials
+
+
+def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
+    cfg = dict(TINY, train={"steps": 1500, "batch_size": 32, "log_every": 50})
+    write(base, cfg)
+    path = spec(tmp_path, base, trials=5)
+    proc = subprocess.Popen([sys.executable, "-m", "dlx.cli", "sweep", str(path), "--runs-dir", "runs",
+                             "--max-parallel", "2"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        folder = None
+        while time.monotonic() < deadline:  # wait until one trial landed and others are running
+            found = list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
+            if found:
+                folder = found[0].parents[1]
+                break
+            time.sleep(0.1)
+        assert folder is not None, "no trial landed"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "dlx sweep --resume" in out + err
+    meta = json.loads((folder / "sweep.json").read_text())
+    assert meta["status"] == "interrupted" and 1 <= meta["done"] < 5
+    done_before = meta["done"]
+
+    r = dlx("sweep", "--resume", folder.name, "--runs-dir", "runs", "--max-parallel", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"{done_before} done before" in r.stdout
+    assert sorted(p.name for p in (folder / "trials").iterdir()) == [f"trial-{i:04d}" for i in range(5)]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["done"] == 5 and json.loads((folder / "sweep.json").read_text())["status"] == "completed"
+
+
+def test_dlx_sweep_bad_spec_exits_2_before_any_trial(tmp_path, base):
+    path = write(tmp_path / "s.yaml", {"base": base.name, "strategy": "grdi", "space": {"optimizer.lrr": [1]}})
+    r = dlx("sweep", str(path), "--runs-dir", "runs", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "grid" in r.stderr and "lrr" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_dlx_sweep_usage_errors(tmp_path, base):
+    r = dlx("sweep", cwd=tmp_path)
+    assert r.returncode == 2 and "give a sweep spec" in r.stderr
+    r = dlx("sweep", str(spec(tmp_path, base)), "--executor", "rya", cwd=tmp_path)
+    assert r.returncode == 2 and "did you mean 'ray'" in r.stderr
+    r = dlx("sweep", "--resume", "nothing-here", "--runs-dir", "runs", cwd=tmp_path)
+    assert r.returncode == 1 and "no sweep 'nothing-here'" in r.stderr
+
+
+def test_example_sweep_specs_are_valid():
+    specs = sorted((ROOT / "configs").glob("sweep_*.yaml"))
+    assert specs
+    for s in specs:
+        assert plan(s).total >= 2
