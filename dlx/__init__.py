@@ -3,7 +3,7 @@
 The package imports nothing heavy until used: `dlx.train` loads torch on first call.
 """
 __version__ = "0.1.0"
-__all__ = ["train", "check", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
+__all__ = ["train", "check", "sweep", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
 
 
 def __getattr__(name):
@@ -11,6 +11,10 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name == "sweep":
+        from .sweeper import sweep
+
+        return sweep
     if name == "load_config":
         from .config import load_config
 

@@ -403,7 +403,7 @@ def sweep(
     _check_choice(executor, ("local", "ray"), f"--executor {executor!r} is not an executor")
     con = _console(stderr=as_json)
     try:
-        from .sweep import Sweep, find_sweep, plan, run_sweep
+        from .sweeper import Sweep, find_sweep, plan, run_sweep
 
         if resume and (spec or set_):
             raise UsageError("--resume takes the spec and --set values stored in the sweep folder; "
@@ -500,7 +500,7 @@ def runs(
     where = runs_dir
     if sweep_ is not None:
         from .errors import DlxError
-        from .sweep import find_sweep
+        from .sweeper import find_sweep
 
         try:
             where = find_sweep(sweep_, runs_dir) / "trials"
@@ -539,7 +539,7 @@ def runs(
 
 def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
     """Sweeps keep their trials in their own folders: say they are there."""
-    from .sweep import sweep_folders
+    from .sweeper import sweep_folders
 
     if sweep_ is not None:
         return

@@ -18,7 +18,7 @@ from dlx.config import load_config
 from dlx.errors import ConfigError
 from dlx.executors import LocalExecutor, TrialResult, gpu_slots
 from dlx.runs import land_run, list_runs
-from dlx.sweep import Sweep, find_sweep, plan, run_sweep
+from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
 
 from conftest import ROOT, TINY
 
@@ -354,3 +354,18 @@ def test_example_sweep_specs_are_valid():
     assert specs
     for s in specs:
         assert plan(s).total >= 2
+
+
+def test_the_python_api_runs_and_resumes_a_sweep(tmp_path, base):
+    import dlx
+
+    path = spec(tmp_path, base, trials=3)
+    with pytest.raises(KeyboardInterrupt):
+        dlx.sweep(path, runs_dir=tmp_path / "runs", executor=FakeExecutor(stop_after=1))
+    sw = dlx.sweep(resume="last", runs_dir=tmp_path / "runs", executor=FakeExecutor())
+    assert sw.done == 3 and sw.best()["value"] == max(r["value"] for r in sw.rows.values())
+    import dlx.sweeper  # the module never shadows the function
+
+    assert callable(dlx.sweep) and dlx.sweep is dlx.sweeper.sweep
+    with pytest.raises(dlx.DlxError):
+        dlx.sweep(path, resume="last", runs_dir=tmp_path / "runs")

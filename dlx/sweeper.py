@@ -1,4 +1,6 @@
-"""`dlx sweep`: a search over config keys, each trial an ordinary dlx train run.
+"""`dlx sweep` and `dlx.sweep()`: a search over config keys, each trial an ordinary dlx train run.
+
+(Named sweeper, not sweep, so that `import dlx.sweeper` never shadows the dlx.sweep() function.)
 
 A sweep spec (YAML):
 
@@ -671,3 +673,24 @@ def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None 
         raise
     sweep.finish("completed" if sweep.done >= sweep.plan.total else "interrupted")
     return sweep
+
+
+def sweep(spec: str | Path | None = None, sets: list[str] | tuple[str, ...] = (), runs_dir: str | Path = "runs",
+          executor: Any = None, resume: str | Path | None = None,
+          on_row: Callable[[dict], Any] | None = None) -> Sweep:
+    """The Python API of `dlx sweep`: run a spec (or --resume a sweep) and return the Sweep.
+
+        sw = dlx.sweep("configs/sweep_optimizers.yaml", ["train.epochs=5"], executor=LocalExecutor(max_parallel=2))
+        sw.best(), sw.sorted_rows(), sw.folder
+
+    executor: a LocalExecutor (the default, one trial per CPU core), a RayExecutor, or
+    anything with the same run(trials, on_result) method.
+    """
+    if (spec is None) == (resume is None):
+        raise UsageError("give a sweep spec or resume=SWEEP (a sweep folder, its id, or 'last'), not both")
+    if executor is None:
+        from .executors import LocalExecutor
+
+        executor = LocalExecutor()
+    sw = Sweep.open(find_sweep(resume, Path(runs_dir))) if resume is not None else Sweep.create(plan(spec, sets), Path(runs_dir))
+    return run_sweep(sw, executor, on_row=on_row)
