@@ -432,6 +432,8 @@ def sweep(
                             description=f"best {metric} {num(best['value'])} (trial {best['trial']})" if best else "")
         try:
             run_sweep(sw, ex, on_row=on_row)
+            if hasattr(ex, "close"):
+                ex.close()  # a Ray connection this command opened
         except KeyboardInterrupt:
             progress.stop()
             con.print(f"[yellow]interrupted[/] after {sw.done} of {total} trials; "

@@ -69,6 +69,37 @@ class _Attempt:
     slot: int | None = None  # index into LocalExecutor.slots while it runs
 
 
+class TrialQueue:
+    """The trials an executor still owes: retries first, then new ones pulled from the
+    iterable one at a time (so a sweep asks for its next point only when a slot is free)."""
+
+    def __init__(self, trials: Iterable[Trial]):
+        self._source = iter(trials)
+        self.pulled: list[Trial] = []  # every trial taken so far, in order
+        self._ids: set[str] = set()
+        self._retry: list[tuple[int, int]] = []
+        self._exhausted = False
+
+    def retry(self, index: int, attempt: int) -> None:
+        self._retry.append((index, attempt))
+
+    def next(self) -> tuple[int, int] | None:
+        """(trial index, attempt number) to start next, or None when nothing is left."""
+        if self._retry:
+            return self._retry.pop(0)
+        if self._exhausted:
+            return None
+        trial = next(self._source, None)
+        if trial is None:
+            self._exhausted = True
+            return None
+        if trial.id in self._ids:
+            raise ValueError(f"trial id {trial.id!r} used twice; ids must be unique within a batch")
+        self._ids.add(trial.id)
+        self.pulled.append(trial)
+        return len(self.pulled) - 1, 1
+
+
 def _tail(path: Path, n: int = STDERR_TAIL) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -179,34 +210,21 @@ class LocalExecutor:
 
         Trials are pulled from the iterable one at a time, only when a slot is free.
         """
-        source = iter(trials)
-        pulled: list[Trial] = []
-        ids: set[str] = set()
+        queue = TrialQueue(trials)
+        pulled = queue.pulled
         results: dict[int, TrialResult] = {}
-        retry: list[tuple[int, int]] = []  # (trial index, attempt number), run before new trials
         running: list[_Attempt] = []
         free = list(range(len(self.slots))) if self.slots else []
-        exhausted = False
         env = self._child_env()
         with tempfile.TemporaryDirectory(prefix="dlx-exec-") as tmp:
             workdir = Path(tmp)
             try:
                 while True:
                     while len(running) < self.max_parallel:
-                        if retry:
-                            i, n = retry.pop(0)
-                        elif not exhausted:
-                            trial = next(source, None)
-                            if trial is None:
-                                exhausted = True
-                                break
-                            if trial.id in ids:
-                                raise ValueError(f"trial id {trial.id!r} used twice; ids must be unique within a batch")
-                            ids.add(trial.id)
-                            pulled.append(trial)
-                            i, n = len(pulled) - 1, 1
-                        else:
+                        nxt = queue.next()
+                        if nxt is None:
                             break
+                        i, n = nxt
                         slot = free.pop(0) if self.slots else None
                         running.append(self._start(pulled[i], i, n, workdir, env, slot))
                     if not running:
@@ -221,7 +239,7 @@ class LocalExecutor:
                             free.append(att.slot)
                         res = self._finish(pulled[att.index], att, code)
                         if res is None:
-                            retry.append((att.index, att.number + 1))
+                            queue.retry(att.index, att.number + 1)
                             continue
                         results[att.index] = res
                         if on_result is not None:
