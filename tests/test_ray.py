@@ -183,7 +183,7 @@ class Cluster:
         common = ["--num-cpus", "1", "--block", "--disable-usage-stats", "--object-store-memory", str(100 << 20)]
         self._start("head", [sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
                              "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                             "--include-dashboard=false", "--ray-client-server-port", str(_free_port()),
+                             "--include-dashboard=false",
                              "--dashboard-agent-listen-port", str(_free_port()),
                              "--temp-dir", str(self.ray_tmp / "head"), *common],
                     {**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
