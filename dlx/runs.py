@@ -188,7 +188,16 @@ def run_folders(runs_dir: Path) -> list[Path]:
 
 
 def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A run folder from a path, a run id (or unique prefix/suffix of one), or 'last'."""
+    """A run folder from a path, a run id (or unique prefix/suffix of one), or 'last'.
+
+    A sweep's trial is found as SWEEP/trial-NNNN (SWEEP: its id or a unique part of it).
+    """
+    sweep, slash, trial = str(ref).partition("/")
+    if slash and not Path(ref).exists() and trial.startswith("trial-"):
+        from .sweeper import find_sweep
+
+        return find_folder(trial, run_folders(find_sweep(sweep, runs_dir) / "trials"), runs_dir,
+                           "meta.json", "run", "")
     return find_folder(ref, run_folders(runs_dir), runs_dir, "meta.json", "run",
                        "train one with: dlx train CONFIG")
 

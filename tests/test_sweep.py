@@ -369,3 +369,16 @@ def test_the_python_api_runs_and_resumes_a_sweep(tmp_path, base):
     assert callable(dlx.sweep) and dlx.sweep is dlx.sweeper.sweep
     with pytest.raises(dlx.DlxError):
         dlx.sweep(path, resume="last", runs_dir=tmp_path / "runs")
+
+
+def test_a_trial_is_found_as_sweep_slash_trial(tmp_path, base):
+    from dlx.runs import find_run
+
+    sw = Sweep.create(plan(spec(tmp_path, base, trials=1)), tmp_path / "runs")
+    trial = sw.folder / "trials" / "trial-0000"
+    trial.mkdir(parents=True)
+    (trial / "meta.json").write_text("{}")
+    assert find_run(f"{sw.folder.name[-6:]}/trial-0000", tmp_path / "runs") == trial
+    assert find_run("last/trial-0000", tmp_path / "runs") == trial
+    with pytest.raises(Exception, match="no run 'trial-0001'"):
+        find_run("last/trial-0001", tmp_path / "runs")
