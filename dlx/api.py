@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import Config, dump_yaml, load_config
-from .diagnose import diagnose, headline
+from .diagnose import Context as DiagnosisContext, chance_loss, diagnose, headline
 from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -45,6 +45,14 @@ class History:
         self.metrics: list[dict[str, Any]] = []
         self.grad_rows: list[np.ndarray] = []
         self.last: dict[str, Any] = {}
+        self.init_check: list[dict[str, Any]] | None = None
+
+    def on_start(self, trainer):
+        from .initcheck import init_check_for
+
+        # Step 0, before any update: each layer's variance against its init scheme's theory
+        # (a few ms; it leaves parameters and random streams exactly as they were).
+        self.init_check = init_check_for(trainer)
 
     def on_interval(self, trainer, record):
         self.metrics.append({k: record[k] for k in SCALAR_KEYS if k in record})
@@ -83,8 +91,13 @@ def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
 
 def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
     cfg = trainer.cfg
-    verdicts = diagnose(trainer.probes.names, hist.grad, hist.last, trainer.probes.act_names,
-                        cfg.activation.name, cfg.activation.name == "relu", outcome.diverged)
+    data = trainer.data
+    verdicts = diagnose(DiagnosisContext(
+        names=trainer.probes.names, grad=hist.grad, last=hist.last, act_names=trainer.probes.act_names,
+        dead_check=cfg.activation.name == "relu", diverged=outcome.diverged, metrics=hist.metrics,
+        config=cfg.resolved(), task=data.task, time_grad=hist.last.get("time_grad"),
+        chance_loss=chance_loss(data.y_train.cpu().numpy(), data.task, cfg.train.loss, data.n_classes,
+                                getattr(cfg.model, "output_activation", "none") == "sigmoid")))
     tests = [m for m in hist.metrics if m.get("test_loss") is not None]
     best = {}
     if tests:
@@ -105,6 +118,7 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         "activations": _activation_summaries(trainer, hist),
         # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
         "time_grad": hist.last.get("time_grad"),
+        "init_check": hist.init_check,
     })
 
 

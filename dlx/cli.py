@@ -119,6 +119,18 @@ class ProgressBar:
         self.progress.stop()
 
 
+class InitCheckPrinter:
+    """`dlx train --init-check`: the init-theory table at step 0, before the first update."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def on_start(self, trainer):
+        from .initcheck import init_check_for, init_check_table
+
+        self.console.print(init_check_table(init_check_for(trainer)))
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
@@ -126,6 +138,8 @@ def train(
     runs_dir: Path = RunsDirOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; print the run folder only."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json to stdout at the end."),
+    init_check: bool = typer.Option(False, "--init-check", help="Before training, print each layer's step-0 "
+                                    "pre-activation variance next to what the init scheme predicts."),
 ):
     """Train one config and show per-layer gradient evidence and a verdict.
 
@@ -143,6 +157,7 @@ def train(
         cfg = load_config(config, set_ or [])
         _prepare_data(cfg, con, show=not (quiet or as_json))
         callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
+        callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
         if not (quiet or as_json):
             con.print(f"[bold]dlx train[/] {config}: {describe(cfg.resolved())}")
         result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks)
@@ -167,7 +182,11 @@ def train(
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2))
     elif not quiet:
-        con.print(run_report(result.summary))
+        from .runs import read_jsonl
+
+        # The heat strips draw every step's gradient norms: the run folder has them all.
+        probes = read_jsonl(result.path / "probes.jsonl") if result.path else None
+        con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
     con.print(f"run folder: [bold]{result.path}[/]")
     raise typer.Exit(EXIT.get(result.status, 1))
 
@@ -222,7 +241,10 @@ def show(
         return
     from .report import run_report
 
-    con.print(run_report(data["summary"], data["meta"]))
+    con.print(run_report(data["summary"], data["meta"], metrics=data["metrics"], probes=data["probes"]))
+    if data["summary"].get("init_check"):  # the step-0 init-theory table
+        from .initcheck import init_check_table
+        con.print(init_check_table(data["summary"]["init_check"]))
     con.print(f"run folder: [bold]{data['path']}[/]")
 
 
@@ -481,7 +503,8 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
     best = sw.best()
     if best:
         con.print(f"best: trial {best['trial']:04d} {metric} = [bold]{num(best['value'])}[/] -> "
-                  f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'})")
+                  f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'}; "
+                  f"dlx show {sw.folder.name}/trial-{best['trial']:04d})")
     con.print(f"sweep folder: [bold]{sw.folder}[/]  (dlx runs --sweep {sw.folder.name})")
 
 
@@ -502,7 +525,7 @@ def runs(
     where = runs_dir
     if sweep_ is not None:
         from .errors import DlxError
-        from .sweeper import find_sweep
+        from .runs import find_sweep
 
         try:
             where = find_sweep(sweep_, runs_dir) / "trials"
@@ -541,13 +564,98 @@ def runs(
 
 def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
     """Sweeps keep their trials in their own folders: say they are there."""
-    from .sweeper import sweep_folders
+    from .runs import sweep_folders
 
     if sweep_ is not None:
         return
     found = sweep_folders(runs_dir)
     if found:
         con.print(f"{len(found)} sweep(s) too, e.g. [bold]dlx runs --sweep {found[-1].name}[/]")
+
+
+@app.command()
+def report(
+    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), or 'last'."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Write one self-contained HTML page (config, verdicts, tables, figures) for a run or a sweep."""
+    from .errors import DlxError
+
+    try:
+        from .html_report import write_report
+
+        path = write_report(target, out, runs_dir)
+    except DlxError as e:
+        _fail(e)
+    _console().print(f"report: [bold]{path}[/]")
+
+
+@app.command()
+def examples(
+    name: Optional[str] = typer.Argument(None, help="An example's name: print its whole story and commands."),
+    dir_: Optional[Path] = typer.Option(None, "--dir", help="The folder of example configs (default: the repository's configs/)."),
+):
+    """List the example configs, one per concept: what each shows and the verdict to expect."""
+    from .errors import DlxError
+    from .examples import find_example, load_examples
+
+    con = _console()
+    try:
+        if name:
+            ex = find_example(name, dir_)
+            con.print(f"[bold]{ex.path}[/]")
+            con.print(ex.header, markup=False)
+            return
+        found = load_examples(dir_)
+    except DlxError as e:
+        _fail(e)
+    from rich.table import Table
+
+    t = Table(show_edge=False, pad_edge=False)
+    # One line per example (long cells end in an ellipsis): a menu to scan, not to read.
+    # The name is what `dlx examples NAME` takes, so it is never cut.
+    t.add_column("name", style="cyan", no_wrap=True, min_width=max((len(e.name) for e in found), default=4))
+    t.add_column("concept", no_wrap=True, overflow="ellipsis", max_width=34)
+    t.add_column("expect", no_wrap=True, overflow="ellipsis", max_width=40)
+    t.add_column("claim", no_wrap=True, overflow="ellipsis", ratio=1)
+    for ex in found:
+        t.add_row(ex.name, ex.concept, ", ".join(ex.expect), ex.claim)
+    con.print(t)
+    con.print(f"{len(found)} examples in {found[0].path.parent if found else dir_}; "
+              f"[bold]dlx examples NAME[/] prints one's commands and what to look for.")
+
+
+@app.command()
+def plot(
+    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."),
+    title: Optional[str] = typer.Option(None, "--title", help="The figure's title (default: the runs' names)."),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Draw runs as one PNG: loss and accuracy, gradient heatmap and lines, activations.
+
+    Several runs overlay; runs that differ only in their seed are drawn as a mean
+    line with a band. Recurrent runs add the gradient reaching each time step.
+    """
+    from .errors import DlxError
+    from .runs import find_run
+
+    try:
+        paths = [find_run(r, runs_dir) for r in runs]
+    except DlxError as e:
+        _fail(e)
+    from .plots import plot_runs
+
+    target = out if out is not None else paths[0] / "plot.png"
+    try:
+        path = plot_runs(paths, target, title=title)
+    except (OSError, ValueError) as e:  # an unwritable path; an extension matplotlib cannot write
+        from .errors import UsageError
+
+        why = getattr(e, "strerror", None) or str(e)
+        _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable .png (or .pdf, .svg) path"))
+    _console().print(f"figure: [bold]{path}[/]")
 
 
 @app.command("list")

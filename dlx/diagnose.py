@@ -1,15 +1,33 @@
-"""Verdicts read from the probe series: what went wrong (or right), and the evidence.
+"""Verdicts read from a run's series: what went wrong (or right), why, and what to try.
 
-Thresholds are named constants; each says why it sits where it does. A verdict
-is a plain dict (kind, layers, evidence, message) so it goes into summary.json
-as it is.
+Each verdict is a plain dict, so it goes into summary.json as it is:
+  kind      one of KINDS (the most severe first in the list diagnose() returns)
+  layers    the layers (or recurrent layers, for the time-step verdict) involved
+  evidence  the numbers the verdict rests on
+  message   one line: what was seen, with the evidence
+  cause     the likely cause, read from the resolved config (None for healthy)
+  remedy    what to try, as config changes (None for healthy)
+
+The engine reads one small `Context` (probe series, metrics history, resolved
+config, the task's chance-level loss), never the run folder or the trainer, so
+tests feed it synthetic series. Thresholds are named constants; each says why
+it sits where it does.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
+# Most severe first: the order of diagnose()'s list, and so the headline. Root
+# causes come before the symptoms they produce (symmetry or vanishing gradients
+# before "not learning"); healthy only when nothing else fired.
+KINDS = ("diverged", "symmetry", "exploding", "vanishing", "vanishing_through_time", "lr_too_high",
+         "dead_units", "saturation", "not_learning", "overfitting", "healthy")
+
+# ---------------------------------------------------------------- gradients across layers
 # Judge the "sustained" part of a run: skip the first 20% of steps, where an
 # init transient is expected and not a verdict on its own.
 SUSTAINED_FROM = 0.2
@@ -21,80 +39,730 @@ VANISHING_RATIO = 1e-3
 EXPLODING_RATIO = 1e3
 # Or any layer's gradient norm above this, sustained: steps of that size wreck the weights.
 EXPLODING_NORM = 1e4
-# ReLU units off for the whole probe batch, per layer: above half the layer is dead weight.
-DEAD_FRACTION = 0.5
-# Saturating units within the margin of a bound: above half, the layer passes almost no gradient.
-SATURATED_FRACTION = 0.5
+
+# ---------------------------------------------------------------- units
+# ReLU units off for the whole probe batch, per layer: from 70% on, most of the layer
+# is dead weight. Healthy runs of the example configs end at <= 33% in every layer
+# (ReLU nets always idle some units); a too-high lr (adam/rmsprop at 0.1 on
+# quickstart) kills 86%; rmsprop at 0.01 sits at 56% and still reaches 98%.
+DEAD_FRACTION = 0.7
+# Dead is judged on the log step's batch: with a handful of samples a selective unit
+# is off for all of them by chance (batch 1 showed 89% "dead"), so smaller batches
+# get no dead-unit verdict.
+MIN_DEAD_BATCH = 16
+# Saturating units within the margin of a bound (probes.SATURATION_MARGIN), per layer:
+# above 60% the layer passes almost no gradient for most of its outputs...
+SATURATED_FRACTION = 0.6
+# ...but saturation alone is no fault: a tanh net that has learned often ends with
+# most outputs near +-1 (binary-like features; quickstart with tanh: 82% of act3
+# saturated at 98.6% test accuracy). So it is a verdict only while it hurts: the
+# train loss still above this fraction of the chance-level loss at the end.
+SATURATION_STUCK = 0.5
 # Units whose (weights, bias) differ by less than this relative amount are identical copies.
 SYMMETRY_SPREAD = 1e-6
 
+# ---------------------------------------------------------------- the loss curve
+# Loss-curve verdicts need a curve: at least this many log intervals.
+MIN_INTERVALS = 5
+# The train loss is smoothed with a running median over this fraction of the
+# intervals (at least 3): a single noisy batch is not a trend.
+SMOOTH_FRACTION = 0.1
+# The final part of the run the "end" of a curve is read from (median of it).
+END_FRACTION = 0.1
+# Loss yardstick: the chance-level loss (best constant prediction) when known, else
+# the first interval's loss. lr too high, rising: the smoothed train loss ends more
+# than this fraction of the yardstick above its minimum. A healthy run's late drift
+# (noise around a small loss) is a few percent of it; a loss that climbs back a
+# third of the way to chance has been knocked out of its minimum.
+LR_RISE = 0.3
+# lr too high, oscillating: over the last half, the median jump between successive
+# interval losses is above this fraction of the yardstick. Interval losses are means
+# of log_every batches, so batch noise alone moves them a few percent at most.
+LR_SWING = 0.25
+# Both are read against the larger of the yardstick and the loss's own level: a loss
+# sitting at 4x chance (a saturated or badly initialised net) moves by 7% of itself
+# from batch noise alone, which is 28% of chance; that says nothing about the lr.
+# lr too high, blowing up early: some interval's mean loss above this multiple of the
+# yardstick... (a sane init starts within ~1.5x of chance; quickstart with adam lr=0.3
+# peaks at 27x, momentum lr=1 at 200x, adam lr=0.1, which recovers to 98%, at 4.4x)
+LR_SPIKE = 5.0
+# ...while the gradient norm grew this much over its step-1 value: the steps, not the
+# init, blew the loss up (a bad init makes step 1's gradient the largest; a healthy
+# run's gradients grow up to ~20x, but then its loss never leaves chance level).
+LR_GRAD_GROWTH = 10.0
+# Not learning: the final smoothed train loss is still at least this fraction of the
+# chance-level loss. The adding problem's plain RNN sits at ~100% of it; a net that
+# has learned anything at all is well below 90%.
+NOT_LEARNING_FRACTION = 0.9
+# ...unless the final accuracy is at least this far from chance (1/C) toward 1: a loss
+# kept high by a few wildly wrong predictions (leaky_relu at adam lr 0.3: 213% of chance)
+# with 70% test accuracy on 3 classes has learned; a stuck net sits at 1/C.
+NOT_LEARNING_ACC_MARGIN = 0.5
+# Overfitting: the test loss needs at least this many evaluations to have a trend...
+OVERFIT_MIN_EVALS = 4
+# ...its minimum at least this many evaluations before the end (a rise, not one bad eval)...
+OVERFIT_AFTER_MIN = 2
+# ...the rise must last: the last OVERFIT_LASTING evaluations all sit above the minimum by
+# the margins below (one bad final evaluation, 0.067 -> 0.18 with adam, is noise)...
+OVERFIT_LASTING = 2
+# ...and it must end this fraction above its minimum (relative: a 25% worse test loss)...
+OVERFIT_REL_RISE = 0.25
+# ...and by this fraction of the yardstick in absolute terms (a loss creeping from
+# 0.01 to 0.02 doubles but does not matter: quickstart's test loss does that)...
+OVERFIT_ABS_RISE = 0.05
+# ...while the train loss fell by at least this fraction since the test minimum.
+OVERFIT_TRAIN_FALL = 0.2
+# Or the gap itself: the test loss ends this many times the train loss, by more than
+# OVERFIT_GAP_ABS of the yardstick, and the gap at least doubled since the first
+# evaluation (memorising 100 points: train MSE 1e-14, test 0.14, flat but wide; a
+# healthy run's test loss is within ~2-3x of its train loss, a few % of chance apart).
+OVERFIT_GAP_RATIO = 5.0
+OVERFIT_GAP_ABS = 0.1
 
-def _fmt(x: float) -> str:
-    return f"{x:.2g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.3g}"
+# ---------------------------------------------------------------- through time
+# Recurrent models: ||dL/dh_1|| / ||dL/dh_T|| at the last log step below this. Measured
+# on the adding problem: the tanh RNN ends at 3e-11 (T = 50, 200 steps) and 3e-8
+# (T = 100, 2000 steps, never learns); an LSTM or GRU that has learned to carry its
+# state ends at 7e-5 / 3e-4 (T = 50) and 5e-2 (T = 100). 1e-6 sits ~40x from
+# either side. (An LSTM still on its plateau reads 1e-13 and is rightly flagged.)
+TIME_VANISHING_RATIO = 1e-6
+# For the message: how many steps back the gradient keeps at least this fraction
+# of the last step's (the reach of the gradient in time).
+TIME_REACH = 1e-3
+
+# How a kind reads inside a sentence ("the vanishing gradients above").
+LABEL = {"diverged": "divergence", "symmetry": "symmetric units", "exploding": "exploding gradients",
+         "vanishing": "vanishing gradients", "vanishing_through_time": "vanishing gradient through time",
+         "dead_units": "dead units", "saturation": "saturation", "lr_too_high": "too-high learning rate",
+         "not_learning": "lack of learning", "overfitting": "overfitting", "healthy": "health"}
+SATURATING = {"sigmoid": "sigmoid (derivative <= 0.25)",
+              "tanh": "tanh (derivative <= 1, near 0 once |x| > 2)",
+              "softsign": "softsign (derivative <= 1, decaying as 1/(1+|x|)^2)"}
+RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "swish", "softplus")
+RECURRENT = ("rnn", "lstm", "gru")
 
 
-def diagnose(names: list[str], grad: np.ndarray, last: dict[str, Any], act_names: list[str],
-             activation: str, relu_dead: bool, diverged: dict | None) -> list[dict]:
-    """Verdicts for one run.
+@dataclass
+class Context:
+    """Everything a diagnosis reads; plain data, so tests build it by hand.
 
     names/grad: probed layers (input first) and their per-step gradient norms [steps, L];
-    last: the last interval record (activation stats, unit spread); diverged: the trainer's
-    divergence record, if any.
+    last: the latest value of each probe (act_saturated, act_dead, unit_spread, ...);
+    act_names: the activation layers those act_* lists are for; dead_check: the
+    activation is ReLU (units can die); diverged: the trainer's divergence record;
+    metrics: the metrics.jsonl records (step, train_loss, test_loss, ...); config: the
+    resolved config dict; task: "classification" | "regression"; chance_loss: the loss
+    of the best constant prediction (None when unknown); time_grad: ||dL/dh_t||
+    [recurrent layer, t] at the last log step (recurrent models only).
     """
-    out: list[dict] = []
-    if diverged:
-        out.append({"kind": "diverged", "layers": diverged.get("layers", []),
-                    "evidence": {"step": diverged["step"], "loss": diverged.get("loss")},
-                    "message": f"diverged: {diverged['message']}"})
-    if "unit_spread" in last and len(names) >= 2:
-        same = [n for n, s in zip(names[:-1], last["unit_spread"][:-1]) if s < SYMMETRY_SPREAD]
-        if same:
-            out.append({"kind": "symmetry", "layers": same,
-                        "evidence": {n: float(s) for n, s in zip(names, last["unit_spread"])},
-                        "message": f"symmetric units: every unit in {', '.join(same)} is identical "
-                                   f"(zero/constant init: the gradient cannot tell them apart)"})
+
+    names: list[str]
+    grad: np.ndarray
+    last: dict[str, Any] = field(default_factory=dict)
+    act_names: list[str] = field(default_factory=list)
+    dead_check: bool = False
+    diverged: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+    chance_loss: float | None = None
+    time_grad: Any = None
+
+    def __post_init__(self):
+        grad = np.asarray(self.grad, dtype=float)
+        self.grad = grad if grad.ndim == 2 else grad.reshape(0, len(self.names))
+
+    def section(self, key: str) -> dict[str, Any]:
+        v = self.config.get(key)
+        return v if isinstance(v, dict) else ({"name": v} if isinstance(v, str) else {})
+
+    @property
+    def activation(self) -> str:
+        return self.section("activation").get("name", "?")
+
+    @property
+    def init(self) -> str:
+        return self.section("init").get("name", "?")
+
+    @property
+    def model(self) -> str:
+        return self.section("model").get("name", "?")
+
+
+def chance_loss(y: np.ndarray, task: str, loss: str, n_classes: int | None,
+                sigmoid_out: bool = False) -> float | None:
+    """The training loss of the best constant prediction: the 'learned nothing' level.
+
+    Regression (mse): the targets' variance (predicting their mean). Classification:
+    from the class frequencies p: cross-entropy -> entropy of p (ln C when balanced),
+    mse on one-hot -> mean of p(1-p), sigmoid outputs -> mean binary entropy.
+    """
+    y = np.asarray(y)
+    if y.size == 0:
+        return None
+    if task == "regression":
+        y = y.astype(np.float64)
+        return float(((y - y.mean(axis=0)) ** 2).mean())
+    if not n_classes:
+        return None
+    p = np.bincount(y.reshape(-1).astype(np.int64), minlength=n_classes)[:n_classes] / y.size
+    if loss == "mse":
+        return float((p * (1 - p)).mean())
+    nz = p[(p > 0) & (p < 1)]
+    if sigmoid_out:
+        return float((-(nz * np.log(nz) + (1 - nz) * np.log(1 - nz))).sum() / n_classes)
+    return float(-(nz * np.log(nz)).sum())
+
+
+# ---------------------------------------------------------------- formatting
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "?"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.2g}" if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4) else f"{x:.3g}"
+
+
+def _list(items: Sequence[str], word: str = "or") -> str:
+    items = [i for i in items if i]
+    if len(items) <= 2:
+        return f" {word} ".join(items)
+    return ", ".join(items[:-1]) + f", {word} " + items[-1]
+
+
+def _try(items: Sequence[str]) -> str:
+    """The remedy line: config changes to try, the most direct first."""
+    return f"{_list(items)}."
+
+
+def _verdict(kind: str, layers: list[str], evidence: dict[str, Any], message: str,
+             cause: str | None = None, remedy: str | None = None) -> dict[str, Any]:
+    return {"kind": kind, "layers": layers, "evidence": evidence, "message": message,
+            "cause": cause, "remedy": remedy}
+
+
+# ---------------------------------------------------------------- reading the config
+def _init_text(ctx: Context) -> str:
+    init = ctx.section("init")
+    name = init.get("name", "?")
+    if name == "normal":
+        return f"normal init (std {init.get('std', '?')}, whatever the fan-in)"
+    if name == "uniform":
+        return f"uniform init (U({init.get('low', '?')}, {init.get('high', '?')}), whatever the fan-in)"
+    if name == "constant":
+        return f"constant init ({init.get('value', '?')})"
+    if name == "default" and ctx.model in RECURRENT:
+        return "default init (PyTorch's U(+-1/sqrt(hidden)))"
+    if name == "default":
+        return "default init (PyTorch's, weights ~1/sqrt(3 fan_in): a gain of ~0.58 per layer)"
+    return f"{name} init"
+
+
+def _depth(ctx: Context) -> int:
+    """Nonlinearities the gradient passes on its way down (probed layers - 1 without activations)."""
+    return len(ctx.act_names) or max(len(ctx.names) - 1, 0)
+
+
+def _he_like(init: str) -> bool:
+    return init.startswith(("kaiming", "he_")) or init in ("lecun_normal", "orthogonal")
+
+
+def _lr_text(ctx: Context) -> str:
+    opt = ctx.section("optimizer")
+    sched = opt.get("schedule")
+    sched = sched.get("name") if isinstance(sched, dict) else sched
+    text = f"{opt.get('name', '?')} with lr={opt.get('lr', '?')}"
+    return text + ("" if sched in (None, "constant") else f" ({sched} schedule)")
+
+
+def _lr_lower(ctx: Context, by: float = 10.0) -> str:
+    lr = ctx.section("optimizer").get("lr")
+    return f"optimizer.lr: {lr / by:.2g}" if isinstance(lr, (int, float)) and lr > 0 else "a smaller optimizer.lr"
+
+
+def _reg(ctx: Context) -> dict[str, Any]:
+    return ctx.section("regularization")
+
+
+def _clipped(ctx: Context) -> bool:
+    return bool(_reg(ctx).get("clip_norm") or _reg(ctx).get("clip_value"))
+
+
+def _init_unscaled(ctx: Context) -> bool:
+    """An init whose scale ignores the fan-in (or a constant): the usual source of blow-ups."""
+    return ctx.init in ("normal", "uniform", "constant")
+
+
+def _norm_none(ctx: Context) -> bool:
+    return _reg(ctx).get("norm", "none") in (None, "none")
+
+
+def _good_init(activation: str) -> str:
+    return "kaiming_normal" if activation in RELU_FAMILY else "xavier_uniform"
+
+
+def _skip_remedy(ctx: Context) -> str | None:
+    if ctx.model == "mlp":
+        return "a residual model (model.name: resnet)"
+    if ctx.model == "resnet" and ctx.section("model").get("residual") is False:
+        return "model.residual: true (skip connections carry the gradient past every block)"
+    return None
+
+
+# ---------------------------------------------------------------- the loss curve
+def _finite_series(metrics: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(m.get("step", i), m[key]) for i, m in enumerate(metrics)
+           if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    steps, vals = zip(*pts)
+    return np.asarray(steps, dtype=float), np.asarray(vals, dtype=float)
+
+
+def _smooth(x: np.ndarray) -> np.ndarray:
+    """Running median over SMOOTH_FRACTION of the series (at least 3 points)."""
+    h = max(1, int(round(len(x) * SMOOTH_FRACTION / 2)))
+    return np.array([np.median(x[max(0, i - h):i + h + 1]) for i in range(len(x))])
+
+
+@dataclass
+class _Curve:
+    steps: np.ndarray
+    raw: np.ndarray
+    smooth: np.ndarray
+    scale: float  # the yardstick: chance-level loss, else the first loss
+
+    @property
+    def end(self) -> float:
+        k = max(1, int(round(len(self.smooth) * END_FRACTION)))
+        return float(np.median(self.smooth[-k:]))
+
+
+def _train_curve(ctx: Context) -> _Curve | None:
+    steps, raw = _finite_series(ctx.metrics, "train_loss")
+    if len(raw) < MIN_INTERVALS:
+        return None
+    smooth = _smooth(raw)
+    scale = ctx.chance_loss if ctx.chance_loss and ctx.chance_loss > 0 else float(smooth[0])
+    if not scale > 0:
+        return None
+    return _Curve(steps, raw, smooth, scale)
+
+
+def _chance_text(ctx: Context) -> str:
+    """The chance-level loss in words, with its value: "chance level (ln 3 = 1.1)"."""
+    c = ctx.chance_loss
+    if c is None:
+        return "chance level (unknown)"
+    if ctx.task == "regression":
+        return f"predicting the mean ({_fmt(c)})"
+    loss = ctx.section("train").get("loss", "cross_entropy")
+    k = math.exp(c)
+    if loss == "cross_entropy" and abs(k - round(k)) < 0.01 * k:
+        return f"chance level (ln {round(k)} = {_fmt(c)})"
+    return f"chance level ({_fmt(c)})"
+
+
+# ---------------------------------------------------------------- the checks
+def _divergence(ctx: Context) -> dict[str, Any] | None:
+    """The trainer's divergence record, or one read from the series themselves
+    (the first step with a non-finite gradient or loss) when none was passed."""
+    if ctx.diverged:
+        return ctx.diverged
+    bad = ~np.isfinite(ctx.grad).all(axis=1) if ctx.grad.size else np.zeros(0, bool)
+    if bad.any():
+        i = int(np.argmax(bad))
+        layers = [n for n, g in zip(ctx.names, ctx.grad[i]) if not np.isfinite(g)]
+        return {"step": i + 1, "layer": layers[0] if layers else None, "layers": layers, "loss": None,
+                "message": f"non-finite gradient at step {i + 1} in {', '.join(layers)} (first: {layers[0]})"}
+    for m in ctx.metrics:
+        loss = m.get("train_loss")
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):
+            return {"step": m.get("step"), "layer": None, "layers": [], "loss": loss,
+                    "message": f"non-finite loss ({loss}) in the interval ending at step {m.get('step')}"}
+    return None
+
+
+def _diverged(ctx: Context) -> list[dict]:
+    d = _divergence(ctx)
+    if not d:
+        return []
+    finite_rows = np.isfinite(ctx.grad).all(axis=1) if ctx.grad.size else np.zeros(0, bool)
+    peak = float(ctx.grad[finite_rows].max()) if finite_rows.any() else None
+    step1 = float(ctx.grad[0].max()) if finite_rows.size and finite_rows[0] else None
+    ev = {"step": d.get("step"), "layer": d.get("layer"), "loss": d.get("loss"),
+          "max_finite_grad_norm": peak, "first_step_grad_norm": step1}
+    act = ctx.activation
+    if step1 is not None and step1 > EXPLODING_NORM:
+        cause = (f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
+                 f"{_depth(ctx)} {act} layers scales the signal up at every layer")
+        remedy = _try([f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
+                       "regularization.norm: batch" if _norm_none(ctx) else ""])
+    else:
+        cause = f"{_lr_text(ctx)}: steps too large for this loss surface"
+        if not _clipped(ctx):
+            cause += ", no gradient clipping"
+        remedy = _try([_lr_lower(ctx), "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                       "optimizer.schedule: warmup"])
+    layers = list(d.get("layers") or ([d["layer"]] if d.get("layer") else []))
+    peak_text = f"; largest finite gradient norm before it {_fmt(peak)}" if peak is not None else ""
+    return [_verdict("diverged", layers, ev, f"diverged: {d.get('message', 'non-finite loss')}{peak_text}",
+                     cause, remedy)]
+
+
+def _symmetry(ctx: Context) -> list[dict]:
+    spread = ctx.last.get("unit_spread")
+    if spread is None or len(ctx.names) < 2:
+        return []
+    # The output layer is left out: its units are different classes, symmetric or not.
+    same = [n for n, s in zip(ctx.names[:-1], spread[:-1]) if s is not None and s < SYMMETRY_SPREAD]
+    if not same:
+        return []
+    init = ctx.section("init")
+    if init.get("name") in ("zeros", "constant"):
+        cause = (f"init: {init.get('name')}: every unit of a layer starts identical, so each gets the "
+                 f"same gradient and they stay copies (a layer of many units acts as one)")
+    else:
+        cause = "units of a layer started identical (or collapsed together): nothing tells them apart"
+    act = ctx.activation
+    return [_verdict("symmetry", same,
+                     {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
+                     f"symmetric units: every unit in {', '.join(same)} is identical "
+                     f"(unit spread < {SYMMETRY_SPREAD:g})", cause,
+                     _try([f"init: {_good_init(act)} (random weights break the symmetry)",
+                           "any random init; dropout alone does not break it"]))]
+
+
+def _across_layers(ctx: Context) -> list[dict]:
+    grad, names = ctx.grad, ctx.names
     finite = grad[np.isfinite(grad).all(axis=1)] if len(grad) else grad
-    if len(finite) >= 1 and len(names) >= 2:
-        window = finite[int(len(finite) * SUSTAINED_FROM):] if len(finite) >= 5 else finite
-        med = np.median(window, axis=0)
-        first, top = med[0], med[-1]
-        ratio = first / top if top > 0 else (np.inf if first > 0 else 1.0)
-        ev = {"ratio_first_to_last": float(ratio), "median_grad_norm": {n: float(v) for n, v in zip(names, med)}}
-        if ratio < VANISHING_RATIO:
-            out.append({"kind": "vanishing", "layers": [names[0], names[-1]], "evidence": ev,
-                        "message": f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
-                                   f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, over the last "
-                                   f"{100 - int(SUSTAINED_FROM * 100)}% of steps)"})
-        elif ratio > EXPLODING_RATIO:
-            out.append({"kind": "exploding", "layers": [names[0], names[-1]], "evidence": ev,
-                        "message": f"exploding gradients: {names[0]}'s gradient norm is {_fmt(ratio)}x "
-                                   f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)})"})
-        elif med.max() > EXPLODING_NORM:
-            big = names[int(np.argmax(med))]
-            out.append({"kind": "exploding", "layers": [big], "evidence": ev,
-                        "message": f"exploding gradients: median gradient norm {_fmt(med.max())} at {big} "
-                                   f"(above {_fmt(EXPLODING_NORM)})"})
-    if relu_dead and "act_dead" in last:
-        dead = [(n, f) for n, f in zip(act_names, last["act_dead"]) if f >= DEAD_FRACTION]
-        if dead:
-            worst = max(dead, key=lambda t: t[1])
-            out.append({"kind": "dead_units", "layers": [n for n, _ in dead],
-                        "evidence": {n: float(f) for n, f in dead},
-                        "message": f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% "
-                                   f"dead ReLUs (worst {worst[0]}: {worst[1]:.0%})"})
-    if "act_saturated" in last:
-        sat = [(n, f) for n, f in zip(act_names, last["act_saturated"]) if f >= SATURATED_FRACTION]
-        if sat:
-            worst = max(sat, key=lambda t: t[1])
-            out.append({"kind": "saturation", "layers": [n for n, _ in sat],
-                        "evidence": {n: float(f) for n, f in sat},
-                        "message": f"saturation: {len(sat)} {activation} layer(s) with >= "
-                                   f"{int(SATURATED_FRACTION * 100)}% of outputs at a bound "
-                                   f"(worst {worst[0]}: {worst[1]:.0%})"})
+    if len(finite) < 1 or len(names) < 2:
+        return []
+    window = finite[int(len(finite) * SUSTAINED_FROM):] if len(finite) >= 5 else finite
+    med = np.median(window, axis=0)
+    first, top = float(med[0]), float(med[-1])
+    ratio = first / top if top > 0 else (math.inf if first > 0 else 1.0)
+    ev = {"ratio_first_to_last": ratio, "median_grad_norm": {n: float(v) for n, v in zip(names, med)},
+          "sustained_from_step": int(len(finite) * SUSTAINED_FROM) + 1 if len(finite) >= 5 else 1}
+    span = (f"sustained over the last {100 - int(SUSTAINED_FROM * 100)}% of steps" if len(finite) >= 5
+            else f"over {len(finite)} step{'s' if len(finite) > 1 else ''}")
+    act, depth = ctx.activation, _depth(ctx)
+    if ratio < VANISHING_RATIO:
+        parts = [SATURATING.get(act, act), f"through {depth} layers", f"with {_init_text(ctx)}"]
+        if ctx.model == "resnet" and ctx.section("model").get("residual") is False:
+            parts.append("and no skip connections")
+        elif _norm_none(ctx):
+            parts.append("and no normalization")
+        remedy = []
+        if act in SATURATING:
+            remedy.append("activation: relu + init: kaiming_normal")
+        elif act in RELU_FAMILY and not _he_like(ctx.init):
+            remedy.append("init: kaiming_normal")
+        if _norm_none(ctx):
+            remedy.append("regularization.norm: batch")
+        remedy.append(_skip_remedy(ctx) or "")
+        if ctx.section("optimizer").get("name") == "sgd":
+            remedy.append("adam (per-weight step sizes)")
+        return [_verdict("vanishing", [names[0], names[-1]], ev,
+                         f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
+                         f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, {span})", " ".join(parts),
+                         _try(remedy))]
+    big = EXPLODING_NORM < float(med.max())
+    if ratio > EXPLODING_RATIO or big:
+        if ratio > EXPLODING_RATIO:
+            layers = [names[0], names[-1]]
+            msg = (f"exploding gradients: {names[0]}'s gradient norm is {_fmt(ratio)}x {names[-1]}'s "
+                   f"(median {_fmt(first)} vs {_fmt(top)}, {span})")
+        else:
+            layers = [names[int(np.argmax(med))]]
+            msg = (f"exploding gradients: median gradient norm {_fmt(float(med.max()))} at {layers[0]} "
+                   f"(above {_fmt(EXPLODING_NORM)}, {span})")
+        step1 = float(finite[0].max())
+        if step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx):
+            # Large from the start: the init (and depth) scale the signal up layer after layer.
+            cause = f"{_init_text(ctx)} through {depth} {act} layers"
+            remedy = [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
+                      "regularization.norm: batch" if _norm_none(ctx) else "", _lr_lower(ctx)]
+        else:
+            # Ordinary at step 1, huge later: the steps grew the weights.
+            cause = f"gradients grew from {_fmt(step1)} at step 1 under {_lr_text(ctx)}"
+            remedy = [_lr_lower(ctx), "regularization.clip_norm: 1.0",
+                      "regularization.norm: batch" if _norm_none(ctx) else ""]
+        if not _clipped(ctx):
+            cause += ", no gradient clipping"
+        return [_verdict("exploding", layers, ev, msg, cause, _try(remedy))]
+    return []
+
+
+def _dead_units(ctx: Context) -> list[dict]:
+    if not ctx.dead_check or ctx.last.get("act_dead") is None:
+        return []
+    batch = ctx.section("train").get("batch_size")
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch < MIN_DEAD_BATCH:
+        return []
+    dead = [(n, float(f)) for n, f in zip(ctx.act_names, ctx.last["act_dead"]) if f is not None and f >= DEAD_FRACTION]
+    if not dead:
+        return []
+    worst = max(dead, key=lambda t: t[1])
+    cause = f"relu units pushed below zero for every input, with {_lr_text(ctx)}"
+    bias = ctx.section("init").get("bias")
+    if isinstance(bias, (int, float)) and bias < 0:
+        cause += f" and a negative init bias ({bias})"
+    return [_verdict("dead_units", [n for n, _ in dead], {n: f for n, f in dead},
+                     f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% of their ReLUs off "
+                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause,
+                     _try(["activation: leaky_relu", _lr_lower(ctx, 3),
+                           "init: kaiming_normal" if not _he_like(ctx.init) else "",
+                           "regularization.norm: batch" if _norm_none(ctx) else ""]))]
+
+
+def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
+    if ctx.last.get("act_saturated") is None:
+        return []
+    sat = [(n, float(f)) for n, f in zip(ctx.act_names, ctx.last["act_saturated"])
+           if f is not None and f >= SATURATED_FRACTION]
+    if not sat:
+        return []
+    # Only while it hurts (see SATURATION_STUCK): the loss at the end still near chance
+    # (the smoothed curve's end, or the last interval's loss for a run too short for one).
+    _, losses = _finite_series(ctx.metrics, "train_loss")
+    end = curve.end if curve is not None else (float(losses[-1]) if len(losses) else None)
+    if end is None or not ctx.chance_loss or end < SATURATION_STUCK * ctx.chance_loss:
+        return []
+    worst = max(sat, key=lambda t: t[1])
+    act = ctx.activation
+    cause = f"{SATURATING.get(act, act)} with {_init_text(ctx)}: pre-activations too large"
+    if _norm_none(ctx):
+        cause += ", no normalization"
+    return [_verdict("saturation", [n for n, _ in sat],
+                     {**{n: f for n, f in sat}, "final_train_loss": end, "chance_loss": ctx.chance_loss},
+                     f"saturation: {len(sat)} {act} layer(s) with >= {int(SATURATED_FRACTION * 100)}% of "
+                     f"outputs at a bound (worst {worst[0]}: {worst[1]:.0%}) while the train loss is "
+                     f"still {_fmt(end)} ({end / ctx.chance_loss:.0%} of {_chance_text(ctx)})",
+                     cause,
+                     _try([f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
+                           "regularization.norm: batch" if _norm_none(ctx) else "",
+                           "activation: relu + init: kaiming_normal"]))]
+
+
+def _lr_too_high(ctx: Context, curve: _Curve | None) -> list[dict]:
+    if curve is None:
+        return []
+    s, raw = curve.smooth, curve.raw
+    i_min = int(np.argmin(s))
+    rise = curve.end - float(s[i_min])
+    half = raw[len(raw) // 2:]
+    swing = float(np.median(np.abs(np.diff(half)))) if len(half) >= 2 else 0.0
+    ev = {"min_loss": float(s[i_min]), "min_step": int(curve.steps[i_min]), "final_loss": curve.end,
+          "rise": rise, "swing": swing, "yardstick": curve.scale}
+    peak_i = int(np.argmax(raw))
+    finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if ctx.grad.size else ctx.grad
+    growth = float(finite.max() / finite[0].max()) if len(finite) and finite[0].max() > 0 else 1.0
+    ev.update(peak_loss=float(raw[peak_i]), peak_step=int(curve.steps[peak_i]), grad_growth=growth)
+    if raw[peak_i] > LR_SPIKE * curve.scale and growth > LR_GRAD_GROWTH:
+        msg = (f"learning rate too high: the train loss blew up to {_fmt(float(raw[peak_i]))} "
+               f"({raw[peak_i] / curve.scale:.0f}x {_yard(ctx)}) in the interval ending at step "
+               f"{int(curve.steps[peak_i])}, while the gradient norm grew {growth:.0f}x from step 1")
+    elif rise > LR_RISE * max(curve.scale, float(s[i_min])):
+        msg = (f"learning rate too high: the train loss rose from its minimum {_fmt(float(s[i_min]))} "
+               f"(step {int(curve.steps[i_min])}) to {_fmt(curve.end)} at the end "
+               f"(+{rise / curve.scale:.0%} of {_yard(ctx)})")
+    elif len(half) and swing > LR_SWING * max(curve.scale, float(np.median(half))):
+        msg = (f"learning rate too high: the train loss oscillates, jumping {_fmt(swing)} between log "
+               f"intervals over the last half ({swing / curve.scale:.0%} of {_yard(ctx)})")
+    else:
+        return []
+    cause = _lr_text(ctx)
+    if not _clipped(ctx):
+        cause += ", no gradient clipping"
+    return [_verdict("lr_too_high", [], ev, msg, cause + ": each step overshoots the minimum",
+                     _try([f"{_lr_lower(ctx, 3)} (or /10)", "optimizer.schedule: cosine or warmup",
+                           "regularization.clip_norm: 1.0"]))]
+
+
+def _yard(ctx: Context) -> str:
+    return _chance_text(ctx) if ctx.chance_loss else "the first interval's loss"
+
+
+def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list[dict]:
+    if curve is None or not ctx.chance_loss:
+        return []
+    frac = curve.end / ctx.chance_loss
+    if frac < NOT_LEARNING_FRACTION:
+        return []
+    classes = ctx.section("data").get("classes")
+    if not isinstance(classes, int) and ctx.task == "classification":
+        classes = int(round(np.exp(ctx.chance_loss)))  # balanced classes: chance loss = ln C
+    _, accs = _finite_series(ctx.metrics, "test_acc")
+    if not len(accs):
+        _, accs = _finite_series(ctx.metrics, "train_acc")
+    if ctx.task == "classification" and len(accs) and isinstance(classes, int) and classes > 1:
+        floor = 1 / classes
+        if float(accs[-1]) >= floor + NOT_LEARNING_ACC_MARGIN * (1 - floor):
+            return []
+    steps = int(curve.steps[-1])
+    ev = {"final_train_loss": curve.end, "chance_loss": ctx.chance_loss, "fraction_of_chance": frac,
+          "steps": steps}
+    causes = [v["kind"] for v in found if v["kind"] not in ("not_learning", "overfitting", "healthy")]
+    if causes:
+        cause = f"the {_list([LABEL[c] for c in causes], 'and')} above"
+        remedy = f"the remedy for the {LABEL[causes[0]]} above first."
+    else:
+        opt = ctx.section("optimizer")
+        lr = opt.get("lr")
+        cause = f"{_lr_text(ctx)} for {steps} steps"
+        if ctx.model in RECURRENT:
+            cause += f" ({ctx.model}: a long-range task may need many more steps to leave the plateau)"
+        elif opt.get("name") == "sgd" and isinstance(lr, (int, float)) and lr < 0.01:
+            cause += ": sgd steps this small barely move the weights"
+        remedy = _try(["more steps (train.epochs / train.steps)",
+                       "a larger optimizer.lr" if opt.get("name") == "sgd" else "a different optimizer.lr",
+                       "optimizer.name: adam" if opt.get("name") != "adam" else "",
+                       "model.name: lstm or gru" if ctx.model == "rnn" else ""])
+    return [_verdict("not_learning", [], ev,
+                     f"not learning: the train loss ends at {_fmt(curve.end)} after {steps} steps, "
+                     f"{frac:.0%} of {_chance_text(ctx)}", cause, remedy)]
+
+
+def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
+    steps, test = _finite_series(ctx.metrics, "test_loss")
+    if len(test) < OVERFIT_MIN_EVALS or curve is None:
+        return []
+    i_min = int(np.argmin(test))
+    lo, end = float(test[i_min]), float(np.min(test[-OVERFIT_LASTING:]))
+    rise = end - lo
+    train_at_min = float(np.interp(steps[i_min], curve.steps, curve.smooth))
+    train_end = float(curve.smooth[-1])
+    rising = (i_min <= len(test) - 1 - OVERFIT_AFTER_MIN and rise >= OVERFIT_REL_RISE * lo
+              and rise >= OVERFIT_ABS_RISE * curve.scale and train_end <= (1 - OVERFIT_TRAIN_FALL) * train_at_min)
+    gap0 = float(test[0]) - float(np.interp(steps[0], curve.steps, curve.smooth))
+    gap = end - train_end  # end: the lasting level of the last evaluations, as above
+    wide = (end >= OVERFIT_GAP_RATIO * max(train_end, 1e-12) and gap >= OVERFIT_GAP_ABS * curve.scale
+            and gap >= 2 * max(gap0, 0.0))
+    if not (rising or wide):
+        return []
+    last = float(test[-1])
+    ev = {"test_loss_min": lo, "test_min_step": int(steps[i_min]), "test_loss_final": last,
+          "train_loss_at_test_min": train_at_min, "train_loss_final": train_end,
+          "gap_at_test_min": lo - train_at_min, "gap_final": last - train_end}
+    reg, data = _reg(ctx), ctx.section("data")
+    used = [f"{k}={reg[k]}" for k in ("l2", "dropout", "dropconnect") if reg.get(k)]
+    n = data.get("n_train")
+    cause = f"{ctx.model} fitting {f'{n} training samples' if n else 'the training set'}"
+    cause += f" with {', '.join(used)}" if used else " with no regularization (l2, dropout 0)"
+    if not reg.get("early_stopping"):
+        cause += ", no early stopping"
+    ev.update(gap_first_eval=gap0)
+    msg = (f"overfitting: the test loss rose from {_fmt(lo)} (step {int(steps[i_min])}) to "
+           f"{_fmt(last)} while the train loss fell from {_fmt(train_at_min)} to {_fmt(train_end)}" if rising else
+           f"overfitting: the test loss ends at {_fmt(float(test[-1]))}, {float(test[-1]) / max(train_end, 1e-12):.3g}x "
+           f"the train loss {_fmt(train_end)}; the gap grew from {_fmt(gap0)} at the first evaluation to {_fmt(gap)}")
+    return [_verdict("overfitting", [], ev, msg,
+                     cause,
+                     _try(["regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
+                           "regularization.dropout: 0.2" if not reg.get("dropout") else "",
+                           "regularization.early_stopping: {patience: 5}" if not reg.get("early_stopping") else "",
+                           "more data (data.n_train)", "a smaller model"]))]
+
+
+def _time_rows(ctx: Context) -> list[tuple[str, np.ndarray]]:
+    tg = ctx.time_grad
+    if tg is None or len(tg) == 0:
+        return []
+    rows = [np.asarray([np.nan if v is None else v for v in row], dtype=float) for row in tg]
+    # Rows follow the probed recurrent layers (every probed layer but the head `out`).
+    names = [n for n in ctx.names if n != "out"]
+    return [(names[i] if i < len(names) else f"recurrent layer {i}", r) for i, r in enumerate(rows)]
+
+
+def _vanishing_through_time(ctx: Context) -> list[dict]:
+    rows = _time_rows(ctx)
+    if not rows:
+        return []
+    tbptt = ctx.section("train").get("tbptt")
+    hits, ev = [], {}
+    for name, row in rows:
+        if len(row) < 2 or not np.isfinite(row).all():
+            continue
+        # A reverse-direction layer ends its pass at t = 1: its gradient flows toward t = T.
+        back = row[::-1] if name.endswith("_reverse") else row
+        near = float(back[-1])
+        if not near > 0:
+            continue
+        T = len(back)
+        # Truncated BPTT cuts the path on purpose: judge only the steps it keeps.
+        span = min(int(tbptt), T) if tbptt else T
+        far = float(back[T - span])
+        ratio = far / near
+        within = np.flatnonzero(back >= TIME_REACH * near)
+        reach = T - int(within[0]) if len(within) else 1
+        # The per-step rate from the farthest step that still got any gradient: float32
+        # rounds anything below ~1e-45 to 0, which a plain RNN reaches within 100 steps.
+        alive = np.flatnonzero(back[T - span:] > 0)
+        k = T - span + int(alive[0]) if len(alive) else T - 1
+        decay = float((back[k] / near) ** (1 / (T - 1 - k))) if T - 1 - k > 0 else 1.0
+        ev[name] = {"ratio_first_to_last": ratio, "first": far, "last": near, "steps": span,
+                    "reach_steps": reach, "decay_per_step": decay}
+        if ratio < TIME_VANISHING_RATIO:
+            hits.append(name)
+    if not hits:
+        return []
+    worst = min(hits, key=lambda n: ev[n]["ratio_first_to_last"])
+    e = ev[worst]
+    model, act = ctx.model, ctx.activation
+    span = e["steps"]
+    if model == "rnn":
+        cause = (f"rnn with {act} over {span} steps: each step multiplies the gradient by W_hh^T and "
+                 f"{act}' (<= 1), so it shrinks geometrically ({_fmt(e['decay_per_step'])} per step here)")
+    else:
+        cause = (f"{model} over {span} steps: its gates have not (yet) learned to keep the cell state; "
+                 f"the gradient still shrinks {_fmt(e['decay_per_step'])} per step")
+    remedy = ["model.name: lstm or gru (a gated, additive state carries the gradient)" if model == "rnn" else
+              "more steps (gates open as they learn) or init: {name: default, bias: 1.0} (forget gates open)"]
+    remedy.append("an attention model that sees every step directly")
+    clip = f"clip_norm: {_reg(ctx)['clip_norm']} (set here)" if _reg(ctx).get("clip_norm") else "gradient clipping"
+    tail = (f" Not a fix: {clip} only tames exploding gradients, and a shorter train.tbptt "
+            f"cuts the long path on purpose.")
+    return [_verdict("vanishing_through_time", hits, ev,
+                     f"vanishing gradient through time: in {worst}, ||dL/dh|| at t={'T' if worst.endswith('_reverse') else 1} "
+                     f"is {_fmt(e['ratio_first_to_last']) if e['first'] > 0 else '0 (underflow)'} of the last step's ({_fmt(e['first'])} vs "
+                     f"{_fmt(e['last'])}); it keeps >= {TIME_REACH:g} of it only {e['reach_steps']} of "
+                     f"{span} steps back", cause, _try(remedy) + tail)]
+
+
+def _healthy(ctx: Context, curve: _Curve | None) -> dict:
+    finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if len(ctx.grad) else ctx.grad
+    ev: dict[str, Any] = {}
+    parts = []
+    if finite.size and len(ctx.names) >= 2:
+        med = np.median(finite[int(len(finite) * SUSTAINED_FROM):], axis=0)
+        if med[-1] > 0:
+            ev["ratio_first_to_last"] = float(med[0] / med[-1])
+            parts.append(f"{ctx.names[0]}/{ctx.names[-1]} gradient ratio {_fmt(ev['ratio_first_to_last'])}")
+    if curve is not None:
+        ev["first_loss"], ev["final_loss"] = float(curve.raw[0]), curve.end
+        parts.append(f"train loss {_fmt(float(curve.raw[0]))} -> {_fmt(curve.end)}")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return _verdict("healthy", [], ev, f"healthy: gradients reach every layer at comparable sizes{detail}")
+
+
+def diagnose(ctx: Context) -> list[dict]:
+    """Every verdict for one run, most severe first (KINDS order); [healthy] when none fired."""
+    out: list[dict] = []
+    out += _diverged(ctx)
+    out += _symmetry(ctx)
+    out += _across_layers(ctx)
+    out += _vanishing_through_time(ctx)
+    # The loss curve is cut short by a divergence: its verdicts would only echo it.
+    curve = None if out and out[0]["kind"] == "diverged" else _train_curve(ctx)
+    out += _lr_too_high(ctx, curve)
+    out += _dead_units(ctx)
+    out += _saturation(ctx, curve)
+    out += _not_learning(ctx, curve, out)
+    out += _overfitting(ctx, curve)
     if not out:
-        out.append({"kind": "healthy", "layers": [], "evidence": {},
-                    "message": "healthy: gradients reach every layer at comparable sizes"})
-    return out
+        out.append(_healthy(ctx, curve))
+    return sorted(out, key=lambda v: KINDS.index(v["kind"]))
 
 
 def headline(verdicts: list[dict]) -> str:

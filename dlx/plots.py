@@ -1,24 +1,62 @@
-"""Figures with matplotlib (Agg, no display needed): written as PNG files.
+"""Figures of runs with matplotlib (Agg, no display needed), and the series they draw.
 
-Runs of the same variant with different seeds are drawn as a mean line and a
-band (min to max over seeds), so a comparison shows both the effect and the noise.
+The API (used by `dlx plot`, `dlx compare` and the HTML report):
+
+    runs = load_groups([path, ...])   # run folders -> groups (same config but the seed)
+    panel_names(runs)                 # ["loss", "accuracy", "grad_heatmap:0", ...]
+    draw_panel(ax, name, runs)        # one panel onto any matplotlib Axes
+    fig = build_figure(runs, title)   # every panel in one Figure (not saved)
+    plot_runs([path, ...], out, title)  # the same, written as one PNG; returns out
+    compare_figure(groups, out, title)  # loss/accuracy only, from metrics (dlx compare)
+
+Panel names: "loss", "accuracy" (only when a run logged accuracy), "time_grad"
+(only when a run is recurrent: ||dL/dh_t|| over time steps t), then per group g
+(the first MAX_GROUP_ROWS groups): "grad_heatmap:g" (layer x step, log10 colour),
+"grad_lines:g" (per-layer gradient norm on a log axis) and "activations:g:LAYER"
+(percentile bands of that activation's outputs over steps; at most MAX_ACT_PANELS
+layers, spread from input to output). panel_names and draw_panel accept run
+paths as well as loaded groups.
+
+Runs whose config.yaml differ only in `seed` and `name` form one group: its
+curves are the mean over seeds with a band from min to max, so a comparison
+shows both the effect and the noise. Several groups overlay in the curve panels
+(loss, accuracy, time_grad); each group gets its own row of per-layer panels,
+drawn from the group's mean (gradient norms) or its first run (activations).
+Every panel Axes carries its panel name as its label (Axes.get_label()), so
+`panel_axes(fig)` finds them among colorbars.
+
+The series readers (grad_series, log_bins, ...) need numpy only: the terminal
+heat strips in report.py use them without importing matplotlib.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+# Per-group rows (heatmap, lines, activations) drawn at most: beyond a handful of
+# variants the figure grows taller than anyone reads; the curve panels show all.
+MAX_GROUP_ROWS = 4
+# Activation panels per group, chosen evenly from input to output (first and last kept).
+MAX_ACT_PANELS = 12
+ACT_PER_ROW = 6
+# Columns of a heatmap / points of a gradient line: bins of steps, geometric mean
+# in each. More than the figure has pixels only adds noise.
+HEAT_BINS = 200
+LINE_BINS = 120
+# Panel grid: 6 columns, so 2 or 3 curve panels, heatmap (4) + lines (2), or 6
+# activation panels fill a row.
+GRID_COLS = 6
+FIG_WIDTH = 15.0  # inches, at DPI: 1500 px
+DPI = 100
+NONFINITE_COLOR = "#e41a1c"  # red: no viridis colour is near it
+ZERO_COLOR = "#bdbdbd"
 
-def _pyplot():
-    import matplotlib
 
-    matplotlib.use("Agg")  # files only: works on servers and in CI without a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
+# ---------------------------------------------------------------- series (numpy only)
 
 def _curve(metrics: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
     pts = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
@@ -41,37 +79,588 @@ def _band(runs: list[list[dict[str, Any]]], key: str):
     return np.asarray(common), stack.mean(0), stack.min(0), stack.max(0)
 
 
-def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, title: str = "") -> Path:
-    """Loss and accuracy curves per variant (mean line, band over seeds) as a PNG."""
-    plt = _pyplot()
-    panels = [("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True)
-    legend_on = None
-    for ax, (key, label) in zip(axes, panels):
-        drawn = False
-        for i, (variant, runs) in enumerate(groups.items()):
+def grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps [S], gradient norms [S, L]) from probes.jsonl records, input layer first.
+
+    A norm stored as null (NaN or Inf: JSON has neither) comes back as NaN.
+    """
+    steps: list[int] = []
+    rows: list[list] = []
+    for p in probes:
+        g = p.get("grad_norm") or []
+        first = p.get("first_step", p["step"] - len(g) + 1)
+        steps.extend(range(first, first + len(g)))
+        rows.extend(g)
+    if not rows:
+        return np.zeros(0, int), np.zeros((0, 0))
+    return np.asarray(steps), np.asarray(rows, dtype=float)  # None -> nan
+
+
+def time_grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(log steps [K], ||dL/dh_t|| [K, R, T]) for recurrent runs; empty otherwise."""
+    kept = [p for p in probes if p.get("time_grad")]
+    if not kept:
+        return np.zeros(0, int), np.zeros((0, 0, 0))
+    return (np.asarray([p["step"] for p in kept]),
+            np.asarray([p["time_grad"] for p in kept], dtype=float))
+
+
+def act_series(probes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Activation statistics at the log steps that have them: steps [K], pct [K, A, P]
+    (the probe PERCENTILES), dead [K, A] and saturated [K, A] fractions."""
+    kept = [p for p in probes if p.get("act_pct")]
+    if not kept:
+        return {}
+    return {"steps": np.asarray([p["step"] for p in kept]),
+            "pct": np.asarray([p["act_pct"] for p in kept], dtype=float),
+            "dead": np.asarray([p.get("act_dead") or [] for p in kept], dtype=float),
+            "saturated": np.asarray([p.get("act_saturated") or [] for p in kept], dtype=float)}
+
+
+def log_bins(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of x [S, L] (positive norms) into at most n_bins bins of consecutive rows.
+
+    Returns (edges [B + 1] row indices, log10 values [B, L]): the mean of log10 over
+    a bin's positive finite values (a geometric mean). NaN marks a bin holding any
+    non-finite value (a divergence must stay visible after binning); -inf a bin whose
+    values are all exactly zero (no gradient at all, e.g. a symmetric layer).
+    """
+    s = x.shape[0]
+    b = max(1, min(n_bins, s))
+    # floor of points >= 1 apart: strictly increasing edges, every bin non-empty.
+    edges = np.floor(np.linspace(0, s, b + 1)).astype(int)
+    bad = ~np.isfinite(x)
+    good = np.isfinite(x) & (x > 0)
+    logs = np.log10(np.where(good, x, 1.0))
+    starts = edges[:-1]
+    sums = np.add.reduceat(np.where(good, logs, 0.0), starts, axis=0)
+    counts = np.add.reduceat(good.astype(int), starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts  # 0/0 -> nan for bins without a positive value
+    out[np.isnan(out)] = -np.inf  # no positive value and nothing bad: all zeros
+    out[np.add.reduceat(bad.astype(int), starts, axis=0) > 0] = np.nan
+    return edges, out
+
+
+# ---------------------------------------------------------------- runs and groups
+
+@dataclass
+class Run:
+    """One run folder's series, read once."""
+
+    path: Path
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    steps: np.ndarray  # [S] training steps of the gradient norms
+    grad: np.ndarray  # [S, L]
+    layers: list[str]
+    act_names: list[str]
+    acts: dict[str, np.ndarray]
+    tg_steps: np.ndarray  # [K]
+    time_grad: np.ndarray  # [K, R, T]
+
+    @property
+    def diverged_step(self) -> int | None:
+        d = self.summary.get("diverged") or {}
+        return d.get("step")
+
+
+@dataclass
+class Group:
+    """Runs of one variant (same config except seed/name); `label` names the variant."""
+
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+
+def load_run_series(path: Path) -> Run:
+    import yaml
+
+    from .runs import load_run
+
+    d = load_run(Path(path))
+    meta, summary = d["meta"], d["summary"] or {}
+    steps, grad = grad_series(d["probes"])
+    layers = [l["name"] for l in meta.get("layers") or summary.get("layers") or []]
+    if grad.size and len(layers) != grad.shape[1]:
+        layers = [f"layer {j + 1}" for j in range(grad.shape[1])]
+    tg_steps, tg = time_grad_series(d["probes"])
+    try:
+        config = yaml.safe_load(d["config"]) or {}
+    except yaml.YAMLError:
+        config = {}
+    return Run(path=Path(path), meta=meta, config=config if isinstance(config, dict) else {},
+               summary=summary, metrics=d["metrics"], steps=steps, grad=grad, layers=layers,
+               act_names=list(meta.get("activations") or [a["name"] for a in summary.get("activations") or []]),
+               acts=act_series(d["probes"]), tg_steps=tg_steps, time_grad=tg)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return {k.rstrip("."): v for k, v in out.items()}
+
+
+def _variant(cfg: dict[str, Any]) -> str:
+    """What makes runs the same variant: the config without its seed and name."""
+    rest = {k: v for k, v in cfg.items() if k not in ("seed", "name")}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by variant (first appearance order), each labelled by what sets it apart."""
+    by: dict[str, list[Run]] = {}
+    for r in runs:
+        by.setdefault(_variant(r.config), []).append(r)
+    flats = [_flat({k: v for k, v in rs[0].config.items() if k not in ("seed", "name")}) for rs in by.values()]
+    keys = sorted({k for f in flats for k in f})
+    differ = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+    # A section whose name differs (activation.name) says it all: its other keys
+    # (init.a, init.gain: parameters of different inits) would only add noise.
+    named = {k[:-len(".name")] for k in differ if k.endswith(".name")}
+    differ = [k for k in differ if k.endswith(".name") or k.rsplit(".", 1)[0] not in named]
+    groups = []
+    for rs, f in zip(by.values(), flats):
+        if differ:
+            label = ", ".join(f"{k.removesuffix('.name')}={f.get(k)}" for k in differ[:3])
+            label += ", …" if len(differ) > 3 else ""
+        else:
+            label = rs[0].meta.get("name") or rs[0].path.name
+        if len(label) > 48:
+            label = label[:47] + "…"
+        seeds = [r.meta.get("seed", r.config.get("seed")) for r in rs]
+        label += f" (seeds {', '.join(map(str, seeds))})" if len(rs) > 1 else f" (seed {seeds[0]})"
+        groups.append(Group(label, rs))
+    return groups
+
+
+def load_groups(paths: Sequence[Path | str]) -> list[Group]:
+    """Run folders -> groups of seeds (see group_runs)."""
+    return group_runs([load_run_series(Path(p)) for p in paths])
+
+
+def _as_groups(runs: Sequence[Any]) -> list[Group]:
+    if runs and not isinstance(runs[0], Group):
+        return load_groups(runs)  # paths
+    return list(runs)
+
+
+# ---------------------------------------------------------------- panels
+
+def panel_names(runs: Sequence[Any]) -> list[str]:
+    """The panels build_figure draws for these groups (or run paths), in order."""
+    groups = _as_groups(runs)
+    names = ["loss"]
+    if any(m.get("train_acc") is not None or m.get("test_acc") is not None
+           for g in groups for r in g.runs for m in r.metrics):
+        names.append("accuracy")
+    if any(r.time_grad.size for g in groups for r in g.runs):
+        names.append("time_grad")
+    for i, g in enumerate(groups[:MAX_GROUP_ROWS]):
+        if g.first.grad.size:
+            names += [f"grad_heatmap:{i}", f"grad_lines:{i}"]
+        names += [f"activations:{i}:{a}" for a in _act_layers(g.first)]
+    return names
+
+
+def _act_layers(run: Run) -> list[str]:
+    if not run.acts or not run.act_names:
+        return []
+    n = min(len(run.act_names), run.acts["pct"].shape[1])
+    pick = np.unique(np.round(np.linspace(0, n - 1, min(n, MAX_ACT_PANELS))).astype(int))
+    return [run.act_names[j] for j in pick]
+
+
+def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, float] | None = None) -> None:
+    """Draw the panel `name` (one of panel_names(runs)) onto ax."""
+    groups = _as_groups(runs)
+    kind, _, rest = name.partition(":")
+    ax.set_label(name)
+    if kind == "loss":
+        draw_curves(ax, [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
+                    [("train_loss", "train", "-"), ("test_loss", "test", "--")], "loss", log=True)
+    elif kind == "accuracy":
+        draw_curves(ax, [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
+                    [("train_acc", "train", "-"), ("test_acc", "test", "--")], "accuracy", log=False)
+    elif kind == "time_grad":
+        draw_time_grad(ax, groups)
+    elif kind == "grad_heatmap":
+        i = int(rest)
+        draw_grad_heatmap(ax, groups[i], heat_range or _heat_range(groups))
+    elif kind == "grad_lines":
+        draw_grad_lines(ax, groups[int(rest)])
+    elif kind == "activations":
+        i, _, layer = rest.partition(":")
+        draw_activations(ax, groups[int(i)], layer, color=f"C{int(i) % 10}")
+    else:
+        raise ValueError(f"unknown panel {name!r}; panels: loss, accuracy, time_grad, grad_heatmap:G, "
+                         f"grad_lines:G, activations:G:LAYER")
+
+
+def _div(g: Group) -> int | None:
+    steps = [r.diverged_step for r in g.runs if r.diverged_step is not None]
+    return min(steps) if steps else None
+
+
+def draw_curves(ax, groups: list[tuple[str, list[list[dict]], int | None]],
+                keys: list[tuple[str, str, str]], ylabel: str, log: bool) -> bool:
+    """Metric curves: one colour per group (mean over its runs, band min-max when
+    several), one line style per key (train solid, test dashed). True if anything was drawn."""
+    from matplotlib.lines import Line2D
+
+    drawn_keys, handles = set(), []
+    for i, (label, runs, diverged) in enumerate(groups):
+        color = f"C{i % 10}"
+        shown = False
+        for key, _, style in keys:
             band = _band(runs, key)
             if band is None:
                 continue
             steps, mean, lo, hi = band
-            color = f"C{i % 10}"
-            ax.plot(steps, mean, color=color, label=variant, lw=1.6)
+            ax.plot(steps, mean, color=color, ls=style, lw=1.6, marker="o" if len(steps) <= 3 else None, ms=4)
             if len(runs) > 1:
                 ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
-            drawn = True
-        ax.set_xlabel("step")
-        ax.set_title(label)
-        if key.endswith("loss") and drawn:
+            drawn_keys.add(key)
+            shown = True
+        if diverged is not None:
+            ax.axvline(diverged, color=NONFINITE_COLOR, ls=":", lw=1.2)
+        if (shown or diverged is not None) and len(groups) > 1:  # one group: the title names it
+            handles.append(Line2D([], [], color=color, lw=2, label=label))
+    if any(d is not None for _, _, d in groups):
+        handles.append(Line2D([], [], color=NONFINITE_COLOR, ls=":", label="diverged"))
+    if len(drawn_keys) > 1:  # a style legend only when both styles are on the axes
+        handles += [Line2D([], [], color="0.3", ls=style, label=name) for key, name, style in keys
+                    if key in drawn_keys]
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(ylabel + (" (mean, band min-max over seeds)" if any(len(r) > 1 for _, r, _ in groups) else ""),
+                 fontsize=10)
+    if drawn_keys:
+        if log and _log_worthy([r for _, runs, _ in groups for r in runs], [k for k, _, _ in keys]):
             ax.set_yscale("log")
-        if drawn and legend_on is None:
-            legend_on = ax
-        ax.grid(alpha=0.3)
-    if legend_on is not None:
-        legend_on.legend(fontsize=8)
+        if handles:
+            ax.legend(handles=handles, fontsize=8)
+    else:
+        _empty(ax, f"no finite {ylabel} logged")
+    ax.grid(alpha=0.3)
+    return bool(drawn_keys)
+
+
+def _log_worthy(runs: list[list[dict]], keys: list[str]) -> bool:
+    """A log axis for positive values spanning more than a decade; within one, a linear
+    axis reads better (a log axis would label its minor ticks 2x10^-1, 3x10^-1, ...)."""
+    vals = np.asarray([m[k] for ms in runs for m in ms for k in keys if m.get(k) is not None], float)
+    vals = vals[np.isfinite(vals)]
+    return bool(vals.size) and vals.min() > 0 and vals.max() / vals.min() > 10
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _group_grad(g: Group) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and per-step norms of a group: the geometric mean over its seeds, on the
+    steps all of them logged (a diverged seed shortens the group's series)."""
+    runs = [r for r in g.runs if r.grad.size]
+    if len(runs) <= 1:
+        return (runs[0].steps, runs[0].grad) if runs else (np.zeros(0, int), np.zeros((0, 0)))
+    n = min(len(r.steps) for r in runs)
+    stack = np.stack([r.grad[:n] for r in runs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.exp(np.log(stack).mean(0))  # any NaN seed -> NaN: shown as non-finite
+    return runs[0].steps[:n], mean
+
+
+def _heat_range(groups: list[Group]) -> tuple[float, float]:
+    """One log10 colour range for every heatmap, so groups compare at a glance."""
+    vals = []
+    for g in groups[:MAX_GROUP_ROWS]:
+        _, grad = _group_grad(g)
+        if grad.size:
+            _, lg = log_bins(grad, HEAT_BINS)
+            vals.append(lg[np.isfinite(lg)])
+    allv = np.concatenate(vals) if vals else np.zeros(0)
+    if not allv.size:
+        return -1.0, 1.0
+    lo, hi = float(allv.min()), float(allv.max())
+    return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
+
+
+def draw_grad_heatmap(ax, g: Group, heat_range: tuple[float, float] | None = None) -> None:
+    """log10 gradient norm, layers (rows, input first) x steps (columns, binned)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    steps, grad = _group_grad(g)
+    r = g.first
+    ax.set_title("log10 gradient norm, layer x step", fontsize=10)
+    if not grad.size:
+        _empty(ax, "no gradient norms logged")
+        return
+    edges, lg = log_bins(grad, HEAT_BINS)
+    lo, hi = heat_range or _heat_range([g])
+    s0, s1 = steps[0] - 0.5, steps[-1] + 0.5
+    extent = (s0, s1, grad.shape[1] - 0.5, -0.5)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=ZERO_COLOR)
+    im = ax.imshow(np.ma.masked_invalid(lg.T), aspect="auto", cmap=cmap, vmin=lo, vmax=hi,
+                   extent=extent, interpolation="nearest")
+    bad = np.isnan(lg.T)
+    if bad.any():
+        ax.imshow(np.ma.masked_where(~bad, np.ones_like(lg.T)), aspect="auto",
+                  cmap=ListedColormap([NONFINITE_COLOR]), extent=extent, interpolation="nearest")
+    cb = ax.figure.colorbar(im, ax=ax, pad=0.01, fraction=0.04)
+    cb.set_label("log10 ||grad||", fontsize=8)
+    cb.ax.tick_params(labelsize=8)
+    names = r.layers
+    ticks = range(len(names)) if len(names) <= 24 else np.linspace(0, len(names) - 1, 12).astype(int)
+    ax.set_yticks(list(ticks), [names[j] for j in ticks], fontsize=8)
+    ax.set_ylabel("layer (input at top)")
+    ax.set_xlabel("step")
+    extras = []
+    if bad.any():
+        extras.append(Patch(color=NONFINITE_COLOR, label="NaN/Inf"))
+    if np.isneginf(lg).any():
+        extras.append(Patch(color=ZERO_COLOR, label="exactly 0"))
+    if extras:
+        ax.legend(handles=extras, fontsize=8, loc="upper right", framealpha=0.9)
+
+
+def draw_grad_lines(ax, g: Group) -> None:
+    """Per-layer gradient norm over steps on a log axis, coloured input (dark) to output (light)."""
+    import matplotlib
+
+    steps, grad = _group_grad(g)
+    r = g.first
+    ax.set_title("gradient norm per layer" + (" (geometric mean over seeds)" if len(g.runs) > 1 else ""),
+                 fontsize=10)
+    if not grad.size:
+        _empty(ax, "no gradient norms logged")
+        return
+    edges, lg = log_bins(grad, LINE_BINS)
+    centre = (steps[edges[:-1]] + steps[edges[1:] - 1]) / 2
+    cmap = matplotlib.colormaps["viridis"]
+    n = grad.shape[1]
+    drawn = False
+    for j in range(n):
+        y = np.where(np.isfinite(lg[:, j]), 10.0 ** lg[:, j], np.nan)
+        if np.isfinite(y).any():
+            few = np.isfinite(y).sum() <= 3  # a lone point draws no line: mark it
+            ax.plot(centre, y, color=cmap(j / max(n - 1, 1) * 0.9), lw=1.3, marker="o" if few else None, ms=4,
+                    label=r.layers[j] if j < len(r.layers) else f"layer {j + 1}")
+            drawn = True
+    if drawn:
+        ax.set_yscale("log")
+    if r.diverged_step is not None:
+        ax.axvline(r.diverged_step, color=NONFINITE_COLOR, ls=":", lw=1.2, label="diverged")
+    ax.set_xlabel("step")
+    ax.set_ylabel("||grad|| (L2)")
+    ax.grid(alpha=0.3, which="major")
+    handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > 12:  # keep the first and last layers' entries: they carry the story
+        from matplotlib.lines import Line2D
+
+        gap = Line2D([], [], ls="none", label=f"… {len(handles) - 12} more")
+        handles = handles[:6] + [gap] + handles[-6:]
+        labels = labels[:6] + [gap.get_label()] + labels[-6:]
+    if len(handles) > 6:  # beside the axes: inside it would hide the lines it names
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    elif handles:
+        ax.legend(handles, labels, fontsize=7, loc="best")
+
+
+def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
+    """One activation's output distribution over steps: bands 1-99, 10-90, 25-75 %, median."""
+    from .probes import PERCENTILES
+
+    r = g.first
+    ax.set_title(layer, fontsize=9)
+    if not r.acts or layer not in r.act_names:
+        _empty(ax, "no activation statistics")
+        return
+    j = r.act_names.index(layer)
+    steps, pct = r.acts["steps"], r.acts["pct"][:, j, :]
+    q = {p: k for k, p in enumerate(PERCENTILES)}
+    for (a, b), alpha in (((0.01, 0.99), 0.18), ((0.1, 0.9), 0.3), ((0.25, 0.75), 0.45)):
+        if a in q and b in q:
+            ax.fill_between(steps, pct[:, q[a]], pct[:, q[b]], color=color, alpha=alpha, lw=0,
+                            label=f"{a:.0%}-{b:.0%}")
+    if 0.5 in q:
+        ax.plot(steps, pct[:, q[0.5]], color=color, lw=1.2, label="median")
+    finite = pct[np.isfinite(pct)]
+    if finite.size and np.abs(finite).max() > 1e4:
+        ax.set_yscale("symlog")  # an exploding net's outputs span many decades
+    notes = []
+    for key, word in (("dead", "dead"), ("saturated", "saturated")):
+        frac = r.acts.get(key)
+        if frac is not None and frac.ndim == 2 and frac.shape[1] > j and np.isfinite(frac[-1, j]) \
+                and frac[-1, j] >= 0.05:
+            notes.append(f"{frac[-1, j]:.0%} {word}")
+    if notes:
+        ax.set_title(f"{layer} ({', '.join(notes)} at the end)", fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def draw_time_grad(ax, groups: list[Group]) -> None:
+    """||dL/dh_t|| over time steps t (recurrent runs): how far back the gradient reaches.
+
+    One group: a line per log step (light = early, dark = late). Several: the last
+    log step of each group (mean of log10 over seeds, band min-max).
+    """
+    import matplotlib
+
+    rec = [g for g in groups if any(r.time_grad.size for r in g.runs)]
+    ax.set_title("gradient reaching each time step, ||dL/dh_t||", fontsize=10)
+    ax.set_xlabel("time step t (the loss reads the last)")
+    ax.set_ylabel("||dL/dh_t||")
+    styles = ["-", "--", ":", "-."]
+    if len(rec) == 1 and len(rec[0].runs) == 1:
+        r = rec[0].first
+        k = len(r.tg_steps)
+        pick = np.unique(np.round(np.linspace(0, k - 1, min(k, 6))).astype(int))
+        cmap = matplotlib.colormaps["magma_r"]
+        for n, i in enumerate(pick):
+            for row in range(r.time_grad.shape[1]):
+                y = r.time_grad[i, row]
+                t = np.arange(1, len(y) + 1)
+                ax.plot(t, _pos(y), color=cmap(0.25 + 0.7 * n / max(len(pick) - 1, 1)), ls=styles[row % 4],
+                        lw=1.4, label=f"step {r.tg_steps[i]}" + (f" {r.layers[row]}" if r.time_grad.shape[1] > 1
+                                                                   and row < len(r.layers) else ""))
+    else:
+        ax.set_title("gradient reaching each time step at the last log step, ||dL/dh_t||", fontsize=10)
+        for gi, g in enumerate(groups):
+            runs = [r for r in g.runs if r.time_grad.size]
+            if not runs:
+                continue
+            color = f"C{gi % 10}"
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stack = np.log10(np.stack([r.time_grad[-1] for r in runs]))  # [seeds, R, T]
+            for row in range(stack.shape[1]):
+                t = np.arange(1, stack.shape[2] + 1)
+                ax.plot(t, _pos(10 ** stack[:, row].mean(0)), color=color, ls=styles[row % 4], lw=1.6,
+                        label=g.label if row == 0 else None)
+                if len(runs) > 1:
+                    ax.fill_between(t, 10 ** stack[:, row].min(0), 10 ** stack[:, row].max(0), color=color,
+                                    alpha=0.2, lw=0)
+    if ax.lines:
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        _empty(ax, "no recurrent layer")
+    ax.grid(alpha=0.3)
+
+
+def _pos(y: np.ndarray) -> np.ndarray:
+    """Values a log axis can show: non-positive and non-finite to NaN (a gap)."""
+    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
+
+
+# ---------------------------------------------------------------- whole figures
+
+def build_figure(runs: Sequence[Any], title: str | None = None):
+    """A matplotlib Figure with every panel of panel_names(runs); nothing written.
+
+    Rows (one subfigure each): the curve panels; then per group its heatmap and
+    gradient lines, and its activation panels (ACT_PER_ROW a row).
+    """
+    from matplotlib.figure import Figure
+
+    groups = _as_groups(runs)
+    names = panel_names(groups)
+    top = [n for n in names if ":" not in n]
+    # (panels, height in inches, row title, title colour)
+    rows: list[tuple[list[str], float, str | None, str]] = [(top, 3.4, None, "black")]
+    for i in range(min(len(groups), MAX_GROUP_ROWS)):
+        color = f"C{i % 10}"
+        heat = [n for n in names if n in (f"grad_heatmap:{i}", f"grad_lines:{i}")]
+        if heat:
+            rows.append((heat, 3.3, f"gradients: {groups[i].label}", color))
+        acts = [n for n in names if n.startswith(f"activations:{i}:")]
+        for k in range(0, len(acts), ACT_PER_ROW):
+            rows.append((acts[k:k + ACT_PER_ROW], 2.5,
+                         None if k else f"activation percentiles over steps: {groups[i].label}"
+                                        f"{' (first seed)' if len(groups[i].runs) > 1 else ''}", color))
+    height = sum(h for _, h, _, _ in rows) + 0.4  # the suptitle
+    fig = Figure(figsize=(FIG_WIDTH, height), dpi=DPI, layout="constrained")
+    subs = fig.subfigures(len(rows), 1, height_ratios=[h for _, h, _, _ in rows], squeeze=False)[:, 0]
+    heat_range = _heat_range(groups)
+    for sub, (panels, _, row_title, color) in zip(subs, rows):
+        if row_title:
+            sub.suptitle(row_title, fontsize=11, color=color, x=0.01, ha="left")
+        if panels[0].startswith("grad_heatmap"):
+            widths = [4, 2]
+        elif panels[0].startswith("activations"):
+            widths = [1] * ACT_PER_ROW  # the same panel size on every activation row
+        else:
+            widths = [1] * len(panels)
+        axes = sub.subplots(1, len(widths), width_ratios=widths, squeeze=False)[0]
+        for ax, name in zip(axes, panels):
+            draw_panel(ax, name, groups, heat_range=heat_range)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+            ax.set_label("<unused>")
+        if panels[0].startswith("activations"):
+            axes[0].set_ylabel("activation", fontsize=8)
+            if row_title:
+                axes[0].legend(fontsize=6, loc="upper left")
+    n = sum(len(g.runs) for g in groups)
+    fig.suptitle(title or ("dlx plot: " + groups[0].label if len(groups) == 1 else
+                           f"dlx plot: {n} runs, {len(groups)} variants"), fontsize=12)
+    return fig
+
+
+def panel_axes(fig) -> dict[str, Any]:
+    """The panel Axes of a figure by panel name (colorbars left out)."""
+    return {ax.get_label(): ax for ax in fig.axes if ax.get_label() and not ax.get_label().startswith("<")}
+
+
+def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Path:
+    """One PNG of the runs (see the module docstring for its panels); returns out."""
+    fig = build_figure(load_groups(run_paths), title)
+    out = Path(out)
+    if not out.suffix:
+        out = out.with_suffix(".png")  # the path printed is the file written
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI)
+    return out
+
+
+def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, title: str = "") -> Path:
+    """`dlx compare`: loss and accuracy curves per variant (mean line, band over seeds) as a PNG.
+
+    Metrics only (one list of metrics records per seed), drawn by the same panel
+    code as plot_runs' curve panels.
+    """
+    from matplotlib.figure import Figure
+
+    panels = [([("train_loss", "train", "-")], "train loss", True),
+              ([("test_loss", "test", "--")], "test loss", True),
+              ([("test_acc", "test", "--")], "test accuracy", False)]
+    fig = Figure(figsize=(5 * len(panels), 4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    entries = [(label, runs, None) for label, runs in groups.items()]
+    legend_done = False
+    for ax, (keys, label, log) in zip(axes, panels):
+        drawn = draw_curves(ax, entries, keys, label, log=log)
+        ax.set_title(label)
+        if ax.get_legend() is not None and legend_done:
+            ax.get_legend().remove()  # one legend for the figure is enough
+        legend_done = legend_done or drawn
     if title:
         fig.suptitle(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path

@@ -12,9 +12,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+# Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
+# time step or the loss curve is not doing its job. Magenta: it learned, but the wrong thing.
 VERDICT_STYLE = {"healthy": "bold green", "vanishing": "bold yellow", "exploding": "bold red",
                  "diverged": "bold red", "dead_units": "bold yellow", "saturation": "bold yellow",
-                 "symmetry": "bold yellow"}
+                 "symmetry": "bold yellow", "lr_too_high": "bold red", "not_learning": "bold yellow",
+                 "overfitting": "bold magenta", "vanishing_through_time": "bold yellow"}
 STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow",
                 "running": "cyan"}
 
@@ -117,12 +120,19 @@ def time_text(summary: dict[str, Any]) -> Text | None:
 
 
 def verdict_text(summary: dict[str, Any]) -> Text:
+    """Every verdict, most severe first: its message, then the likely cause and what to try."""
     out = Text()
+    pad = " " * len("verdict: ")
     for i, v in enumerate(summary.get("verdicts", [])):
         if i:
             out.append("\n")
-        out.append("verdict: " if i == 0 else "         ", style="bold")
+        out.append("verdict: " if i == 0 else pad, style="bold")
         out.append(v["message"], style=VERDICT_STYLE.get(v["kind"], "bold"))
+        # Older run folders have neither key; healthy has both None.
+        for label, key in (("cause: ", "cause"), ("try:   ", "remedy")):
+            if v.get(key):
+                out.append(f"\n{pad}  {label}", style="dim bold")
+                out.append(v[key], style="dim" if key == "cause" else "italic")
     return out
 
 
@@ -140,19 +150,274 @@ def final_text(summary: dict[str, Any]) -> Text:
     return t
 
 
-def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None) -> Group:
-    """Everything `dlx train` prints after training and `dlx show` prints for a run."""
+# ---------------------------------------------------------------- heat strips and sparklines
+# Terminal pictures of the probe series. They adapt to the console's width (at most
+# STRIP_COLUMNS cells a row), draw coloured blocks on a colour terminal and a character
+# ramp where there is no colour (a pipe, a log file), so the picture survives both.
+
+# Cells a strip or sparkline row has at most: wide enough to see a trend, narrow
+# enough that label + strip fit 80 columns.
+STRIP_COLUMNS = 60
+# More layers than this: an even selection (first and last kept), said in the title.
+STRIP_MAX_ROWS = 24
+# Row labels longer than this lose their middle (block12.conv_b -> block1…conv_b): the
+# start and the end of a name are what tell layers apart.
+STRIP_LABEL = 16
+# viridis at 9 points: perceptually even, dark = small, yellow = large, readable on
+# dark and light terminals, and far from the red of a non-finite mark.
+RAMP_RGB = ((68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+            (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37))
+MONO_RAMP = ".:-=+*#%@"  # the same 9 levels as characters, for consoles without colour
+NONFINITE_MARK = "×"  # a NaN or Inf in the cell's steps: a divergence stays visible after binning
+ZERO_MARK = "0"  # every norm in the cell exactly 0: no gradient at all (symmetric or dead layer)
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _ramp_style(frac: float) -> str:
+    """The colour at frac in [0, 1] along RAMP_RGB, as a rich style."""
+    x = min(max(frac, 0.0), 1.0) * (len(RAMP_RGB) - 1)
+    i = min(int(x), len(RAMP_RGB) - 2)
+    t = x - i
+    rgb = [round(a + (b - a) * t) for a, b in zip(RAMP_RGB[i], RAMP_RGB[i + 1])]
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _mono(console) -> bool:
+    return console.no_color or console.color_system is None
+
+
+def _label(name: str, width: int) -> str:
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
+class HeatStrip:
+    """log10 of positive values, rows x columns of cells, with a legend and an axis line.
+
+    values [N, R]: N points along the columns (steps, or time steps t), one column of
+    values per row; binned to the console width by plots.log_bins (geometric mean per
+    cell). A rich renderable: print it.
+    """
+
+    def __init__(self, title: str, values, row_names: list[str], x_name: str, x_first: int, x_last: int,
+                 quantity: str = "||grad||"):
+        import numpy as np
+
+        self.title, self.x_name, self.quantity = title, x_name, quantity
+        self.x_first, self.x_last = x_first, x_last
+        values = np.asarray(values, dtype=float)
+        rows = list(range(values.shape[1]))
+        if len(rows) > STRIP_MAX_ROWS:
+            rows = sorted(set(np.round(np.linspace(0, len(rows) - 1, STRIP_MAX_ROWS)).astype(int).tolist()))
+            self.title += f" ({len(rows)} of {values.shape[1]} rows, evenly chosen)"
+        self.values = values[:, rows]
+        self.names = [row_names[j] if j < len(row_names) else f"row {j + 1}" for j in rows]
+
+    def __rich_console__(self, console, options):
+        import numpy as np
+
+        from .plots import log_bins
+
+        mono = _mono(console)
+        label_w = min(max(len(n) for n in self.names), STRIP_LABEL)
+        cols = max(8, min(STRIP_COLUMNS, options.max_width - label_w - 1))
+        n = self.values.shape[0]
+        _, lg = log_bins(self.values, cols)  # [B, R]; NaN = non-finite, -inf = all zero
+        if n < cols:  # few points: widen each cell so short runs are not a sliver
+            lg = np.repeat(lg, max(1, cols // n), axis=0)
+        finite = lg[np.isfinite(lg)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        yield Text(self.title, style="bold")
+        for r, name in enumerate(self.names):
+            line = Text(_label(name, label_w).ljust(label_w))
+            line.append(" ")
+            for v in lg[:, r]:
+                if np.isnan(v):
+                    line.append(NONFINITE_MARK, style="bold red")
+                elif np.isneginf(v):
+                    line.append(ZERO_MARK, style="dim")
+                else:
+                    frac = (v - lo) / (hi - lo) if hi > lo else 0.5
+                    if mono:
+                        line.append(MONO_RAMP[min(int(frac * len(MONO_RAMP)), len(MONO_RAMP) - 1)])
+                    else:
+                        line.append("█", style=_ramp_style(frac))
+            yield line
+        width = lg.shape[0]
+        left, right = f"{self.x_name} {self.x_first}", f"{self.x_name} {self.x_last}"
+        mid = f"({n / width:.3g} per cell)" if n > width else ""
+        gap = width - len(left) - len(right)
+        if len(mid) + 2 > gap:
+            mid = ""
+        axis = left + mid.center(max(gap, 1)) + right
+        yield Text(" " * (label_w + 1) + axis, style="dim")
+        legend = Text(" " * (label_w + 1) + f"{self.quantity} {num(10 ** lo) if finite.size else '-'} ")
+        for k in range(len(MONO_RAMP)):
+            if mono:
+                legend.append(MONO_RAMP[k])
+            else:
+                legend.append("█", style=_ramp_style(k / (len(MONO_RAMP) - 1)))
+        legend.append(f" {num(10 ** hi) if finite.size else '-'} (log scale)")
+        if np.isnan(lg).any():
+            legend.append("  ")
+            legend.append(NONFINITE_MARK, style="bold red")
+            legend.append(" NaN/Inf")
+        if np.isneginf(lg).any():
+            legend.append(f"  {ZERO_MARK} exactly 0")
+        yield legend
+
+
+def grad_strip(probes: list[dict[str, Any]], names: list[str]) -> HeatStrip | None:
+    """The per-layer gradient norms of every logged step, layers x steps."""
+    from .plots import grad_series
+
+    steps, grad = grad_series(probes)
+    if not grad.size:
+        return None
+    return HeatStrip("Gradient norm per layer over steps (rows: layers, input first)",
+                     grad, names, "step", int(steps[0]), int(steps[-1]))
+
+
+def time_strips(summary: dict[str, Any], probes: list[dict[str, Any]] | None) -> list[HeatStrip]:
+    """For recurrent models: ||dL/dh_t|| over time steps t. With probes, one strip per
+    recurrent layer (rows: log steps, so a learning RNN shows the gradient reaching
+    further back); else the summary's last log step, one row per recurrent layer."""
+    import numpy as np
+
+    from .plots import time_grad_series
+
+    names = [l["name"] for l in summary.get("layers", []) if l["name"] != "out"]
+    steps, tg = time_grad_series(probes or [])
+    out = []
+    if tg.size:
+        pick = np.unique(np.round(np.linspace(0, len(steps) - 1, min(len(steps), 8))).astype(int))
+        for r in range(min(tg.shape[1], 4)):
+            name = names[r] if r < len(names) else f"layer {r + 1}"
+            out.append(HeatStrip(f"Gradient reaching each time step, {name} (rows: log steps)",
+                                 tg[pick, r, :].T, [f"step {steps[i]}" for i in pick], "t", 1, tg.shape[2],
+                                 quantity="||dL/dh_t||"))
+        return out
+    rows = summary.get("time_grad")
+    if rows:
+        vals = np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+        out.append(HeatStrip("Gradient reaching each time step at the last log step (rows: recurrent layers)",
+                             vals.T, names, "t", 1, vals.shape[1], quantity="||dL/dh_t||"))
+    return out
+
+
+def _spark_cells(steps, values, edges):
+    """Column values of one series on shared step bins: the mean of the points in a
+    cell, else linear interpolation between neighbours (sparse test evaluations), None
+    outside the series; NaN where a point in the cell was not finite."""
+    import numpy as np
+
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        inside = [(s, v) for s, v in zip(steps, values) if a <= s < b]
+        if inside:
+            vals = [v for _, v in inside]
+            out.append(float("nan") if any(v is None or not math.isfinite(v) for v in vals) else float(np.mean(vals)))
+            continue
+        centre = (a + b) / 2
+        known = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
+        if known and known[0][0] <= centre <= known[-1][0]:
+            out.append(float(np.interp(centre, [s for s, _ in known], [v for _, v in known])))
+        else:
+            out.append(None)
+    return out
+
+
+class LossSpark:
+    """Train (and test) loss over the run as sparklines on one step axis and one scale,
+    so the gap between them reads at a glance. A rich renderable."""
+
+    def __init__(self, metrics: list[dict[str, Any]]):
+        self.series = []
+        for key, name in (("train_loss", "train"), ("test_loss", "test")):
+            pts = [(m["step"], m[key]) for m in metrics if key in m]
+            if pts:
+                self.series.append((name, [s for s, _ in pts], [v for _, v in pts]))
+
+    def __rich_console__(self, console, options):
+        import numpy as np
+
+        if not self.series:
+            return
+        first = min(s[0] for _, s, _ in self.series)
+        last = max(s[-1] for _, s, _ in self.series)
+        tails = [f"{num(self._end(v, 0))} → {num(self._end(v, -1))}"
+                 if math.isfinite(self._end(v, 0)) else "no finite value" for _, _, v in self.series]
+        cols = max(8, min(STRIP_COLUMNS, options.max_width - 12 - max(len(t) for t in tails)))
+        n_pts = max(len(s) for _, s, _ in self.series)
+        # A short run still gets a readable line: cells between its points interpolate.
+        cols = min(cols, max(n_pts, 24))
+        edges = np.linspace(first, last + 1, cols + 1)
+        cells = [_spark_cells(s, v, edges) for _, s, v in self.series]
+        # The scale of the raw points (cells are means or interpolations within it).
+        vals = np.asarray([x for _, _, v in self.series for x in v if x is not None and math.isfinite(x)], float)
+        log = bool(vals.size) and vals.min() > 0 and vals.max() / vals.min() > 10
+        if vals.size:
+            tv = np.log10(vals) if log else vals
+            lo, hi = float(tv.min()), float(tv.max())
+        for (name, _, _), cs, tail in zip(self.series, cells, tails):
+            line = Text()
+            line.append("loss " if name == "train" else "     ", style="bold")
+            line.append(f"{name:<6}")
+            for c in cs:
+                if c is None:
+                    line.append(" ")
+                elif not math.isfinite(c):
+                    line.append(NONFINITE_MARK, style="bold red")
+                else:
+                    t = math.log10(c) if log else c
+                    frac = (t - lo) / (hi - lo) if hi > lo else 0.5
+                    line.append(SPARK[min(int(frac * len(SPARK)), len(SPARK) - 1)],
+                                style="cyan" if name == "train" else "magenta")
+            line.append(f" {tail}")
+            yield line
+        if vals.size:
+            scale = f"{num(vals.min())} .. {num(vals.max())}" + (" log scale" if log else "")
+            yield Text(f"{'':11}step {first} .. {last}, {scale}", style="dim")
+
+    @staticmethod
+    def _end(values: list, i: int):
+        """The first (i=0) or last (i=-1) finite value; NaN if there is none."""
+        seq = values if i == 0 else values[::-1]
+        for v in seq:
+            if v is not None and math.isfinite(v):
+                return v
+        return float("nan")
+
+
+def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
+               metrics: list[dict[str, Any]] | None = None, probes: list[dict[str, Any]] | None = None) -> Group:
+    """Everything `dlx train` prints after training and `dlx show` prints for a run.
+
+    metrics/probes: the run folder's metrics.jsonl and probes.jsonl records; with
+    them come the loss sparkline and the gradient heat strips (over steps, and over
+    time steps for recurrent models).
+    """
     parts: list[Any] = []
     if meta:
         head = Text(f"run {meta.get('run_id', '?')}", style="bold")
-        head.append(f"  {meta.get('device', '')}  seed {meta.get('seed')}  started {meta.get('started', '')}")
+        started = str(meta.get("started") or "").replace("T", " ")[:19]  # to the second: fits 80 columns
+        head.append(f"  {meta.get('device', '')}  seed {meta.get('seed')}  started {started}")
         parts.append(head)
     parts.append(layer_table(summary))
+    strip = grad_strip(probes, [l["name"] for l in summary.get("layers", [])]) if probes else None
+    if strip is not None:
+        parts += [Text(""), strip]
     acts = activation_table(summary)
     if acts is not None:
         parts += [Text(""), acts]
     through = time_text(summary)
     if through is not None:
         parts += [Text(""), through]
+    for s in time_strips(summary, probes):
+        parts += [Text(""), s]
     parts += [Text(""), verdict_text(summary), final_text(summary)]
+    if metrics:
+        parts.append(LossSpark(metrics))
     return Group(*parts)

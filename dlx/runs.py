@@ -194,12 +194,25 @@ def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """
     sweep, slash, trial = str(ref).partition("/")
     if slash and not Path(ref).exists() and trial.startswith("trial-"):
-        from .sweeper import find_sweep
-
         return find_folder(trial, run_folders(find_sweep(sweep, runs_dir) / "trials"), runs_dir,
                            "meta.json", "run", "")
     return find_folder(ref, run_folders(runs_dir), runs_dir, "meta.json", "run",
                        "train one with: dlx train CONFIG")
+
+
+def sweep_folders(runs_dir: Path) -> list[Path]:
+    """Every sweep folder (one with a sweep.json) in runs_dir, oldest id first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(d for d in runs_dir.iterdir() if (d / "sweep.json").is_file())
+
+
+def find_sweep(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A sweep folder from a path, a sweep id (or a unique part of one), or 'last'.
+
+    Here, not in dlx.sweeper, so that finding a folder never loads the config schema (torch)."""
+    return find_folder(ref, sweep_folders(runs_dir), runs_dir, "sweep.json", "sweep", "start one with: dlx sweep SPEC")
 
 
 def find_folder(ref: str | Path, folders: list[Path], runs_dir: Path, marker: str, what: str, start: str) -> Path:

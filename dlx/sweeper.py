@@ -54,7 +54,7 @@ from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
 
 from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
-from .runs import pid_alive
+from .runs import find_sweep, pid_alive
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -634,20 +634,6 @@ def _finite(v: Any) -> bool:
 
 
 # ---------------------------------------------------------------- finding sweeps
-
-def sweep_folders(runs_dir: Path) -> list[Path]:
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    return sorted(d for d in runs_dir.iterdir() if (d / "sweep.json").is_file())
-
-
-def find_sweep(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A sweep folder from a path, a sweep id (or a unique part of one), or 'last'."""
-    from .runs import find_folder
-
-    return find_folder(ref, sweep_folders(runs_dir), runs_dir, "sweep.json", "sweep", "start one with: dlx sweep SPEC")
-
 
 def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None = None) -> Sweep:
     """Run every trial the sweep still needs through the executor.

@@ -1,0 +1,478 @@
+"""`dlx report`: one self-contained HTML page for a run or a sweep.
+
+Self-contained means the file can be mailed, archived or opened offline and looks
+the same: the CSS is inline, figures are base64 PNG data URIs, and there are no
+scripts, fonts or links to fetch. A Content-Security-Policy in the page makes the
+browser refuse anything else, so a stray external reference fails loudly in a test.
+Everything taken from the run's files (config comments, names, messages) goes
+through html.escape: a run name or a YAML comment may hold '<'.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import DlxError
+
+# Verdict kinds by how urgently they need a fix: a red card stops the reader, amber asks
+# for a look, green says nothing to do. Unknown kinds (added later) default to amber.
+SEVERE = {"exploding", "diverged", "lr_too_high"}
+HEALTHY = {"healthy"}
+
+CSS = """
+:root { --fg:#1d2330; --muted:#5b6475; --line:#dde1e8; --bg:#ffffff; --panel:#f6f7f9;
+        --green:#1f7a3d; --green-bg:#e8f5ec; --amber:#8a5a00; --amber-bg:#fff4dc;
+        --red:#a61b1b; --red-bg:#fdeaea; --accent:#2857a4; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }
+header h1 { font-size: 22px; margin: 0 0 4px; word-break: break-all; }
+header .sub { color: var(--muted); margin: 0; }
+nav { margin: 14px 0 6px; font-size: 13px; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 14px; }
+section { margin-top: 28px; }
+h2 { font-size: 17px; margin: 0 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; margin: 16px 0 8px; }
+.pill { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 13px; font-weight: 600; }
+.st-completed { background: var(--green-bg); color: var(--green); }
+.st-diverged, .st-failed, .st-crashed, .st-config_error { background: var(--red-bg); color: var(--red); }
+.st-interrupted, .st-running { background: var(--amber-bg); color: var(--amber); }
+.verdict { border-left: 5px solid var(--amber); background: var(--amber-bg); padding: 10px 14px;
+           margin: 0 0 10px; border-radius: 4px; }
+.verdict.severe { border-color: var(--red); background: var(--red-bg); }
+.verdict.healthy { border-color: var(--green); background: var(--green-bg); }
+.verdict .kind { font-weight: 700; text-transform: uppercase; font-size: 12px; letter-spacing: .05em; }
+.verdict.severe .kind { color: var(--red); } .verdict.healthy .kind { color: var(--green); }
+.verdict .kind { color: var(--amber); }
+.verdict p { margin: 4px 0 0; }
+.verdict .label { font-weight: 600; }
+table { border-collapse: collapse; font-size: 13.5px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+th { background: var(--panel); font-weight: 600; }
+th.l, td.l { text-align: left; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+tr.best td { background: var(--green-bg); font-weight: 600; }
+td.bar { width: 140px; }
+.bar span { display: block; height: 9px; background: #4f86d9; border-radius: 2px; }
+dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px; margin: 0; font-size: 14px; }
+dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; word-break: break-all; }
+.metrics { display: flex; flex-wrap: wrap; gap: 12px; }
+.metric { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 130px; }
+.metric .name { color: var(--muted); font-size: 12px; } .metric .value { font-size: 20px; font-weight: 600; }
+.metric .extra { color: var(--muted); font-size: 12px; }
+pre { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px;
+      font: 12.5px/1.45 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; overflow-x: auto; }
+figure { margin: 0 0 16px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 13px; }
+.note { color: var(--muted); font-style: italic; }
+.scroll { overflow-x: auto; }
+footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
+"""
+
+# default-src 'none': no fetch of any kind; only inline styles and data: images may load.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def esc(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def num(x: Any, digits: int = 3) -> str:
+    from .report import num as _num
+
+    return _num(x, digits)
+
+
+# ---------------------------------------------------------------- finding what to report
+
+def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A run or sweep folder from a path, an id (or a unique part of one), or 'last' (the newest of either)."""
+    from .runs import find_run, find_sweep, run_folders, sweep_folders
+
+    p = Path(ref)
+    if (p / "sweep.json").is_file() or (p / "meta.json").is_file():
+        return p
+    if str(ref) == "last":
+        found = [(d / "meta.json") for d in run_folders(runs_dir)] + [(d / "sweep.json") for d in sweep_folders(runs_dir)]
+        if not found:
+            raise DlxError(f"no runs or sweeps in {runs_dir} yet; train one with: dlx train CONFIG")
+        return max(found, key=lambda f: f.stat().st_mtime).parent
+    errors = []
+    for find in (find_run, find_sweep):
+        try:
+            return find(ref, runs_dir)
+        except DlxError as e:
+            errors.append(str(e))
+    if any("matches" in e for e in errors):  # ambiguous: say which ids it matched
+        raise DlxError(next(e for e in errors if "matches" in e))
+    raise DlxError(f"no run or sweep '{ref}': not a run or sweep folder, and no id in {runs_dir} contains it; "
+                   f"list them with: dlx runs --runs-dir {runs_dir}")
+
+
+def is_sweep(folder: Path) -> bool:
+    return (Path(folder) / "sweep.json").is_file()
+
+
+def write_report(ref: str | Path, out: str | Path | None = None, runs_dir: str | Path = "runs") -> Path:
+    """Render the page for a run or sweep (a folder, an id or 'last'); default out: <folder>/report.html."""
+    from .runs import write_atomic
+
+    folder = resolve(ref, Path(runs_dir))
+    page = sweep_page(folder) if is_sweep(folder) else run_page(folder)
+    out = Path(out) if out is not None else folder / "report.html"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, page)
+    except OSError as e:
+        raise DlxError(f"cannot write the report to {out}: {e.strerror or e}; pass -o with a writable path") from None
+    return out
+
+
+# ---------------------------------------------------------------- figures
+
+def png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _runs_figure(run_paths: list[Path], title: str | None) -> bytes:
+    """All panels of plots.plot_runs for these runs, as PNG bytes."""
+    from .plots import plot_runs
+
+    with tempfile.TemporaryDirectory(prefix="dlx-report-") as tmp:
+        return Path(plot_runs(run_paths, Path(tmp) / "runs.png", title=title)).read_bytes()
+
+
+def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:
+    try:
+        png = _runs_figure(run_paths, title)
+    except DlxError as e:  # e.g. a run that stopped before its first log interval
+        return f'<p class="note">no figure: {esc(e)}</p>'
+    return (f'<figure><img alt="{esc(caption)}" src="{png_uri(png)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+# ---------------------------------------------------------------- building blocks
+
+def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], nav: dict[str, str] | None = None) -> str:
+    """The whole document: sections are (id, heading, inner html); nav: the links on top (id -> label), default all."""
+    from . import __version__
+
+    nav = nav if nav is not None else {sid: head for sid, head, _ in sections}
+    links = "".join(f'<a href="#{sid}">{esc(label)}</a>' for sid, label in nav.items())
+    body = "\n".join(f'<section id="{sid}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in sections)
+    made = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n"
+            f"<body><main>\n<header><h1>{esc(title)}</h1><p class=\"sub\">{subtitle}</p></header>\n"
+            f"<nav>{links}</nav>\n{body}\n"
+            f"<footer>made by dlx {esc(__version__)} on {esc(made)}</footer>\n</main></body></html>\n")
+
+
+def _pill(status: Any) -> str:
+    return f'<span class="pill st-{esc(status)}">{esc(status)}</span>'
+
+
+def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
+    rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in pairs if v not in (None, "", [], {}))
+    return f'<dl class="kv">{rows}</dl>'
+
+
+def _table(head: list[str], rows: list[list[str]], left: Iterable[str] = (), classes: list[str] | None = None) -> str:
+    """An HTML table; cells are already-escaped html. Columns named in `left` align left."""
+    left = set(left)
+    th = "".join(f'<th class="l">{esc(h)}</th>' if h in left else f"<th>{esc(h)}</th>" for h in head)
+    body = []
+    for i, r in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        tds = "".join(f'<td class="l">{c}</td>' if h in left else f"<td>{c}</td>" for h, c in zip(head, r))
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
+    """One card per verdict (most severe first, as stored): message, then cause and remedy when known."""
+    if not verdicts:
+        return '<p class="note">no verdicts (the run stopped before the diagnosis)</p>'
+    cards = []
+    for v in verdicts:
+        kind = v.get("kind", "?")
+        cls = "severe" if kind in SEVERE else "healthy" if kind in HEALTHY else "warn"
+        parts = [f'<div class="kind">{esc(kind.replace("_", " "))}</div>', f"<p>{esc(v.get('message', ''))}</p>"]
+        if v.get("cause"):
+            parts.append(f'<p><span class="label">Likely cause:</span> {esc(v["cause"])}</p>')
+        if v.get("remedy"):
+            parts.append(f'<p><span class="label">Try:</span> {esc(v["remedy"])}</p>')
+        cards.append(f'<div class="verdict {cls}" data-kind="{esc(kind)}">{"".join(parts)}</div>')
+    return "\n".join(cards)
+
+
+def _shape(shape: Any) -> str:
+    if not shape:
+        return "-"
+    if isinstance(shape[0], list):
+        return " + ".join("x".join(map(str, s)) for s in shape)
+    return "x".join(map(str, shape))
+
+
+def layers_html(summary: dict[str, Any]) -> str:
+    """The per-layer gradient table of `dlx show` (report.layer_table), with a log-scale bar."""
+    layers = summary.get("layers") or []
+    if not layers:
+        return '<p class="note">no per-layer statistics</p>'
+    meds = [l["grad_norm"]["median"] for l in layers if (l["grad_norm"].get("median") or 0) > 0]
+    lo = math.log10(min(meds)) - 0.5 if meds else 0.0
+    hi = math.log10(max(meds)) if meds else 1.0
+    rows = []
+    for l in layers:
+        g = l["grad_norm"]
+        med = g.get("median")
+        bar = ""
+        if med and med > 0 and math.isfinite(med):
+            frac = 1.0 if hi <= lo else (math.log10(med) - lo) / (hi - lo)
+            bar = f'<span style="width:{max(3, round(100 * frac))}%"></span>'
+        rows.append([esc(l["name"]), esc(_shape(l.get("shape"))), num(g.get("first")), num(med), num(g.get("last")),
+                     bar, num(l.get("weight_norm")), num(l.get("update_ratio"))])
+    head = ["layer", "shape", "first", "median", "last", "log median", "|W|", "|dW|/|W|"]
+    table = _table(head, rows, left=("layer", "shape", "log median"))
+    table = table.replace('<td class="l"><span', '<td class="l bar"><span')
+    out = [f"<h3>Gradient L2 norm per layer (input layer first)</h3>{table}"]
+    acts = summary.get("activations") or []
+    if acts:
+        arows = [[esc(a["name"]), num(a.get("mean")), num(a.get("std")), f"{(a.get('saturated') or 0):.0%}",
+                  f"{(a.get('dead') or 0):.0%}"] for a in acts]
+        out.append("<h3>Activations at the last log step</h3>"
+                   + _table(["layer", "mean", "std", "saturated", "dead"], arows, left=("layer",)))
+    through = summary.get("time_grad")
+    if through:
+        names = [l["name"] for l in layers if l["name"] != "out"]
+        trows = []
+        for i, row in enumerate(through):
+            if not row or not row[-1]:
+                continue
+            first, last = row[0] or 0.0, row[-1]
+            trows.append([esc(names[i] if i < len(names) else f"row {i}"), num(first), num(last),
+                          str(len(row)), num(first / last)])
+        if trows:
+            out.append("<h3>Gradient through time at the last log step (||dL/dh_t||)</h3>"
+                       + _table(["layer", "t=1", "t=T", "T", "ratio"], trows, left=("layer",)))
+    return "\n".join(out)
+
+
+FINAL_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def metrics_html(summary: dict[str, Any]) -> str:
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    cards = []
+    for k in FINAL_KEYS:
+        if final.get(k) is None:
+            continue
+        extra = f'<div class="extra">best {num(best[k], 4)}</div>' if best.get(k) is not None else ""
+        cards.append(f'<div class="metric"><div class="name">{esc(k)}</div>'
+                     f'<div class="value">{num(final[k], 4)}</div>{extra}</div>')
+    status = summary.get("status", "?")
+    epochs, speed = summary.get("epochs") or 0, summary.get("samples_per_s") or 0
+    line = (f"{_pill(status)} {esc(summary.get('steps', 0))} steps, {epochs:g} epochs, "
+            f"{num(summary.get('train_seconds'))} s, {speed:,.0f} samples/s")
+    if summary.get("reason"):
+        line += f" ({esc(summary['reason'])})"
+    d = summary.get("diverged")
+    if isinstance(d, dict) and d.get("step") is not None:
+        where = f", first non-finite in {esc(d['layer'])}" if d.get("layer") else ""
+        line += f"<br>diverged at step {esc(d['step'])}{where}"
+    return (f'<div class="metrics">{"".join(cards)}</div>' if cards else '<p class="note">no final metrics</p>') \
+        + f"<p>{line}</p>"
+
+
+def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None) -> str:
+    s = summary or {}
+    ver = meta.get("versions") or {}
+    data = meta.get("data") or {}
+    pairs = [("run id", meta.get("run_id")), ("name", meta.get("name")), ("status", meta.get("status")),
+             ("device", meta.get("device")), ("seed", meta.get("seed")),
+             ("steps", f"{s.get('steps', '-')} of {meta.get('total_steps', '-')}"),
+             ("epochs", s.get("epochs")), ("batch size", meta.get("batch_size")),
+             ("parameters", f"{meta['parameters']:,}" if isinstance(meta.get("parameters"), int) else None),
+             ("data", ", ".join(f"{k} {v}" for k, v in data.items()) if data else None),
+             ("started", meta.get("started")), ("ended", meta.get("ended")),
+             ("train seconds", num(s.get("train_seconds")) if s else None),
+             ("versions", ", ".join(f"{k} {v}" for k, v in ver.items()) if ver else None),
+             ("git commit", meta.get("git_commit")),
+             ("command", " ".join(meta.get("command") or []) or None), ("working folder", meta.get("cwd")),
+             ("reason", meta.get("reason"))]
+    out = _kv(pairs)
+    if meta.get("error"):
+        out += f"<h3>Error</h3><pre>{esc(meta['error'])}</pre>"
+    return out
+
+
+# ---------------------------------------------------------------- pages
+
+def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[tuple[str, str, str]]:
+    """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.runs.load_run)."""
+    s = run["summary"]
+    meta = run["meta"]
+    sections = []
+    if s is None:
+        sections.append(("verdicts", "Verdicts", f'<p class="note">no summary yet: status {_pill(meta.get("status"))}; '
+                                                 f"the run is still going or stopped before it finished.</p>"))
+    else:
+        sections.append(("verdicts", "Verdicts", verdicts_html(s.get("verdicts") or [])))
+        sections.append(("metrics", "Final metrics", metrics_html(s)))
+    if run["metrics"]:
+        fig = _figure_html([run["path"]], figure_title, "training curves and per-layer dynamics")
+    else:
+        fig = '<p class="note">no figure: nothing was logged yet</p>'
+    sections.append(("figures", "Figures", fig))
+    if s is not None:
+        sections.append(("layers", "Per-layer table", layers_html(s)))
+    sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))
+    sections.append(("meta", "Run", meta_html(meta, s)))
+    return sections
+
+
+def run_page(folder: Path) -> str:
+    from .runs import load_run
+
+    run = load_run(folder)
+    meta = run["meta"]
+    rid = meta.get("run_id") or Path(folder).name
+    sub = f"{_pill(meta.get('status'))} {esc(meta.get('device', ''))} &middot; seed {esc(meta.get('seed'))}" \
+          f" &middot; started {esc(meta.get('started', ''))}"
+    try:
+        import yaml
+
+        from .report import describe
+
+        sub += f"<br>{esc(describe(yaml.safe_load(run['config'])))}"
+    except Exception:  # noqa: BLE001  (a config this version cannot describe still gets a page)
+        pass
+    return _page(f"dlx run {rid}", sub, run_sections(run))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def params_figure(rows: list[dict[str, Any]], metric: str) -> bytes | None:
+    """The metric against each swept parameter, one small panel each (numbers on a log axis when they span decades)."""
+    done = [r for r in rows if _is_number(r.get("value"))]
+    keys = sorted({k for r in done for k in (r.get("params") or {})})
+    if not done or not keys:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(keys), 4)
+    nrows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.8 * nrows), squeeze=False, constrained_layout=True)
+    for ax, key in zip(axes.flat, keys):
+        pts = [(r["params"][key], r["value"]) for r in done if key in r["params"]]
+        xs = [p[0] for p in pts]
+        if all(_is_number(x) for x in xs):
+            ax.scatter(xs, [p[1] for p in pts], s=22, color="C0")
+            if min(xs) > 0 and max(xs) / min(xs) >= 20:
+                ax.set_xscale("log")
+        else:  # categories: one column each
+            cats = sorted({str(x) for x in xs})
+            ax.scatter([cats.index(str(x)) for x in xs], [p[1] for p in pts], s=22, color="C0")
+            ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 3 else 0, fontsize=8)
+            ax.set_xlim(-0.5, len(cats) - 0.5)
+        ax.set_xlabel(key, fontsize=9)
+        ax.set_ylabel(metric, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> str:
+    return num(v, 4) if _is_number(v) else esc(v)
+
+
+def sweep_page(folder: Path) -> str:
+    from .runs import load_run
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "sweep.json").read_text())
+        results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").is_file() else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise DlxError(f"{folder} is not a readable sweep folder ({e}); give a folder made by dlx sweep") from None
+    metric, goal = meta.get("metric", "?"), meta.get("goal", "?")
+    # Best first by the metric; trials without a value (diverged, failed) last, by index.
+    rows = results.get("rows") or []
+    sign = -1 if goal == "max" else 1
+    rows = (sorted((r for r in rows if _is_number(r.get("value"))), key=lambda r: (sign * r["value"], r["trial"]))
+            + sorted((r for r in rows if not _is_number(r.get("value"))), key=lambda r: r["trial"]))
+    best = results.get("best")
+    keys = list(dict.fromkeys(k for r in rows for k in (r.get("params") or {})))
+    sections = []
+
+    head = ["trial", *keys, metric, "status", "verdict", "seconds", "note"]
+    trows, classes = [], []
+    for r in rows:
+        note = (r.get("error") or "").splitlines()[0] if r.get("error") else ""
+        params = r.get("params") or {}
+        trows.append([f"{r['trial']:04d}", *[_cell(params.get(k)) for k in keys], _cell(r.get("value")),
+                      _pill(r.get("status")), esc(r.get("verdict") or "-"), num(r.get("seconds")), esc(note)])
+        classes.append("best" if best and r["trial"] == best.get("trial") else "")
+    table = (_table(head, trows, left=("trial", "status", "verdict", "note", *keys), classes=classes) if rows
+             else '<p class="note">no finished trials yet</p>')
+    sections.append(("trials", f"Trials ({len(rows)} of {meta.get('trials', '?')}, best first by {metric})",
+                     table))
+
+    png = params_figure(rows, metric)
+    if png is not None:
+        sections.append(("params", f"{metric} against each parameter",
+                         f'<figure><img alt="{esc(metric)} against each parameter" src="{png_uri(png)}">'
+                         f"<figcaption>one point per finished trial</figcaption></figure>"))
+
+    best_run = folder / best["run"] if best and best.get("run") else None
+    if best_run is not None and (best_run / "meta.json").is_file():
+        run = load_run(best_run)
+        intro = _kv([("trial", f"{best['trial']:04d}"), (metric, num(best.get("value"), 4)),
+                     ("params", json.dumps(best.get("params"))), ("run folder", best["run"])])
+        for sid, h, inner in run_sections(run, figure_title=f"best trial {best['trial']:04d}"):
+            if sid == "verdicts":
+                inner = intro + "<h3>Verdicts</h3>" + inner
+                h = f"Best trial {best['trial']:04d}"
+            sections.append((f"best-{sid}", h if sid == "verdicts" else f"Best trial: {h.lower()}", inner))
+    else:
+        sections.append(("best-verdicts", "Best trial", '<p class="note">no trial has a value yet</p>'))
+
+    spec = (folder / "spec.yaml").read_text() if (folder / "spec.yaml").is_file() else ""
+    sections.append(("spec", "Sweep spec", f"<pre>{esc(spec)}</pre>"))
+    sections.append(("meta", "Sweep", _kv([
+        ("sweep id", meta.get("sweep_id")), ("status", meta.get("status")), ("strategy", meta.get("strategy")),
+        ("seed", meta.get("seed")), ("metric", f"{metric} ({goal})"),
+        ("trials", f"{meta.get('done', len(rows))} done of {meta.get('trials', '?')}"),
+        ("spec path", meta.get("spec_path")), ("base path", meta.get("base_path")),
+        ("overrides", " ".join(meta.get("sets") or []) or None),
+        ("created", meta.get("created")), ("resumed", meta.get("resumed")), ("ended", meta.get("ended"))])))
+
+    sid = meta.get("sweep_id") or folder.name
+    sub = (f"{_pill(meta.get('status'))} {esc(meta.get('strategy'))} search, {esc(metric)} ({esc(goal)}), "
+           f"{esc(meta.get('done', len(rows)))} of {esc(meta.get('trials', '?'))} trials")
+    if best:
+        sub += f" &middot; best {esc(metric)} {num(best.get('value'), 4)} (trial {best['trial']:04d})"
+    # The best trial's own sections stay out of the links: one link to the start of them is enough.
+    nav = {"trials": "Trials", "params": "Parameters", "best-verdicts": "Best trial", "spec": "Spec", "meta": "Sweep"}
+    return _page(f"dlx sweep {sid}", sub, sections, {k: v for k, v in nav.items() if k in {s[0] for s in sections}})

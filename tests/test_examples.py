@@ -1,0 +1,235 @@
+"""The example configs: every one explains itself, `dlx examples` lists them, and each
+small one, run scaled down, shows the verdict its header promises (and no other)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import CONFIGS, MNIST_DIR
+from typer.testing import CliRunner
+
+from dlx.cli import app
+from dlx.errors import ConfigError, UsageError
+from dlx.examples import VERDICT_KINDS, find_example, load_examples, parse_example
+
+EXAMPLES = load_examples(CONFIGS)
+RUNNABLE = [e for e in EXAMPLES if e.runnable]
+FILE_DATA = ("mnist", "seq_mnist")  # examples that need real files (DLX_DATA_DIR)
+
+
+def _data_name(ex) -> str | None:
+    data = yaml.safe_load(ex.path.read_text()).get("data")
+    return data.get("name") if isinstance(data, dict) else data
+
+
+def test_the_configs_folder_holds_the_examples():
+    assert len(EXAMPLES) >= 30
+    assert {e.path.name for e in EXAMPLES} == {p.name for p in CONFIGS.glob("*.yaml")}
+
+
+@pytest.mark.parametrize("ex", EXAMPLES, ids=lambda e: e.path.name)
+def test_every_config_has_a_claim_command_concept_expected_verdict_and_test_line(ex):
+    assert not ex.problems, f"{ex.path.name}: " + "; ".join(ex.problems)
+
+
+@pytest.mark.parametrize("ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]],
+                         ids=lambda e: e.path.name)
+def test_every_training_example_validates_as_written_and_with_its_test_overrides(ex):
+    from dlx.config import load_config
+
+    load_config(ex.path)
+    if ex.test_overrides is not None:
+        load_config(ex.path, ex.test_overrides)
+
+
+_WITH_VALUE = {"--seeds", "--target", "--runs-dir", "--max-parallel", "--retries", "--dir", "--out", "-o"}
+
+
+def _config_commands(ex):
+    """(command, config path, [override lists]) for each `dlx train|summary|validate|compare`
+    line of a header: one override list per variant that the command would run."""
+    import shlex
+
+    from dlx.compare import make_variants
+
+    out = []
+    for cmd in ex.commands:
+        words = shlex.split(cmd, comments=True)
+        if len(words) < 3 or words[1] not in ("train", "summary", "validate", "compare"):
+            continue
+        config, sets, over, optimizers = None, [], [], None
+        i = 2
+        while i < len(words):
+            w = words[i]
+            if w in ("--set", "-s"):
+                sets.append(words[i + 1])
+            elif w == "--over":
+                over.append(words[i + 1])
+            elif w == "--optimizers":
+                optimizers = words[i + 1].split(",")
+            elif w in _WITH_VALUE:
+                pass
+            elif w.startswith("-"):
+                i += 1
+                continue  # a flag: --init-check, -q, --json
+            else:
+                config = w
+                i += 1
+                continue
+            i += 2
+        variants = [v.sets for v in make_variants(optimizers, over)] if (over or optimizers) else [[]]
+        out.append((cmd, config, [sets + v for v in variants]))
+    return out
+
+
+@pytest.mark.parametrize("ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]],
+                         ids=lambda e: e.path.name)
+def test_every_command_in_a_header_names_a_config_and_overrides_that_validate(ex):
+    """The commands are what a reader copies: each one must run as printed (from the repo root)."""
+    from dlx.config import load_config
+
+    commands = _config_commands(ex)
+    assert commands, f"{ex.path.name}: no dlx train/summary/compare command"
+    for cmd, config, variants in commands:
+        assert config and (CONFIGS.parent / config).is_file(), f"{ex.path.name}: {cmd!r} names no config file"
+        for sets in variants:
+            try:
+                load_config(CONFIGS.parent / config, sets)
+            except ConfigError as e:
+                pytest.fail(f"{ex.path.name}: {cmd!r} does not validate:\n{e}")
+
+
+def test_an_example_that_expects_invalid_is_refused_by_validation():
+    invalid = [e for e in EXAMPLES if e.expect == ["invalid"]]
+    assert invalid, "broken.yaml shows what dlx says about a bad config"
+    from dlx.config import load_config
+
+    for ex in invalid:
+        with pytest.raises(ConfigError) as err:
+            load_config(ex.path)
+        assert len(err.value.problems) >= 3  # every mistake at once, not the first one
+
+
+def test_the_header_is_read_into_claim_commands_concept_expect_and_test_overrides(tmp_path):
+    p = tmp_path / "demo.yaml"
+    p.write_text("# demo: sigmoid nets stop learning.\n"
+                 "#\n"
+                 "#   dlx train configs/demo.yaml\n"
+                 "#   dlx train configs/demo.yaml --set activation=relu\n"
+                 "# Expect: the first layer's gradient 1e-6 of the last's.\n"
+                 "# concept: vanishing gradients\n"
+                 "# expect: vanishing, not_learning\n"
+                 "# test: --set train.epochs=1 --set 'model.widths=[8, 8]'\n"
+                 "name: demo\n"
+                 "# dlx train later.yaml   <- below the header: not a command of this example\n"
+                 "data: spirals\nmodel: {name: mlp, depth: 2, width: 8}\n")
+    ex = parse_example(p)
+    assert ex.problems == []
+    assert ex.claim == "sigmoid nets stop learning."
+    assert ex.commands == ["dlx train configs/demo.yaml", "dlx train configs/demo.yaml --set activation=relu"]
+    assert ex.concept == "vanishing gradients"
+    assert ex.expect == ["vanishing", "not_learning"]
+    assert ex.test_overrides == ["train.epochs=1", "model.widths=[8, 8]"]
+    assert ex.runnable and not ex.sweep
+    assert ex.header.startswith("demo: sigmoid") and "name: demo" not in ex.header
+
+
+def test_a_header_without_fields_or_with_a_misspelt_kind_is_reported_with_the_fix(tmp_path):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("# bare: a claim and nothing else.\nname: bare\ndata: spirals\nmodel: mlp\n")
+    problems = " | ".join(parse_example(bare).problems)
+    for what in ("no command", "# concept:", "# expect:", "# test:"):
+        assert what in problems
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("# typo: x.\n#   dlx train typo.yaml\n# concept: c\n# expect: vanishng\n"
+                    "# test: train.epochs=1\nname: typo\n")
+    problems = " | ".join(parse_example(typo).problems)
+    assert "did you mean 'vanishing'" in problems
+    assert "'--set KEY=VALUE'" in problems  # the test line's words must be --set options
+
+    none = tmp_path / "none.yaml"
+    none.write_text("name: none\ndata: spirals\nmodel: mlp\n")
+    assert "no header comment" in parse_example(none).problems[0]
+
+
+def test_a_test_skip_line_keeps_an_example_out_of_the_run_test(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("# big: a long run.\n#   dlx train big.yaml\n# concept: c\n# expect: healthy\n"
+                 "# test: skip needs an hour\nname: big\n")
+    ex = parse_example(p)
+    assert ex.problems == [] and ex.test_skip == "needs an hour" and not ex.runnable
+
+
+def test_expected_kinds_are_the_engines_kinds():
+    from dlx.diagnose import KINDS
+
+    assert set(VERDICT_KINDS) == set(KINDS)
+
+
+def test_dlx_examples_lists_every_example_on_one_line_with_its_expected_verdict():
+    env = {**os.environ, "COLUMNS": "250"}
+    p = subprocess.run([sys.executable, "-m", "dlx", "examples"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    for ex in EXAMPLES:
+        rows = [ln for ln in lines if ln.split("│")[0].strip() == ex.name]
+        assert len(rows) == 1, f"{ex.name}: {len(rows)} rows"
+        assert ", ".join(ex.expect) in rows[0] and ex.concept[:20] in rows[0]
+    assert f"{len(EXAMPLES)} examples" in p.stdout
+
+
+def test_dlx_examples_name_prints_the_whole_story_and_a_typo_gets_the_closest_name():
+    runner = CliRunner()
+    r = runner.invoke(app, ["examples", "vanishing_sigmoid"])
+    assert r.exit_code == 0
+    assert "dlx train configs/vanishing_sigmoid.yaml" in r.stdout and "expect: vanishing" in r.stdout
+    r = runner.invoke(app, ["examples", "vanishing_sigmod"])
+    assert r.exit_code == 2
+    assert "did you mean 'vanishing_sigmoid'" in r.output
+
+
+def test_dlx_examples_dir_reads_another_folder_and_a_missing_one_says_how_to_point_at_it(tmp_path):
+    (tmp_path / "mine.yaml").write_text("# mine: my own example.\n#   dlx train mine.yaml\n"
+                                        "# concept: c\n# expect: healthy\n# test:\nname: mine\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["examples", "--dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "mine" in r.stdout and "1 examples" in r.stdout
+    r = runner.invoke(app, ["examples", "--dir", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "--dir" in r.output
+    with pytest.raises(UsageError):
+        find_example("quickstart", tmp_path / "nope")
+
+
+@pytest.fixture
+def keep_threads():
+    """Examples with train.threads: 1 set torch's thread count for the whole process."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ex", RUNNABLE, ids=lambda e: e.name)
+def test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects(ex, monkeypatch, keep_threads):
+    import dlx
+
+    if _data_name(ex) in FILE_DATA:
+        if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+            pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+        monkeypatch.setenv("DLX_DATA_DIR", str(MNIST_DIR))
+    r = dlx.train(ex.path, ex.test_overrides, save=False)
+    verdicts = r.summary["verdicts"]
+    kinds = [v["kind"] for v in verdicts]
+    detail = f"{ex.name} with {' '.join(ex.test_overrides) or 'no overrides'}:\n" + \
+        "\n".join(f"  {v['kind']}: {v['message']}" for v in verdicts)
+    missing = [k for k in ex.expect if k not in kinds]
+    unexpected = [k for k in kinds if k not in ex.expect]
+    assert not missing, f"expected {missing} but did not see it; {detail}"
+    assert not unexpected, f"unexpected {unexpected}; {detail}"

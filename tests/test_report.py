@@ -1,0 +1,183 @@
+"""Terminal pictures: gradient heat strips (over steps and time steps), loss sparklines, at 80 columns."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from conftest import TINY
+from rich.console import Console
+from typer.testing import CliRunner
+
+import dlx
+from dlx.cli import app
+from dlx.report import (MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark,
+                        run_report)
+from dlx.runs import load_run
+
+RNN = {
+    "seed": 0, "name": "rnn",
+    "data": {"name": "adding", "length": 12, "n_train": 64, "n_test": 32},
+    "model": {"name": "rnn", "hidden": 8},
+    "activation": "tanh",
+    "init": "default",
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"loss": "mse", "steps": 8, "batch_size": 16, "log_every": 2, "eval_every": 4, "threads": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny MLP run and a tiny RNN run, trained once for the module, as load_run reads them."""
+    where = tmp_path_factory.mktemp("runs")
+    mlp = copy.deepcopy(TINY) | {"name": "mlp"}
+    return {"dir": where, "mlp": load_run(dlx.train(mlp, runs_dir=where).path),
+            "rnn": load_run(dlx.train(RNN, runs_dir=where).path)}
+
+
+def render(renderable, width: int = 80, color: bool = False) -> tuple[str, Console]:
+    con = Console(record=True, width=width, force_terminal=color, color_system="truecolor" if color else None,
+                  file=open("/dev/null", "w"))
+    con.print(renderable)
+    return con.export_text(styles=False, clear=False), con
+
+
+def lines_of(text: str, title: str) -> list[str]:
+    """The lines of a heat strip from its title to its legend."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(title))
+    end = next(i for i in range(start, len(lines)) if "(log scale)" in lines[i])
+    return lines[start:end + 1]
+
+
+def test_the_run_report_draws_the_heat_strip_and_sparkline_within_80_columns(runs):
+    d = runs["mlp"]
+    text, _ = render(run_report(d["summary"], d["meta"], d["metrics"], d["probes"]))
+    assert max(len(l) for l in text.splitlines()) <= 80
+    strip = lines_of(text, "Gradient norm per layer over steps")
+    rows = strip[1:-2]
+    assert [r.split()[0] for r in rows] == ["fc1", "fc2", "out"]  # one row per layer, input first
+    cells = rows[0][len("fc1") + 2:]
+    assert len(cells) == len(rows[-1][len("out") + 2:]) and len(cells) >= 16
+    assert set(cells) <= set(MONO_RAMP)  # no colour on a recording console: the character ramp
+    assert strip[-2].split()[:2] == ["step", "1"] and strip[-2].split()[-1] == str(d["summary"]["steps"])
+    # The sparkline after the final metrics, train and test on one scale.
+    spark = [l for l in text.splitlines() if l.startswith("loss train")]
+    assert spark and set(spark[0].split()[2]) <= set(SPARK)
+    assert any(l.strip().startswith("test") and set(l.split()[1]) <= set(SPARK + " ") for l in text.splitlines())
+
+
+def test_without_series_the_report_is_the_tables_alone(runs):
+    d = runs["mlp"]
+    text, _ = render(run_report(d["summary"], d["meta"]))
+    assert "Per-layer gradient L2 norm" in text and "Gradient norm per layer over steps" not in text
+    assert "loss train" not in text
+
+
+def test_the_strip_cells_follow_the_log_of_the_norm():
+    # Layer a grows 1 -> 1e4 over 40 steps; layer b stays at 1e-2: the smallest value.
+    steps = 40
+    vals = np.stack([np.logspace(0, 4, steps), np.full(steps, 1e-2)], axis=1)
+    text, _ = render(HeatStrip("t", vals, ["a", "b"], "step", 1, steps))
+    rows = lines_of(text, "t")[1:3]
+    a, b = rows[0][2:], rows[1][2:]
+    assert a[0] != a[-1] and a[-1] == MONO_RAMP[-1]  # the largest norm: the top of the ramp
+    assert set(b) == {MONO_RAMP[0]}  # the smallest: the bottom
+    assert [MONO_RAMP.index(c) for c in a] == sorted(MONO_RAMP.index(c) for c in a)  # monotone
+    assert "||grad|| 0.01 " in text and " 1e+04 (log scale)" in text  # the legend's scale, in norms
+
+
+def test_nan_inf_and_zero_norms_get_their_own_marks_not_a_crash():
+    vals = np.ones((30, 3))
+    vals[10:20, 0] = np.nan  # diverged in the middle
+    vals[25, 1] = np.inf
+    vals[:, 2] = 0.0  # no gradient at all
+    text, _ = render(HeatStrip("g", vals, ["x", "y", "z"], "step", 1, 30))
+    x, y, z = (row[2:] for row in lines_of(text, "g")[1:4])
+    # 30 steps on 60 cells: two cells a step.
+    assert [i for i, c in enumerate(x) if c == NONFINITE_MARK] == list(range(20, 40))
+    assert [i for i, c in enumerate(y) if c == NONFINITE_MARK] == [50, 51]
+    assert set(z) == {ZERO_MARK}
+    assert "NaN/Inf" in text and "exactly 0" in text
+    # Every cell non-finite: still a picture, no exception, no scale to invent.
+    text, _ = render(HeatStrip("all", np.full((5, 1), np.nan), ["w"], "step", 1, 5))
+    assert NONFINITE_MARK in text and "- " in text
+
+
+def test_colour_terminals_get_blocks_along_the_viridis_ramp():
+    vals = np.stack([np.logspace(-3, 0, 20)], axis=1)
+    _, con = render(HeatStrip("c", vals, ["a"], "step", 1, 20), color=True)
+    cells = [s for s in con._record_buffer if s.text == "█" and s.style and s.style.color]
+    row = cells[:60]  # 20 steps on 60 cells; the legend's ramp follows
+    ends = {tuple(row[0].style.color.get_truecolor()), tuple(row[-1].style.color.get_truecolor())}
+    assert ends == {RAMP_RGB[0], RAMP_RGB[-1]}  # smallest norm darkest, largest yellow
+
+
+def test_the_strip_fits_narrow_consoles_and_many_layers():
+    vals = np.random.default_rng(0).lognormal(size=(500, 40))
+    names = [f"block{j}.conv_long_name" for j in range(40)]
+    text, _ = render(HeatStrip("wide", vals, names, "step", 1, 500), width=60)
+    assert max(len(l) for l in text.splitlines()) <= 60
+    assert "(24 of 40 rows, evenly chosen)" in text
+    # Long names lose their middle: both ends tell layers apart.
+    assert "block0.…ong_name " in text and "block39…ong_name " in text  # the first and last layers are kept
+
+
+def test_a_recurrent_run_draws_the_gradient_over_time_steps(runs):
+    d = runs["rnn"]
+    text, _ = render(run_report(d["summary"], d["meta"], d["metrics"], d["probes"]))
+    assert max(len(l) for l in text.splitlines()) <= 80
+    strip = lines_of(text, "Gradient reaching each time step, rnn.l0")
+    rows = strip[1:-2]
+    assert [r.split()[:2] for r in rows] == [["step", str(p["step"])] for p in d["probes"]]
+    assert strip[-2].split() == ["t", "1", "t", "12"]
+    assert "||dL/dh_t||" in strip[-1]
+    # From the summary alone (no probes): the last log step, one row per recurrent layer.
+    text, _ = render(run_report(d["summary"], d["meta"]))
+    assert "Gradient reaching each time step at the last log step" in text
+
+
+def test_the_loss_sparkline_falls_with_the_loss_and_marks_a_nan():
+    metrics = [{"step": s, "train_loss": 10.0 / s} for s in range(1, 41)]
+    metrics[-1]["train_loss"] = None  # diverged: NaN is stored as null
+    for m in metrics[9::10]:
+        m["test_loss"] = 20.0 / m["step"]  # evaluated every 10 steps
+    text, _ = render(LossSpark(metrics))
+    train = next(l for l in text.splitlines() if l.startswith("loss train"))
+    test = next(l for l in text.splitlines() if l.lstrip().startswith("test"))
+    cells = train[len("loss train "):].split(" ")[0]
+    assert cells[0] == SPARK[-1] and cells[-1] == NONFINITE_MARK
+    assert [SPARK.index(c) for c in cells[:-1]] == sorted((SPARK.index(c) for c in cells[:-1]), reverse=True)
+    assert "10 → 0.256" in train  # first and last finite value
+    # The test series starts at its first evaluation (step 10): blank before, on the same step axis.
+    tcells = test[len("loss train "):len("loss train ") + len(cells)]
+    assert tcells[0] == " " and tcells.strip()[0] in SPARK
+    assert "log scale" in text and "step 1 .. 40" in text
+
+
+def test_a_loss_that_never_was_finite_says_so():
+    text, _ = render(LossSpark([{"step": 10, "train_loss": None}]))
+    assert NONFINITE_MARK in text and "no finite value" in text
+
+
+def _dlx(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+
+
+def test_dlx_show_renders_the_pictures_from_the_run_folder_alone(runs):
+    r = _dlx("show", runs["rnn"]["path"].name, "--runs-dir", runs["dir"])
+    assert r.exit_code == 0, r.output
+    assert "Gradient norm per layer over steps" in r.output
+    assert "Gradient reaching each time step, rnn.l0" in r.output
+    assert "loss train" in r.output
+
+
+def test_dlx_train_ends_with_the_pictures(tmp_path):
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    r = _dlx("train", cfg, "--runs-dir", tmp_path / "runs")
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert out.index("Gradient norm per layer over steps") < out.index("verdict:") < out.index("loss train")
