@@ -613,14 +613,18 @@ def examples(
     from rich.table import Table
 
     t = Table(show_edge=False, pad_edge=False)
-    # One line per example (long cells end in an ellipsis): a menu to scan, not to read.
     # The name is what `dlx examples NAME` takes, so it is never cut.
+    # One line per example, long cells cut with an ellipsis: a menu to scan. A narrow
+    # terminal drops the concept column (the claim says it too); rich would otherwise
+    # squeeze columns to nothing.
+    wide = con.width >= 120
     t.add_column("name", style="cyan", no_wrap=True, min_width=max((len(e.name) for e in found), default=4))
-    t.add_column("concept", no_wrap=True, overflow="ellipsis", max_width=34)
-    t.add_column("expect", no_wrap=True, overflow="ellipsis", max_width=40)
-    t.add_column("claim", no_wrap=True, overflow="ellipsis", ratio=1)
+    if wide:
+        t.add_column("concept", no_wrap=True, overflow="ellipsis", max_width=34)
+    t.add_column("expect", no_wrap=True, overflow="ellipsis", min_width=14, max_width=16 if not wide else 40)
+    t.add_column("claim", no_wrap=True, overflow="ellipsis")
     for ex in found:
-        t.add_row(ex.name, ex.concept, ", ".join(ex.expect), ex.claim)
+        t.add_row(ex.name, *([ex.concept] if wide else []), ", ".join(ex.expect), ex.claim)
     con.print(t)
     con.print(f"{len(found)} examples in {found[0].path.parent if found else dir_}; "
               f"[bold]dlx examples NAME[/] prints one's commands and what to look for.")
