@@ -3,11 +3,11 @@
     import dlx
     r = dlx.train("configs/quickstart.yaml", ["optimizer.lr=0.05"])
     r.path, r.status, r.summary["final"]["test_acc"], r.metrics[-1]
+    dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
 """
 from __future__ import annotations
 
 import os
-import random
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import Config, dump_yaml, load_config
 from .diagnose import Context as DiagnosisContext, chance_loss, diagnose, headline
+from .errors import DlxError, UsageError
 from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -52,7 +53,19 @@ class History:
 
         # Step 0, before any update: each layer's variance against its init scheme's theory
         # (a few ms; it leaves parameters and random streams exactly as they were).
-        self.init_check = init_check_for(trainer)
+        # A resumed run keeps the one its checkpoint holds (see restore).
+        if trainer.step == 0:
+            self.init_check = init_check_for(trainer)
+
+    def restore(self, metrics: list[dict[str, Any]], probes: list[dict[str, Any]],
+                init_check: list[dict[str, Any]] | None) -> None:
+        """The series of a resumed run's earlier sessions, from its files (as on_interval kept them)."""
+        self.metrics = [{k: m[k] for k in SCALAR_KEYS if k in m} for m in metrics]
+        self.grad_rows = [_floats(p["grad_norm"]) for p in probes]
+        self.last = {}
+        for p in probes:
+            self.last.update({k: _floats(p[k]) for k in PROBE_KEYS if k in p})
+        self.init_check = init_check
 
     def on_interval(self, trainer, record):
         self.metrics.append({k: record[k] for k in SCALAR_KEYS if k in record})
@@ -63,6 +76,11 @@ class History:
     @property
     def grad(self) -> np.ndarray:
         return np.concatenate(self.grad_rows) if self.grad_rows else np.zeros((0, 0))
+
+
+def _floats(x: Any) -> np.ndarray:
+    """A JSON series back to float64 (null, written for NaN, back to NaN): values round-trip exactly."""
+    return np.array(x, dtype=np.float64)
 
 
 def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
@@ -125,12 +143,19 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
 class RunWriter:
     """Writes the run folder as the run goes (the trainer itself never touches files)."""
 
-    def __init__(self, folder: RunFolder, hist: History):
-        self.folder, self.hist = folder, hist
+    def __init__(self, folder: RunFolder, hist: History, resuming: bool = False):
+        self.folder, self.hist, self.resuming = folder, hist, resuming
         self.summary: dict[str, Any] = {}
 
     def on_start(self, trainer):
         cfg = trainer.cfg
+        if self.resuming:
+            resumes = self.folder.meta.get("resumes") or []
+            resumes.append({"at": now(), "step": trainer.step, "command": command_line()})
+            self.folder.resume(trainer.logged_step, ended=None, reason=None, error=None, resumes=resumes,
+                               device=str(trainer.device),
+                               cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            return
         meta = {
             "name": cfg.name, "seed": cfg.seed, "device": str(trainer.device),
             # The GPU slot an executor gave this run (None: every device the machine has).
@@ -157,37 +182,26 @@ class RunWriter:
         if record.get("diverged"):
             probe["diverged"] = record["diverged"]
         self.folder.append("probes.jsonl", probe)
+        self.folder.heartbeat()  # after the records: a fresh heartbeat means they are on disk
+
+    def on_checkpoint(self, trainer):
+        self.folder.write_checkpoint(checkpoint_state(trainer, self.hist.init_check))
 
     def on_end(self, trainer, outcome):
         self.summary = summarize(trainer, self.hist, outcome, self.folder.run_id)
         self.folder.write_summary(self.summary)
-        if trainer.cfg.train.checkpoint and outcome.status != "diverged":
-            self.folder.write_checkpoint(checkpoint_state(trainer))
+        # Not after a second Ctrl-C mid-step (trainer.resumable is False): the state is half
+        # a step, and the last periodic checkpoint, if any, stays the one to resume from.
+        if trainer.cfg.train.checkpoint and outcome.status != "diverged" and trainer.resumable:
+            self.folder.write_checkpoint(checkpoint_state(trainer, self.hist.init_check))
         self.folder.update_meta(status=outcome.status, ended=now(), reason=outcome.reason)
         self.folder.close()
 
 
-def checkpoint_state(trainer) -> dict[str, Any]:
-    import torch
-
-    return {
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
-        "step": trainer.step,
-        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
-                "python": random.getstate(), "generator": trainer.generator.get_state()},
-        "config": trainer.cfg.resolved(),
-    }
-
-
-def _numpy_rng_state() -> dict[str, Any]:
-    """numpy's global RNG state as tensors and ints, so torch.load(weights_only=True) reads it."""
-    import torch
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+def checkpoint_state(trainer, init_check: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """checkpoint.pt: the trainer's whole state (model, optimizer, schedule, RNGs, data order,
+    the unfinished interval), plus the config it belongs to and the step-0 init check."""
+    return {**trainer.state_dict(), "config": trainer.cfg.resolved(), "init_check": jsonable(init_check)}
 
 
 def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
@@ -203,33 +217,129 @@ def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> 
     return cfg
 
 
-def train(config: str | Path | dict | Config, overrides: Iterable[str] = (), *,
-          runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True) -> RunResult:
+def out_of_memory_message(e: BaseException, trainer, folder: RunFolder | None) -> str | None:
+    """What to tell a person whose run ran out of (GPU) memory; None for any other error."""
+    import torch
+
+    text = str(e)
+    if not (isinstance(e, torch.cuda.OutOfMemoryError)
+            or (isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))):
+        return None
+    bs = trainer.batch_size
+    params = sum(p.numel() for p in trainer.model.parameters())
+    msg = (f"out of memory on {trainer.device} at step {trainer.step} (train.batch_size {bs}, "
+           f"{params:,} parameters): {text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__}. "
+           f"Try a smaller batch (--set train.batch_size={max(bs // 2, 1)}) or a smaller model "
+           f"(fewer or narrower layers).")
+    if folder is not None and folder.meta:
+        msg += f" Every interval logged before is kept in {folder.path} (status failed)."
+    return msg
+
+
+def train(config: str | Path | dict | Config | None = None, overrides: Iterable[str] = (), *,
+          runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True,
+          resume: str | Path | None = None) -> RunResult:
     """Train one config (a YAML path, a dict or a Config) and return its RunResult.
 
     overrides are `key.path=value` strings, as with `dlx train --set`. With
     save=False nothing is written to disk. Raises ConfigError / DlxError for the
     user's mistakes; a run that diverges or is interrupted returns normally with
     that status.
+
+    resume=RUN (a run folder, its id or a unique part of it, or 'last') instead of a
+    config continues an interrupted, killed or failed run from its checkpoint.pt, in
+    its own folder and with its own config.yaml; on CPU it ends with exactly the
+    numbers of a run that was never stopped.
     """
     from .trainer import Trainer
 
-    cfg = load_config(config, list(overrides))
-    folder = RunFolder(Path(runs_dir), cfg.name) if save else None
-    hist = History()
-    writer = RunWriter(folder, hist) if folder else None
+    state = None
+    if resume is not None:
+        cfg, folder, hist, state = _resuming(resume, config, overrides, runs_dir, save)
+        writer = RunWriter(folder, hist, resuming=True)
+    else:
+        if config is None:
+            raise UsageError("give a config to train, or resume=RUN to continue a run")
+        cfg = load_config(config, list(overrides))
+        folder = RunFolder(Path(runs_dir), cfg.name) if save else None
+        hist = History()
+        writer = RunWriter(folder, hist) if folder else None
     cbs = [hist, *([writer] if writer else []), *callbacks]
     trainer = Trainer(cfg, callbacks=cbs)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except DlxError:
+            raise
+        except Exception as e:  # shapes or keys that differ: the model code changed since
+            raise DlxError(f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
+                           f"resumed") from None
     try:
         outcome = trainer.run()
     except BaseException as e:
+        oom = out_of_memory_message(e, trainer, folder)
         if folder is not None and folder.meta.get("status") == "running":
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            folder.update_meta(status=status, ended=now(), reason=f"{type(e).__name__}: {e}",
+            folder.update_meta(status=status, ended=now(), reason=oom or f"{type(e).__name__}: {e}",
                                error=traceback.format_exc())
             folder.close()
             e.dlx_run_path = folder.path  # type: ignore[attr-defined]  (for the CLI's message)
+        if oom:
+            raise DlxError(oom) from e  # the person's fix is a smaller batch, not a traceback
         raise
     summary = writer.summary if writer else summarize(trainer, hist, outcome, None)
     return RunResult(path=folder.path if folder else None, status=outcome.status,
                      summary=summary, metrics=hist.metrics)
+
+
+def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path, Config]:
+    """The folder and config of a run that --resume can continue; UsageError saying why not otherwise."""
+    from .runs import find_run, run_status
+
+    path = find_run(run, Path(runs_dir))
+    meta = RunFolder.existing(path).meta
+    status, rid = run_status(meta), meta.get("run_id", path.name)
+    if status == "running":
+        raise UsageError(f"run {rid} is still running (pid {meta.get('pid')}); stop it first "
+                         f"(Ctrl-C in its terminal), then resume it")
+    if status in ("completed", "diverged"):
+        raise UsageError(f"run {rid} has finished ({status}); there is nothing to resume. To train more, start "
+                         f"a new run from its config ({path / 'config.yaml'}, with more train.steps or "
+                         f"train.epochs) or from its weights (init: {{name: from_file, path: "
+                         f"{path / 'checkpoint.pt'}}})")
+    if not (path / "checkpoint.pt").is_file():
+        raise UsageError(f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
+                         f"one. Set train.checkpoint_every in the config so runs checkpoint as they go.")
+    return path, load_config(path / "config.yaml")
+
+
+def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder, History, dict[str, Any]]:
+    """The config, folder, history and checkpoint of a run to resume; nothing on disk changes here."""
+    import torch
+
+    from .runs import read_jsonl
+
+    if config is not None or list(overrides):
+        raise UsageError("resume continues a run with the config it started with (its config.yaml); "
+                         "give no config or overrides with it")
+    if not save:
+        raise UsageError("resume writes into the run's folder; it cannot be combined with save=False")
+    path, cfg = resume_target(run, runs_dir)
+    try:
+        state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise DlxError(f"{path / 'checkpoint.pt'} cannot be read as a dlx checkpoint (damaged, or not one: "
+                       f"{type(e).__name__}); the run cannot be resumed from it") from None
+    if not isinstance(state, dict) or "loop" not in state:
+        raise DlxError(f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); "
+                       f"the run cannot be resumed from it")
+    if state.get("config") != cfg.resolved():
+        raise DlxError(f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "
+                       f"(was it edited?); restore it, or start a new run from the edited config")
+    logged = int(state["loop"]["logged_step"])
+    hist = History()
+    hist.restore([m for m in read_jsonl(path / "metrics.jsonl") if m.get("step", 0) <= logged],
+                 [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
+                 state.get("init_check"))
+    return cfg, RunFolder.existing(path), hist, state

@@ -103,7 +103,8 @@ class ProgressBar:
 
     def on_start(self, trainer):
         self.progress.start()
-        self.task = self.progress.add_task("train", total=trainer.total_steps, stats="")
+        # A resumed run starts at its checkpoint's step.
+        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.step, stats="")
 
     def on_interval(self, trainer, record):
         from .report import num
@@ -133,34 +134,58 @@ class InitCheckPrinter:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
+    config: Optional[Path] = typer.Argument(None, help="The experiment's YAML file.", show_default=False),
     set_: Optional[List[str]] = SetOpt,
     runs_dir: Path = RunsDirOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; print the run folder only."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json to stdout at the end."),
     init_check: bool = typer.Option(False, "--init-check", help="Before training, print each layer's step-0 "
                                     "pre-activation variance next to what the init scheme predicts."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
+                                         help="Continue an interrupted or killed run (its folder, id, or 'last') "
+                                              "from its checkpoint, with its own config, in its own folder."),
 ):
     """Train one config and show per-layer gradient evidence and a verdict.
 
     Writes runs/<run_id>/ (config, meta, metrics, probes, summary, checkpoint).
-    Exit code 0 completed, 2 bad config, 3 diverged, 130 interrupted.
+    Ctrl-C finishes the current step, writes a checkpoint and exits 130;
+    --resume RUN continues it. Exit code 0 completed, 2 bad config, 3 diverged,
+    130 interrupted.
     """
-    from .errors import DlxError
+    from .errors import DlxError, UsageError
 
     con = _console(stderr=as_json)
     try:
-        from .api import train as run_train
+        from .api import resume_target, train as run_train
         from .config import load_config
         from .report import describe
 
-        cfg = load_config(config, set_ or [])
+        if resume is not None:
+            if config is not None:
+                raise UsageError(f"give CONFIG or --resume RUN, not both: a resumed run keeps the config it "
+                                 f"started with (RUN/config.yaml). To train {config} anew, drop --resume.")
+            if set_:
+                raise UsageError("--set cannot change a run being resumed: it continues with its own config, "
+                                 "so its numbers match a run that was never stopped. Start a new run to "
+                                 "change the config.")
+            if init_check:
+                raise UsageError("--init-check shows step 0, which a resumed run is past; see it with dlx show RUN")
+            path, cfg = resume_target(resume, runs_dir)
+        elif config is None:
+            raise UsageError("missing CONFIG: give an experiment's YAML file (e.g. configs/quickstart.yaml), "
+                             "or --resume RUN to continue a run")
+        else:
+            cfg = load_config(config, set_ or [])
         _prepare_data(cfg, con, show=not (quiet or as_json))
         callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
         callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
         if not (quiet or as_json):
-            con.print(f"[bold]dlx train[/] {config}: {describe(cfg.resolved())}")
-        result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks)
+            con.print(f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
+                      f"{describe(cfg.resolved())}")
+        if resume is not None:
+            result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks)
+        else:
+            result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks)
     except DlxError as e:
         _fail(e)
     except KeyboardInterrupt:  # before training started: nothing to keep
@@ -188,6 +213,9 @@ def train(
         probes = read_jsonl(result.path / "probes.jsonl") if result.path else None
         con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
     con.print(f"run folder: [bold]{result.path}[/]")
+    if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
+        con.print(f"continue it with: dlx train --resume {result.path.name}"
+                  + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""))
     raise typer.Exit(EXIT.get(result.status, 1))
 
 

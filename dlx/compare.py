@@ -74,7 +74,14 @@ def make_variants(optimizers: list[str] | None, over: list[str]) -> list[Variant
 
 
 def _short(value: str) -> str:
-    parsed = yaml.safe_load(value)
+    """A variant's label: {name: adam} -> adam. Malformed YAML keeps its text here; the
+    config check that follows reports it as a problem with the --set that made it."""
+    from .config import safe_load
+
+    try:
+        parsed = safe_load(value)
+    except yaml.YAMLError:
+        return value
     if isinstance(parsed, dict) and set(parsed) == {"name"}:
         return str(parsed["name"])
     return value

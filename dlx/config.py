@@ -8,6 +8,7 @@ then `dlx.api.check`'s build step, for problems only building can find).
 from __future__ import annotations
 
 import re
+import reprlib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -63,16 +64,28 @@ class Train(Section):
     batch_size: Annotated[Union[int, Literal["full"]], _positive_int_or("full")] = 64
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     device: str = "auto"
-    log_every: PositiveInt = Field(10, description="steps between host reads of the probes")
+    # Bounded: the probes preallocate a [log_every, layers] buffer, so log_every: 1e12 failed
+    # in torch's allocator instead of here.
+    log_every: PositiveInt = Field(10, le=10_000, description="steps between host reads of the probes")
     eval_every: Annotated[Union[int, Literal["epoch"]], _positive_int_or("epoch")] = "epoch"
-    threads: PositiveInt | None = Field(None, description="torch CPU threads (default: all cores)")
+    # Bounded: torch.set_num_threads overflows past 2^31 and crashed the process at 10^6.
+    threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: all cores)")
     tbptt: PositiveInt | None = Field(None, description="recurrent models: backpropagate through at most this many steps")
-    checkpoint: bool = True
+    checkpoint: bool = Field(True, description="write checkpoint.pt (at the end, on Ctrl-C, and every "
+                                               "checkpoint_every steps) so the run can be resumed")
+    # None: checkpoints only at the end and on Ctrl-C (a killed run then cannot resume).
+    # N: also at the end of the log interval that reaches each multiple of N, so the
+    # checkpoint and metrics.jsonl always agree on the last logged step.
+    checkpoint_every: PositiveInt | None = Field(None, description="steps between checkpoints during the "
+                                                 "run (written at the next log step); none: only at the end "
+                                                 "and on Ctrl-C")
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+        # At most 3 digits: torch.device raises RuntimeError on an index past int64 and
+        # wraps one past 2^16 around to another device.
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v):
             return v
         choices = ["auto", "cpu", "cuda", "cuda:0", "mps"]
         hint = "cuda" if v.lower() in ("gpu", "nvidia") else closest(v, choices)
@@ -85,6 +98,12 @@ class Train(Section):
             raise ValueError("give train.epochs or train.steps, not both")
         if self.epochs is None and self.steps is None:
             object.__setattr__(self, "epochs", 5)
+        return self
+
+    @model_validator(mode="after")
+    def _checkpoints_on(self):
+        if self.checkpoint_every is not None and not self.checkpoint:
+            raise ValueError("checkpoint_every needs checkpoint: true (checkpoint: false writes no checkpoints)")
         return self
 
 
@@ -152,6 +171,77 @@ class _Located:
         return Problem(dotted, message, source=self.source)
 
 
+# Far beyond what any config needs (a CNN of 1000 layers is ~10k nodes, 4 levels deep),
+# far below what crashes or hangs: PyYAML composes and constructs recursively (a few
+# hundred levels of [[[...]]] raise RecursionError), and aliases share nodes, so ten
+# lines of `b: [*a, *a, ...]` expand to 10^9 values when walked ("billion laughs").
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting, alias expansion and self-referencing aliases past
+    what a config needs, as YAML errors with a line, before anything walks the tree."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._open: set[str] = set()  # anchors of the collections being composed
+        self._extent: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth), aliases expanded
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to the collection "
+                                              f"it is inside (a loop)", event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              event.start_mark)
+        anchor = None if isinstance(event, yaml.AliasEvent) else getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        nodes = 1 + sum(self._extent[id(c)][0] for c in children)
+        depth = 1 + max((self._extent[id(c)][1] for c in children), default=0)
+        self._extent[id(node)] = (nodes, depth)
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            what = f"more than {MAX_NODES} values" if nodes > MAX_NODES else f"more than {MAX_DEPTH} levels"
+            raise yaml.composer.ComposerError(None, None, f"with its aliases expanded this holds {what}; "
+                                              f"write the values out", event.start_mark)
+        return node
+
+    def construct_object(self, node, deep=False):
+        # An explicit tag on a value it does not fit (`!!int relu`, `!!bool x`, `!!timestamp 1`)
+        # makes PyYAML's constructors raise ValueError, KeyError or AttributeError, not YAMLError.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            value = _short(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise yaml.constructor.ConstructorError(None, None, f"the tag {tag} does not fit {value}; remove the tag",
+                                                    node.start_mark) from None
+
+
+def safe_load(text: str):
+    """yaml.safe_load with the limits of _Loader (YAMLError past them)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem],
                 source: str | None, loader: yaml.SafeLoader) -> None:
     if isinstance(node, yaml.MappingNode):
@@ -184,7 +274,15 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
             line = text[: e.start].count(b"\n") + 1
             raise ConfigError([Problem("", f"not UTF-8 text (byte {e.start}); save the file as UTF-8",
                                        line, source)], source) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as e:
+        # The reader checks every character up front, before the try below: a NUL byte or
+        # another control character used to escape as a traceback.
+        line = text[: e.position].count("\n") + 1
+        raise ConfigError([Problem("", f"character U+{e.character:04X} (a control or non-printable "
+                                       f"character) is not allowed in YAML; remove it", line, source)],
+                          source) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -250,7 +348,7 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
                                     source=origin))
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = safe_load(text) if text.strip() else None
         except yaml.YAMLError as e:
             problems.append(Problem(key, f"the value is not valid YAML: {str(e).splitlines()[0]}", source=origin))
             continue
@@ -350,7 +448,27 @@ def _choices_from_pattern(pattern: str) -> list[str] | None:
     return m.group(1).split("|") if m else None
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: a problem quotes a value, it does not echo a
+    100 kB string back (repr of an aliased structure could even hang)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _clip(message: str, limit: int = 500) -> str:
+    """A message cut in the middle: validators quote values whole (`got 'xxxx...'`)."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit // 2]} ... ({len(message) - limit} characters left out) ... {message[-limit // 4:]}"
+
+
 def _message(err: dict, raw: Any, path: Path_) -> str:
+    return _clip(_describe(err, raw, path))
+
+
+def _describe(err: dict, raw: Any, path: Path_) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     field = next((p for p in reversed(path) if isinstance(p, str)), "value")
     if kind == "extra_forbidden":
@@ -369,12 +487,12 @@ def _message(err: dict, raw: Any, path: Path_) -> str:
         choices = (re.findall(r"'([^']+)'", ctx.get("expected", "")) if kind == "literal_error"
                    else _choices_from_pattern(ctx["pattern"]))
         hint = closest(str(value), choices) if isinstance(value, str) else None
-        return (f"'{value}' is not a valid {field}" + (f"; did you mean '{hint}'?" if hint else "")
+        return (f"{_short(value)} is not a valid {field}" + (f"; did you mean '{hint}'?" if hint else "")
                 + f" (valid: {', '.join(choices)})")
     if kind == "missing":
         return "required key is missing"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        got = "nothing" if value is None else f"{type(value).__name__} {_short(value)}"
         if path in COMPONENTS:
             return f"must be a name or a mapping with a name, e.g. {field}: NAME or {field}: {{name: NAME, ...}}; got {got}"
         return f"must be a mapping of keys, got {got}"
@@ -382,8 +500,8 @@ def _message(err: dict, raw: Any, path: Path_) -> str:
     if msg.startswith("Value error, "):
         return msg[len("Value error, "):]
     if kind == "string_pattern_mismatch" and field == "name":
-        return f"{value!r} is not a valid name: use letters, digits, '_', '-' and '.' (at most 64)"
-    return f"{msg[0].lower()}{msg[1:]} (got {value!r})" if "input" in err else msg
+        return f"{_short(value)} is not a valid name: use letters, digits, '_', '-' and '.' (at most 64)"
+    return f"{msg[0].lower()}{msg[1:]} (got {_short(value)})" if "input" in err else msg
 
 
 def _cross_checks(cfg: Config) -> list[tuple[Path_, Path_, str]]:

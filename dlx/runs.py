@@ -11,17 +11,29 @@ runs/<run_id>/
 A folder appears under its final name only once config.yaml and meta.json are
 complete; JSON files are replaced atomically; .jsonl files are appended and
 flushed per interval, so a crash loses at most one interval.
+
+Liveness: meta.json of a run in progress says status `running` with the pid,
+host and boot_id of its process and a "heartbeat" time, rewritten at log
+intervals (at most every HEARTBEAT_EVERY_S). A killed process cannot change its
+status, so readers judge a `running` run with `run_status(meta)`: it is
+`interrupted` when its process is gone (same host: the pid is dead, or the
+machine rebooted since) or when its heartbeat is older than STALE_AFTER_S
+(the only evidence for a run started on another host).
 """
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import math
 import os
 import platform
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +42,14 @@ import numpy as np
 from .errors import DlxError
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+
+# A running run rewrites its heartbeat at log intervals, but at most this often:
+# a tiny run logs hundreds of intervals a second and each rewrite is an fsync.
+HEARTBEAT_EVERY_S = 2.0
+# A `running` run whose heartbeat is older than this is taken for dead. It must
+# exceed the longest log interval (steps + evaluation) of a live run: calling a
+# live run interrupted invites a --resume into a folder still being written.
+STALE_AFTER_S = 30 * 60
 
 
 def jsonable(obj: Any) -> Any:
@@ -92,10 +112,33 @@ def prepare_runs_dir(runs_dir: Path) -> Path:
         probe = runs_dir / f".write-test-{os.getpid()}-{secrets.token_hex(3)}"
         probe.write_text("ok")
         probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists() and not p.is_dir()), runs_dir)
+        raise DlxError(f"cannot write to the runs folder {runs_dir}: {blocker} is a file, not a folder. "
+                       f"Move that file or pass --runs-dir to write elsewhere.") from None
     except OSError as e:
         raise DlxError(f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. "
                        f"Fix its permissions or pass --runs-dir to write elsewhere.") from None
     return runs_dir
+
+
+def new_run_id(name: str | None) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # A random suffix keeps ids unique when several runs start in the same second.
+    return f"{stamp}-{name or 'run'}-{secrets.token_hex(3)}"
+
+
+def boot_id() -> str | None:
+    """This boot of this machine (Linux): a pid recorded under another boot is someone else's now."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def liveness() -> dict[str, Any]:
+    """The meta.json fields by which run_status() tells a live `running` run from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(), "heartbeat": now()}
 
 
 class RunFolder:
@@ -103,20 +146,48 @@ class RunFolder:
 
     def __init__(self, runs_dir: Path, name: str | None):
         self.runs_dir = prepare_runs_dir(runs_dir)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        # A random suffix keeps ids unique when several runs start in the same second.
-        self.run_id = f"{stamp}-{name or 'run'}-{secrets.token_hex(3)}"
-        self.path = self.runs_dir / self.run_id
-        self._tmp = self.runs_dir / f".tmp-{self.run_id}"
+        self.name = name
+        self._pick_id()
         self._files: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
+        self._beat = 0.0
+
+    def _pick_id(self) -> None:
+        self.run_id = new_run_id(self.name)
+        self.path = self.runs_dir / self.run_id
+        self._tmp = self.runs_dir / f".tmp-{self.run_id}"
 
     def open(self, config_yaml: str, meta: dict[str, Any]) -> None:
-        self._tmp.mkdir()
-        write_atomic(self._tmp / "config.yaml", config_yaml)
-        self.meta = {"run_id": self.run_id, "status": "running", **meta}
-        write_json(self._tmp / "meta.json", self.meta)
-        os.rename(self._tmp, self.path)
+        # Several processes may start in this runs folder at once: an id is ours once
+        # mkdir of its temp folder succeeded (exclusive) and the rename to the final
+        # name succeeded (it fails onto an existing, never empty, run folder). On a
+        # clash, take a new id: two runs never share a folder.
+        for _ in range(100):
+            if self.path.exists():
+                self._pick_id()
+                continue
+            try:
+                self._tmp.mkdir()
+            except FileExistsError:
+                self._pick_id()
+                continue
+            try:
+                write_atomic(self._tmp / "config.yaml", config_yaml)
+                self.meta = {"run_id": self.run_id, "status": "running", **liveness(), **meta}
+                write_json(self._tmp / "meta.json", self.meta)
+                os.rename(self._tmp, self.path)
+                break
+            except OSError as e:
+                shutil.rmtree(self._tmp, ignore_errors=True)  # never leave a .tmp-* folder behind
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                self._pick_id()
+            except BaseException:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                raise
+        else:
+            raise DlxError(f"could not find a free run id in {self.runs_dir} after 100 tries")
+        self._beat = time.monotonic()
         for name in ("metrics.jsonl", "probes.jsonl"):
             self._files[name] = open(self.path / name, "a", encoding="utf-8")
 
@@ -128,6 +199,13 @@ class RunFolder:
     def update_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
         write_json(self.path / "meta.json", self.meta)
+
+    def heartbeat(self) -> None:
+        """Say the run is alive (see run_status); called per log interval, written at most every HEARTBEAT_EVERY_S."""
+        t = time.monotonic()
+        if t - self._beat >= HEARTBEAT_EVERY_S and self.meta.get("status") == "running":
+            self._beat = t
+            self.update_meta(heartbeat=now())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / "summary.json", summary)
@@ -146,6 +224,40 @@ class RunFolder:
             f.close()
         self._files.clear()
 
+    @classmethod
+    def existing(cls, path: Path) -> "RunFolder":
+        """A run folder on disk, to continue (--resume); nothing changes on disk until resume()."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.runs_dir, self.run_id, self.name = self.path.parent, self.path.name, None
+        self._files, self._beat = {}, 0.0
+        try:
+            self.meta = json.loads((self.path / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DlxError(f"{self.path} is not a readable run folder (meta.json: {e})") from None
+        return self
+
+    def resume(self, logged_step: int, **meta: Any) -> None:
+        """Reopen for appending, status `running` again. Lines past logged_step (written
+        after the checkpoint, or the partial interval of a Ctrl-C) are dropped first: the
+        resumed run writes them again, so no step appears twice."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)  # a write_atomic cut off by a kill: never a file anyone reads
+        for name in ("metrics.jsonl", "probes.jsonl"):
+            path = self.path / name
+            keep = []
+            for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
+                try:
+                    step = json.loads(line)["step"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line torn by a kill mid-write
+                if step <= logged_step:
+                    keep.append(line + "\n")
+            write_atomic(path, "".join(keep))
+            self._files[name] = open(path, "a", encoding="utf-8")
+        self._beat = time.monotonic()
+        self.update_meta(status="running", **liveness(), **meta)
+
 
 def land_run(src: Path, dest: Path) -> bool:
     """Move a finished run folder to its final name by one atomic rename (same filesystem).
@@ -153,8 +265,6 @@ def land_run(src: Path, dest: Path) -> bool:
     False when dest already exists: a duplicate attempt of the same trial, which is
     dropped (src removed) so every trial has exactly one folder.
     """
-    import shutil
-
     src, dest = Path(src), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -266,18 +376,58 @@ def load_run(path: Path) -> dict[str, Any]:
 
 
 def pid_alive(pid: Any) -> bool:
+    """A process with this pid exists on this machine (a zombie, dead but not yet reaped, does not count)."""
     try:
         os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
+    except PermissionError:
+        pass  # it exists, owned by another user
+    except (OSError, TypeError, ValueError, OverflowError):
         return False
-    return True
+    try:
+        # /proc/PID/stat: "pid (comm) state ...", comm may hold spaces and parentheses.
+        return Path(f"/proc/{int(pid)}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(pid, 0) is all we know
+
+
+def _age_s(stamp: Any) -> float | None:
+    """Seconds since an ISO time with a UTC offset (as now() writes), None if unreadable."""
+    try:
+        t = dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None
+    return (dt.datetime.now(dt.timezone.utc) - t).total_seconds()
+
+
+def run_status(meta: dict[str, Any]) -> str:
+    """The status of a run as it stands now: a `running` run whose process is gone is `interrupted`.
+
+    A killed process (SIGKILL, power loss, reboot) never gets to write its status.
+    On this host its pid tells (and boot_id, since pids are reused after a reboot);
+    on another host only the heartbeat can: older than STALE_AFTER_S means dead.
+    Metas written before the liveness fields existed are judged by pid alone.
+    """
+    status = meta.get("status", "?")
+    if status != "running":
+        return status
+    age = _age_s(meta.get("heartbeat")) if meta.get("heartbeat") else None
+    if age is not None and age > STALE_AFTER_S:
+        return "interrupted"
+    host = meta.get("host")
+    if host is not None and host != socket.gethostname():
+        return "running"  # another machine's pid means nothing here; the heartbeat is fresh
+    if meta.get("boot_id") and boot_id() and meta["boot_id"] != boot_id():
+        return "interrupted"
+    return "running" if pid_alive(meta.get("pid")) else "interrupted"
 
 
 def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
     """One row per run folder (oldest first): id, name, status, steps, final metrics, verdict.
 
-    A run still marked `running` whose process is gone (killed, machine rebooted)
-    is shown as `interrupted`: nothing will ever finish it.
+    A run still marked `running` whose process is gone (killed, machine rebooted,
+    heartbeat stale: see run_status) is shown as `interrupted`: nothing will ever finish it.
     """
     rows = []
     for d in run_folders(runs_dir):
@@ -291,9 +441,7 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
                 summary = json.loads((d / "summary.json").read_text())
             except (OSError, json.JSONDecodeError):
                 summary = {}
-        status = meta.get("status", "?")
-        if status == "running" and not pid_alive(meta.get("pid")):
-            status = "interrupted"
+        status = run_status(meta)
         final = summary.get("final", {})
         verdicts = summary.get("verdicts") or []
         rows.append({"run_id": d.name, "name": meta.get("name"), "status": status,

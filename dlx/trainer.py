@@ -4,12 +4,24 @@ It knows nothing of files or terminals. Callbacks (the run writer, the progress
 bar, early stopping, the divergence guard) receive:
   on_start(trainer)              everything built, before the first step
   on_interval(trainer, record)   once per log interval: host copies of the probes
+  on_checkpoint(trainer)         after on_interval, every train.checkpoint_every steps
   on_end(trainer, outcome)       after the last step, whatever the status
 and may call trainer.stop(status, reason).
+
+Ctrl-C (SIGINT) never cuts a step in half: while the loop runs, the first one sets
+a flag that is read between steps, so the run ends at a clean state that
+state_dict() can checkpoint; a second Ctrl-C stops at once (no clean state, so no
+checkpoint). load_state_dict() restores everything the loop depends on (weights,
+optimizer, schedule, every RNG, the epoch's sample order and position in it, the
+unfinished log interval's probe rows), so a resumed run on CPU produces exactly
+the numbers of one that was never stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +32,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .data import Dataset
-from .errors import ConfigError, SpecError
+from .errors import ConfigError, DlxError, SpecError
 from .models.base import layer_weights
 from .probes import ACT_FIELDS, Probes
 
@@ -69,6 +81,15 @@ class EarlyStopping:
         self.best: float | None = None
         self.best_step = 0
         self.bad = 0
+
+    STATE = ("best", "best_step", "bad")  # what a checkpoint keeps, so a resumed run stops alike
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.STATE}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
 
     def on_interval(self, trainer, record):
         if "test_loss" not in record or record.get(self.metric) is None:
@@ -128,12 +149,26 @@ class Trainer:
         self.penalty_weights = [w for _, m in self.model.init_targets() for w in layer_weights(m)]
         self.callbacks = list(callbacks)
         es = cfg.regularization.early_stopping
-        if es is not None:
-            self.callbacks.insert(0, EarlyStopping(es.metric, es.patience, es.min_delta))
-        self.step = 0
+        self.early_stopping = EarlyStopping(es.metric, es.patience, es.min_delta) if es is not None else None
+        if self.early_stopping is not None:
+            self.callbacks.insert(0, self.early_stopping)
+        self.step = 0  # steps completed (between steps); the step's own number during one
         self._stop: tuple[str, str | None] | None = None
+        # The data order: one permutation per epoch, drawn from this generator.
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
+        self._perm: torch.Tensor | None = None
+        # The unfinished log interval: its rows of probes.buf, and the step before its first.
+        # logged_step is the last step whose interval the callbacks have seen.
+        self._row = 0
+        self.logged_step = 0
+        self._checkpointed = 0  # step of the last periodic checkpoint
+        self.checkpoint_every = t.checkpoint_every if t.checkpoint else None
+        self._elapsed = 0.0  # seconds of earlier sessions (a resumed run continues its clock)
+        self._t0: float | None = None  # perf_counter at (this session's start - _elapsed)
+        self._eval_seconds = 0.0
+        self._interrupted = False  # set by the first Ctrl-C, read between steps
+        self._busy = False  # inside a step or its interval read-out: no clean state to checkpoint
 
     # ------------------------------------------------------------------ setup
     def _check_data(self, data: Dataset) -> None:
@@ -227,52 +262,66 @@ class Trainer:
         full_batch = bs == n
         self.model.train()
         self._emit("on_start")
-        row, interval_start = 0, 0
-        perm = None
-        self._t0, self._eval_seconds = time.perf_counter(), 0.0
+        self._t0 = time.perf_counter() - self._elapsed
         last: dict[str, Any] = {}
         diverged = None
         status, reason = "completed", None
-        try:
-            while self.step < self.total_steps:
-                pos = self.step % self.steps_per_epoch
-                if full_batch:
-                    xb, yb = x, y
-                else:
-                    if pos == 0:
-                        perm = torch.randperm(n, device=self.device, generator=self.generator)
-                    idx = perm[pos * bs:(pos + 1) * bs]
-                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                self.step += 1
-                eval_now = self.step % self.eval_every == 0 or self.step == self.total_steps
-                flush = row + 1 == t.log_every or eval_now
-                if flush:
-                    self.probes.watch_activations()
-                self._train_step(row, xb, yb)
-                row += 1
-                if not flush:
-                    continue
-                last = self._interval(interval_start, row, eval_now)
-                row, interval_start = 0, self.step
-                if last.get("diverged"):
-                    diverged = last["diverged"]
-                    status, reason = "diverged", diverged["message"]
-                elif eval_now:
-                    t_eval = time.perf_counter()
-                    last.update(self.evaluate())
-                    self._eval_seconds += time.perf_counter() - t_eval
-                self._emit("on_interval", last)
-                if diverged:
-                    break
-                if self._stop is not None:
-                    status, reason = self._stop
-                    break
-        except KeyboardInterrupt:
-            status, reason = "interrupted", "stopped by Ctrl-C"
-            self.probes.unhook()
-            if row:  # keep the steps of the unfinished interval
-                last = self._interval(interval_start, row)
-                self._emit("on_interval", last)
+        with self._ctrl_c_ends_after_the_step():
+            try:
+                while self.step < self.total_steps:
+                    if self._interrupted:
+                        status, reason = "interrupted", "stopped by Ctrl-C"
+                        break
+                    self._busy = True
+                    pos = self.step % self.steps_per_epoch
+                    if full_batch:
+                        xb, yb = x, y
+                    else:
+                        if pos == 0 or self._perm is None:
+                            self._perm = torch.randperm(n, device=self.device, generator=self.generator)
+                        idx = self._perm[pos * bs:(pos + 1) * bs]
+                        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                    self.step += 1  # during the step, trainer.step is its own (1-based) number
+                    eval_now = self.step % self.eval_every == 0 or self.step == self.total_steps
+                    flush = self._row + 1 == t.log_every or eval_now
+                    if flush:
+                        self.probes.watch_activations()
+                    self._train_step(self._row, xb, yb)
+                    self._row += 1
+                    if not flush:
+                        self._busy = False
+                        continue
+                    last = self._interval(self.logged_step, self._row, eval_now)
+                    if last.get("diverged"):
+                        diverged = last["diverged"]
+                        status, reason = "diverged", diverged["message"]
+                    elif eval_now:
+                        t_eval = time.perf_counter()
+                        last.update(self.evaluate())
+                        self._eval_seconds += time.perf_counter() - t_eval
+                    self._row, self.logged_step = 0, self.step
+                    self._emit("on_interval", last)
+                    if not diverged and self._checkpoint_turn():
+                        self._emit("on_checkpoint")
+                    self._busy = False
+                    if diverged:
+                        break
+                    if self._stop is not None:
+                        status, reason = self._stop
+                        break
+            except KeyboardInterrupt:  # a second Ctrl-C, or one raised by a callback
+                status, reason = "interrupted", "stopped by Ctrl-C"
+                self.probes.unhook()
+                self.step = self.logged_step + self._row  # the steps that finished
+        if status == "interrupted" and self._row:
+            # Keep the steps of the unfinished interval in the files. The checkpoint keeps
+            # them as probe rows (logged_step is unchanged), and --resume replaces this
+            # line with the whole interval's.
+            last = self._interval(self.logged_step, self._row)
+            if last.get("diverged"):
+                diverged = last["diverged"]
+                status, reason = "diverged", diverged["message"]
+            self._emit("on_interval", last)
         train_seconds = time.perf_counter() - self._t0 - self._eval_seconds
         final = {k: last[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")
                  if last.get(k) is not None}
@@ -281,6 +330,103 @@ class Trainer:
                           samples=self.step * bs, final=final, diverged=diverged)
         self._emit("on_end", outcome)
         return outcome
+
+    @contextlib.contextmanager
+    def _ctrl_c_ends_after_the_step(self):
+        """While the loop runs, a first SIGINT sets a flag (read between steps); a second
+        raises KeyboardInterrupt at once. Only the main thread can take signals, and a
+        process started with SIGINT ignored keeps ignoring it."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def interrupt(self) -> None:
+        """End the run after the current step, as a first Ctrl-C does."""
+        self._interrupted = True
+
+    def _checkpoint_turn(self) -> bool:
+        """True at the first log step at or past each multiple of checkpoint_every (the
+        last step is left to on_end, which checkpoints every finished run)."""
+        every = self.checkpoint_every
+        if not every or self.step >= self.total_steps or self.step // every == self._checkpointed // every:
+            return False
+        self._checkpointed = self.step
+        return True
+
+    @property
+    def resumable(self) -> bool:
+        """Whether state_dict() now describes a state between two steps."""
+        return not self._busy
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the loop needs to continue exactly (torch.load(weights_only=True) reads it)."""
+        rng = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
+               "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "step": self.step,
+            "rng": rng,
+            "loop": {
+                "device": self.device.type,  # the generator's state only fits a generator of this kind
+                "logged_step": self.logged_step,
+                "perm": self._perm.cpu() if self._perm is not None else None,
+                # The unfinished interval's probe rows [row, layers + 2].
+                "probe_rows": self.probes.buf[:self._row].cpu().clone(),
+                "checkpointed": self._checkpointed,
+                "time": time.perf_counter() - self._t0 if self._t0 is not None else self._elapsed,
+                "eval_seconds": self._eval_seconds,
+            },
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from state_dict(): call on a Trainer freshly built from the same config."""
+        saved = state["loop"].get("device", "cpu")
+        if saved != self.device.type:
+            raise DlxError(f"this checkpoint was written on {saved} and this machine would continue on "
+                           f"{self.device.type}: its random streams (data order, dropout) cannot move between "
+                           f"devices, so the run could not continue exactly; resume it where a {saved} device is")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        loop = state["loop"]
+        self.logged_step = int(loop["logged_step"])
+        self._perm = loop["perm"].to(self.device) if loop["perm"] is not None else None
+        rows = loop["probe_rows"]
+        self._row = len(rows)
+        self.probes.buf[:self._row] = rows.to(self.device)
+        self._checkpointed = int(loop["checkpointed"])
+        self._elapsed, self._eval_seconds = float(loop["time"]), float(loop["eval_seconds"])
+        if self.early_stopping is not None and state.get("early_stopping") is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        n = rng["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+        random.setstate(_tuples(rng["python"]))
+        self.generator.set_state(rng["generator"])
 
     def _interval(self, first: int, rows: int, evaluating: bool = False) -> dict[str, Any]:
         """Copy the interval's probe rows to the host (the one sync) and summarise them."""
@@ -328,3 +474,15 @@ class Trainer:
                 record[f"act_{key}"] = act[:, j]
             record["act_pct"] = self.probes.act_pct.cpu().numpy().astype(np.float64)
         return record
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """numpy's global RNG state as tensors and ints, so torch.load(weights_only=True) reads it."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _tuples(x: Any) -> Any:
+    """random.setstate wants tuples all the way down; a saved state may come back with lists."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x

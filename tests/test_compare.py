@@ -136,3 +136,10 @@ def test_compare_figure_draws_a_band_over_seeds(tmp_path):
     assert lo.tolist() == [1.0, 0.5] and hi.tolist() == [3.0, 1.5]
     path = compare_figure({"a": runs, "b": runs[:1]}, tmp_path / "c.png", title="t")
     assert matplotlib.image.imread(path).shape[0] > 200
+
+
+def test_malformed_over_values_are_config_problems_not_crashes():
+    variants = make_variants(None, ["activation={name: relu", "seed=" + "[" * 3000])
+    assert [v.label for v in variants][0].startswith("activation={name: relu")
+    with pytest.raises(ConfigError):
+        trial_configs(CONFIGS / "quickstart.yaml", [], variants[:1], seeds=1)

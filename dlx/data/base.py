@@ -6,11 +6,16 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from ..registry import Registry, Spec
 
 DATASETS = Registry("data")
+
+# Generated data is made whole in memory (float64 while numpy builds it): past this many
+# numbers, a slip like n_train: 1e12 failed deep inside numpy (MemoryError) or ate the machine.
+# 2^28 is 1 GiB as float32; MNIST in full is 55M numbers.
+MAX_NUMBERS = 2**28
 
 
 @dataclass
@@ -72,6 +77,21 @@ class DataSpec(Spec):
     def feature_shape(self) -> tuple[int, ...] | None:
         """The shape of one input sample, known without loading (None: only after load)."""
         return None
+
+    def numbers_per_sample(self) -> int | None:
+        """How many numbers making one sample takes (None: known only once loaded)."""
+        shape = self.feature_shape()
+        return math.prod(shape) if shape is not None else None
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self):
+        per_sample = self.numbers_per_sample()
+        samples = (self.n_train or 0) + (self.n_test or 0)
+        if per_sample is not None and samples * per_sample > MAX_NUMBERS:
+            raise ValueError(f"n_train + n_test = {samples:,} samples of {per_sample:,} numbers each is "
+                             f"{samples * per_sample:,} numbers, more than the {MAX_NUMBERS:,} dlx builds in "
+                             f"memory; use fewer or smaller samples")
+        return self
 
     def prepare(self, report=None) -> None:
         """Fetch whatever load() needs from outside (a download), reporting progress as

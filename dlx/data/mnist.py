@@ -3,8 +3,12 @@
 The files are looked for in data.root, $DLX_DATA_DIR and the cache, in that
 order; with `download: true` missing ones are fetched into data.root (or the
 cache), each verified against the MD5 of its uncompressed contents before it
-is kept. Images stay uint8: the Dataset's scale/shift turn each batch into
-float, so a 60k-image set costs 47 MB rather than 188 MB on the device.
+is kept. Every file is verified again when loaded (shape, then MD5: ~0.1 s), so
+a damaged or altered file is an error naming it, never silently wrong digits; a
+bad file in dlx's own cache is removed, so the cache never keeps one.
+
+Images stay uint8: the Dataset's scale/shift turn each batch into float, so a
+60k-image set costs 47 MB rather than 188 MB on the device.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -43,6 +48,12 @@ DEFAULT_MIRRORS: list[str] = [
 ]
 
 N_TRAIN, N_TEST, SIDE, N_CLASSES = 60000, 10000, 28, 10
+SHAPES: dict[str, tuple[int, ...]] = {
+    "train-images-idx3-ubyte": (N_TRAIN, SIDE, SIDE),
+    "train-labels-idx1-ubyte": (N_TRAIN,),
+    "t10k-images-idx3-ubyte": (N_TEST, SIDE, SIDE),
+    "t10k-labels-idx1-ubyte": (N_TEST,),
+}
 MEAN, STD = 0.1307, 0.3081  # the customary train-set statistics of x/255
 
 Report = Callable[[str, int, "int | None"], None]
@@ -53,8 +64,16 @@ _CHUNK = 1 << 20
 _HINT = "delete it and run again with data.download: true, or fetch it again by hand"
 
 
-def _corrupt(path: Path, what: str) -> DlxError:
-    return DlxError(f"{path}: {what}. The file is damaged or not an MNIST IDX file; {_HINT}.")
+class CorruptFile(DlxError):
+    """An MNIST file that is not what it should be; names the file and what is wrong."""
+
+    def __init__(self, path: Path, what: str, hint: str = _HINT):
+        self.path, self.what = Path(path), what
+        super().__init__(f"{path}: {what}. The file is damaged or not an MNIST IDX file; {hint}.")
+
+
+def _corrupt(path: Path, what: str) -> CorruptFile:
+    return CorruptFile(path, what)
 
 
 def _gunzip(raw: bytes) -> bytes:
@@ -65,6 +84,11 @@ def _gunzip(raw: bytes) -> bytes:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """The uint8 array stored in an IDX file, gzipped or raw (read-only view)."""
     path = Path(path)
+    return _parse_idx(_uncompressed(path), path)
+
+
+def _uncompressed(path: Path) -> bytes:
+    """The file's bytes, gunzipped if they are gzip (whatever the name says)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -78,7 +102,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raise _corrupt(path, f"bad gzip data ({e})") from e
     elif path.suffix == ".gz" and raw[:2] != b"\0\0":
         raise _corrupt(path, "not a gzip file (no gzip header)")
+    return raw
 
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
     if len(raw) < 4:
         raise _corrupt(path, f"only {len(raw)} bytes, shorter than the IDX header")
     if raw[0] != 0 or raw[1] != 0:
@@ -213,6 +240,21 @@ def _fetch(url: str, dest: Path, name: str, md5: str, report: Report | None, tim
             tmp.unlink()
 
 
+# A .part file untouched this long is left by a killed download (SIGKILL skips
+# _fetch's cleanup); younger ones may belong to a download running right now.
+STALE_PART_S = 600
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    for name in FILES:
+        for part in dest.glob(f".{name}.*.part"):
+            try:
+                if time.time() - part.stat().st_mtime > STALE_PART_S:
+                    part.unlink()
+            except OSError:
+                pass  # another process removed or renamed it first
+
+
 def download(
     dest: str | os.PathLike,
     mirrors: list[str] | None = None,
@@ -231,6 +273,7 @@ def download(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DlxError(f"cannot create the MNIST folder {dest} ({e.strerror or e})") from e
+    _remove_stale_parts(dest)
     for name, md5 in FILES.items():
         if _find(dest, name) is not None:
             continue
@@ -260,21 +303,46 @@ def _stamp(root: Path) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
 
 
+def read_verified(path: Path, name: str) -> np.ndarray:
+    """The array of MNIST file NAME at path, checked: a valid IDX file, the right shape, the right MD5."""
+    raw = _uncompressed(path)
+    arr = _parse_idx(raw, path)
+    if arr.shape != SHAPES[name]:
+        raise _corrupt(path, f"holds an array of shape {arr.shape}, expected {SHAPES[name]} for {name}")
+    got = hashlib.md5(raw).hexdigest()
+    if got != FILES[name]:
+        raise _corrupt(path, f"wrong checksum: the MD5 of its uncompressed contents is {got}, expected {FILES[name]}")
+    return arr
+
+
+def _in_cache(path: Path) -> bool:
+    try:
+        return path.parent.resolve() == cache_dir().resolve()
+    except OSError:
+        return False
+
+
 @lru_cache(maxsize=1)
 def _read_all(stamp: tuple) -> tuple[np.ndarray, ...]:
     # Keyed by path/size/mtime so a sweep in one process parses the files once,
     # yet a replaced file is read again. The arrays are read-only views.
-    return tuple(read_idx(p) for p, _, _ in stamp)
-
-
-def _check(images: np.ndarray, labels: np.ndarray, n: int, split: str, root: Path) -> None:
-    where = f"MNIST {split} files in {root}"
-    if images.shape != (n, SIDE, SIDE):
-        raise DlxError(f"{where}: images have shape {images.shape}, expected {(n, SIDE, SIDE)}. {_HINT}.")
-    if labels.shape != (n,):
-        raise DlxError(f"{where}: labels have shape {labels.shape}, expected {(n,)}. {_HINT}.")
-    if labels.max() >= N_CLASSES:
-        raise DlxError(f"{where}: label {int(labels.max())} found, expected 0..9. {_HINT}.")
+    out = []
+    for (p, _, _), name in zip(stamp, FILES):
+        path = Path(p)
+        try:
+            out.append(read_verified(path, name))
+        except CorruptFile as e:
+            if not _in_cache(path):
+                raise  # the user's own folder: say what is wrong, never delete their files
+            # dlx's cache holds only what dlx downloaded: drop the bad copy so the
+            # next run fetches a good one instead of failing on it again.
+            try:
+                path.unlink()
+            except OSError:
+                raise e from None
+            raise CorruptFile(path, e.what, "dlx removed it from its cache; run again with data.download: true "
+                              "to fetch a fresh copy") from None
+    return tuple(out)
 
 
 def _subset(n: int, total: int, seed: int, stream: int) -> np.ndarray | None:
@@ -342,8 +410,6 @@ class MNIST(MNISTFiles):
                 raise DlxError(_not_found_message(self.root))
             root = download(self.root if self.root is not None else cache_dir(), self.mirrors)
         x_tr, y_tr, x_te, y_te = _read_all(_stamp(root))
-        _check(x_tr, y_tr, N_TRAIN, "train", root)
-        _check(x_te, y_te, N_TEST, "t10k", root)
 
         i_tr = _subset(self.n_train, N_TRAIN, seed, 0)
         i_te = _subset(self.n_test, N_TEST, seed, 1)

@@ -160,6 +160,10 @@ class Teacher(DataSpec):
     def feature_shape(self):
         return (self.in_dim,)
 
+    def numbers_per_sample(self):
+        # The teacher's hidden activations and targets are made whole too.
+        return self.in_dim + max(self.hidden, default=0) + self.out_dim
+
     def load(self, seed):
         rng = np.random.default_rng(seed)
         x = rng.normal(0, 1, (self.n_train + self.n_test, self.in_dim))

@@ -10,6 +10,10 @@ from ..registry import Registry, Spec
 
 MODELS = Registry("model")
 
+# A model's check() refuses more weights than this (4 GiB as float32, before the
+# optimizer's state): a model that big is a slip, and building it fails in torch's allocator.
+MAX_PARAMETERS = 2**30
+
 
 def layer_weights(module: nn.Module) -> list[torch.Tensor]:
     """The weight matrices of a probed/initialised layer: `.weight`, or the layer's own

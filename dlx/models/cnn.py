@@ -329,7 +329,9 @@ class CNNSpec(ModelSpec):
 
     accepts: ClassVar[str] = "image"
     layers: list[Layer] = Field(..., min_length=1, max_length=1000)
-    head: list[PositiveInt] = Field(default_factory=list, description="hidden fc widths before out")
+    # Widths bounded like an mlp's (unbounded, head: [1e12] reached torch's allocator).
+    head: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=list,
+                                                                 description="hidden fc widths before out")
 
     def check(self, feature_shape, cfg):
         problems = dropconnect_problem(cfg, "cnn")

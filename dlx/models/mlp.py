@@ -1,14 +1,16 @@
 """The multilayer perceptron: Linear -> [norm] -> activation -> [dropout], repeated."""
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
-from .base import MODELS, Model, ModelSpec
+from .base import MAX_PARAMETERS, MODELS, Model, ModelSpec
 
 DEFAULT_DEPTH, DEFAULT_WIDTH = 2, 64
 
@@ -71,7 +73,8 @@ class MLPSpec(ModelSpec):
 
     depth: int | None = Field(None, ge=0, le=1000)
     width: PositiveInt | None = Field(None, le=1_000_000)
-    widths: list[PositiveInt] | None = None
+    # Each width bounded like `width` (unbounded, widths: [1e12] reached torch's allocator).
+    widths: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = None
     output_activation: str = Field("none", pattern="^(none|sigmoid)$")
 
     @model_validator(mode="after")
@@ -85,6 +88,17 @@ class MLPSpec(ModelSpec):
             return list(self.widths)
         depth = DEFAULT_DEPTH if self.depth is None else self.depth
         return [self.width or DEFAULT_WIDTH] * depth
+
+    def check(self, feature_shape, cfg):
+        # Widths within their bounds can still multiply past memory (width: 1000000 is 10^12
+        # weights per layer): say so before torch's allocator fails with a traceback.
+        fan_in, n = math.prod(feature_shape), 0
+        for w in self.hidden_widths():
+            n, fan_in = n + (fan_in + 1) * w, w
+        if n > MAX_PARAMETERS:
+            return [(("model",), f"{n:,} weights in the hidden layers, more than the {MAX_PARAMETERS:,} "
+                                 f"dlx builds; use smaller widths or fewer layers")]
+        return []
 
     def build(self, data, cfg):
         reg = cfg.regularization

@@ -1,0 +1,515 @@
+"""Faults reproduced for real: runs started at once, SIGKILL mid-run, damaged MNIST
+files and downloads, out of memory, an unwritable runs folder.
+
+Each test makes the fault happen (real processes, real signals, real files
+truncated, a real HTTP server that hangs up) and asserts what dlx kept and what
+it told the person.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CONFIGS, MNIST_DIR, TINY
+
+from dlx import runs as R
+from dlx.data import mnist as M
+from dlx.errors import DlxError
+
+HAVE_MNIST = all((MNIST_DIR / f"{n}.gz").is_file() for n in M.FILES)
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST files not found in {MNIST_DIR}")
+LABELS = "train-labels-idx1-ubyte"  # the smallest file: every MNIST fault is planted in it
+NO_PROXY = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def tiny_yaml(tmp_path: Path, **train) -> Path:
+    cfg = {**TINY, "train": {**TINY["train"], "threads": 1, **train}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def dlx_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "dlx", *map(str, args)]
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in NO_PROXY and k != "DLX_DATA_DIR"}
+    return {**env, "DLX_CACHE_DIR": str(tmp_path / "cache"), "no_proxy": "127.0.0.1,localhost",
+            "OMP_NUM_THREADS": "1"}
+
+
+def invoke(args: list[str]):
+    """The CLI in this process (monkeypatches apply); returns click's Result."""
+    from typer.testing import CliRunner
+
+    from dlx.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_clean_exit(res, code: int = 1) -> None:
+    """Exited by itself with `code`, a message and no traceback (CliRunner Result)."""
+    assert res.exit_code == code, res.output
+    assert isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output
+
+
+# --- eight runs started at once --------------------------------------------------
+
+def test_eight_runs_started_at_once_give_eight_distinct_complete_folders(tmp_path):
+    cfg = tiny_yaml(tmp_path)
+    runs = tmp_path / "runs"
+    procs = [subprocess.Popen(dlx_cmd("train", cfg, "--runs-dir", runs, "-q"), env=env_for(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    try:
+        deadline, outs = time.time() + 240, []  # under pytest-timeout's 300 s, so a hang says which run
+        for i, p in enumerate(procs):
+            try:
+                outs.append(p.communicate(timeout=max(1.0, deadline - time.time())))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"dlx train #{i} of 8 still running after 240 s")
+    finally:
+        for p in procs:  # no orphan keeps running after a failure
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    entries = sorted(runs.iterdir())
+    # Nothing but the eight folders: no .tmp-* folder, no .write-test or .tmp file left over.
+    assert len(entries) == 8 and all(e.is_dir() and not e.name.startswith(".") for e in entries), entries
+    printed = {Path(out.split("run folder:")[-1].strip()).name for out, _ in outs}
+    assert printed == {e.name for e in entries}  # each process names its own folder
+    for d in entries:
+        meta = json.loads((d / "meta.json").read_text())
+        summary = json.loads((d / "summary.json").read_text())
+        assert meta["run_id"] == d.name and summary["run_id"] == d.name
+        assert meta["status"] == summary["status"] == "completed"
+        assert yaml.safe_load((d / "config.yaml").read_text())["model"]["width"] == 16
+        metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in metrics] == [4, 8, 12, 16]  # 2 epochs x 8 steps, every 4th
+        assert [p["step"] for p in R.read_jsonl(d / "probes.jsonl")] == [4, 8, 12, 16]
+        assert not [f.name for f in d.iterdir() if f.name.startswith(".")]
+    assert len({json.loads((d / "meta.json").read_text())["pid"] for d in entries}) == 8
+
+
+def test_a_run_id_taken_by_another_starter_is_never_shared(tmp_path, monkeypatch):
+    """The collisions the 8-process test can only hit by chance, forced: the id's folder
+    exists, its temp folder is held by another starter, the rename loses a race."""
+    runs = tmp_path / "runs"
+    ids = iter(["same", "same", "same", "held", "raced", "fresh"])
+    monkeypatch.setattr(R, "new_run_id", lambda name: next(ids))
+    first = R.RunFolder(runs, "x")
+    first.open("a: 1\n", {})
+    first.close()
+    (runs / ".tmp-held").mkdir()  # another process is writing run "held" right now
+    real_rename = os.rename
+
+    def lose_the_race(src, dst):
+        if Path(dst).name == "raced":  # another process lands "raced" first
+            Path(dst).mkdir()
+            (Path(dst) / "meta.json").write_text("{}")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(R.os, "rename", lose_the_race)
+    second = R.RunFolder(runs, "x")
+    second.open("a: 2\n", {})
+    second.close()
+    assert first.run_id == "same" and second.run_id == "fresh"
+    assert (runs / "same" / "config.yaml").read_text() == "a: 1\n"
+    assert (runs / "fresh" / "config.yaml").read_text() == "a: 2\n"
+    assert json.loads((runs / "fresh" / "meta.json").read_text())["run_id"] == "fresh"
+    assert (runs / "raced" / "meta.json").read_text() == "{}"  # the winner's folder untouched
+    assert sorted(p.name for p in runs.iterdir()) == [".tmp-held", "fresh", "raced", "same"]
+
+
+# --- SIGKILL mid-run and stale `running` runs ------------------------------------
+
+def test_a_sigkilled_run_is_listed_interrupted_with_whole_files_and_at_most_one_interval_lost(tmp_path):
+    cfg = tiny_yaml(tmp_path, epochs=100000, log_every=4)
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(dlx_cmd("train", cfg, "--runs-dir", runs, "-q"), env=env_for(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, folder, meta = time.time() + 90, None, {}
+        while time.time() < deadline:
+            found = [d for d in runs.glob("*") if (d / "meta.json").is_file()] if runs.exists() else []
+            if found:
+                folder = found[0]
+                meta = json.loads((folder / "meta.json").read_text())
+                # Alive and beating: the heartbeat has moved on since the start.
+                if meta["heartbeat"] != meta["started"] and len(R.read_jsonl(folder / "metrics.jsonl")) >= 5:
+                    break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never logged 5 intervals and a second heartbeat")
+        assert R.run_status(meta) == "running"  # a live run is not called dead
+        assert (meta["pid"], meta["host"], meta["boot_id"]) == (proc.pid, socket.gethostname(), R.boot_id())
+        logged_before = R.read_jsonl(folder / "metrics.jsonl")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    rows = json.loads(subprocess.run(dlx_cmd("runs", "--runs-dir", runs, "--json"), capture_output=True,
+                                      text=True, env=env_for(tmp_path), timeout=60).stdout)
+    assert [(r["run_id"], r["status"]) for r in rows] == [(folder.name, "interrupted")]
+    # Every JSON file parses; the .jsonl files hold whole lines, but for at most a torn last one.
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["status"] == "running" and meta["run_id"] == folder.name  # as the kill left it
+    yaml.safe_load((folder / "config.yaml").read_text())
+    for f in folder.iterdir():
+        if f.suffix == ".json":
+            json.loads(f.read_text())
+    lines = {}
+    for name in ("metrics.jsonl", "probes.jsonl"):
+        text = (folder / name).read_text()
+        whole = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")[:-2]
+        lines[name] = [json.loads(line)["step"] for line in whole]  # raises if any line is torn
+        assert len(R.read_jsonl(folder / name)) == len(whole)
+    metrics, probes = lines["metrics.jsonl"], lines["probes.jsonl"]
+    # Nothing seen on disk before the kill is lost, the intervals run without a gap, and the
+    # two files differ by at most the one interval the kill cut between their appends.
+    assert metrics[:len(logged_before)] == [m["step"] for m in logged_before]
+    assert metrics == list(range(4, 4 * len(metrics) + 1, 4))
+    assert probes == metrics[:len(probes)] and len(metrics) - len(probes) in (0, 1)
+
+
+def _meta(**kw):
+    fresh = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(), "boot_id": R.boot_id(),
+            "heartbeat": fresh, **kw}
+
+
+def _ago(seconds: float) -> str:
+    return (dt.datetime.now().astimezone() - dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+DEAD_PID = 2**22 + 12345  # above the default pid_max: no such process
+
+
+@pytest.mark.parametrize("meta, status", [
+    (_meta(), "running"),
+    (_meta(heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),  # pid alive, but reused: no heartbeat for ages
+    (_meta(boot_id="another-boot"), "interrupted"),  # rebooted since: the pid is someone else's
+    (_meta(pid=DEAD_PID), "interrupted"),
+    (_meta(host="other-host", pid=DEAD_PID), "running"),  # another host's pid tells nothing; beat is fresh
+    (_meta(host="other-host", heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),
+    ({"status": "running", "pid": DEAD_PID}, "interrupted"),  # written before heartbeats existed
+    ({"status": "running", "pid": os.getpid()}, "running"),
+    (_meta(status="completed", pid=DEAD_PID), "completed"),
+], ids=["live", "stale-heartbeat", "rebooted", "pid-gone", "other-host-fresh", "other-host-stale",
+        "legacy-dead", "legacy-alive", "finished"])
+def test_a_running_run_is_judged_by_pid_boot_and_heartbeat(tmp_path, meta, status):
+    assert R.run_status(meta) == status
+    d = tmp_path / "runs" / "20000101-000000-x-abcdef"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps(meta))
+    assert [r["status"] for r in R.list_runs(tmp_path / "runs")] == [status]
+
+
+def test_a_killed_but_unreaped_process_counts_as_gone():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert R.pid_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while R.pid_alive(child.pid) and time.time() < deadline:  # a zombie until we wait() for it
+            time.sleep(0.02)
+        assert not R.pid_alive(child.pid)
+        assert R.run_status({"status": "running", "pid": child.pid}) == "interrupted"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_heartbeat_is_rewritten_at_intervals_but_at_most_every_few_seconds(tmp_path, monkeypatch):
+    folder = R.RunFolder(tmp_path / "runs", "x")
+    folder.open("a: 1\n", {"started": "then"})
+    meta = json.loads((folder.path / "meta.json").read_text())
+    assert meta["status"] == "running" and meta["heartbeat"]
+    writes = []
+    monkeypatch.setattr(R, "write_json", lambda path, obj: writes.append(obj["heartbeat"]))
+    for _ in range(10):  # intervals in quick succession: the one written at open() is fresh enough
+        folder.heartbeat()
+    assert writes == []
+    folder._beat -= R.HEARTBEAT_EVERY_S  # as if HEARTBEAT_EVERY_S had passed
+    folder.heartbeat()
+    folder.heartbeat()
+    assert len(writes) == 1
+    folder.meta["status"] = "completed"  # a finished run beats no more
+    folder._beat -= 10 * R.HEARTBEAT_EVERY_S
+    folder.heartbeat()
+    assert len(writes) == 1
+    folder.close()
+
+
+# --- out of memory ---------------------------------------------------------------
+
+def _oom_at_step(monkeypatch, step: int):
+    import torch
+
+    from dlx.trainer import Trainer
+
+    real = Trainer._train_step
+
+    def step_or_oom(self, *a, **k):
+        if self.step == step:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB "
+                                              "total capacity; 6.10 GiB already allocated)")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_step", step_or_oom)
+
+
+def test_out_of_memory_fails_the_run_keeps_its_metrics_and_suggests_a_smaller_batch(tmp_path, monkeypatch, tiny):
+    import dlx
+
+    _oom_at_step(monkeypatch, 10)
+    runs = tmp_path / "runs"
+    with pytest.raises(DlxError) as e:
+        dlx.train(tiny, runs_dir=runs)
+    msg = str(e.value)
+    assert "out of memory" in msg and "train.batch_size=16" in msg and "smaller model" in msg
+    assert "Tried to allocate 2.00 GiB" in msg and "step 10" in msg
+    (folder,) = runs.iterdir()
+    assert str(folder) in msg
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["status"] == "failed" and "train.batch_size" in meta["reason"]
+    assert "OutOfMemoryError" in meta["error"]  # the traceback is kept for whoever debugs it
+    assert [m["step"] for m in R.read_jsonl(folder / "metrics.jsonl")] == [4, 8]  # both intervals before
+    assert [r["status"] for r in R.list_runs(runs)] == ["failed"]
+
+
+def test_out_of_memory_through_the_cli_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    _oom_at_step(monkeypatch, 6)
+    runs = tmp_path / "runs"
+    res = invoke(["train", tiny_yaml(tmp_path), "--runs-dir", runs, "-q"])
+    assert_clean_exit(res, 1)
+    out = res.output.replace("\n", "")
+    assert "out of memory" in out and "--set train.batch_size=16" in out
+    (folder,) = runs.iterdir()
+    assert str(folder) in out
+    assert json.loads((folder / "meta.json").read_text())["status"] == "failed"
+
+
+# --- an unwritable runs folder ---------------------------------------------------
+
+def test_an_unwritable_runs_folder_fails_before_training_with_a_clear_message(tmp_path):
+    cfg = tiny_yaml(tmp_path, epochs=100000)  # would run for minutes if training started
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    # All three fail for root too (tests may run as root, for whom chmod blocks nothing).
+    for runs, why in [(afile / "runs", f"{afile} is a file, not a folder"),
+                      (afile, f"{afile} is a file, not a folder"),
+                      (Path("/proc/dlx-test-runs"), "cannot write to the runs folder /proc/dlx-test-runs")]:
+        t0 = time.time()
+        p = subprocess.run(dlx_cmd("train", cfg, "--runs-dir", runs), capture_output=True, text=True,
+                           env=env_for(tmp_path), timeout=60)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "Traceback" not in p.stderr and "error:" in p.stderr
+        err = p.stderr.replace("\n", "")
+        assert str(runs) in err and why in err and "--runs-dir" in err
+        assert time.time() - t0 < 30  # training (100000 epochs) never started
+    assert afile.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_a_read_only_runs_folder_fails_before_training(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o500)
+    try:
+        res = invoke(["train", tiny_yaml(tmp_path), "--runs-dir", runs, "-q"])
+    finally:
+        runs.chmod(0o700)
+    assert_clean_exit(res, 1)
+    assert "cannot write to the runs folder" in res.output and list(runs.iterdir()) == []
+
+
+# --- damaged MNIST files ---------------------------------------------------------
+
+def _labels() -> bytes:
+    return gzip.decompress((MNIST_DIR / f"{LABELS}.gz").read_bytes())
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, arr.ndim]) + np.array(arr.shape, dtype=">u4").tobytes() + arr.tobytes()
+
+
+def _tampered() -> bytes:
+    raw = bytearray(_labels())
+    raw[-1] = (raw[-1] + 1) % 10  # a valid label file, one label changed
+    return bytes(raw)
+
+
+FAULTS = {  # name: (the bytes of train-labels-idx1-ubyte.gz, words the message must hold)
+    "truncated-gz": (lambda: (MNIST_DIR / f"{LABELS}.gz").read_bytes()[:-500], "bad gzip data"),
+    "garbage-gz": (lambda: gzip.compress(b"")[:10] + os.urandom(4000), "bad gzip data"),
+    "not-gzip": (lambda: b"<html>404 Not Found</html>", "not a gzip file"),
+    "wrong-magic": (lambda: gzip.compress(b"\x08\x01" + _labels()[2:]), "wrong magic number"),
+    "wrong-count": (lambda: gzip.compress(_idx(np.zeros(59999, np.uint8))), "expected (60000,)"),
+    "wrong-checksum": (lambda: gzip.compress(_tampered()), "wrong checksum"),
+}
+
+
+def _plant(folder: Path, content: bytes) -> Path:
+    """folder with the three good files (links to the real ones) and a bad labels file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in M.FILES:
+        if n != LABELS:
+            (folder / f"{n}.gz").symlink_to(MNIST_DIR / f"{n}.gz")
+    bad = folder / f"{LABELS}.gz"
+    bad.write_bytes(content)
+    return bad
+
+
+def _mnist_args(tmp_path: Path, *sets: str) -> list:
+    args = ["train", CONFIGS / "mnist_mlp.yaml", "--runs-dir", tmp_path / "runs", "-q",
+            "--set", "data.n_train=128", "--set", "data.n_test=64", "--set", "train.batch_size=32",
+            "--set", "train.steps=2"]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+@needs_mnist
+@pytest.mark.parametrize("where", ["data_dir", "cache"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_damaged_mnist_file_is_named_and_never_kept_in_the_cache(tmp_path, monkeypatch, fault, where):
+    content, words = FAULTS[fault][0](), FAULTS[fault][1]
+    cache = tmp_path / "cache" / "mnist"
+    if where == "data_dir":
+        monkeypatch.setenv("DLX_DATA_DIR", str(tmp_path / "mine"))
+        bad = _plant(tmp_path / "mine", content)
+    else:
+        bad = _plant(cache, content)
+    res = invoke(_mnist_args(tmp_path, "data.download=false"))
+    assert_clean_exit(res, 1)
+    out = res.output.replace("\n", "")
+    assert str(bad) in out and words in out
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())  # no run started
+    if where == "data_dir":
+        # The person's own folder: told what to do, their file left alone; the cache untouched.
+        assert "delete it and run again with data.download: true" in out
+        assert bad.read_bytes() == content
+        assert not cache.exists()
+    else:
+        # dlx's cache: the bad copy is gone, so the next run fetches a good one.
+        assert "removed it from its cache" in out and "data.download: true" in out
+        assert not bad.exists()
+        assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in M.FILES if n != LABELS)
+
+
+@needs_mnist
+def test_good_mnist_files_still_load_after_the_checks():
+    ds = M.MNIST(name="mnist", root=str(MNIST_DIR), n_train=100, n_test=50).load(seed=0)
+    assert ds.x_train.shape == (100, 784) and int(ds.y_train.max()) <= 9
+
+
+# --- a download that goes wrong ---------------------------------------------------
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the client hangs up on the cut transfer: expected
+
+
+class _Mirror(http.server.BaseHTTPRequestHandler):
+    """/good/ the real labels file; /cut/ says its full length, sends half and hangs up;
+    /tampered/ a valid gzip of a valid label file with one label changed."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        mode, name = self.path.strip("/").split("/", 1)
+        if name != f"{LABELS}.gz" or mode not in ("good", "cut", "tampered"):
+            self.send_error(404)
+            return
+        body = gzip.compress(_tampered()) if mode == "tampered" else (MNIST_DIR / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if mode == "cut" else body)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+@pytest.fixture
+def mirror():
+    if not HAVE_MNIST:
+        pytest.skip(f"real MNIST files not found in {MNIST_DIR}")
+    server = _Server(("127.0.0.1", 0), _Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _cache_but_labels(tmp_path: Path) -> Path:
+    cache = tmp_path / "cache" / "mnist"
+    cache.mkdir(parents=True)
+    for n in M.FILES:
+        if n != LABELS:
+            (cache / f"{n}.gz").symlink_to(MNIST_DIR / f"{n}.gz")
+    return cache
+
+
+def test_a_download_cut_off_halfway_fails_dlx_train_cleanly_and_keeps_nothing(tmp_path, mirror):
+    cache = _cache_but_labels(tmp_path)
+    p = subprocess.run(dlx_cmd(*_mnist_args(tmp_path, f"data.mirrors=[{mirror}/cut/]")), capture_output=True,
+                       text=True, env=env_for(tmp_path), timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    err = p.stderr.replace("\n", " ")
+    assert f"could not download MNIST file {LABELS}.gz" in err
+    assert f"{mirror}/cut/{LABELS}.gz" in err and ("cut off" in err or "closed early" in err)
+    assert "by hand" in err and str(cache) in err  # what to do, and where the files go
+    # No partial file under any name: the next run starts clean.
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in M.FILES if n != LABELS)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_a_download_with_the_wrong_checksum_fails_cleanly_and_keeps_nothing(tmp_path, mirror):
+    cache = _cache_but_labels(tmp_path)
+    res = invoke(_mnist_args(tmp_path, f"data.mirrors=[{mirror}/tampered/]"))
+    assert_clean_exit(res, 1)
+    out = res.output.replace("\n", " ")
+    assert f"{LABELS}.gz" in out and "MD5" in out and "by hand" in out
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in M.FILES if n != LABELS)
+    # The same command with a good mirror then works: nothing bad was left in the way.
+    res = invoke(_mnist_args(tmp_path, f"data.mirrors=[{mirror}/good/]"))
+    assert res.exit_code == 0, res.output
+    assert M.read_verified(cache / f"{LABELS}.gz", LABELS).shape == (60000,)
+
+
+def test_a_partial_download_left_by_a_killed_process_is_swept_later(tmp_path, mirror):
+    cache = _cache_but_labels(tmp_path)
+    old = cache / f".{LABELS}.abc123.part"  # what SIGKILL mid-download leaves behind
+    old.write_bytes(b"half a file")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    young = cache / f".{LABELS}.def456.part"  # maybe another process downloading right now
+    young.write_bytes(b"in progress")
+    M.download(cache, [f"{mirror}/good/"])
+    assert not old.exists() and young.exists()
+    assert M.read_verified(cache / f"{LABELS}.gz", LABELS).shape == (60000,)

@@ -1,0 +1,321 @@
+"""Interrupts, checkpoints and exact resume: real signals, real subprocesses, real files.
+
+A resumed run must end with exactly the numbers of the same run never stopped
+(CPU, one thread): the reference run below is trained once per module and every
+interrupted-then-resumed run is compared with it, line by line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import dlx
+from dlx.errors import ConfigError, DlxError, UsageError
+from dlx.runs import read_jsonl, run_status
+from dlx.trainer import Trainer
+
+from conftest import CONFIGS, ROOT
+
+# Everything resume must restore is in play: Adam's moments, a cosine schedule,
+# dropout masks (torch RNG), mini-batch order (n_train 256 / batch 24: epochs of 10
+# steps, so an interrupt lands mid-epoch), log (7) and eval (12) cadences that do
+# not divide each other, and early stopping that fires only after the interrupt
+# (step 336; its counter is mid-count at step 317).
+SHORT = {
+    "name": "resume", "seed": 0,
+    "data": {"name": "spirals", "n_train": 256, "n_test": 64},
+    "model": {"name": "mlp", "depth": 2, "width": 16},
+    "activation": "relu", "init": "kaiming_normal",
+    "optimizer": {"name": "adam", "lr": 0.03, "schedule": {"name": "cosine"}},
+    "regularization": {"dropout": 0.2, "early_stopping": {"metric": "test_loss", "patience": 3}},
+    "train": {"steps": 400, "batch_size": 24, "log_every": 7, "eval_every": 12, "threads": 1,
+              "checkpoint_every": 30},
+}
+# Long enough (~1 s of steps) for a test to see it logging and signal it mid-run.
+LONG = {**SHORT, "regularization": {"dropout": 0.2},
+        "train": {**SHORT["train"], "steps": 1200, "checkpoint_every": 200}}
+# Wall-clock numbers differ between any two runs; everything else must not.
+TIMES = {"time", "train_seconds", "samples_per_s", "run_id"}
+
+
+def no_times(records):
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+
+
+def folder_records(path: Path, name: str):
+    return [json.loads(line) for line in (path / name).read_text().splitlines()]
+
+
+def assert_same_run(resumed: Path, reference: Path):
+    """Metrics, probes and summary of two run folders agree, except for wall-clock times."""
+    for name in ("metrics.jsonl", "probes.jsonl"):
+        a, b = folder_records(resumed, name), folder_records(reference, name)
+        steps = [r["step"] for r in a]
+        assert steps == sorted(set(steps)), f"{name}: a step twice or out of order: {steps}"
+        assert no_times(a) == no_times(b), name
+    a, b = (json.loads((p / "summary.json").read_text()) for p in (resumed, reference))
+    assert no_times([a]) == no_times([b])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """SHORT and LONG trained once each without interruption, from YAML files like the CLI's."""
+    d = tmp_path_factory.mktemp("reference")
+    out = {}
+    for name, cfg in (("short", SHORT), ("long", LONG)):
+        path = d / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        r = dlx.train(path, runs_dir=d / "runs")
+        assert r.status == "completed"
+        out[name] = (path, r.path)
+    assert json.loads((out["short"][1] / "summary.json").read_text())["steps"] == 336  # early stopping fired
+    return out
+
+
+def ctrl_c_in_step(monkeypatch, at: int, presses: int = 1):
+    """A real SIGINT to this process at the start of step `at` (1-based), `presses` times."""
+    real = Trainer._train_step
+
+    def step(self, row, xb, yb):
+        if self.step == at:  # trainer.step is the step's own number during it
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
+        return real(self, row, xb, yb)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupted_run(
+        reference, runs_dir, monkeypatch):
+    path, ref = reference["short"]
+    with monkeypatch.context() as m:
+        ctrl_c_in_step(m, at=317)  # mid-interval (log steps 312, 319: an eval restarts the count), mid-epoch
+        r = dlx.train(path, runs_dir=runs_dir)
+    assert r.status == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop gave it back
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["status"] == "interrupted"
+    ck = torch.load(r.path / "checkpoint.pt", weights_only=True)
+    # The step Ctrl-C came in finished, and no other began.
+    assert ck["step"] == 317 and r.summary["steps"] == 317
+    assert ck["loop"]["logged_step"] == 312 and len(ck["loop"]["probe_rows"]) == 5
+    assert ck["early_stopping"]["bad"] == 1
+    # Everything logged stays, plus the five steps of the unfinished interval.
+    steps = [m["step"] for m in read_jsonl(r.path / "metrics.jsonl")]
+    assert steps[-2:] == [312, 317]
+    assert no_times(read_jsonl(r.path / "metrics.jsonl")[:-1]) == \
+        no_times([m for m in read_jsonl(ref / "metrics.jsonl") if m["step"] <= 312])
+
+    resumed = dlx.train(resume=r.path.name, runs_dir=runs_dir)
+    assert resumed.path == r.path and resumed.status == "completed"
+    assert resumed.summary["steps"] == 336 and "early stopping" in resumed.summary["reason"]
+    assert_same_run(r.path, ref)
+    meta = json.loads((r.path / "meta.json").read_text())
+    assert meta["status"] == "completed" and [x["step"] for x in meta["resumes"]] == [317]
+    assert [p.name for p in runs_dir.iterdir()] == [r.path.name]  # the same folder, no new one
+
+
+def test_a_second_ctrl_c_stops_mid_step_and_resume_starts_from_the_last_periodic_checkpoint(
+        reference, runs_dir, monkeypatch):
+    path, ref = reference["short"]
+    with monkeypatch.context() as m:
+        ctrl_c_in_step(m, at=100, presses=2)
+        r = dlx.train(path, runs_dir=runs_dir)
+    assert r.status == "interrupted" and r.summary["steps"] == 99  # step 100 never ran
+    ck = torch.load(r.path / "checkpoint.pt", weights_only=True)
+    # Half a step is no state to resume from: the checkpoint is the periodic one at the
+    # first log step past 90, and the metrics written after it are still in the file ...
+    assert ck["step"] == ck["loop"]["logged_step"] == 91
+    assert [m["step"] for m in read_jsonl(r.path / "metrics.jsonl")][-3:] == [91, 96, 99]
+    resumed = dlx.train(resume=r.path, runs_dir=runs_dir)
+    assert resumed.status == "completed"
+    assert_same_run(r.path, ref)  # ... until the resume drops them and writes them again
+
+
+@pytest.mark.parametrize("example,batch", [("batchnorm", 64), ("truncated_bptt", 64), ("self_attention", 64),
+                                           ("batch_size_gd_vs_sgd", "full")])
+def test_resume_is_exact_for_other_model_families(example, batch, runs_dir, monkeypatch):
+    """Batch-norm running statistics, recurrent time probes with truncated BPTT,
+    attention, and full-batch training (no permutation) continue exactly too."""
+    cfg = dlx.load_config(CONFIGS / f"{example}.yaml").resolved()
+    cfg["train"].update(epochs=None, steps=40, threads=1, batch_size=batch)
+    ref = dlx.train(cfg, runs_dir=runs_dir)
+    with monkeypatch.context() as m:
+        ctrl_c_in_step(m, at=27)
+        r = dlx.train(cfg, runs_dir=runs_dir)
+    assert r.status == "interrupted" and r.summary["steps"] == 27
+    dlx.train(resume=r.path, runs_dir=runs_dir)
+    assert_same_run(r.path, ref.path)
+
+
+def test_periodic_checkpoints_are_written_at_the_log_step_that_reaches_each_multiple(tmp_path, runs_dir):
+    seen = []
+
+    class Spy:
+        def on_checkpoint(self, trainer):
+            seen.append((trainer.step, trainer.logged_step))
+
+    cfg = {**SHORT, "regularization": {}, "train": {**SHORT["train"], "steps": 100}}
+    r = dlx.train(cfg, runs_dir=runs_dir, callbacks=[Spy()])
+    logged = [m["step"] for m in r.metrics]
+    # Multiples of 30 -> the first log step at or past each (the end writes its own).
+    assert [s for s, _ in seen] == [min(s for s in logged if s >= k) for k in (30, 60, 90)]
+    assert all(s == ls for s, ls in seen)  # always at an interval's end: metrics and checkpoint agree
+    with pytest.raises(ConfigError, match="checkpoint_every needs checkpoint: true"):
+        dlx.load_config({**cfg, "train": {**cfg["train"], "checkpoint": False}})
+
+
+def _dlx(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "dlx", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(cond, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"dlx train ended (exit {proc.returncode}) before the test could signal it: "
+                        f"{proc.stderr.read()}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("dlx train never logged")
+
+
+def _logged_steps(runs: Path) -> list[int]:
+    found = list(runs.glob("*/metrics.jsonl")) if runs.is_dir() else []
+    return [m["step"] for m in read_jsonl(found[0])] if found else []
+
+
+def test_ctrl_c_to_dlx_train_exits_130_and_resume_continues_into_the_same_folder(reference, tmp_path):
+    path, ref = reference["long"]
+    runs = tmp_path / "runs"
+    proc = _dlx("train", path, "--runs-dir", runs, "-q")
+    try:
+        _wait_for(lambda: len(_logged_steps(runs)) >= 3, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    [run] = list(runs.iterdir())
+    assert f"dlx train --resume {run.name}" in out
+    meta = json.loads((run / "meta.json").read_text())
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert meta["status"] == "interrupted" and 19 <= ck["step"] < 1200  # 3 lines: step 19 or later
+    assert json.loads((run / "summary.json").read_text())["steps"] == ck["step"]
+
+    p = subprocess.run([sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs,
+                        "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert list(runs.iterdir()) == [run]
+    assert_same_run(run, ref)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["resumes"][0]["step"] == ck["step"]
+
+
+def test_sigkill_loses_at_most_an_interval_and_resume_continues_from_the_last_checkpoint(reference, tmp_path):
+    path, ref = reference["long"]
+    runs = tmp_path / "runs"
+    proc = _dlx("train", path, "--runs-dir", runs, "-q")
+    try:
+        # Past the first periodic checkpoint (at the log step reaching 200), then kill -9.
+        _wait_for(lambda: [s for s in _logged_steps(runs) if s >= 230], proc)
+        seen = _logged_steps(runs)[-1]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [run] = list(runs.iterdir())
+    # Nothing half-written under a real name: meta parses, the checkpoint loads, every
+    # metrics line but a torn last one parses, and no interval is missing before it.
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "running" and run_status(meta) == "interrupted"
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["step"] >= 200 and ck["step"] == ck["loop"]["logged_step"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert len(metrics) >= len(lines) - 1
+    assert metrics[-1]["step"] >= seen  # what was logged before the kill is all still there
+    assert all(b["first_step"] == a["step"] + 1 for a, b in zip(metrics, metrics[1:]))
+    assert metrics[0]["first_step"] == 1
+
+    r = dlx.train(resume=run, runs_dir=runs)
+    assert r.status == "completed" and r.path == run
+    assert_same_run(run, ref)
+    assert not list(run.glob(".*.tmp"))
+    assert [x["step"] for x in json.loads((run / "meta.json").read_text())["resumes"]] == [ck["step"]]
+
+
+def test_a_finished_running_or_checkpointless_run_cannot_be_resumed(tmp_path, runs_dir):
+    cfg = {**SHORT, "regularization": {}, "train": {**SHORT["train"], "steps": 20}}
+    done = dlx.train(cfg, runs_dir=runs_dir)
+    with pytest.raises(UsageError, match=r"has finished \(completed\); there is nothing to resume"):
+        dlx.train(resume=done.path, runs_dir=runs_dir)
+
+    class CtrlC:
+        def on_interval(self, trainer, record):
+            trainer.interrupt()
+
+    class ResumeMe:  # while this run trains, this process is its live pid
+        def on_interval(self, trainer, record):
+            if record["step"] == 7:
+                [live] = [d for d in runs_dir.iterdir() if json.loads((d / "meta.json").read_text())["status"]
+                          == "running"]
+                with pytest.raises(UsageError, match=f"run {live.name} is still running .pid {os.getpid()}"):
+                    dlx.train(resume=live, runs_dir=runs_dir)
+
+    bare = dlx.train({**cfg, "train": {**cfg["train"], "checkpoint": False, "checkpoint_every": None}},
+                     runs_dir=runs_dir, callbacks=[ResumeMe(), CtrlC()])
+    assert bare.status == "interrupted" and not (bare.path / "checkpoint.pt").exists()
+    with pytest.raises(UsageError, match=r"\(interrupted\) has no checkpoint.pt to resume from"):
+        dlx.train(resume=bare.path.name, runs_dir=runs_dir)
+    with pytest.raises(UsageError, match="give no config or overrides"):
+        dlx.train(cfg, resume=done.path, runs_dir=runs_dir)
+
+
+def test_a_truncated_checkpoint_is_a_clear_error_and_leaves_the_run_as_it_was(runs_dir):
+    class CtrlC:
+        def on_interval(self, trainer, record):
+            if record["step"] >= 40:
+                trainer.interrupt()
+
+    r = dlx.train({**SHORT, "train": {**SHORT["train"], "steps": 100}}, runs_dir=runs_dir, callbacks=[CtrlC()])
+    ck = r.path / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    before = {f.name: f.read_bytes() for f in r.path.iterdir()}
+    with pytest.raises(DlxError, match=f"{ck} cannot be read as a dlx checkpoint"):
+        dlx.train(resume=r.path, runs_dir=runs_dir)
+    assert {f.name: f.read_bytes() for f in r.path.iterdir()} == before
+
+
+def test_resume_with_a_config_or_set_is_a_usage_error(tmp_path, runs_dir):
+    from typer.testing import CliRunner
+
+    from dlx.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(SHORT))
+    run = CliRunner()
+    for args, says in ((["train", str(cfg), "--resume", "last"], "give CONFIG or --resume RUN, not both"),
+                       (["train", "--resume", "last", "--set", "seed=1"], "--set cannot change a run being resumed"),
+                       (["train"], "missing CONFIG"),
+                       (["train", "--resume", "last", "--runs-dir", str(runs_dir)], "no runs in")):
+        res = run.invoke(app, args)
+        assert res.exit_code == 2 if says != "no runs in" else res.exit_code != 0, (args, res.output)
+        assert says in res.output, (args, res.output)
+        assert "Traceback" not in res.output
