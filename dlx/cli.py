@@ -176,6 +176,10 @@ def train(
                              "or --resume RUN to continue a run")
         else:
             cfg = load_config(config, set_ or [])
+            from .runs import prepare_runs_dir
+
+            # An unwritable runs folder is reported before a possibly long download, not after it.
+            prepare_runs_dir(runs_dir)
         _prepare_data(cfg, con, show=not (quiet or as_json))
         callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
         callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
