@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,29 @@ def _isolated_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's ~/.cache or a DLX_DATA_DIR set outside."""
     monkeypatch.setenv("DLX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("DLX_DATA_DIR", raising=False)
+
+
+def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05):
+    """Ctrl-C a real subprocess once ready() returns something truthy: (that value, stdout, stderr).
+
+    Fails if the process ends first or never gets ready; never leaves it running.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = ready()
+            if value:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"the process ended (exit {proc.returncode}) before it could be interrupted: "
+                            f"{proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(poll)
+        else:
+            pytest.fail(f"the process was not ready to interrupt within {timeout:g} s")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return value, out, err

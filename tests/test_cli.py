@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import CONFIGS
+from conftest import CONFIGS, interrupt_when
 
 
 def dlx(*args, cwd=None, env=None, timeout=120):
@@ -62,21 +60,12 @@ def test_ctrl_c_stops_training_keeps_metrics_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dlx", "train", str(CONFIGS / "quickstart.yaml"),
                              "--set", "train.epochs=100000", "--runs-dir", str(runs), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 60
-        metrics = None
-        while time.time() < deadline:
-            found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []
-            if found and len(found[0].read_text().splitlines()) >= 3:
-                metrics = found[0]
-                break
-            time.sleep(0.1)
-        assert metrics is not None, "training never logged"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def logged():  # a run folder with a few intervals logged
+        found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []
+        return found[0] if found and len(found[0].read_text().splitlines()) >= 3 else None
+
+    metrics, out, err = interrupt_when(proc, logged)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     meta = json.loads((metrics.parent / "meta.json").read_text())

@@ -23,7 +23,7 @@ from dlx.errors import ConfigError, DlxError, UsageError
 from dlx.runs import read_jsonl, run_status
 from dlx.trainer import Trainer
 
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, interrupt_when
 
 # Everything resume must restore is in play: Adam's moments, a cosine schedule,
 # dropout masks (torch RNG), mini-batch order (n_train 256 / batch 24: epochs of 10
@@ -202,13 +202,7 @@ def test_ctrl_c_to_dlx_train_exits_130_and_resume_continues_into_the_same_folder
     path, ref = reference["long"]
     runs = tmp_path / "runs"
     proc = _dlx("train", path, "--runs-dir", runs, "-q")
-    try:
-        _wait_for(lambda: len(_logged_steps(runs)) >= 3, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, out, err = interrupt_when(proc, lambda: len(_logged_steps(runs)) >= 3, poll=0.005)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     [run] = list(runs.iterdir())

@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from dlx.executors import LocalExecutor, TrialResult, gpu_slots
 from dlx.runs import land_run, list_runs
 from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, interrupt_when
 
 
 def write(path: Path, data) -> Path:
@@ -303,21 +301,11 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
     proc = subprocess.Popen([sys.executable, "-m", "dlx.cli", "sweep", str(path), "--runs-dir", "runs",
                              "--max-parallel", "2"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        folder = None
-        while time.monotonic() < deadline:  # wait until one trial landed and others are running
-            found = list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
-            if found:
-                folder = found[0].parents[1]
-                break
-            time.sleep(0.1)
-        assert folder is not None, "no trial landed"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def landed():  # one trial landed, others still running: Ctrl-C the sweep now
+        return list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
+
+    found, out, err = interrupt_when(proc, landed, timeout=120)
+    folder = found[0].parents[1]
     assert proc.returncode == 130, err
     assert "dlx sweep --resume" in out + err
     meta = json.loads((folder / "sweep.json").read_text())
