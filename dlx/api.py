@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import Config, dump_yaml, load_config
 from .diagnose import Context as DiagnosisContext, chance_loss, diagnose, headline
+from .diagnose import outcome as run_outcome
 from .errors import DlxError, UsageError
 from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
 
@@ -110,12 +111,15 @@ def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
 def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
     cfg = trainer.cfg
     data = trainer.data
-    verdicts = diagnose(DiagnosisContext(
+    ctx = DiagnosisContext(
         names=trainer.probes.names, grad=hist.grad, last=hist.last, act_names=trainer.probes.act_names,
         dead_check=cfg.activation.name == "relu", diverged=outcome.diverged, metrics=hist.metrics,
         config=cfg.resolved(), task=data.task, time_grad=hist.last.get("time_grad"),
+        init_check=hist.init_check,
         chance_loss=chance_loss(data.y_train.cpu().numpy(), data.task, cfg.train.loss, data.n_classes,
-                                getattr(cfg.model, "output_activation", "none") == "sigmoid")))
+                                getattr(cfg.model, "output_activation", "none") == "sigmoid"))
+    verdicts = diagnose(ctx)
+    result = run_outcome(ctx)
     tests = [m for m in hist.metrics if m.get("test_loss") is not None]
     best = {}
     if tests:
@@ -131,6 +135,8 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         "samples_per_s": round(outcome.samples / secs, 1),
         "final": outcome.final, "best": best,
         "verdict": headline(verdicts), "verdicts": verdicts,
+        # How far it got (converged, still improving, slow, ...), apart from how its gradients flowed.
+        "outcome": {k: v for k, v in result.items() if k != "where"},
         "diverged": outcome.diverged,
         "layers": _layer_summaries(trainer, hist),
         "activations": _activation_summaries(trainer, hist),

@@ -21,11 +21,32 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# Most severe first: the order of diagnose()'s list, and so the headline. Root
-# causes come before the symptoms they produce (symmetry or vanishing gradients
-# before "not learning"); healthy only when nothing else fired.
-KINDS = ("diverged", "symmetry", "exploding", "vanishing", "vanishing_through_time", "lr_too_high",
-         "dead_units", "saturation", "not_learning", "overfitting", "healthy")
+# Root causes first: the order of diagnose()'s list, and so the headline. A cause
+# comes before the symptoms it produces (an init that halves the signal per layer
+# before the vanishing gradients and the plateau it causes; a too-high lr before the
+# dead units it kills), and each symptom names its root (SYMPTOMS, "symptom_of").
+# lr_too_high leads only when the run started sane (init check and step-1
+# gradients in range): otherwise the start is the first suspect and it moves to
+# its place after the structural kinds (see _order). healthy only when nothing
+# else fired, and never for a run that ends far from a fit ("slow" says so).
+KINDS = ("symmetry", "init_scale", "lr_too_high", "exploding", "vanishing", "vanishing_through_time",
+         "dead_units", "saturation", "diverged", "lr_too_low", "not_learning", "slow", "overfitting",
+         "healthy")
+# What each root cause produces: a verdict of these kinds found beside it is its symptom.
+_LOSS = ("not_learning", "slow")
+SYMPTOMS = {
+    "symmetry": ("init_scale", "exploding", "vanishing", "dead_units", "saturation", "diverged", "lr_too_low",
+                 "lr_too_high", *_LOSS),
+    "init_scale": ("exploding", "vanishing", "dead_units", "saturation", "diverged", "lr_too_low",
+                   "lr_too_high", *_LOSS),
+    "lr_too_high": ("exploding", "vanishing", "dead_units", "saturation", "diverged", *_LOSS),
+    "exploding": ("diverged", *_LOSS),
+    "vanishing": ("saturation", "lr_too_low", *_LOSS),
+    "vanishing_through_time": ("lr_too_low", *_LOSS),
+    "dead_units": ("lr_too_low", *_LOSS),
+    "saturation": ("lr_too_low", *_LOSS),
+    "lr_too_low": _LOSS,
+}
 
 # ---------------------------------------------------------------- gradients across layers
 # Judge the "sustained" part of a run: skip the first 20% of steps, where an
@@ -119,6 +140,49 @@ OVERFIT_TRAIN_FALL = 0.2
 OVERFIT_GAP_RATIO = 5.0
 OVERFIT_GAP_ABS = 0.1
 
+# ---------------------------------------------------------------- the start (root causes)
+# The step-0 init check (initcheck.py) gives each linked layer's variance gain. A
+# gain g per layer compounds: over n layers the top layer sees g^n of the signal.
+# Beyond this factor either way the init is the root cause of what follows
+# (Xavier + ReLU halves it per layer: 30 layers reach 2e-9, and the run sits at
+# chance; N(0, 1) + ReLU on 32-wide layers multiplies it by 16 per layer and
+# diverges at step 4; PyTorch's default init + ReLU, 1/6 per layer, is flagged
+# from 5 layers on). He + ReLU, Xavier + tanh near 0 and batch norm stay ~1.
+INIT_SIGNAL_FACTOR = 1e3
+# Saturating activations: the init is too large when at least this fraction of the
+# checked layers feeding the activation start with a pre-activation std beyond its
+# saturation point (initcheck.SATURATING_STD: tanh 2, sigmoid 4). N(0, 1) + tanh on
+# 32-64 wide layers starts at std 5-8 in every layer; Xavier + tanh at ~0.6-1.
+INIT_SATURATED_LAYERS = 0.5
+# Step-1 gradients "in range": the input layer's gradient within this factor of the
+# output layer's either way, and no layer's above EXPLODING_NORM / 10. Healthy
+# starts measured 0.2-10 (the synthetic sets), a 10-layer sigmoid net 1e-6.
+SANE_STEP1_RATIO = 100.0
+
+# ---------------------------------------------------------------- how far it got (the outcome)
+# Progress: how far the final train loss got from chance level toward 0 (1 - end/chance).
+# A run below this progress (and, for classification, below this fraction of the way
+# from chance accuracy to 1) ends far from a fit: never "healthy" alone. Measured:
+# spirals with sgd lr 0.02 for 300 steps ends at 30% (loss) / 34% (accuracy); noisy
+# 3-blob data that has converged at its Bayes limit ends at 53% / 67%; healthy
+# runs of the examples at 75-99%.
+SLOW_PROGRESS = 0.5
+# Still improving: the smoothed train loss fell by more than this fraction of the
+# yardstick over the last half of the run (a converged run drifts by < 1%).
+STILL_FALLING = 0.02
+# A plateau: the loss sat at >= NOT_LEARNING_FRACTION of chance for at least this
+# fraction of the run (and PLATEAU_MIN_INTERVALS log intervals) before leaving it.
+PLATEAU_FRACTION = 0.2
+PLATEAU_MIN_INTERVALS = 5
+# lr too low: the median layer's |update|/|weight| per step below this at the end
+# (a common rule of thumb puts healthy steps near 1e-3; measured 4e-4-7e-3 on the
+# healthy examples, 5e-6-7e-5 for sgd at lr 1e-4) while the run is far from a fit.
+LR_LOW_UPDATE = 1e-4
+# The learning rate lost what it had learned: the smoothed loss got below this
+# fraction of chance, then ended back at >= NOT_LEARNING_FRACTION of it (momentum at
+# lr 0.5 on spirals: 0.81 -> 1.03 of chance, its ReLUs dead).
+LR_RELAPSE_FROM = 0.85
+
 # ---------------------------------------------------------------- through time
 # Recurrent models: ||dL/dh_1|| / ||dL/dh_T|| at the last log step below this. Measured
 # on the adding problem: the tanh RNN ends at 3e-11 (T = 50, 200 steps) and 3e-8
@@ -134,12 +198,16 @@ TIME_REACH = 1e-3
 LABEL = {"diverged": "divergence", "symmetry": "symmetric units", "exploding": "exploding gradients",
          "vanishing": "vanishing gradients", "vanishing_through_time": "vanishing gradient through time",
          "dead_units": "dead units", "saturation": "saturation", "lr_too_high": "too-high learning rate",
+         "init_scale": "badly scaled init", "lr_too_low": "too-low learning rate", "slow": "slow progress",
          "not_learning": "lack of learning", "overfitting": "overfitting", "healthy": "health"}
 SATURATING = {"sigmoid": "sigmoid (derivative <= 0.25)",
               "tanh": "tanh (derivative <= 1, near 0 once |x| > 2)",
               "softsign": "softsign (derivative <= 1, decaying as 1/(1+|x|)^2)"}
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "swish", "softplus")
 RECURRENT = ("rnn", "lstm", "gru")
+# Activations with f(0) = 0: under an all-zero init every hidden output is exactly 0.
+ZERO_AT_ZERO = ("relu", "leaky_relu", "prelu", "tanh", "elu", "selu", "gelu", "silu", "swish", "softsign",
+                "identity", "linear")
 
 
 @dataclass
@@ -153,7 +221,8 @@ class Context:
     metrics: the metrics.jsonl records (step, train_loss, test_loss, ...); config: the
     resolved config dict; task: "classification" | "regression"; chance_loss: the loss
     of the best constant prediction (None when unknown); time_grad: ||dL/dh_t||
-    [recurrent layer, t] at the last log step (recurrent models only).
+    [recurrent layer, t] at the last log step (recurrent models only); init_check: the
+    step-0 init check rows (initcheck.init_check); first: the probes at the first log step.
     """
 
     names: list[str]
@@ -167,6 +236,8 @@ class Context:
     task: str | None = None
     chance_loss: float | None = None
     time_grad: Any = None
+    init_check: list[dict[str, Any]] | None = None
+    first: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         grad = np.asarray(self.grad, dtype=float)
@@ -297,7 +368,17 @@ def _norm_none(ctx: Context) -> bool:
     return _reg(ctx).get("norm", "none") in (None, "none")
 
 
+def _batch_norm_remedy(ctx: Context) -> str:
+    """Batch norm as a remedy, where the model has it (mlp, cnn, resnet) and it is off."""
+    return "regularization.norm: batch" if ctx.model in ("mlp", "cnn", "resnet") and _norm_none(ctx) else ""
+
+
 def _good_init(activation: str) -> str:
+    """The init scheme whose variance law fits the activation: He for the ReLU family
+    (Var(W) = 2/fan_in: relu passes half the variance), LeCun for SELU (1/fan_in: its
+    self-normalising fixed point), Xavier for tanh, sigmoid and the linear ones."""
+    if activation == "selu":
+        return "lecun_normal"
     return "kaiming_normal" if activation in RELU_FAMILY else "xavier_uniform"
 
 
@@ -397,7 +478,7 @@ def _diverged(ctx: Context) -> list[dict]:
         cause = (f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
                  f"{_depth(ctx)} {act} layers scales the signal up at every layer")
         remedy = _try([f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
-                       "regularization.norm: batch" if _norm_none(ctx) else ""])
+                       _batch_norm_remedy(ctx)])
     else:
         cause = f"{_lr_text(ctx)}: steps too large for this loss surface"
         if not _clipped(ctx):
@@ -419,18 +500,28 @@ def _symmetry(ctx: Context) -> list[dict]:
     if not same:
         return []
     init = ctx.section("init")
-    if init.get("name") in ("zeros", "constant"):
+    act = ctx.activation
+    frozen = (init.get("name") == "zeros" and act in ZERO_AT_ZERO and not init.get("bias"))
+    if frozen:
+        cause = (f"init: zeros with {act} (0 at 0) and zero biases: every hidden activation is 0, so no "
+                 f"hidden weight ever gets a gradient (only the output bias learns)")
+    elif init.get("name") in ("zeros", "constant"):
         cause = (f"init: {init.get('name')}: every unit of a layer starts identical, so each gets the "
                  f"same gradient and they stay copies (a layer of many units acts as one)")
     else:
         cause = "units of a layer started identical (or collapsed together): nothing tells them apart"
-    act = ctx.activation
+    # Measured (tests/test_symmetry_dropout.py): dropout's masks give each unit its own
+    # gradient, so they break a constant init (and zeros with sigmoid), but slowly and
+    # unreliably (tanh + constant 0.1 + dropout 0.2: test accuracy 0.33 / 0.98 / 0.95 over
+    # three seeds); with zeros and an activation that is 0 at 0 they only mask zeros.
+    dropout = ("dropout cannot break it here: every activation it masks is 0" if frozen else
+               "dropout breaks it only slowly and unreliably (each unit's own mask gives it its own "
+               "gradient): use a random init")
     return [_verdict("symmetry", same,
                      {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
                      f"symmetric units: every unit in {', '.join(same)} is identical "
                      f"(unit spread < {SYMMETRY_SPREAD:g})", cause,
-                     _try([f"init: {_good_init(act)} (random weights break the symmetry)",
-                           "any random init; dropout alone does not break it"]))]
+                     _try([f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]))]
 
 
 def _across_layers(ctx: Context) -> list[dict]:
@@ -458,8 +549,7 @@ def _across_layers(ctx: Context) -> list[dict]:
             remedy.append("activation: relu + init: kaiming_normal")
         elif act in RELU_FAMILY and not _he_like(ctx.init):
             remedy.append("init: kaiming_normal")
-        if _norm_none(ctx):
-            remedy.append("regularization.norm: batch")
+        remedy.append(_batch_norm_remedy(ctx))
         remedy.append(_skip_remedy(ctx) or "")
         if ctx.section("optimizer").get("name") == "sgd":
             remedy.append("adam (per-weight step sizes)")
@@ -478,16 +568,26 @@ def _across_layers(ctx: Context) -> list[dict]:
             msg = (f"exploding gradients: median gradient norm {_fmt(float(med.max()))} at {layers[0]} "
                    f"(above {_fmt(EXPLODING_NORM)}, {span})")
         step1 = float(finite[0].max())
-        if step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx):
+        if ctx.model in RECURRENT and (step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx)
+                                       or ctx.init == "orthogonal"):
+            # Through time, not depth: W_hh multiplies the state (and dL/dh) at every step.
+            steps = ctx.section("data").get("length")
+            cause = (f"{_init_text(ctx)} with {act} in a {ctx.model}: the recurrent matrix W_hh scales the "
+                     f"state and its gradient by up to its largest singular value at each of "
+                     f"{steps or 'the'} time steps")
+            remedy = ["init: orthogonal (gain 1: singular values 1) or init: default",
+                      "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                      "model.name: lstm or gru (a gated, additive state)" if ctx.model == "rnn" else ""]
+        elif step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx):
             # Large from the start: the init (and depth) scale the signal up layer after layer.
             cause = f"{_init_text(ctx)} through {depth} {act} layers"
             remedy = [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
-                      "regularization.norm: batch" if _norm_none(ctx) else "", _lr_lower(ctx)]
+                      _batch_norm_remedy(ctx), _lr_lower(ctx)]
         else:
             # Ordinary at step 1, huge later: the steps grew the weights.
             cause = f"gradients grew from {_fmt(step1)} at step 1 under {_lr_text(ctx)}"
             remedy = [_lr_lower(ctx), "regularization.clip_norm: 1.0",
-                      "regularization.norm: batch" if _norm_none(ctx) else ""]
+                      _batch_norm_remedy(ctx)]
         if not _clipped(ctx):
             cause += ", no gradient clipping"
         return [_verdict("exploding", layers, ev, msg, cause, _try(remedy))]
@@ -513,7 +613,7 @@ def _dead_units(ctx: Context) -> list[dict]:
                      f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause,
                      _try(["activation: leaky_relu", _lr_lower(ctx, 3),
                            "init: kaiming_normal" if not _he_like(ctx.init) else "",
-                           "regularization.norm: batch" if _norm_none(ctx) else ""]))]
+                           _batch_norm_remedy(ctx)]))]
 
 
 def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
@@ -541,11 +641,27 @@ def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
                      f"still {_fmt(end)} ({end / ctx.chance_loss:.0%} of {_chance_text(ctx)})",
                      cause,
                      _try([f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
-                           "regularization.norm: batch" if _norm_none(ctx) else "",
+                           _batch_norm_remedy(ctx),
                            "activation: relu + init: kaiming_normal"]))]
 
 
-def _lr_too_high(ctx: Context, curve: _Curve | None) -> list[dict]:
+def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
+    d = _divergence(ctx)
+    if d is not None:
+        # A sane start that went non-finite: the steps blew it up, not the init.
+        finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if ctx.grad.size else ctx.grad
+        if not sane or not len(finite):
+            return []
+        step1, peak = float(finite[0].max()), float(finite.max())
+        ev = {"diverged_step": d.get("step"), "first_step_grad_norm": step1, "max_finite_grad_norm": peak,
+              "grad_growth": peak / step1 if step1 > 0 else None}
+        cause = _lr_text(ctx) + ("" if _clipped(ctx) else ", no gradient clipping")
+        return [_verdict("lr_too_high", [], ev,
+                         f"learning rate too high: the loss went non-finite at step {d.get('step')}, with a sane "
+                         f"start (init check in range, step-1 gradient norm {_fmt(step1)}) and gradients growing "
+                         f"to {_fmt(peak)} before it", cause + ": each step overshoots, and the overshoot grows",
+                         _try([f"{_lr_lower(ctx)} (a tenth)", "optimizer.schedule: warmup",
+                               "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
     if curve is None:
         return []
     s, raw = curve.smooth, curve.raw
@@ -556,6 +672,7 @@ def _lr_too_high(ctx: Context, curve: _Curve | None) -> list[dict]:
     ev = {"min_loss": float(s[i_min]), "min_step": int(curve.steps[i_min]), "final_loss": curve.end,
           "rise": rise, "swing": swing, "yardstick": curve.scale}
     peak_i = int(np.argmax(raw))
+    low = np.array([np.median(raw[max(0, i - 1):i + 2]) for i in range(len(raw))])
     finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if ctx.grad.size else ctx.grad
     growth = float(finite.max() / finite[0].max()) if len(finite) and finite[0].max() > 0 else 1.0
     ev.update(peak_loss=float(raw[peak_i]), peak_step=int(curve.steps[peak_i]), grad_growth=growth)
@@ -570,14 +687,26 @@ def _lr_too_high(ctx: Context, curve: _Curve | None) -> list[dict]:
     elif len(half) and swing > LR_SWING * max(curve.scale, float(np.median(half))):
         msg = (f"learning rate too high: the train loss oscillates, jumping {_fmt(swing)} between log "
                f"intervals over the last half ({swing / curve.scale:.0%} of {_yard(ctx)})")
+    elif (sane and ctx.chance_loss and float(low.min()) < LR_RELAPSE_FROM * ctx.chance_loss
+          and curve.end >= NOT_LEARNING_FRACTION * ctx.chance_loss):
+        # Learned, then lost it all: big steps knocked it out (and often killed its units).
+        # The low point is read from a 3-interval running median: a learning phase of a
+        # few intervals is real, and the run-wide smoothing would erase it.
+        j = int(np.argmin(low))
+        msg = (f"learning rate too high: the train loss fell to {_fmt(float(low[j]))} "
+               f"(step {int(curve.steps[j])}), then climbed back to {_fmt(curve.end)}, "
+               f"{curve.end / ctx.chance_loss:.0%} of {_chance_text(ctx)}, and stayed there")
     else:
         return []
+    ev["sane_start"] = sane
     cause = _lr_text(ctx)
     if not _clipped(ctx):
         cause += ", no gradient clipping"
+    big = raw[peak_i] > LR_SPIKE * curve.scale or curve.end >= NOT_LEARNING_FRACTION * curve.scale
     return [_verdict("lr_too_high", [], ev, msg, cause + ": each step overshoots the minimum",
-                     _try([f"{_lr_lower(ctx, 3)} (or /10)", "optimizer.schedule: cosine or warmup",
-                           "regularization.clip_norm: 1.0"]))]
+                     _try([f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
+                           "optimizer.schedule: warmup or cosine",
+                           "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
 
 
 def _yard(ctx: Context) -> str:
@@ -665,6 +794,226 @@ def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
                            "more data (data.n_train)", "a smaller model"]))]
 
 
+def _gain_rows(ctx: Context) -> list[dict[str, Any]]:
+    """The longest chain (in compounding: the largest |log| of its product) of consecutive
+    init-check rows, each fed by the one before, whose gain the theory gives and the
+    measurement agrees with. A row without a gain (a skip connection, a norm or a pool in
+    between) ends a chain: a residual net's gains never compound past one block."""
+    chains: list[list[dict[str, Any]]] = [[]]
+    for r in ctx.init_check or []:
+        if r.get("predicted_gain") is not None and r.get("verdict") in ("kept", "grows", "shrinks") \
+                and r["predicted_gain"] > 0:
+            chains[-1].append(r)
+        elif chains[-1]:
+            chains.append([])
+    return max(chains, key=lambda c: abs(sum(math.log(r["predicted_gain"]) for r in c)))
+
+
+def _init_scale(ctx: Context) -> list[dict]:
+    """The init, read from the step-0 init check: a signal that shrinks or grows by a
+    constant factor per layer, or saturating units from the first step."""
+    from .initcheck import SATURATING_STD
+
+    act, scheme = ctx.activation, ctx.init
+    fit = _good_init(act)
+    rows = _gain_rows(ctx)
+    gains = np.array([r["predicted_gain"] for r in rows], dtype=float)
+    total = float(np.prod(gains)) if len(gains) else 1.0
+    if len(gains) >= 2 and not 1 / INIT_SIGNAL_FACTOR <= total <= INIT_SIGNAL_FACTOR:
+        g = float(np.exp(np.log(gains).mean()))  # the per-layer factor (geometric mean)
+        mid = rows[len(rows) // 2]
+        scale = mid["fan_in"] * mid["weight_var"]
+        c = g / scale if scale > 0 else float("nan")
+        way = "shrinks" if total < 1 else "grows"
+        ev = {"gain_per_layer": g, "layers": len(rows), "signal_factor": total, "scheme": scheme,
+              "weight_var_times_fan_in": scale, "activation_passes": c,
+              "gains": {r["layer"]: r["predicted_gain"] for r in rows}}
+        msg = (f"badly scaled init: {scheme} {way} the signal's variance {_fmt(g)}x at each of {len(rows)} "
+               f"layers at step 0, so the top layer starts with {_fmt(total)} of the first layer's "
+               f"(the init check's gains)")
+        cause = (f"init: {scheme} draws Var(W) = {mid.get('rule') or '?'} = {_fmt(scale)}/fan_in, and {act} "
+                 f"passes on {_fmt(c)}x of its input's variance: each layer multiplies it by {_fmt(g)}")
+        if act in RELU_FAMILY and way == "shrinks":
+            cause += " (a ReLU zeroes half its inputs: Var(W) = 2/fan_in keeps the gain at 1, He et al. 2015)"
+        remedy = [f"init: {fit} (its variance keeps the gain near 1 for {act})" if scheme != fit else
+                  _batch_norm_remedy(ctx),
+                  _batch_norm_remedy(ctx) if scheme != fit else "",
+                  _skip_remedy(ctx) or ""]
+        return [_verdict("init_scale", [r["layer"] for r in rows], ev, msg, cause, _try(remedy))]
+    sat = SATURATING_STD.get(act)
+    checked = [r for r in (ctx.init_check or [])[:-1] if r.get("measured_var") is not None]
+    if sat and checked:
+        over = [r for r in checked if r["measured_var"] > sat * sat]
+        if len(over) >= max(1, INIT_SATURATED_LAYERS * len(checked)):
+            stds = sorted(math.sqrt(r["measured_var"]) for r in over)
+            med = stds[len(stds) // 2]
+            ev = {"saturated_layers": [r["layer"] for r in over], "preactivation_std_median": med,
+                  "saturates_beyond_std": sat, "scheme": scheme,
+                  "preactivation_std": {r["layer"]: math.sqrt(r["measured_var"]) for r in checked}}
+            msg = (f"badly scaled init: {scheme} starts {len(over)} of {len(checked)} {act} layers with "
+                   f"pre-activations of std {_fmt(med)} (median) at step 0, beyond {act}'s saturation "
+                   f"point (~{sat:g}): the units start saturated, their derivatives near 0")
+            cause = f"{_init_text(ctx)} is too large for {SATURATING.get(act, act)}"
+            remedy = [f"init: {fit} (pre-activations of std ~1)" if scheme != fit else "",
+                      _batch_norm_remedy(ctx)]
+            return [_verdict("init_scale", ev["saturated_layers"], ev, msg, cause, _try(remedy))]
+    return []
+
+
+def _sane_start(ctx: Context, found: list[dict]) -> bool:
+    """The init and the first step are in range, so what went wrong later was the steps."""
+    if any(v["kind"] in ("init_scale", "symmetry") for v in found):
+        return False
+    if not ctx.grad.size or not np.isfinite(ctx.grad[0]).all():
+        return bool(ctx.grad.size == 0)
+    g = ctx.grad[0]
+    if float(g.max()) > EXPLODING_NORM / 10:
+        return False
+    if len(g) >= 2 and g[-1] > 0:
+        return 1 / SANE_STEP1_RATIO <= float(g[0] / g[-1]) <= SANE_STEP1_RATIO
+    return True
+
+
+def _lr_factor(ratio: float) -> float:
+    """How much larger the lr should be to bring an update/weight ratio to ~1e-3: 3x to 100x."""
+    return float(min(100.0, max(3.0, 10 ** round(math.log10(1e-3 / ratio))))) if ratio > 0 else 10.0
+
+
+def _lr_too_low(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[dict]:
+    """Steps so small that the weights barely move, in a run far from a fit with nothing else wrong."""
+    if found or out.get("kind") not in ("not_learning", "slow"):
+        return []
+    ratio = ctx.last.get("update_ratio")
+    vals = [float(x) for x in (ratio if ratio is not None else []) if x is not None and math.isfinite(float(x))]
+    if not vals:
+        return []
+    med = float(np.median(vals))
+    if not 0 < med < LR_LOW_UPDATE:
+        return []
+    lr = ctx.section("optimizer").get("lr")
+    f = _lr_factor(med)
+    new_lr = f"optimizer.lr: {lr * f:.2g} ({f:.0f}x)" if isinstance(lr, (int, float)) else "a larger optimizer.lr"
+    ev = {"update_ratio_median": med, "update_ratio": dict(zip(ctx.names, vals)), "lr": lr,
+          "progress": out.get("progress"), "suggested_factor": f}
+    return [_verdict("lr_too_low", [], ev,
+                     f"learning rate too low: each step changes a layer's weights by {_fmt(med)} of their size "
+                     f"(median over layers; ~1e-3 is typical), and the run ends {out['where']}",
+                     f"{_lr_text(ctx)}: steps too small to get anywhere in {out.get('steps', '?')} steps",
+                     _try([new_lr, "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
+                           "more steps (train.steps)"]))]
+
+
+def outcome(ctx: Context, curve: _Curve | None = None) -> dict[str, Any]:
+    """How far the run got, apart from how its gradients flowed: kind (converged | still_improving |
+    slow | not_learning | diverged | too_short), progress (1 - final train loss / chance: 0 at
+    chance, 1 at a perfect fit), accuracy_progress (the same from chance accuracy to 1), the
+    fall over the last half, a plateau at chance it escaped, and a one-line text."""
+    if _divergence(ctx):
+        return {"kind": "diverged", "text": "diverged: no final numbers", "where": "diverged"}
+    curve = curve if curve is not None else _train_curve(ctx)
+    if curve is None:
+        return {"kind": "too_short", "text": f"too short to judge (fewer than {MIN_INTERVALS} log intervals)",
+                "where": "too short to judge"}
+    c = ctx.chance_loss
+    steps = int(curve.steps[-1])
+    end = curve.end
+    half = curve.smooth[len(curve.smooth) // 2]
+    falling = float(half - end) / curve.scale
+    res: dict[str, Any] = {"steps": steps, "final_train_loss": end, "fall_last_half": falling,
+                           "progress": None, "accuracy_progress": None, "plateau": None}
+    parts = [f"train loss {_fmt(float(curve.raw[0]))} -> {_fmt(end)} in {steps} steps"]
+    if c:
+        res["progress"] = p = max(0.0, 1 - end / c)
+        parts.append(f"{p:.0%} of the way from {'the mean' if ctx.task == 'regression' else 'chance'} "
+                     f"({_fmt(c)}) to 0")
+    acc_key = "test_acc" if any("test_acc" in m for m in ctx.metrics) else "train_acc"
+    _, accs = _finite_series(ctx.metrics, acc_key)
+    classes = _classes(ctx)
+    if ctx.task == "classification" and len(accs) and classes:
+        floor = 1 / classes
+        res["accuracy_progress"] = (float(accs[-1]) - floor) / (1 - floor)
+        parts.append(f"{acc_key.split('_')[0]} accuracy {float(accs[-1]):.3g} (chance {floor:.2g})")
+    # A plateau at chance that the loss later left.
+    if c:
+        stuck = curve.smooth >= NOT_LEARNING_FRACTION * c
+        left = np.flatnonzero(~stuck)
+        if stuck[0] and len(left):
+            k = int(left[0])
+            if k >= PLATEAU_MIN_INTERVALS and k >= PLATEAU_FRACTION * len(stuck):
+                res["plateau"] = {"until_step": int(curve.steps[k]), "intervals": k}
+    p, pa = res["progress"], res["accuracy_progress"]
+    far = p is not None and p < SLOW_PROGRESS and (pa is None or pa < SLOW_PROGRESS)
+    if c and end >= NOT_LEARNING_FRACTION * c and (pa is None or pa < NOT_LEARNING_ACC_MARGIN):
+        kind = "not_learning"
+    elif far:
+        kind = "slow"
+    elif falling > STILL_FALLING:
+        kind = "still_improving"
+    else:
+        kind = "converged"
+    trend = (f"still falling ({_fmt(falling * curve.scale)} over the last half)" if falling > STILL_FALLING
+             else "flat over the last half")
+    parts.insert(2 if c else 1, trend)
+    res["kind"] = kind
+    word = {"not_learning": "not learning", "slow": "far from a fit", "still_improving": "still improving",
+            "converged": "converged"}[kind]
+    text = f"{word}: {', '.join(parts)}"
+    if res["plateau"]:
+        text += f"; it sat at chance level until step {res['plateau']['until_step']} before it began to learn"
+    res["text"] = text
+    res["where"] = (f"{p:.0%} of the way from chance level to a fit after {steps} steps" if p is not None
+                    else f"at train loss {_fmt(end)} after {steps} steps")
+    return res
+
+
+def _classes(ctx: Context) -> int | None:
+    classes = ctx.section("data").get("classes")
+    if not isinstance(classes, int) and ctx.task == "classification" and ctx.chance_loss:
+        classes = int(round(np.exp(ctx.chance_loss)))  # balanced classes: chance loss = ln C
+    return classes if isinstance(classes, int) and classes > 1 else None
+
+
+def _slow(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[dict]:
+    """A run that ends far from a fit with no alarm: never just "healthy"."""
+    if out.get("kind") != "slow" or any(v["kind"] in ("not_learning", "lr_too_low") for v in found):
+        return []
+    opt = ctx.section("optimizer")
+    lr = opt.get("lr")
+    falling = out["fall_last_half"] > STILL_FALLING
+    ev = {k: out.get(k) for k in ("progress", "accuracy_progress", "fall_last_half", "final_train_loss", "steps")}
+    steps = ctx.section("train").get("steps")
+    more = f"train.steps: {2 * steps}" if isinstance(steps, int) else "more train.epochs"
+    up = f"optimizer.lr: {lr * 3:.2g} (3x)" if isinstance(lr, (int, float)) else "a larger optimizer.lr"
+    if falling:
+        cause = f"{_lr_text(ctx)}: still falling after {out['steps']} steps, at this pace it needs many more"
+        remedy = [more, up, "optimizer.name: adam" if opt.get("name") != "adam" else ""]
+    else:
+        cause = f"{_lr_text(ctx)}: the loss has flattened far from a fit (too small a step, or too small a model)"
+        remedy = [up, "optimizer.name: adam" if opt.get("name") != "adam" else "",
+                  "a wider or deeper model (model.width / model.depth)"]
+    return [_verdict("slow", [], ev, f"slow: the run ends {out['where']}, "
+                     f"{'still falling' if falling else 'flat'} over its last half", cause, _try(remedy))]
+
+
+def _order(found: list[dict], sane: bool) -> list[dict]:
+    """Root causes first, each symptom after them, naming its root (see SYMPTOMS)."""
+    rank = {k: float(i) for i, k in enumerate(KINDS)}
+    if not sane:
+        # A start out of range is the first suspect: the lr's verdict follows the structural ones.
+        rank["lr_too_high"] = rank["diverged"] - 0.5
+    found = sorted(found, key=lambda v: rank[v["kind"]])
+    roots: list[dict] = []
+    for v in found:
+        root = next((r for r in roots if v["kind"] in SYMPTOMS.get(r["kind"], ())), None)
+        if root is None:
+            roots.append(v)
+            continue
+        v["symptom_of"] = root["kind"]
+        v["cause"] = f"a symptom of the {LABEL[root['kind']]} above"
+        v["remedy"] = f"the remedy for the {LABEL[root['kind']]} above."
+    return roots + [v for v in found if v.get("symptom_of")]
+
+
 def _time_rows(ctx: Context) -> list[tuple[str, np.ndarray]]:
     tg = ctx.time_grad
     if tg is None or len(tg) == 0:
@@ -730,7 +1079,7 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
                      f"{span} steps back", cause, _try(remedy) + tail)]
 
 
-def _healthy(ctx: Context, curve: _Curve | None) -> dict:
+def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = None) -> dict:
     finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if len(ctx.grad) else ctx.grad
     ev: dict[str, Any] = {}
     parts = []
@@ -741,28 +1090,38 @@ def _healthy(ctx: Context, curve: _Curve | None) -> dict:
             parts.append(f"{ctx.names[0]}/{ctx.names[-1]} gradient ratio {_fmt(ev['ratio_first_to_last'])}")
     if curve is not None:
         ev["first_loss"], ev["final_loss"] = float(curve.raw[0]), curve.end
-        parts.append(f"train loss {_fmt(float(curve.raw[0]))} -> {_fmt(curve.end)}")
     detail = f" ({', '.join(parts)})" if parts else ""
-    return _verdict("healthy", [], ev, f"healthy: gradients reach every layer at comparable sizes{detail}")
+    # What it learned leads; how its gradients flowed follows.
+    learned = f"{out['text']}; " if out and out.get("text") else ""
+    if out:
+        ev["outcome"] = out.get("kind")
+    return _verdict("healthy", [], ev, f"healthy: {learned}gradients reach every layer at comparable sizes{detail}")
 
 
 def diagnose(ctx: Context) -> list[dict]:
-    """Every verdict for one run, most severe first (KINDS order); [healthy] when none fired."""
+    """Every verdict for one run, root causes first, then their symptoms (each naming its
+    root in "symptom_of"); [healthy] only when none fired and the run got near a fit."""
     out: list[dict] = []
-    out += _diverged(ctx)
     out += _symmetry(ctx)
+    out += _init_scale(ctx)
+    sane = _sane_start(ctx, out)
+    out += _diverged(ctx)
     out += _across_layers(ctx)
     out += _vanishing_through_time(ctx)
     # The loss curve is cut short by a divergence: its verdicts would only echo it.
-    curve = None if out and out[0]["kind"] == "diverged" else _train_curve(ctx)
-    out += _lr_too_high(ctx, curve)
+    diverged = any(v["kind"] == "diverged" for v in out)
+    curve = None if diverged else _train_curve(ctx)
+    out += _lr_too_high(ctx, curve, sane)
     out += _dead_units(ctx)
     out += _saturation(ctx, curve)
+    result = outcome(ctx, curve)
+    out += _lr_too_low(ctx, result, out)
     out += _not_learning(ctx, curve, out)
+    out += _slow(ctx, result, out)
     out += _overfitting(ctx, curve)
     if not out:
-        out.append(_healthy(ctx, curve))
-    return sorted(out, key=lambda v: KINDS.index(v["kind"]))
+        out.append(_healthy(ctx, curve, result))
+    return _order(out, sane)
 
 
 def headline(verdicts: list[dict]) -> str:

@@ -35,8 +35,9 @@ from .errors import UsageError
 
 # The verdict kinds dlx/diagnose.py can give (summary.json "verdicts"), plus
 # "invalid" for a config made to be refused by `dlx validate` (broken.yaml).
-VERDICT_KINDS = ("vanishing", "exploding", "diverged", "dead_units", "saturation", "symmetry",
-                 "lr_too_high", "not_learning", "overfitting", "vanishing_through_time", "healthy")
+VERDICT_KINDS = ("symmetry", "init_scale", "lr_too_high", "exploding", "vanishing", "vanishing_through_time",
+                 "dead_units", "saturation", "diverged", "lr_too_low", "not_learning", "slow", "overfitting",
+                 "healthy")
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
 _FIELD = re.compile(r"^(concept|expect|test)\s*:\s*(.*)$")

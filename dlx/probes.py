@@ -58,6 +58,7 @@ class Probes:
         self._hooks: list = []
         self._outs: list[torch.Tensor | None] = []
         self._prev: list[torch.Tensor] | None = None
+        self._last_ratio: torch.Tensor | None = None  # |update|/|weight| of the last watched step
         # Layers grouped by (weight shape, has bias), for batched unit spreads.
         groups: dict[tuple, list[tuple]] = {}
         for j, w, b in self._unit_layers:
@@ -157,10 +158,13 @@ class Probes:
         if self._prev is not None:
             diff = torch._foreach_sub(self.weights, self._prev)
             un = torch.stack(list(self._per_layer(torch._foreach_norm(diff))))
-        else:
-            un = torch.zeros_like(wn)
+            self._last_ratio = un / wn.clamp_min(1e-12)
+        elif self._last_ratio is None:
+            self._last_ratio = torch.full_like(wn, float("nan"))  # no step measured yet
+        # An interval cut short (Ctrl-C) had no step watched: it keeps the last measured
+        # ratios rather than reporting 0 for every layer.
         self._prev = None
-        rows = [wn, un / wn.clamp_min(1e-12)] + ([self._unit_spreads()] if spread else [])
+        rows = [wn, self._last_ratio] + ([self._unit_spreads()] if spread else [])
         return torch.stack(rows)
 
     def _unit_spreads(self) -> torch.Tensor:

@@ -266,3 +266,47 @@ def test_mnist_mlp_learns_digits(mnist_dir, runs_dir, monkeypatch):
     assert r.summary["final"]["test_acc"] > 0.8
     meta = json.loads((r.path / "meta.json").read_text())
     assert meta["data"]["n_train"] == 60000 and meta["data"]["feature_shape"] == [784]
+
+
+def test_every_log_interval_holds_log_every_steps_except_the_last_and_evaluations_do_not_cut_them(runs_dir):
+    # Epochs of 7 steps, log_every 5, eval every epoch, 33 steps: the old loop cut an
+    # interval at every epoch end (1-step intervals of one batch's noise).
+    cfg = {"data": {"name": "spirals", "n_train": 224, "n_test": 64}, "model": {"name": "mlp", "width": 8},
+           "train": {"steps": 33, "batch_size": 32, "log_every": 5, "threads": 1}}
+    r = dlx.train(cfg, runs_dir=runs_dir)
+    probes = [json.loads(line) for line in (r.path / "probes.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in probes] == [5, 10, 15, 20, 25, 30, 33]
+    assert [len(p["grad_norm"]) for p in probes] == [5] * 6 + [3]
+    assert [p["first_step"] for p in probes] == [1, 6, 11, 16, 21, 26, 31]
+    metrics = [json.loads(line) for line in (r.path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [p["step"] for p in probes]
+    # Each evaluation lands at the end of the interval that reaches a multiple of 7 steps.
+    assert [m["step"] for m in metrics if "test_loss" in m] == [10, 15, 25, 30, 33]
+
+
+def test_final_train_metrics_are_one_pass_over_the_training_set_in_eval_mode(tiny):
+    r = dlx.train({**tiny, "regularization": {"dropout": 0.5}}, save=False)
+    final = r.summary["final"]
+    assert final["window"].startswith("train_*: one pass over the whole training set")
+    # The oracle: the trained model's loss and accuracy over every training sample, eval mode.
+    t = Trainer(load_config({**tiny, "regularization": {"dropout": 0.5}}))
+    t.run()
+    ref = t.evaluate("train")
+    assert final["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-6)
+    assert final["train_acc"] == pytest.approx(ref["train_acc"])
+    with torch.no_grad():
+        t.model.eval()
+        out = t.model(t.data.as_float(t.data.x_train))
+        assert ref["train_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, t.data.y_train)), rel=1e-5)
+
+
+def test_ctrl_c_keeps_the_last_measured_update_ratios(tiny, runs_dir):
+    class CtrlC:
+        def on_interval(self, trainer, record):
+            if record["step"] == 2 * trainer.cfg.train.log_every:
+                trainer.interrupt()  # as a first Ctrl-C: ends after the next step
+
+    r = dlx.train(tiny, runs_dir=runs_dir, callbacks=[CtrlC()])
+    assert r.status == "interrupted"
+    ratios = [layer["update_ratio"] for layer in r.summary["layers"]]
+    assert all(x > 0 for x in ratios), ratios
