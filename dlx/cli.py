@@ -718,6 +718,17 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
         for row in reg.describe():
             t.add_row(*row)
         con.print(t)
+        if reg.notes:
+            import textwrap
+
+            # Wrapped here with a hanging indent (rich would wrap flush left); no markup,
+            # so a bracket in a formula prints as written.
+            width = max(40, min(con.width, 100))
+            con.print()
+            for note in reg.notes:
+                con.print(textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ",
+                                        break_on_hyphens=False),
+                          markup=False, highlight=False, soft_wrap=True)
         con.print()
 
 

@@ -2,6 +2,10 @@
 
 `optimizer: {name: adam, lr: 0.001, schedule: {name: cosine}}`. Schedules are
 multiplicative factors on `lr`, evaluated per optimizer step.
+
+Every optimizer is PyTorch's own, with PyTorch's conventions (momentum form,
+weight decay, eps placement); OPTIMIZERS.notes spells them out for `dlx list
+optimizer` and tests/test_optim_conventions.py checks each against torch.
 """
 from __future__ import annotations
 
@@ -97,7 +101,7 @@ class OptimizerSpec(Spec):
 
 @OPTIMIZERS.register("sgd")
 class SGD(OptimizerSpec):
-    """Plain (mini-batch) gradient descent: w -= lr * grad."""
+    """Plain (mini-batch) gradient descent: w -= lr*grad; with momentum > 0, as momentum."""
 
     momentum: float = Field(0.0, ge=0, lt=1)
     dampening: float = Field(0.0, ge=0, le=1)
@@ -116,7 +120,7 @@ class SGD(OptimizerSpec):
 
 @OPTIMIZERS.register("momentum")
 class Momentum(OptimizerSpec):
-    """Heavy ball: v = momentum*v + grad; w -= lr*v."""
+    """Heavy ball, PyTorch's form: v = momentum*v + grad; w -= lr*v."""
 
     momentum: float = Field(0.9, gt=0, lt=1)
     dampening: float = Field(0.0, ge=0, le=1)
@@ -128,7 +132,7 @@ class Momentum(OptimizerSpec):
 
 @OPTIMIZERS.register("nesterov")
 class Nesterov(OptimizerSpec):
-    """Momentum with the gradient taken at the look-ahead point."""
+    """Look-ahead momentum, PyTorch's form: v = momentum*v + grad; w -= lr*(grad + momentum*v)."""
 
     momentum: float = Field(0.9, gt=0, lt=1)
 
@@ -139,7 +143,7 @@ class Nesterov(OptimizerSpec):
 
 @OPTIMIZERS.register("adagrad")
 class Adagrad(OptimizerSpec):
-    """Per-parameter lr divided by the root of all past squared gradients: it only decays."""
+    """G += grad^2; w -= lr*grad/(sqrt(G) + eps): per-weight steps that only shrink."""
 
     lr_decay: float = Field(0.0, ge=0)
     initial_accumulator_value: float = Field(0.0, ge=0)
@@ -166,7 +170,7 @@ class Adadelta(OptimizerSpec):
 
 @OPTIMIZERS.register("rmsprop")
 class RMSprop(OptimizerSpec):
-    """Divide by a running average of squared gradients (alpha is its decay)."""
+    """s = alpha*s + (1-alpha)*grad^2; w -= lr*grad/(sqrt(s) + eps); alpha is the decay."""
 
     lr: PositiveFloat = 0.001
     alpha: float = Field(0.99, gt=0, lt=1)
@@ -196,7 +200,7 @@ class _AdamBase(OptimizerSpec):
 
 @OPTIMIZERS.register("adam")
 class Adam(_AdamBase):
-    """Momentum plus RMSprop scaling, bias-corrected (Kingma & Ba 2015)."""
+    """Momentum plus RMSprop scaling, bias-corrected (Kingma & Ba 2015); weight_decay is L2 in the gradient."""
 
     def build(self, params):
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
@@ -205,10 +209,45 @@ class Adam(_AdamBase):
 
 @OPTIMIZERS.register("adamw")
 class AdamW(_AdamBase):
-    """Adam with weight decay decoupled from the gradient (Loshchilov & Hutter 2019)."""
+    """Adam with decoupled decay: w -= lr*weight_decay*w, then the Adam step (Loshchilov & Hutter 2019)."""
 
     weight_decay: float = Field(0.01, ge=0)
 
     def build(self, params):
         return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
                                  amsgrad=self.amsgrad, weight_decay=self.weight_decay)
+
+
+# Printed under the table by `dlx list optimizer` (wrapped to the terminal); each
+# statement is checked against torch in tests/test_optim_conventions.py.
+OPTIMIZERS.notes = [
+    "Momentum (momentum, nesterov, sgd with momentum > 0; rmsprop's on its scaled "
+    "gradient) is PyTorch's "
+    "form: v = momentum*v + grad; w -= lr*v. The textbook v = momentum*v + lr*grad; "
+    "w -= v takes the same steps for a constant lr, not under a schedule: here a "
+    "changed lr applies at once to the whole velocity, there only to new gradients. "
+    "nesterov: w -= lr*(grad + momentum*v), v already updated. The first step sets "
+    "v = grad (dampening is not applied to it), later ones v = momentum*v + "
+    "(1-dampening)*grad.",
+    "optimizer.weight_decay (all but adamw) adds weight_decay*w to the gradient of "
+    "every parameter inside the step: biases, norm gains and shifts and PReLU slopes "
+    "too, and after clip_norm/clip_value. regularization.l2 adds l2/2*sum(w^2) of the "
+    "layers' weight matrices to the loss: biases and norm parameters untouched, its "
+    "gradient l2*w clipped with the rest. On weights the two are otherwise the same.",
+    "adam's weight_decay is that L2 gradient (coupled): it goes through m and v and "
+    "is divided by sqrt(v), so weights with large gradients are decayed less. adamw "
+    "decouples it: w -= lr*weight_decay*w, then the Adam step. As in PyTorch the decay "
+    "is multiplied by lr (and by the schedule): the paper's w -= eta_t*lambda*w has no "
+    "lr in it, so its lambda is weight_decay*lr here. adamw's default weight_decay is "
+    "0.01, every other's 0.",
+    "eps is added outside the root: adam and adamw step lr*m/(sqrt(v) + eps) after "
+    "bias correction, so their first step is about lr per weight whatever the "
+    "gradient's size. rmsprop's alpha is the decay of its squared-gradient average "
+    "(rho in Keras), with no bias correction: its first step is lr/sqrt(1-alpha), "
+    "10*lr at alpha 0.99. adagrad's sum starts at initial_accumulator_value (0), so "
+    "its first step is lr per weight and later ones shrink; lr_decay divides lr by "
+    "1 + (t-1)*lr_decay on top of any schedule. adadelta's lr scales its "
+    "unit-correct step (1.0 is the paper's).",
+    "optimizer.schedule multiplies lr at every step (lr*factor(step)); everything "
+    "above uses the scheduled lr, adamw's decay included.",
+]

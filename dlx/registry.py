@@ -64,6 +64,19 @@ def closest(word: str, choices: list[str]) -> str | None:
     return hits[0] if hits else None
 
 
+def _show_default(value: Any) -> str:
+    """A default as the YAML would write it: a nested spec by its name (`schedule=constant`,
+    or `{name: ..., k: v}` when it has parameters), a tuple as a list."""
+    if isinstance(value, Spec):
+        params = value.params()
+        if not params:
+            return value.name
+        return "{" + ", ".join([f"name: {value.name}"] + [f"{k}: {_show_default(v)}" for k, v in params.items()]) + "}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show_default(v) for v in value) + "]"
+    return repr(value)
+
+
 def _name_shorthand(value: Any) -> Any:
     # `activation: relu` means `activation: {name: relu}`.
     if isinstance(value, str):
@@ -78,6 +91,9 @@ class Registry:
         self.kind = kind
         self._specs: dict[str, type[Spec]] = {}
         self._aliases: dict[str, str] = {}
+        # Paragraphs `dlx list KIND` prints under the table: conventions a learner
+        # would otherwise trip on (set by the module that fills the registry).
+        self.notes: list[str] = []
 
     def register(self, name: str, *aliases: str):
         """Class decorator: make `cls` the spec for `name` (and its aliases)."""
@@ -143,7 +159,7 @@ class Registry:
             for field, info in spec.model_fields.items():
                 if field == "name":
                     continue
-                default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+                default = "required" if info.is_required() else _show_default(info.get_default(call_default_factory=True))
                 params.append(f"{field}={default}")
             label = name + "".join(f" | {a}" for a in self.aliases_of(name))
             doc = (spec.__doc__ or "").strip().splitlines()
