@@ -248,10 +248,11 @@ def layers_html(summary: dict[str, Any]) -> str:
     out = [f"<h3>Gradient L2 norm per layer (input layer first)</h3>{table}"]
     acts = summary.get("activations") or []
     if acts:
-        arows = [[esc(a["name"]), num(a.get("mean")), num(a.get("std")), f"{(a.get('saturated') or 0):.0%}",
-                  f"{(a.get('dead') or 0):.0%}"] for a in acts]
-        out.append("<h3>Activations at the last log step</h3>"
-                   + _table(["layer", "mean", "std", "saturated", "dead"], arows, left=("layer",)))
+        from .report import activation_rows
+
+        head, arows = activation_rows(acts)
+        arows = [[esc(r[0]), *r[1:]] for r in arows]
+        out.append("<h3>Activations at the last log step</h3>" + _table(head, arows, left=("layer",)))
     through = summary.get("time_grad")
     if through:
         names = [l["name"] for l in layers if l["name"] != "out"]

@@ -87,17 +87,30 @@ def layer_table(summary: dict[str, Any]) -> Table:
     return t
 
 
+# Fractions shown only where the run's activation has them (summary.json holds null
+# elsewhere): dead for units that can die (relu), negative for leaky ones (see probes.ACT_FIELDS).
+OPTIONAL_ACT_COLUMNS = ("dead", "negative")
+
+
+def activation_rows(acts: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows of text) for the activation table: the terminal's and the HTML report's."""
+    cols = ["saturated"] + [c for c in OPTIONAL_ACT_COLUMNS if any(a.get(c) is not None for a in acts)]
+    rows = [[a["name"], num(a.get("mean")), num(a.get("std"))]
+            + [f"{a[c]:.0%}" if a.get(c) is not None else "-" for c in cols] for a in acts]
+    return ["layer", "mean", "std", *cols], rows
+
+
 def activation_table(summary: dict[str, Any]) -> Table | None:
     acts = summary.get("activations") or []
     if not acts:
         return None
     t = Table(title="Activations at the last log step", title_justify="left", header_style="bold",
               show_edge=False, pad_edge=False)
-    for col in ("layer", "mean", "std", "saturated", "dead"):
+    head, rows = activation_rows(acts)
+    for col in head:
         t.add_column(col, justify="left" if col == "layer" else "right")
-    for a in acts:
-        t.add_row(a["name"], num(a["mean"]), num(a["std"]), f"{(a['saturated'] or 0):.0%}",
-                  f"{(a['dead'] or 0):.0%}")
+    for row in rows:
+        t.add_row(*row)
     return t
 
 
