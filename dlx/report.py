@@ -149,9 +149,10 @@ def verdict_text(summary: dict[str, Any]) -> Text:
     return out
 
 
-def final_text(summary: dict[str, Any]) -> Text:
+def final_text(summary: dict[str, Any], status: str | None = None) -> Text:
+    """status: the run's status now (runs.run_status); without it, the summary's own."""
     f = summary.get("final", {})
-    status = summary.get("status", "?")
+    status = status or summary.get("status", "?")
     parts = [f"{k} {num(f[k], 4)}" for k in ("train_loss", "train_acc", "test_loss", "test_acc") if k in f]
     t = Text()
     t.append(status, style=STATUS_STYLE.get(status, ""))
@@ -406,7 +407,8 @@ class LossSpark:
 
 def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
                metrics: list[dict[str, Any]] | None = None, probes: list[dict[str, Any]] | None = None) -> Group:
-    """Everything `dlx train` prints after training and `dlx show` prints for a run.
+    """Everything `dlx train` prints after training and `dlx show` prints for a run
+    (the status from meta by runs.run_status, where meta is given).
 
     metrics/probes: the run folder's metrics.jsonl and probes.jsonl records; with
     them come the loss sparkline and the gradient heat strips (over steps, and over
@@ -430,7 +432,11 @@ def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
         parts += [Text(""), through]
     for s in time_strips(summary, probes):
         parts += [Text(""), s]
-    parts += [Text(""), verdict_text(summary), final_text(summary)]
+    from .runs import run_status
+
+    # The run's status now, as `dlx runs` shows it: a summary written by an earlier
+    # session of a resumed run that was then killed must not say how that session ended.
+    parts += [Text(""), verdict_text(summary), final_text(summary, run_status(meta) if meta else None)]
     if metrics:
         parts.append(LossSpark(metrics))
     return Group(*parts)
