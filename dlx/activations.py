@@ -1,9 +1,13 @@
 """Activation functions, keyed by the names `activation:` takes in the YAML.
 
-Class attributes tell the probes what to watch for: `bounds` for functions that
+Class attributes are the function's facts, read by the probes, the diagnosis and
+the init check (not kept in lists of names there): `bounds` for functions that
 saturate (the fraction of outputs within SATURATION_MARGIN of a bound is
-logged), `dead_below` for the ReLU family (a unit whose output never exceeds
-it for a whole batch is dead).
+logged); `off_below` for the ReLU family, the output at or below which a unit is
+on its flat or negative side; `units_can_die` where that side passes no gradient
+at all (relu: a unit off for every input never learns again, "dead"). A leaky
+unit off for a whole batch still learns at its slope: it is logged as
+"negative", never as dead.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ ACTIVATIONS = Registry("activation")
 
 class ActivationSpec(Spec):
     bounds: ClassVar[tuple[float, float] | None] = None
-    dead_below: ClassVar[float | None] = None  # ReLU family: output <= this is "off"
+    off_below: ClassVar[float | None] = None  # ReLU family: output <= this is "off"
+    # The off side's derivative is exactly 0: a unit off for every input gets no gradient (dead).
+    units_can_die: ClassVar[bool] = False
 
     def build(self, width: int) -> nn.Module:
         """The module for a layer of `width` units."""
@@ -58,7 +64,8 @@ class Tanh(ActivationSpec):
 class ReLU(ActivationSpec):
     """max(0, x): no saturation for x > 0, but units can die."""
 
-    dead_below = 0.0
+    off_below = 0.0
+    units_can_die = True
 
     def build(self, width):
         return nn.ReLU()
@@ -69,7 +76,12 @@ class LeakyReLU(ActivationSpec):
     """max(ax, x): a small slope keeps negative units alive."""
 
     negative_slope: float = Field(0.01, ge=0, lt=1)
-    dead_below = 0.0
+    off_below = 0.0
+
+    @property
+    def units_can_die(self) -> bool:  # type: ignore[override]
+        """The slope keeps a gradient on the negative side, unless it is 0 (then this is relu)."""
+        return self.negative_slope == 0
 
     def build(self, width):
         return nn.LeakyReLU(self.negative_slope)
@@ -81,7 +93,7 @@ class PReLU(ActivationSpec):
 
     init: float = Field(0.25, ge=0, lt=1)
     per_unit: bool = False
-    dead_below = 0.0
+    off_below = 0.0  # the slope is learned and keeps a gradient: units never die
 
     def build(self, width):
         return nn.PReLU(num_parameters=width if self.per_unit else 1, init=self.init)

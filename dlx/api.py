@@ -23,7 +23,7 @@ from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
 PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",
-              "act_dead", "act_pct", "time_grad")
+              "act_dead", "act_negative", "act_pct", "time_grad")
 
 
 @dataclass
@@ -104,7 +104,8 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
 def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
     if "act_mean" not in hist.last:
         return []
-    return [{"name": n, **{k: hist.last[f"act_{k}"][j] for k in ("mean", "std", "saturated", "dead")}}
+    return [{"name": n, **{k: hist.last[f"act_{k}"][j] if f"act_{k}" in hist.last else None
+                           for k in ("mean", "std", "saturated", "dead", "negative")}}
             for j, n in enumerate(trainer.probes.act_names)]
 
 
@@ -113,7 +114,7 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
     data = trainer.data
     ctx = DiagnosisContext(
         names=trainer.probes.names, grad=hist.grad, last=hist.last, act_names=trainer.probes.act_names,
-        dead_check=cfg.activation.name == "relu", diverged=outcome.diverged, metrics=hist.metrics,
+        dead_check=cfg.activation.units_can_die, diverged=outcome.diverged, metrics=hist.metrics,
         config=cfg.resolved(), task=data.task, time_grad=hist.last.get("time_grad"),
         init_check=hist.init_check,
         chance_loss=chance_loss(data.y_train.cpu().numpy(), data.task, cfg.train.loss, data.n_classes,

@@ -261,14 +261,14 @@ def show(
     except DlxError as e:
         _fail(e)
     if as_json:
-        typer.echo(json.dumps({"path": str(data["path"]), "meta": data["meta"], "summary": data["summary"]},
-                              indent=2))
+        typer.echo(json.dumps({"path": str(data["path"]), "status": data["status"], "meta": data["meta"],
+                               "summary": data["summary"]}, indent=2))
         return
     con = _console()
     if data["summary"] is None:
         meta = data["meta"]
         m = data["metrics"][-1] if data["metrics"] else {}
-        con.print(f"run {meta.get('run_id')}: status [bold]{meta.get('status')}[/], no summary yet; "
+        con.print(f"run {meta.get('run_id')}: status [bold]{data['status']}[/], no summary yet; "
                   f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}")
         return
     from .report import run_report

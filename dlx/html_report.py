@@ -248,10 +248,11 @@ def layers_html(summary: dict[str, Any]) -> str:
     out = [f"<h3>Gradient L2 norm per layer (input layer first)</h3>{table}"]
     acts = summary.get("activations") or []
     if acts:
-        arows = [[esc(a["name"]), num(a.get("mean")), num(a.get("std")), f"{(a.get('saturated') or 0):.0%}",
-                  f"{(a.get('dead') or 0):.0%}"] for a in acts]
-        out.append("<h3>Activations at the last log step</h3>"
-                   + _table(["layer", "mean", "std", "saturated", "dead"], arows, left=("layer",)))
+        from .report import activation_rows
+
+        head, arows = activation_rows(acts)
+        arows = [[esc(r[0]), *r[1:]] for r in arows]
+        out.append("<h3>Activations at the last log step</h3>" + _table(head, arows, left=("layer",)))
     through = summary.get("time_grad")
     if through:
         names = [l["name"] for l in layers if l["name"] != "out"]
@@ -271,7 +272,8 @@ def layers_html(summary: dict[str, Any]) -> str:
 FINAL_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
-def metrics_html(summary: dict[str, Any]) -> str:
+def metrics_html(summary: dict[str, Any], status: str | None = None) -> str:
+    """status: the run's status now (runs.run_status); without it, the summary's own."""
     final, best = summary.get("final") or {}, summary.get("best") or {}
     cards = []
     for k in FINAL_KEYS:
@@ -280,7 +282,7 @@ def metrics_html(summary: dict[str, Any]) -> str:
         extra = f'<div class="extra">best {num(best[k], 4)}</div>' if best.get(k) is not None else ""
         cards.append(f'<div class="metric"><div class="name">{esc(k)}</div>'
                      f'<div class="value">{num(final[k], 4)}</div>{extra}</div>')
-    status = summary.get("status", "?")
+    status = status or summary.get("status", "?")
     epochs, speed = summary.get("epochs") or 0, summary.get("samples_per_s") or 0
     line = (f"{_pill(status)} {esc(summary.get('steps', 0))} steps, {epochs:g} epochs, "
             f"{num(summary.get('train_seconds'))} s, {speed:,.0f} samples/s")
@@ -294,11 +296,11 @@ def metrics_html(summary: dict[str, Any]) -> str:
         + f"<p>{line}</p>"
 
 
-def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None) -> str:
+def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None, status: str | None = None) -> str:
     s = summary or {}
     ver = meta.get("versions") or {}
     data = meta.get("data") or {}
-    pairs = [("run id", meta.get("run_id")), ("name", meta.get("name")), ("status", meta.get("status")),
+    pairs = [("run id", meta.get("run_id")), ("name", meta.get("name")), ("status", status or meta.get("status")),
              ("device", meta.get("device")), ("seed", meta.get("seed")),
              ("steps", f"{s.get('steps', '-')} of {meta.get('total_steps', '-')}"),
              ("epochs", s.get("epochs")), ("batch size", meta.get("batch_size")),
@@ -322,13 +324,14 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.runs.load_run)."""
     s = run["summary"]
     meta = run["meta"]
+    status = run["status"]  # runs.run_status: a killed `running` run is interrupted
     sections = []
     if s is None:
-        sections.append(("verdicts", "Verdicts", f'<p class="note">no summary yet: status {_pill(meta.get("status"))}; '
+        sections.append(("verdicts", "Verdicts", f'<p class="note">no summary yet: status {_pill(status)}; '
                                                  f"the run is still going or stopped before it finished.</p>"))
     else:
         sections.append(("verdicts", "Verdicts", verdicts_html(s.get("verdicts") or [])))
-        sections.append(("metrics", "Final metrics", metrics_html(s)))
+        sections.append(("metrics", "Final metrics", metrics_html(s, status)))
     if run["metrics"]:
         fig = _figure_html([run["path"]], figure_title, "training curves and per-layer dynamics")
     else:
@@ -337,7 +340,7 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     if s is not None:
         sections.append(("layers", "Per-layer table", layers_html(s)))
     sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))
-    sections.append(("meta", "Run", meta_html(meta, s)))
+    sections.append(("meta", "Run", meta_html(meta, s, status)))
     return sections
 
 
@@ -347,7 +350,7 @@ def run_page(folder: Path) -> str:
     run = load_run(folder)
     meta = run["meta"]
     rid = meta.get("run_id") or Path(folder).name
-    sub = f"{_pill(meta.get('status'))} {esc(meta.get('device', ''))} &middot; seed {esc(meta.get('seed'))}" \
+    sub = f"{_pill(run['status'])} {esc(meta.get('device', ''))} &middot; seed {esc(meta.get('seed'))}" \
           f" &middot; started {esc(meta.get('started', ''))}"
     try:
         import yaml

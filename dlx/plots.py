@@ -107,13 +107,15 @@ def time_grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarr
 
 def act_series(probes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Activation statistics at the log steps that have them: steps [K], pct [K, A, P]
-    (the probe PERCENTILES), dead [K, A] and saturated [K, A] fractions."""
+    (the probe PERCENTILES), dead, negative and saturated [K, A] fractions (NaN where
+    the activation has none: see probes.ACT_FIELDS)."""
     kept = [p for p in probes if p.get("act_pct")]
     if not kept:
         return {}
     return {"steps": np.asarray([p["step"] for p in kept]),
             "pct": np.asarray([p["act_pct"] for p in kept], dtype=float),
             "dead": np.asarray([p.get("act_dead") or [] for p in kept], dtype=float),
+            "negative": np.asarray([p.get("act_negative") or [] for p in kept], dtype=float),
             "saturated": np.asarray([p.get("act_saturated") or [] for p in kept], dtype=float)}
 
 
@@ -501,7 +503,7 @@ def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
     if finite.size and np.abs(finite).max() > 1e4:
         ax.set_yscale("symlog")  # an exploding net's outputs span many decades
     notes = []
-    for key, word in (("dead", "dead"), ("saturated", "saturated")):
+    for key, word in (("dead", "dead"), ("negative", "negative"), ("saturated", "saturated")):
         frac = r.acts.get(key)
         if frac is not None and frac.ndim == 2 and frac.shape[1] > j and np.isfinite(frac[-1, j]) \
                 and frac[-1, j] >= 0.05:

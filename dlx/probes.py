@@ -19,7 +19,14 @@ import torch
 SATURATION_MARGIN = 0.02
 # Percentiles of each activation's outputs, for the distribution-over-time view.
 PERCENTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-ACT_FIELDS = ("mean", "std", "saturated", "dead")
+# dead: the fraction of units off (output <= the spec's off_below) for every sample of
+# the probe batch, for activations whose units can die (relu: no gradient there).
+# negative: the same count for leaky units (leaky_relu, prelu), which still pass a
+# gradient scaled by their slope (0.01 by default): such a unit learns ~1/slope times
+# slower but can come back, so it is not called dead. Counted per unit, like dead,
+# because the fraction of negative outputs is ~50% in any healthy layer (the
+# percentiles show it). A field that does not apply to the activation is NaN (null).
+ACT_FIELDS = ("mean", "std", "saturated", "dead", "negative")
 # Percentiles are read from about this many of each layer's outputs.
 PCT_SAMPLE = 1024
 # Activation statistics use at most this many samples of the probe step's batch.
@@ -54,7 +61,10 @@ class Probes:
         self.act_pct = torch.zeros(len(self.acts), len(PERCENTILES), device=device)
         self._pct_q = torch.tensor(PERCENTILES, device=device)
         self.bounds = activation_spec.bounds
-        self.dead_below = activation_spec.dead_below
+        # Which ACT_FIELDS column the off-unit count goes to (None: the activation has no off side).
+        self.off_below = activation_spec.off_below
+        self.off_field = (None if self.off_below is None else
+                          "dead" if activation_spec.units_can_die else "negative")
         self._hooks: list = []
         self._outs: list[torch.Tensor | None] = []
         self._prev: list[torch.Tensor] | None = None
@@ -112,7 +122,7 @@ class Probes:
 
     @torch.no_grad()
     def _activation_stats(self) -> None:
-        """act_stats [A, 4] and act_pct [A, P] from the kept outputs, layers of one shape at once."""
+        """act_stats [A, len(ACT_FIELDS)] and act_pct [A, P] from the kept outputs, layers of one shape at once."""
         groups: dict[tuple, list[int]] = {}
         for j, o in enumerate(self._outs):
             if o is not None:
@@ -130,14 +140,18 @@ class Probes:
                     sat = ((flat <= lo + m) | (flat >= hi - m)).float().mean(1)
                 else:
                     sat = zero
-                # A unit is dead for this batch if it is off for every sample.
-                dead = ((o.amax(1) <= self.dead_below).float().mean(1) if self.dead_below is not None else zero)
+                # A unit is off for this batch if it is off for every sample: dead or negative
+                # (see ACT_FIELDS), the other column NaN.
+                off = {"dead": torch.full_like(zero, math.nan), "negative": torch.full_like(zero, math.nan)}
+                if self.off_field is not None:
+                    off[self.off_field] = (o.amax(1) <= self.off_below).float().mean(1)
                 # Std by hand (centred first, so saturated layers keep their tiny spread):
                 # Tensor.std along a dim is ~5x slower on CPU.
                 mean = flat.mean(1, keepdim=True)
                 std = ((flat - mean).square().sum(1) / max(flat.shape[1] - 1, 1)).sqrt()
                 rows = torch.tensor(idx, device=o.device)
-                self.act_stats.index_copy_(0, rows, torch.stack([mean[:, 0], std, sat, dead], dim=1))
+                stats = torch.stack([mean[:, 0], std, sat, off["dead"], off["negative"]], dim=1)  # ACT_FIELDS
+                self.act_stats.index_copy_(0, rows, stats)
                 # Percentiles (nearest rank) from an evenly strided sample: sorting every
                 # output costs more than the step itself on a CPU; ~1k values pin them well.
                 sample = flat[:, :: max(1, flat.shape[1] // PCT_SAMPLE)]

@@ -87,17 +87,30 @@ def layer_table(summary: dict[str, Any]) -> Table:
     return t
 
 
+# Fractions shown only where the run's activation has them (summary.json holds null
+# elsewhere): dead for units that can die (relu), negative for leaky ones (see probes.ACT_FIELDS).
+OPTIONAL_ACT_COLUMNS = ("dead", "negative")
+
+
+def activation_rows(acts: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows of text) for the activation table: the terminal's and the HTML report's."""
+    cols = ["saturated"] + [c for c in OPTIONAL_ACT_COLUMNS if any(a.get(c) is not None for a in acts)]
+    rows = [[a["name"], num(a.get("mean")), num(a.get("std"))]
+            + [f"{a[c]:.0%}" if a.get(c) is not None else "-" for c in cols] for a in acts]
+    return ["layer", "mean", "std", *cols], rows
+
+
 def activation_table(summary: dict[str, Any]) -> Table | None:
     acts = summary.get("activations") or []
     if not acts:
         return None
     t = Table(title="Activations at the last log step", title_justify="left", header_style="bold",
               show_edge=False, pad_edge=False)
-    for col in ("layer", "mean", "std", "saturated", "dead"):
+    head, rows = activation_rows(acts)
+    for col in head:
         t.add_column(col, justify="left" if col == "layer" else "right")
-    for a in acts:
-        t.add_row(a["name"], num(a["mean"]), num(a["std"]), f"{(a['saturated'] or 0):.0%}",
-                  f"{(a['dead'] or 0):.0%}")
+    for row in rows:
+        t.add_row(*row)
     return t
 
 
@@ -136,9 +149,10 @@ def verdict_text(summary: dict[str, Any]) -> Text:
     return out
 
 
-def final_text(summary: dict[str, Any]) -> Text:
+def final_text(summary: dict[str, Any], status: str | None = None) -> Text:
+    """status: the run's status now (runs.run_status); without it, the summary's own."""
     f = summary.get("final", {})
-    status = summary.get("status", "?")
+    status = status or summary.get("status", "?")
     parts = [f"{k} {num(f[k], 4)}" for k in ("train_loss", "train_acc", "test_loss", "test_acc") if k in f]
     t = Text()
     t.append(status, style=STATUS_STYLE.get(status, ""))
@@ -393,7 +407,8 @@ class LossSpark:
 
 def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
                metrics: list[dict[str, Any]] | None = None, probes: list[dict[str, Any]] | None = None) -> Group:
-    """Everything `dlx train` prints after training and `dlx show` prints for a run.
+    """Everything `dlx train` prints after training and `dlx show` prints for a run
+    (the status from meta by runs.run_status, where meta is given).
 
     metrics/probes: the run folder's metrics.jsonl and probes.jsonl records; with
     them come the loss sparkline and the gradient heat strips (over steps, and over
@@ -417,7 +432,11 @@ def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
         parts += [Text(""), through]
     for s in time_strips(summary, probes):
         parts += [Text(""), s]
-    parts += [Text(""), verdict_text(summary), final_text(summary)]
+    from .runs import run_status
+
+    # The run's status now, as `dlx runs` shows it: a summary written by an earlier
+    # session of a resumed run that was then killed must not say how that session ended.
+    parts += [Text(""), verdict_text(summary), final_text(summary, run_status(meta) if meta else None)]
     if metrics:
         parts.append(LossSpark(metrics))
     return Group(*parts)

@@ -358,7 +358,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_run(path: Path) -> dict[str, Any]:
-    """meta, config (text), summary, metrics and probes of a run folder."""
+    """meta, status, config (text), summary, metrics and probes of a run folder.
+
+    status is run_status(meta), the status as it stands now (a `running` run whose process
+    is gone is `interrupted`); every view of a run reads it, never meta["status"] raw.
+    """
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
@@ -368,6 +372,7 @@ def load_run(path: Path) -> dict[str, Any]:
     return {
         "path": path,
         "meta": meta,
+        "status": run_status(meta),
         "config": (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else "",
         "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
         "metrics": read_jsonl(path / "metrics.jsonl"),

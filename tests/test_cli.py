@@ -133,3 +133,33 @@ def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
     assert p.returncode == 0 and "3 run(s)" in p.stdout
     bad = dlx("runs", "--runs-dir", runs, "--status", "complete")
     assert bad.returncode == 2 and "did you mean 'completed'" in bad.stderr
+
+
+def test_a_running_run_whose_process_is_gone_is_interrupted_everywhere(tmp_path, tiny):
+    # One function (runs.run_status) decides: dlx show, dlx runs, the HTML report and the
+    # Python API (runs.load_run) all say interrupted, with or without a summary yet.
+    import dlx as dlx_api
+    from dlx.html_report import write_report
+    from dlx.runs import load_run
+
+    runs = tmp_path / "runs"
+    folder = dlx_api.train(dict(tiny, name="killed"), runs_dir=runs).path
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that existed on this machine and no longer does
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps(dict(meta, status="running", pid=gone.pid)))
+    for with_summary in (True, False):
+        if not with_summary:
+            (folder / "summary.json").unlink()
+        assert load_run(folder)["status"] == "interrupted"
+        show = dlx("show", folder.name, "--runs-dir", runs)
+        assert show.returncode == 0, show.stderr
+        out = show.stdout.replace(str(tmp_path), "")  # the folder's path holds this test's name
+        assert "interrupted" in out and "running" not in out
+        assert json.loads(dlx("show", folder.name, "--runs-dir", runs, "--json").stdout)["status"] == "interrupted"
+        rows = json.loads(dlx("runs", "--runs-dir", runs, "--json").stdout)
+        assert [r["status"] for r in rows] == ["interrupted"]
+        page = write_report(folder, tmp_path / f"report-{with_summary}.html").read_text()
+        assert 'class="pill st-interrupted"' in page  # the pill under the title, and the meta table's row
+        assert 'class="pill st-running"' not in page and "<dd>running</dd>" not in page
+        assert "<dd>interrupted</dd>" in page

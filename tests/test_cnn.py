@@ -168,6 +168,60 @@ def test_receptive_field_and_jump_of_known_stacks(layers, rf, jump):
     assert receptive_fields(layer_specs(*layers))[-1] == (rf, jump)
 
 
+@pytest.mark.parametrize("pool", ["global_avg", "global_max", "avgmax"])
+@pytest.mark.parametrize("convs", [1, 15])  # rf 3 < 28, and rf 31 > 28 (the formula counts padding)
+def test_a_global_pool_sees_the_whole_input_however_far_the_convs_reach(convs, pool):
+    layers = layer_specs(*[{"conv": 1, "kernel": 3, "padding": 1}] * convs, {"pool": pool})
+    fields = receptive_fields(layers, (28, 28))
+    assert fields[-2][0] == 1 + 2 * convs
+    assert fields[-1] == (28, 28)  # every pixel; one output steps over the whole map
+    assert receptive_fields(layers, (20, 28))[-1][0] == 28  # the larger side
+    assert receptive_fields(layers)[-1][0] is None  # no input size: unknown
+
+
+def input_support(model, upto: str, x: torch.Tensor) -> tuple[int, int, int]:
+    """(first, last) input row with a nonzero d(unit)/d(input) for the centre unit of layer
+    `upto` (its map index i along the rows), and i."""
+    x = x.clone().requires_grad_(True)
+    h = x
+    for name, module in model.named_children():
+        h = module(h)
+        if name == upto:
+            break
+    i = h.shape[2] // 2
+    h[0, 0, i, i].backward()
+    rows, cols = np.nonzero(x.grad[0, 0].numpy())
+    assert (rows.min(), rows.max()) == (cols.min(), cols.max())  # a square
+    return int(rows.min()), int(rows.max()), i
+
+
+@pytest.mark.parametrize("convs", [2, 9])  # rf 13 < 16 (fits), rf 48 > 16 (the whole input and beyond)
+def test_receptive_fields_are_the_inputs_a_unit_gets_a_gradient_from(convs):
+    # Oracle: with all-positive weights and biases, positive inputs and relu, every
+    # input in a unit's receptive field has a nonzero gradient (avg pools: a max pool
+    # passes the gradient to one input of its window).
+    from dlx.activations import ACTIVATIONS
+    from dlx.models.cnn import CNN, layer_names
+
+    specs = layer_specs({"conv": 1, "kernel": 3, "padding": 1}, {"pool": "avg", "size": 2},
+                        *[{"conv": 1, "kernel": 3, "padding": 1}] * convs, {"pool": "global_avg"})
+    model = CNN((1, 16, 16), 2, specs, [], ACTIVATIONS.parse("relu"), "none", 0.0).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.1)
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5
+    fields = receptive_fields(specs, (16, 16))
+    for name, (rf, jump) in zip(layer_names(specs), fields):
+        first, last, i = input_support(model, name, x)
+        if name == "pool2":  # the global pool
+            assert (first, last) == (0, 15) and rf == 16
+            continue
+        # 'same' convs and 2x2 pools: unit i's window is centred on input i * jump + (jump - 1) / 2,
+        # rf wide, and cut off by the image's edges (a conv's rf can exceed the input).
+        centre = i * jump + (jump - 1) / 2
+        assert (first, last) == (max(0, centre - (rf - 1) / 2), min(15, centre + (rf - 1) / 2)), name
+
+
 def test_summary_shows_receptive_field_and_stride_per_layer(bars):
     layers = [{"conv": 2, "kernel": 3, "padding": 1}, {"pool": "max", "size": 2}, {"conv": 2, "kernel": 3, "padding": 1},
               {"pool": "global_avg"}]

@@ -125,7 +125,7 @@ def test_prelu_per_unit_in_mlp_gives_width_slopes_per_layer():
 def test_saturating_activations_declare_their_bounds(name, bounds):
     spec = ACTIVATIONS.parse(name)
     assert spec.bounds == bounds
-    assert spec.dead_below is None
+    assert spec.off_below is None
     # the declared bounds really are the range of the function
     out = spec.build(1)(torch.linspace(-50, 50, 1001))
     assert out.min() >= bounds[0] and out.max() <= bounds[1]
@@ -133,17 +133,35 @@ def test_saturating_activations_declare_their_bounds(name, bounds):
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "prelu"])
-def test_relu_family_declares_dead_below_zero(name):
+def test_relu_family_declares_its_off_side_below_zero(name):
     spec = ACTIVATIONS.parse(name)
-    assert spec.dead_below == 0.0
+    assert spec.off_below == 0.0
     assert spec.bounds is None
 
 
 @pytest.mark.parametrize("name", ["identity", "elu", "selu", "gelu", "silu", "softplus"])
-def test_unbounded_activations_declare_no_bounds_or_dead_threshold(name):
+def test_unbounded_activations_declare_no_bounds_or_off_side(name):
     spec = ACTIVATIONS.parse(name)
     assert spec.bounds is None
-    assert spec.dead_below is None
+    assert spec.off_below is None
+    assert not spec.units_can_die
+
+
+@pytest.mark.parametrize("raw", [*ACTIVATIONS.names(), {"name": "leaky_relu", "negative_slope": 0.0},
+                                 {"name": "prelu", "init": 0.0}])
+def test_units_can_die_exactly_where_torch_gives_the_off_side_no_gradient(raw):
+    # The oracle: torch's derivative, with respect to the input and to the activation's
+    # own parameters (prelu's slope), at inputs whose output is at or below off_below.
+    spec = ACTIVATIONS.parse(raw)
+    if spec.off_below is None:
+        assert not spec.units_can_die
+        return
+    module = spec.build(1).double()
+    x = torch.linspace(-5.0, -0.1, 50, dtype=torch.float64, requires_grad=True)[:, None]
+    out = module(x)
+    assert (out <= spec.off_below).all()
+    grads = torch.autograd.grad(out.sum(), [x, *module.parameters()])
+    assert spec.units_can_die == all(bool((g == 0).all()) for g in grads)
 
 
 # ============================================================== inits

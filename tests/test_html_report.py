@@ -300,3 +300,10 @@ def test_the_embedded_figures_decode_in_chromium(sweep_html, tmp_path):
     assert console == []
     ink = img.min(axis=2) < 0.9
     assert ink.mean() > 0.02 and ink.any(axis=1).mean() > 0.3  # axes, lines and labels all the way down
+
+
+def test_leaky_units_below_zero_are_shown_negative_not_dead(run_dir, tmp_path):
+    acts = [{"name": "act1", "mean": -1.0, "std": 0.01, "saturated": 0.0, "dead": None, "negative": 1.0}]
+    page = write_report(write_doctored_run(run_dir, tmp_path / "leaky", activations=acts)).read_text()
+    table = section(page, "layers").split("Activations at the last log step")[1]
+    assert ">negative<" in table and ">dead<" not in table and ">100%<" in table

@@ -1,12 +1,14 @@
 """The probes' contract: per-step statistics without host syncs, read once per interval."""
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+import dlx
 from dlx.config import load_config
 from dlx.trainer import Trainer
 
@@ -156,3 +158,38 @@ def test_a_recurrent_training_step_never_reads_a_tensor_value_on_the_host(monkey
     trainer.callbacks.append(type("R", (), {"on_interval": lambda s, t, r: records.append(r)})())
     assert host_reads_during_steps(trainer, monkeypatch) == []
     assert records[-1]["time_grad"].shape == (1, 8) and (records[-1]["time_grad"] > 0).all()
+
+
+@pytest.mark.parametrize("activation,field,other", [("relu", "dead", "negative"),
+                                                    ("leaky_relu", "negative", "dead"),
+                                                    ("prelu", "negative", "dead")])
+def test_units_off_for_the_whole_batch_are_dead_only_where_they_cannot_pass_a_gradient(
+        tiny, activation, field, other):
+    # A bias of -1 puts some units off for every sample and leaves others on: a count
+    # strictly between 0 and 1 in some layer, checked against the untrained model's own outputs.
+    tiny["activation"] = activation
+    tiny["init"] = {"name": "kaiming_normal", "bias": -1.0}
+    tiny["train"] = {"steps": 1, "batch_size": "full", "log_every": 1}
+    records = []
+    trainer = Trainer(load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()])
+    before = copy.deepcopy(trainer.model)
+    trainer.run()
+    outs = []
+    for _, m in before.activation_modules():
+        m.register_forward_hook(lambda _m, _i, o: outs.append(o.detach()))
+    with torch.no_grad():
+        before(trainer.data.as_float(trainer.data.x_train))
+    expected = [float((o <= 0).all(0).float().mean()) for o in outs]
+    assert any(0 < e < 1 for e in expected), expected
+    np.testing.assert_allclose(records[-1][f"act_{field}"], expected, rtol=1e-6)
+    assert np.isnan(records[-1][f"act_{other}"]).all()  # the other count does not apply: null in the files
+
+
+def test_a_leaky_layer_pushed_below_zero_is_reported_negative_and_not_diagnosed_dead(tiny):
+    tiny["activation"] = "leaky_relu"
+    tiny["init"] = {"name": "kaiming_normal", "bias": -100.0}
+    tiny["train"] = {"steps": 1, "batch_size": "full"}
+    r = dlx.train(tiny, save=False)
+    assert [a["negative"] for a in r.summary["activations"]] == [1.0, 1.0]
+    assert [a["dead"] for a in r.summary["activations"]] == [None, None]
+    assert "dead_units" not in {v["kind"] for v in r.summary["verdicts"]}

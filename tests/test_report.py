@@ -181,3 +181,16 @@ def test_dlx_train_ends_with_the_pictures(tmp_path):
     assert r.exit_code == 0, r.output
     out = r.output
     assert out.index("Gradient norm per layer over steps") < out.index("verdict:") < out.index("loss train")
+
+
+def test_the_activation_table_shows_dead_for_relu_and_negative_for_leaky_units():
+    from dlx.report import activation_table
+
+    relu = {"activations": [{"name": "act1", "mean": 0.3, "std": 0.5, "saturated": 0.0, "dead": 0.25,
+                             "negative": None}]}
+    leaky = {"activations": [{"name": "act1", "mean": -1.0, "std": 0.01, "saturated": 0.0, "dead": None,
+                              "negative": 1.0}]}
+    text, _ = render(activation_table(relu))
+    assert "dead" in text and "negative" not in text and "25%" in text
+    text, _ = render(activation_table(leaky))
+    assert "negative" in text and "dead" not in text and "100%" in text

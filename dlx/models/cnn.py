@@ -187,27 +187,31 @@ def receptive_fields(layers: list, input_size: tuple[int, int] | None = None) ->
     """(receptive field, jump) after each layer, along one side of the input.
 
     rf_out = rf_in + (k_eff - 1) * jump_in with k_eff = dilation * (k - 1) + 1, and
-    jump_out = jump_in * stride. A global pool covers the whole input: its rf is the
-    input's (larger) side, which needs input_size (without it, None), and its jump
-    spans the whole map it pools.
+    jump_out = jump_in * stride. A global pool's output depends on every input pixel:
+    its rf is the input's (larger) side, which needs input_size (without it, None),
+    and so is every later layer's (one 1x1 map: nothing more to see); its jump spans
+    the whole map it pools. (The formula's rf of a conv can exceed the input, counting
+    padding; a global pool's is never more than the pixels there are: taking the
+    larger of the two, as before, reported 31 for a 28x28 input.)
     """
     rf: int | None = 1
     jump = 1
     full = max(input_size) if input_size else None
     side = full
     out: list[tuple[int | None, int]] = []
+    pooled = False  # after a global pool every unit sees the whole input
     for spec in layers:
         if isinstance(spec, ConvLayer):
             k_eff, stride, pad = spec.dilation * (spec.kernel - 1) + 1, spec.stride, spec.padding
         elif spec.is_global:
             jump *= side or 1
-            rf = None if full is None or rf is None else max(rf, full)
+            rf, pooled = full, True
             side = 1 if side is not None else None
             out.append((rf, jump))
             continue
         else:
             k_eff, stride, pad = spec.window
-        if rf is not None:
+        if rf is not None and not pooled:
             rf += (k_eff - 1) * jump
         jump *= stride
         if side is not None:
