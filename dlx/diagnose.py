@@ -604,16 +604,18 @@ def _dead_units(ctx: Context) -> list[dict]:
     if not dead:
         return []
     worst = max(dead, key=lambda t: t[1])
-    cause = f"relu units pushed below zero for every input, with {_lr_text(ctx)}"
     bias = ctx.section("init").get("bias")
     if isinstance(bias, (int, float)) and bias < 0:
-        cause += f" and a negative init bias ({bias})"
+        # Every pre-activation starts pushed down by the bias: the units are off from step 0.
+        cause = f"a negative init bias ({bias}) pushes relu units below zero for every input"
+        remedy = [f"init: {{name: {ctx.init}, bias: 0}}", "activation: leaky_relu", _batch_norm_remedy(ctx)]
+    else:
+        cause = f"relu units pushed below zero for every input, with {_lr_text(ctx)}"
+        remedy = ["activation: leaky_relu", _lr_lower(ctx, 3),
+                  "init: kaiming_normal" if not _he_like(ctx.init) else "", _batch_norm_remedy(ctx)]
     return [_verdict("dead_units", [n for n, _ in dead], {n: f for n, f in dead},
                      f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% of their ReLUs off "
-                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause,
-                     _try(["activation: leaky_relu", _lr_lower(ctx, 3),
-                           "init: kaiming_normal" if not _he_like(ctx.init) else "",
-                           _batch_norm_remedy(ctx)]))]
+                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause, _try(remedy))]
 
 
 def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
