@@ -21,7 +21,7 @@ from .activations import ACTIVATIONS
 from .data import DATASETS
 from .errors import ConfigError, Problem, UsageError
 from .init import INITS
-from .models import MODELS
+from .models import MODEL_DEPENDENT_KEYS, MODELS
 from .optim import OPTIMIZERS, SGD
 from .registry import Section, closest
 
@@ -524,9 +524,35 @@ def _cross_checks(cfg: Config) -> list[tuple[Path_, Path_, str]]:
     if cfg.regularization.norm == "batch" and bs == 1:
         out.append((("regularization", "norm"), ("train", "batch_size"),
                     "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
+    out += _unhonoured(cfg)
     shape = cfg.data.feature_shape()
     if shape is not None:
         out += [(path, ("data",), msg) for path, msg in cfg.model.check(tuple(shape), cfg)]
+    return out
+
+
+def _unhonoured(cfg: Config) -> list[tuple[Path_, Path_, str]]:
+    """Model-dependent keys set away from their default that the model does not apply.
+
+    The one owner of "which model honours which key": it reads each model's declaration
+    (ModelSpec.honours and .unhonoured()), so a model never has to refuse keys itself.
+    """
+    spec = cfg.model
+    name = spec.registry_name
+    here = spec.unhonoured()
+    out = []
+    for key in MODEL_DEPENDENT_KEYS:
+        section, field = key.split(".")
+        part = getattr(cfg, section)
+        if getattr(part, field) == type(part).model_fields[field].default:
+            continue
+        if key in here:
+            out.append(((section, field), ("model",), f"{name} ignores it here: {here[key]}"))
+        elif key not in spec.honours:
+            by = [n for n in MODELS.names() if key in MODELS.get(n).honours]
+            out.append(((section, field), ("model",),
+                        f"{name} ignores it; it is honoured by {', '.join(by) or 'no model'}; "
+                        f"{spec.instead.get(key, 'remove it')}"))
     return out
 
 

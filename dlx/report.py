@@ -37,11 +37,22 @@ def num(x: Any, digits: int = 3) -> str:
 
 def describe(cfg: dict[str, Any]) -> str:
     """A one-line description of a resolved config."""
-    m, d, o = cfg["model"], cfg["data"], cfg["optimizer"]
-    if m["name"] == "mlp":
-        from .models import MODELS
+    from .models import MODEL_DEPENDENT_KEYS, MODELS
 
-        widths = MODELS.parse(m).hidden_widths()
+    m, d, o = cfg["model"], cfg["data"], cfg["optimizer"]
+    try:
+        spec = MODELS.parse(m)
+    except (ValueError, KeyError):  # a model of another dlx version: show the config as written
+        spec = None
+    # A key the model does not honour is not shown as applied: the config check refuses it
+    # now, but a run folder written before that check may still hold one.
+    honoured = spec.honoured() if spec is not None else frozenset(MODEL_DEPENDENT_KEYS)
+
+    def applied(key: str) -> bool:
+        return key not in MODEL_DEPENDENT_KEYS or key in honoured
+
+    if m["name"] == "mlp" and spec is not None:
+        widths = spec.hidden_widths()
         shape = (f"{len(widths)}x{widths[0]}" if widths and len(set(widths)) == 1 else
                  "-".join(map(str, widths)) or "linear")
         model = f"mlp {shape}"
@@ -49,9 +60,13 @@ def describe(cfg: dict[str, Any]) -> str:
         model = m["name"]
     act, init = cfg["activation"]["name"], cfg["init"]["name"]
     reg = cfg["regularization"]
-    extras = [f"{k}={reg[k]}" for k in ("l1", "l2", "dropout", "dropconnect") if reg.get(k)]
-    if reg.get("norm", "none") != "none":
+    extras = [f"{k}={reg[k]}" for k in ("l1", "l2", "dropout", "dropconnect")
+              if reg.get(k) and applied(f"regularization.{k}")]
+    if reg.get("norm", "none") != "none" and applied("regularization.norm"):
         extras.append(f"{reg['norm']} norm")
+    tbptt = cfg.get("train", {}).get("tbptt")
+    if tbptt and applied("train.tbptt"):
+        extras.append(f"tbptt={tbptt}")
     extra = (", " + ", ".join(extras)) if extras else ""
     return f"{model} {act}, init {init}, {o['name']} lr={o['lr']}{extra} | data {d['name']}"
 

@@ -31,6 +31,8 @@ COMMANDS: dict[str, list[str]] = {
     "validate_bad_set": ["validate", "configs/quickstart.yaml", "--set", "optimizer.lr=abc", "--set", "train.epochs"],
     "train_bad_set": ["train", "configs/quickstart.yaml", "--set", "optimizer.lr=abc", "--set", "train.epochs",
                       "--runs-dir", "runs"],
+    "validate_ignored_key": ["validate", "configs/quickstart.yaml", "--set", "train.tbptt=5"],
+    "train_ignored_key": ["train", "configs/quickstart.yaml", "--set", "train.tbptt=5", "--runs-dir", "runs"],
     "show_nonexistent": ["show", "nonexistent", "--runs-dir", "X"],
     "show_last_empty": ["show", "last", "--runs-dir", "X"],
     "list_activation": ["list", "activation"],
@@ -138,6 +140,16 @@ def test_train_broken_config_exits_2_with_the_same_problems_as_validate(cli):
 def test_train_broken_config_creates_no_run_folder(cli):
     r = cli["train_broken"]
     assert not (r.cwd / "runs").exists()
+
+
+def test_a_key_the_model_ignores_stops_validate_and_train_with_exit_2_and_no_traceback(cli):
+    v, t = cli["validate_ignored_key"], cli["train_ignored_key"]
+    for r in (v, t):
+        assert r.returncode == 2
+        assert_no_traceback(r)
+    assert v.problem_lines() == t.problem_lines() == [
+        "--set train.tbptt=5: train.tbptt: mlp ignores it; it is honoured by rnn, lstm, gru; remove it"]
+    assert not (t.cwd / "runs").exists()
     assert sorted(p.name for p in r.cwd.iterdir()) == ["configs"]
 
 

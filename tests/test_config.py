@@ -535,6 +535,48 @@ def test_batch_norm_with_batch_size_one_is_an_error(tmp_path):
     assert "batch_size" in p.message
 
 
+# ---------------------------------------------------------------- keys a model ignores
+# (tests/test_model_key_contract.py trains every model under every such key.)
+
+SEQUENCE = "data: {name: parity, length: 8}\n"
+
+
+@pytest.mark.parametrize("text, path, says", [
+    (SEQUENCE + "model: lstm\nregularization: {dropconnect: 0.2}\n", "regularization.dropconnect",
+     ["lstm ignores it", "honoured by mlp", "use regularization.dropout"]),
+    (SEQUENCE + "model: gru\nregularization: {norm: layer}\n", "regularization.norm",
+     ["gru ignores it", "honoured by mlp, cnn, resnet", "remove it"]),
+    ("data: spirals\nmodel: mlp\ntrain: {tbptt: 5}\n", "train.tbptt",
+     ["mlp ignores it", "honoured by rnn, lstm, gru"]),
+    (SEQUENCE + "model: {name: attention, blocks: 1}\nregularization: {norm: layer}\n", "regularization.norm",
+     ["attention ignores it", "own LayerNorm"]),
+    (SEQUENCE + "model: {name: attention, blocks: 0}\nregularization: {dropout: 0.1}\n",
+     "regularization.dropout", ["attention ignores it here", "blocks is 0", "blocks >= 1"]),
+    ("data: spirals\nmodel: {name: mlp, depth: 0}\nregularization: {dropout: 0.1}\n",
+     "regularization.dropout", ["mlp ignores it here", "hidden layer"]),
+    (SEQUENCE + "model: rnn\ntrain: {tbptt: 8}\n", "train.tbptt",
+     ["not shorter than the 8 time steps", "truncates nothing"]),
+], ids=["lstm-dropconnect", "gru-norm", "mlp-tbptt", "attention-norm", "attention-no-blocks-dropout",
+        "mlp-no-hidden-dropout", "rnn-tbptt-not-below-T"])
+def test_a_key_the_model_ignores_is_refused_at_its_line_saying_who_honours_it(tmp_path, text, path, says):
+    p = only(write(tmp_path, text))
+    assert (p.path, p.line) == (path, line_of(text, path.split(".")[0] + ":"))
+    for phrase in says:
+        assert phrase in p.message, p.message
+
+
+def test_a_model_dependent_key_at_its_default_is_no_problem_for_any_model(tmp_path):
+    text = SEQUENCE + "model: lstm\nregularization: {dropconnect: 0.0, norm: none}\ntrain: {tbptt: null}\n"
+    assert load_config(write(tmp_path, text)).model.name == "lstm"
+
+
+def test_a_key_the_new_model_ignores_is_refused_when_set_changes_the_model(tmp_path):
+    text = SEQUENCE + "model: {name: gru}\nregularization: {dropout: 0.2}\ntrain: {tbptt: 4}\n"
+    assert load_config(write(tmp_path, text)).train.tbptt == 4
+    p = only(write(tmp_path, text), ["model.name=mlp"])
+    assert p.path == "train.tbptt" and p.line == 4 and "mlp ignores it" in p.message
+
+
 def test_regression_data_with_cross_entropy_suggests_mse(tmp_path):
     text = "data: teacher\nmodel: mlp\ntrain: {epochs: 2, loss: cross_entropy}\n"
     p = only(write(tmp_path, text))

@@ -7,7 +7,7 @@ included, so init schemes, probes and the summary see each of them as a layer.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveInt, field_validator
@@ -215,6 +215,12 @@ class AttentionSpec(ModelSpec):
     """Attention over (T, F) sequences: `blocks` transformer encoder blocks, then attention pooling."""
 
     accepts = "sequence"
+    # Dropout inside the encoder blocks. Their LayerNorm is part of the block, not
+    # regularization.norm, so that key (batch or layer) changes nothing here.
+    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout"})
+    instead: ClassVar[dict[str, str]] = {
+        "regularization.dropconnect": "for attention use regularization.dropout",
+        "regularization.norm": "attention's encoder blocks always apply their own LayerNorm; remove it"}
     d_model: PositiveInt = Field(32, le=4096)
     scoring: Literal["additive", "dot", "scaled_dot", "bilinear"] = "scaled_dot"
     heads: PositiveInt = Field(1, le=256)
@@ -243,14 +249,13 @@ class AttentionSpec(ModelSpec):
         per_step = getattr(type(cfg.data), "sequence_target", None)  # None: known only once loaded
         if per_step is not None and per_step != (self.head == "many_to_many"):
             problems.append(self._head_problem(cfg.data.name, per_step))
-        reg = cfg.regularization
-        if reg.norm == "batch":
-            problems.append((("regularization", "norm"), "attention blocks normalise with LayerNorm; "
-                                                         "batch norm does not apply (use none or layer)"))
-        if reg.dropconnect:
-            problems.append((("regularization", "dropconnect"),
-                             "the attention model does not implement dropconnect (use dropout)"))
         return problems
+
+    def unhonoured(self):
+        if self.blocks:
+            return {}
+        return {"regularization.dropout": "dropout acts inside the encoder blocks and blocks is 0; "
+                                          "use blocks >= 1 or remove it"}
 
     def _head_problem(self, data_name: str, per_step: bool) -> tuple[tuple, str]:
         want = "many_to_many" if per_step else "many_to_one"

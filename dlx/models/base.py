@@ -14,6 +14,13 @@ MODELS = Registry("model")
 # optimizer's state): a model that big is a slip, and building it fails in torch's allocator.
 MAX_PARAMETERS = 2**30
 
+# Keys outside `model:` whose effect depends on the model. Each model declares the ones it
+# applies (ModelSpec.honours, less unhonoured()), and config.py refuses the rest when set:
+# a key a model does not implement is an error, never silently nothing. Keys the trainer
+# applies to every model (l1, l2, clip_norm, clip_value, loss, batch_size, ...) are not here.
+MODEL_DEPENDENT_KEYS = ("regularization.dropout", "regularization.dropconnect", "regularization.norm",
+                        "train.tbptt")
+
 
 def layer_weights(module: nn.Module) -> list[torch.Tensor]:
     """The weight matrices of a probed/initialised layer: `.weight`, or the layer's own
@@ -60,6 +67,20 @@ class Model(nn.Module):
 
 class ModelSpec(Spec):
     accepts: ClassVar[str] = "any"  # "flat" vectors, "image" (C, H, W), "sequence" (T, F), or "any"
+    # The MODEL_DEPENDENT_KEYS this model applies; tests/test_model_key_contract.py trains
+    # every model under every key to hold each declaration to what the model does.
+    honours: ClassVar[frozenset[str]] = frozenset()
+    # For a key it does not honour: what to do instead, ending the refusal (default "remove it").
+    instead: ClassVar[dict[str, str]] = {}
+
+    def unhonoured(self) -> dict[str, str]:
+        """Keys of `honours` that this model, as configured, still ignores, each with why
+        (with no hidden layer an mlp has nowhere to put dropout). Default: none."""
+        return {}
+
+    def honoured(self) -> frozenset[str]:
+        """The model-dependent keys that change what this model computes."""
+        return self.honours - set(self.unhonoured())
 
     def build(self, data, cfg) -> Model:
         """The network for `data` (a Dataset) under the full config `cfg`."""

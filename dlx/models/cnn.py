@@ -320,30 +320,31 @@ def image_shape_problem(feature_shape: tuple[int, ...], cfg, model: str) -> str 
                                          if len(feature_shape) == 2 else ""))
 
 
-def dropconnect_problem(cfg, model: str) -> list[tuple[tuple, str]]:
-    if cfg.regularization.dropconnect:
-        return [(("regularization", "dropconnect"), f"dropconnect is implemented for mlp only, not {model}; "
-                                                    f"use regularization.dropout")]
-    return []
-
-
 @MODELS.register("cnn")
 class CNNSpec(ModelSpec):
     """Conv and pool layers ({conv: C, kernel: 3, ...} or {pool: max, size: 2}), then a fully connected head."""
 
     accepts: ClassVar[str] = "image"
+    # Norm after each conv; dropout after the flatten or each hidden head layer.
+    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "regularization.norm"})
+    instead: ClassVar[dict[str, str]] = {"regularization.dropconnect": "for cnn use regularization.dropout"}
     layers: list[Layer] = Field(..., min_length=1, max_length=1000)
     # Widths bounded like an mlp's (unbounded, head: [1e12] reached torch's allocator).
     head: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=list,
                                                                  description="hidden fc widths before out")
 
+    def unhonoured(self):
+        if any(isinstance(spec, ConvLayer) for spec in self.layers):
+            return {}
+        return {"regularization.norm": "norm follows each conv layer and these layers are all pools; "
+                                       "add a conv layer or remove it"}
+
     def check(self, feature_shape, cfg):
-        problems = dropconnect_problem(cfg, "cnn")
         bad_input = image_shape_problem(feature_shape, cfg, "cnn")
         if bad_input:
-            return problems + [(("model",), bad_input)]
+            return [(("model",), bad_input)]
         _, found = layer_shapes(self.layers, tuple(feature_shape))
-        return problems + [(("model", "layers", i), msg) for i, msg in found]
+        return [(("model", "layers", i), msg) for i, msg in found]
 
     def build(self, data, cfg):
         problems = self.check(data.feature_shape, cfg)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,8 @@ class MLP(Model):
 class MLPSpec(ModelSpec):
     """Fully connected net: `depth` hidden layers of `width` units, or explicit `widths`."""
 
+    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "regularization.dropconnect",
+                                                   "regularization.norm"})
     depth: int | None = Field(None, ge=0, le=1000)
     width: PositiveInt | None = Field(None, le=1_000_000)
     # Each width bounded like `width` (unbounded, widths: [1e12] reached torch's allocator).
@@ -88,6 +90,13 @@ class MLPSpec(ModelSpec):
             return list(self.widths)
         depth = DEFAULT_DEPTH if self.depth is None else self.depth
         return [self.width or DEFAULT_WIDTH] * depth
+
+    def unhonoured(self):
+        if self.hidden_widths():
+            return {}
+        # Dropout, dropconnect and norm act on hidden layers only; `out` stays plain.
+        why = "it acts on hidden layers only and this mlp has none; give it a hidden layer or remove it"
+        return dict.fromkeys(self.honours, why)
 
     def check(self, feature_shape, cfg):
         # Widths within their bounds can still multiply past memory (width: 1000000 is 10^12

@@ -223,6 +223,10 @@ class RecurrentNet(Model):
 class _RecurrentSpec(ModelSpec):
     accepts: ClassVar[str] = "sequence"
     cell: ClassVar[str] = "rnn"
+    # Dropout on each layer's inputs; tbptt cuts the state's gradient. No norm inside the cells.
+    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "train.tbptt"})
+    instead: ClassVar[dict[str, str]] = {
+        "regularization.dropconnect": "use regularization.dropout instead (it drops each layer's inputs)"}
 
     hidden: PositiveInt = Field(64, le=100_000, description="units in each layer's state")
     layers: int = Field(1, ge=1, le=100, description="stacked recurrent layers")
@@ -246,6 +250,12 @@ class _RecurrentSpec(ModelSpec):
         elif seq_target is False and self.head == "many_to_many":
             problems.append((("model", "head"), f"data '{cfg.data.name}' has one target per sequence; "
                                                 f"use head: many_to_one"))
+        k = cfg.train.tbptt
+        if k and len(feature_shape) == 2 and k >= feature_shape[0]:
+            # Chunks of k steps counted back from the last: with k >= T there is only one.
+            problems.append((("train", "tbptt"), f"{k} is not shorter than the {feature_shape[0]} time steps "
+                                                 f"of data '{cfg.data.name}', so it truncates nothing; use "
+                                                 f"a value below {feature_shape[0]} or remove it"))
         return problems
 
     def build(self, data, cfg):

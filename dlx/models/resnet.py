@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import SpecError
 from .base import MODELS, Model, ModelSpec
-from .cnn import dropconnect_problem, image_shape_problem
+from .cnn import image_shape_problem
 
 
 class Block(nn.Module):
@@ -109,13 +109,22 @@ class ResNetSpec(ModelSpec):
     """`blocks` residual blocks of two layers (kind mlp: Linear; kind conv: 3x3 conv); residual: false drops the skips."""
 
     accepts: ClassVar[str] = "any"  # kind conv needs images; checked in check()
+    # Norm inside each block; dropout before `out`.
+    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "regularization.norm"})
+    instead: ClassVar[dict[str, str]] = {"regularization.dropconnect": "for resnet use regularization.dropout"}
     kind: Literal["mlp", "conv"] = "mlp"
     blocks: int = Field(8, ge=0, le=1000)
     width: PositiveInt = Field(64, le=65536)
     residual: bool = True
 
+    def unhonoured(self):
+        if self.blocks:
+            return {}
+        return {"regularization.norm": "norm sits inside the blocks and blocks is 0; "
+                                       "use blocks >= 1 or remove it"}
+
     def check(self, feature_shape, cfg):
-        problems = dropconnect_problem(cfg, "resnet")
+        problems = []
         if self.kind == "conv":
             bad = image_shape_problem(feature_shape, cfg, "resnet kind conv")
             if bad:
