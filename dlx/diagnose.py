@@ -301,9 +301,23 @@ def _list(items: Sequence[str], word: str = "or") -> str:
     return ", ".join(items[:-1]) + f", {word} " + items[-1]
 
 
-def _try(items: Sequence[str]) -> str:
-    """The remedy line: config changes to try, the most direct first."""
-    return f"{_list(items)}."
+def _try(ctx: "Context", items: Sequence[str]) -> str:
+    """The remedy line: config changes to try, the most direct first; never a key the
+    config would refuse for this model (ModelSpec.honoured(): lstm has no batch norm)."""
+    refused = _unhonoured_keys(ctx)
+    return f"{_list([i for i in items if not any(i.startswith(k) for k in refused)])}."
+
+
+def _unhonoured_keys(ctx: "Context") -> set[str]:
+    """The model-dependent keys (models.base.MODEL_DEPENDENT_KEYS) this run's model ignores."""
+    from .models import MODELS
+    from .models.base import MODEL_DEPENDENT_KEYS
+
+    try:
+        spec = MODELS.parse(ctx.config.get("model"))
+    except Exception:  # a hand-built context (tests) may hold a partial model section
+        return set()
+    return set(MODEL_DEPENDENT_KEYS) - set(spec.honoured())
 
 
 def _verdict(kind: str, layers: list[str], evidence: dict[str, Any], message: str,
@@ -477,13 +491,13 @@ def _diverged(ctx: Context) -> list[dict]:
     if step1 is not None and step1 > EXPLODING_NORM:
         cause = (f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
                  f"{_depth(ctx)} {act} layers scales the signal up at every layer")
-        remedy = _try([f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
+        remedy = _try(ctx, [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
                        _batch_norm_remedy(ctx)])
     else:
         cause = f"{_lr_text(ctx)}: steps too large for this loss surface"
         if not _clipped(ctx):
             cause += ", no gradient clipping"
-        remedy = _try([_lr_lower(ctx), "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+        remedy = _try(ctx, [_lr_lower(ctx), "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
                        "optimizer.schedule: warmup"])
     layers = list(d.get("layers") or ([d["layer"]] if d.get("layer") else []))
     peak_text = f"; largest finite gradient norm before it {_fmt(peak)}" if peak is not None else ""
@@ -521,7 +535,7 @@ def _symmetry(ctx: Context) -> list[dict]:
                      {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
                      f"symmetric units: every unit in {', '.join(same)} is identical "
                      f"(unit spread < {SYMMETRY_SPREAD:g})", cause,
-                     _try([f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]))]
+                     _try(ctx, [f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]))]
 
 
 def _across_layers(ctx: Context) -> list[dict]:
@@ -556,7 +570,7 @@ def _across_layers(ctx: Context) -> list[dict]:
         return [_verdict("vanishing", [names[0], names[-1]], ev,
                          f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
                          f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, {span})", " ".join(parts),
-                         _try(remedy))]
+                         _try(ctx, remedy))]
     big = EXPLODING_NORM < float(med.max())
     if ratio > EXPLODING_RATIO or big:
         if ratio > EXPLODING_RATIO:
@@ -590,7 +604,7 @@ def _across_layers(ctx: Context) -> list[dict]:
                       _batch_norm_remedy(ctx)]
         if not _clipped(ctx):
             cause += ", no gradient clipping"
-        return [_verdict("exploding", layers, ev, msg, cause, _try(remedy))]
+        return [_verdict("exploding", layers, ev, msg, cause, _try(ctx, remedy))]
     return []
 
 
@@ -615,7 +629,7 @@ def _dead_units(ctx: Context) -> list[dict]:
                   "init: kaiming_normal" if not _he_like(ctx.init) else "", _batch_norm_remedy(ctx)]
     return [_verdict("dead_units", [n for n, _ in dead], {n: f for n, f in dead},
                      f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% of their ReLUs off "
-                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause, _try(remedy))]
+                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause, _try(ctx, remedy))]
 
 
 def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
@@ -642,7 +656,7 @@ def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
                      f"outputs at a bound (worst {worst[0]}: {worst[1]:.0%}) while the train loss is "
                      f"still {_fmt(end)} ({end / ctx.chance_loss:.0%} of {_chance_text(ctx)})",
                      cause,
-                     _try([f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
+                     _try(ctx, [f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
                            _batch_norm_remedy(ctx),
                            "activation: relu + init: kaiming_normal"]))]
 
@@ -662,7 +676,7 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
                          f"learning rate too high: the loss went non-finite at step {d.get('step')}, with a sane "
                          f"start (init check in range, step-1 gradient norm {_fmt(step1)}) and gradients growing "
                          f"to {_fmt(peak)} before it", cause + ": each step overshoots, and the overshoot grows",
-                         _try([f"{_lr_lower(ctx)} (a tenth)", "optimizer.schedule: warmup",
+                         _try(ctx, [f"{_lr_lower(ctx)} (a tenth)", "optimizer.schedule: warmup",
                                "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
     if curve is None:
         return []
@@ -706,7 +720,7 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
         cause += ", no gradient clipping"
     big = raw[peak_i] > LR_SPIKE * curve.scale or curve.end >= NOT_LEARNING_FRACTION * curve.scale
     return [_verdict("lr_too_high", [], ev, msg, cause + ": each step overshoots the minimum",
-                     _try([f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
+                     _try(ctx, [f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
                            "optimizer.schedule: warmup or cosine",
                            "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
 
@@ -746,7 +760,7 @@ def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list
             cause += f" ({ctx.model}: a long-range task may need many more steps to leave the plateau)"
         elif opt.get("name") == "sgd" and isinstance(lr, (int, float)) and lr < 0.01:
             cause += ": sgd steps this small barely move the weights"
-        remedy = _try(["more steps (train.epochs / train.steps)",
+        remedy = _try(ctx, ["more steps (train.epochs / train.steps)",
                        "a larger optimizer.lr" if opt.get("name") == "sgd" else "a different optimizer.lr",
                        "optimizer.name: adam" if opt.get("name") != "adam" else "",
                        "model.name: lstm or gru" if ctx.model == "rnn" else ""])
@@ -790,7 +804,7 @@ def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
            f"the train loss {_fmt(train_end)}; the gap grew from {_fmt(gap0)} at the first evaluation to {_fmt(gap)}")
     return [_verdict("overfitting", [], ev, msg,
                      cause,
-                     _try(["regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
+                     _try(ctx, ["regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
                            "regularization.dropout: 0.2" if not reg.get("dropout") else "",
                            "regularization.early_stopping: {patience: 5}" if not reg.get("early_stopping") else "",
                            "more data (data.n_train)", "a smaller model"]))]
@@ -841,7 +855,7 @@ def _init_scale(ctx: Context) -> list[dict]:
                   _batch_norm_remedy(ctx),
                   _batch_norm_remedy(ctx) if scheme != fit else "",
                   _skip_remedy(ctx) or ""]
-        return [_verdict("init_scale", [r["layer"] for r in rows], ev, msg, cause, _try(remedy))]
+        return [_verdict("init_scale", [r["layer"] for r in rows], ev, msg, cause, _try(ctx, remedy))]
     sat = SATURATING_STD.get(act)
     checked = [r for r in (ctx.init_check or [])[:-1] if r.get("measured_var") is not None]
     if sat and checked:
@@ -858,7 +872,7 @@ def _init_scale(ctx: Context) -> list[dict]:
             cause = f"{_init_text(ctx)} is too large for {SATURATING.get(act, act)}"
             remedy = [f"init: {fit} (pre-activations of std ~1)" if scheme != fit else "",
                       _batch_norm_remedy(ctx)]
-            return [_verdict("init_scale", ev["saturated_layers"], ev, msg, cause, _try(remedy))]
+            return [_verdict("init_scale", ev["saturated_layers"], ev, msg, cause, _try(ctx, remedy))]
     return []
 
 
@@ -901,7 +915,7 @@ def _lr_too_low(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[di
                      f"learning rate too low: each step changes a layer's weights by {_fmt(med)} of their size "
                      f"(median over layers; ~1e-3 is typical), and the run ends {out['where']}",
                      f"{_lr_text(ctx)}: steps too small to get anywhere in {out.get('steps', '?')} steps",
-                     _try([new_lr, "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
+                     _try(ctx, [new_lr, "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
                            "more steps (train.steps)"]))]
 
 
@@ -994,7 +1008,7 @@ def _slow(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[dict]:
         remedy = [up, "optimizer.name: adam" if opt.get("name") != "adam" else "",
                   "a wider or deeper model (model.width / model.depth)"]
     return [_verdict("slow", [], ev, f"slow: the run ends {out['where']}, "
-                     f"{'still falling' if falling else 'flat'} over its last half", cause, _try(remedy))]
+                     f"{'still falling' if falling else 'flat'} over its last half", cause, _try(ctx, remedy))]
 
 
 def _order(found: list[dict], sane: bool) -> list[dict]:
@@ -1078,7 +1092,7 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
                      f"vanishing gradient through time: in {worst}, ||dL/dh|| at t={'T' if worst.endswith('_reverse') else 1} "
                      f"is {_fmt(e['ratio_first_to_last']) if e['first'] > 0 else '0 (underflow)'} of the last step's ({_fmt(e['first'])} vs "
                      f"{_fmt(e['last'])}); it keeps >= {TIME_REACH:g} of it only {e['reach_steps']} of "
-                     f"{span} steps back", cause, _try(remedy) + tail)]
+                     f"{span} steps back", cause, _try(ctx, remedy) + tail)]
 
 
 def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = None) -> dict:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import DlxError
+from .diagnose import LABEL
 
 # Verdict kinds by how urgently they need a fix: a red card stops the reader, amber asks
 # for a look, green says nothing to do. Unknown kinds (added later) default to amber.
-SEVERE = {"exploding", "diverged", "lr_too_high"}
+SEVERE = {"exploding", "diverged", "lr_too_high", "init_scale"}
 HEALTHY = {"healthy"}
 
 CSS = """
@@ -48,6 +49,7 @@ h3 { font-size: 15px; margin: 16px 0 8px; }
            margin: 0 0 10px; border-radius: 4px; }
 .verdict.severe { border-color: var(--red); background: var(--red-bg); }
 .verdict.healthy { border-color: var(--green); background: var(--green-bg); }
+.verdict.symptom { border-color: #ccc; background: transparent; margin-left: 24px; padding: 4px 14px; }
 .verdict .kind { font-weight: 700; text-transform: uppercase; font-size: 12px; letter-spacing: .05em; }
 .verdict.severe .kind { color: var(--red); } .verdict.healthy .kind { color: var(--green); }
 .verdict .kind { color: var(--amber); }
@@ -207,6 +209,13 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
     for v in verdicts:
         kind = v.get("kind", "?")
         cls = "severe" if kind in SEVERE else "healthy" if kind in HEALTHY else "warn"
+        if v.get("symptom_of"):
+            # A symptom: one line under its root cause's card, no cause or remedy of its own.
+            root = esc(LABEL.get(v["symptom_of"], v["symptom_of"]))
+            cards.append(f'<div class="verdict symptom" data-kind="{esc(kind)}"><div class="kind">symptom: '
+                         f'{esc(kind.replace("_", " "))}</div><p>{esc(v.get("message", ""))} '
+                         f'<span class="label">(from the {root} above)</span></p></div>')
+            continue
         parts = [f'<div class="kind">{esc(kind.replace("_", " "))}</div>', f"<p>{esc(v.get('message', ''))}</p>"]
         if v.get("cause"):
             parts.append(f'<p><span class="label">Likely cause:</span> {esc(v["cause"])}</p>')
@@ -292,6 +301,11 @@ def metrics_html(summary: dict[str, Any], status: str | None = None) -> str:
     if isinstance(d, dict) and d.get("step") is not None:
         where = f", first non-finite in {esc(d['layer'])}" if d.get("layer") else ""
         line += f"<br>diverged at step {esc(d['step'])}{where}"
+    if final.get("window"):
+        line += f'<br><span class="note">final numbers over: {esc(final["window"])}</span>'
+    out = summary.get("outcome") or {}
+    if out.get("text"):
+        line += f'<br><span class="label">Outcome:</span> {esc(out["text"])}'
     return (f'<div class="metrics">{"".join(cards)}</div>' if cards else '<p class="note">no final metrics</p>') \
         + f"<p>{line}</p>"
 

@@ -12,12 +12,15 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .diagnose import LABEL
+
 # Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
 # time step or the loss curve is not doing its job. Magenta: it learned, but the wrong thing.
 VERDICT_STYLE = {"healthy": "bold green", "vanishing": "bold yellow", "exploding": "bold red",
                  "diverged": "bold red", "dead_units": "bold yellow", "saturation": "bold yellow",
                  "symmetry": "bold yellow", "lr_too_high": "bold red", "not_learning": "bold yellow",
-                 "overfitting": "bold magenta", "vanishing_through_time": "bold yellow"}
+                 "overfitting": "bold magenta", "vanishing_through_time": "bold yellow",
+                 "init_scale": "bold red", "lr_too_low": "bold yellow", "slow": "bold yellow"}
 STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow",
                 "running": "cyan"}
 
@@ -148,10 +151,14 @@ def time_text(summary: dict[str, Any]) -> Text | None:
 
 
 def verdict_text(summary: dict[str, Any]) -> Text:
-    """Every verdict, most severe first: its message, then the likely cause and what to try."""
+    """The root causes first, each with its likely cause and what to try; then their
+    symptoms, one line each, saying which root cause explains them."""
     out = Text()
     pad = " " * len("verdict: ")
-    for i, v in enumerate(summary.get("verdicts", [])):
+    verdicts = summary.get("verdicts", [])
+    roots = [v for v in verdicts if not v.get("symptom_of")]
+    symptoms = [v for v in verdicts if v.get("symptom_of")]
+    for i, v in enumerate(roots):
         if i:
             out.append("\n")
         out.append("verdict: " if i == 0 else pad, style="bold")
@@ -161,6 +168,14 @@ def verdict_text(summary: dict[str, Any]) -> Text:
             if v.get(key):
                 out.append(f"\n{pad}  {label}", style="dim bold")
                 out.append(v[key], style="dim" if key == "cause" else "italic")
+    for i, v in enumerate(symptoms):
+        out.append("\n" + ("symptom: " if i == 0 else pad), style="bold")
+        out.append(v["message"], style=VERDICT_STYLE.get(v["kind"], "bold"))
+        out.append(f" (from the {LABEL.get(v['symptom_of'], v['symptom_of'])} above)", style="dim")
+    said = {v["kind"] for v in verdicts} & {"not_learning", "slow", "healthy"}  # these already say how far it got
+    if roots and not said and (summary.get("outcome") or {}).get("text"):
+        out.append("\noutcome: ", style="bold")
+        out.append(summary["outcome"]["text"], style="dim")
     return out
 
 
@@ -176,6 +191,12 @@ def final_text(summary: dict[str, Any], status: str | None = None) -> Text:
     t.append(f"  {summary.get('steps', 0)} steps, {summary.get('epochs', 0):g} epochs, "
              f"{num(summary.get('train_seconds'))} s, {summary.get('samples_per_s') or 0:,.0f} samples/s\n")
     t.append("final: " + ("  ".join(parts) if parts else "no metrics"), style="bold")
+    window = f.get("window")
+    if parts and window:
+        # Say what the final train numbers are over (not the last few noisy batches).
+        t.append("\n       " + ("train_* over the whole training set in eval mode, after the last step"
+                                 if window.startswith("train_*: one pass") else f"train_* over the {window}"),
+                 style="dim")
     return t
 
 

@@ -128,7 +128,7 @@ def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
     assert [r["status"] for r in rows][0] == "completed"  # the only one with a test_acc comes first
     assert {r["status"] for r in rows} == {"completed", "diverged", "interrupted"}
     diverged = json.loads(dlx("runs", "--runs-dir", runs, "--json", "--status", "diverged").stdout)
-    assert len(diverged) == 1 and diverged[0]["verdict"] == "diverged"
+    assert len(diverged) == 1 and diverged[0]["verdict"] == "init_scale"  # the root cause, N(0, 1) init
     p = dlx("runs", "--runs-dir", runs)
     assert p.returncode == 0 and "3 run(s)" in p.stdout
     bad = dlx("runs", "--runs-dir", runs, "--status", "complete")

@@ -382,9 +382,10 @@ def test_verdict_text_prints_every_verdict_with_its_cause_and_remedy():
     text = verdict_text({"verdicts": vs}).plain
     lines = text.splitlines()
     assert lines[0].startswith("verdict: vanishing gradients: fc1")
-    assert any(l.strip().startswith("not learning:") for l in lines)
-    assert sum(l.strip().startswith("cause: ") for l in lines) == 2
-    assert sum(l.strip().startswith("try: ") for l in lines) == 2
+    # The root cause with its cause and remedy; its symptom in one line that names it.
+    assert sum(l.strip().startswith("cause: ") for l in lines) == 1
+    assert sum(l.strip().startswith("try: ") for l in lines) == 1
+    assert lines[-1].startswith("symptom: not learning:") and lines[-1].endswith("(from the vanishing gradients above)")
     # Old run folders (no cause/remedy keys) still print.
     assert verdict_text({"verdicts": [{"kind": "healthy", "message": "healthy: fine"}]}).plain == \
         "verdict: healthy: fine"
