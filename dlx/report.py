@@ -172,7 +172,7 @@ def verdict_text(summary: dict[str, Any]) -> Text:
         out.append("\n" + ("symptom: " if i == 0 else pad), style="bold")
         out.append(v["message"], style=VERDICT_STYLE.get(v["kind"], "bold"))
         out.append(f" (from the {LABEL.get(v['symptom_of'], v['symptom_of'])} above)", style="dim")
-    said = {v["kind"] for v in verdicts} & {"not_learning", "slow", "healthy"}  # these already say how far it got
+    said = {v["kind"] for v in verdicts} & {"not_learning", "slow", "healthy", "diverged"}  # these already say how far it got
     if roots and not said and (summary.get("outcome") or {}).get("text"):
         out.append("\noutcome: ", style="bold")
         out.append(summary["outcome"]["text"], style="dim")
