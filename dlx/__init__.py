@@ -3,14 +3,19 @@
 The package imports nothing heavy until used: `dlx.train` loads torch on first call.
 """
 __version__ = "0.1.0"
-__all__ = ["train", "check", "sweep", "load_config", "RunResult", "DlxError", "ConfigError", "__version__"]
+__all__ = ["train", "compare", "sweep", "load_run", "runs", "check", "load_config", "Run", "RunResult",
+           "Comparison", "DlxError", "ConfigError", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("train", "check", "RunResult"):
+    if name in ("train", "compare", "load_run", "runs", "check"):
         from . import api
 
         return getattr(api, name)
+    if name in ("Run", "RunResult", "Comparison", "RunList"):
+        from . import results
+
+        return getattr(results, name)
     if name == "sweep":
         from .sweeper import sweep
 

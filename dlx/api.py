@@ -9,207 +9,14 @@ from __future__ import annotations
 
 import os
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
-from .config import Config, dump_yaml, load_config
-from .diagnose import Context as DiagnosisContext, chance_loss, diagnose, headline
-from .diagnose import outcome as run_outcome
+from .config import Config, load_config
 from .errors import DlxError, UsageError
-from .runs import RunFolder, command_line, git_commit, jsonable, now, versions
-
-SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
-PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",
-              "act_dead", "act_negative", "act_pct", "time_grad")
-
-
-@dataclass
-class RunResult:
-    """What a run produced: its folder (None when not saved), status, summary and metrics."""
-
-    path: Path | None
-    status: str
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> str:
-        return self.summary.get("verdict", "")
-
-
-class History:
-    """Keeps the whole run's series in memory for the summary and the diagnosis."""
-
-    def __init__(self):
-        self.metrics: list[dict[str, Any]] = []
-        self.grad_rows: list[np.ndarray] = []
-        self.last: dict[str, Any] = {}
-        self.init_check: list[dict[str, Any]] | None = None
-
-    def on_start(self, trainer):
-        from .initcheck import init_check_for
-
-        # Step 0, before any update: each layer's variance against its init scheme's theory
-        # (a few ms; it leaves parameters and random streams exactly as they were).
-        # A resumed run keeps the one its checkpoint holds (see restore).
-        if trainer.step == 0:
-            self.init_check = init_check_for(trainer)
-
-    def restore(self, metrics: list[dict[str, Any]], probes: list[dict[str, Any]],
-                init_check: list[dict[str, Any]] | None) -> None:
-        """The series of a resumed run's earlier sessions, from its files (as on_interval kept them)."""
-        self.metrics = [{k: m[k] for k in SCALAR_KEYS if k in m} for m in metrics]
-        self.grad_rows = [_floats(p["grad_norm"]) for p in probes]
-        self.last = {}
-        for p in probes:
-            self.last.update({k: _floats(p[k]) for k in PROBE_KEYS if k in p})
-        self.init_check = init_check
-
-    def on_interval(self, trainer, record):
-        self.metrics.append({k: record[k] for k in SCALAR_KEYS if k in record})
-        self.grad_rows.append(record["grad_norm"])
-        # The latest value of each probe (unit spreads come only with evaluations).
-        self.last.update({k: record[k] for k in PROBE_KEYS if k in record})
-
-    @property
-    def grad(self) -> np.ndarray:
-        return np.concatenate(self.grad_rows) if self.grad_rows else np.zeros((0, 0))
-
-
-def _floats(x: Any) -> np.ndarray:
-    """A JSON series back to float64 (null, written for NaN, back to NaN): values round-trip exactly."""
-    return np.array(x, dtype=np.float64)
-
-
-def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
-    grad, out = hist.grad, []
-    for j, (name, module) in enumerate(trainer.probes.layers):
-        col = grad[:, j] if grad.size else np.zeros(0)
-        fin = col[np.isfinite(col)]
-        # "last" is the last finite value: after a divergence it shows where the norm was heading.
-        entry = {"name": name, "shape": trainer.probes.shapes[j],
-                 "grad_norm": {"first": col[0] if len(col) else None,
-                               "median": float(np.median(fin)) if len(fin) else None,
-                               "last": fin[-1] if len(fin) else None}}
-        for key in ("weight_norm", "update_ratio", "unit_spread"):
-            if key in hist.last:
-                entry[key] = hist.last[key][j]
-        out.append(entry)
-    return out
-
-
-def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
-    if "act_mean" not in hist.last:
-        return []
-    return [{"name": n, **{k: hist.last[f"act_{k}"][j] if f"act_{k}" in hist.last else None
-                           for k in ("mean", "std", "saturated", "dead", "negative")}}
-            for j, n in enumerate(trainer.probes.act_names)]
-
-
-def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
-    cfg = trainer.cfg
-    data = trainer.data
-    ctx = DiagnosisContext(
-        names=trainer.probes.names, grad=hist.grad, last=hist.last, act_names=trainer.probes.act_names,
-        dead_check=cfg.activation.units_can_die, diverged=outcome.diverged, metrics=hist.metrics,
-        config=cfg.resolved(), task=data.task, time_grad=hist.last.get("time_grad"),
-        init_check=hist.init_check,
-        chance_loss=chance_loss(data.y_train.cpu().numpy(), data.task, cfg.train.loss, data.n_classes,
-                                getattr(cfg.model, "output_activation", "none") == "sigmoid"))
-    verdicts = diagnose(ctx)
-    result = run_outcome(ctx)
-    tests = [m for m in hist.metrics if m.get("test_loss") is not None]
-    best = {}
-    if tests:
-        best["test_loss"] = min(m["test_loss"] for m in tests)
-        if any("test_acc" in m for m in tests):
-            best["test_acc"] = max(m.get("test_acc", 0.0) for m in tests)
-    secs = max(outcome.train_seconds, 1e-9)
-    # Plain JSON types in memory too, so a RunResult's summary equals summary.json.
-    return jsonable({
-        "run_id": run_id, "status": outcome.status, "reason": outcome.reason,
-        "steps": outcome.step, "total_steps": trainer.total_steps, "epochs": round(outcome.epoch, 4),
-        "samples": outcome.samples, "train_seconds": round(outcome.train_seconds, 4),
-        "samples_per_s": round(outcome.samples / secs, 1),
-        "final": outcome.final, "best": best,
-        "verdict": headline(verdicts), "verdicts": verdicts,
-        # How far it got (converged, still improving, slow, ...), apart from how its gradients flowed.
-        "outcome": {k: v for k, v in result.items() if k != "where"},
-        "diverged": outcome.diverged,
-        "layers": _layer_summaries(trainer, hist),
-        "activations": _activation_summaries(trainer, hist),
-        # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
-        "time_grad": hist.last.get("time_grad"),
-        "init_check": hist.init_check,
-    })
-
-
-class RunWriter:
-    """Writes the run folder as the run goes (the trainer itself never touches files)."""
-
-    def __init__(self, folder: RunFolder, hist: History, resuming: bool = False):
-        self.folder, self.hist, self.resuming = folder, hist, resuming
-        self.summary: dict[str, Any] = {}
-
-    def on_start(self, trainer):
-        cfg = trainer.cfg
-        if self.resuming:
-            resumes = self.folder.meta.get("resumes") or []
-            resumes.append({"at": now(), "step": trainer.step, "command": command_line()})
-            self.folder.resume(trainer.logged_step, ended=None, reason=None, error=None, resumes=resumes,
-                               device=str(trainer.device),
-                               cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
-            return
-        meta = {
-            "name": cfg.name, "seed": cfg.seed, "device": str(trainer.device),
-            # The GPU slot an executor gave this run (None: every device the machine has).
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "started": now(), "ended": None, "pid": os.getpid(),
-            "command": command_line(), "cwd": os.getcwd(), "git_commit": git_commit(),
-            "versions": versions(),
-            "data": {"name": trainer.data.name, "task": trainer.data.task,
-                     "n_train": len(trainer.data.x_train), "n_test": len(trainer.data.x_test),
-                     "feature_shape": list(trainer.data.feature_shape), "out_dim": trainer.data.out_dim},
-            "batch_size": trainer.batch_size, "steps_per_epoch": trainer.steps_per_epoch,
-            "total_steps": trainer.total_steps,
-            "parameters": sum(p.numel() for p in trainer.model.parameters()),
-            "layers": [{"name": n, "shape": s} for n, s in zip(trainer.probes.names, trainer.probes.shapes)],
-            "activations": trainer.probes.act_names,
-        }
-        self.folder.open(dump_yaml(cfg.resolved()), meta)
-
-    def on_interval(self, trainer, record):
-        self.folder.append("metrics.jsonl", {k: record[k] for k in SCALAR_KEYS if k in record})
-        probe = {"step": record["step"], "first_step": record["first_step"],
-                 "grad_norm": record["grad_norm"], "loss": record["loss_steps"]}
-        probe.update({k: record[k] for k in PROBE_KEYS if k in record})
-        if record.get("diverged"):
-            probe["diverged"] = record["diverged"]
-        self.folder.append("probes.jsonl", probe)
-        self.folder.heartbeat()  # after the records: a fresh heartbeat means they are on disk
-
-    def on_checkpoint(self, trainer):
-        self.folder.write_checkpoint(checkpoint_state(trainer, self.hist.init_check))
-
-    def on_end(self, trainer, outcome):
-        self.summary = summarize(trainer, self.hist, outcome, self.folder.run_id)
-        self.folder.write_summary(self.summary)
-        # Not after a second Ctrl-C mid-step (trainer.resumable is False): the state is half
-        # a step, and the last periodic checkpoint, if any, stays the one to resume from.
-        if trainer.cfg.train.checkpoint and outcome.status != "diverged" and trainer.resumable:
-            self.folder.write_checkpoint(checkpoint_state(trainer, self.hist.init_check))
-        self.folder.update_meta(status=outcome.status, ended=now(), reason=outcome.reason)
-        self.folder.close()
-
-
-def checkpoint_state(trainer, init_check: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """checkpoint.pt: the trainer's whole state (model, optimizer, schedule, RNGs, data order,
-    the unfinished interval), plus the config it belongs to and the step-0 init check."""
-    return {**trainer.state_dict(), "config": trainer.cfg.resolved(), "init_check": jsonable(init_check)}
-
+from .recording import History, RunWriter, summarize
+from .results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
+from .folders import RunFolder, now
 
 def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
     """Everything `train` checks before its first step, without training or writing.
@@ -245,13 +52,16 @@ def out_of_memory_message(e: BaseException, trainer, folder: RunFolder | None) -
 
 def train(config: str | Path | dict | Config | None = None, overrides: Iterable[str] = (), *,
           runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True,
-          resume: str | Path | None = None) -> RunResult:
-    """Train one config (a YAML path, a dict or a Config) and return its RunResult.
+          resume: str | Path | None = None, quiet: bool | None = None) -> Run:
+    """Train one config (a YAML path, a dict or a Config) and return its Run.
 
     overrides are `key.path=value` strings, as with `dlx train --set`. With
     save=False nothing is written to disk. Raises ConfigError / DlxError for the
     user's mistakes; a run that diverges or is interrupted returns normally with
     that status.
+
+    quiet: None (default) shows a live progress display and the verdict in Jupyter
+    and nothing elsewhere; False shows them in a terminal too (on stderr); True never.
 
     resume=RUN (a run folder, its id or a unique part of it, or 'last') instead of a
     config continues an interrupted, killed or failed run from its checkpoint.pt, in
@@ -271,7 +81,10 @@ def train(config: str | Path | dict | Config | None = None, overrides: Iterable[
         folder = RunFolder(Path(runs_dir), cfg.name) if save else None
         hist = History()
         writer = RunWriter(folder, hist) if folder else None
-    cbs = [hist, *([writer] if writer else []), *callbacks]
+    from .progress import default_progress
+
+    shown = default_progress(quiet)
+    cbs = [hist, *([writer] if writer else []), *shown, *callbacks]
     trainer = Trainer(cfg, callbacks=cbs)
     if state is not None:
         try:
@@ -295,14 +108,133 @@ def train(config: str | Path | dict | Config | None = None, overrides: Iterable[
         if oom:
             raise DlxError(oom) from e  # the person's fix is a smaller batch, not a traceback
         raise
+    from .folders import jsonable
+
     summary = writer.summary if writer else summarize(trainer, hist, outcome, None)
-    return RunResult(path=folder.path if folder else None, status=outcome.status,
-                     summary=summary, metrics=hist.metrics)
+    run = Run(path=folder.path if folder else None, status=outcome.status, summary=summary,
+              metrics=hist.metrics, probes=jsonable(hist.probes),
+              meta=dict(folder.meta) if folder else {}, config=cfg.resolved())
+    for cb in shown:
+        if hasattr(cb, "show_result"):
+            cb.show_result(run)
+    return run
+
+
+def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
+    """A run from its folder (a path, a run id or a unique part of it, 'last', or
+    SWEEP/trial-NNNN): the same Run that dlx.train returns, read from disk. Its status is
+    the status now (a `running` run whose process is gone is `interrupted`)."""
+    import yaml
+
+    from .folders import find_run, load_run as read_run
+
+    d = read_run(find_run(run, Path(runs_dir)))
+    try:
+        config = yaml.safe_load(d["config"]) or {}
+    except yaml.YAMLError:
+        config = {}
+    return Run(path=d["path"], status=d["status"], summary=d["summary"] or {}, metrics=d["metrics"],
+               probes=d["probes"], meta=d["meta"], config=config if isinstance(config, dict) else {})
+
+
+RUN_SORT_KEYS = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
+
+
+def runs(runs_dir: str | Path = "runs", *, status: str | None = None, sort: str | None = None,
+         sweep: str | None = None):
+    """Every run in runs_dir (or one sweep's trials), one row each: run_id, name, status,
+    started, steps, final metrics, verdict (the root cause's kind), path. sort: a column
+    (RUN_SORT_KEYS), best first (highest accuracy, lowest loss, most steps, newest last);
+    rows without the value go last. Returns a RunList (.table(), .load(i))."""
+    from .registry import closest
+    from .results import RunList
+    from .folders import STATUSES, find_sweep, list_runs
+
+    for value, valid, what in ((status, STATUSES, "status"), (sort, RUN_SORT_KEYS, "sort column")):
+        if value is not None and value not in valid:
+            hint = closest(value, list(valid))
+            raise UsageError(f"{value!r} is not a {what}" + (f"; did you mean {hint!r}?" if hint else "")
+                             + f" (valid: {', '.join(valid)})")
+    where = find_sweep(sweep, Path(runs_dir)) / "trials" if sweep is not None else Path(runs_dir)
+    rows = [r for r in list_runs(where) if status is None or r["status"] == status]
+    if sort is not None:
+        high = sort.endswith("acc") or sort == "steps"
+        present = [r for r in rows if r.get(sort) is not None]
+        present.sort(key=lambda r: r[sort], reverse=high and sort != "started")
+        rows = present + [r for r in rows if r.get(sort) is None]
+    out = RunList(rows)
+    out.where = where  # type: ignore[attr-defined]  (the folder listed, for messages)
+    return out
+
+
+def compare(config: str | Path, *, optimizers: Iterable[str] | None = None, over: Iterable[str] = (),
+            seeds: int = 3, target: str | None = None, overrides: Iterable[str] = (),
+            runs_dir: str | Path = "runs", max_parallel: int | None = None, retries: int = 2,
+            figure: bool = True, quiet: bool | None = None, on_result=None):
+    """Run one setup across optimizers (each with its usual hyperparameters) and/or any keys
+    (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
+    `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
+    max_parallel at once (default: the CPU cores). target="test_acc=0.9" also counts steps to
+    reach it. Every variant's config is validated before the first run. Returns a Comparison:
+    .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
+    also saved beside the runs (.figure_path)."""
+    import datetime as dt
+
+    from .compare import aggregate, make_variants, parse_target, trial_configs
+    from .executors import LocalExecutor, Trial
+    from .progress import TrialsProgress
+    from .results import Comparison
+
+    if seeds < 1:
+        raise UsageError(f"seeds must be at least 1, got {seeds}")
+    goal = parse_target(target)
+    variants = make_variants(list(optimizers) if optimizers else None, list(over))
+    configs = trial_configs(config, list(overrides), variants, seeds)
+    runs_dir = Path(runs_dir)
+    trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
+    progress = TrialsProgress(len(trials), "compare", quiet)
+
+    def done(result):
+        progress.advance()
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        results = LocalExecutor(max_parallel=max_parallel, retries=retries).run(trials, on_result=done)
+    finally:
+        progress.close()
+    by_variant: dict[str, list] = {}
+    for (v, _, _), r in zip(configs, results):
+        by_variant.setdefault(v.label, []).append(r)
+    rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
+    runs_of = {label: [_trial_run(r) for r in rs] for label, rs in by_variant.items()}
+    cmp = Comparison(config=str(config), seeds=seeds, target=goal, rows=rows, runs=runs_of,
+                     failed=sum(r.status in ("config_error", "crashed", "failed") for r in results))
+    if figure and any(r.metrics for rs in runs_of.values() for r in rs):
+        from .plots import DPI
+
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = runs_dir / f"compare-{Path(config).stem}-{stamp}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cmp.plot().savefig(path, dpi=DPI)
+        cmp.figure_path = path
+    return cmp
+
+
+def _trial_run(result) -> Run:
+    """An executor's trial result as a Run (its series read from its folder when it has one)."""
+    if result.run_path and Path(result.run_path, "meta.json").is_file():
+        try:
+            return load_run(result.run_path)
+        except DlxError:
+            pass
+    return Run(path=Path(result.run_path) if result.run_path else None, status=result.status,
+               summary=result.summary or {}, metrics=result.metrics or [])
 
 
 def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path, Config]:
     """The folder and config of a run that --resume can continue; UsageError saying why not otherwise."""
-    from .runs import find_run, run_status
+    from .folders import find_run, run_status
 
     path = find_run(run, Path(runs_dir))
     meta = RunFolder.existing(path).meta
@@ -325,7 +257,7 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
     """The config, folder, history and checkpoint of a run to resume; nothing on disk changes here."""
     import torch
 
-    from .runs import read_jsonl
+    from .folders import read_jsonl
 
     if config is not None or list(overrides):
         raise UsageError("resume continues a run with the config it started with (its config.yaml); "

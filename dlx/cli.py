@@ -55,6 +55,42 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(getattr(err, "exit_code", 1))
 
 
+def _errors(command):
+    """The one error boundary of every command: a DlxError (the user's mistake) is a
+    sentence and its exit code; Ctrl-C before a run started is exit 130; anything else
+    is a bug or a resource failure: one line, the run folder that kept what was logged,
+    and the traceback only with DLX_DEBUG=1."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from .errors import DlxError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except DlxError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("[yellow]interrupted[/]")
+            raise typer.Exit(130)
+        except Exception as e:
+            err = _console(stderr=True)
+            err.print(f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {e}",
+                      markup=True, highlight=False)
+            path = getattr(e, "dlx_run_path", None)
+            if path is not None:
+                err.print(f"The run folder keeps everything logged before the failure (status failed; "
+                          f"the traceback is in meta.json): {path}")
+            if os.environ.get("DLX_DEBUG"):
+                raise
+            err.print("Set DLX_DEBUG=1 to see the traceback here.")
+            raise typer.Exit(1)
+
+    return run
+
+
 def _version(value: bool):
     if value:
         from . import __version__
@@ -88,38 +124,6 @@ def _prepare_data(cfg, console, show: bool) -> None:
         cfg.data.prepare(report=report)
 
 
-class ProgressBar:
-    """A rich progress bar fed by the trainer's interval events."""
-
-    def __init__(self, console):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console, transient=False)
-        self.task = None
-
-    def on_start(self, trainer):
-        self.progress.start()
-        # A resumed run starts at its checkpoint's step.
-        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.step, stats="")
-
-    def on_interval(self, trainer, record):
-        from .report import num
-
-        stats = f"loss {num(record['train_loss'], 4)}"
-        if record.get("train_acc") is not None:
-            stats += f" acc {record['train_acc']:.3f}"
-        if record.get("test_acc") is not None:
-            stats += f" test_acc {record['test_acc']:.3f}"
-        self.progress.update(self.task, completed=record["step"], stats=stats)
-
-    def on_end(self, trainer, outcome):
-        self.progress.stop()
-
-
 class InitCheckPrinter:
     """`dlx train --init-check`: the init-theory table at step 0, before the first update."""
 
@@ -133,6 +137,7 @@ class InitCheckPrinter:
 
 
 @app.command()
+@_errors
 def train(
     config: Optional[Path] = typer.Argument(None, help="The experiment's YAML file.", show_default=False),
     set_: Optional[List[str]] = SetOpt,
@@ -152,66 +157,49 @@ def train(
     --resume RUN continues it. Exit code 0 completed, 2 bad config, 3 diverged,
     130 interrupted.
     """
-    from .errors import DlxError, UsageError
+    from .api import resume_target, train as run_train
+    from .config import load_config
+    from .errors import UsageError
+    from .progress import TerminalProgress
+    from .report import describe
 
     con = _console(stderr=as_json)
-    try:
-        from .api import resume_target, train as run_train
-        from .config import load_config
-        from .report import describe
+    if resume is not None:
+        if config is not None:
+            raise UsageError(f"give CONFIG or --resume RUN, not both: a resumed run keeps the config it "
+                             f"started with (RUN/config.yaml). To train {config} anew, drop --resume.")
+        if set_:
+            raise UsageError("--set cannot change a run being resumed: it continues with its own config, "
+                             "so its numbers match a run that was never stopped. Start a new run to "
+                             "change the config.")
+        if init_check:
+            raise UsageError("--init-check shows step 0, which a resumed run is past; see it with dlx show RUN")
+        path, cfg = resume_target(resume, runs_dir)
+    elif config is None:
+        raise UsageError("missing CONFIG: give an experiment's YAML file (e.g. configs/quickstart.yaml), "
+                         "or --resume RUN to continue a run")
+    else:
+        cfg = load_config(config, set_ or [])
+        from .folders import prepare_runs_dir
 
-        if resume is not None:
-            if config is not None:
-                raise UsageError(f"give CONFIG or --resume RUN, not both: a resumed run keeps the config it "
-                                 f"started with (RUN/config.yaml). To train {config} anew, drop --resume.")
-            if set_:
-                raise UsageError("--set cannot change a run being resumed: it continues with its own config, "
-                                 "so its numbers match a run that was never stopped. Start a new run to "
-                                 "change the config.")
-            if init_check:
-                raise UsageError("--init-check shows step 0, which a resumed run is past; see it with dlx show RUN")
-            path, cfg = resume_target(resume, runs_dir)
-        elif config is None:
-            raise UsageError("missing CONFIG: give an experiment's YAML file (e.g. configs/quickstart.yaml), "
-                             "or --resume RUN to continue a run")
-        else:
-            cfg = load_config(config, set_ or [])
-            from .runs import prepare_runs_dir
-
-            # An unwritable runs folder is reported before a possibly long download, not after it.
-            prepare_runs_dir(runs_dir)
-        _prepare_data(cfg, con, show=not (quiet or as_json))
-        callbacks = [] if (quiet or as_json) else [ProgressBar(con)]
-        callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
-        if not (quiet or as_json):
-            con.print(f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
-                      f"{describe(cfg.resolved())}")
-        if resume is not None:
-            result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks)
-        else:
-            result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks)
-    except DlxError as e:
-        _fail(e)
-    except KeyboardInterrupt:  # before training started: nothing to keep
-        con.print("[yellow]interrupted[/]")
-        raise typer.Exit(130)
-    except Exception as e:  # a bug or a resource failure, not the user's mistake
-        err = _console(stderr=True)
-        err.print(f"[bold red]error:[/] training failed: {type(e).__name__}: {e}", markup=True, highlight=False)
-        path = getattr(e, "dlx_run_path", None)
-        if path is not None:
-            err.print(f"The run folder keeps everything logged before the failure (status failed; "
-                      f"the traceback is in meta.json): {path}")
-        if os.environ.get("DLX_DEBUG"):
-            raise
-        err.print("Set DLX_DEBUG=1 to see the traceback here.")
-        raise typer.Exit(1)
+        # An unwritable runs folder is reported before a possibly long download, not after it.
+        prepare_runs_dir(runs_dir)
+    _prepare_data(cfg, con, show=not (quiet or as_json))
+    callbacks = [] if (quiet or as_json) else [TerminalProgress(con)]
+    callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
+    if not (quiet or as_json):
+        con.print(f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
+                  f"{describe(cfg.resolved())}")
+    if resume is not None:
+        result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks, quiet=True)
+    else:
+        result = run_train(cfg, runs_dir=runs_dir, callbacks=callbacks, quiet=True)
     from .report import run_report
 
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2))
     elif not quiet:
-        from .runs import read_jsonl
+        from .folders import read_jsonl
 
         # The heat strips draw every step's gradient norms: the run folder has them all.
         probes = read_jsonl(result.path / "probes.jsonl") if result.path else None
@@ -224,6 +212,7 @@ def train(
 
 
 @app.command()
+@_errors
 def validate(
     config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
     set_: Optional[List[str]] = SetOpt,
@@ -234,68 +223,55 @@ def validate(
     loading the data and building the model (so a weights file that does not
     fit, or an .npz without y_test, is caught here too).
     """
-    from .errors import DlxError
+    from .api import check
+    from .report import describe
 
-    try:
-        from .api import check
-        from .report import describe
-
-        cfg = check(config, set_ or [])
-    except DlxError as e:
-        _fail(e)
+    cfg = check(config, set_ or [])
     _console().print(f"[green]ok[/] {config}: {describe(cfg.resolved())}")
 
 
 @app.command()
+@_errors
 def show(
     run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last'."),
     runs_dir: Path = RunsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print meta and summary as JSON."),
 ):
     """Show a finished (or running) run from its folder alone."""
-    from .errors import DlxError
-    from .runs import find_run, load_run
+    from .api import load_run
 
-    try:
-        data = load_run(find_run(run, runs_dir))
-    except DlxError as e:
-        _fail(e)
+    r = load_run(run, runs_dir)
     if as_json:
-        typer.echo(json.dumps({"path": str(data["path"]), "status": data["status"], "meta": data["meta"],
-                               "summary": data["summary"]}, indent=2))
+        typer.echo(json.dumps({"path": str(r.path), "status": r.status, "meta": r.meta,
+                               "summary": r.summary or None}, indent=2))
         return
     con = _console()
-    if data["summary"] is None:
-        meta = data["meta"]
-        m = data["metrics"][-1] if data["metrics"] else {}
-        con.print(f"run {meta.get('run_id')}: status [bold]{data['status']}[/], no summary yet; "
+    if not r.summary:
+        m = r.metrics[-1] if r.metrics else {}
+        con.print(f"run {r.meta.get('run_id')}: status [bold]{r.status}[/], no summary yet; "
                   f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}")
         return
     from .report import run_report
 
-    con.print(run_report(data["summary"], data["meta"], metrics=data["metrics"], probes=data["probes"]))
-    if data["summary"].get("init_check"):  # the step-0 init-theory table
+    con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes))
+    if r.summary.get("init_check"):  # the step-0 init-theory table
         from .initcheck import init_check_table
-        con.print(init_check_table(data["summary"]["init_check"]))
-    con.print(f"run folder: [bold]{data['path']}[/]")
+        con.print(init_check_table(r.summary["init_check"]))
+    con.print(f"run folder: [bold]{r.path}[/]")
 
 
 @app.command()
+@_errors
 def summary(
     config: Path = typer.Argument(..., help="The experiment's YAML file.", show_default=False),
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Print the model layer by layer: output shape, parameters (and receptive field for CNNs)."""
-    from .errors import DlxError
+    from .config import load_config
+    from .summary import model_summary
 
-    try:
-        from .config import load_config
-        from .summary import model_summary
-
-        s = model_summary(load_config(config, set_ or []))
-    except DlxError as e:
-        _fail(e)
+    s = model_summary(load_config(config, set_ or []))
     if as_json:
         typer.echo(json.dumps(s, indent=2))
         return
@@ -315,6 +291,7 @@ def summary(
 
 
 @app.command()
+@_errors
 def compare(
     config: Path = typer.Argument(..., help="The experiment's YAML file (the base of every variant).", show_default=False),
     optimizers: Optional[str] = typer.Option(None, "--optimizers", help="Comma-separated optimizer names, each with its usual hyperparameters."),
@@ -328,55 +305,19 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print the table's numbers as JSON."),
 ):
     """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
-    from .errors import DlxError
+    from .api import compare as run_compare
 
-    try:
-        from .compare import aggregate, make_variants, parse_target, trial_configs
-        from .executors import LocalExecutor, Trial
-
-        goal = parse_target(target)
-        variants = make_variants(optimizers.split(",") if optimizers else None, over or [])
-        configs = trial_configs(config, set_ or [], variants, seeds)
-    except DlxError as e:
-        _fail(e)
-    trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
     con = _console(stderr=as_json)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
-                  TimeElapsedColumn(), console=con, transient=True, disable=as_json) as progress:
-        task = progress.add_task("runs", total=len(trials))
-        results = LocalExecutor(max_parallel=max_parallel, retries=retries).run(
-            trials, on_result=lambda r: progress.advance(task))
-    by_variant: dict[str, list] = {}
-    for (v, _, _), r in zip(configs, results):
-        by_variant.setdefault(v.label, []).append(r)
-    rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
-    figure = _compare_figure(config, runs_dir, by_variant)
+    cmp = run_compare(config, optimizers=optimizers.split(",") if optimizers else None, over=over or [],
+                      seeds=seeds, target=target, overrides=set_ or [], runs_dir=runs_dir,
+                      max_parallel=max_parallel, retries=retries, quiet=as_json)
     if as_json:
-        typer.echo(json.dumps({"config": str(config), "seeds": seeds, "target": target,
-                               "figure": str(figure) if figure else None,
-                               "variants": [r.as_dict() for r in rows]}, indent=2))
+        typer.echo(json.dumps(cmp.as_dict(), indent=2))
     else:
-        _compare_table(con, rows, seeds, goal)
-        if figure:
-            con.print(f"figure: [bold]{figure}[/]")
-    failed = sum(r.status in ("config_error", "crashed", "failed") for r in results)
-    raise typer.Exit(1 if failed else 0)
-
-
-def _compare_figure(config: Path, runs_dir: Path, by_variant: dict) -> Path | None:
-    """Loss/accuracy curves of every variant (mean line, band over seeds), beside the runs."""
-    import datetime as dt
-
-    from .plots import compare_figure
-
-    groups = {label: [r.metrics for r in rs if r.metrics] for label, rs in by_variant.items()}
-    if not any(groups.values()):
-        return None
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return compare_figure(groups, Path(runs_dir) / f"compare-{Path(config).stem}-{stamp}.png",
-                          title=f"dlx compare {Path(config).name}")
+        _compare_table(con, cmp.rows, seeds, cmp.target)
+        if cmp.figure_path:
+            con.print(f"figure: [bold]{cmp.figure_path}[/]")
+    raise typer.Exit(1 if cmp.failed else 0)
 
 
 def _compare_table(con, rows, seeds, goal) -> None:
@@ -433,6 +374,7 @@ CpusOpt = typer.Option(None, "--cpus-per-trial", min=1, help="CPU cores (torch t
 
 
 @app.command()
+@_errors
 def sweep(
     spec: Optional[Path] = typer.Argument(None, help="The sweep spec (YAML: base, metric, strategy, trials, space).", show_default=False),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="SWEEP", help="Finish a stopped sweep: its folder, id, or 'last'. Finished trials are not run again."),
@@ -455,19 +397,16 @@ def sweep(
     from .errors import DlxError, UsageError
 
     _check_choice(executor, ("local", "ray"), f"--executor {executor!r} is not an executor")
-    con = _console(stderr=as_json)
-    try:
-        from .sweeper import Sweep, find_sweep, plan, run_sweep
+    from .sweeper import Sweep, find_sweep, plan, run_sweep
 
-        if resume and (spec or set_):
-            raise UsageError("--resume takes the spec and --set values stored in the sweep folder; "
-                             "give either SPEC or --resume SWEEP")
-        if not resume and spec is None:
-            raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
-        ex = _executor(executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address)
-        sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
-    except DlxError as e:
-        _fail(e)
+    con = _console(stderr=as_json)
+    if resume and (spec or set_):
+        raise UsageError("--resume takes the spec and --set values stored in the sweep folder; "
+                         "give either SPEC or --resume SWEEP")
+    if not resume and spec is None:
+        raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
+    ex = _executor(executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address)
+    sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
     total, metric = sw.plan.total, sw.plan.spec.metric.name
     left = total - sw.done
     con.print(f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
@@ -541,6 +480,7 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
 
 
 @app.command()
+@_errors
 def runs(
     runs_dir: Path = RunsDirOpt,
     sweep_: Optional[str] = typer.Option(None, "--sweep", metavar="SWEEP", help="List one sweep's trials: its folder, id (or part of it), or 'last'."),
@@ -549,29 +489,12 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ):
     """List the runs in the runs folder, one row each."""
-    from .runs import STATUSES, list_runs
+    from .api import runs as list_runs
 
-    keys = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
-    _check_choice(status, STATUSES, f"--status {status!r} is not a status")
-    _check_choice(sort, keys, f"--sort {sort!r} is not a column")
-    where = runs_dir
-    if sweep_ is not None:
-        from .errors import DlxError
-        from .runs import find_sweep
-
-        try:
-            where = find_sweep(sweep_, runs_dir) / "trials"
-        except DlxError as e:
-            _fail(e)
-    rows = [r for r in list_runs(where) if status is None or r["status"] == status]
-    if sort is not None:
-        # Best first: highest accuracy, lowest loss; runs without the value last.
-        high = sort.endswith("acc") or sort == "steps"
-        present = [r for r in rows if r.get(sort) is not None]
-        present.sort(key=lambda r: r[sort], reverse=high and sort != "started")
-        rows = present + [r for r in rows if r.get(sort) is None]
+    rows = list_runs(runs_dir, status=status, sort=sort, sweep=sweep_)
+    where = rows.where
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(list(rows), indent=2))
         return
     con = _console()
     if not rows:
@@ -596,7 +519,7 @@ def runs(
 
 def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
     """Sweeps keep their trials in their own folders: say they are there."""
-    from .runs import sweep_folders
+    from .folders import sweep_folders
 
     if sweep_ is not None:
         return
@@ -606,20 +529,16 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
 
 
 @app.command()
+@_errors
 def report(
     target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), or 'last'."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."),
     runs_dir: Path = RunsDirOpt,
 ):
     """Write one self-contained HTML page (config, verdicts, tables, figures) for a run or a sweep."""
-    from .errors import DlxError
+    from .html_report import write_report
 
-    try:
-        from .html_report import write_report
-
-        path = write_report(target, out, runs_dir)
-    except DlxError as e:
-        _fail(e)
+    path = write_report(target, out, runs_dir)
     _console().print(f"report: [bold]{path}[/]")
 
 
@@ -663,6 +582,7 @@ def examples(
 
 
 @app.command()
+@_errors
 def plot(
     runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."),
@@ -674,14 +594,10 @@ def plot(
     Several runs overlay; runs that differ only in their seed are drawn as a mean
     line with a band. Recurrent runs add the gradient reaching each time step.
     """
-    from .errors import DlxError
-    from .runs import find_run
-
-    try:
-        paths = [find_run(r, runs_dir) for r in runs]
-    except DlxError as e:
-        _fail(e)
     from .plots import plot_runs
+    from .folders import find_run
+
+    paths = [find_run(r, runs_dir) for r in runs]
 
     target = out if out is not None else paths[0] / "plot.png"
     try:

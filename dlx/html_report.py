@@ -97,7 +97,7 @@ def num(x: Any, digits: int = 3) -> str:
 
 def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """A run or sweep folder from a path, an id (or a unique part of one), or 'last' (the newest of either)."""
-    from .runs import find_run, find_sweep, run_folders, sweep_folders
+    from .folders import find_run, find_sweep, run_folders, sweep_folders
 
     p = Path(ref)
     if (p / "sweep.json").is_file() or (p / "meta.json").is_file():
@@ -125,7 +125,7 @@ def is_sweep(folder: Path) -> bool:
 
 def write_report(ref: str | Path, out: str | Path | None = None, runs_dir: str | Path = "runs") -> Path:
     """Render the page for a run or sweep (a folder, an id or 'last'); default out: <folder>/report.html."""
-    from .runs import write_atomic
+    from .folders import write_atomic
 
     folder = resolve(ref, Path(runs_dir))
     page = sweep_page(folder) if is_sweep(folder) else run_page(folder)
@@ -225,33 +225,18 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
     return "\n".join(cards)
 
 
-def _shape(shape: Any) -> str:
-    if not shape:
-        return "-"
-    if isinstance(shape[0], list):
-        return " + ".join("x".join(map(str, s)) for s in shape)
-    return "x".join(map(str, shape))
-
-
 def layers_html(summary: dict[str, Any]) -> str:
     """The per-layer gradient table of `dlx show` (report.layer_table), with a log-scale bar."""
-    layers = summary.get("layers") or []
-    if not layers:
+    from .report import LAYER_HEADERS, layer_rows
+
+    if not summary.get("layers"):
         return '<p class="note">no per-layer statistics</p>'
-    meds = [l["grad_norm"]["median"] for l in layers if (l["grad_norm"].get("median") or 0) > 0]
-    lo = math.log10(min(meds)) - 0.5 if meds else 0.0
-    hi = math.log10(max(meds)) if meds else 1.0
     rows = []
-    for l in layers:
-        g = l["grad_norm"]
-        med = g.get("median")
-        bar = ""
-        if med and med > 0 and math.isfinite(med):
-            frac = 1.0 if hi <= lo else (math.log10(med) - lo) / (hi - lo)
-            bar = f'<span style="width:{max(3, round(100 * frac))}%"></span>'
-        rows.append([esc(l["name"]), esc(_shape(l.get("shape"))), num(g.get("first")), num(med), num(g.get("last")),
-                     bar, num(l.get("weight_norm")), num(l.get("update_ratio"))])
-    head = ["layer", "shape", "first", "median", "last", "log median", "|W|", "|dW|/|W|"]
+    for r in layer_rows(summary):
+        bar = f'<span style="width:{max(3, round(100 * r["bar"]))}%"></span>' if r["bar"] is not None else ""
+        rows.append([esc(r["layer"]), esc(r["shape"]), num(r["grad_first"]), num(r["grad_median"]),
+                     num(r["grad_last"]), bar, num(r["weight_norm"]), num(r["update_ratio"])])
+    head = list(LAYER_HEADERS)
     table = _table(head, rows, left=("layer", "shape", "log median"))
     table = table.replace('<td class="l"><span', '<td class="l bar"><span')
     out = [f"<h3>Gradient L2 norm per layer (input layer first)</h3>{table}"]
@@ -335,7 +320,7 @@ def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None, status: str 
 # ---------------------------------------------------------------- pages
 
 def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[tuple[str, str, str]]:
-    """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.runs.load_run)."""
+    """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.folders.load_run)."""
     s = run["summary"]
     meta = run["meta"]
     status = run["status"]  # runs.run_status: a killed `running` run is interrupted
@@ -359,7 +344,7 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
 
 
 def run_page(folder: Path) -> str:
-    from .runs import load_run
+    from .folders import load_run
 
     run = load_run(folder)
     meta = run["meta"]
@@ -425,7 +410,7 @@ def _cell(v: Any) -> str:
 
 
 def sweep_page(folder: Path) -> str:
-    from .runs import load_run
+    from .folders import load_run
 
     folder = Path(folder)
     try:

@@ -184,23 +184,31 @@ class Group:
 def load_run_series(path: Path) -> Run:
     import yaml
 
-    from .runs import load_run
+    from .folders import load_run
 
     d = load_run(Path(path))
-    meta, summary = d["meta"], d["summary"] or {}
-    steps, grad = grad_series(d["probes"])
-    layers = [l["name"] for l in meta.get("layers") or summary.get("layers") or []]
-    if grad.size and len(layers) != grad.shape[1]:
-        layers = [f"layer {j + 1}" for j in range(grad.shape[1])]
-    tg_steps, tg = time_grad_series(d["probes"])
     try:
         config = yaml.safe_load(d["config"]) or {}
     except yaml.YAMLError:
         config = {}
-    return Run(path=Path(path), meta=meta, config=config if isinstance(config, dict) else {},
-               summary=summary, metrics=d["metrics"], steps=steps, grad=grad, layers=layers,
+    return run_series(Path(path), d["meta"], config if isinstance(config, dict) else {}, d["summary"] or {},
+                      d["metrics"], d["probes"])
+
+
+def run_series(path: Path | None, meta: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
+               metrics: list[dict[str, Any]], probes: list[dict[str, Any]]) -> Run:
+    """The series of one run from its records, read from a folder or kept in memory
+    (an unsaved run: no meta, so names come from its summary)."""
+    steps, grad = grad_series(probes)
+    layers = [l["name"] for l in meta.get("layers") or summary.get("layers") or []]
+    if grad.size and len(layers) != grad.shape[1]:
+        layers = [f"layer {j + 1}" for j in range(grad.shape[1])]
+    tg_steps, tg = time_grad_series(probes)
+    meta = meta or {"name": config.get("name") or "run", "seed": config.get("seed")}
+    return Run(path=Path(path) if path else Path(meta["name"]), meta=meta, config=config,
+               summary=summary, metrics=metrics, steps=steps, grad=grad, layers=layers,
                act_names=list(meta.get("activations") or [a["name"] for a in summary.get("activations") or []]),
-               acts=act_series(d["probes"]), tg_steps=tg_steps, time_grad=tg)
+               acts=act_series(probes), tg_steps=tg_steps, time_grad=tg)
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -639,8 +647,65 @@ def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Pat
     return out
 
 
+# What Run.plot(panels=[...]) takes: a name for each kind of panel (a group's panels
+# are drawn for its first group; "activations" means every activation panel).
+USER_PANELS = ("loss", "accuracy", "time_grad", "grad_heatmap", "grad_lines", "activations")
+
+
+def panels_figure(runs: Sequence[Any], panels: Sequence[str] | None = None,
+                  size: tuple[float, float] | None = None, title: str | None = None):
+    """A Figure of the named panels (USER_PANELS), in a grid of at most 3 columns;
+    every panel (build_figure) when panels is None. size: (width, height) in inches."""
+    from matplotlib.figure import Figure
+
+    from .errors import UsageError
+
+    groups = _as_groups(runs)
+    if panels is None:
+        fig = build_figure(groups, title)
+        if size:
+            fig.set_size_inches(*size)
+        return fig
+    available = panel_names(groups)
+    names: list[str] = []
+    for p in panels:
+        if p not in USER_PANELS:
+            from .registry import closest
+
+            hint = closest(p, list(USER_PANELS))
+            raise UsageError(f"unknown panel {p!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                             + f" (panels: {', '.join(USER_PANELS)})")
+        hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
+        if not hits:
+            raise UsageError(f"this run has no {p!r} panel (it has: "
+                             f"{', '.join(dict.fromkeys(n.split(':')[0] for n in available))})")
+        names += hits
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=size or (5 * cols, 3.6 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    heat_range = _heat_range(groups)
+    for ax, name in zip(axes, names):
+        draw_panel(ax, name, groups, heat_range=heat_range)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
 def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, title: str = "") -> Path:
-    """`dlx compare`: loss and accuracy curves per variant (mean line, band over seeds) as a PNG.
+    """`dlx compare`: compare_curves_figure written as a PNG; returns the path."""
+    fig = compare_curves_figure(groups, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def compare_curves_figure(groups: dict[str, list[list[dict[str, Any]]]], title: str = "",
+                          size: tuple[float, float] | None = None):
+    """Loss and accuracy curves per variant (mean line, band over seeds) as a Figure.
 
     Metrics only (one list of metrics records per seed), drawn by the same panel
     code as plot_runs' curve panels.
@@ -650,7 +715,7 @@ def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, ti
     panels = [([("train_loss", "train", "-")], "train loss", True),
               ([("test_loss", "test", "--")], "test loss", True),
               ([("test_acc", "test", "--")], "test accuracy", False)]
-    fig = Figure(figsize=(5 * len(panels), 4), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=size or (5 * len(panels), 4), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, len(panels))
     entries = [(label, runs, None) for label, runs in groups.items()]
     legend_done = False
@@ -662,7 +727,4 @@ def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, ti
         legend_done = legend_done or drawn
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return fig

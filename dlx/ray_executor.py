@@ -98,7 +98,7 @@ def materialize_run(files: dict[str, bytes], runs_dir: Path, run_id: str) -> Pat
     then the folder is renamed; if <run_id> already exists (the same run written
     twice) the copy is dropped and the existing folder returned.
     """
-    from .runs import land_run, prepare_runs_dir
+    from .folders import land_run, prepare_runs_dir
 
     _safe_relpath(run_id)
     if "/" in run_id:

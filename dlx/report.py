@@ -74,34 +74,51 @@ def describe(cfg: dict[str, Any]) -> str:
     return f"{model} {act}, init {init}, {o['name']} lr={o['lr']}{extra} | data {d['name']}"
 
 
-def _bar(value: float | None, lo: float, hi: float, width: int = 12) -> Text:
-    """A bar whose length is log10(value) placed between lo and hi (log10 bounds)."""
-    if value is None or not (value > 0) or not math.isfinite(value):
-        return Text("")
-    frac = 1.0 if hi <= lo else (math.log10(value) - lo) / (hi - lo)
-    n = max(1, round(frac * width))
-    return Text("█" * n, style="cyan")
+def shape_text(shape: Any) -> str:
+    """[64, 2] -> 64x2; a recurrent layer's [[256, 2], [256, 64]] -> 256x2 + 256x64."""
+    if not shape:
+        return "-"
+    if isinstance(shape[0], list):
+        return " + ".join("x".join(map(str, s)) for s in shape)
+    return "x".join(map(str, shape))
+
+
+def layer_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-layer table's rows, built once for every renderer (terminal, HTML, .table()):
+    layer, shape, grad_first / grad_median / grad_last (gradient L2 norms), weight_norm,
+    update_ratio (|update| / |weight| of the last step) and bar (where log10 of the median
+    sits between the layers' smallest and largest, 0..1: the log-median bar)."""
+    layers = summary.get("layers") or []
+    meds = [l["grad_norm"]["median"] for l in layers if (l["grad_norm"].get("median") or 0) > 0]
+    lo = math.log10(min(meds)) - 0.5 if meds else 0.0
+    hi = math.log10(max(meds)) if meds else 1.0
+    rows = []
+    for l in layers:
+        g = l["grad_norm"]
+        med = g.get("median")
+        bar = None
+        if med is not None and med > 0 and math.isfinite(med):
+            bar = 1.0 if hi <= lo else (math.log10(med) - lo) / (hi - lo)
+        rows.append({"layer": l["name"], "shape": shape_text(l.get("shape")), "grad_first": g.get("first"),
+                     "grad_median": med, "grad_last": g.get("last"), "weight_norm": l.get("weight_norm"),
+                     "update_ratio": l.get("update_ratio"), "bar": bar})
+    return rows
+
+
+LAYER_HEADERS = ("layer", "shape", "first", "median", "last", "log median", "|W|", "|dW|/|W|")
 
 
 def layer_table(summary: dict[str, Any]) -> Table:
-    layers = summary.get("layers", [])
     t = Table(title="Per-layer gradient L2 norm (input layer first)", title_justify="left",
               header_style="bold", show_edge=False, pad_edge=False)
-    for col, just in (("layer", "left"), ("shape", "left"), ("first", "right"), ("median", "right"),
-                      ("last", "right"), ("log median", "left"), ("|W|", "right"), ("|dW|/|W|", "right")):
+    for col in LAYER_HEADERS:
         # Layer names are never cut (block12.fc_b): the bar column gives way first.
-        t.add_column(col, justify=just, no_wrap=col in ("layer", "shape"))
-    meds = [l["grad_norm"]["median"] for l in layers if (l["grad_norm"]["median"] or 0) > 0]
-    lo = math.log10(min(meds)) - 0.5 if meds else 0
-    hi = math.log10(max(meds)) if meds else 1
-    for l in layers:
-        g = l["grad_norm"]
-        shape = l["shape"]
-        shape = ("x".join(map(str, shape)) if shape and not isinstance(shape[0], list)
-                 else " + ".join("x".join(map(str, s)) for s in shape))
-        t.add_row(l["name"], shape, num(g["first"]), num(g["median"]),
-                  num(g["last"]), _bar(g["median"], lo, hi), num(l.get("weight_norm")),
-                  num(l.get("update_ratio")))
+        t.add_column(col, justify="left" if col in ("layer", "shape", "log median") else "right",
+                     no_wrap=col in ("layer", "shape"))
+    for r in layer_rows(summary):
+        bar = Text("█" * max(1, round(r["bar"] * 12)), style="cyan") if r["bar"] is not None else Text("")
+        t.add_row(r["layer"], r["shape"], num(r["grad_first"]), num(r["grad_median"]), num(r["grad_last"]),
+                  bar, num(r["weight_norm"]), num(r["update_ratio"]))
     return t
 
 
@@ -468,7 +485,7 @@ def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
         parts += [Text(""), through]
     for s in time_strips(summary, probes):
         parts += [Text(""), s]
-    from .runs import run_status
+    from .folders import run_status
 
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.

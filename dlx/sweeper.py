@@ -54,7 +54,7 @@ from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
 
 from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
-from .runs import find_sweep, pid_alive
+from .folders import find_sweep, pid_alive
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -357,7 +357,7 @@ class Sweep:
 
     @classmethod
     def create(cls, plan_: Plan, runs_dir: Path) -> "Sweep":
-        from .runs import prepare_runs_dir, write_atomic, write_json
+        from .folders import prepare_runs_dir, write_atomic, write_json
 
         runs_dir = prepare_runs_dir(Path(runs_dir))
         name = plan_.spec.name or plan_.spec_path.stem
@@ -530,7 +530,7 @@ class Sweep:
 
         An interrupted trial (Ctrl-C) is not recorded: --resume runs it again.
         """
-        from .runs import land_run
+        from .folders import land_run
 
         status = status or result.status
         if status == "interrupted":
@@ -604,7 +604,7 @@ class Sweep:
         return {r["trial"]: r for r in data.get("rows", [])}
 
     def _write_results(self) -> None:
-        from .runs import write_atomic, write_json
+        from .folders import write_atomic, write_json
 
         best = self.best()
         self.meta["done"] = self.done

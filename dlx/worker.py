@@ -27,7 +27,7 @@ STARTED = time.time()  # before the heavy imports, so concurrency checks see the
 
 
 def _write_result(path: Path, result: dict[str, Any]) -> None:
-    from .runs import write_json
+    from .folders import write_json
 
     # write_json writes a temp file and os.replace()s it: a killed worker leaves no half result.
     write_json(Path(path), result)

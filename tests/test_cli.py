@@ -107,7 +107,7 @@ def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monke
     runs = tmp_path / "runs"
     res = CliRunner().invoke(app, ["train", str(CONFIGS / "quickstart.yaml"), "--runs-dir", str(runs), "-q"])
     assert res.exit_code == 1
-    assert "training failed: RuntimeError: simulated device failure" in res.output
+    assert "dlx train failed: RuntimeError: simulated device failure" in res.output
     (folder,) = list(runs.iterdir())
     assert str(folder) in res.output.replace("\n", "")
     meta = json.loads((folder / "meta.json").read_text())
@@ -140,7 +140,7 @@ def test_a_running_run_whose_process_is_gone_is_interrupted_everywhere(tmp_path,
     # Python API (runs.load_run) all say interrupted, with or without a summary yet.
     import dlx as dlx_api
     from dlx.html_report import write_report
-    from dlx.runs import load_run
+    from dlx.folders import load_run
 
     runs = tmp_path / "runs"
     folder = dlx_api.train(dict(tiny, name="killed"), runs_dir=runs).path

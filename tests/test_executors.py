@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dlx.executors import LocalExecutor, Trial
-from dlx.runs import load_run
+from dlx.folders import load_run
 
 from conftest import ROOT, TINY
 

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import CONFIGS, MNIST_DIR, TINY
 
-from dlx import runs as R
+from dlx import folders as R
 from dlx.data import mnist as M
 from dlx.errors import DlxError
 

@@ -13,7 +13,7 @@ import dlx
 from dlx.cli import app
 from dlx.report import (MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark,
                         run_report)
-from dlx.runs import load_run
+from dlx.folders import load_run
 
 RNN = {
     "seed": 0, "name": "rnn",

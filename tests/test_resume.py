@@ -20,7 +20,7 @@ import yaml
 
 import dlx
 from dlx.errors import ConfigError, DlxError, UsageError
-from dlx.runs import read_jsonl, run_status
+from dlx.folders import read_jsonl, run_status
 from dlx.trainer import Trainer
 
 from conftest import CONFIGS, ROOT, interrupt_when

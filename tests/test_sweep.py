@@ -15,7 +15,7 @@ import yaml
 from dlx.config import load_config
 from dlx.errors import ConfigError
 from dlx.executors import LocalExecutor, TrialResult, gpu_slots
-from dlx.runs import land_run, list_runs
+from dlx.folders import land_run, list_runs
 from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
 
 from conftest import ROOT, TINY, interrupt_when
@@ -360,7 +360,7 @@ def test_the_python_api_runs_and_resumes_a_sweep(tmp_path, base):
 
 
 def test_a_trial_is_found_as_sweep_slash_trial(tmp_path, base):
-    from dlx.runs import find_run
+    from dlx.folders import find_run
 
     sw = Sweep.create(plan(spec(tmp_path, base, trials=1)), tmp_path / "runs")
     trial = sw.folder / "trials" / "trial-0000"

@@ -1,4 +1,4 @@
-"""The run folder: the only code that knows its layout (see DESIGN.md, the contract).
+"""The run and sweep folders: the only code that knows their layout (see DESIGN.md, the contract).
 
 runs/<run_id>/
   config.yaml     the resolved config, defaults filled in
