@@ -928,7 +928,8 @@ def outcome(ctx: Context, curve: _Curve | None = None) -> dict[str, Any]:
         return {"kind": "diverged", "text": "diverged: no final numbers", "where": "diverged"}
     curve = curve if curve is not None else _train_curve(ctx)
     if curve is None:
-        return {"kind": "too_short", "text": f"too short to judge (fewer than {MIN_INTERVALS} log intervals)",
+        return {"kind": "too_short", "text": f"too short to judge how far it got (fewer than {MIN_INTERVALS} "
+                                             f"log intervals)",
                 "where": "too short to judge"}
     c = ctx.chance_loss
     steps = int(curve.steps[-1])
@@ -1108,9 +1109,13 @@ def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = No
         ev["first_loss"], ev["final_loss"] = float(curve.raw[0]), curve.end
     detail = f" ({', '.join(parts)})" if parts else ""
     # What it learned leads; how its gradients flowed follows.
-    learned = f"{out['text']}; " if out and out.get("text") else ""
     if out:
         ev["outcome"] = out.get("kind")
+    if out and out.get("kind") == "too_short":
+        # Nothing says how far it got: do not call the run healthy, only its gradients.
+        return _verdict("healthy", [], ev, f"healthy gradients, outcome unknown: {out['text']}; gradients reach "
+                                           f"every layer at comparable sizes{detail}")
+    learned = f"{out['text']}; " if out and out.get("text") else ""
     return _verdict("healthy", [], ev, f"healthy: {learned}gradients reach every layer at comparable sizes{detail}")
 
 

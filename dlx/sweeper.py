@@ -596,6 +596,38 @@ class Sweep:
         rows = self.sorted_rows()
         return rows[0] if rows and rows[0]["value"] is not None else None
 
+    def table(self):
+        """One row per finished trial, best first: trial, each parameter, the metric, status,
+        verdict, seconds (a pandas DataFrame with pandas)."""
+        from .results import as_table
+
+        keys = [d.key for d in self.plan.dims]
+        metric = self.plan.spec.metric.name
+        rows = [{"trial": r["trial"], **{k: r["params"].get(k) for k in keys}, metric: r["value"],
+                 "status": r["status"], "verdict": r.get("verdict"), "seconds": r.get("seconds")}
+                for r in self.sorted_rows()]
+        return as_table(rows, ["trial", *keys, metric, "status", "verdict", "seconds"])
+
+    def load(self, trial: int):
+        """A trial's run folder as a dlx Run (dlx.load_run)."""
+        from .api import load_run
+
+        return load_run(self._trial_dir(trial))
+
+    def __repr__(self) -> str:
+        best = self.best()
+        top = f"; best trial {best['trial']:04d}: {self.plan.spec.metric.name} {best['value']:.4g}" if best else ""
+        return f"<dlx sweep {self.folder.name}: {self.done}/{self.plan.total} trials{top}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from .results import Table
+
+        t = self.table()
+        body = t.to_html(index=False) if hasattr(t, "to_html") else Table(t, t.columns)._repr_html_()
+        return f"<p><b>{html.escape(repr(self))}</b></p>{body}"
+
     def _read_results(self) -> dict[int, dict]:
         try:
             data = json.loads((self.folder / "results.json").read_text())
