@@ -1,7 +1,7 @@
 """The Python API: `dlx.train(config, overrides)` runs one experiment into a run folder.
 
     import dlx
-    r = dlx.train("configs/quickstart.yaml", ["optimizer.lr=0.05"])
+    r = dlx.train("configs/quickstart.yaml", ["optimizer.lr=0.05"])   # or dlx.train("quickstart", ...)
     r.path, r.status, r.summary["final"]["test_acc"], r.metrics[-1]
     dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
 """
@@ -53,7 +53,7 @@ def out_of_memory_message(e: BaseException, trainer, folder: RunFolder | None) -
 def train(config: str | Path | dict | Config | None = None, overrides: Iterable[str] = (), *,
           runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True,
           resume: str | Path | None = None, quiet: bool | None = None) -> Run:
-    """Train one config (a YAML path, a dict or a Config) and return its Run.
+    """Train one config (a YAML path, an example's name, a dict or a Config) and return its Run.
 
     overrides are `key.path=value` strings, as with `dlx train --set`. With
     save=False nothing is written to disk. Raises ConfigError / DlxError for the

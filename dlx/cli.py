@@ -544,41 +544,73 @@ def report(
 
 @app.command()
 def examples(
-    name: Optional[str] = typer.Argument(None, help="An example's name: print its whole story and commands."),
-    dir_: Optional[Path] = typer.Option(None, "--dir", help="The folder of example configs (default: the repository's configs/)."),
+    words: Optional[List[str]] = typer.Argument(None, metavar="NAME | copy NAME [DIR]",
+                                                help="An example's name: print its whole story and commands. "
+                                                     "[bold]copy NAME [DIR][/]: write it (and what it needs) into "
+                                                     "DIR (default: the working folder), to edit and run.",
+                                                show_default=False),
+    force: bool = typer.Option(False, "--force", help="copy: overwrite files that already exist."),
+    dir_: Optional[Path] = typer.Option(None, "--dir", help="A folder of example configs to read instead of the ones that ship with dlx."),
 ):
-    """List the example configs, one per concept: what each shows and the verdict to expect."""
-    from .errors import DlxError
-    from .examples import find_example, load_examples
+    """The example configs as a course, section by section: each one's concept and the verdict it shows.
+
+    Every command that takes a config takes an example's name too: [bold]dlx train quickstart[/].
+    """
+    from .errors import DlxError, UsageError
+    from .examples import copy_example, course, default_dir, find_example, load_examples, run_command
 
     con = _console()
+    name, *more = words or [None]
     try:
+        if name == "copy":
+            if not more or len(more) > 2:
+                raise UsageError("usage: dlx examples copy NAME [DIR] (DIR defaults to the working folder)")
+            ex, written = copy_example(more[0], more[1] if len(more) > 1 else ".", force, dir_)
+            for path in written:
+                con.print(f"wrote [bold]{path}[/]")
+            con.print(f"run it: [bold]{run_command(ex, written[0])}[/]")
+            return
+        if more or force:
+            raise UsageError("dlx examples takes one NAME; --force goes with dlx examples copy NAME [DIR]")
         if name:
             ex = find_example(name, dir_)
             con.print(f"[bold]{ex.path}[/]")
             con.print(ex.header, markup=False)
+            if ex.path.parent == default_dir():  # a shipped one: the commands above need a clone
+                con.print(f"\nfrom any folder: [bold]{run_command(ex, Path(ex.name))}[/]; "
+                          f"a copy to edit: [bold]dlx examples copy {ex.name}[/]")
             return
         found = load_examples(dir_)
     except DlxError as e:
         _fail(e)
     from rich.table import Table
 
-    t = Table(show_edge=False, pad_edge=False)
-    # The name is what `dlx examples NAME` takes, so it is never cut.
-    # One line per example, long cells cut with an ellipsis: a menu to scan. A narrow
-    # terminal drops the concept column (the claim says it too); rich would otherwise
-    # squeeze columns to nothing.
-    wide = con.width >= 120
-    t.add_column("name", style="cyan", no_wrap=True, min_width=max((len(e.name) for e in found), default=4))
-    if wide:
-        t.add_column("concept", no_wrap=True, overflow="ellipsis", max_width=34)
-    t.add_column("expect", no_wrap=True, overflow="ellipsis", min_width=14, max_width=16 if not wide else 40)
-    t.add_column("claim", no_wrap=True, overflow="ellipsis")
-    for ex in found:
-        t.add_row(ex.name, *([ex.concept] if wide else []), ", ".join(ex.expect), ex.claim)
+    # One line per example, nothing cut: names (what the commands take) and concepts
+    # always; the expected verdicts only when the terminal has room for all of them.
+    widths = [max((len(x) for x in col), default=0) for col in
+              zip(*[("  " + e.name, e.concept, ", ".join(e.expect)) for e in found])] or [0, 0, 0]
+    need = sum(widths) + 4  # three columns and two gaps
+    verdicts = con.width >= need
+    t = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
+    t.add_column("example", no_wrap=True)
+    t.add_column("concept", overflow="fold")
+    if verdicts:
+        t.add_column("expected verdict", no_wrap=True)
+    for i, (title, group) in enumerate(course(found)):
+        if i:
+            t.add_row()
+        t.add_row(f"[bold]{title}[/]")
+        for ex in group:
+            t.add_row(f"  [cyan]{ex.name}[/]", ex.concept, *([", ".join(ex.expect)] if verdicts else []))
     con.print(t)
-    con.print(f"{len(found)} examples in {found[0].path.parent if found else dir_}; "
-              f"[bold]dlx examples NAME[/] prints one's commands and what to look for.")
+    con.print(f"\n{len(found)} examples in {found[0].path.parent if found else dir_}", soft_wrap=False)
+    if not verdicts:
+        con.print(f"(a terminal {need} columns wide shows the verdict each one expects too)", soft_wrap=False)
+    hints = Table.grid(padding=(0, 2))
+    hints.add_row("[bold]dlx examples NAME[/]", "its whole story: the commands, what to look for")
+    hints.add_row("[bold]dlx train NAME[/]", "run it (every command takes an example's name)")
+    hints.add_row("[bold]dlx examples copy NAME[/]", "a copy to edit, in the working folder")
+    con.print(hints)
 
 
 @app.command()

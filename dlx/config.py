@@ -19,7 +19,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegative
 
 from .activations import ACTIVATIONS
 from .data import DATASETS
-from .errors import ConfigError, Problem, UsageError
+from .errors import ConfigError, Problem
+from .examples import resolve_config
 from .init import INITS
 from .models import MODEL_DEPENDENT_KEYS, MODELS
 from .optim import OPTIMIZERS, SGD
@@ -587,7 +588,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """A validated Config from a YAML path, a dict or a Config, with --set overrides."""
+    """A validated Config from a YAML path (or an example's name), a dict or a Config, with --set overrides."""
     if isinstance(source, Config) and not overrides:
         return source
     if isinstance(source, Config):
@@ -596,10 +597,7 @@ def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple
         import copy
 
         return _finish(_Located(copy.deepcopy(source), {}, None), None, overrides)
-    path = Path(source)
-    if not path.is_file():
-        what = "is a folder, not a config file" if path.is_dir() else "not found"
-        raise UsageError(f"config file {path} {what}; give the path of a YAML file, e.g. configs/quickstart.yaml")
+    path = resolve_config(source)  # a path, or a shipped example's name (quickstart)
     return load_config_text(path.read_bytes(), str(path), path.resolve().parent, overrides)
 
 

@@ -1,6 +1,12 @@
 """The example configs: one per concept, each explained by its own header comment.
 
-Every YAML in configs/ opens with a comment block that a person reads first and
+They ship inside the package, in dlx/example_configs/ (the clone's top-level
+configs/ is a symlink to it, so `dlx train configs/NAME.yaml` works there), and
+every command that takes a config also takes an example's bare name
+(`dlx train quickstart`): resolve_config() is the one place that decides.
+`dlx examples` lists them as a course, in the order of COURSE.
+
+Every example opens with a comment block that a person reads first and
 that `dlx examples` (and tests/test_examples.py) read as data:
 
     # NAME: the claim, in one or two lines (the first line is the summary).
@@ -31,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UsageError
+from .errors import DlxError, UsageError
 
 # The verdict kinds dlx/diagnose.py can give (summary.json "verdicts"), plus
 # "invalid" for a config made to be refused by `dlx validate` (broken.yaml).
@@ -66,11 +72,31 @@ class Example:
         return self.test_overrides is not None and not self.sweep and self.expect != ["invalid"]
 
 
-def default_dir() -> Path:
-    """The repository's configs/ folder, beside the dlx package (an editable or source install)."""
-    import dlx
+# The course `dlx examples` walks through: sections in teaching order, each example
+# once, in the order to read them. The one place that orders the examples (a test
+# holds every shipped example to exactly one section); examples that are in no
+# section (a --dir folder of one's own) are listed last, under "other".
+COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("basics", ("quickstart", "mnist_mlp", "teacher_regression", "mse_vs_cross_entropy", "broken")),
+    ("initialization", ("zero_init", "exploding", "tanh_normal_saturation", "vanishing_sigmoid", "relu_he",
+                        "xavier_deep_relu")),
+    ("activations", ("activations_side_by_side", "dead_relu_high_lr")),
+    ("normalization", ("unnormalized_inputs", "batchnorm", "residual_depth")),
+    ("optimizers", ("batch_size_gd_vs_sgd", "lr_too_low", "lr_too_high", "momentum_nesterov",
+                    "adaptive_optimizers", "lr_schedules", "gradient_clipping", "sweep_optimizers",
+                    "sweep_mnist_tpe")),
+    ("regularization", ("small_data_overfits", "l1_vs_l2", "dropout", "early_stopping")),
+    ("CNN", ("cnn_mnist", "cnn_pooling", "two_3x3_vs_5x5", "conv_1x1_groups", "dilated_receptive_field")),
+    ("RNN", ("gradients_through_time", "rnn_vs_lstm_adding", "lstm_gru_parameters", "exploding_rnn",
+             "truncated_bptt", "copy_memory", "bidirectional_rnn")),
+    ("attention", ("attention_scoring", "self_attention")),
+)
+OTHER = "other"
 
-    return Path(dlx.__file__).resolve().parents[1] / "configs"
+
+def default_dir() -> Path:
+    """The examples shipped in the package: dlx/example_configs/ (the clone's configs/ links here)."""
+    return Path(__file__).resolve().parent / "example_configs"
 
 
 def _header_lines(text: str) -> list[str]:
@@ -175,11 +201,11 @@ def _header_problems(ex: Example, seen: set[str]) -> list[str]:
 
 
 def load_examples(folder: str | Path | None = None) -> list[Example]:
-    """Every configs/*.yaml (and .yml) in `folder` (default: the repository's configs/), by name."""
+    """Every *.yaml (and .yml) in `folder` (default: the shipped examples), by name."""
     folder = Path(folder) if folder is not None else default_dir()
     if not folder.is_dir():
-        raise UsageError(f"no example folder at {folder}: the examples live in the dlx repository's "
-                         f"configs/; pass --dir PATH/TO/configs")
+        raise UsageError(f"no example folder at {folder}: pass --dir a folder of example YAML files "
+                         f"(without --dir: the examples that ship with dlx)")
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")], key=lambda p: p.name)
     return [parse_example(p) for p in files]
 
@@ -196,3 +222,129 @@ def find_example(name: str, folder: str | Path | None = None) -> Example:
     near = difflib.get_close_matches(stem, [e.name for e in examples], n=1, cutoff=0.5)
     raise UsageError(f"no example called {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                      + "; `dlx examples` lists them all")
+
+
+def course(examples: list[Example]) -> list[tuple[str, list[Example]]]:
+    """The examples grouped and ordered as COURSE says; the rest, by name, under "other"."""
+    by_name = {e.name: e for e in examples}
+    out = []
+    for title, names in COURSE:
+        group = [by_name.pop(n) for n in names if n in by_name]
+        if group:
+            out.append((title, group))
+    if by_name:
+        out.append((OTHER, sorted(by_name.values(), key=lambda e: e.name)))
+    return out
+
+
+# ---------------------------------------------------------------- a config named by its example
+
+def _bare_name(source: str) -> str | None:
+    """"quickstart" or "quickstart.yaml" -> "quickstart"; a path with a folder in it -> None."""
+    if not source or "/" in source or "\\" in source or source in (".", ".."):
+        return None
+    for ext in (".yaml", ".yml"):
+        if source.endswith(ext):
+            return source[: -len(ext)]
+    return source
+
+
+def shipped(name: str) -> Path | None:
+    """The shipped example a bare name means (quickstart, quickstart.yaml), or None."""
+    stem = _bare_name(name)
+    if not stem:
+        return None
+    folder = default_dir()
+    for ext in (".yaml", ".yml"):
+        if (folder / (stem + ext)).is_file():
+            return folder / (stem + ext)
+    return None
+
+
+def resolve_config(source: str | Path, kind: str = "config file") -> Path:
+    """The file a command's CONFIG (or sweep SPEC) means; the one rule for every command.
+
+    A path that exists wins; otherwise a bare name (no folder, .yaml optional) of a
+    shipped example is that example; otherwise a UsageError that says "not found"
+    with the closest example names. kind ("config file" or "sweep spec") words the
+    message and picks which examples to suggest.
+    """
+    path = Path(source)
+    if path.exists():
+        if path.is_dir():
+            raise UsageError(f"{kind} {path} is a folder, not a {kind}; give the path of a YAML file "
+                             f"or an example's name (`dlx examples` lists them)")
+        return path
+    found = shipped(str(source))
+    if found is not None:
+        return found
+    raise UsageError(f"{kind} {path} not found" + _did_you_mean(path, sweep=kind == "sweep spec"))
+
+
+def _did_you_mean(path: Path, sweep: bool) -> str:
+    """The rest of a "not found" message: the example meant, or the closest names."""
+    stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    try:
+        names = [e.name for e in load_examples() if e.sweep == sweep]
+    except DlxError:  # no shipped examples (a broken install): say what we can
+        names = []
+    if stem in names:
+        # configs/quickstart.yaml outside the clone: the README's path, the shipped example.
+        return (f"; the example {stem!r} ships with dlx: give its name ({stem}), "
+                f"or `dlx examples copy {stem}` for a copy to edit")
+    near = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)
+    hint = f" (did you mean the example {' or '.join(repr(n) for n in near)}?)" if near else ""
+    return (f"{hint}; give the path of a YAML file or an example's name "
+            f"(`dlx examples` lists them, e.g. {'sweep_optimizers' if sweep else 'quickstart'})")
+
+
+# ---------------------------------------------------------------- dlx examples copy
+
+def _needs(ex: Example) -> list[Path]:
+    """The other files an example reads, beside it: a sweep spec's base config."""
+    if not ex.sweep:
+        return []
+    base = (yaml.safe_load(ex.path.read_text(encoding="utf-8")) or {}).get("base")
+    if isinstance(base, str) and (ex.path.parent / base).is_file():
+        return [ex.path.parent / base]
+    return []
+
+
+def run_command(ex: Example, path: Path) -> str:
+    """The command that runs an example kept at `path`."""
+    verb = "sweep" if ex.sweep else "validate" if ex.expect == ["invalid"] else "train"
+    return f"dlx {verb} {shlex.quote(str(path))}"
+
+
+def copy_example(name: str, dest: str | Path = ".", force: bool = False,
+                 folder: str | Path | None = None) -> tuple[Example, list[Path]]:
+    """Write an example (and the files it needs) into `dest`: (the example, the paths written).
+
+    The header's commands are rewritten from configs/NAME.yaml to NAME.yaml, so they
+    run from `dest` on the copy. An existing file is a UsageError unless force.
+    """
+    ex = find_example(name, folder)
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} is a file, not a folder to copy {ex.name} into")
+    sources = [ex.path, *_needs(ex)]
+    targets = [dest / p.name for p in sources]
+    there = [t for t in targets if t.exists()]
+    if there and not force:
+        one = len(there) == 1
+        raise UsageError(f"{', '.join(str(t) for t in there)} already {'exists' if one else 'exist'}; "
+                         f"pass --force to overwrite {'it' if one else 'them'}, or copy into another "
+                         f"folder: dlx examples copy {ex.name} DIR")
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, target in zip(sources, targets):
+        target.write_text(_local_commands(src.read_text(encoding="utf-8")), encoding="utf-8")
+    return ex, targets
+
+
+_CONFIGS_PATH = re.compile(r"(?<![\w/.])configs/(?=[\w.-]+\.ya?ml\b)")
+
+
+def _local_commands(text: str) -> str:
+    """Header comments' configs/NAME.yaml -> NAME.yaml (the copy's folder); YAML lines unchanged."""
+    lines = text.splitlines(keepends=True)
+    return "".join(_CONFIGS_PATH.sub("", ln) if ln.lstrip().startswith("#") else ln for ln in lines)

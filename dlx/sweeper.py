@@ -4,7 +4,7 @@
 
 A sweep spec (YAML):
 
-    base: configs/mnist_mlp.yaml       # relative to the spec file (or the working folder)
+    base: configs/mnist_mlp.yaml       # relative to the spec file (or the working folder), or an example's name
     set: [train.epochs=1]              # optional overrides for every trial
     metric: {name: test_acc, goal: max}
     strategy: tpe                      # grid | random | tpe
@@ -53,6 +53,7 @@ import yaml
 from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
 
 from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
+from .examples import resolve_config, shipped
 from .errors import ConfigError, DlxError, Problem, UsageError
 from .folders import find_sweep, pid_alive
 from .registry import Section, closest
@@ -233,10 +234,7 @@ def _spec_problems(err: ValidationError, loc: _Located) -> list[Problem]:
 
 def plan(spec_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Plan:
     """Read and check a sweep spec: every problem at once, before any trial starts."""
-    spec_path = Path(spec_path)
-    if not spec_path.is_file():
-        what = "is a folder, not a sweep spec" if spec_path.is_dir() else "not found"
-        raise UsageError(f"sweep spec {spec_path} {what}; give the path of a YAML file, e.g. configs/sweep_lr.yaml")
+    spec_path = resolve_config(spec_path, "sweep spec")  # a path, or a shipped example's name
     raw = spec_path.read_bytes()
     source = str(spec_path)
     loc = parse_yaml(raw, source)
@@ -265,7 +263,8 @@ def plan(spec_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Plan:
     base_path = _find_base(base, spec_path) if isinstance(base, str) else None
     if isinstance(base, str) and base_path is None:
         problems.append(loc.problem(("base",), f"base config '{base}' not found (looked beside {spec_path.name} "
-                                               f"and in {Path.cwd()}); give the path of a dlx config"))
+                                               f"and in {Path.cwd()}, and no example has that name); "
+                                               f"give the path of a dlx config"))
     sets = [*(spec.set if spec else []), *sets]
     if base_path is not None:
         p = Plan(spec, raw.decode("utf-8"), spec_path.resolve(), base_path.resolve(), base_path.read_text(),
@@ -280,10 +279,11 @@ def plan(spec_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Plan:
 
 
 def _find_base(base: str, spec_path: Path) -> Path | None:
+    """Beside the spec, then in the working folder, then a shipped example's name."""
     for candidate in (spec_path.parent / base, Path(base)):
         if candidate.is_file():
             return candidate
-    return None
+    return shipped(base)
 
 
 def _check_against_base(p: Plan, loc: _Located, grid: bool) -> list[Problem]:

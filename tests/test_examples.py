@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 
 from dlx.cli import app
 from dlx.errors import ConfigError, UsageError
-from dlx.examples import VERDICT_KINDS, find_example, load_examples, parse_example
+from dlx.examples import (COURSE, VERDICT_KINDS, course, default_dir, find_example, load_examples, parse_example,
+                          resolve_config)
 
 EXAMPLES = load_examples(CONFIGS)
 RUNNABLE = [e for e in EXAMPLES if e.runnable]
@@ -170,17 +172,52 @@ def test_expected_kinds_are_the_engines_kinds():
     assert set(VERDICT_KINDS) == set(KINDS)
 
 
-def test_dlx_examples_lists_every_example_on_one_line_with_its_expected_verdict():
-    env = {**os.environ, "COLUMNS": "250"}
+def test_every_shipped_example_has_one_place_in_the_course():
+    placed = [n for _, names in COURSE for n in names]
+    assert len(placed) == len(set(placed)), "an example is in two sections"
+    assert set(placed) == {e.name for e in EXAMPLES}, "every example in a section, every section name an example"
+    assert [t for t, _ in course(EXAMPLES)] == [t for t, _ in COURSE]  # nothing left over for "other"
+
+
+def test_examples_that_are_in_no_section_come_last_by_name(tmp_path):
+    (tmp_path / "zeta.yaml").write_text("# zeta: z.\nname: zeta\n")
+    (tmp_path / "alpha.yaml").write_text("# alpha: a.\nname: alpha\n")
+    (tmp_path / "quickstart.yaml").write_text("# quickstart: mine.\nname: quickstart\n")
+    got = [(title, [e.name for e in group]) for title, group in course(load_examples(tmp_path))]
+    assert got == [("basics", ["quickstart"]), ("other", ["alpha", "zeta"])]
+
+
+def _listing(columns: int) -> list[str]:
+    env = {**os.environ, "COLUMNS": str(columns)}
     p = subprocess.run([sys.executable, "-m", "dlx", "examples"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    for ex in EXAMPLES:
-        rows = [ln for ln in lines if ln.split("│")[0].strip() == ex.name]
-        assert len(rows) == 1, f"{ex.name}: {len(rows)} rows"
-        assert ", ".join(ex.expect) in rows[0] and ex.concept[:20] in rows[0]
     assert f"{len(EXAMPLES)} examples" in p.stdout
+    return p.stdout.splitlines()
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_dlx_examples_reads_as_a_course_one_whole_line_per_example_at_80_and_120_columns(columns):
+    lines = _listing(columns)
+    assert max(len(ln) for ln in lines) <= columns
+    assert not any("…" in ln for ln in lines), "nothing is cut"
+    rows = {}
+    for ex in EXAMPLES:
+        found = [i for i, ln in enumerate(lines) if ln.split()[:1] == [ex.name]]
+        assert len(found) == 1, f"{ex.name}: {len(found)} rows"
+        rows[ex.name] = found[0]
+        assert ex.concept in lines[found[0]]
+        if columns >= 120:
+            assert ", ".join(ex.expect) in lines[found[0]]
+    # Section titles between the groups, in the course's order, each above its examples.
+    titles = [next(i for i, ln in enumerate(lines) if ln.strip() == title) for title, _ in COURSE]
+    assert titles == sorted(titles)
+    order = [n for _, names in COURSE for n in names]
+    assert [rows[n] for n in order] == sorted(rows.values())
+    for (title, names), at in zip(COURSE, titles):
+        assert all(rows[n] > at for n in names)
+    # Where the verdicts do not fit, the listing says how wide a terminal shows them.
+    assert any("shows the verdict" in ln for ln in lines) == (columns == 80)
 
 
 def test_dlx_examples_name_prints_the_whole_story_and_a_typo_gets_the_closest_name():
@@ -188,6 +225,7 @@ def test_dlx_examples_name_prints_the_whole_story_and_a_typo_gets_the_closest_na
     r = runner.invoke(app, ["examples", "vanishing_sigmoid"])
     assert r.exit_code == 0
     assert "dlx train configs/vanishing_sigmoid.yaml" in r.stdout and "expect: vanishing" in r.stdout
+    assert "from any folder: dlx train vanishing_sigmoid;" in r.stdout  # the header's paths need a clone
     r = runner.invoke(app, ["examples", "vanishing_sigmod"])
     assert r.exit_code == 2
     assert "did you mean 'vanishing_sigmoid'" in r.output
@@ -203,6 +241,99 @@ def test_dlx_examples_dir_reads_another_folder_and_a_missing_one_says_how_to_poi
     assert r.exit_code == 2 and "--dir" in r.output
     with pytest.raises(UsageError):
         find_example("quickstart", tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- an example by its name
+
+def test_the_examples_ship_inside_the_package_and_the_clones_configs_is_the_same_folder():
+    import dlx
+
+    assert default_dir() == Path(dlx.__file__).resolve().parent / "example_configs"
+    assert CONFIGS.resolve() == default_dir()
+
+
+def test_a_bare_example_name_is_the_shipped_example_and_an_existing_path_wins(tmp_path, monkeypatch):
+    from dlx.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config("quickstart") == resolve_config("quickstart.yaml") == default_dir() / "quickstart.yaml"
+    assert load_config("quickstart").name == "quickstart"
+    (tmp_path / "quickstart.yaml").write_text("name: mine\ndata: spirals\nmodel: mlp\n")
+    assert resolve_config("quickstart.yaml") == Path("quickstart.yaml")  # the file here wins
+    assert load_config("quickstart.yaml").name == "mine"
+    assert resolve_config("quickstart") == default_dir() / "quickstart.yaml"  # no file called quickstart
+
+
+def test_a_missing_config_says_not_found_with_the_example_it_may_mean(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="quickstat not found") as e:
+        resolve_config("quickstat")
+    assert "did you mean the example 'quickstart'?" in str(e.value)
+    # A path is never an example's name; but the README's path outside the clone says which one it is.
+    with pytest.raises(UsageError) as e:
+        resolve_config("configs/quickstart.yaml")
+    assert "not found" in str(e.value) and "give its name (quickstart)" in str(e.value)
+    assert "examples copy quickstart" in str(e.value)
+    with pytest.raises(UsageError, match="sweep spec sweep_optimzers not found") as e:
+        resolve_config("sweep_optimzers", "sweep spec")
+    assert "'sweep_optimizers'" in str(e.value)
+    with pytest.raises(UsageError, match="is a folder"):
+        resolve_config(tmp_path)
+
+
+def test_every_config_command_and_the_sweep_take_an_example_name(tmp_path, monkeypatch):
+    from dlx.sweeper import plan
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in (["validate", "quickstart"], ["summary", "quickstart.yaml"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["validate", "quickstat"])
+    assert r.exit_code == 2 and "did you mean the example 'quickstart'?" in r.output
+    p = plan("sweep_optimizers")
+    assert p.base_path == default_dir() / "quickstart.yaml" and p.total == 15
+    # A spec of one's own may name an example as its base.
+    (tmp_path / "mine.yaml").write_text("base: quickstart\nmetric: {name: test_acc, goal: max}\n"
+                                        "strategy: grid\nspace: {optimizer.lr: [0.1, 0.01]}\n")
+    assert plan(tmp_path / "mine.yaml").base_path == default_dir() / "quickstart.yaml"
+
+
+def test_examples_copy_writes_the_file_and_what_it_needs_and_says_how_to_run_it(tmp_path):
+    from dlx.config import load_config
+    from dlx.sweeper import plan
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["examples", "copy", "sweep_optimizers", str(tmp_path / "mine")])
+    assert r.exit_code == 0, r.output
+    spec, base = tmp_path / "mine" / "sweep_optimizers.yaml", tmp_path / "mine" / "quickstart.yaml"
+    assert f"wrote {spec}" in r.output and f"wrote {base}" in r.output
+    assert f"dlx sweep {spec}" in r.output
+    assert plan(spec).base_path == base.resolve()  # the spec finds its copied base beside it
+    # The header's commands now run from the copy's folder; the YAML itself is unchanged.
+    text = spec.read_text()
+    assert "#   dlx sweep sweep_optimizers.yaml\n" in text and "configs/" not in text
+    assert load_config(base) == load_config("quickstart")
+
+    r = runner.invoke(app, ["examples", "copy", "broken", str(tmp_path)])
+    assert r.exit_code == 0 and f"dlx validate {tmp_path / 'broken.yaml'}" in r.output
+
+
+def test_examples_copy_refuses_to_overwrite_without_force(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zero_init.yaml").write_text("mine\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["examples", "copy", "zero_init"])
+    assert r.exit_code == 2
+    assert "zero_init.yaml already exists" in r.output and "--force" in r.output
+    assert (tmp_path / "zero_init.yaml").read_text() == "mine\n"
+    r = runner.invoke(app, ["examples", "copy", "zero_init", "--force"])
+    assert r.exit_code == 0 and "dlx train zero_init.yaml" in r.output
+    assert (tmp_path / "zero_init.yaml").read_text().startswith("# zero_init:")
+    for args in (["examples", "copy"], ["examples", "copy", "zero_initt"], ["examples", "zero_init", "x"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, args
+    assert "did you mean 'zero_init'" in runner.invoke(app, ["examples", "copy", "zero_initt"]).output
 
 
 @pytest.fixture
