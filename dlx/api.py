@@ -180,7 +180,7 @@ def compare(config: str | Path, *, optimizers: Iterable[str] | None = None, over
     also saved beside the runs (.figure_path)."""
     import datetime as dt
 
-    from .compare import aggregate, make_variants, parse_target, trial_configs
+    from .variants import aggregate, make_variants, parse_target, trial_configs
     from .executors import LocalExecutor, Trial
     from .progress import TrialsProgress
     from .results import Comparison

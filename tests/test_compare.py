@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from dlx.compare import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
+from dlx.variants import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
 from dlx.errors import ConfigError, UsageError
 
 from conftest import CONFIGS

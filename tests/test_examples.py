@@ -55,7 +55,7 @@ def _config_commands(ex):
     line of a header: one override list per variant that the command would run."""
     import shlex
 
-    from dlx.compare import make_variants
+    from dlx.variants import make_variants
 
     out = []
     for cmd in ex.commands:

@@ -1,7 +1,7 @@
-"""`dlx compare`: one setup across optimizers (or any keys), several seeds each.
-
-Compare never trains by itself: it makes one config per (variant, seed) and
-hands them to an executor, then aggregates the finished runs' summaries.
+"""The variants of `dlx compare` / `dlx.compare()`: one config per (variant, seed), and the
+aggregation of the finished runs' summaries over seeds. Compare never trains by itself:
+api.compare hands these configs to an executor. (Not compare.py: that module would
+shadow the dlx.compare() function.)
 """
 from __future__ import annotations
 
