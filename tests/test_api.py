@@ -91,3 +91,20 @@ def test_compare_returns_mean_and_sd_per_variant_with_its_runs(tmp_path):
     assert list(t["variant"]) == ["optimizer.lr=0.001", "optimizer.lr=0.01"] and "test_acc_sd" in t.columns
     assert "2 variants x 2 seeds" in repr(c)
     assert c.plot().axes  # a Figure of the curves
+
+
+def test_no_submodule_shadows_a_function_of_the_api():
+    """`import dlx.X` sets the attribute dlx.X to the module: a module named like an API
+    function (runs.py, compare.py) would replace dlx.runs() / dlx.compare() once imported."""
+    import importlib
+    import pkgutil
+
+    for m in pkgutil.iter_modules(dlx.__path__):
+        if m.name == "__main__":
+            continue  # runs the CLI
+        try:
+            importlib.import_module(f"dlx.{m.name}")
+        except ImportError:  # an optional extra (ray) not installed
+            pass
+    for name in ("train", "compare", "sweep", "load_run", "runs", "check", "load_config"):
+        assert callable(getattr(dlx, name)) and not isinstance(getattr(dlx, name), type(dlx)), name
