@@ -1,8 +1,8 @@
 """The `dlx` command line: the only module that prints or exits.
 
-Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged,
-130 interrupted (Ctrl-C). Heavy imports (torch) happen inside commands so
-`dlx --help` answers at once.
+Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged, 128 + the
+signal's number interrupted (130 Ctrl-C, 143 SIGTERM). Heavy imports (torch) happen
+inside commands so `dlx --help` answers at once.
 """
 from __future__ import annotations
 
@@ -148,9 +148,10 @@ def train(
     """Train one config and show per-layer gradient evidence and a verdict.
 
     Writes runs/<run_id>/ (config, meta, metrics, probes, summary, checkpoint).
-    Ctrl-C finishes the current step, writes a checkpoint and exits 130;
-    --resume RUN continues it. Exit code 0 completed, 2 bad config, 3 diverged,
-    130 interrupted.
+    Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) finishes the current step, writes a
+    checkpoint and exits 128 + the signal's number (130 for Ctrl-C, 143 for
+    SIGTERM); --resume RUN continues it. Exit code 0 completed, 2 bad config,
+    3 diverged.
     """
     from .errors import DlxError, UsageError
 
@@ -220,7 +221,17 @@ def train(
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
         con.print(f"continue it with: dlx train --resume {result.path.name}"
                   + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""))
-    raise typer.Exit(EXIT.get(result.status, 1))
+    raise typer.Exit(_exit_code(result.status, result.summary.get("signal")))
+
+
+def _exit_code(status: str, signal_name: str | None = None) -> int:
+    """EXIT[status]; an interrupted run exits 128 + the number of the signal that stopped it
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT), as the shell reports a killed process."""
+    if status == "interrupted" and signal_name:
+        import signal
+
+        return 128 + int(signal.Signals[signal_name])
+    return EXIT.get(status, 1)
 
 
 @app.command()
