@@ -706,28 +706,35 @@ def plot(
 
 
 @app.command("list")
-def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, init, optimizer, schedule, data, model.")):
-    """List every name a config can use, with its parameters and defaults."""
+def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, activation, init, optimizer, "
+                                                          "schedule, regularization, train.")):
+    """List every name a config can use, with its parameters and defaults, and every key of
+    the regularization and train sections with its type, default and meaning."""
     from rich.table import Table
 
     from .activations import ACTIVATIONS
+    from .config import Regularization, Train
     from .data import DATASETS
     from .init import INITS
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES
+    from .registry import describe_section
+    from rich.markup import escape
 
     regs = {r.kind: r for r in (MODELS, DATASETS, ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES)}
-    _check_choice(kind, list(regs), f"unknown kind '{kind}'")
+    sections = {"regularization": Regularization, "train": Train}
+    _check_choice(kind, [*regs, *sections], f"unknown kind '{kind}'")
     con = _console()
     for k, reg in regs.items():
         if kind and k != kind:
             continue
         t = Table(title=f"{k}", title_justify="left", title_style="bold", show_edge=False, pad_edge=False)
         t.add_column("name", style="cyan", no_wrap=True)
-        t.add_column("parameters (defaults)")
-        t.add_column("what it is")
+        # fold: a long formula or URL breaks across lines instead of ending in an ellipsis.
+        t.add_column("parameters (defaults)", overflow="fold")
+        t.add_column("what it is", overflow="fold")
         for row in reg.describe():
-            t.add_row(*row)
+            t.add_row(*map(escape, row))  # a default like [https://...] is text, not markup
         con.print(t)
         if reg.notes:
             import textwrap
@@ -740,6 +747,18 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
                 con.print(textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ",
                                         break_on_hyphens=False),
                           markup=False, highlight=False, soft_wrap=True)
+        con.print()
+    for k, section in sections.items():
+        if kind and k != kind:
+            continue
+        t = Table(title=f"{k}  (--set {k}.KEY=VALUE)", title_justify="left",
+                  title_style="bold", show_edge=False, pad_edge=False, expand=True)
+        t.add_column("key", style="cyan", no_wrap=True)
+        t.add_column("type, default", ratio=2)
+        t.add_column("what it does", ratio=3)
+        for key, type_, default, doc in describe_section(section):
+            t.add_row(key, f"{escape(type_)}\n[dim]default: {escape(default)}[/]", escape(doc))
+        con.print(t)
         con.print()
 
 
