@@ -14,12 +14,31 @@ from typing import List, Optional
 import typer
 
 app = typer.Typer(
-    name="dlx", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    name="dlx", no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
     help="Run deep-learning experiments from YAML and [bold]see[/] their training dynamics: "
          "per-layer gradient norms, activation statistics and a plain-language verdict.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # an internal error prints a plain traceback, not a page of boxes
 )
+
+
+def _type_label(param, ctx) -> str | None:
+    """The type column of --help: nothing for a flag (it takes no value), else the option's
+    metavar or click's plain name (PATH, TEXT, INTEGER). typer 0.29 writes `<bool>` beside
+    every flag, as if `--json` wanted a value, and `<str>` elsewhere."""
+    if getattr(param, "is_flag", False):
+        return None
+    if getattr(param, "metavar", None) and not isinstance(param, typer.core.TyperArgument):
+        return param.metavar
+    label = typer.core._TyperParameter.display_type(param, ctx).strip("<>").removesuffix(" range")
+    label = label.removeprefix("list[").removesuffix("]")  # a repeatable one: its "..." says so
+    label = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT"}.get(label, label.upper())  # a range follows
+    return label + ("..." if getattr(param, "nargs", 1) != 1 else "")
+
+
+if hasattr(getattr(typer.core, "_TyperParameter", None), "display_type"):  # typer >= 0.2x's rich help
+    typer.core.TyperOption.display_type_rich = _type_label
+    typer.core.TyperArgument.display_type_rich = _type_label
 
 EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
@@ -437,7 +456,7 @@ def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, 
                          threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None)
 
 
-ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx[ray]').")
+ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').")
 AddressOpt = typer.Option(None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379.")
 GpusOpt = typer.Option(None, "--gpus-per-trial", min=0.01, help="GPUs each trial holds, e.g. 0.5: two trials share a GPU (CUDA_VISIBLE_DEVICES per trial).")
 CpusOpt = typer.Option(None, "--cpus-per-trial", min=1, help="CPU cores (torch threads) per trial; default: cores / --max-parallel (local), 1 (ray).")
@@ -774,7 +793,9 @@ def _check_choice(value, valid, what: str) -> None:
 
 
 def main() -> None:
-    app()
+    # prog_name: `python -m dlx` too says "dlx" in its usage lines and writes a completion
+    # script for the `dlx` command (not for a program called "python -m dlx").
+    app(prog_name="dlx")
 
 
 if __name__ == "__main__":
