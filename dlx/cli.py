@@ -278,7 +278,7 @@ def validate(
 
 @app.command()
 def show(
-    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last'."),
+    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last' (the run started or resumed last)."),
     runs_dir: Path = RunsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print meta and summary as JSON."),
 ):
@@ -637,7 +637,7 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
 
 @app.command()
 def report(
-    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), or 'last'."),
+    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), 'last-run' or 'last-sweep'."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."),
     runs_dir: Path = RunsDirOpt,
 ):
@@ -694,7 +694,7 @@ def examples(
 
 @app.command()
 def plot(
-    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False),
+    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last' (the run started or resumed last).", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."),
     title: Optional[str] = typer.Option(None, "--title", help="The figure's title (default: the runs' names)."),
     runs_dir: Path = RunsDirOpt,
