@@ -393,6 +393,17 @@ class MNISTFiles(DataSpec):
         if self.download and locate(self.root) is None:
             download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)
 
+    def _scale_shift(self) -> tuple[float, float]:
+        return (1.0 / (255.0 * STD), -MEAN / STD) if self.normalize else (1.0, 0.0)
+
+    def stand_in(self, seed: int) -> Dataset:
+        """Two blank images of feature_shape(), without finding or downloading a file."""
+        x = torch.zeros((2, *self.feature_shape()), dtype=torch.uint8)
+        y = torch.zeros(2, dtype=torch.long)
+        scale, shift = self._scale_shift()
+        return Dataset(name=self.name, x_train=x, y_train=y, x_test=x, y_test=y, task="classification",
+                       n_classes=N_CLASSES, scale=scale, shift=shift)
+
 
 @DATASETS.register("mnist")
 class MNIST(MNISTFiles):
@@ -414,10 +425,7 @@ class MNIST(MNISTFiles):
         i_tr = _subset(self.n_train, N_TRAIN, seed, 0)
         i_te = _subset(self.n_test, N_TEST, seed, 1)
         shape = (-1, SIDE * SIDE) if self.flatten else (-1, 1, SIDE, SIDE)
-        if self.normalize:
-            scale, shift = 1.0 / (255.0 * STD), -MEAN / STD
-        else:
-            scale, shift = 1.0, 0.0
+        scale, shift = self._scale_shift()
         return Dataset(
             name="mnist",
             x_train=_tensor(x_tr, i_tr).reshape(shape),
