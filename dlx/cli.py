@@ -1,8 +1,8 @@
 """The `dlx` command line: the only module that prints or exits.
 
-Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged,
-130 interrupted (Ctrl-C). Heavy imports (torch) happen inside commands so
-`dlx --help` answers at once.
+Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged, 128 + the
+signal's number interrupted (130 Ctrl-C, 143 SIGTERM). Heavy imports (torch) happen
+inside commands so `dlx --help` answers at once.
 """
 from __future__ import annotations
 
@@ -14,12 +14,31 @@ from typing import List, Optional
 import typer
 
 app = typer.Typer(
-    name="dlx", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    name="dlx", no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
     help="Run deep-learning experiments from YAML and [bold]see[/] their training dynamics: "
          "per-layer gradient norms, activation statistics and a plain-language verdict.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # an internal error prints a plain traceback, not a page of boxes
 )
+
+
+def _type_label(param, ctx) -> str | None:
+    """The type column of --help: nothing for a flag (it takes no value), else the option's
+    metavar or click's plain name (PATH, TEXT, INTEGER). typer 0.29 writes `<bool>` beside
+    every flag, as if `--json` wanted a value, and `<str>` elsewhere."""
+    if getattr(param, "is_flag", False):
+        return None
+    if getattr(param, "metavar", None) and not isinstance(param, typer.core.TyperArgument):
+        return param.metavar
+    label = typer.core._TyperParameter.display_type(param, ctx).strip("<>").removesuffix(" range")
+    label = label.removeprefix("list[").removesuffix("]")  # a repeatable one: its "..." says so
+    label = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT"}.get(label, label.upper())  # a range follows
+    return label + ("..." if getattr(param, "nargs", 1) != 1 else "")
+
+
+if hasattr(getattr(typer.core, "_TyperParameter", None), "display_type"):  # typer >= 0.2x's rich help
+    typer.core.TyperOption.display_type_rich = _type_label
+    typer.core.TyperArgument.display_type_rich = _type_label
 
 EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
@@ -153,9 +172,10 @@ def train(
     """Train one config and show per-layer gradient evidence and a verdict.
 
     Writes runs/<run_id>/ (config, meta, metrics, probes, summary, checkpoint).
-    Ctrl-C finishes the current step, writes a checkpoint and exits 130;
-    --resume RUN continues it. Exit code 0 completed, 2 bad config, 3 diverged,
-    130 interrupted.
+    Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) finishes the current step, writes a
+    checkpoint and exits 128 + the signal's number (130 for Ctrl-C, 143 for
+    SIGTERM); --resume RUN continues it. Exit code 0 completed, 2 bad config,
+    3 diverged.
     """
     from .api import resume_target, train as run_train
     from .config import load_config
@@ -208,7 +228,17 @@ def train(
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
         con.print(f"continue it with: dlx train --resume {result.path.name}"
                   + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""))
-    raise typer.Exit(EXIT.get(result.status, 1))
+    raise typer.Exit(_exit_code(result.status, result.summary.get("signal")))
+
+
+def _exit_code(status: str, signal_name: str | None = None) -> int:
+    """EXIT[status]; an interrupted run exits 128 + the number of the signal that stopped it
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT), as the shell reports a killed process."""
+    if status == "interrupted" and signal_name:
+        import signal
+
+        return 128 + int(signal.Signals[signal_name])
+    return EXIT.get(status, 1)
 
 
 @app.command()
@@ -233,7 +263,7 @@ def validate(
 @app.command()
 @_errors
 def show(
-    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last'."),
+    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last' (the run started or resumed last)."),
     runs_dir: Path = RunsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print meta and summary as JSON."),
 ):
@@ -367,7 +397,7 @@ def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, 
                          threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None)
 
 
-ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx[ray]').")
+ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').")
 AddressOpt = typer.Option(None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379.")
 GpusOpt = typer.Option(None, "--gpus-per-trial", min=0.01, help="GPUs each trial holds, e.g. 0.5: two trials share a GPU (CUDA_VISIBLE_DEVICES per trial).")
 CpusOpt = typer.Option(None, "--cpus-per-trial", min=1, help="CPU cores (torch threads) per trial; default: cores / --max-parallel (local), 1 (ray).")
@@ -531,7 +561,7 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
 @app.command()
 @_errors
 def report(
-    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), or 'last'."),
+    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), 'last-run' or 'last-sweep'."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."),
     runs_dir: Path = RunsDirOpt,
 ):
@@ -616,7 +646,7 @@ def examples(
 @app.command()
 @_errors
 def plot(
-    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False),
+    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last' (the run started or resumed last).", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."),
     title: Optional[str] = typer.Option(None, "--title", help="The figure's title (default: the runs' names)."),
     runs_dir: Path = RunsDirOpt,
@@ -643,28 +673,35 @@ def plot(
 
 
 @app.command("list")
-def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, init, optimizer, schedule, data, model.")):
-    """List every name a config can use, with its parameters and defaults."""
+def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, activation, init, optimizer, "
+                                                          "schedule, regularization, train.")):
+    """List every name a config can use, with its parameters and defaults, and every key of
+    the regularization and train sections with its type, default and meaning."""
     from rich.table import Table
 
     from .activations import ACTIVATIONS
+    from .config import Regularization, Train
     from .data import DATASETS
     from .init import INITS
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES
+    from .registry import describe_section
+    from rich.markup import escape
 
     regs = {r.kind: r for r in (MODELS, DATASETS, ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES)}
-    _check_choice(kind, list(regs), f"unknown kind '{kind}'")
+    sections = {"regularization": Regularization, "train": Train}
+    _check_choice(kind, [*regs, *sections], f"unknown kind '{kind}'")
     con = _console()
     for k, reg in regs.items():
         if kind and k != kind:
             continue
         t = Table(title=f"{k}", title_justify="left", title_style="bold", show_edge=False, pad_edge=False)
         t.add_column("name", style="cyan", no_wrap=True)
-        t.add_column("parameters (defaults)")
-        t.add_column("what it is")
+        # fold: a long formula or URL breaks across lines instead of ending in an ellipsis.
+        t.add_column("parameters (defaults)", overflow="fold")
+        t.add_column("what it is", overflow="fold")
         for row in reg.describe():
-            t.add_row(*row)
+            t.add_row(*map(escape, row))  # a default like [https://...] is text, not markup
         con.print(t)
         if reg.notes:
             import textwrap
@@ -677,6 +714,18 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: activation, i
                 con.print(textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ",
                                         break_on_hyphens=False),
                           markup=False, highlight=False, soft_wrap=True)
+        con.print()
+    for k, section in sections.items():
+        if kind and k != kind:
+            continue
+        t = Table(title=f"{k}  (--set {k}.KEY=VALUE)", title_justify="left",
+                  title_style="bold", show_edge=False, pad_edge=False, expand=True)
+        t.add_column("key", style="cyan", no_wrap=True)
+        t.add_column("type, default", ratio=2)
+        t.add_column("what it does", ratio=3)
+        for key, type_, default, doc in describe_section(section):
+            t.add_row(key, f"{escape(type_)}\n[dim]default: {escape(default)}[/]", escape(doc))
+        con.print(t)
         con.print()
 
 
@@ -692,7 +741,9 @@ def _check_choice(value, valid, what: str) -> None:
 
 
 def main() -> None:
-    app()
+    # prog_name: `python -m dlx` too says "dlx" in its usage lines and writes a completion
+    # script for the `dlx` command (not for a program called "python -m dlx").
+    app(prog_name="dlx")
 
 
 if __name__ == "__main__":

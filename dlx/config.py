@@ -43,43 +43,55 @@ def _positive_int_or(word: str):
 
 
 class EarlyStopping(Section):
-    metric: Literal["test_loss", "test_acc", "train_loss", "train_acc"] = "test_loss"
+    metric: Literal["test_loss", "test_acc", "train_loss", "train_acc"] = Field(
+        "test_loss", description="the metric watched at each evaluation (losses must fall, accuracies rise)")
     patience: PositiveInt = Field(5, description="evaluations without improvement before stopping")
-    min_delta: NonNegativeFloat = 0.0
+    min_delta: NonNegativeFloat = Field(0.0, description="an evaluation improves only by more than this")
 
 
 class Regularization(Section):
     l1: NonNegativeFloat = Field(0.0, description="adds l1 * sum|w| over weights (not biases)")
     l2: NonNegativeFloat = Field(0.0, description="adds l2/2 * sum w^2 over weights: gradient l2*w")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    dropconnect: float = Field(0.0, ge=0, lt=1)
-    norm: Literal["none", "batch", "layer"] = "none"
+    dropout: float = Field(0.0, ge=0, lt=1, description="the probability of zeroing each hidden unit "
+                                                        "in training (inverted dropout)")
+    dropconnect: float = Field(0.0, ge=0, lt=1, description="the probability of zeroing each weight in "
+                                                            "training (mlp only)")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="a normalization layer before "
+                                                                          "each hidden activation")
     clip_norm: float | None = Field(None, gt=0, description="clip the global gradient L2 norm")
     clip_value: float | None = Field(None, gt=0, description="clip each gradient entry to +-value")
-    early_stopping: EarlyStopping | None = None
+    early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving "
+                                                                   "(null: train to the end)")
 
 
 class Train(Section):
-    epochs: PositiveInt | None = None
-    steps: PositiveInt | None = None
-    batch_size: Annotated[Union[int, Literal["full"]], _positive_int_or("full")] = 64
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    device: str = "auto"
+    epochs: PositiveInt | None = Field(None, description="passes over the training set (5 unless steps "
+                                                         "is given)")
+    steps: PositiveInt | None = Field(None, description="optimizer steps in all, instead of epochs")
+    batch_size: Annotated[Union[PositiveInt, Literal["full"]], _positive_int_or("full")] = Field(
+        64, description="samples per step; full: the whole training set (batch gradient descent); "
+                        "the last partial batch of an epoch is dropped")
+    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="the training loss (sigmoid "
+                                                  "outputs with cross_entropy: binary, per class)")
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     # Bounded: the probes preallocate a [log_every, layers] buffer, so log_every: 1e12 failed
     # in torch's allocator instead of here.
     log_every: PositiveInt = Field(10, le=10_000, description="steps between host reads of the probes")
-    eval_every: Annotated[Union[int, Literal["epoch"]], _positive_int_or("epoch")] = "epoch"
+    eval_every: Annotated[Union[PositiveInt, Literal["epoch"]], _positive_int_or("epoch")] = Field(
+        "epoch", description="steps between test-set evaluations, at the end of the log interval "
+                             "reaching each multiple (epoch: once per epoch)")
     # Bounded: torch.set_num_threads overflows past 2^31 and crashed the process at 10^6.
     threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: all cores)")
     tbptt: PositiveInt | None = Field(None, description="recurrent models: backpropagate through at most this many steps")
-    checkpoint: bool = Field(True, description="write checkpoint.pt (at the end, on Ctrl-C, and every "
-                                               "checkpoint_every steps) so the run can be resumed")
+    checkpoint: bool = Field(True, description="write checkpoint.pt (at the end, on Ctrl-C or another stop "
+                                               "signal, and every checkpoint_every steps) so the run can be "
+                                               "resumed")
     # None: checkpoints only at the end and on Ctrl-C (a killed run then cannot resume).
     # N: also at the end of the log interval that reaches each multiple of N, so the
     # checkpoint and metrics.jsonl always agree on the last logged step.
     checkpoint_every: PositiveInt | None = Field(None, description="steps between checkpoints during the "
-                                                 "run (written at the next log step); none: only at the end "
-                                                 "and on Ctrl-C")
+                                                 "run (written at the next log step); null: only at the end "
+                                                 "and on a stop signal")
 
     @field_validator("device")
     @classmethod

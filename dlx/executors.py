@@ -15,6 +15,7 @@ The Ray executor (dlx/ray_executor.py, the optional extra dlx[ray]) has the same
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,28 @@ from typing import Any, Callable, Iterable
 STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed")
 POLL_S = 0.05
 STDERR_TAIL = 2000
+
+
+@contextlib.contextmanager
+def stop_signals_raise_keyboard_interrupt():
+    """SIGTERM, SIGHUP and SIGQUIT to this (parent) process act as Ctrl-C while trials run:
+    KeyboardInterrupt, so the executor stops its workers (their runs end interrupted) instead
+    of dying and leaving them running in their own sessions. Main thread only; a signal
+    ignored at start stays ignored; the previous handlers come back afterwards."""
+    previous = {}
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -216,7 +240,7 @@ class LocalExecutor:
         running: list[_Attempt] = []
         free = list(range(len(self.slots))) if self.slots else []
         env = self._child_env()
-        with tempfile.TemporaryDirectory(prefix="dlx-exec-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="dlx-exec-") as tmp, stop_signals_raise_keyboard_interrupt():
             workdir = Path(tmp)
             try:
                 while True:

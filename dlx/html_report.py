@@ -96,17 +96,20 @@ def num(x: Any, digits: int = 3) -> str:
 # ---------------------------------------------------------------- finding what to report
 
 def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A run or sweep folder from a path, an id (or a unique part of one), or 'last' (the newest of either)."""
-    from .folders import find_run, find_sweep, run_folders, sweep_folders
+    """A run or sweep folder from a path, an id (or a unique part of one), 'last' (the run or
+    sweep started or resumed most recently), 'last-run' or 'last-sweep'."""
+    from .folders import find_run, find_sweep, newest, run_folders, sweep_folders
 
     p = Path(ref)
     if (p / "sweep.json").is_file() or (p / "meta.json").is_file():
         return p
     if str(ref) == "last":
-        found = [(d / "meta.json") for d in run_folders(runs_dir)] + [(d / "sweep.json") for d in sweep_folders(runs_dir)]
-        if not found:
+        found = newest(run_folders(runs_dir) + sweep_folders(runs_dir))
+        if found is None:
             raise DlxError(f"no runs or sweeps in {runs_dir} yet; train one with: dlx train CONFIG")
-        return max(found, key=lambda f: f.stat().st_mtime).parent
+        return found
+    if str(ref) in ("last-run", "last-sweep"):
+        return (find_run if ref == "last-run" else find_sweep)(ref, runs_dir)
     errors = []
     for find in (find_run, find_sweep):
         try:

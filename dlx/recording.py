@@ -131,6 +131,7 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
     # Plain JSON types in memory too, so a RunResult's summary equals summary.json.
     return jsonable({
         "run_id": run_id, "status": outcome.status, "reason": outcome.reason,
+        "signal": outcome.signal,  # the stop signal of an interrupted run (dlx train exits 128+its number)
         "steps": outcome.step, "total_steps": trainer.total_steps, "epochs": round(outcome.epoch, 4),
         "samples": outcome.samples, "train_seconds": round(outcome.train_seconds, 4),
         "samples_per_s": round(outcome.samples / secs, 1),

@@ -66,15 +66,99 @@ def closest(word: str, choices: list[str]) -> str | None:
 
 def _show_default(value: Any) -> str:
     """A default as the YAML would write it: a nested spec by its name (`schedule=constant`,
-    or `{name: ..., k: v}` when it has parameters), a tuple as a list."""
+    or `{name: ..., k: v}` when it has parameters), a section as a mapping, a tuple as a
+    list, None as null, booleans as true/false; a string quoted only where YAML would read
+    it as something else. Never a Python or pydantic repr."""
     if isinstance(value, Spec):
         params = value.params()
         if not params:
             return value.name
         return "{" + ", ".join([f"name: {value.name}"] + [f"{k}: {_show_default(v)}" for k, v in params.items()]) + "}"
-    if isinstance(value, tuple):
+    if isinstance(value, BaseModel):
+        return "{" + ", ".join(f"{k}: {_show_default(getattr(value, k))}" for k in type(value).model_fields) + "}"
+    if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_show_default(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            plain = yaml.safe_load(value) == value and ": " not in value
+        except yaml.YAMLError:
+            plain = False
+        return value if plain and value else repr(value)
     return repr(value)
+
+
+def _bounds(metadata: Any) -> dict[str, Any]:
+    """The numeric bounds (gt, ge, lt, le) among a field's pydantic / annotated-types metadata."""
+    out = {}
+    for m in metadata:
+        for k in ("gt", "ge", "lt", "le"):
+            v = getattr(m, k, None)
+            if v is not None:
+                out[k] = v
+    return out
+
+
+def _number_label(kind: type, bounds: dict[str, Any]) -> str:
+    """`int >= 1`, `int 1..1024`, `number in [0, 1)`, `number > 0`, or just the kind."""
+    if kind is int:
+        lo = bounds["ge"] if "ge" in bounds else bounds["gt"] + 1 if "gt" in bounds else None
+        hi = bounds["le"] if "le" in bounds else bounds["lt"] - 1 if "lt" in bounds else None
+        if lo is not None and hi is not None:
+            return f"int {lo}..{hi}"
+        return f"int >= {lo}" if lo is not None else f"int <= {hi}" if hi is not None else "int"
+    lo = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    hi = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds else None
+    if lo and hi:
+        return f"number in {lo[0]}{lo[1]:g}, {hi[0]:g}{hi[1]}"
+    if lo:
+        return f"number {'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+    if hi:
+        return f"number {'<=' if hi[1] == ']' else '<'} {hi[0]:g}"
+    return "number"
+
+
+def type_label(annotation: Any, metadata: Any = ()) -> str:
+    """A field's type as a person reads it in YAML: `int >= 1 or null`, `none | batch | layer`,
+    `int >= 1 or epoch`, `mapping (metric, patience, min_delta)`."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *meta = typing.get_args(annotation)
+        return type_label(base, [*meta, *metadata])
+    if origin is Literal:
+        return " | ".join(_show_default(v) for v in typing.get_args(annotation))
+    if origin is Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+        args = typing.get_args(annotation)
+        parts = [type_label(a, metadata) for a in args if a is not type(None)]
+        return " or ".join(parts + (["null"] if type(None) in args else []))
+    if annotation is bool:
+        return "true | false"
+    if annotation in (int, float):
+        return _number_label(annotation, _bounds(metadata))
+    if annotation is str:
+        return "text"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"mapping ({', '.join(annotation.model_fields)})"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_section(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, description) of every key of a config section, for `dlx list`;
+    a nested section (regularization.early_stopping) adds a row per key of its own."""
+    rows = []
+    for key, info in model.model_fields.items():
+        default = "required" if info.is_required() else _show_default(info.get_default(call_default_factory=True))
+        rows.append((prefix + key, type_label(info.annotation, info.metadata), default, info.description or ""))
+        nested = [a for a in (info.annotation, *typing.get_args(info.annotation))
+                  if isinstance(a, type) and issubclass(a, Section)]
+        for sub in nested:
+            rows.extend(describe_section(sub, f"{prefix}{key}."))
+    return rows
 
 
 def _name_shorthand(value: Any) -> Any:

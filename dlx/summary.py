@@ -2,7 +2,9 @@
 
 Shapes come from one real forward pass of two samples through the built model
 (hooks on every layer), so they are what training will see; parameter counts
-are the modules' own. A model may add columns (a CNN: receptive field, stride).
+are the modules' own. The samples are the data spec's stand_in(): for MNIST two
+blank images of its shape, so a summary never reads or downloads a file. A model
+may add columns (a CNN: receptive field, stride).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def model_summary(cfg) -> dict[str, Any]:
     from .trainer import seed_everything
 
     seed_everything(cfg.seed)
-    data = cfg.data.load(cfg.seed)
+    data = cfg.data.stand_in(cfg.seed)
     model = cfg.model.build(data, cfg)
     model.eval()
     units = _units(model)

@@ -36,6 +36,10 @@ from .errors import ConfigError, DlxError, SpecError
 from .models.base import layer_weights
 from .probes import ACT_FIELDS, Probes
 
+# Signals that ask a run to stop: each ends it like a first Ctrl-C (finish the step,
+# checkpoint, status interrupted). SIGTERM: kill, timeout, a container stop, a cluster
+# scheduler; SIGHUP: the terminal closed; SIGQUIT: Ctrl-backslash.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
 # What summary.json's "final" numbers are computed over (its "window" key says it).
 FINAL_WINDOW = "train_*: one pass over the whole training set in eval mode after the last step; test_*: the test set then"
@@ -72,6 +76,7 @@ class Outcome:
     samples: int
     final: dict[str, Any] = field(default_factory=dict)
     diverged: dict[str, Any] | None = None
+    signal: str | None = None  # the stop signal's name (SIGINT, SIGTERM, ...) when one stopped it
 
 
 class EarlyStopping:
@@ -169,7 +174,8 @@ class Trainer:
         self._elapsed = 0.0  # seconds of earlier sessions (a resumed run continues its clock)
         self._t0: float | None = None  # perf_counter at (this session's start - _elapsed)
         self._eval_seconds = 0.0
-        self._interrupted = False  # set by the first Ctrl-C, read between steps
+        self._interrupted = False  # set by the first stop signal (or interrupt()), read between steps
+        self._signal: str | None = None  # that signal's name (SIGINT, SIGTERM, ...)
         self._busy = False  # inside a step or its interval read-out: no clean state to checkpoint
 
     # ------------------------------------------------------------------ setup
@@ -259,6 +265,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Outcome:
+        """Train to the end (or a stop) and return the Outcome; callbacks see every event.
+
+        A stop signal anywhere in here, from on_start to on_end, ends the run cleanly."""
+        with self._stop_signals_end_after_the_step():
+            return self._run()
+
+    def _run(self) -> Outcome:
         t = self.cfg.train
         n, bs = len(self.data.x_train), self.batch_size
         x, y = self.data.x_train, self.data.y_train
@@ -269,57 +282,56 @@ class Trainer:
         last: dict[str, Any] = {}
         diverged = None
         status, reason = "completed", None
-        with self._ctrl_c_ends_after_the_step():
-            try:
-                while self.step < self.total_steps:
-                    if self._interrupted:
-                        status, reason = "interrupted", "stopped by Ctrl-C"
-                        break
-                    self._busy = True
-                    pos = self.step % self.steps_per_epoch
-                    if full_batch:
-                        xb, yb = x, y
-                    else:
-                        if pos == 0 or self._perm is None:
-                            self._perm = torch.randperm(n, device=self.device, generator=self.generator)
-                        idx = self._perm[pos * bs:(pos + 1) * bs]
-                        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                    self.step += 1  # during the step, trainer.step is its own (1-based) number
-                    # Every interval holds log_every steps (only the run's last may hold fewer):
-                    # an evaluation never cuts one short (a 1-step interval is one batch's noise).
-                    # It runs at the end of the interval that reaches each multiple of eval_every.
-                    flush = self._row + 1 == t.log_every or self.step == self.total_steps
-                    eval_now = flush and (self.step // self.eval_every > self.logged_step // self.eval_every
-                                          or self.step == self.total_steps)
-                    if flush:
-                        self.probes.watch_activations()
-                    self._train_step(self._row, xb, yb)
-                    self._row += 1
-                    if not flush:
-                        self._busy = False
-                        continue
-                    last = self._interval(self.logged_step, self._row, eval_now)
-                    if last.get("diverged"):
-                        diverged = last["diverged"]
-                        status, reason = "diverged", diverged["message"]
-                    elif eval_now:
-                        t_eval = time.perf_counter()
-                        last.update(self.evaluate())
-                        self._eval_seconds += time.perf_counter() - t_eval
-                    self._row, self.logged_step = 0, self.step
-                    self._emit("on_interval", last)
-                    if not diverged and self._checkpoint_turn():
-                        self._emit("on_checkpoint")
+        try:
+            while self.step < self.total_steps:
+                if self._interrupted:
+                    status, reason = "interrupted", self.stop_reason
+                    break
+                self._busy = True
+                pos = self.step % self.steps_per_epoch
+                if full_batch:
+                    xb, yb = x, y
+                else:
+                    if pos == 0 or self._perm is None:
+                        self._perm = torch.randperm(n, device=self.device, generator=self.generator)
+                    idx = self._perm[pos * bs:(pos + 1) * bs]
+                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                self.step += 1  # during the step, trainer.step is its own (1-based) number
+                # Every interval holds log_every steps (only the run's last may hold fewer):
+                # an evaluation never cuts one short (a 1-step interval is one batch's noise).
+                # It runs at the end of the interval that reaches each multiple of eval_every.
+                flush = self._row + 1 == t.log_every or self.step == self.total_steps
+                eval_now = flush and (self.step // self.eval_every > self.logged_step // self.eval_every
+                                      or self.step == self.total_steps)
+                if flush:
+                    self.probes.watch_activations()
+                self._train_step(self._row, xb, yb)
+                self._row += 1
+                if not flush:
                     self._busy = False
-                    if diverged:
-                        break
-                    if self._stop is not None:
-                        status, reason = self._stop
-                        break
-            except KeyboardInterrupt:  # a second Ctrl-C, or one raised by a callback
-                status, reason = "interrupted", "stopped by Ctrl-C"
-                self.probes.unhook()
-                self.step = self.logged_step + self._row  # the steps that finished
+                    continue
+                last = self._interval(self.logged_step, self._row, eval_now)
+                if last.get("diverged"):
+                    diverged = last["diverged"]
+                    status, reason = "diverged", diverged["message"]
+                elif eval_now:
+                    t_eval = time.perf_counter()
+                    last.update(self.evaluate())
+                    self._eval_seconds += time.perf_counter() - t_eval
+                self._row, self.logged_step = 0, self.step
+                self._emit("on_interval", last)
+                if not diverged and self._checkpoint_turn():
+                    self._emit("on_checkpoint")
+                self._busy = False
+                if diverged:
+                    break
+                if self._stop is not None:
+                    status, reason = self._stop
+                    break
+        except KeyboardInterrupt:  # a second stop signal, or one raised by a callback
+            status, reason = "interrupted", self.stop_reason
+            self.probes.unhook()
+            self.step = self.logged_step + self._row  # the steps that finished
         if status == "interrupted" and self._row:
             # Keep the steps of the unfinished interval in the files. The checkpoint keeps
             # them as probe rows (logged_step is unchanged), and --resume replaces this
@@ -333,7 +345,8 @@ class Trainer:
         final = self._final_metrics(status, last)
         outcome = Outcome(status=status, reason=reason, step=self.step,
                           epoch=self.step / self.steps_per_epoch, train_seconds=train_seconds,
-                          samples=self.step * bs, final=final, diverged=diverged)
+                          samples=self.step * bs, final=final, diverged=diverged,
+                          signal=self._signal if status == "interrupted" else None)
         self._emit("on_end", outcome)
         return outcome
 
@@ -354,12 +367,13 @@ class Trainer:
         return {**out, "window": FINAL_WINDOW}
 
     @contextlib.contextmanager
-    def _ctrl_c_ends_after_the_step(self):
-        """While the loop runs, a first SIGINT sets a flag (read between steps); a second
-        raises KeyboardInterrupt at once. Only the main thread can take signals, and a
-        process started with SIGINT ignored keeps ignoring it."""
-        if (threading.current_thread() is not threading.main_thread()
-                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+    def _stop_signals_end_after_the_step(self):
+        """While the run runs, a first stop signal (STOP_SIGNALS: Ctrl-C, kill, a closed
+        terminal, Ctrl-backslash) sets a flag read between steps; a second raises
+        KeyboardInterrupt at once. The previous handlers come back afterwards. Only the main
+        thread can take signals, and a signal the process was started with ignored (nohup's
+        SIGHUP, SIGINT in a script's background job) stays ignored."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
 
@@ -367,12 +381,22 @@ class Trainer:
             if self._interrupted:
                 raise KeyboardInterrupt
             self._interrupted = True
+            self._signal = signal.Signals(signum).name
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {}
         try:
+            for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, handler)
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    @property
+    def stop_reason(self) -> str:
+        """Why an interrupted run stopped: the signal that stopped it (Ctrl-C for SIGINT)."""
+        return f"stopped by {'Ctrl-C' if self._signal in (None, 'SIGINT') else self._signal}"
 
     def interrupt(self) -> None:
         """End the run after the current step, as a first Ctrl-C does."""

@@ -7,7 +7,8 @@ Output: a JSON result written atomically to result_path:
 Exit codes: 0 a finished run (completed / diverged / interrupted), 2 a ConfigError /
 DlxError (the user's mistake: retrying cannot help), 1 a Python error in training
 (status "failed", the traceback in "error"); anything else (a signal, os._exit) is
-a crash that the executor may retry.
+a crash that the executor may retry. A stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
+during training is no crash: the run ends interrupted, checkpointed, and the exit is 0.
 
 Test hook: if DLX_TEST_CRASH_ONCE names a file that does not exist yet, the worker
 creates it and dies with os._exit(137) before training, so exactly one attempt
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -77,6 +79,10 @@ def run_job(config: dict, runs_dir: str | Path, threads: int | None = None,
 
 
 def main() -> int:
+    # The executor stops a worker with SIGINT (the worker's own session: no terminal reaches
+    # it). A parent started with SIGINT ignored (a shell script's background job) passes
+    # that on through exec; the worker takes it back, so its run still ends interrupted.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     job = json.loads(sys.stdin.read())
     _crash_once_hook()
     result, code = run_job(job["config"], job["runs_dir"], job.get("threads"), started=STARTED)

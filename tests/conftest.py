@@ -49,8 +49,9 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("DLX_DATA_DIR", raising=False)
 
 
-def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05):
-    """Ctrl-C a real subprocess once ready() returns something truthy: (that value, stdout, stderr).
+def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05, sig: int = signal.SIGINT):
+    """Ctrl-C (or send sig to) a real subprocess once ready() returns something truthy:
+    (that value, stdout, stderr).
 
     Fails if the process ends first or never gets ready; never leaves it running.
     """
@@ -66,7 +67,7 @@ def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05):
             time.sleep(poll)
         else:
             pytest.fail(f"the process was not ready to interrupt within {timeout:g} s")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

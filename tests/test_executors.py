@@ -89,7 +89,8 @@ def test_a_trial_that_always_dies_ends_crashed_after_all_retries(runs_dir, tmp_p
     assert "exit code 137" in r.error and "simulated out-of-memory kill" in r.error
 
 
-def test_ctrl_c_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_path, sig):
     script = tmp_path / "parent.py"
     long = _cfg(steps=100000)
     long["train"]["log_every"] = 1
@@ -105,7 +106,10 @@ def test_ctrl_c_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_p
             print("stopped cleanly")
             sys.exit(130)
     """))
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    # The parent as a shell script's `&` job starts it: SIGINT ignored, which its workers inherit.
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
+                              if sig != signal.SIGINT else None)
     deadline = time.monotonic() + 30
     # Wait until both runs are training (a metrics line written), then press Ctrl-C.
     while time.monotonic() < deadline:
@@ -117,8 +121,42 @@ def test_ctrl_c_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_p
     else:
         parent.kill()
         pytest.fail("the two runs never started")
-    parent.send_signal(signal.SIGINT)
+    parent.send_signal(sig)  # SIGTERM too: a parent killed outright would leave its workers running
     out, _ = parent.communicate(timeout=20)
     assert parent.returncode == 130 and "stopped cleanly" in out
     statuses = [json.loads((d / "meta.json").read_text())["status"] for d in started]
     assert statuses == ["interrupted", "interrupted"]
+
+
+def test_a_sigterm_to_a_worker_ends_its_run_interrupted_not_crashed(runs_dir):
+    """kill WORKER_PID (an out-of-memory killer's warning, a person, a scheduler) finishes
+    the step, checkpoints, and the trial reports the run interrupted, with no retry."""
+    import threading
+
+    long = _cfg(steps=100000)
+    long["train"]["log_every"] = 1
+    results = []
+    runner = threading.Thread(target=lambda: results.extend(
+        LocalExecutor(max_parallel=1, threads_per_trial=1).run([Trial("t", long, runs_dir)])))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            started = [d for d in runs_dir.glob("*") if (d / "metrics.jsonl").is_file()
+                       and (d / "metrics.jsonl").stat().st_size > 0] if runs_dir.is_dir() else []
+            if started:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never started")
+        [run] = started
+        os.kill(json.loads((run / "meta.json").read_text())["pid"], signal.SIGTERM)
+        runner.join(timeout=30)
+    finally:
+        if runner.is_alive():
+            pytest.fail("the executor did not return after its worker got SIGTERM")
+    [r] = results
+    assert (r.status, r.attempts, r.run_path) == ("interrupted", 1, run)
+    meta = json.loads((run / "meta.json").read_text())
+    assert (meta["status"], meta["reason"]) == ("interrupted", "stopped by SIGTERM")
+    assert (run / "checkpoint.pt").is_file()

@@ -304,8 +304,38 @@ def test_spec_without_files_or_download_is_a_validation_error_naming_files(tmp_p
     msg = str(e.value)
     assert "MNIST not found" in msg and str(tmp_path / "cache" / "mnist") in msg
     for n in M.FILES:
-        assert f"{n}.gz" in msg
-    assert "data.root" in msg and "data.download: true" in msg
+        assert n in msg
+    assert "(.gz or not)" in msg and "data.root" in msg and "data.download: true" in msg
+
+
+@pytest.mark.parametrize("made", [False, True])
+def test_a_wrong_dlx_data_dir_is_named_with_what_it_lacks_and_the_four_file_names(tmp_path, monkeypatch, made):
+    wrong = tmp_path / "wrong"
+    if made:
+        wrong.mkdir()
+        (wrong / "train-images-idx3-ubyte.gz").write_bytes(b"")  # one of four, by name
+    monkeypatch.setenv("DLX_DATA_DIR", str(wrong))
+    with pytest.raises(ValidationError) as e:
+        DATASETS.parse({"name": "mnist"})
+    msg = str(e.value)
+    state = "holds only train-images-idx3-ubyte" if made else "does not exist"
+    assert f"{wrong} ($DLX_DATA_DIR): {state}" in msg
+    assert f"{tmp_path / 'cache' / 'mnist'} (the cache): does not exist" in msg
+    assert all(n in msg for n in M.FILES) and "download failed" not in msg and "mirror" not in msg
+    assert len(e.value.errors()[0]["msg"]) < 500  # a config problem is clipped past 500 characters
+
+
+def test_with_download_on_and_no_network_the_error_names_the_folders_searched_first(tmp_path, monkeypatch):
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    monkeypatch.setenv("DLX_DATA_DIR", str(wrong))
+    s = spec(download=True, mirrors=["http://127.0.0.1:9/"])  # nothing listens on port 9
+    with pytest.raises(DlxError) as e:
+        s.load(seed=0)
+    msg = str(e.value)
+    assert msg.startswith(f"MNIST not found. Searched {wrong} ($DLX_DATA_DIR): holds none of the 4 files")
+    assert f"tried to fetch the files into {tmp_path / 'cache' / 'mnist'}, and could not" in msg
+    assert "by hand" in msg
 
 
 def test_spec_rejects_subset_sizes_beyond_mnist(tmp_path):

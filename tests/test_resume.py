@@ -21,7 +21,7 @@ import yaml
 import dlx
 from dlx.errors import ConfigError, DlxError, UsageError
 from dlx.folders import read_jsonl, run_status
-from dlx.trainer import Trainer
+from dlx.trainer import STOP_SIGNALS, Trainer
 
 from conftest import CONFIGS, ROOT, interrupt_when
 
@@ -81,14 +81,14 @@ def reference(tmp_path_factory):
     return out
 
 
-def ctrl_c_in_step(monkeypatch, at: int, presses: int = 1):
-    """A real SIGINT to this process at the start of step `at` (1-based), `presses` times."""
+def ctrl_c_in_step(monkeypatch, at: int, presses: int = 1, sig: int = signal.SIGINT):
+    """A real SIGINT (or sig) to this process at the start of step `at` (1-based), `presses` times."""
     real = Trainer._train_step
 
     def step(self, row, xb, yb):
         if self.step == at:  # trainer.step is the step's own number during it
             for _ in range(presses):
-                os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
+                os.kill(os.getpid(), sig)  # Python runs the handler before the next line
         return real(self, row, xb, yb)
 
     monkeypatch.setattr(Trainer, "_train_step", step)
@@ -102,6 +102,7 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupte
         r = dlx.train(path, runs_dir=runs_dir)
     assert r.status == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop gave it back
+    assert [signal.getsignal(s) for s in STOP_SIGNALS[1:]] == [signal.SIG_DFL] * 3  # and the others
     meta = json.loads((r.path / "meta.json").read_text())
     assert meta["status"] == "interrupted"
     ck = torch.load(r.path / "checkpoint.pt", weights_only=True)
@@ -124,13 +125,15 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupte
     assert [p.name for p in runs_dir.iterdir()] == [r.path.name]  # the same folder, no new one
 
 
-def test_a_second_ctrl_c_stops_mid_step_and_resume_starts_from_the_last_periodic_checkpoint(
-        reference, runs_dir, monkeypatch):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_stop_signal_stops_mid_step_and_resume_starts_from_the_last_periodic_checkpoint(
+        reference, runs_dir, monkeypatch, sig):
     path, ref = reference["short"]
     with monkeypatch.context() as m:
-        ctrl_c_in_step(m, at=100, presses=2)
+        ctrl_c_in_step(m, at=100, presses=2, sig=sig)
         r = dlx.train(path, runs_dir=runs_dir)
     assert r.status == "interrupted" and r.summary["steps"] == 99  # step 100 never ran
+    assert r.summary["reason"] == ("stopped by Ctrl-C" if sig == signal.SIGINT else "stopped by SIGTERM")
     ck = torch.load(r.path / "checkpoint.pt", weights_only=True)
     # Half a step is no state to resume from: the checkpoint is the periodic one at the
     # first log step past 90, and the metrics written after it are still in the file ...
@@ -198,19 +201,34 @@ def _logged_steps(runs: Path) -> list[int]:
     return [m["step"] for m in read_jsonl(found[0])] if found else []
 
 
-def test_ctrl_c_to_dlx_train_exits_130_and_resume_continues_into_the_same_folder(reference, tmp_path):
+def _default_stop_signals():
+    """In the child: the stop signals at their defaults, even under nohup or a script's `&`."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig,code,reason", [
+    (signal.SIGINT, 130, "stopped by Ctrl-C"), (signal.SIGTERM, 143, "stopped by SIGTERM"),
+    (signal.SIGHUP, 129, "stopped by SIGHUP"), (signal.SIGQUIT, 131, "stopped by SIGQUIT")])
+def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_the_same_folder(
+        reference, tmp_path, sig, code, reason):
+    """Ctrl-C, kill (SIGTERM: also timeout, a container stop, a scheduler), a closed terminal
+    (SIGHUP) and Ctrl-backslash (SIGQUIT) all finish the step, checkpoint and mark the run
+    interrupted; the resumed run is the uninterrupted one, number for number."""
     path, ref = reference["long"]
     runs = tmp_path / "runs"
-    proc = _dlx("train", path, "--runs-dir", runs, "-q")
-    _, out, err = interrupt_when(proc, lambda: len(_logged_steps(runs)) >= 3, poll=0.005)
-    assert proc.returncode == 130, err
+    proc = _dlx("train", path, "--runs-dir", runs, "-q", preexec_fn=_default_stop_signals)
+    _, out, err = interrupt_when(proc, lambda: len(_logged_steps(runs)) >= 3, poll=0.005, sig=sig)
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     [run] = list(runs.iterdir())
     assert f"dlx train --resume {run.name}" in out
     meta = json.loads((run / "meta.json").read_text())
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert meta["status"] == "interrupted" and 19 <= ck["step"] < 1200  # 3 lines: step 19 or later
-    assert json.loads((run / "summary.json").read_text())["steps"] == ck["step"]
+    assert meta["reason"] == reason
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == ck["step"] and summary["signal"] == signal.Signals(sig).name
 
     p = subprocess.run([sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs,
                         "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -100,3 +100,9 @@ class DataSpec(Spec):
     def load(self, seed: int) -> Dataset:
         """Build or read the data on the CPU; the trainer moves it to the device."""
         raise NotImplementedError
+
+    def stand_in(self, seed: int) -> Dataset:
+        """Samples shaped, typed and labelled as load() makes them, for `dlx summary`'s forward
+        pass. Generated data is cheap to load, so by default it is; data read from files
+        (MNIST) overrides this to read and download nothing."""
+        return self.load(seed)

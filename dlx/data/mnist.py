@@ -359,13 +359,52 @@ def _tensor(a: np.ndarray, idx: np.ndarray | None) -> torch.Tensor:
     return torch.from_numpy(a[idx] if idx is not None else a.copy())
 
 
+def _where(root: Path | None) -> list[tuple[Path, str]]:
+    """Each folder searched, with what put it on the list."""
+    roles = []
+    if root is not None:
+        roles.append((Path(root).expanduser(), "data.root"))
+    if os.environ.get("DLX_DATA_DIR"):
+        roles.append((Path(os.environ["DLX_DATA_DIR"]).expanduser(), "$DLX_DATA_DIR"))
+    roles.append((cache_dir(), "the cache"))
+    out: list[tuple[Path, str]] = []
+    for folder, role in roles:
+        if folder not in [f for f, _ in out]:
+            out.append((folder, role))
+    return out
+
+
+def _searched(root: Path | None) -> str:
+    """Each folder searched and what it lacks: `/data (data.root): has 1 of the 4 files, not ...`."""
+    parts = []
+    for folder, role in _where(root):
+        if not folder.is_dir():
+            state = "does not exist" if not folder.exists() else "is not a folder"
+        else:
+            missing = [n for n in FILES if _find(folder, n) is None]
+            present = [n for n in FILES if n not in missing]
+            state = ("holds none of the 4 files" if not present
+                     else f"lacks {', '.join(missing)}" if len(missing) <= len(present)
+                     else f"holds only {', '.join(present)}")
+        parts.append(f"{folder} ({role}): {state}")
+    return "; ".join(parts)
+
+
 def _not_found_message(root: Path | None) -> str:
-    looked = ", ".join(str(r) for r in candidate_roots(root))
-    names = ", ".join(f"{n}.gz" for n in FILES)
-    return (
-        f"MNIST not found. Looked in: {looked}. Put {names} (gzipped or not) in one of them, "
-        "set data.root, or set data.download: true"
-    )
+    # Kept short: a config problem is clipped at 500 characters.
+    names = ", ".join(FILES)
+    return (f"MNIST not found. Searched {_searched(root)}. Put {names} (.gz or not) in one of them "
+            f"or in data.root, or set data.download: true (README: MNIST offline)")
+
+
+def _download_or_explain(root: Path | None, mirrors: list[str], report: Report | None = None) -> Path:
+    """download() into data.root or the cache; its failure says first where the files were looked for."""
+    dest = Path(root).expanduser() if root is not None else cache_dir()
+    try:
+        return download(dest, mirrors, report=report)
+    except DlxError as e:
+        raise DlxError(f"MNIST not found. Searched {_searched(root)}.\ndata.download is true, so dlx tried "
+                       f"to fetch the files into {dest}, and could not: {e}") from None
 
 
 class MNISTFiles(DataSpec):
@@ -391,7 +430,18 @@ class MNISTFiles(DataSpec):
 
     def prepare(self, report=None) -> None:
         if self.download and locate(self.root) is None:
-            download(self.root if self.root is not None else cache_dir(), self.mirrors, report=report)
+            _download_or_explain(self.root, self.mirrors, report=report)
+
+    def _scale_shift(self) -> tuple[float, float]:
+        return (1.0 / (255.0 * STD), -MEAN / STD) if self.normalize else (1.0, 0.0)
+
+    def stand_in(self, seed: int) -> Dataset:
+        """Two blank images of feature_shape(), without finding or downloading a file."""
+        x = torch.zeros((2, *self.feature_shape()), dtype=torch.uint8)
+        y = torch.zeros(2, dtype=torch.long)
+        scale, shift = self._scale_shift()
+        return Dataset(name=self.name, x_train=x, y_train=y, x_test=x, y_test=y, task="classification",
+                       n_classes=N_CLASSES, scale=scale, shift=shift)
 
 
 @DATASETS.register("mnist")
@@ -408,16 +458,13 @@ class MNIST(MNISTFiles):
         if root is None:
             if not self.download:
                 raise DlxError(_not_found_message(self.root))
-            root = download(self.root if self.root is not None else cache_dir(), self.mirrors)
+            root = _download_or_explain(self.root, self.mirrors)
         x_tr, y_tr, x_te, y_te = _read_all(_stamp(root))
 
         i_tr = _subset(self.n_train, N_TRAIN, seed, 0)
         i_te = _subset(self.n_test, N_TEST, seed, 1)
         shape = (-1, SIDE * SIDE) if self.flatten else (-1, 1, SIDE, SIDE)
-        if self.normalize:
-            scale, shift = 1.0 / (255.0 * STD), -MEAN / STD
-        else:
-            scale, shift = 1.0, 0.0
+        scale, shift = self._scale_shift()
         return Dataset(
             name="mnist",
             x_train=_tensor(x_tr, i_tr).reshape(shape),
