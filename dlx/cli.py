@@ -351,33 +351,23 @@ def compare(
 
 
 def _compare_table(con, rows, seeds, goal) -> None:
-    from rich.table import Table
+    from .tables import compare_table
 
-    from .report import num
+    _print_fitted(con, compare_table(rows, seeds, con.width, goal), "--json shows all")
 
-    def cell(stat, digits=3):
-        m, s = stat
-        return "-" if m is None else f"{num(m, digits)}±{num(s, 2)}"
 
-    t = Table(title=f"mean ± sd over {seeds} seed(s)", title_justify="left", header_style="bold",
-              show_edge=False, pad_edge=False)
-    cols = ["variant", "train_loss", "test_loss", "train_acc", "test_acc"]
-    if goal:
-        cols.append(f"steps to {goal[0]}={goal[1]:g}")
-    cols += ["seconds", "verdict", "runs"]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("variant", "verdict") else "right",
-                     no_wrap=c in ("variant", "verdict"))
-    for r in rows:
-        cells = [r.label] + [cell(r.stats[k]) for k in ("train_loss", "test_loss", "train_acc", "test_acc")]
-        if goal:
-            reached = r.statuses.get("reached_target", 0)
-            cells.append(f"{cell(r.stats[f'steps_to_{goal[0]}'])} ({reached}/{r.runs})")
-        bad = {k: n for k, n in r.statuses.items() if k not in ("completed", "reached_target")}
-        cells += [cell(r.stats["train_seconds"], 2), r.verdict,
-                  f"{r.runs}" + (" (" + ", ".join(f"{n} {k}" for k, n in bad.items()) + ")" if bad else "")]
-        t.add_row(*cells)
-    con.print(t)
+def _print_fitted(con, fitted, see: str) -> None:
+    """A table from dlx.tables and, under it, what it left out to fit and `see`: where to find it."""
+    width = con.width
+    try:
+        # Too narrow for even the columns always kept: drawn wider (the terminal wraps the lines), so
+        # that no number is cut.
+        con.width = max(width, fitted.width)
+        con.print(fitted.table, crop=False)
+    finally:
+        con.width = width
+    for line in fitted.notes(see):
+        con.print(line, style="dim", markup=False, soft_wrap=False)
 
 
 def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address):
@@ -476,26 +466,13 @@ def sweep(
 
 
 def _sweep_table(con, sw, limit: int = 20) -> None:
-    from rich.table import Table
-
-    from .report import STATUS_STYLE, num
+    from .report import num
+    from .tables import sweep_table
 
     rows = sw.sorted_rows()
-    keys = [d.key for d in sw.plan.dims]
-    # Column heads: the last part of each key path (optimizer.lr -> lr) where that is unambiguous.
-    tails = [k.rsplit(".", 1)[-1] for k in keys]
-    heads = [t if tails.count(t) == 1 else k for t, k in zip(tails, keys)]
     metric = sw.plan.spec.metric.name
-    t = Table(title=f"trials by {metric} ({sw.plan.spec.goal}), best first", title_justify="left",
-              header_style="bold", show_edge=False, pad_edge=False)
-    for c in ["trial", *heads, metric, "verdict", "s"]:
-        t.add_column(c, justify="right" if c in ("trial", metric, "s") else "left")
-    for r in rows[:limit]:
-        vals = [num(v) if isinstance(v, float) else str(v) for v in (r["params"].get(k) for k in keys)]
-        outcome = (r.get("verdict") or "-") if r["status"] == "completed" else \
-            f"[{STATUS_STYLE.get(r['status'], 'red')}]{r['status']}[/]"
-        t.add_row(f"{r['trial']:04d}", *vals, num(r["value"]), outcome, num(r.get("seconds"), 2))
-    con.print(t)
+    _print_fitted(con, sweep_table(rows[:limit], [d.key for d in sw.plan.dims], metric, sw.plan.spec.goal,
+                                   con.width), "results.json in the sweep folder has all")
     if len(rows) > limit:
         con.print(f"... {len(rows) - limit} more in {sw.folder / 'results.json'}")
     errors = [r for r in rows if r.get("error") and r["status"] in ("config_error", "crashed", "failed")]
@@ -531,18 +508,10 @@ def runs(
         con.print(f"no runs in {where}" + (f" with status {status}" if status else ""))
         _sweeps_hint(con, runs_dir, sweep_)
         return
-    from rich.table import Table
+    from .folders import run_folders
+    from .tables import runs_table
 
-    from .report import STATUS_STYLE, num
-
-    t = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for c in ("run", "status", "steps", "train_loss", "test_loss", "test_acc", "verdict"):
-        t.add_column(c, justify="left" if c in ("run", "status", "verdict") else "right",
-                     no_wrap=c in ("run", "status"))
-    for r in rows:
-        t.add_row(r["run_id"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", str(r["steps"] or "-"),
-                  num(r["train_loss"]), num(r["test_loss"]), num(r["test_acc"]), r["verdict"] or "-")
-    con.print(t)
+    _print_fitted(con, runs_table(rows, con.width, sort, ids=[d.name for d in run_folders(where)]), "--json shows all")
     con.print(f"{len(rows)} run(s) in {where}")
     _sweeps_hint(con, runs_dir, sweep_)
 

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import fmt
 from .errors import DlxError
 from .diagnose import LABEL
 
@@ -88,9 +89,8 @@ def esc(x: Any) -> str:
 
 
 def num(x: Any, digits: int = 3) -> str:
-    from .report import num as _num
-
-    return _num(x, digits)
+    """The page's numbers read as the terminal's (report.num)."""
+    return fmt.num(x, digits)
 
 
 # ---------------------------------------------------------------- finding what to report

@@ -69,6 +69,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fmt import num
+
 # The check runs on this many training samples: Var(y) for a fixed W is an average
 # over the batch, and 256 samples pin the batch part of it to a few percent.
 INIT_BATCH = 256
@@ -474,16 +476,7 @@ def init_check_for(trainer) -> list[dict[str, Any]]:
 
 def _num(x: float | int | None) -> str:
     """3 significant digits in at most 7 characters: 0.0156, 54.6, 6.46e-4."""
-    if x is None:
-        return "-"
-    if isinstance(x, int) or not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-3 or abs(x) >= 1e3:
-        mant, exp = f"{x:.2e}".split("e")
-        return f"{mant}e{int(exp)}"
-    return f"{x:.3g}"
+    return num(x, large=1e3, short_exp=True, exact_int=True)
 
 
 VERDICT_STYLE = {"ok": "green", "kept": "green", "grows": "red", "shrinks": "yellow",

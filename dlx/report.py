@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from . import fmt
 from .diagnose import LABEL
 
 # Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
@@ -26,16 +27,8 @@ STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "inter
 
 
 def num(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    x = float(x)
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-3 or abs(x) >= 1e5:
-        return f"{x:.{max(digits - 1, 1)}e}"
-    return f"{x:.{digits}g}"
+    """A number in a table or a report's line: `digits` significant digits, an exponent below 1e-3 and from 1e5."""
+    return fmt.num(x, digits)
 
 
 def describe(cfg: dict[str, Any]) -> str:

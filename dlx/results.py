@@ -27,7 +27,7 @@ class Table(list):
         self.columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
 
     def _cells(self) -> list[list[str]]:
-        from .report import num
+        from .fmt import num
 
         return [[num(r.get(c)) if isinstance(r.get(c), float) else ("-" if r.get(c) is None else str(r.get(c)))
                  for c in self.columns] for r in self]
@@ -221,6 +221,6 @@ class Comparison:
 
 
 def _num(x: Any, digits: int = 3) -> str:
-    from .report import num
+    from .fmt import num
 
     return num(x, digits)
