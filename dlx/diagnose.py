@@ -287,11 +287,10 @@ def chance_loss(y: np.ndarray, task: str, loss: str, n_classes: int | None,
 
 # ---------------------------------------------------------------- formatting
 def _fmt(x: float | None) -> str:
-    if x is None:
-        return "?"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.2g}" if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4) else f"{x:.3g}"
+    """A number inside a verdict's sentence (fmt.num: 2 significant digits far from 1, 3 near it)."""
+    from .fmt import num
+
+    return num(x, small=1e-2, large=1e4, far="g", none="?")
 
 
 def _list(items: Sequence[str], word: str = "or") -> str:

@@ -59,11 +59,9 @@ def test_every_caller_formats_as_before(x):
     # One deliberate change: initcheck's short exponent also where 3 digits round up to 1000 (1e3, was 1e+03).
     assert initcheck_num(x) == old_initcheck_num(x).replace("e+03", "e3")
     if not isinstance(x, (int, np.integer)):
-        assert diagnose_fmt(x) == old_diagnose_fmt(x)
-        # diagnose.py keeps its own _fmt for now; these are the arguments that make it fmt.num
-        # (which writes -0.0 as 0, where _fmt wrote -0).
+        # diagnose's sentences go through fmt.num too (which writes -0.0 as 0, where it wrote -0).
         expected = "0" if x == 0 else old_diagnose_fmt(x)
-        assert num(x, small=1e-2, large=1e4, far="g", none="?") == expected
+        assert diagnose_fmt(x) == num(x, small=1e-2, large=1e4, far="g", none="?") == expected
 
 
 def test_none_nan_inf_zero_and_the_exponent_forms():

@@ -13,7 +13,7 @@ import pytest
 from conftest import CONFIGS
 from rich.console import Console
 
-from dlx.compare import Row
+from dlx.variants import Row
 from dlx.fmt import num
 from dlx.folders import find_run
 from dlx.tables import compare_table, runs_table, short_id, sweep_table
