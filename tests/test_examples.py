@@ -336,27 +336,35 @@ def test_examples_copy_refuses_to_overwrite_without_force(tmp_path, monkeypatch)
     assert "did you mean 'zero_init'" in runner.invoke(app, ["examples", "copy", "zero_initt"]).output
 
 
-@pytest.fixture
-def keep_threads():
-    """Examples with train.threads: 1 set torch's thread count for the whole process."""
-    import torch
+def _has_mnist() -> bool:
+    return (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
 
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+
+@pytest.fixture(scope="module")
+def example_summaries(tmp_path_factory):
+    """Every runnable example scaled down by its `# test:` line, trained once, a run per core."""
+    from conftest import train_in_parallel
+
+    env = {"DLX_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    jobs = {}
+    for ex in RUNNABLE:
+        if _data_name(ex) in FILE_DATA:
+            if not _has_mnist():
+                continue
+            jobs[ex.name] = (str(ex.path), tuple(ex.test_overrides), {**env, "DLX_DATA_DIR": str(MNIST_DIR)})
+        else:
+            jobs[ex.name] = (str(ex.path), tuple(ex.test_overrides), env)
+    return train_in_parallel(jobs)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ex", RUNNABLE, ids=lambda e: e.name)
-def test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects(ex, monkeypatch, keep_threads):
-    import dlx
-
-    if _data_name(ex) in FILE_DATA:
-        if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
-            pytest.skip(f"real MNIST not found at {MNIST_DIR}")
-        monkeypatch.setenv("DLX_DATA_DIR", str(MNIST_DIR))
-    r = dlx.train(ex.path, ex.test_overrides, save=False)
-    verdicts = r.summary["verdicts"]
+def test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects(ex, example_summaries):
+    if ex.name not in example_summaries:
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+    status, summary = example_summaries[ex.name]
+    assert status == "ok", f"{ex.name} failed to train:\n{summary}"
+    verdicts = summary["verdicts"]
     kinds = [v["kind"] for v in verdicts]
     detail = f"{ex.name} with {' '.join(ex.test_overrides) or 'no overrides'}:\n" + \
         "\n".join(f"  {v['kind']}: {v['message']}" for v in verdicts)

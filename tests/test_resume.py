@@ -214,7 +214,7 @@ def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_
         reference, tmp_path, sig, code, reason):
     """Ctrl-C, kill (SIGTERM: also timeout, a container stop, a scheduler), a closed terminal
     (SIGHUP) and Ctrl-backslash (SIGQUIT) all finish the step, checkpoint and mark the run
-    interrupted; the resumed run is the uninterrupted one, number for number."""
+    interrupted; the resumed run (checked after SIGTERM) is the uninterrupted one, number for number."""
     path, ref = reference["long"]
     runs = tmp_path / "runs"
     proc = _dlx("train", path, "--runs-dir", runs, "-q", preexec_fn=_default_stop_signals)
@@ -229,6 +229,8 @@ def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_
     assert meta["reason"] == reason
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == ck["step"] and summary["signal"] == signal.Signals(sig).name
+    if sig != signal.SIGTERM:
+        return  # resuming does not depend on the signal that stopped the run: proven once, for SIGTERM
 
     p = subprocess.run([sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs,
                         "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)

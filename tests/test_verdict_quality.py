@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
-import dlx
+from conftest import train_in_parallel
 
 BASE = {"seed": 0, "data": {"name": "spirals", "n_train": 600, "n_test": 300},
         "model": {"name": "mlp", "depth": 3, "width": 32}, "activation": "relu", "init": "kaiming_normal",
@@ -104,12 +103,19 @@ ALARMS = {"symmetry", "init_scale", "lr_too_high", "exploding", "vanishing", "va
           "saturation", "diverged", "lr_too_low", "not_learning", "slow", "overfitting"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture(scope="module")
+def summaries():
+    """Every run of this file, trained once, a run per core at once (one thread each)."""
+    jobs = {name: (cfg, (), {}) for name, cfg in HEALTHY.items()}
+    jobs.update({name: (cfg, (), {}) for name, (cfg, _, _) in PATHOLOGICAL.items()})
+    jobs.update({f"{name}+remedy": ({**PATHOLOGICAL[name][0], **fix}, (), {}) for name, fix in REMEDIED.items()})
+    return train_in_parallel(jobs)
+
+
+def summary_of(summaries, name) -> dict:
+    status, value = summaries[name]
+    assert status == "ok", f"{name} failed to train:\n{value}"
+    return value
 
 
 def explain(summary) -> str:
@@ -125,8 +131,8 @@ def test_the_suite_covers_at_least_10_healthy_and_14_pathological_runs():
 
 
 @pytest.mark.parametrize("name", HEALTHY)
-def test_a_healthy_run_gets_no_alarm_and_says_how_far_it_got(name):
-    s = dlx.train(HEALTHY[name], save=False).summary
+def test_a_healthy_run_gets_no_alarm_and_says_how_far_it_got(summaries, name):
+    s = summary_of(summaries, name)
     kinds = [v["kind"] for v in s["verdicts"]]
     assert kinds == ["healthy"], f"{name}:\n{explain(s)}"
     assert s["outcome"]["kind"] in ("converged", "still_improving")
@@ -135,9 +141,9 @@ def test_a_healthy_run_gets_no_alarm_and_says_how_far_it_got(name):
 
 
 @pytest.mark.parametrize("name", PATHOLOGICAL)
-def test_a_pathological_run_leads_with_its_root_cause_and_a_remedy_that_names_the_fix(name):
-    cfg, root, fix = PATHOLOGICAL[name]
-    s = dlx.train(cfg, save=False).summary
+def test_a_pathological_run_leads_with_its_root_cause_and_a_remedy_that_names_the_fix(summaries, name):
+    _, root, fix = PATHOLOGICAL[name]
+    s = summary_of(summaries, name)
     head = s["verdicts"][0]
     assert head["kind"] == root, f"{name}:\n{explain(s)}"
     assert "symptom_of" not in head and fix in head["remedy"], f"{name}:\n{explain(s)}"
@@ -160,9 +166,9 @@ REMEDIED = {
 
 
 @pytest.mark.parametrize("name", REMEDIED)
-def test_applying_the_named_remedy_removes_the_root_cause(name):
-    cfg, root, _ = PATHOLOGICAL[name]
-    s = dlx.train({**cfg, **REMEDIED[name]}, save=False).summary
+def test_applying_the_named_remedy_removes_the_root_cause(summaries, name):
+    _, root, _ = PATHOLOGICAL[name]
+    s = summary_of(summaries, f"{name}+remedy")
     kinds = [v["kind"] for v in s["verdicts"]]
     assert root not in kinds, f"{name} remedied:\n{explain(s)}"
     assert not {"diverged", "not_learning"} & set(kinds), f"{name} remedied:\n{explain(s)}"
