@@ -7,16 +7,16 @@
 """
 from __future__ import annotations
 
-import os
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
 from .config import Config, load_config
 from .errors import DlxError, UsageError
+from .folders import RunFolder, now
 from .recording import History, RunWriter, summarize
 from .results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
-from .folders import RunFolder, now
+
 
 def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
     """Everything `train` checks before its first step, without training or writing.
@@ -126,7 +126,8 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
     the status now (a `running` run whose process is gone is `interrupted`)."""
     import yaml
 
-    from .folders import find_run, load_run as read_run
+    from .folders import find_run
+    from .folders import load_run as read_run
 
     d = read_run(find_run(run, Path(runs_dir)))
     try:
@@ -146,9 +147,9 @@ def runs(runs_dir: str | Path = "runs", *, status: str | None = None, sort: str 
     started, steps, final metrics, verdict (the root cause's kind), path. sort: a column
     (RUN_SORT_KEYS), best first (highest accuracy, lowest loss, most steps, newest last);
     rows without the value go last. Returns a RunList (.table(), .load(i))."""
+    from .folders import STATUSES, find_sweep, list_runs
     from .registry import closest
     from .results import RunList
-    from .folders import STATUSES, find_sweep, list_runs
 
     for value, valid, what in ((status, STATUSES, "status"), (sort, RUN_SORT_KEYS, "sort column")):
         if value is not None and value not in valid:
@@ -180,10 +181,10 @@ def compare(config: str | Path, *, optimizers: Iterable[str] | None = None, over
     also saved beside the runs (.figure_path)."""
     import datetime as dt
 
-    from .variants import aggregate, make_variants, parse_target, trial_configs
     from .executors import LocalExecutor, Trial
     from .progress import TrialsProgress
     from .results import Comparison
+    from .variants import aggregate, make_variants, parse_target, trial_configs
 
     if seeds < 1:
         raise UsageError(f"seeds must be at least 1, got {seeds}")

@@ -93,7 +93,7 @@ def _errors(command):
             _fail(e)
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except Exception as e:
             err = _console(stderr=True)
             err.print(f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {e}",
@@ -105,7 +105,7 @@ def _errors(command):
             if os.environ.get("DLX_DEBUG"):
                 raise
             err.print("Set DLX_DEBUG=1 to see the traceback here.")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
     return run
 
@@ -177,7 +177,8 @@ def train(
     SIGTERM); --resume RUN continues it. Exit code 0 completed, 2 bad config,
     3 diverged.
     """
-    from .api import resume_target, train as run_train
+    from .api import resume_target
+    from .api import train as run_train
     from .config import load_config
     from .errors import UsageError
     from .progress import TerminalProgress
@@ -451,7 +452,7 @@ def sweep(
             progress.stop()
             con.print(f"[yellow]interrupted[/] after {sw.done} of {total} trials; "
                       f"finish it with: [bold]dlx sweep --resume {sw.folder}[/]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except DlxError as e:
             sw.finish("interrupted")
             _fail(e)
@@ -625,8 +626,8 @@ def plot(
     Several runs overlay; runs that differ only in their seed are drawn as a mean
     line with a band. Recurrent runs add the gradient reaching each time step.
     """
-    from .plots import plot_runs
     from .folders import find_run
+    from .plots import plot_runs
 
     paths = [find_run(r, runs_dir) for r in runs]
 
@@ -646,6 +647,7 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, 
                                                           "schedule, regularization, train.")):
     """List every name a config can use, with its parameters and defaults, and every key of
     the regularization and train sections with its type, default and meaning."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .activations import ACTIVATIONS
@@ -655,7 +657,6 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, 
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES
     from .registry import describe_section
-    from rich.markup import escape
 
     regs = {r.kind: r for r in (MODELS, DATASETS, ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES)}
     sections = {"regularization": Regularization, "train": Train}

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import fmt
-from .errors import DlxError
 from .diagnose import LABEL
+from .errors import DlxError
 
 # Verdict kinds by how urgently they need a fix: a red card stops the reader, amber asks
 # for a look, green says nothing to do. Unknown kinds (added later) default to amber.
@@ -252,7 +252,7 @@ def layers_html(summary: dict[str, Any]) -> str:
         out.append("<h3>Activations at the last log step</h3>" + _table(head, arows, left=("layer",)))
     through = summary.get("time_grad")
     if through:
-        names = [l["name"] for l in layers if l["name"] != "out"]
+        names = [l["name"] for l in summary.get("layers") or [] if l["name"] != "out"]
         trows = []
         for i, row in enumerate(through):
             if not row or not row[-1]:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from .config import dump_yaml
-from .diagnose import Context as DiagnosisContext, chance_loss, diagnose, headline
+from .diagnose import Context as DiagnosisContext
+from .diagnose import chance_loss, diagnose, headline
 from .diagnose import outcome as run_outcome
 from .folders import RunFolder, command_line, git_commit, jsonable, now, versions
 
@@ -86,7 +87,7 @@ def _floats(x: Any) -> np.ndarray:
 
 def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
     grad, out = hist.grad, []
-    for j, (name, module) in enumerate(trainer.probes.layers):
+    for j, (name, _) in enumerate(trainer.probes.layers):
         col = grad[:, j] if grad.size else np.zeros(0)
         fin = col[np.isfinite(col)]
         # "last" is the last finite value: after a divergence it shows where the norm was heading.

@@ -12,8 +12,7 @@ import difflib
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
-                      field_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 
 def _allows(annotation: Any, kind: type) -> bool:

@@ -53,8 +53,8 @@ import yaml
 from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
 
 from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
-from .examples import resolve_config, shipped
 from .errors import ConfigError, DlxError, Problem, UsageError
+from .examples import resolve_config, shipped
 from .folders import find_sweep, pid_alive
 from .registry import Section, closest
 

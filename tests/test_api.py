@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import CONFIGS
 
 import dlx
 from dlx.errors import UsageError
-
-from conftest import CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -139,8 +139,8 @@ def test_a_running_run_whose_process_is_gone_is_interrupted_everywhere(tmp_path,
     # One function (runs.run_status) decides: dlx show, dlx runs, the HTML report and the
     # Python API (runs.load_run) all say interrupted, with or without a summary yet.
     import dlx as dlx_api
-    from dlx.html_report import write_report
     from dlx.folders import load_run
+    from dlx.html_report import write_report
 
     runs = tmp_path / "runs"
     folder = dlx_api.train(dict(tiny, name="killed"), runs_dir=runs).path

@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from dlx.cli import app
-
-from conftest import ROOT
 
 COMMANDS = ["train", "validate", "show", "summary", "compare", "sweep", "runs", "report", "examples",
             "plot", "list"]

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 import dlx
 from dlx.config import load_config
@@ -16,8 +17,6 @@ from dlx.errors import ConfigError
 from dlx.models import MODELS
 from dlx.models.cnn import receptive_fields
 from dlx.summary import model_summary
-
-from conftest import ROOT
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,10 @@ import math
 from dataclasses import dataclass
 
 import pytest
-
-from dlx.variants import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
-from dlx.errors import ConfigError, UsageError
-
 from conftest import CONFIGS
+
+from dlx.errors import ConfigError, UsageError
+from dlx.variants import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
 
 
 @dataclass

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import dlx
 
+import dlx
 from dlx.activations import ACTIVATIONS
 from dlx.config import Config, load_config
 from dlx.data import DATASETS
-from dlx.errors import UsageError, ConfigError, Problem
+from dlx.errors import ConfigError, Problem, UsageError
 from dlx.init import INITS
 from dlx.optim import OPTIMIZERS, SCHEDULES
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import dlx
-from dlx.diagnose import (KINDS, TIME_VANISHING_RATIO, VANISHING_RATIO, Context, chance_loss, diagnose,
-                          headline)
+from dlx.diagnose import KINDS, TIME_VANISHING_RATIO, VANISHING_RATIO, Context, chance_loss, diagnose, headline
 from dlx.report import verdict_text
 
 LN3 = math.log(3)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from dlx.data import mnist as M
-
 from conftest import ROOT
+
+from dlx.data import mnist as M
 
 README = (ROOT / "README.md").read_text()
 

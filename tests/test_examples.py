@@ -14,8 +14,16 @@ from typer.testing import CliRunner
 
 from dlx.cli import app
 from dlx.errors import ConfigError, UsageError
-from dlx.examples import (COURSE, VERDICT_KINDS, course, default_dir, find_example, load_examples, parse_example,
-                          resolve_config)
+from dlx.examples import (
+    COURSE,
+    VERDICT_KINDS,
+    course,
+    default_dir,
+    find_example,
+    load_examples,
+    parse_example,
+    resolve_config,
+)
 
 EXAMPLES = load_examples(CONFIGS)
 RUNNABLE = [e for e in EXAMPLES if e.runnable]
@@ -214,7 +222,7 @@ def test_dlx_examples_reads_as_a_course_one_whole_line_per_example_at_80_and_120
     assert titles == sorted(titles)
     order = [n for _, names in COURSE for n in names]
     assert [rows[n] for n in order] == sorted(rows.values())
-    for (title, names), at in zip(COURSE, titles):
+    for (_, names), at in zip(COURSE, titles):
         assert all(rows[n] > at for n in names)
     # Where the verdicts do not fit, the listing says how wide a terminal shows them.
     assert any("shows the verdict" in ln for ln in lines) == (columns == 80)

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY
 
 from dlx.executors import LocalExecutor, Trial
 from dlx.folders import load_run
-
-from conftest import ROOT, TINY
 
 
 def _cfg(seed: int = 0, lr: float = 0.01, steps: int = 5) -> dict:

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import CONFIGS, MNIST_DIR, TINY
 
 from dlx import folders as R
@@ -88,7 +87,7 @@ def test_eight_runs_started_at_once_give_eight_distinct_complete_folders(tmp_pat
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
     entries = sorted(runs.iterdir())
     # Nothing but the eight folders: no .tmp-* folder, no .write-test or .tmp file left over.

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dlx
 from dlx.config import Config, dump_yaml, load_config, load_config_text, parse_yaml

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY
 
 import dlx
 from dlx.errors import DlxError
 from dlx.executors import TrialResult
 from dlx.html_report import resolve, write_report
-
-from conftest import TINY
 
 SECTIONS_RUN = ("verdicts", "metrics", "figures", "layers", "config", "meta")
 SECTIONS_SWEEP = ("trials", "params", "best-verdicts", "best-metrics", "best-figures", "best-layers",

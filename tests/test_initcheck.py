@@ -9,8 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from dlx.config import load_config
 from dlx.activations import ACTIVATIONS
+from dlx.config import load_config
 from dlx.initcheck import OK_FACTOR, init_check, init_check_for, init_check_table, mean_square
 from dlx.trainer import Trainer
 

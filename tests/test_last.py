@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from dlx.cli import app
 from dlx.errors import DlxError
-from dlx.html_report import resolve
 from dlx.folders import find_run, find_sweep
+from dlx.html_report import resolve
 
 
 def _run(runs: Path, name: str, started: str, resumed: str | None = None) -> Path:

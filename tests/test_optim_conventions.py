@@ -10,14 +10,13 @@ import math
 
 import pytest
 import torch
+from conftest import TINY
 from torch import nn
 from typer.testing import CliRunner
 
 import dlx
 from dlx.cli import app
 from dlx.optim import OPTIMIZERS
-
-from conftest import TINY
 
 
 def _param(*values: float) -> nn.Parameter:

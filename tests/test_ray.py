@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY
 
 from dlx.errors import DlxError, UsageError
 from dlx.executors import Trial
 from dlx.ray_executor import MISSING_RAY, materialize_run, read_tree
-
-from conftest import ROOT, TINY
 
 STEPS = 2500  # about 2 s of training per trial on one core: long enough to be killed mid-way
 

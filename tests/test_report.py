@@ -11,9 +11,8 @@ from typer.testing import CliRunner
 
 import dlx
 from dlx.cli import app
-from dlx.report import (MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark,
-                        run_report)
 from dlx.folders import load_run
+from dlx.report import MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark, run_report
 
 RNN = {
     "seed": 0, "name": "rnn",

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_cnn import bars_npz
 
 import dlx
 from dlx.config import load_config
 from dlx.errors import ConfigError
 from dlx.summary import model_summary
-
-from test_cnn import bars_npz
 
 
 @pytest.fixture(autouse=True)

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import CONFIGS, ROOT, interrupt_when
 
 import dlx
 from dlx.errors import ConfigError, DlxError, UsageError
 from dlx.folders import read_jsonl, run_status
 from dlx.trainer import STOP_SIGNALS, Trainer
-
-from conftest import CONFIGS, ROOT, interrupt_when
 
 # Everything resume must restore is in play: Adam's moments, a cosine schedule,
 # dropout masks (torch RNG), mini-batch order (n_train 256 / batch 24: epochs of 10

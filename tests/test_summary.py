@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONFIGS
 
 from dlx.config import load_config
 from dlx.summary import model_summary
-
-from conftest import CONFIGS
 
 
 def test_mlp_summary_counts_match_the_formula_and_the_model(tiny):

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, TINY, interrupt_when
 
 from dlx.config import load_config
 from dlx.errors import ConfigError
 from dlx.executors import LocalExecutor, TrialResult, gpu_slots
 from dlx.folders import land_run, list_runs
 from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
-
-from conftest import ROOT, TINY, interrupt_when
 
 
 def write(path: Path, data) -> Path:

@@ -13,10 +13,10 @@ import pytest
 from conftest import CONFIGS
 from rich.console import Console
 
-from dlx.variants import Row
 from dlx.fmt import num
 from dlx.folders import find_run
 from dlx.tables import compare_table, runs_table, short_id, sweep_table
+from dlx.variants import Row
 
 WIDTHS = (80, 120)
 TINY = ["--set", "train.steps=10", "--set", "data.n_train=64", "--set", "data.n_test=64", "--set", "model.width=8"]

@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS
 
 import dlx
+from dlx.config import load_config
 from dlx.errors import DlxError
 from dlx.trainer import Trainer
-from dlx.config import load_config
-
-from conftest import CONFIGS
 
 
 def median_grad(result, layer):
@@ -73,7 +72,9 @@ def test_zero_init_units_stay_identical(runs_dir):
 def test_same_config_and_seed_give_identical_metrics_on_cpu(tiny):
     a = dlx.train(tiny, save=False)
     b = dlx.train(tiny, save=False)
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "time"} for m in ms]
+    def strip(ms):
+        return [{k: v for k, v in m.items() if k != "time"} for m in ms]
+
     assert strip(a.metrics) == strip(b.metrics)
     tiny["seed"] = 1
     c = dlx.train(tiny, save=False)

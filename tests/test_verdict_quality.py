@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from conftest import train_in_parallel
 
 BASE = {"seed": 0, "data": {"name": "spirals", "n_train": 600, "n_test": 300},

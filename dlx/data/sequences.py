@@ -14,8 +14,8 @@ import numpy as np
 from pydantic import Field
 
 from .base import DATASETS, Dataset, DataSpec
-from .synthetic import finish
 from .mnist import MNIST, SIDE, MNISTFiles
+from .synthetic import finish
 
 MAX_LENGTH = 10_000  # steps; longer sequences are a Python loop of that many cell calls per batch
 

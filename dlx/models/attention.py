@@ -10,13 +10,12 @@ import math
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
 from ..errors import SpecError
 from .base import MODELS, Model, ModelSpec
-
 
 # ---------------------------------------------------------------- scoring functions
 # Each maps queries (..., Tq, d) and keys (..., Tk, d) to scores (..., Tq, Tk);

@@ -18,8 +18,15 @@ from collections import OrderedDict
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import torch
-from pydantic import (BeforeValidator, Field, NonNegativeInt, PositiveInt, ValidationError, model_serializer,
-                      model_validator)
+from pydantic import (
+    BeforeValidator,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from torch import nn
 
 from ..errors import SpecError
