@@ -12,6 +12,7 @@ threads, dlx's default); the parallel side is `--max-parallel P` (cores / P
 threads each). Runs alternate (seq, par, seq, par, ...) after one warm-up each so
 machine drift hits both alike; the table shows median wall seconds and the speed-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_spec(folder: Path, trials: int, steps: int) -> Path:
-    base = {"name": "bench", "seed": 0,
-            "data": {"name": "spirals", "n_train": 4000, "n_test": 1000, "classes": 3},
-            "model": {"name": "mlp", "depth": 3, "width": 128}, "activation": "relu",
-            "init": "kaiming_normal", "optimizer": {"name": "adam", "lr": 0.003},
-            "train": {"steps": steps, "batch_size": 64, "log_every": 50}}
+    base = {
+        "name": "bench",
+        "seed": 0,
+        "data": {"name": "spirals", "n_train": 4000, "n_test": 1000, "classes": 3},
+        "model": {"name": "mlp", "depth": 3, "width": 128},
+        "activation": "relu",
+        "init": "kaiming_normal",
+        "optimizer": {"name": "adam", "lr": 0.003},
+        "train": {"steps": steps, "batch_size": 64, "log_every": 50},
+    }
     (folder / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
-    spec = {"base": "base.yaml", "metric": "test_acc", "strategy": "grid",
-            "space": {"seed": list(range(trials))}}
+    spec = {"base": "base.yaml", "metric": "test_acc", "strategy": "grid", "space": {"seed": list(range(trials))}}
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -46,8 +51,12 @@ def make_spec(folder: Path, trials: int, steps: int) -> Path:
 
 def run_once(spec: Path, parallel: int, runs: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dlx.cli", "sweep", str(spec), "--runs-dir", str(runs),
-                    "--max-parallel", str(parallel)], check=True, stdout=subprocess.DEVNULL, cwd=spec.parent)
+    subprocess.run(
+        [sys.executable, "-m", "dlx.cli", "sweep", str(spec), "--runs-dir", str(runs), "--max-parallel", str(parallel)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=spec.parent,
+    )
     return time.perf_counter() - t0
 
 
@@ -70,12 +79,22 @@ def main() -> int:
                     times[side].append(t)
                 print(f"{'warm-up' if not i else f'repeat {i}'}: {side:<10} {t:6.1f} s", file=sys.stderr)
     seq, par = statistics.median(times["sequential"]), statistics.median(times["parallel"])
-    result = {"device": f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "trials": args.trials, "steps_per_trial": args.steps, "parallel": args.parallel,
-              "repeats": args.repeats, "sequential_s": times["sequential"], "parallel_s": times["parallel"],
-              "median_sequential_s": seq, "median_parallel_s": par, "speedup": seq / par}
-    print(f"{args.trials}-trial sweep on {os.cpu_count()} cores: one at a time {seq:.1f} s, "
-          f"{args.parallel} at once {par:.1f} s -> {seq / par:.2f}x (median of {args.repeats})")
+    result = {
+        "device": f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "trials": args.trials,
+        "steps_per_trial": args.steps,
+        "parallel": args.parallel,
+        "repeats": args.repeats,
+        "sequential_s": times["sequential"],
+        "parallel_s": times["parallel"],
+        "median_sequential_s": seq,
+        "median_parallel_s": par,
+        "speedup": seq / par,
+    }
+    print(
+        f"{args.trials}-trial sweep on {os.cpu_count()} cores: one at a time {seq:.1f} s, "
+        f"{args.parallel} at once {par:.1f} s -> {seq / par:.2f}x (median of {args.repeats})"
+    )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

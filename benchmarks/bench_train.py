@@ -14,6 +14,7 @@ training loop only (the reference times its loop; dlx reports train_seconds,
 which excludes data loading, model building and test evaluation but includes
 its own probes, activation statistics and run-folder writes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,25 @@ def device_name() -> str:
 
 def run_reference(ref: Path, data: Path, widths, batch, opt, epochs, device) -> float:
     depth, width = len(widths), widths[0]
-    cmd = [sys.executable, str(ref), "--data", str(data), "--depth", str(depth), "--width", str(width),
-           "--batch", str(batch), "--epochs", str(epochs), "--optimizer", opt, "--grad-norms",
-           "--device", device]
+    cmd = [
+        sys.executable,
+        str(ref),
+        "--data",
+        str(data),
+        "--depth",
+        str(depth),
+        "--width",
+        str(width),
+        "--batch",
+        str(batch),
+        "--epochs",
+        str(epochs),
+        "--optimizer",
+        opt,
+        "--grad-norms",
+        "--device",
+        device,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
 
@@ -69,12 +86,14 @@ def run_dlx(data: Path, widths, batch, opt, epochs, device, log_every, workdir: 
     # The reference's optimizers: Adam lr 1e-3, or SGD lr 0.05 momentum 0.9.
     optimizer = {"name": "adam", "lr": 0.001} if opt == "adam" else {"name": "momentum", "lr": 0.05, "momentum": 0.9}
     cfg = {
-        "name": "bench", "seed": 0,
+        "name": "bench",
+        "seed": 0,
         "data": {"name": "mnist", "root": str(data)},
         "model": {"name": "mlp", "widths": widths},
-        "activation": "relu", "init": "default", "optimizer": optimizer,
-        "train": {"epochs": epochs, "batch_size": batch, "log_every": log_every, "device": device,
-                  "checkpoint": False},
+        "activation": "relu",
+        "init": "default",
+        "optimizer": optimizer,
+        "train": {"epochs": epochs, "batch_size": batch, "log_every": log_every, "device": device, "checkpoint": False},
     }
     path = workdir / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -116,17 +135,32 @@ def main() -> None:
             r, d = statistics.median(ref), statistics.median(ours)
             # Each dlx run against the reference run just before it: drift cancels in the pair.
             paired = statistics.median(o / f for o, f in zip(ours, ref))
-            results.append({"case": case, "widths": widths, "batch": batch, "optimizer": opt,
-                            "reference_samples_per_s": r, "dlx_samples_per_s": d, "ratio": d / r,
-                            "paired_ratio": paired, "reference_runs": ref, "dlx_runs": ours})
-    print("\n| case | model | batch | opt | reference samples/s | dlx samples/s | ratio of medians | median paired ratio |")
+            results.append(
+                {
+                    "case": case,
+                    "widths": widths,
+                    "batch": batch,
+                    "optimizer": opt,
+                    "reference_samples_per_s": r,
+                    "dlx_samples_per_s": d,
+                    "ratio": d / r,
+                    "paired_ratio": paired,
+                    "reference_runs": ref,
+                    "dlx_runs": ours,
+                }
+            )
+    print(
+        "\n| case | model | batch | opt | reference samples/s | dlx samples/s | ratio of medians | median paired ratio |"
+    )
     print("|---|---|---|---|---:|---:|---:|---:|")
     for res in results:
         w = res["widths"]
         model = f"784-{'-'.join(map(str, w))}-10" if len(w) <= 3 else f"784-{len(w)}x{w[0]}-10"
-        print(f"| {res['case']} | {model} | {res['batch']} | {res['optimizer']} | "
-              f"{res['reference_samples_per_s']:.0f} | {res['dlx_samples_per_s']:.0f} | {res['ratio']:.2f} | "
-              f"{res['paired_ratio']:.2f} |")
+        print(
+            f"| {res['case']} | {model} | {res['batch']} | {res['optimizer']} | "
+            f"{res['reference_samples_per_s']:.0f} | {res['dlx_samples_per_s']:.0f} | {res['ratio']:.2f} | "
+            f"{res['paired_ratio']:.2f} |"
+        )
     print(f"\ndevice: {dev}; median of {a.repeats} alternating runs, {a.epochs} epoch(s) each, grad norms on")
     if a.out:
         a.out.write_text(json.dumps({"device": dev, "results": results}, indent=2))

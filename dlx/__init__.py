@@ -2,9 +2,23 @@
 
 The package imports nothing heavy until used: `dlx.train` loads torch on first call.
 """
+
 __version__ = "0.1.0"
-__all__ = ["train", "compare", "sweep", "load_run", "runs", "check", "load_config", "Run", "RunResult",
-           "Comparison", "DlxError", "ConfigError", "__version__"]
+__all__ = [
+    "train",
+    "compare",
+    "sweep",
+    "load_run",
+    "runs",
+    "check",
+    "load_config",
+    "Run",
+    "RunResult",
+    "Comparison",
+    "DlxError",
+    "ConfigError",
+    "__version__",
+]
 
 
 def __getattr__(name):
@@ -29,6 +43,7 @@ def __getattr__(name):
 
         return getattr(errors, name)
     raise AttributeError(f"module 'dlx' has no attribute {name!r}")
+
 
 # The loop lives in dlx.trainer (not dlx.train) so that importing it never shadows
 # the dlx.train() function on the package.

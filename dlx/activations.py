@@ -9,6 +9,7 @@ at all (relu: a unit off for every input never learns again, "dead"). A leaky
 unit off for a whole batch still learns at its slope: it is logged as
 "negative", never as dead.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

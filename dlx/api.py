@@ -1,10 +1,11 @@
 """The Python API: `dlx.train(config, overrides)` runs one experiment into a run folder.
 
-    import dlx
-    r = dlx.train("configs/quickstart.yaml", ["optimizer.lr=0.05"])   # or dlx.train("quickstart", ...)
-    r.path, r.status, r.summary["final"]["test_acc"], r.metrics[-1]
-    dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
+import dlx
+r = dlx.train("configs/quickstart.yaml", ["optimizer.lr=0.05"])   # or dlx.train("quickstart", ...)
+r.path, r.status, r.summary["final"]["test_acc"], r.metrics[-1]
+dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
 """
+
 from __future__ import annotations
 
 import traceback
@@ -36,23 +37,34 @@ def out_of_memory_message(e: BaseException, trainer, folder: RunFolder | None) -
     import torch
 
     text = str(e)
-    if not (isinstance(e, torch.cuda.OutOfMemoryError)
-            or (isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))):
+    if not (
+        isinstance(e, torch.cuda.OutOfMemoryError)
+        or (isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+    ):
         return None
     bs = trainer.batch_size
     params = sum(p.numel() for p in trainer.model.parameters())
-    msg = (f"out of memory on {trainer.device} at step {trainer.step} (train.batch_size {bs}, "
-           f"{params:,} parameters): {text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__}. "
-           f"Try a smaller batch (--set train.batch_size={max(bs // 2, 1)}) or a smaller model "
-           f"(fewer or narrower layers).")
+    msg = (
+        f"out of memory on {trainer.device} at step {trainer.step} (train.batch_size {bs}, "
+        f"{params:,} parameters): {text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__}. "
+        f"Try a smaller batch (--set train.batch_size={max(bs // 2, 1)}) or a smaller model "
+        f"(fewer or narrower layers)."
+    )
     if folder is not None and folder.meta:
         msg += f" Every interval logged before is kept in {folder.path} (status failed)."
     return msg
 
 
-def train(config: str | Path | dict | Config | None = None, overrides: Iterable[str] = (), *,
-          runs_dir: str | Path = "runs", callbacks: Iterable[Any] = (), save: bool = True,
-          resume: str | Path | None = None, quiet: bool | None = None) -> Run:
+def train(
+    config: str | Path | dict | Config | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    runs_dir: str | Path = "runs",
+    callbacks: Iterable[Any] = (),
+    save: bool = True,
+    resume: str | Path | None = None,
+    quiet: bool | None = None,
+) -> Run:
     """Train one config (a YAML path, an example's name, a dict or a Config) and return its Run.
 
     overrides are `key.path=value` strings, as with `dlx train --set`. With
@@ -92,17 +104,20 @@ def train(config: str | Path | dict | Config | None = None, overrides: Iterable[
         except DlxError:
             raise
         except Exception as e:  # shapes or keys that differ: the model code changed since
-            raise DlxError(f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
-                           f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
-                           f"resumed") from None
+            raise DlxError(
+                f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
+                f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
+                f"resumed"
+            ) from None
     try:
         outcome = trainer.run()
     except BaseException as e:
         oom = out_of_memory_message(e, trainer, folder)
         if folder is not None and folder.meta.get("status") == "running":
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            folder.update_meta(status=status, ended=now(), reason=oom or f"{type(e).__name__}: {e}",
-                               error=traceback.format_exc())
+            folder.update_meta(
+                status=status, ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=traceback.format_exc()
+            )
             folder.close()
             e.dlx_run_path = folder.path  # type: ignore[attr-defined]  (for the CLI's message)
         if oom:
@@ -111,9 +126,15 @@ def train(config: str | Path | dict | Config | None = None, overrides: Iterable[
     from .folders import jsonable
 
     summary = writer.summary if writer else summarize(trainer, hist, outcome, None)
-    run = Run(path=folder.path if folder else None, status=outcome.status, summary=summary,
-              metrics=hist.metrics, probes=jsonable(hist.probes),
-              meta=dict(folder.meta) if folder else {}, config=cfg.resolved())
+    run = Run(
+        path=folder.path if folder else None,
+        status=outcome.status,
+        summary=summary,
+        metrics=hist.metrics,
+        probes=jsonable(hist.probes),
+        meta=dict(folder.meta) if folder else {},
+        config=cfg.resolved(),
+    )
     for cb in shown:
         if hasattr(cb, "show_result"):
             cb.show_result(run)
@@ -134,15 +155,23 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
         config = yaml.safe_load(d["config"]) or {}
     except yaml.YAMLError:
         config = {}
-    return Run(path=d["path"], status=d["status"], summary=d["summary"] or {}, metrics=d["metrics"],
-               probes=d["probes"], meta=d["meta"], config=config if isinstance(config, dict) else {})
+    return Run(
+        path=d["path"],
+        status=d["status"],
+        summary=d["summary"] or {},
+        metrics=d["metrics"],
+        probes=d["probes"],
+        meta=d["meta"],
+        config=config if isinstance(config, dict) else {},
+    )
 
 
 RUN_SORT_KEYS = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
 
 
-def runs(runs_dir: str | Path = "runs", *, status: str | None = None, sort: str | None = None,
-         sweep: str | None = None):
+def runs(
+    runs_dir: str | Path = "runs", *, status: str | None = None, sort: str | None = None, sweep: str | None = None
+):
     """Every run in runs_dir (or one sweep's trials), one row each: run_id, name, status,
     started, steps, final metrics, verdict (the root cause's kind), path. sort: a column
     (RUN_SORT_KEYS), best first (highest accuracy, lowest loss, most steps, newest last);
@@ -154,8 +183,11 @@ def runs(runs_dir: str | Path = "runs", *, status: str | None = None, sort: str 
     for value, valid, what in ((status, STATUSES, "status"), (sort, RUN_SORT_KEYS, "sort column")):
         if value is not None and value not in valid:
             hint = closest(value, list(valid))
-            raise UsageError(f"{value!r} is not a {what}" + (f"; did you mean {hint!r}?" if hint else "")
-                             + f" (valid: {', '.join(valid)})")
+            raise UsageError(
+                f"{value!r} is not a {what}"
+                + (f"; did you mean {hint!r}?" if hint else "")
+                + f" (valid: {', '.join(valid)})"
+            )
     where = find_sweep(sweep, Path(runs_dir)) / "trials" if sweep is not None else Path(runs_dir)
     rows = [r for r in list_runs(where) if status is None or r["status"] == status]
     if sort is not None:
@@ -168,10 +200,21 @@ def runs(runs_dir: str | Path = "runs", *, status: str | None = None, sort: str 
     return out
 
 
-def compare(config: str | Path, *, optimizers: Iterable[str] | None = None, over: Iterable[str] = (),
-            seeds: int = 3, target: str | None = None, overrides: Iterable[str] = (),
-            runs_dir: str | Path = "runs", max_parallel: int | None = None, retries: int = 2,
-            figure: bool = True, quiet: bool | None = None, on_result=None):
+def compare(
+    config: str | Path,
+    *,
+    optimizers: Iterable[str] | None = None,
+    over: Iterable[str] = (),
+    seeds: int = 3,
+    target: str | None = None,
+    overrides: Iterable[str] = (),
+    runs_dir: str | Path = "runs",
+    max_parallel: int | None = None,
+    retries: int = 2,
+    figure: bool = True,
+    quiet: bool | None = None,
+    on_result=None,
+):
     """Run one setup across optimizers (each with its usual hyperparameters) and/or any keys
     (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
     `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
@@ -209,8 +252,14 @@ def compare(config: str | Path, *, optimizers: Iterable[str] | None = None, over
         by_variant.setdefault(v.label, []).append(r)
     rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
     runs_of = {label: [_trial_run(r) for r in rs] for label, rs in by_variant.items()}
-    cmp = Comparison(config=str(config), seeds=seeds, target=goal, rows=rows, runs=runs_of,
-                     failed=sum(r.status in ("config_error", "crashed", "failed") for r in results))
+    cmp = Comparison(
+        config=str(config),
+        seeds=seeds,
+        target=goal,
+        rows=rows,
+        runs=runs_of,
+        failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
+    )
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
         from .plots import DPI
 
@@ -229,8 +278,12 @@ def _trial_run(result) -> Run:
             return load_run(result.run_path)
         except DlxError:
             pass
-    return Run(path=Path(result.run_path) if result.run_path else None, status=result.status,
-               summary=result.summary or {}, metrics=result.metrics or [])
+    return Run(
+        path=Path(result.run_path) if result.run_path else None,
+        status=result.status,
+        summary=result.summary or {},
+        metrics=result.metrics or [],
+    )
 
 
 def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path, Config]:
@@ -241,16 +294,22 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
     meta = RunFolder.existing(path).meta
     status, rid = run_status(meta), meta.get("run_id", path.name)
     if status == "running":
-        raise UsageError(f"run {rid} is still running (pid {meta.get('pid')}); stop it first "
-                         f"(Ctrl-C in its terminal), then resume it")
+        raise UsageError(
+            f"run {rid} is still running (pid {meta.get('pid')}); stop it first "
+            f"(Ctrl-C in its terminal), then resume it"
+        )
     if status in ("completed", "diverged"):
-        raise UsageError(f"run {rid} has finished ({status}); there is nothing to resume. To train more, start "
-                         f"a new run from its config ({path / 'config.yaml'}, with more train.steps or "
-                         f"train.epochs) or from its weights (init: {{name: from_file, path: "
-                         f"{path / 'checkpoint.pt'}}})")
+        raise UsageError(
+            f"run {rid} has finished ({status}); there is nothing to resume. To train more, start "
+            f"a new run from its config ({path / 'config.yaml'}, with more train.steps or "
+            f"train.epochs) or from its weights (init: {{name: from_file, path: "
+            f"{path / 'checkpoint.pt'}}})"
+        )
     if not (path / "checkpoint.pt").is_file():
-        raise UsageError(f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
-                         f"one. Set train.checkpoint_every in the config so runs checkpoint as they go.")
+        raise UsageError(
+            f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
+            f"one. Set train.checkpoint_every in the config so runs checkpoint as they go."
+        )
     return path, load_config(path / "config.yaml")
 
 
@@ -261,25 +320,34 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
     from .folders import read_jsonl
 
     if config is not None or list(overrides):
-        raise UsageError("resume continues a run with the config it started with (its config.yaml); "
-                         "give no config or overrides with it")
+        raise UsageError(
+            "resume continues a run with the config it started with (its config.yaml); "
+            "give no config or overrides with it"
+        )
     if not save:
         raise UsageError("resume writes into the run's folder; it cannot be combined with save=False")
     path, cfg = resume_target(run, runs_dir)
     try:
         state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
-        raise DlxError(f"{path / 'checkpoint.pt'} cannot be read as a dlx checkpoint (damaged, or not one: "
-                       f"{type(e).__name__}); the run cannot be resumed from it") from None
+        raise DlxError(
+            f"{path / 'checkpoint.pt'} cannot be read as a dlx checkpoint (damaged, or not one: "
+            f"{type(e).__name__}); the run cannot be resumed from it"
+        ) from None
     if not isinstance(state, dict) or "loop" not in state:
-        raise DlxError(f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); "
-                       f"the run cannot be resumed from it")
+        raise DlxError(
+            f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); the run cannot be resumed from it"
+        )
     if state.get("config") != cfg.resolved():
-        raise DlxError(f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "
-                       f"(was it edited?); restore it, or start a new run from the edited config")
+        raise DlxError(
+            f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "
+            f"(was it edited?); restore it, or start a new run from the edited config"
+        )
     logged = int(state["loop"]["logged_step"])
     hist = History()
-    hist.restore([m for m in read_jsonl(path / "metrics.jsonl") if m.get("step", 0) <= logged],
-                 [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
-                 state.get("init_check"))
+    hist.restore(
+        [m for m in read_jsonl(path / "metrics.jsonl") if m.get("step", 0) <= logged],
+        [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
+        state.get("init_check"),
+    )
     return cfg, RunFolder.existing(path), hist, state

@@ -4,6 +4,7 @@ Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged, 128 + the
 signal's number interrupted (130 Ctrl-C, 143 SIGTERM). Heavy imports (torch) happen
 inside commands so `dlx --help` answers at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,12 @@ from typing import List, Optional
 import typer
 
 app = typer.Typer(
-    name="dlx", no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
+    name="dlx",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
     help="Run deep-learning experiments from YAML and [bold]see[/] their training dynamics: "
-         "per-layer gradient norms, activation statistics and a plain-language verdict.",
+    "per-layer gradient norms, activation statistics and a plain-language verdict.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # an internal error prints a plain traceback, not a page of boxes
 )
@@ -42,9 +46,14 @@ if hasattr(getattr(typer.core, "_TyperParameter", None), "display_type"):  # typ
 
 EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
-SetOpt = typer.Option(None, "--set", "-s", metavar="KEY.PATH=VALUE",
-                      help="Override a config key (repeatable); the value is parsed as YAML, "
-                           "e.g. --set optimizer.lr=0.01 --set activation=tanh")
+SetOpt = typer.Option(
+    None,
+    "--set",
+    "-s",
+    metavar="KEY.PATH=VALUE",
+    help="Override a config key (repeatable); the value is parsed as YAML, "
+    "e.g. --set optimizer.lr=0.01 --set activation=tanh",
+)
 RunsDirOpt = typer.Option(Path("runs"), "--runs-dir", help="Folder that holds one sub-folder per run.")
 
 
@@ -96,12 +105,17 @@ def _errors(command):
             raise typer.Exit(130) from None
         except Exception as e:
             err = _console(stderr=True)
-            err.print(f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {e}",
-                      markup=True, highlight=False)
+            err.print(
+                f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {e}",
+                markup=True,
+                highlight=False,
+            )
             path = getattr(e, "dlx_run_path", None)
             if path is not None:
-                err.print(f"The run folder keeps everything logged before the failure (status failed; "
-                          f"the traceback is in meta.json): {path}")
+                err.print(
+                    f"The run folder keeps everything logged before the failure (status failed; "
+                    f"the traceback is in meta.json): {path}"
+                )
             if os.environ.get("DLX_DEBUG"):
                 raise
             err.print("Set DLX_DEBUG=1 to see the traceback here.")
@@ -119,8 +133,11 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     pass
 
 
@@ -131,8 +148,14 @@ def _prepare_data(cfg, console, show: bool) -> None:
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    with Progress(TextColumn("[bold]download[/] {task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]download[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         tasks: dict[str, int] = {}
 
         def report(name: str, done: int, total: int | None) -> None:
@@ -163,11 +186,19 @@ def train(
     runs_dir: Path = RunsDirOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; print the run folder only."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json to stdout at the end."),
-    init_check: bool = typer.Option(False, "--init-check", help="Before training, print each layer's step-0 "
-                                    "pre-activation variance next to what the init scheme predicts."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
-                                         help="Continue an interrupted or killed run (its folder, id, or 'last') "
-                                              "from its checkpoint, with its own config, in its own folder."),
+    init_check: bool = typer.Option(
+        False,
+        "--init-check",
+        help="Before training, print each layer's step-0 "
+        "pre-activation variance next to what the init scheme predicts.",
+    ),
+    resume: Optional[str] = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN",
+        help="Continue an interrupted or killed run (its folder, id, or 'last') "
+        "from its checkpoint, with its own config, in its own folder.",
+    ),
 ):
     """Train one config and show per-layer gradient evidence and a verdict.
 
@@ -187,18 +218,24 @@ def train(
     con = _console(stderr=as_json)
     if resume is not None:
         if config is not None:
-            raise UsageError(f"give CONFIG or --resume RUN, not both: a resumed run keeps the config it "
-                             f"started with (RUN/config.yaml). To train {config} anew, drop --resume.")
+            raise UsageError(
+                f"give CONFIG or --resume RUN, not both: a resumed run keeps the config it "
+                f"started with (RUN/config.yaml). To train {config} anew, drop --resume."
+            )
         if set_:
-            raise UsageError("--set cannot change a run being resumed: it continues with its own config, "
-                             "so its numbers match a run that was never stopped. Start a new run to "
-                             "change the config.")
+            raise UsageError(
+                "--set cannot change a run being resumed: it continues with its own config, "
+                "so its numbers match a run that was never stopped. Start a new run to "
+                "change the config."
+            )
         if init_check:
             raise UsageError("--init-check shows step 0, which a resumed run is past; see it with dlx show RUN")
         path, cfg = resume_target(resume, runs_dir)
     elif config is None:
-        raise UsageError("missing CONFIG: give an experiment's YAML file (e.g. configs/quickstart.yaml), "
-                         "or --resume RUN to continue a run")
+        raise UsageError(
+            "missing CONFIG: give an experiment's YAML file (e.g. configs/quickstart.yaml), "
+            "or --resume RUN to continue a run"
+        )
     else:
         cfg = load_config(config, set_ or [])
         from .folders import prepare_runs_dir
@@ -209,8 +246,10 @@ def train(
     callbacks = [] if (quiet or as_json) else [TerminalProgress(con)]
     callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
     if not (quiet or as_json):
-        con.print(f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
-                  f"{describe(cfg.resolved())}")
+        con.print(
+            f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
+            f"{describe(cfg.resolved())}"
+        )
     if resume is not None:
         result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks, quiet=True)
     else:
@@ -227,8 +266,10 @@ def train(
         con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
     con.print(f"run folder: [bold]{result.path}[/]")
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
-        con.print(f"continue it with: dlx train --resume {result.path.name}"
-                  + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""))
+        con.print(
+            f"continue it with: dlx train --resume {result.path.name}"
+            + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else "")
+        )
     raise typer.Exit(_exit_code(result.status, result.summary.get("signal")))
 
 
@@ -264,7 +305,9 @@ def validate(
 @app.command()
 @_errors
 def show(
-    run: str = typer.Argument("last", help="A run folder, a run id (or part of one), or 'last' (the run started or resumed last)."),
+    run: str = typer.Argument(
+        "last", help="A run folder, a run id (or part of one), or 'last' (the run started or resumed last)."
+    ),
     runs_dir: Path = RunsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print meta and summary as JSON."),
 ):
@@ -273,20 +316,26 @@ def show(
 
     r = load_run(run, runs_dir)
     if as_json:
-        typer.echo(json.dumps({"path": str(r.path), "status": r.status, "meta": r.meta,
-                               "summary": r.summary or None}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"path": str(r.path), "status": r.status, "meta": r.meta, "summary": r.summary or None}, indent=2
+            )
+        )
         return
     con = _console()
     if not r.summary:
         m = r.metrics[-1] if r.metrics else {}
-        con.print(f"run {r.meta.get('run_id')}: status [bold]{r.status}[/], no summary yet; "
-                  f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}")
+        con.print(
+            f"run {r.meta.get('run_id')}: status [bold]{r.status}[/], no summary yet; "
+            f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}"
+        )
         return
     from .report import run_report
 
     con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes))
     if r.summary.get("init_check"):  # the step-0 init-theory table
         from .initcheck import init_check_table
+
         con.print(init_check_table(r.summary["init_check"]))
     con.print(f"run folder: [bold]{r.path}[/]")
 
@@ -308,30 +357,51 @@ def summary(
         return
     from rich.table import Table
 
-    t = Table(title=f"{config}: input {s['input']} (2 samples)", title_justify="left", header_style="bold",
-              show_edge=False, pad_edge=False)
+    t = Table(
+        title=f"{config}: input {s['input']} (2 samples)",
+        title_justify="left",
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
     for col in ("layer", "type", "output shape", "params", *s["extra_columns"]):
         t.add_column(col, justify="right" if col not in ("layer", "type") else "left")
     for r in s["layers"]:
-        t.add_row(r["name"], r["type"], "x".join(map(str, r["output"] or [])) or "-", f"{r['params']:,}",
-                  *[str(r.get(c, "")) for c in s["extra_columns"]])
+        t.add_row(
+            r["name"],
+            r["type"],
+            "x".join(map(str, r["output"] or [])) or "-",
+            f"{r['params']:,}",
+            *[str(r.get(c, "")) for c in s["extra_columns"]],
+        )
     con = _console()
     con.print(t)
-    con.print(f"total parameters: [bold]{s['total_params']:,}[/] ({s['trainable_params']:,} trainable); "
-              f"output {s['output']}")
+    con.print(
+        f"total parameters: [bold]{s['total_params']:,}[/] ({s['trainable_params']:,} trainable); output {s['output']}"
+    )
 
 
 @app.command()
 @_errors
 def compare(
-    config: Path = typer.Argument(..., help="The experiment's YAML file (the base of every variant).", show_default=False),
-    optimizers: Optional[str] = typer.Option(None, "--optimizers", help="Comma-separated optimizer names, each with its usual hyperparameters."),
-    over: Optional[List[str]] = typer.Option(None, "--over", metavar="KEY=V1,V2", help="Vary any key (repeatable; variants are the product)."),
+    config: Path = typer.Argument(
+        ..., help="The experiment's YAML file (the base of every variant).", show_default=False
+    ),
+    optimizers: Optional[str] = typer.Option(
+        None, "--optimizers", help="Comma-separated optimizer names, each with its usual hyperparameters."
+    ),
+    over: Optional[List[str]] = typer.Option(
+        None, "--over", metavar="KEY=V1,V2", help="Vary any key (repeatable; variants are the product)."
+    ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per variant, seeds base.seed, base.seed+1, ..."),
-    target: Optional[str] = typer.Option(None, "--target", metavar="METRIC=VALUE", help="Also report steps to reach it, e.g. test_acc=0.95."),
+    target: Optional[str] = typer.Option(
+        None, "--target", metavar="METRIC=VALUE", help="Also report steps to reach it, e.g. test_acc=0.95."
+    ),
     set_: Optional[List[str]] = SetOpt,
     runs_dir: Path = RunsDirOpt,
-    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."),
+    max_parallel: Optional[int] = typer.Option(
+        None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."
+    ),
     retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process dies."),
     as_json: bool = typer.Option(False, "--json", help="Print the table's numbers as JSON."),
 ):
@@ -339,9 +409,18 @@ def compare(
     from .api import compare as run_compare
 
     con = _console(stderr=as_json)
-    cmp = run_compare(config, optimizers=optimizers.split(",") if optimizers else None, over=over or [],
-                      seeds=seeds, target=target, overrides=set_ or [], runs_dir=runs_dir,
-                      max_parallel=max_parallel, retries=retries, quiet=as_json)
+    cmp = run_compare(
+        config,
+        optimizers=optimizers.split(",") if optimizers else None,
+        over=over or [],
+        seeds=seeds,
+        target=target,
+        overrides=set_ or [],
+        runs_dir=runs_dir,
+        max_parallel=max_parallel,
+        retries=retries,
+        quiet=as_json,
+    )
     if as_json:
         typer.echo(json.dumps(cmp.as_dict(), indent=2))
     else:
@@ -378,32 +457,66 @@ def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, 
     if kind == "ray":
         from .ray_executor import RayExecutor
 
-        return RayExecutor(address=address, num_cpus=cpus_per_trial or 1, num_gpus=gpus_per_trial or 0,
-                           max_retries=retries, max_parallel=max_parallel)
+        return RayExecutor(
+            address=address,
+            num_cpus=cpus_per_trial or 1,
+            num_gpus=gpus_per_trial or 0,
+            max_retries=retries,
+            max_parallel=max_parallel,
+        )
     if address:
         raise UsageError("--address is for --executor ray; the local executor runs on this machine")
     from .executors import LocalExecutor
 
-    return LocalExecutor(max_parallel=max_parallel, retries=retries, gpus_per_trial=gpus_per_trial,
-                         threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None)
+    return LocalExecutor(
+        max_parallel=max_parallel,
+        retries=retries,
+        gpus_per_trial=gpus_per_trial,
+        threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None,
+    )
 
 
-ExecutorOpt = typer.Option("local", "--executor", help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').")
-AddressOpt = typer.Option(None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379.")
-GpusOpt = typer.Option(None, "--gpus-per-trial", min=0.01, help="GPUs each trial holds, e.g. 0.5: two trials share a GPU (CUDA_VISIBLE_DEVICES per trial).")
-CpusOpt = typer.Option(None, "--cpus-per-trial", min=1, help="CPU cores (torch threads) per trial; default: cores / --max-parallel (local), 1 (ray).")
+ExecutorOpt = typer.Option(
+    "local",
+    "--executor",
+    help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').",
+)
+AddressOpt = typer.Option(
+    None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379."
+)
+GpusOpt = typer.Option(
+    None,
+    "--gpus-per-trial",
+    min=0.01,
+    help="GPUs each trial holds, e.g. 0.5: two trials share a GPU (CUDA_VISIBLE_DEVICES per trial).",
+)
+CpusOpt = typer.Option(
+    None,
+    "--cpus-per-trial",
+    min=1,
+    help="CPU cores (torch threads) per trial; default: cores / --max-parallel (local), 1 (ray).",
+)
 
 
 @app.command()
 @_errors
 def sweep(
-    spec: Optional[Path] = typer.Argument(None, help="The sweep spec (YAML: base, metric, strategy, trials, space).", show_default=False),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="SWEEP", help="Finish a stopped sweep: its folder, id, or 'last'. Finished trials are not run again."),
+    spec: Optional[Path] = typer.Argument(
+        None, help="The sweep spec (YAML: base, metric, strategy, trials, space).", show_default=False
+    ),
+    resume: Optional[str] = typer.Option(
+        None,
+        "--resume",
+        metavar="SWEEP",
+        help="Finish a stopped sweep: its folder, id, or 'last'. Finished trials are not run again.",
+    ),
     set_: Optional[List[str]] = SetOpt,
     runs_dir: Path = RunsDirOpt,
     executor: str = ExecutorOpt,
     address: Optional[str] = AddressOpt,
-    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Trials at once (default: CPU cores, GPU slots, or the Ray cluster's CPUs)."),
+    max_parallel: Optional[int] = typer.Option(
+        None, "--max-parallel", min=1, help="Trials at once (default: CPU cores, GPU slots, or the Ray cluster's CPUs)."
+    ),
     retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process (or Ray node) dies."),
     gpus_per_trial: Optional[float] = GpusOpt,
     cpus_per_trial: Optional[int] = CpusOpt,
@@ -422,36 +535,54 @@ def sweep(
 
     con = _console(stderr=as_json)
     if resume and (spec or set_):
-        raise UsageError("--resume takes the spec and --set values stored in the sweep folder; "
-                         "give either SPEC or --resume SWEEP")
+        raise UsageError(
+            "--resume takes the spec and --set values stored in the sweep folder; give either SPEC or --resume SWEEP"
+        )
     if not resume and spec is None:
         raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
     ex = _executor(executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address)
     sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
     total, metric = sw.plan.total, sw.plan.spec.metric.name
     left = total - sw.done
-    con.print(f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
-              + (f", {sw.done} done before" if resume else "") + f", {metric} ({sw.plan.spec.goal})")
+    con.print(
+        f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
+        + (f", {sw.done} done before" if resume else "")
+        + f", {metric} ({sw.plan.spec.goal})"
+    )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .report import num
 
-    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=con, transient=True, disable=as_json) as progress:
+    with Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=con,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task("", total=total, completed=sw.done)
 
         def on_row(row):
             best = sw.best()
-            progress.update(task, completed=sw.done,
-                            description=f"best {metric} {num(best['value'])} (trial {best['trial']})" if best else "")
+            progress.update(
+                task,
+                completed=sw.done,
+                description=f"best {metric} {num(best['value'])} (trial {best['trial']})" if best else "",
+            )
+
         try:
             run_sweep(sw, ex, on_row=on_row)
             if hasattr(ex, "close"):
                 ex.close()  # a Ray connection this command opened
         except KeyboardInterrupt:
             progress.stop()
-            con.print(f"[yellow]interrupted[/] after {sw.done} of {total} trials; "
-                      f"finish it with: [bold]dlx sweep --resume {sw.folder}[/]")
+            con.print(
+                f"[yellow]interrupted[/] after {sw.done} of {total} trials; "
+                f"finish it with: [bold]dlx sweep --resume {sw.folder}[/]"
+            )
             raise typer.Exit(130) from None
         except DlxError as e:
             sw.finish("interrupted")
@@ -472,8 +603,11 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
 
     rows = sw.sorted_rows()
     metric = sw.plan.spec.metric.name
-    _print_fitted(con, sweep_table(rows[:limit], [d.key for d in sw.plan.dims], metric, sw.plan.spec.goal,
-                                   con.width), "results.json in the sweep folder has all")
+    _print_fitted(
+        con,
+        sweep_table(rows[:limit], [d.key for d in sw.plan.dims], metric, sw.plan.spec.goal, con.width),
+        "results.json in the sweep folder has all",
+    )
     if len(rows) > limit:
         con.print(f"... {len(rows) - limit} more in {sw.folder / 'results.json'}")
     errors = [r for r in rows if r.get("error") and r["status"] in ("config_error", "crashed", "failed")]
@@ -481,9 +615,11 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
         con.print(f"[red]trial {r['trial']:04d} {r['status']}:[/] " + r["error"].splitlines()[0], markup=True)
     best = sw.best()
     if best:
-        con.print(f"best: trial {best['trial']:04d} {metric} = [bold]{num(best['value'])}[/] -> "
-                  f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'}; "
-                  f"dlx show {sw.folder.name}/trial-{best['trial']:04d})")
+        con.print(
+            f"best: trial {best['trial']:04d} {metric} = [bold]{num(best['value'])}[/] -> "
+            f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'}; "
+            f"dlx show {sw.folder.name}/trial-{best['trial']:04d})"
+        )
     con.print(f"sweep folder: [bold]{sw.folder}[/]  (dlx runs --sweep {sw.folder.name})")
 
 
@@ -491,9 +627,15 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
 @_errors
 def runs(
     runs_dir: Path = RunsDirOpt,
-    sweep_: Optional[str] = typer.Option(None, "--sweep", metavar="SWEEP", help="List one sweep's trials: its folder, id (or part of it), or 'last'."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (completed, diverged, failed, interrupted, running)."),
-    sort: Optional[str] = typer.Option(None, "--sort", help="Sort by a column: test_acc, test_loss, train_loss, train_acc, steps, started."),
+    sweep_: Optional[str] = typer.Option(
+        None, "--sweep", metavar="SWEEP", help="List one sweep's trials: its folder, id (or part of it), or 'last'."
+    ),
+    status: Optional[str] = typer.Option(
+        None, "--status", help="Only runs with this status (completed, diverged, failed, interrupted, running)."
+    ),
+    sort: Optional[str] = typer.Option(
+        None, "--sort", help="Sort by a column: test_acc, test_loss, train_loss, train_acc, steps, started."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ):
     """List the runs in the runs folder, one row each."""
@@ -531,8 +673,14 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
 @app.command()
 @_errors
 def report(
-    target: str = typer.Argument("last", metavar="RUN_OR_SWEEP", help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), 'last-run' or 'last-sweep'."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."),
+    target: str = typer.Argument(
+        "last",
+        metavar="RUN_OR_SWEEP",
+        help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), 'last-run' or 'last-sweep'.",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."
+    ),
     runs_dir: Path = RunsDirOpt,
 ):
     """Write one self-contained HTML page (config, verdicts, tables, figures) for a run or a sweep."""
@@ -544,13 +692,18 @@ def report(
 
 @app.command()
 def examples(
-    words: Optional[List[str]] = typer.Argument(None, metavar="NAME | copy NAME [DIR]",
-                                                help="An example's name: print its whole story and commands. "
-                                                     "[bold]copy NAME [DIR][/]: write it (and what it needs) into "
-                                                     "DIR (default: the working folder), to edit and run.",
-                                                show_default=False),
+    words: Optional[List[str]] = typer.Argument(
+        None,
+        metavar="NAME | copy NAME [DIR]",
+        help="An example's name: print its whole story and commands. "
+        "[bold]copy NAME [DIR][/]: write it (and what it needs) into "
+        "DIR (default: the working folder), to edit and run.",
+        show_default=False,
+    ),
     force: bool = typer.Option(False, "--force", help="copy: overwrite files that already exist."),
-    dir_: Optional[Path] = typer.Option(None, "--dir", help="A folder of example configs to read instead of the ones that ship with dlx."),
+    dir_: Optional[Path] = typer.Option(
+        None, "--dir", help="A folder of example configs to read instead of the ones that ship with dlx."
+    ),
 ):
     """The example configs as a course, section by section: each one's concept and the verdict it shows.
 
@@ -577,8 +730,10 @@ def examples(
             con.print(f"[bold]{ex.path}[/]")
             con.print(ex.header, markup=False)
             if ex.path.parent == default_dir():  # a shipped one: the commands above need a clone
-                con.print(f"\nfrom any folder: [bold]{run_command(ex, Path(ex.name))}[/]; "
-                          f"a copy to edit: [bold]dlx examples copy {ex.name}[/]")
+                con.print(
+                    f"\nfrom any folder: [bold]{run_command(ex, Path(ex.name))}[/]; "
+                    f"a copy to edit: [bold]dlx examples copy {ex.name}[/]"
+                )
             return
         found = load_examples(dir_)
     except DlxError as e:
@@ -587,8 +742,10 @@ def examples(
 
     # One line per example, nothing cut: names (what the commands take) and concepts
     # always; the expected verdicts only when the terminal has room for all of them.
-    widths = [max((len(x) for x in col), default=0) for col in
-              zip(*[("  " + e.name, e.concept, ", ".join(e.expect)) for e in found])] or [0, 0, 0]
+    widths = [
+        max((len(x) for x in col), default=0)
+        for col in zip(*[("  " + e.name, e.concept, ", ".join(e.expect)) for e in found])
+    ] or [0, 0, 0]
     need = sum(widths) + 4  # three columns and two gaps
     verdicts = con.width >= need
     t = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim")
@@ -616,8 +773,15 @@ def examples(
 @app.command()
 @_errors
 def plot(
-    runs: List[str] = typer.Argument(..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last' (the run started or resumed last).", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."),
+    runs: List[str] = typer.Argument(
+        ...,
+        metavar="RUN",
+        help="Run folders, run ids (or parts of them), or 'last' (the run started or resumed last).",
+        show_default=False,
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."
+    ),
     title: Optional[str] = typer.Option(None, "--title", help="The figure's title (default: the runs' names)."),
     runs_dir: Path = RunsDirOpt,
 ):
@@ -643,8 +807,11 @@ def plot(
 
 
 @app.command("list")
-def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, activation, init, optimizer, "
-                                                          "schedule, regularization, train.")):
+def list_(
+    kind: Optional[str] = typer.Argument(
+        None, help="One of: model, data, activation, init, optimizer, schedule, regularization, train."
+    ),
+):
     """List every name a config can use, with its parameters and defaults, and every key of
     the regularization and train sections with its type, default and meaning."""
     from rich.markup import escape
@@ -681,15 +848,24 @@ def list_(kind: Optional[str] = typer.Argument(None, help="One of: model, data, 
             width = max(40, min(con.width, 100))
             con.print()
             for note in reg.notes:
-                con.print(textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ",
-                                        break_on_hyphens=False),
-                          markup=False, highlight=False, soft_wrap=True)
+                con.print(
+                    textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False),
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
         con.print()
     for k, section in sections.items():
         if kind and k != kind:
             continue
-        t = Table(title=f"{k}  (--set {k}.KEY=VALUE)", title_justify="left",
-                  title_style="bold", show_edge=False, pad_edge=False, expand=True)
+        t = Table(
+            title=f"{k}  (--set {k}.KEY=VALUE)",
+            title_justify="left",
+            title_style="bold",
+            show_edge=False,
+            pad_edge=False,
+            expand=True,
+        )
         t.add_column("key", style="cyan", no_wrap=True)
         t.add_column("type, default", ratio=2)
         t.add_column("what it does", ratio=3)

@@ -5,6 +5,7 @@ line (or the --set that introduced it); names get the valid choices and the
 closest one. `dlx validate` and `dlx train` both go through `load_config` (and
 then `dlx.api.check`'s build step, for problems only building can find).
 """
+
 from __future__ import annotations
 
 import re
@@ -54,7 +55,8 @@ def _positive_int_or(word: str):
 
 class EarlyStopping(Section):
     metric: Literal["test_loss", "test_acc", "train_loss", "train_acc"] = Field(
-        "test_loss", description="the metric watched at each evaluation (losses must fall, accuracies rise)")
+        "test_loss", description="the metric watched at each evaluation (losses must fall, accuracies rise)"
+    )
     patience: PositiveInt = Field(5, description="evaluations without improvement before stopping")
     min_delta: NonNegativeFloat = Field(0.0, description="an evaluation improves only by more than this")
 
@@ -62,46 +64,62 @@ class EarlyStopping(Section):
 class Regularization(Section):
     l1: NonNegativeFloat = Field(0.0, description="adds l1 * sum|w| over weights (not biases)")
     l2: NonNegativeFloat = Field(0.0, description="adds l2/2 * sum w^2 over weights: gradient l2*w")
-    dropout: float = Field(0.0, ge=0, lt=1, description="the probability of zeroing each hidden unit "
-                                                        "in training (inverted dropout)")
-    dropconnect: float = Field(0.0, ge=0, lt=1, description="the probability of zeroing each weight in "
-                                                            "training (mlp only)")
-    norm: Literal["none", "batch", "layer"] = Field("none", description="a normalization layer before "
-                                                                          "each hidden activation")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="the probability of zeroing each hidden unit in training (inverted dropout)"
+    )
+    dropconnect: float = Field(
+        0.0, ge=0, lt=1, description="the probability of zeroing each weight in training (mlp only)"
+    )
+    norm: Literal["none", "batch", "layer"] = Field(
+        "none", description="a normalization layer before each hidden activation"
+    )
     clip_norm: float | None = Field(None, gt=0, description="clip the global gradient L2 norm")
     clip_value: float | None = Field(None, gt=0, description="clip each gradient entry to +-value")
-    early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving "
-                                                                   "(null: train to the end)")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop when a metric stops improving (null: train to the end)"
+    )
 
 
 class Train(Section):
-    epochs: PositiveInt | None = Field(None, description="passes over the training set (5 unless steps "
-                                                         "is given)")
+    epochs: PositiveInt | None = Field(None, description="passes over the training set (5 unless steps is given)")
     steps: PositiveInt | None = Field(None, description="optimizer steps in all, instead of epochs")
     batch_size: Annotated[Union[PositiveInt, Literal["full"]], _positive_int_or("full")] = Field(
-        64, description="samples per step; full: the whole training set (batch gradient descent); "
-                        "the last partial batch of an epoch is dropped")
-    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="the training loss (sigmoid "
-                                                  "outputs with cross_entropy: binary, per class)")
+        64,
+        description="samples per step; full: the whole training set (batch gradient descent); "
+        "the last partial batch of an epoch is dropped",
+    )
+    loss: Literal["cross_entropy", "mse"] = Field(
+        "cross_entropy", description="the training loss (sigmoid outputs with cross_entropy: binary, per class)"
+    )
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     # Bounded: the probes preallocate a [log_every, layers] buffer, so log_every: 1e12 failed
     # in torch's allocator instead of here.
     log_every: PositiveInt = Field(10, le=10_000, description="steps between host reads of the probes")
     eval_every: Annotated[Union[PositiveInt, Literal["epoch"]], _positive_int_or("epoch")] = Field(
-        "epoch", description="steps between test-set evaluations, at the end of the log interval "
-                             "reaching each multiple (epoch: once per epoch)")
+        "epoch",
+        description="steps between test-set evaluations, at the end of the log interval "
+        "reaching each multiple (epoch: once per epoch)",
+    )
     # Bounded: torch.set_num_threads overflows past 2^31 and crashed the process at 10^6.
     threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: all cores)")
-    tbptt: PositiveInt | None = Field(None, description="recurrent models: backpropagate through at most this many steps")
-    checkpoint: bool = Field(True, description="write checkpoint.pt (at the end, on Ctrl-C or another stop "
-                                               "signal, and every checkpoint_every steps) so the run can be "
-                                               "resumed")
+    tbptt: PositiveInt | None = Field(
+        None, description="recurrent models: backpropagate through at most this many steps"
+    )
+    checkpoint: bool = Field(
+        True,
+        description="write checkpoint.pt (at the end, on Ctrl-C or another stop "
+        "signal, and every checkpoint_every steps) so the run can be "
+        "resumed",
+    )
     # None: checkpoints only at the end and on Ctrl-C (a killed run then cannot resume).
     # N: also at the end of the log interval that reaches each multiple of N, so the
     # checkpoint and metrics.jsonl always agree on the last logged step.
-    checkpoint_every: PositiveInt | None = Field(None, description="steps between checkpoints during the "
-                                                 "run (written at the next log step); null: only at the end "
-                                                 "and on a stop signal")
+    checkpoint_every: PositiveInt | None = Field(
+        None,
+        description="steps between checkpoints during the "
+        "run (written at the next log step); null: only at the end "
+        "and on a stop signal",
+    )
 
     @field_validator("device")
     @classmethod
@@ -112,8 +130,11 @@ class Train(Section):
             return v
         choices = ["auto", "cpu", "cuda", "cuda:0", "mps"]
         hint = "cuda" if v.lower() in ("gpu", "nvidia") else closest(v, choices)
-        raise ValueError(f"'{v}' is not a valid device" + (f"; did you mean '{hint}'?" if hint else "")
-                         + " (valid: auto, cpu, cuda, cuda:N, mps)")
+        raise ValueError(
+            f"'{v}' is not a valid device"
+            + (f"; did you mean '{hint}'?" if hint else "")
+            + " (valid: auto, cpu, cuda, cuda:N, mps)"
+        )
 
     @model_validator(mode="after")
     def _epochs_or_steps(self):
@@ -171,6 +192,7 @@ def _plain(obj: Any) -> Any:
 
 # ---------------------------------------------------------------- YAML with lines
 
+
 class _Located:
     """Raw config data plus where each key came from."""
 
@@ -185,7 +207,7 @@ class _Located:
         for i in range(len(path), 0, -1):  # an override wins over the file for its subtree
             if path[:i] in self.overrides:
                 return Problem(dotted, message, source=self.overrides[path[:i]])
-        below = [src for p, src in self.overrides.items() if p[:len(path)] == path]
+        below = [src for p, src in self.overrides.items() if p[: len(path)] == path]
         if below:  # e.g. a problem at `data` caused by --set data.name=...
             return Problem(dotted, message, source=", ".join(below))
         for i in range(len(path), -1, -1):  # a missing key points at its parent's line
@@ -215,12 +237,12 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
-            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to the collection "
-                                              f"it is inside (a loop)", event.start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} refers to the collection it is inside (a loop)", event.start_mark
+            )
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                                              event.start_mark)
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
         anchor = None if isinstance(event, yaml.AliasEvent) else getattr(event, "anchor", None)
         if anchor is not None:
             self._open.add(anchor)
@@ -238,8 +260,9 @@ class _Loader(yaml.SafeLoader):
         self._extent[id(node)] = (nodes, depth)
         if nodes > MAX_NODES or depth > MAX_DEPTH:
             what = f"more than {MAX_NODES} values" if nodes > MAX_NODES else f"more than {MAX_DEPTH} levels"
-            raise yaml.composer.ComposerError(None, None, f"with its aliases expanded this holds {what}; "
-                                              f"write the values out", event.start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, f"with its aliases expanded this holds {what}; write the values out", event.start_mark
+            )
         return node
 
     def construct_object(self, node, deep=False):
@@ -252,8 +275,9 @@ class _Loader(yaml.SafeLoader):
         except Exception:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             value = _short(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
-            raise yaml.constructor.ConstructorError(None, None, f"the tag {tag} does not fit {value}; remove the tag",
-                                                    node.start_mark) from None
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the tag {tag} does not fit {value}; remove the tag", node.start_mark
+            ) from None
 
 
 def safe_load(text: str):
@@ -265,8 +289,14 @@ def safe_load(text: str):
         loader.dispose()
 
 
-def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem],
-                source: str | None, loader: yaml.SafeLoader) -> None:
+def _walk_lines(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    problems: list[Problem],
+    source: str | None,
+    loader: yaml.SafeLoader,
+) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -277,8 +307,14 @@ def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems:
                 problems.append(Problem(".".join(map(str, path)), "a key must be a plain name", line, source))
                 continue
             if key in seen:
-                problems.append(Problem(".".join(map(str, path + (key,))),
-                                        f"duplicate key (first on line {seen[key]}); keep one", line, source))
+                problems.append(
+                    Problem(
+                        ".".join(map(str, path + (key,))),
+                        f"duplicate key (first on line {seen[key]}); keep one",
+                        line,
+                        source,
+                    )
+                )
             seen[key] = line
             lines[path + (key,)] = line
             _walk_lines(value_node, path + (key,), lines, problems, source, loader)
@@ -295,17 +331,27 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
             line = text[: e.start].count(b"\n") + 1
-            raise ConfigError([Problem("", f"not UTF-8 text (byte {e.start}); save the file as UTF-8",
-                                       line, source)], source) from None
+            raise ConfigError(
+                [Problem("", f"not UTF-8 text (byte {e.start}); save the file as UTF-8", line, source)], source
+            ) from None
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as e:
         # The reader checks every character up front, before the try below: a NUL byte or
         # another control character used to escape as a traceback.
         line = text[: e.position].count("\n") + 1
-        raise ConfigError([Problem("", f"character U+{e.character:04X} (a control or non-printable "
-                                       f"character) is not allowed in YAML; remove it", line, source)],
-                          source) from None
+        raise ConfigError(
+            [
+                Problem(
+                    "",
+                    f"character U+{e.character:04X} (a control or non-printable "
+                    f"character) is not allowed in YAML; remove it",
+                    line,
+                    source,
+                )
+            ],
+            source,
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -318,11 +364,19 @@ def parse_yaml(text: str | bytes, source: str | None = None) -> _Located:
     finally:
         loader.dispose()
     if data is None:
-        raise ConfigError([Problem("", "the config is empty; it needs at least data: and model:",
-                                   1, source)], source)
+        raise ConfigError([Problem("", "the config is empty; it needs at least data: and model:", 1, source)], source)
     if not isinstance(data, dict):
-        raise ConfigError([Problem("", f"the config must be a mapping of keys (data:, model:, ...), "
-                                       f"not a {type(data).__name__}", 1, source)], source)
+        raise ConfigError(
+            [
+                Problem(
+                    "",
+                    f"the config must be a mapping of keys (data:, model:, ...), not a {type(data).__name__}",
+                    1,
+                    source,
+                )
+            ],
+            source,
+        )
     if problems:
         raise ConfigError(problems, source)
     return _Located(data, lines, source)
@@ -337,8 +391,12 @@ def _yaml_problem(e: yaml.YAMLError, source: str | None) -> Problem:
     at = f" (line {problem_mark.line + 1}, column {problem_mark.column + 1})" if problem_mark is not None else ""
     if context and context.startswith("while") and context_mark is not None:
         # "while parsing a flow mapping": the construct opened on context_mark never closed.
-        return Problem("", f"malformed YAML: {what}{at}, {context} opened on line {context_mark.line + 1}",
-                       context_mark.line + 1, source)
+        return Problem(
+            "",
+            f"malformed YAML: {what}{at}, {context} opened on line {context_mark.line + 1}",
+            context_mark.line + 1,
+            source,
+        )
     msg = "malformed YAML: " + (f"{context}, " if context else "") + f"{what}{at}"
     return Problem("", msg, problem_mark.line + 1 if problem_mark is not None else None, source)
 
@@ -367,8 +425,9 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
         key, eq, text = item.partition("=")
         parts = key.strip().split(".")
         if not eq or not all(_KEY.match(p) or p.isdigit() for p in parts):
-            problems.append(Problem(key.strip(), "expected --set key.path=value, e.g. --set optimizer.lr=0.01",
-                                    source=origin))
+            problems.append(
+                Problem(key.strip(), "expected --set key.path=value, e.g. --set optimizer.lr=0.01", source=origin)
+            )
             continue
         try:
             value = safe_load(text) if text.strip() else None
@@ -384,8 +443,13 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
             elif isinstance(node, dict):
                 idx = part
             else:
-                problems.append(Problem(".".join(map(str, path)) or key,
-                                        f"cannot set {part!r} inside a {type(node).__name__}", source=origin))
+                problems.append(
+                    Problem(
+                        ".".join(map(str, path)) or key,
+                        f"cannot set {part!r} inside a {type(node).__name__}",
+                        source=origin,
+                    )
+                )
                 break
             path.append(idx)
             if last:
@@ -409,6 +473,7 @@ def apply_overrides(loc: _Located, sets: list[str]) -> list[Problem]:
 
 
 # ---------------------------------------------------------------- validation
+
 
 def _unwrap(tp: Any, raw: Any) -> Any:
     """The BaseModel class a type annotation means for this raw value, if any."""
@@ -477,14 +542,14 @@ def _short(value: Any, limit: int = 80) -> str:
     short = reprlib.Repr()
     short.maxstring = short.maxother = short.maxlong = limit
     text = short.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _clip(message: str, limit: int = 500) -> str:
     """A message cut in the middle: validators quote values whole (`got 'xxxx...'`)."""
     if len(message) <= limit:
         return message
-    return f"{message[:limit // 2]} ... ({len(message) - limit} characters left out) ... {message[-limit // 4:]}"
+    return f"{message[: limit // 2]} ... ({len(message) - limit} characters left out) ... {message[-limit // 4 :]}"
 
 
 def _message(err: dict, raw: Any, path: Path_) -> str:
@@ -502,16 +567,25 @@ def _describe(err: dict, raw: Any, path: Path_) -> str:
     if kind == "union_tag_invalid":
         choices = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))
         hint = closest(str(ctx.get("tag")), choices)
-        return (f"unknown {field} '{ctx.get('tag')}'" + (f"; did you mean '{hint}'?" if hint else "")
-                + f" (valid: {', '.join(choices)})")
+        return (
+            f"unknown {field} '{ctx.get('tag')}'"
+            + (f"; did you mean '{hint}'?" if hint else "")
+            + f" (valid: {', '.join(choices)})"
+        )
     if kind == "union_tag_not_found":
         return f"needs a name, e.g. {field}: {{name: ...}} or just {field}: NAME"
     if kind == "literal_error" or (kind == "string_pattern_mismatch" and _choices_from_pattern(ctx.get("pattern", ""))):
-        choices = (re.findall(r"'([^']+)'", ctx.get("expected", "")) if kind == "literal_error"
-                   else _choices_from_pattern(ctx["pattern"]))
+        choices = (
+            re.findall(r"'([^']+)'", ctx.get("expected", ""))
+            if kind == "literal_error"
+            else _choices_from_pattern(ctx["pattern"])
+        )
         hint = closest(str(value), choices) if isinstance(value, str) else None
-        return (f"{_short(value)} is not a valid {field}" + (f"; did you mean '{hint}'?" if hint else "")
-                + f" (valid: {', '.join(choices)})")
+        return (
+            f"{_short(value)} is not a valid {field}"
+            + (f"; did you mean '{hint}'?" if hint else "")
+            + f" (valid: {', '.join(choices)})"
+        )
     if kind == "missing":
         return "required key is missing"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
@@ -521,7 +595,7 @@ def _describe(err: dict, raw: Any, path: Path_) -> str:
         return f"must be a mapping of keys, got {got}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        return msg[len("Value error, "):]
+        return msg[len("Value error, ") :]
     if kind == "string_pattern_mismatch" and field == "name":
         return f"{_short(value)} is not a valid name: use letters, digits, '_', '-' and '.' (at most 64)"
     return f"{msg[0].lower()}{msg[1:]} (got {_short(value)})" if "input" in err else msg
@@ -536,17 +610,25 @@ def _cross_checks(cfg: Config) -> list[tuple[Path_, Path_, str]]:
     out = []
     task = type(cfg.data).task
     if task == "regression" and cfg.train.loss == "cross_entropy":
-        out.append((("train", "loss"), ("data",),
-                    f"data '{cfg.data.name}' is a regression task; use train.loss: mse"))
+        out.append((("train", "loss"), ("data",), f"data '{cfg.data.name}' is a regression task; use train.loss: mse"))
     bs = cfg.train.batch_size
     n_train = getattr(cfg.data, "n_train", None)
     if isinstance(bs, int) and n_train and bs > n_train:
-        out.append((("train", "batch_size"), ("data", "n_train"),
-                    f"{bs} is larger than data.n_train ({n_train}); "
-                    f"use batch_size: full for full-batch gradient descent"))
+        out.append(
+            (
+                ("train", "batch_size"),
+                ("data", "n_train"),
+                f"{bs} is larger than data.n_train ({n_train}); use batch_size: full for full-batch gradient descent",
+            )
+        )
     if cfg.regularization.norm == "batch" and bs == 1:
-        out.append((("regularization", "norm"), ("train", "batch_size"),
-                    "batch norm needs batch_size >= 2 (one sample has no batch statistics)"))
+        out.append(
+            (
+                ("regularization", "norm"),
+                ("train", "batch_size"),
+                "batch norm needs batch_size >= 2 (one sample has no batch statistics)",
+            )
+        )
     out += _unhonoured(cfg)
     shape = cfg.data.feature_shape()
     if shape is not None:
@@ -573,9 +655,14 @@ def _unhonoured(cfg: Config) -> list[tuple[Path_, Path_, str]]:
             out.append(((section, field), ("model",), f"{name} ignores it here: {here[key]}"))
         elif key not in spec.honours:
             by = [n for n in MODELS.names() if key in MODELS.get(n).honours]
-            out.append(((section, field), ("model",),
-                        f"{name} ignores it; it is honoured by {', '.join(by) or 'no model'}; "
-                        f"{spec.instead.get(key, 'remove it')}"))
+            out.append(
+                (
+                    (section, field),
+                    ("model",),
+                    f"{name} ignores it; it is honoured by {', '.join(by) or 'no model'}; "
+                    f"{spec.instead.get(key, 'remove it')}",
+                )
+            )
     return out
 
 
@@ -591,7 +678,7 @@ def validate(loc: _Located, base_dir: Path | None = None) -> Config:
         raise ConfigError(_dedupe(problems), loc.source) from None
     problems = []
     for path, other, message in _cross_checks(cfg):
-        given = path in loc.lines or any(p[:len(path)] == path for p in loc.overrides)
+        given = path in loc.lines or any(p[: len(path)] == path for p in loc.overrides)
         problem = loc.problem(path if given else other, message)
         problems.append(Problem(".".join(map(str, path)), message, problem.line, problem.source))
     if problems:
@@ -623,8 +710,9 @@ def load_config(source: str | Path | dict | Config, overrides: list[str] | tuple
     return load_config_text(path.read_bytes(), str(path), path.resolve().parent, overrides)
 
 
-def load_config_text(text: str | bytes, source: str | None, base_dir: Path | None,
-                     overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config_text(
+    text: str | bytes, source: str | None, base_dir: Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """load_config for YAML text kept elsewhere (a sweep's copy of its base config):
     relative paths in it resolve against base_dir, problems name `source`."""
     return _finish(parse_yaml(text, source), base_dir, overrides)

@@ -13,6 +13,7 @@ config, the task's chance-level loss), never the run folder or the trainer, so
 tests feed it synthetic series. Thresholds are named constants; each says why
 it sits where it does.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,16 +30,46 @@ import numpy as np
 # gradients in range): otherwise the start is the first suspect and it moves to
 # its place after the structural kinds (see _order). healthy only when nothing
 # else fired, and never for a run that ends far from a fit ("slow" says so).
-KINDS = ("symmetry", "init_scale", "lr_too_high", "exploding", "vanishing", "vanishing_through_time",
-         "dead_units", "saturation", "diverged", "lr_too_low", "not_learning", "slow", "overfitting",
-         "healthy")
+KINDS = (
+    "symmetry",
+    "init_scale",
+    "lr_too_high",
+    "exploding",
+    "vanishing",
+    "vanishing_through_time",
+    "dead_units",
+    "saturation",
+    "diverged",
+    "lr_too_low",
+    "not_learning",
+    "slow",
+    "overfitting",
+    "healthy",
+)
 # What each root cause produces: a verdict of these kinds found beside it is its symptom.
 _LOSS = ("not_learning", "slow")
 SYMPTOMS = {
-    "symmetry": ("init_scale", "exploding", "vanishing", "dead_units", "saturation", "diverged", "lr_too_low",
-                 "lr_too_high", *_LOSS),
-    "init_scale": ("exploding", "vanishing", "dead_units", "saturation", "diverged", "lr_too_low",
-                   "lr_too_high", *_LOSS),
+    "symmetry": (
+        "init_scale",
+        "exploding",
+        "vanishing",
+        "dead_units",
+        "saturation",
+        "diverged",
+        "lr_too_low",
+        "lr_too_high",
+        *_LOSS,
+    ),
+    "init_scale": (
+        "exploding",
+        "vanishing",
+        "dead_units",
+        "saturation",
+        "diverged",
+        "lr_too_low",
+        "lr_too_high",
+        *_LOSS,
+    ),
     "lr_too_high": ("exploding", "vanishing", "dead_units", "saturation", "diverged", *_LOSS),
     "exploding": ("diverged", *_LOSS),
     "vanishing": ("saturation", "lr_too_low", *_LOSS),
@@ -195,19 +226,44 @@ TIME_VANISHING_RATIO = 1e-6
 TIME_REACH = 1e-3
 
 # How a kind reads inside a sentence ("the vanishing gradients above").
-LABEL = {"diverged": "divergence", "symmetry": "symmetric units", "exploding": "exploding gradients",
-         "vanishing": "vanishing gradients", "vanishing_through_time": "vanishing gradient through time",
-         "dead_units": "dead units", "saturation": "saturation", "lr_too_high": "too-high learning rate",
-         "init_scale": "badly scaled init", "lr_too_low": "too-low learning rate", "slow": "slow progress",
-         "not_learning": "lack of learning", "overfitting": "overfitting", "healthy": "health"}
-SATURATING = {"sigmoid": "sigmoid (derivative <= 0.25)",
-              "tanh": "tanh (derivative <= 1, near 0 once |x| > 2)",
-              "softsign": "softsign (derivative <= 1, decaying as 1/(1+|x|)^2)"}
+LABEL = {
+    "diverged": "divergence",
+    "symmetry": "symmetric units",
+    "exploding": "exploding gradients",
+    "vanishing": "vanishing gradients",
+    "vanishing_through_time": "vanishing gradient through time",
+    "dead_units": "dead units",
+    "saturation": "saturation",
+    "lr_too_high": "too-high learning rate",
+    "init_scale": "badly scaled init",
+    "lr_too_low": "too-low learning rate",
+    "slow": "slow progress",
+    "not_learning": "lack of learning",
+    "overfitting": "overfitting",
+    "healthy": "health",
+}
+SATURATING = {
+    "sigmoid": "sigmoid (derivative <= 0.25)",
+    "tanh": "tanh (derivative <= 1, near 0 once |x| > 2)",
+    "softsign": "softsign (derivative <= 1, decaying as 1/(1+|x|)^2)",
+}
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "swish", "softplus")
 RECURRENT = ("rnn", "lstm", "gru")
 # Activations with f(0) = 0: under an all-zero init every hidden output is exactly 0.
-ZERO_AT_ZERO = ("relu", "leaky_relu", "prelu", "tanh", "elu", "selu", "gelu", "silu", "swish", "softsign",
-                "identity", "linear")
+ZERO_AT_ZERO = (
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "tanh",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "softsign",
+    "identity",
+    "linear",
+)
 
 
 @dataclass
@@ -260,8 +316,7 @@ class Context:
         return self.section("model").get("name", "?")
 
 
-def chance_loss(y: np.ndarray, task: str, loss: str, n_classes: int | None,
-                sigmoid_out: bool = False) -> float | None:
+def chance_loss(y: np.ndarray, task: str, loss: str, n_classes: int | None, sigmoid_out: bool = False) -> float | None:
     """The training loss of the best constant prediction: the 'learned nothing' level.
 
     Regression (mse): the targets' variance (predicting their mean). Classification:
@@ -319,10 +374,15 @@ def _unhonoured_keys(ctx: "Context") -> set[str]:
     return set(MODEL_DEPENDENT_KEYS) - set(spec.honoured())
 
 
-def _verdict(kind: str, layers: list[str], evidence: dict[str, Any], message: str,
-             cause: str | None = None, remedy: str | None = None) -> dict[str, Any]:
-    return {"kind": kind, "layers": layers, "evidence": evidence, "message": message,
-            "cause": cause, "remedy": remedy}
+def _verdict(
+    kind: str,
+    layers: list[str],
+    evidence: dict[str, Any],
+    message: str,
+    cause: str | None = None,
+    remedy: str | None = None,
+) -> dict[str, Any]:
+    return {"kind": kind, "layers": layers, "evidence": evidence, "message": message, "cause": cause, "remedy": remedy}
 
 
 # ---------------------------------------------------------------- reading the config
@@ -405,8 +465,11 @@ def _skip_remedy(ctx: Context) -> str | None:
 
 # ---------------------------------------------------------------- the loss curve
 def _finite_series(metrics: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(m.get("step", i), m[key]) for i, m in enumerate(metrics)
-           if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])]
+    pts = [
+        (m.get("step", i), m[key])
+        for i, m in enumerate(metrics)
+        if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])
+    ]
     if not pts:
         return np.zeros(0), np.zeros(0)
     steps, vals = zip(*pts)
@@ -416,7 +479,7 @@ def _finite_series(metrics: list[dict], key: str) -> tuple[np.ndarray, np.ndarra
 def _smooth(x: np.ndarray) -> np.ndarray:
     """Running median over SMOOTH_FRACTION of the series (at least 3 points)."""
     h = max(1, int(round(len(x) * SMOOTH_FRACTION / 2)))
-    return np.array([np.median(x[max(0, i - h):i + h + 1]) for i in range(len(x))])
+    return np.array([np.median(x[max(0, i - h) : i + h + 1]) for i in range(len(x))])
 
 
 @dataclass
@@ -467,13 +530,23 @@ def _divergence(ctx: Context) -> dict[str, Any] | None:
     if bad.any():
         i = int(np.argmax(bad))
         layers = [n for n, g in zip(ctx.names, ctx.grad[i]) if not np.isfinite(g)]
-        return {"step": i + 1, "layer": layers[0] if layers else None, "layers": layers, "loss": None,
-                "message": f"non-finite gradient at step {i + 1} in {', '.join(layers)} (first: {layers[0]})"}
+        return {
+            "step": i + 1,
+            "layer": layers[0] if layers else None,
+            "layers": layers,
+            "loss": None,
+            "message": f"non-finite gradient at step {i + 1} in {', '.join(layers)} (first: {layers[0]})",
+        }
     for m in ctx.metrics:
         loss = m.get("train_loss")
         if isinstance(loss, (int, float)) and not math.isfinite(loss):
-            return {"step": m.get("step"), "layer": None, "layers": [], "loss": loss,
-                    "message": f"non-finite loss ({loss}) in the interval ending at step {m.get('step')}"}
+            return {
+                "step": m.get("step"),
+                "layer": None,
+                "layers": [],
+                "loss": loss,
+                "message": f"non-finite loss ({loss}) in the interval ending at step {m.get('step')}",
+            }
     return None
 
 
@@ -484,24 +557,37 @@ def _diverged(ctx: Context) -> list[dict]:
     finite_rows = np.isfinite(ctx.grad).all(axis=1) if ctx.grad.size else np.zeros(0, bool)
     peak = float(ctx.grad[finite_rows].max()) if finite_rows.any() else None
     step1 = float(ctx.grad[0].max()) if finite_rows.size and finite_rows[0] else None
-    ev = {"step": d.get("step"), "layer": d.get("layer"), "loss": d.get("loss"),
-          "max_finite_grad_norm": peak, "first_step_grad_norm": step1}
+    ev = {
+        "step": d.get("step"),
+        "layer": d.get("layer"),
+        "loss": d.get("loss"),
+        "max_finite_grad_norm": peak,
+        "first_step_grad_norm": step1,
+    }
     act = ctx.activation
     if step1 is not None and step1 > EXPLODING_NORM:
-        cause = (f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
-                 f"{_depth(ctx)} {act} layers scales the signal up at every layer")
-        remedy = _try(ctx, [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
-                       _batch_norm_remedy(ctx)])
+        cause = (
+            f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
+            f"{_depth(ctx)} {act} layers scales the signal up at every layer"
+        )
+        remedy = _try(ctx, [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0", _batch_norm_remedy(ctx)])
     else:
         cause = f"{_lr_text(ctx)}: steps too large for this loss surface"
         if not _clipped(ctx):
             cause += ", no gradient clipping"
-        remedy = _try(ctx, [_lr_lower(ctx), "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
-                       "optimizer.schedule: warmup"])
+        remedy = _try(
+            ctx,
+            [
+                _lr_lower(ctx),
+                "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                "optimizer.schedule: warmup",
+            ],
+        )
     layers = list(d.get("layers") or ([d["layer"]] if d.get("layer") else []))
     peak_text = f"; largest finite gradient norm before it {_fmt(peak)}" if peak is not None else ""
-    return [_verdict("diverged", layers, ev, f"diverged: {d.get('message', 'non-finite loss')}{peak_text}",
-                     cause, remedy)]
+    return [
+        _verdict("diverged", layers, ev, f"diverged: {d.get('message', 'non-finite loss')}{peak_text}", cause, remedy)
+    ]
 
 
 def _symmetry(ctx: Context) -> list[dict]:
@@ -514,27 +600,39 @@ def _symmetry(ctx: Context) -> list[dict]:
         return []
     init = ctx.section("init")
     act = ctx.activation
-    frozen = (init.get("name") == "zeros" and act in ZERO_AT_ZERO and not init.get("bias"))
+    frozen = init.get("name") == "zeros" and act in ZERO_AT_ZERO and not init.get("bias")
     if frozen:
-        cause = (f"init: zeros with {act} (0 at 0) and zero biases: every hidden activation is 0, so no "
-                 f"hidden weight ever gets a gradient (only the output bias learns)")
+        cause = (
+            f"init: zeros with {act} (0 at 0) and zero biases: every hidden activation is 0, so no "
+            f"hidden weight ever gets a gradient (only the output bias learns)"
+        )
     elif init.get("name") in ("zeros", "constant"):
-        cause = (f"init: {init.get('name')}: every unit of a layer starts identical, so each gets the "
-                 f"same gradient and they stay copies (a layer of many units acts as one)")
+        cause = (
+            f"init: {init.get('name')}: every unit of a layer starts identical, so each gets the "
+            f"same gradient and they stay copies (a layer of many units acts as one)"
+        )
     else:
         cause = "units of a layer started identical (or collapsed together): nothing tells them apart"
     # Measured (tests/test_symmetry_dropout.py): dropout's masks give each unit its own
     # gradient, so they break a constant init (and zeros with sigmoid), but slowly and
     # unreliably (tanh + constant 0.1 + dropout 0.2: test accuracy 0.33 / 0.98 / 0.95 over
     # three seeds); with zeros and an activation that is 0 at 0 they only mask zeros.
-    dropout = ("dropout cannot break it here: every activation it masks is 0" if frozen else
-               "dropout breaks it only slowly and unreliably (each unit's own mask gives it its own "
-               "gradient): use a random init")
-    return [_verdict("symmetry", same,
-                     {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
-                     f"symmetric units: every unit in {', '.join(same)} is identical "
-                     f"(unit spread < {SYMMETRY_SPREAD:g})", cause,
-                     _try(ctx, [f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]))]
+    dropout = (
+        "dropout cannot break it here: every activation it masks is 0"
+        if frozen
+        else "dropout breaks it only slowly and unreliably (each unit's own mask gives it its own "
+        "gradient): use a random init"
+    )
+    return [
+        _verdict(
+            "symmetry",
+            same,
+            {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
+            f"symmetric units: every unit in {', '.join(same)} is identical (unit spread < {SYMMETRY_SPREAD:g})",
+            cause,
+            _try(ctx, [f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]),
+        )
+    ]
 
 
 def _across_layers(ctx: Context) -> list[dict]:
@@ -542,14 +640,20 @@ def _across_layers(ctx: Context) -> list[dict]:
     finite = grad[np.isfinite(grad).all(axis=1)] if len(grad) else grad
     if len(finite) < 1 or len(names) < 2:
         return []
-    window = finite[int(len(finite) * SUSTAINED_FROM):] if len(finite) >= 5 else finite
+    window = finite[int(len(finite) * SUSTAINED_FROM) :] if len(finite) >= 5 else finite
     med = np.median(window, axis=0)
     first, top = float(med[0]), float(med[-1])
     ratio = first / top if top > 0 else (math.inf if first > 0 else 1.0)
-    ev = {"ratio_first_to_last": ratio, "median_grad_norm": {n: float(v) for n, v in zip(names, med)},
-          "sustained_from_step": int(len(finite) * SUSTAINED_FROM) + 1 if len(finite) >= 5 else 1}
-    span = (f"sustained over the last {100 - int(SUSTAINED_FROM * 100)}% of steps" if len(finite) >= 5
-            else f"over {len(finite)} step{'s' if len(finite) > 1 else ''}")
+    ev = {
+        "ratio_first_to_last": ratio,
+        "median_grad_norm": {n: float(v) for n, v in zip(names, med)},
+        "sustained_from_step": int(len(finite) * SUSTAINED_FROM) + 1 if len(finite) >= 5 else 1,
+    }
+    span = (
+        f"sustained over the last {100 - int(SUSTAINED_FROM * 100)}% of steps"
+        if len(finite) >= 5
+        else f"over {len(finite)} step{'s' if len(finite) > 1 else ''}"
+    )
     act, depth = ctx.activation, _depth(ctx)
     if ratio < VANISHING_RATIO:
         parts = [SATURATING.get(act, act), f"through {depth} layers", f"with {_init_text(ctx)}"]
@@ -566,41 +670,58 @@ def _across_layers(ctx: Context) -> list[dict]:
         remedy.append(_skip_remedy(ctx) or "")
         if ctx.section("optimizer").get("name") == "sgd":
             remedy.append("adam (per-weight step sizes)")
-        return [_verdict("vanishing", [names[0], names[-1]], ev,
-                         f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
-                         f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, {span})", " ".join(parts),
-                         _try(ctx, remedy))]
+        return [
+            _verdict(
+                "vanishing",
+                [names[0], names[-1]],
+                ev,
+                f"vanishing gradients: {names[0]}'s gradient norm is {_fmt(ratio)} of "
+                f"{names[-1]}'s (median {_fmt(first)} vs {_fmt(top)}, {span})",
+                " ".join(parts),
+                _try(ctx, remedy),
+            )
+        ]
     big = EXPLODING_NORM < float(med.max())
     if ratio > EXPLODING_RATIO or big:
         if ratio > EXPLODING_RATIO:
             layers = [names[0], names[-1]]
-            msg = (f"exploding gradients: {names[0]}'s gradient norm is {_fmt(ratio)}x {names[-1]}'s "
-                   f"(median {_fmt(first)} vs {_fmt(top)}, {span})")
+            msg = (
+                f"exploding gradients: {names[0]}'s gradient norm is {_fmt(ratio)}x {names[-1]}'s "
+                f"(median {_fmt(first)} vs {_fmt(top)}, {span})"
+            )
         else:
             layers = [names[int(np.argmax(med))]]
-            msg = (f"exploding gradients: median gradient norm {_fmt(float(med.max()))} at {layers[0]} "
-                   f"(above {_fmt(EXPLODING_NORM)}, {span})")
+            msg = (
+                f"exploding gradients: median gradient norm {_fmt(float(med.max()))} at {layers[0]} "
+                f"(above {_fmt(EXPLODING_NORM)}, {span})"
+            )
         step1 = float(finite[0].max())
-        if ctx.model in RECURRENT and (step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx)
-                                       or ctx.init == "orthogonal"):
+        if ctx.model in RECURRENT and (step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx) or ctx.init == "orthogonal"):
             # Through time, not depth: W_hh multiplies the state (and dL/dh) at every step.
             steps = ctx.section("data").get("length")
-            cause = (f"{_init_text(ctx)} with {act} in a {ctx.model}: the recurrent matrix W_hh scales the "
-                     f"state and its gradient by up to its largest singular value at each of "
-                     f"{steps or 'the'} time steps")
-            remedy = ["init: orthogonal (gain 1: singular values 1) or init: default",
-                      "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
-                      "model.name: lstm or gru (a gated, additive state)" if ctx.model == "rnn" else ""]
+            cause = (
+                f"{_init_text(ctx)} with {act} in a {ctx.model}: the recurrent matrix W_hh scales the "
+                f"state and its gradient by up to its largest singular value at each of "
+                f"{steps or 'the'} time steps"
+            )
+            remedy = [
+                "init: orthogonal (gain 1: singular values 1) or init: default",
+                "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                "model.name: lstm or gru (a gated, additive state)" if ctx.model == "rnn" else "",
+            ]
         elif step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx):
             # Large from the start: the init (and depth) scale the signal up layer after layer.
             cause = f"{_init_text(ctx)} through {depth} {act} layers"
-            remedy = [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0",
-                      _batch_norm_remedy(ctx), _lr_lower(ctx)]
+            remedy = [
+                f"init: {_good_init(act)}",
+                "regularization.clip_norm: 1.0",
+                _batch_norm_remedy(ctx),
+                _lr_lower(ctx),
+            ]
         else:
             # Ordinary at step 1, huge later: the steps grew the weights.
             cause = f"gradients grew from {_fmt(step1)} at step 1 under {_lr_text(ctx)}"
-            remedy = [_lr_lower(ctx), "regularization.clip_norm: 1.0",
-                      _batch_norm_remedy(ctx)]
+            remedy = [_lr_lower(ctx), "regularization.clip_norm: 1.0", _batch_norm_remedy(ctx)]
         if not _clipped(ctx):
             cause += ", no gradient clipping"
         return [_verdict("exploding", layers, ev, msg, cause, _try(ctx, remedy))]
@@ -624,18 +745,33 @@ def _dead_units(ctx: Context) -> list[dict]:
         remedy = [f"init: {{name: {ctx.init}, bias: 0}}", "activation: leaky_relu", _batch_norm_remedy(ctx)]
     else:
         cause = f"relu units pushed below zero for every input, with {_lr_text(ctx)}"
-        remedy = ["activation: leaky_relu", _lr_lower(ctx, 3),
-                  "init: kaiming_normal" if not _he_like(ctx.init) else "", _batch_norm_remedy(ctx)]
-    return [_verdict("dead_units", [n for n, _ in dead], {n: f for n, f in dead},
-                     f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% of their ReLUs off "
-                     f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})", cause, _try(ctx, remedy))]
+        remedy = [
+            "activation: leaky_relu",
+            _lr_lower(ctx, 3),
+            "init: kaiming_normal" if not _he_like(ctx.init) else "",
+            _batch_norm_remedy(ctx),
+        ]
+    return [
+        _verdict(
+            "dead_units",
+            [n for n, _ in dead],
+            {n: f for n, f in dead},
+            f"dead units: {len(dead)} layer(s) with >= {int(DEAD_FRACTION * 100)}% of their ReLUs off "
+            f"for the whole batch (worst {worst[0]}: {worst[1]:.0%})",
+            cause,
+            _try(ctx, remedy),
+        )
+    ]
 
 
 def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
     if ctx.last.get("act_saturated") is None:
         return []
-    sat = [(n, float(f)) for n, f in zip(ctx.act_names, ctx.last["act_saturated"])
-           if f is not None and f >= SATURATED_FRACTION]
+    sat = [
+        (n, float(f))
+        for n, f in zip(ctx.act_names, ctx.last["act_saturated"])
+        if f is not None and f >= SATURATED_FRACTION
+    ]
     if not sat:
         return []
     # Only while it hurts (see SATURATION_STUCK): the loss at the end still near chance
@@ -649,15 +785,25 @@ def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
     cause = f"{SATURATING.get(act, act)} with {_init_text(ctx)}: pre-activations too large"
     if _norm_none(ctx):
         cause += ", no normalization"
-    return [_verdict("saturation", [n for n, _ in sat],
-                     {**{n: f for n, f in sat}, "final_train_loss": end, "chance_loss": ctx.chance_loss},
-                     f"saturation: {len(sat)} {act} layer(s) with >= {int(SATURATED_FRACTION * 100)}% of "
-                     f"outputs at a bound (worst {worst[0]}: {worst[1]:.0%}) while the train loss is "
-                     f"still {_fmt(end)} ({end / ctx.chance_loss:.0%} of {_chance_text(ctx)})",
-                     cause,
-                     _try(ctx, [f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
-                           _batch_norm_remedy(ctx),
-                           "activation: relu + init: kaiming_normal"]))]
+    return [
+        _verdict(
+            "saturation",
+            [n for n, _ in sat],
+            {**{n: f for n, f in sat}, "final_train_loss": end, "chance_loss": ctx.chance_loss},
+            f"saturation: {len(sat)} {act} layer(s) with >= {int(SATURATED_FRACTION * 100)}% of "
+            f"outputs at a bound (worst {worst[0]}: {worst[1]:.0%}) while the train loss is "
+            f"still {_fmt(end)} ({end / ctx.chance_loss:.0%} of {_chance_text(ctx)})",
+            cause,
+            _try(
+                ctx,
+                [
+                    f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
+                    _batch_norm_remedy(ctx),
+                    "activation: relu + init: kaiming_normal",
+                ],
+            ),
+        )
+    ]
 
 
 def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
@@ -668,49 +814,84 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
         if not sane or not len(finite):
             return []
         step1, peak = float(finite[0].max()), float(finite.max())
-        ev = {"diverged_step": d.get("step"), "first_step_grad_norm": step1, "max_finite_grad_norm": peak,
-              "grad_growth": peak / step1 if step1 > 0 else None}
+        ev = {
+            "diverged_step": d.get("step"),
+            "first_step_grad_norm": step1,
+            "max_finite_grad_norm": peak,
+            "grad_growth": peak / step1 if step1 > 0 else None,
+        }
         cause = _lr_text(ctx) + ("" if _clipped(ctx) else ", no gradient clipping")
-        return [_verdict("lr_too_high", [], ev,
-                         f"learning rate too high: the loss went non-finite at step {d.get('step')}, with a sane "
-                         f"start (init check in range, step-1 gradient norm {_fmt(step1)}) and gradients growing "
-                         f"to {_fmt(peak)} before it", cause + ": each step overshoots, and the overshoot grows",
-                         _try(ctx, [f"{_lr_lower(ctx)} (a tenth)", "optimizer.schedule: warmup",
-                               "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
+        return [
+            _verdict(
+                "lr_too_high",
+                [],
+                ev,
+                f"learning rate too high: the loss went non-finite at step {d.get('step')}, with a sane "
+                f"start (init check in range, step-1 gradient norm {_fmt(step1)}) and gradients growing "
+                f"to {_fmt(peak)} before it",
+                cause + ": each step overshoots, and the overshoot grows",
+                _try(
+                    ctx,
+                    [
+                        f"{_lr_lower(ctx)} (a tenth)",
+                        "optimizer.schedule: warmup",
+                        "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                    ],
+                ),
+            )
+        ]
     if curve is None:
         return []
     s, raw = curve.smooth, curve.raw
     i_min = int(np.argmin(s))
     rise = curve.end - float(s[i_min])
-    half = raw[len(raw) // 2:]
+    half = raw[len(raw) // 2 :]
     swing = float(np.median(np.abs(np.diff(half)))) if len(half) >= 2 else 0.0
-    ev = {"min_loss": float(s[i_min]), "min_step": int(curve.steps[i_min]), "final_loss": curve.end,
-          "rise": rise, "swing": swing, "yardstick": curve.scale}
+    ev = {
+        "min_loss": float(s[i_min]),
+        "min_step": int(curve.steps[i_min]),
+        "final_loss": curve.end,
+        "rise": rise,
+        "swing": swing,
+        "yardstick": curve.scale,
+    }
     peak_i = int(np.argmax(raw))
-    low = np.array([np.median(raw[max(0, i - 1):i + 2]) for i in range(len(raw))])
+    low = np.array([np.median(raw[max(0, i - 1) : i + 2]) for i in range(len(raw))])
     finite = ctx.grad[np.isfinite(ctx.grad).all(axis=1)] if ctx.grad.size else ctx.grad
     growth = float(finite.max() / finite[0].max()) if len(finite) and finite[0].max() > 0 else 1.0
     ev.update(peak_loss=float(raw[peak_i]), peak_step=int(curve.steps[peak_i]), grad_growth=growth)
     if raw[peak_i] > LR_SPIKE * curve.scale and growth > LR_GRAD_GROWTH:
-        msg = (f"learning rate too high: the train loss blew up to {_fmt(float(raw[peak_i]))} "
-               f"({raw[peak_i] / curve.scale:.0f}x {_yard(ctx)}) in the interval ending at step "
-               f"{int(curve.steps[peak_i])}, while the gradient norm grew {growth:.0f}x from step 1")
+        msg = (
+            f"learning rate too high: the train loss blew up to {_fmt(float(raw[peak_i]))} "
+            f"({raw[peak_i] / curve.scale:.0f}x {_yard(ctx)}) in the interval ending at step "
+            f"{int(curve.steps[peak_i])}, while the gradient norm grew {growth:.0f}x from step 1"
+        )
     elif rise > LR_RISE * max(curve.scale, float(s[i_min])):
-        msg = (f"learning rate too high: the train loss rose from its minimum {_fmt(float(s[i_min]))} "
-               f"(step {int(curve.steps[i_min])}) to {_fmt(curve.end)} at the end "
-               f"(+{rise / curve.scale:.0%} of {_yard(ctx)})")
+        msg = (
+            f"learning rate too high: the train loss rose from its minimum {_fmt(float(s[i_min]))} "
+            f"(step {int(curve.steps[i_min])}) to {_fmt(curve.end)} at the end "
+            f"(+{rise / curve.scale:.0%} of {_yard(ctx)})"
+        )
     elif len(half) and swing > LR_SWING * max(curve.scale, float(np.median(half))):
-        msg = (f"learning rate too high: the train loss oscillates, jumping {_fmt(swing)} between log "
-               f"intervals over the last half ({swing / curve.scale:.0%} of {_yard(ctx)})")
-    elif (sane and ctx.chance_loss and float(low.min()) < LR_RELAPSE_FROM * ctx.chance_loss
-          and curve.end >= NOT_LEARNING_FRACTION * ctx.chance_loss):
+        msg = (
+            f"learning rate too high: the train loss oscillates, jumping {_fmt(swing)} between log "
+            f"intervals over the last half ({swing / curve.scale:.0%} of {_yard(ctx)})"
+        )
+    elif (
+        sane
+        and ctx.chance_loss
+        and float(low.min()) < LR_RELAPSE_FROM * ctx.chance_loss
+        and curve.end >= NOT_LEARNING_FRACTION * ctx.chance_loss
+    ):
         # Learned, then lost it all: big steps knocked it out (and often killed its units).
         # The low point is read from a 3-interval running median: a learning phase of a
         # few intervals is real, and the run-wide smoothing would erase it.
         j = int(np.argmin(low))
-        msg = (f"learning rate too high: the train loss fell to {_fmt(float(low[j]))} "
-               f"(step {int(curve.steps[j])}), then climbed back to {_fmt(curve.end)}, "
-               f"{curve.end / ctx.chance_loss:.0%} of {_chance_text(ctx)}, and stayed there")
+        msg = (
+            f"learning rate too high: the train loss fell to {_fmt(float(low[j]))} "
+            f"(step {int(curve.steps[j])}), then climbed back to {_fmt(curve.end)}, "
+            f"{curve.end / ctx.chance_loss:.0%} of {_chance_text(ctx)}, and stayed there"
+        )
     else:
         return []
     ev["sane_start"] = sane
@@ -718,10 +899,23 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
     if not _clipped(ctx):
         cause += ", no gradient clipping"
     big = raw[peak_i] > LR_SPIKE * curve.scale or curve.end >= NOT_LEARNING_FRACTION * curve.scale
-    return [_verdict("lr_too_high", [], ev, msg, cause + ": each step overshoots the minimum",
-                     _try(ctx, [f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
-                           "optimizer.schedule: warmup or cosine",
-                           "regularization.clip_norm: 1.0" if not _clipped(ctx) else ""]))]
+    return [
+        _verdict(
+            "lr_too_high",
+            [],
+            ev,
+            msg,
+            cause + ": each step overshoots the minimum",
+            _try(
+                ctx,
+                [
+                    f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
+                    "optimizer.schedule: warmup or cosine",
+                    "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                ],
+            ),
+        )
+    ]
 
 
 def _yard(ctx: Context) -> str:
@@ -745,8 +939,7 @@ def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list
         if float(accs[-1]) >= floor + NOT_LEARNING_ACC_MARGIN * (1 - floor):
             return []
     steps = int(curve.steps[-1])
-    ev = {"final_train_loss": curve.end, "chance_loss": ctx.chance_loss, "fraction_of_chance": frac,
-          "steps": steps}
+    ev = {"final_train_loss": curve.end, "chance_loss": ctx.chance_loss, "fraction_of_chance": frac, "steps": steps}
     causes = [v["kind"] for v in found if v["kind"] not in ("not_learning", "overfitting", "healthy")]
     if causes:
         cause = f"the {_list([LABEL[c] for c in causes], 'and')} above"
@@ -759,13 +952,26 @@ def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list
             cause += f" ({ctx.model}: a long-range task may need many more steps to leave the plateau)"
         elif opt.get("name") == "sgd" and isinstance(lr, (int, float)) and lr < 0.01:
             cause += ": sgd steps this small barely move the weights"
-        remedy = _try(ctx, ["more steps (train.epochs / train.steps)",
-                       "a larger optimizer.lr" if opt.get("name") == "sgd" else "a different optimizer.lr",
-                       "optimizer.name: adam" if opt.get("name") != "adam" else "",
-                       "model.name: lstm or gru" if ctx.model == "rnn" else ""])
-    return [_verdict("not_learning", [], ev,
-                     f"not learning: the train loss ends at {_fmt(curve.end)} after {steps} steps, "
-                     f"{frac:.0%} of {_chance_text(ctx)}", cause, remedy)]
+        remedy = _try(
+            ctx,
+            [
+                "more steps (train.epochs / train.steps)",
+                "a larger optimizer.lr" if opt.get("name") == "sgd" else "a different optimizer.lr",
+                "optimizer.name: adam" if opt.get("name") != "adam" else "",
+                "model.name: lstm or gru" if ctx.model == "rnn" else "",
+            ],
+        )
+    return [
+        _verdict(
+            "not_learning",
+            [],
+            ev,
+            f"not learning: the train loss ends at {_fmt(curve.end)} after {steps} steps, "
+            f"{frac:.0%} of {_chance_text(ctx)}",
+            cause,
+            remedy,
+        )
+    ]
 
 
 def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
@@ -777,18 +983,31 @@ def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
     rise = end - lo
     train_at_min = float(np.interp(steps[i_min], curve.steps, curve.smooth))
     train_end = float(curve.smooth[-1])
-    rising = (i_min <= len(test) - 1 - OVERFIT_AFTER_MIN and rise >= OVERFIT_REL_RISE * lo
-              and rise >= OVERFIT_ABS_RISE * curve.scale and train_end <= (1 - OVERFIT_TRAIN_FALL) * train_at_min)
+    rising = (
+        i_min <= len(test) - 1 - OVERFIT_AFTER_MIN
+        and rise >= OVERFIT_REL_RISE * lo
+        and rise >= OVERFIT_ABS_RISE * curve.scale
+        and train_end <= (1 - OVERFIT_TRAIN_FALL) * train_at_min
+    )
     gap0 = float(test[0]) - float(np.interp(steps[0], curve.steps, curve.smooth))
     gap = end - train_end  # end: the lasting level of the last evaluations, as above
-    wide = (end >= OVERFIT_GAP_RATIO * max(train_end, 1e-12) and gap >= OVERFIT_GAP_ABS * curve.scale
-            and gap >= 2 * max(gap0, 0.0))
+    wide = (
+        end >= OVERFIT_GAP_RATIO * max(train_end, 1e-12)
+        and gap >= OVERFIT_GAP_ABS * curve.scale
+        and gap >= 2 * max(gap0, 0.0)
+    )
     if not (rising or wide):
         return []
     last = float(test[-1])
-    ev = {"test_loss_min": lo, "test_min_step": int(steps[i_min]), "test_loss_final": last,
-          "train_loss_at_test_min": train_at_min, "train_loss_final": train_end,
-          "gap_at_test_min": lo - train_at_min, "gap_final": last - train_end}
+    ev = {
+        "test_loss_min": lo,
+        "test_min_step": int(steps[i_min]),
+        "test_loss_final": last,
+        "train_loss_at_test_min": train_at_min,
+        "train_loss_final": train_end,
+        "gap_at_test_min": lo - train_at_min,
+        "gap_final": last - train_end,
+    }
     reg, data = _reg(ctx), ctx.section("data")
     used = [f"{k}={reg[k]}" for k in ("l2", "dropout", "dropconnect") if reg.get(k)]
     n = data.get("n_train")
@@ -797,16 +1016,32 @@ def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
     if not reg.get("early_stopping"):
         cause += ", no early stopping"
     ev.update(gap_first_eval=gap0)
-    msg = (f"overfitting: the test loss rose from {_fmt(lo)} (step {int(steps[i_min])}) to "
-           f"{_fmt(last)} while the train loss fell from {_fmt(train_at_min)} to {_fmt(train_end)}" if rising else
-           f"overfitting: the test loss ends at {_fmt(float(test[-1]))}, {float(test[-1]) / max(train_end, 1e-12):.3g}x "
-           f"the train loss {_fmt(train_end)}; the gap grew from {_fmt(gap0)} at the first evaluation to {_fmt(gap)}")
-    return [_verdict("overfitting", [], ev, msg,
-                     cause,
-                     _try(ctx, ["regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
-                           "regularization.dropout: 0.2" if not reg.get("dropout") else "",
-                           "regularization.early_stopping: {patience: 5}" if not reg.get("early_stopping") else "",
-                           "more data (data.n_train)", "a smaller model"]))]
+    msg = (
+        f"overfitting: the test loss rose from {_fmt(lo)} (step {int(steps[i_min])}) to "
+        f"{_fmt(last)} while the train loss fell from {_fmt(train_at_min)} to {_fmt(train_end)}"
+        if rising
+        else f"overfitting: the test loss ends at {_fmt(float(test[-1]))}, {float(test[-1]) / max(train_end, 1e-12):.3g}x "
+        f"the train loss {_fmt(train_end)}; the gap grew from {_fmt(gap0)} at the first evaluation to {_fmt(gap)}"
+    )
+    return [
+        _verdict(
+            "overfitting",
+            [],
+            ev,
+            msg,
+            cause,
+            _try(
+                ctx,
+                [
+                    "regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
+                    "regularization.dropout: 0.2" if not reg.get("dropout") else "",
+                    "regularization.early_stopping: {patience: 5}" if not reg.get("early_stopping") else "",
+                    "more data (data.n_train)",
+                    "a smaller model",
+                ],
+            ),
+        )
+    ]
 
 
 def _gain_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -816,8 +1051,11 @@ def _gain_rows(ctx: Context) -> list[dict[str, Any]]:
     between) ends a chain: a residual net's gains never compound past one block."""
     chains: list[list[dict[str, Any]]] = [[]]
     for r in ctx.init_check or []:
-        if r.get("predicted_gain") is not None and r.get("verdict") in ("kept", "grows", "shrinks") \
-                and r["predicted_gain"] > 0:
+        if (
+            r.get("predicted_gain") is not None
+            and r.get("verdict") in ("kept", "grows", "shrinks")
+            and r["predicted_gain"] > 0
+        ):
             chains[-1].append(r)
         elif chains[-1]:
             chains.append([])
@@ -840,20 +1078,31 @@ def _init_scale(ctx: Context) -> list[dict]:
         scale = mid["fan_in"] * mid["weight_var"]
         c = g / scale if scale > 0 else float("nan")
         way = "shrinks" if total < 1 else "grows"
-        ev = {"gain_per_layer": g, "layers": len(rows), "signal_factor": total, "scheme": scheme,
-              "weight_var_times_fan_in": scale, "activation_passes": c,
-              "gains": {r["layer"]: r["predicted_gain"] for r in rows}}
-        msg = (f"badly scaled init: {scheme} {way} the signal's variance {_fmt(g)}x at each of {len(rows)} "
-               f"layers at step 0, so the top layer starts with {_fmt(total)} of the first layer's "
-               f"(the init check's gains)")
-        cause = (f"init: {scheme} draws Var(W) = {mid.get('rule') or '?'} = {_fmt(scale)}/fan_in, and {act} "
-                 f"passes on {_fmt(c)}x of its input's variance: each layer multiplies it by {_fmt(g)}")
+        ev = {
+            "gain_per_layer": g,
+            "layers": len(rows),
+            "signal_factor": total,
+            "scheme": scheme,
+            "weight_var_times_fan_in": scale,
+            "activation_passes": c,
+            "gains": {r["layer"]: r["predicted_gain"] for r in rows},
+        }
+        msg = (
+            f"badly scaled init: {scheme} {way} the signal's variance {_fmt(g)}x at each of {len(rows)} "
+            f"layers at step 0, so the top layer starts with {_fmt(total)} of the first layer's "
+            f"(the init check's gains)"
+        )
+        cause = (
+            f"init: {scheme} draws Var(W) = {mid.get('rule') or '?'} = {_fmt(scale)}/fan_in, and {act} "
+            f"passes on {_fmt(c)}x of its input's variance: each layer multiplies it by {_fmt(g)}"
+        )
         if act in RELU_FAMILY and way == "shrinks":
             cause += " (a ReLU zeroes half its inputs: Var(W) = 2/fan_in keeps the gain at 1, He et al. 2015)"
-        remedy = [f"init: {fit} (its variance keeps the gain near 1 for {act})" if scheme != fit else
-                  _batch_norm_remedy(ctx),
-                  _batch_norm_remedy(ctx) if scheme != fit else "",
-                  _skip_remedy(ctx) or ""]
+        remedy = [
+            f"init: {fit} (its variance keeps the gain near 1 for {act})" if scheme != fit else _batch_norm_remedy(ctx),
+            _batch_norm_remedy(ctx) if scheme != fit else "",
+            _skip_remedy(ctx) or "",
+        ]
         return [_verdict("init_scale", [r["layer"] for r in rows], ev, msg, cause, _try(ctx, remedy))]
     sat = SATURATING_STD.get(act)
     checked = [r for r in (ctx.init_check or [])[:-1] if r.get("measured_var") is not None]
@@ -862,15 +1111,20 @@ def _init_scale(ctx: Context) -> list[dict]:
         if len(over) >= max(1, INIT_SATURATED_LAYERS * len(checked)):
             stds = sorted(math.sqrt(r["measured_var"]) for r in over)
             med = stds[len(stds) // 2]
-            ev = {"saturated_layers": [r["layer"] for r in over], "preactivation_std_median": med,
-                  "saturates_beyond_std": sat, "scheme": scheme,
-                  "preactivation_std": {r["layer"]: math.sqrt(r["measured_var"]) for r in checked}}
-            msg = (f"badly scaled init: {scheme} starts {len(over)} of {len(checked)} {act} layers with "
-                   f"pre-activations of std {_fmt(med)} (median) at step 0, beyond {act}'s saturation "
-                   f"point (~{sat:g}): the units start saturated, their derivatives near 0")
+            ev = {
+                "saturated_layers": [r["layer"] for r in over],
+                "preactivation_std_median": med,
+                "saturates_beyond_std": sat,
+                "scheme": scheme,
+                "preactivation_std": {r["layer"]: math.sqrt(r["measured_var"]) for r in checked},
+            }
+            msg = (
+                f"badly scaled init: {scheme} starts {len(over)} of {len(checked)} {act} layers with "
+                f"pre-activations of std {_fmt(med)} (median) at step 0, beyond {act}'s saturation "
+                f"point (~{sat:g}): the units start saturated, their derivatives near 0"
+            )
             cause = f"{_init_text(ctx)} is too large for {SATURATING.get(act, act)}"
-            remedy = [f"init: {fit} (pre-activations of std ~1)" if scheme != fit else "",
-                      _batch_norm_remedy(ctx)]
+            remedy = [f"init: {fit} (pre-activations of std ~1)" if scheme != fit else "", _batch_norm_remedy(ctx)]
             return [_verdict("init_scale", ev["saturated_layers"], ev, msg, cause, _try(ctx, remedy))]
     return []
 
@@ -908,14 +1162,31 @@ def _lr_too_low(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[di
     lr = ctx.section("optimizer").get("lr")
     f = _lr_factor(med)
     new_lr = f"optimizer.lr: {lr * f:.2g} ({f:.0f}x)" if isinstance(lr, (int, float)) else "a larger optimizer.lr"
-    ev = {"update_ratio_median": med, "update_ratio": dict(zip(ctx.names, vals)), "lr": lr,
-          "progress": out.get("progress"), "suggested_factor": f}
-    return [_verdict("lr_too_low", [], ev,
-                     f"learning rate too low: each step changes a layer's weights by {_fmt(med)} of their size "
-                     f"(median over layers; ~1e-3 is typical), and the run ends {out['where']}",
-                     f"{_lr_text(ctx)}: steps too small to get anywhere in {out.get('steps', '?')} steps",
-                     _try(ctx, [new_lr, "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
-                           "more steps (train.steps)"]))]
+    ev = {
+        "update_ratio_median": med,
+        "update_ratio": dict(zip(ctx.names, vals)),
+        "lr": lr,
+        "progress": out.get("progress"),
+        "suggested_factor": f,
+    }
+    return [
+        _verdict(
+            "lr_too_low",
+            [],
+            ev,
+            f"learning rate too low: each step changes a layer's weights by {_fmt(med)} of their size "
+            f"(median over layers; ~1e-3 is typical), and the run ends {out['where']}",
+            f"{_lr_text(ctx)}: steps too small to get anywhere in {out.get('steps', '?')} steps",
+            _try(
+                ctx,
+                [
+                    new_lr,
+                    "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
+                    "more steps (train.steps)",
+                ],
+            ),
+        )
+    ]
 
 
 def outcome(ctx: Context, curve: _Curve | None = None) -> dict[str, Any]:
@@ -927,21 +1198,28 @@ def outcome(ctx: Context, curve: _Curve | None = None) -> dict[str, Any]:
         return {"kind": "diverged", "text": "diverged: no final numbers", "where": "diverged"}
     curve = curve if curve is not None else _train_curve(ctx)
     if curve is None:
-        return {"kind": "too_short", "text": f"too short to judge how far it got (fewer than {MIN_INTERVALS} "
-                                             f"log intervals)",
-                "where": "too short to judge"}
+        return {
+            "kind": "too_short",
+            "text": f"too short to judge how far it got (fewer than {MIN_INTERVALS} log intervals)",
+            "where": "too short to judge",
+        }
     c = ctx.chance_loss
     steps = int(curve.steps[-1])
     end = curve.end
     half = curve.smooth[len(curve.smooth) // 2]
     falling = float(half - end) / curve.scale
-    res: dict[str, Any] = {"steps": steps, "final_train_loss": end, "fall_last_half": falling,
-                           "progress": None, "accuracy_progress": None, "plateau": None}
+    res: dict[str, Any] = {
+        "steps": steps,
+        "final_train_loss": end,
+        "fall_last_half": falling,
+        "progress": None,
+        "accuracy_progress": None,
+        "plateau": None,
+    }
     parts = [f"train loss {_fmt(float(curve.raw[0]))} -> {_fmt(end)} in {steps} steps"]
     if c:
         res["progress"] = p = max(0.0, 1 - end / c)
-        parts.append(f"{p:.0%} of the way from {'the mean' if ctx.task == 'regression' else 'chance'} "
-                     f"({_fmt(c)}) to 0")
+        parts.append(f"{p:.0%} of the way from {'the mean' if ctx.task == 'regression' else 'chance'} ({_fmt(c)}) to 0")
     acc_key = "test_acc" if any("test_acc" in m for m in ctx.metrics) else "train_acc"
     _, accs = _finite_series(ctx.metrics, acc_key)
     classes = _classes(ctx)
@@ -967,18 +1245,28 @@ def outcome(ctx: Context, curve: _Curve | None = None) -> dict[str, Any]:
         kind = "still_improving"
     else:
         kind = "converged"
-    trend = (f"still falling ({_fmt(falling * curve.scale)} over the last half)" if falling > STILL_FALLING
-             else "flat over the last half")
+    trend = (
+        f"still falling ({_fmt(falling * curve.scale)} over the last half)"
+        if falling > STILL_FALLING
+        else "flat over the last half"
+    )
     parts.insert(2 if c else 1, trend)
     res["kind"] = kind
-    word = {"not_learning": "not learning", "slow": "far from a fit", "still_improving": "still improving",
-            "converged": "converged"}[kind]
+    word = {
+        "not_learning": "not learning",
+        "slow": "far from a fit",
+        "still_improving": "still improving",
+        "converged": "converged",
+    }[kind]
     text = f"{word}: {', '.join(parts)}"
     if res["plateau"]:
         text += f"; it sat at chance level until step {res['plateau']['until_step']} before it began to learn"
     res["text"] = text
-    res["where"] = (f"{p:.0%} of the way from chance level to a fit after {steps} steps" if p is not None
-                    else f"at train loss {_fmt(end)} after {steps} steps")
+    res["where"] = (
+        f"{p:.0%} of the way from chance level to a fit after {steps} steps"
+        if p is not None
+        else f"at train loss {_fmt(end)} after {steps} steps"
+    )
     return res
 
 
@@ -1005,10 +1293,21 @@ def _slow(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[dict]:
         remedy = [more, up, "optimizer.name: adam" if opt.get("name") != "adam" else ""]
     else:
         cause = f"{_lr_text(ctx)}: the loss has flattened far from a fit (too small a step, or too small a model)"
-        remedy = [up, "optimizer.name: adam" if opt.get("name") != "adam" else "",
-                  "a wider or deeper model (model.width / model.depth)"]
-    return [_verdict("slow", [], ev, f"slow: the run ends {out['where']}, "
-                     f"{'still falling' if falling else 'flat'} over its last half", cause, _try(ctx, remedy))]
+        remedy = [
+            up,
+            "optimizer.name: adam" if opt.get("name") != "adam" else "",
+            "a wider or deeper model (model.width / model.depth)",
+        ]
+    return [
+        _verdict(
+            "slow",
+            [],
+            ev,
+            f"slow: the run ends {out['where']}, {'still falling' if falling else 'flat'} over its last half",
+            cause,
+            _try(ctx, remedy),
+        )
+    ]
 
 
 def _order(found: list[dict], sane: bool) -> list[dict]:
@@ -1063,11 +1362,17 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
         reach = T - int(within[0]) if len(within) else 1
         # The per-step rate from the farthest step that still got any gradient: float32
         # rounds anything below ~1e-45 to 0, which a plain RNN reaches within 100 steps.
-        alive = np.flatnonzero(back[T - span:] > 0)
+        alive = np.flatnonzero(back[T - span :] > 0)
         k = T - span + int(alive[0]) if len(alive) else T - 1
         decay = float((back[k] / near) ** (1 / (T - 1 - k))) if T - 1 - k > 0 else 1.0
-        ev[name] = {"ratio_first_to_last": ratio, "first": far, "last": near, "steps": span,
-                    "reach_steps": reach, "decay_per_step": decay}
+        ev[name] = {
+            "ratio_first_to_last": ratio,
+            "first": far,
+            "last": near,
+            "steps": span,
+            "reach_steps": reach,
+            "decay_per_step": decay,
+        }
         if ratio < TIME_VANISHING_RATIO:
             hits.append(name)
     if not hits:
@@ -1077,22 +1382,38 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
     model, act = ctx.model, ctx.activation
     span = e["steps"]
     if model == "rnn":
-        cause = (f"rnn with {act} over {span} steps: each step multiplies the gradient by W_hh^T and "
-                 f"{act}' (<= 1), so it shrinks geometrically ({_fmt(e['decay_per_step'])} per step here)")
+        cause = (
+            f"rnn with {act} over {span} steps: each step multiplies the gradient by W_hh^T and "
+            f"{act}' (<= 1), so it shrinks geometrically ({_fmt(e['decay_per_step'])} per step here)"
+        )
     else:
-        cause = (f"{model} over {span} steps: its gates have not (yet) learned to keep the cell state; "
-                 f"the gradient still shrinks {_fmt(e['decay_per_step'])} per step")
-    remedy = ["model.name: lstm or gru (a gated, additive state carries the gradient)" if model == "rnn" else
-              "more steps (gates open as they learn) or init: {name: default, bias: 1.0} (forget gates open)"]
+        cause = (
+            f"{model} over {span} steps: its gates have not (yet) learned to keep the cell state; "
+            f"the gradient still shrinks {_fmt(e['decay_per_step'])} per step"
+        )
+    remedy = [
+        "model.name: lstm or gru (a gated, additive state carries the gradient)"
+        if model == "rnn"
+        else "more steps (gates open as they learn) or init: {name: default, bias: 1.0} (forget gates open)"
+    ]
     remedy.append("an attention model that sees every step directly")
     clip = f"clip_norm: {_reg(ctx)['clip_norm']} (set here)" if _reg(ctx).get("clip_norm") else "gradient clipping"
-    tail = (f" Not a fix: {clip} only tames exploding gradients, and a shorter train.tbptt "
-            f"cuts the long path on purpose.")
-    return [_verdict("vanishing_through_time", hits, ev,
-                     f"vanishing gradient through time: in {worst}, ||dL/dh|| at t={'T' if worst.endswith('_reverse') else 1} "
-                     f"is {_fmt(e['ratio_first_to_last']) if e['first'] > 0 else '0 (underflow)'} of the last step's ({_fmt(e['first'])} vs "
-                     f"{_fmt(e['last'])}); it keeps >= {TIME_REACH:g} of it only {e['reach_steps']} of "
-                     f"{span} steps back", cause, _try(ctx, remedy) + tail)]
+    tail = (
+        f" Not a fix: {clip} only tames exploding gradients, and a shorter train.tbptt cuts the long path on purpose."
+    )
+    return [
+        _verdict(
+            "vanishing_through_time",
+            hits,
+            ev,
+            f"vanishing gradient through time: in {worst}, ||dL/dh|| at t={'T' if worst.endswith('_reverse') else 1} "
+            f"is {_fmt(e['ratio_first_to_last']) if e['first'] > 0 else '0 (underflow)'} of the last step's ({_fmt(e['first'])} vs "
+            f"{_fmt(e['last'])}); it keeps >= {TIME_REACH:g} of it only {e['reach_steps']} of "
+            f"{span} steps back",
+            cause,
+            _try(ctx, remedy) + tail,
+        )
+    ]
 
 
 def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = None) -> dict:
@@ -1100,7 +1421,7 @@ def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = No
     ev: dict[str, Any] = {}
     parts = []
     if finite.size and len(ctx.names) >= 2:
-        med = np.median(finite[int(len(finite) * SUSTAINED_FROM):], axis=0)
+        med = np.median(finite[int(len(finite) * SUSTAINED_FROM) :], axis=0)
         if med[-1] > 0:
             ev["ratio_first_to_last"] = float(med[0] / med[-1])
             parts.append(f"{ctx.names[0]}/{ctx.names[-1]} gradient ratio {_fmt(ev['ratio_first_to_last'])}")
@@ -1112,8 +1433,13 @@ def _healthy(ctx: Context, curve: _Curve | None, out: dict[str, Any] | None = No
         ev["outcome"] = out.get("kind")
     if out and out.get("kind") == "too_short":
         # Nothing says how far it got: do not call the run healthy, only its gradients.
-        return _verdict("healthy", [], ev, f"healthy gradients, outcome unknown: {out['text']}; gradients reach "
-                                           f"every layer at comparable sizes{detail}")
+        return _verdict(
+            "healthy",
+            [],
+            ev,
+            f"healthy gradients, outcome unknown: {out['text']}; gradients reach "
+            f"every layer at comparable sizes{detail}",
+        )
     learned = f"{out['text']}; " if out and out.get("text") else ""
     return _verdict("healthy", [], ev, f"healthy: {learned}gradients reach every layer at comparable sizes{detail}")
 

@@ -1,4 +1,5 @@
 """Errors meant for a person: the library raises these, only cli.py prints them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -27,6 +27,7 @@ The block ends at the first line that is not a comment. Parsing is plain text
 plus one yaml.safe_load (to tell sweep specs from training configs), so listing
 the examples never imports torch.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -41,9 +42,22 @@ from .errors import DlxError, UsageError
 
 # The verdict kinds dlx/diagnose.py can give (summary.json "verdicts"), plus
 # "invalid" for a config made to be refused by `dlx validate` (broken.yaml).
-VERDICT_KINDS = ("symmetry", "init_scale", "lr_too_high", "exploding", "vanishing", "vanishing_through_time",
-                 "dead_units", "saturation", "diverged", "lr_too_low", "not_learning", "slow", "overfitting",
-                 "healthy")
+VERDICT_KINDS = (
+    "symmetry",
+    "init_scale",
+    "lr_too_high",
+    "exploding",
+    "vanishing",
+    "vanishing_through_time",
+    "dead_units",
+    "saturation",
+    "diverged",
+    "lr_too_low",
+    "not_learning",
+    "slow",
+    "overfitting",
+    "healthy",
+)
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
 _FIELD = re.compile(r"^(concept|expect|test)\s*:\s*(.*)$")
@@ -78,17 +92,40 @@ class Example:
 # section (a --dir folder of one's own) are listed last, under "other".
 COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("basics", ("quickstart", "mnist_mlp", "teacher_regression", "mse_vs_cross_entropy", "broken")),
-    ("initialization", ("zero_init", "exploding", "tanh_normal_saturation", "vanishing_sigmoid", "relu_he",
-                        "xavier_deep_relu")),
+    (
+        "initialization",
+        ("zero_init", "exploding", "tanh_normal_saturation", "vanishing_sigmoid", "relu_he", "xavier_deep_relu"),
+    ),
     ("activations", ("activations_side_by_side", "dead_relu_high_lr")),
     ("normalization", ("unnormalized_inputs", "batchnorm", "residual_depth")),
-    ("optimizers", ("batch_size_gd_vs_sgd", "lr_too_low", "lr_too_high", "momentum_nesterov",
-                    "adaptive_optimizers", "lr_schedules", "gradient_clipping", "sweep_optimizers",
-                    "sweep_mnist_tpe")),
+    (
+        "optimizers",
+        (
+            "batch_size_gd_vs_sgd",
+            "lr_too_low",
+            "lr_too_high",
+            "momentum_nesterov",
+            "adaptive_optimizers",
+            "lr_schedules",
+            "gradient_clipping",
+            "sweep_optimizers",
+            "sweep_mnist_tpe",
+        ),
+    ),
     ("regularization", ("small_data_overfits", "l1_vs_l2", "dropout", "early_stopping")),
     ("CNN", ("cnn_mnist", "cnn_pooling", "two_3x3_vs_5x5", "conv_1x1_groups", "dilated_receptive_field")),
-    ("RNN", ("gradients_through_time", "rnn_vs_lstm_adding", "lstm_gru_parameters", "exploding_rnn",
-             "truncated_bptt", "copy_memory", "bidirectional_rnn")),
+    (
+        "RNN",
+        (
+            "gradients_through_time",
+            "rnn_vs_lstm_adding",
+            "lstm_gru_parameters",
+            "exploding_rnn",
+            "truncated_bptt",
+            "copy_memory",
+            "bidirectional_rnn",
+        ),
+    ),
     ("attention", ("attention_scoring", "self_attention")),
 )
 OTHER = "other"
@@ -127,7 +164,7 @@ def _parse_test(value: str, problems: list[str]) -> tuple[list[str] | None, str 
             sets.append(words[i + 1])
             i += 2
         elif w.startswith("--set="):
-            sets.append(w[len("--set="):])
+            sets.append(w[len("--set=") :])
             i += 1
         else:
             problems.append(f"'# test:' expects '--set KEY=VALUE' words (or 'skip REASON'), found {w!r}")
@@ -168,7 +205,7 @@ def parse_example(path: str | Path) -> Example:
             # with "dlx" at the margin is not one.
             ex.commands.append(s)
     first = next((ln.strip() for ln in lines if ln.strip()), "")
-    ex.claim = first[len(ex.name) + 1:].strip() if first.startswith(ex.name + ":") else first
+    ex.claim = first[len(ex.name) + 1 :].strip() if first.startswith(ex.name + ":") else first
     ex.problems += _header_problems(ex, seen)
     return ex
 
@@ -176,8 +213,10 @@ def parse_example(path: str | Path) -> Example:
 def _header_problems(ex: Example, seen: set[str]) -> list[str]:
     problems = []
     if not ex.header:
-        return ["no header comment: start the file with '# NAME: the claim', the command, "
-                "'# concept:', '# expect:' and '# test:' lines"]
+        return [
+            "no header comment: start the file with '# NAME: the claim', the command, "
+            "'# concept:', '# expect:' and '# test:' lines"
+        ]
     if not ex.claim or _FIELD.match(ex.claim):
         problems.append("the first comment line should state the claim ('# NAME: what it shows')")
     if not ex.commands:
@@ -189,14 +228,18 @@ def _header_problems(ex: Example, seen: set[str]) -> list[str]:
     for k in ex.expect:
         if k not in EXPECT_KINDS:
             near = difflib.get_close_matches(k, EXPECT_KINDS, n=1, cutoff=0.5)
-            problems.append(f"'# expect:' kind {k!r} is not a verdict kind"
-                            + (f"; did you mean {near[0]!r}?" if near else "")
-                            + f" (valid: {', '.join(EXPECT_KINDS)})")
+            problems.append(
+                f"'# expect:' kind {k!r} is not a verdict kind"
+                + (f"; did you mean {near[0]!r}?" if near else "")
+                + f" (valid: {', '.join(EXPECT_KINDS)})"
+            )
     if "healthy" in ex.expect and len(ex.expect) > 1:
         problems.append("'# expect:' healthy cannot go with other kinds")
     if "test" not in seen and not ex.sweep and ex.expect != ["invalid"]:
-        problems.append("no '# test:' line: give the scaled-down overrides "
-                        "('# test: --set train.epochs=1') or '# test: skip REASON'")
+        problems.append(
+            "no '# test:' line: give the scaled-down overrides "
+            "('# test: --set train.epochs=1') or '# test: skip REASON'"
+        )
     return problems
 
 
@@ -204,8 +247,10 @@ def load_examples(folder: str | Path | None = None) -> list[Example]:
     """Every *.yaml (and .yml) in `folder` (default: the shipped examples), by name."""
     folder = Path(folder) if folder is not None else default_dir()
     if not folder.is_dir():
-        raise UsageError(f"no example folder at {folder}: pass --dir a folder of example YAML files "
-                         f"(without --dir: the examples that ship with dlx)")
+        raise UsageError(
+            f"no example folder at {folder}: pass --dir a folder of example YAML files "
+            f"(without --dir: the examples that ship with dlx)"
+        )
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")], key=lambda p: p.name)
     return [parse_example(p) for p in files]
 
@@ -220,8 +265,11 @@ def find_example(name: str, folder: str | Path | None = None) -> Example:
         if ex.name == stem:
             return ex
     near = difflib.get_close_matches(stem, [e.name for e in examples], n=1, cutoff=0.5)
-    raise UsageError(f"no example called {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
-                     + "; `dlx examples` lists them all")
+    raise UsageError(
+        f"no example called {name!r}"
+        + (f" (did you mean {near[0]!r}?)" if near else "")
+        + "; `dlx examples` lists them all"
+    )
 
 
 def course(examples: list[Example]) -> list[tuple[str, list[Example]]]:
@@ -239,8 +287,9 @@ def course(examples: list[Example]) -> list[tuple[str, list[Example]]]:
 
 # ---------------------------------------------------------------- a config named by its example
 
+
 def _bare_name(source: str) -> str | None:
-    """"quickstart" or "quickstart.yaml" -> "quickstart"; a path with a folder in it -> None."""
+    """ "quickstart" or "quickstart.yaml" -> "quickstart"; a path with a folder in it -> None."""
     if not source or "/" in source or "\\" in source or source in (".", ".."):
         return None
     for ext in (".yaml", ".yml"):
@@ -272,8 +321,10 @@ def resolve_config(source: str | Path, kind: str = "config file") -> Path:
     path = Path(source)
     if path.exists():
         if path.is_dir():
-            raise UsageError(f"{kind} {path} is a folder, not a {kind}; give the path of a YAML file "
-                             f"or an example's name (`dlx examples` lists them)")
+            raise UsageError(
+                f"{kind} {path} is a folder, not a {kind}; give the path of a YAML file "
+                f"or an example's name (`dlx examples` lists them)"
+            )
         return path
     found = shipped(str(source))
     if found is not None:
@@ -290,15 +341,20 @@ def _did_you_mean(path: Path, sweep: bool) -> str:
         names = []
     if stem in names:
         # configs/quickstart.yaml outside the clone: the README's path, the shipped example.
-        return (f"; the example {stem!r} ships with dlx: give its name ({stem}), "
-                f"or `dlx examples copy {stem}` for a copy to edit")
+        return (
+            f"; the example {stem!r} ships with dlx: give its name ({stem}), "
+            f"or `dlx examples copy {stem}` for a copy to edit"
+        )
     near = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)
     hint = f" (did you mean the example {' or '.join(repr(n) for n in near)}?)" if near else ""
-    return (f"{hint}; give the path of a YAML file or an example's name "
-            f"(`dlx examples` lists them, e.g. {'sweep_optimizers' if sweep else 'quickstart'})")
+    return (
+        f"{hint}; give the path of a YAML file or an example's name "
+        f"(`dlx examples` lists them, e.g. {'sweep_optimizers' if sweep else 'quickstart'})"
+    )
 
 
 # ---------------------------------------------------------------- dlx examples copy
+
 
 def _needs(ex: Example) -> list[Path]:
     """The other files an example reads, beside it: a sweep spec's base config."""
@@ -316,8 +372,9 @@ def run_command(ex: Example, path: Path) -> str:
     return f"dlx {verb} {shlex.quote(str(path))}"
 
 
-def copy_example(name: str, dest: str | Path = ".", force: bool = False,
-                 folder: str | Path | None = None) -> tuple[Example, list[Path]]:
+def copy_example(
+    name: str, dest: str | Path = ".", force: bool = False, folder: str | Path | None = None
+) -> tuple[Example, list[Path]]:
     """Write an example (and the files it needs) into `dest`: (the example, the paths written).
 
     The header's commands are rewritten from configs/NAME.yaml to NAME.yaml, so they
@@ -332,9 +389,11 @@ def copy_example(name: str, dest: str | Path = ".", force: bool = False,
     there = [t for t in targets if t.exists()]
     if there and not force:
         one = len(there) == 1
-        raise UsageError(f"{', '.join(str(t) for t in there)} already {'exists' if one else 'exist'}; "
-                         f"pass --force to overwrite {'it' if one else 'them'}, or copy into another "
-                         f"folder: dlx examples copy {ex.name} DIR")
+        raise UsageError(
+            f"{', '.join(str(t) for t in there)} already {'exists' if one else 'exist'}; "
+            f"pass --force to overwrite {'it' if one else 'them'}, or copy into another "
+            f"folder: dlx examples copy {ex.name} DIR"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for src, target in zip(sources, targets):
         target.write_text(_local_commands(src.read_text(encoding="utf-8")), encoding="utf-8")

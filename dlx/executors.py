@@ -13,6 +13,7 @@ attempts whose process died. A retry starts a new run folder: the dead attempt's
 With gpus_per_trial each attempt holds a GPU slot, handed to it as CUDA_VISIBLE_DEVICES.
 The Ray executor (dlx/ray_executor.py, the optional extra dlx[ray]) has the same shape.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -153,9 +154,15 @@ def _count_gpus() -> int:
 class LocalExecutor:
     """Runs trials in parallel child processes on this machine."""
 
-    def __init__(self, max_parallel: int | None = None, retries: int = 2,
-                 threads_per_trial: int | None = None, env: dict[str, str] | None = None,
-                 gpus_per_trial: float | None = None, gpus: int | None = None):
+    def __init__(
+        self,
+        max_parallel: int | None = None,
+        retries: int = 2,
+        threads_per_trial: int | None = None,
+        env: dict[str, str] | None = None,
+        gpus_per_trial: float | None = None,
+        gpus: int | None = None,
+    ):
         cpus = os.cpu_count() or 1
         self.slots: list[str] | None = None
         if gpus_per_trial:
@@ -164,8 +171,10 @@ class LocalExecutor:
             if not self.slots:
                 from .errors import UsageError
 
-                raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} needs {math.ceil(gpus_per_trial)} GPU(s) "
-                                 f"per trial and this machine has {n}; leave the option out to run on the CPU")
+                raise UsageError(
+                    f"--gpus-per-trial {gpus_per_trial:g} needs {math.ceil(gpus_per_trial)} GPU(s) "
+                    f"per trial and this machine has {n}; leave the option out to run on the CPU"
+                )
         default = len(self.slots) if self.slots else cpus
         self.max_parallel = max(1, min(max_parallel or default, len(self.slots) if self.slots else 10**9))
         self.retries = max(0, retries)
@@ -182,21 +191,31 @@ class LocalExecutor:
         env.setdefault("MKL_NUM_THREADS", t)
         return env
 
-    def _start(self, trial: Trial, index: int, number: int, workdir: Path, env: dict,
-               slot: int | None = None) -> _Attempt:
+    def _start(
+        self, trial: Trial, index: int, number: int, workdir: Path, env: dict, slot: int | None = None
+    ) -> _Attempt:
         stem = f"t{index}-a{number}"
         result_path = workdir / f"{stem}.json"
         stderr_path = workdir / f"{stem}.stderr"
         err = open(stderr_path, "wb")
-        job = {"config": trial.config, "runs_dir": str(trial.runs_dir),
-               "result_path": str(result_path), "threads": self.threads_per_trial}
+        job = {
+            "config": trial.config,
+            "runs_dir": str(trial.runs_dir),
+            "result_path": str(result_path),
+            "threads": self.threads_per_trial,
+        }
         if slot is not None:
             env = {**env, "CUDA_VISIBLE_DEVICES": self.slots[slot]}
         # A new session: the terminal's Ctrl-C reaches only the parent, which stops the
         # children itself (once, in order) instead of each getting a second SIGINT mid-cleanup.
-        proc = subprocess.Popen([sys.executable, "-m", "dlx.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=err, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlx.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
         try:
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()
@@ -215,10 +234,17 @@ class LocalExecutor:
                 data = None
         if data is not None and code in (0, 1, 2):
             run_path = Path(data["run_path"]) if data.get("run_path") else None
-            return TrialResult(id=trial.id, status=data["status"], run_path=run_path,
-                               summary=data.get("summary"), metrics=data.get("metrics"),
-                               attempts=att.number, error=data.get("error"),
-                               started=data.get("started"), ended=data.get("ended"))
+            return TrialResult(
+                id=trial.id,
+                status=data["status"],
+                run_path=run_path,
+                summary=data.get("summary"),
+                metrics=data.get("metrics"),
+                attempts=att.number,
+                error=data.get("error"),
+                started=data.get("started"),
+                ended=data.get("ended"),
+            )
         if att.number <= self.retries:
             return None
         why = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -226,8 +252,9 @@ class LocalExecutor:
             why += ", no result written"
         tail = _tail(att.stderr_path)
         error = f"worker process died ({why}) on all {att.number} attempts" + (f"; stderr:\n{tail}" if tail else "")
-        return TrialResult(id=trial.id, status="crashed", run_path=None, summary=None, metrics=None,
-                           attempts=att.number, error=error)
+        return TrialResult(
+            id=trial.id, status="crashed", run_path=None, summary=None, metrics=None, attempts=att.number, error=error
+        )
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in trial order, on_result(result) called as each finishes.

@@ -4,14 +4,24 @@ Every place that shows a number calls num() with its own digits and bounds, so a
 number reads the same wherever it appears and tests can rebuild the exact text of
 a cell from a --json value.
 """
+
 from __future__ import annotations
 
 import math
 from typing import Any
 
 
-def num(x: Any, digits: int = 3, *, small: float = 1e-3, large: float = 1e5, far: str = "e",
-        short_exp: bool = False, exact_int: bool = False, none: str = "-") -> str:
+def num(
+    x: Any,
+    digits: int = 3,
+    *,
+    small: float = 1e-3,
+    large: float = 1e5,
+    far: str = "e",
+    short_exp: bool = False,
+    exact_int: bool = False,
+    none: str = "-",
+) -> str:
     """x with `digits` significant digits: 0.0156, 54.6, 1.2e+04.
 
     Below `small` or from `large` on (in size), x is written far from 1: far="e", an

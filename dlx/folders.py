@@ -20,6 +20,7 @@ status, so readers judge a `running` run with `run_status(meta)`: it is
 machine rebooted since) or when its heartbeat is older than STALE_AFTER_S
 (the only evidence for a run started on another host).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -100,8 +101,12 @@ def versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "dlx": __version__,
-            "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "dlx": __version__,
+        "numpy": np.__version__,
+    }
 
 
 def prepare_runs_dir(runs_dir: Path) -> Path:
@@ -114,11 +119,15 @@ def prepare_runs_dir(runs_dir: Path) -> Path:
         probe.unlink()
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists() and not p.is_dir()), runs_dir)
-        raise DlxError(f"cannot write to the runs folder {runs_dir}: {blocker} is a file, not a folder. "
-                       f"Move that file or pass --runs-dir to write elsewhere.") from None
+        raise DlxError(
+            f"cannot write to the runs folder {runs_dir}: {blocker} is a file, not a folder. "
+            f"Move that file or pass --runs-dir to write elsewhere."
+        ) from None
     except OSError as e:
-        raise DlxError(f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. "
-                       f"Fix its permissions or pass --runs-dir to write elsewhere.") from None
+        raise DlxError(
+            f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. "
+            f"Fix its permissions or pass --runs-dir to write elsewhere."
+        ) from None
     return runs_dir
 
 
@@ -246,7 +255,7 @@ class RunFolder:
         for name in ("metrics.jsonl", "probes.jsonl"):
             path = self.path / name
             keep = []
-            for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
+            for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
                 try:
                     step = json.loads(line)["step"]
                 except (json.JSONDecodeError, KeyError, TypeError):
@@ -289,6 +298,7 @@ def command_line() -> list[str]:
 
 # ---------------------------------------------------------------- reading runs
 
+
 def run_folders(runs_dir: Path) -> list[Path]:
     """Every run folder (one with a meta.json) in runs_dir, oldest id first."""
     runs_dir = Path(runs_dir)
@@ -309,8 +319,12 @@ def started_at(folder: Path) -> tuple[float, float]:
     mtime = marker.stat().st_mtime
     try:
         meta = json.loads(marker.read_text())
-        times = [meta.get("started"), meta.get("created"), meta.get("resumed"),
-                 *[r.get("at") for r in meta.get("resumes") or [] if isinstance(r, dict)]]
+        times = [
+            meta.get("started"),
+            meta.get("created"),
+            meta.get("resumed"),
+            *[r.get("at") for r in meta.get("resumes") or [] if isinstance(r, dict)],
+        ]
         latest = max(dt.datetime.fromisoformat(t).timestamp() for t in times if isinstance(t, str))
     except (OSError, ValueError, TypeError, AttributeError):  # unreadable, or no times: the mtime alone
         latest = mtime
@@ -330,23 +344,32 @@ def find_run(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """
     sweep, slash, trial = str(ref).partition("/")
     if slash and not Path(ref).exists() and trial.startswith("trial-"):
-        return find_folder(trial, run_folders(find_sweep(sweep, runs_dir) / "trials"), runs_dir,
-                           "meta.json", "run", "")
+        return find_folder(trial, run_folders(find_sweep(sweep, runs_dir) / "trials"), runs_dir, "meta.json", "run", "")
     try:
-        return find_folder("last" if str(ref) == "last-run" else ref, run_folders(runs_dir), runs_dir,
-                           "meta.json", "run", "train one with: dlx train CONFIG")
+        return find_folder(
+            "last" if str(ref) == "last-run" else ref,
+            run_folders(runs_dir),
+            runs_dir,
+            "meta.json",
+            "run",
+            "train one with: dlx train CONFIG",
+        )
     except DlxError as e:
         folder = _a_sweep(ref, runs_dir)
         if folder is None:
             sweeps = sweep_folders(runs_dir) if str(ref) in LAST else []
             if sweeps:  # only sweeps here: their trials are the runs
-                raise DlxError(f"{e}; the trials of the last sweep are runs: dlx runs --sweep last, "
-                               f"dlx show {newest(sweeps).name}/trial-0000") from None
+                raise DlxError(
+                    f"{e}; the trials of the last sweep are runs: dlx runs --sweep last, "
+                    f"dlx show {newest(sweeps).name}/trial-0000"
+                ) from None
             raise
     name = folder.name
-    raise DlxError(f"{'the last sweep, ' + name + ',' if str(ref) in LAST else repr(str(ref))} is a sweep, "
-                   f"not a run: see it with `dlx report {name}` (one page, every trial) or `dlx runs "
-                   f"--sweep {name}` (its trials as runs), or one trial with `dlx show {name}/trial-0000`")
+    raise DlxError(
+        f"{'the last sweep, ' + name + ',' if str(ref) in LAST else repr(str(ref))} is a sweep, "
+        f"not a run: see it with `dlx report {name}` (one page, every trial) or `dlx runs "
+        f"--sweep {name}` (its trials as runs), or one trial with `dlx show {name}/trial-0000`"
+    )
 
 
 def _a_sweep(ref: str | Path, runs_dir: Path) -> Path | None:
@@ -373,8 +396,14 @@ def find_sweep(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     Here, not in dlx.sweeper, so that finding a folder never loads the config schema (torch)."""
     if str(ref) == "last-run":
         raise DlxError("last-run names a run, not a sweep: give a sweep's folder or id, or last-sweep")
-    return find_folder("last" if str(ref) == "last-sweep" else ref, sweep_folders(runs_dir), runs_dir,
-                       "sweep.json", "sweep", "start one with: dlx sweep SPEC")
+    return find_folder(
+        "last" if str(ref) == "last-sweep" else ref,
+        sweep_folders(runs_dir),
+        runs_dir,
+        "sweep.json",
+        "sweep",
+        "start one with: dlx sweep SPEC",
+    )
 
 
 def find_folder(ref: str | Path, folders: list[Path], runs_dir: Path, marker: str, what: str, start: str) -> Path:
@@ -391,9 +420,12 @@ def find_folder(ref: str | Path, folders: list[Path], runs_dir: Path, marker: st
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise DlxError(f"'{ref}' matches {len(hits)} {what}s in {runs_dir}: "
-                       + ", ".join(d.name for d in hits[:5]) + ("..." if len(hits) > 5 else "")
-                       + "; give more of the id")
+        raise DlxError(
+            f"'{ref}' matches {len(hits)} {what}s in {runs_dir}: "
+            + ", ".join(d.name for d in hits[:5])
+            + ("..." if len(hits) > 5 else "")
+            + "; give more of the id"
+        )
     raise DlxError(f"no {what} '{ref}': not a {what} folder, and no {what} id in {runs_dir} contains it")
 
 
@@ -502,8 +534,16 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
         status = run_status(meta)
         final = summary.get("final", {})
         verdicts = summary.get("verdicts") or []
-        rows.append({"run_id": d.name, "name": meta.get("name"), "status": status,
-                     "started": meta.get("started"), "steps": summary.get("steps"),
-                     **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-                     "verdict": verdicts[0]["kind"] if verdicts else None, "path": str(d)})
+        rows.append(
+            {
+                "run_id": d.name,
+                "name": meta.get("name"),
+                "status": status,
+                "started": meta.get("started"),
+                "steps": summary.get("steps"),
+                **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+                "verdict": verdicts[0]["kind"] if verdicts else None,
+                "path": str(d),
+            }
+        )
     return rows

@@ -7,6 +7,7 @@ browser refuse anything else, so a stray external reference fails loudly in a te
 Everything taken from the run's files (config comments, names, messages) goes
 through html.escape: a run name or a YAML comment may hold '<'.
 """
+
 from __future__ import annotations
 
 import base64
@@ -95,6 +96,7 @@ def num(x: Any, digits: int = 3) -> str:
 
 # ---------------------------------------------------------------- finding what to report
 
+
 def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """A run or sweep folder from a path, an id (or a unique part of one), 'last' (the run or
     sweep started or resumed most recently), 'last-run' or 'last-sweep'."""
@@ -118,8 +120,10 @@ def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
             errors.append(str(e))
     if any("matches" in e for e in errors):  # ambiguous: say which ids it matched
         raise DlxError(next(e for e in errors if "matches" in e))
-    raise DlxError(f"no run or sweep '{ref}': not a run or sweep folder, and no id in {runs_dir} contains it; "
-                   f"list them with: dlx runs --runs-dir {runs_dir}")
+    raise DlxError(
+        f"no run or sweep '{ref}': not a run or sweep folder, and no id in {runs_dir} contains it; "
+        f"list them with: dlx runs --runs-dir {runs_dir}"
+    )
 
 
 def is_sweep(folder: Path) -> bool:
@@ -143,6 +147,7 @@ def write_report(ref: str | Path, out: str | Path | None = None, runs_dir: str |
 
 # ---------------------------------------------------------------- figures
 
+
 def png_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -160,11 +165,11 @@ def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:
         png = _runs_figure(run_paths, title)
     except DlxError as e:  # e.g. a run that stopped before its first log interval
         return f'<p class="note">no figure: {esc(e)}</p>'
-    return (f'<figure><img alt="{esc(caption)}" src="{png_uri(png)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return f'<figure><img alt="{esc(caption)}" src="{png_uri(png)}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
 # ---------------------------------------------------------------- building blocks
+
 
 def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], nav: dict[str, str] | None = None) -> str:
     """The whole document: sections are (id, heading, inner html); nav: the links on top (id -> label), default all."""
@@ -174,13 +179,15 @@ def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], nav: 
     links = "".join(f'<a href="#{sid}">{esc(label)}</a>' for sid, label in nav.items())
     body = "\n".join(f'<section id="{sid}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in sections)
     made = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n"
-            f"<body><main>\n<header><h1>{esc(title)}</h1><p class=\"sub\">{subtitle}</p></header>\n"
-            f"<nav>{links}</nav>\n{body}\n"
-            f"<footer>made by dlx {esc(__version__)} on {esc(made)}</footer>\n</main></body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n"
+        f'<body><main>\n<header><h1>{esc(title)}</h1><p class="sub">{subtitle}</p></header>\n'
+        f"<nav>{links}</nav>\n{body}\n"
+        f"<footer>made by dlx {esc(__version__)} on {esc(made)}</footer>\n</main></body></html>\n"
+    )
 
 
 def _pill(status: Any) -> str:
@@ -215,9 +222,11 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
         if v.get("symptom_of"):
             # A symptom: one line under its root cause's card, no cause or remedy of its own.
             root = esc(LABEL.get(v["symptom_of"], v["symptom_of"]))
-            cards.append(f'<div class="verdict symptom" data-kind="{esc(kind)}"><div class="kind">symptom: '
-                         f'{esc(kind.replace("_", " "))}</div><p>{esc(v.get("message", ""))} '
-                         f'<span class="label">(from the {root} above)</span></p></div>')
+            cards.append(
+                f'<div class="verdict symptom" data-kind="{esc(kind)}"><div class="kind">symptom: '
+                f"{esc(kind.replace('_', ' '))}</div><p>{esc(v.get('message', ''))} "
+                f'<span class="label">(from the {root} above)</span></p></div>'
+            )
             continue
         parts = [f'<div class="kind">{esc(kind.replace("_", " "))}</div>', f"<p>{esc(v.get('message', ''))}</p>"]
         if v.get("cause"):
@@ -237,8 +246,18 @@ def layers_html(summary: dict[str, Any]) -> str:
     rows = []
     for r in layer_rows(summary):
         bar = f'<span style="width:{max(3, round(100 * r["bar"]))}%"></span>' if r["bar"] is not None else ""
-        rows.append([esc(r["layer"]), esc(r["shape"]), num(r["grad_first"]), num(r["grad_median"]),
-                     num(r["grad_last"]), bar, num(r["weight_norm"]), num(r["update_ratio"])])
+        rows.append(
+            [
+                esc(r["layer"]),
+                esc(r["shape"]),
+                num(r["grad_first"]),
+                num(r["grad_median"]),
+                num(r["grad_last"]),
+                bar,
+                num(r["weight_norm"]),
+                num(r["update_ratio"]),
+            ]
+        )
     head = list(LAYER_HEADERS)
     table = _table(head, rows, left=("layer", "shape", "log median"))
     table = table.replace('<td class="l"><span', '<td class="l bar"><span')
@@ -258,11 +277,20 @@ def layers_html(summary: dict[str, Any]) -> str:
             if not row or not row[-1]:
                 continue
             first, last = row[0] or 0.0, row[-1]
-            trows.append([esc(names[i] if i < len(names) else f"row {i}"), num(first), num(last),
-                          str(len(row)), num(first / last)])
+            trows.append(
+                [
+                    esc(names[i] if i < len(names) else f"row {i}"),
+                    num(first),
+                    num(last),
+                    str(len(row)),
+                    num(first / last),
+                ]
+            )
         if trows:
-            out.append("<h3>Gradient through time at the last log step (||dL/dh_t||)</h3>"
-                       + _table(["layer", "t=1", "t=T", "T", "ratio"], trows, left=("layer",)))
+            out.append(
+                "<h3>Gradient through time at the last log step (||dL/dh_t||)</h3>"
+                + _table(["layer", "t=1", "t=T", "T", "ratio"], trows, left=("layer",))
+            )
     return "\n".join(out)
 
 
@@ -277,12 +305,16 @@ def metrics_html(summary: dict[str, Any], status: str | None = None) -> str:
         if final.get(k) is None:
             continue
         extra = f'<div class="extra">best {num(best[k], 4)}</div>' if best.get(k) is not None else ""
-        cards.append(f'<div class="metric"><div class="name">{esc(k)}</div>'
-                     f'<div class="value">{num(final[k], 4)}</div>{extra}</div>')
+        cards.append(
+            f'<div class="metric"><div class="name">{esc(k)}</div>'
+            f'<div class="value">{num(final[k], 4)}</div>{extra}</div>'
+        )
     status = status or summary.get("status", "?")
     epochs, speed = summary.get("epochs") or 0, summary.get("samples_per_s") or 0
-    line = (f"{_pill(status)} {esc(summary.get('steps', 0))} steps, {epochs:g} epochs, "
-            f"{num(summary.get('train_seconds'))} s, {speed:,.0f} samples/s")
+    line = (
+        f"{_pill(status)} {esc(summary.get('steps', 0))} steps, {epochs:g} epochs, "
+        f"{num(summary.get('train_seconds'))} s, {speed:,.0f} samples/s"
+    )
     if summary.get("reason"):
         line += f" ({esc(summary['reason'])})"
     d = summary.get("diverged")
@@ -294,26 +326,35 @@ def metrics_html(summary: dict[str, Any], status: str | None = None) -> str:
     out = summary.get("outcome") or {}
     if out.get("text"):
         line += f'<br><span class="label">Outcome:</span> {esc(out["text"])}'
-    return (f'<div class="metrics">{"".join(cards)}</div>' if cards else '<p class="note">no final metrics</p>') \
-        + f"<p>{line}</p>"
+    return (
+        f'<div class="metrics">{"".join(cards)}</div>' if cards else '<p class="note">no final metrics</p>'
+    ) + f"<p>{line}</p>"
 
 
 def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None, status: str | None = None) -> str:
     s = summary or {}
     ver = meta.get("versions") or {}
     data = meta.get("data") or {}
-    pairs = [("run id", meta.get("run_id")), ("name", meta.get("name")), ("status", status or meta.get("status")),
-             ("device", meta.get("device")), ("seed", meta.get("seed")),
-             ("steps", f"{s.get('steps', '-')} of {meta.get('total_steps', '-')}"),
-             ("epochs", s.get("epochs")), ("batch size", meta.get("batch_size")),
-             ("parameters", f"{meta['parameters']:,}" if isinstance(meta.get("parameters"), int) else None),
-             ("data", ", ".join(f"{k} {v}" for k, v in data.items()) if data else None),
-             ("started", meta.get("started")), ("ended", meta.get("ended")),
-             ("train seconds", num(s.get("train_seconds")) if s else None),
-             ("versions", ", ".join(f"{k} {v}" for k, v in ver.items()) if ver else None),
-             ("git commit", meta.get("git_commit")),
-             ("command", " ".join(meta.get("command") or []) or None), ("working folder", meta.get("cwd")),
-             ("reason", meta.get("reason"))]
+    pairs = [
+        ("run id", meta.get("run_id")),
+        ("name", meta.get("name")),
+        ("status", status or meta.get("status")),
+        ("device", meta.get("device")),
+        ("seed", meta.get("seed")),
+        ("steps", f"{s.get('steps', '-')} of {meta.get('total_steps', '-')}"),
+        ("epochs", s.get("epochs")),
+        ("batch size", meta.get("batch_size")),
+        ("parameters", f"{meta['parameters']:,}" if isinstance(meta.get("parameters"), int) else None),
+        ("data", ", ".join(f"{k} {v}" for k, v in data.items()) if data else None),
+        ("started", meta.get("started")),
+        ("ended", meta.get("ended")),
+        ("train seconds", num(s.get("train_seconds")) if s else None),
+        ("versions", ", ".join(f"{k} {v}" for k, v in ver.items()) if ver else None),
+        ("git commit", meta.get("git_commit")),
+        ("command", " ".join(meta.get("command") or []) or None),
+        ("working folder", meta.get("cwd")),
+        ("reason", meta.get("reason")),
+    ]
     out = _kv(pairs)
     if meta.get("error"):
         out += f"<h3>Error</h3><pre>{esc(meta['error'])}</pre>"
@@ -322,6 +363,7 @@ def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None, status: str 
 
 # ---------------------------------------------------------------- pages
 
+
 def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[tuple[str, str, str]]:
     """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.folders.load_run)."""
     s = run["summary"]
@@ -329,8 +371,14 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     status = run["status"]  # runs.run_status: a killed `running` run is interrupted
     sections = []
     if s is None:
-        sections.append(("verdicts", "Verdicts", f'<p class="note">no summary yet: status {_pill(status)}; '
-                                                 f"the run is still going or stopped before it finished.</p>"))
+        sections.append(
+            (
+                "verdicts",
+                "Verdicts",
+                f'<p class="note">no summary yet: status {_pill(status)}; '
+                f"the run is still going or stopped before it finished.</p>",
+            )
+        )
     else:
         sections.append(("verdicts", "Verdicts", verdicts_html(s.get("verdicts") or [])))
         sections.append(("metrics", "Final metrics", metrics_html(s, status)))
@@ -352,8 +400,10 @@ def run_page(folder: Path) -> str:
     run = load_run(folder)
     meta = run["meta"]
     rid = meta.get("run_id") or Path(folder).name
-    sub = f"{_pill(run['status'])} {esc(meta.get('device', ''))} &middot; seed {esc(meta.get('seed'))}" \
-          f" &middot; started {esc(meta.get('started', ''))}"
+    sub = (
+        f"{_pill(run['status'])} {esc(meta.get('device', ''))} &middot; seed {esc(meta.get('seed'))}"
+        f" &middot; started {esc(meta.get('started', ''))}"
+    )
     try:
         import yaml
 
@@ -400,7 +450,7 @@ def params_figure(rows: list[dict[str, Any]], metric: str) -> bytes | None:
         ax.set_xlabel(key, fontsize=9)
         ax.set_ylabel(metric, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -425,8 +475,9 @@ def sweep_page(folder: Path) -> str:
     # Best first by the metric; trials without a value (diverged, failed) last, by index.
     rows = results.get("rows") or []
     sign = -1 if goal == "max" else 1
-    rows = (sorted((r for r in rows if _is_number(r.get("value"))), key=lambda r: (sign * r["value"], r["trial"]))
-            + sorted((r for r in rows if not _is_number(r.get("value"))), key=lambda r: r["trial"]))
+    rows = sorted(
+        (r for r in rows if _is_number(r.get("value"))), key=lambda r: (sign * r["value"], r["trial"])
+    ) + sorted((r for r in rows if not _is_number(r.get("value"))), key=lambda r: r["trial"])
     best = results.get("best")
     keys = list(dict.fromkeys(k for r in rows for k in (r.get("params") or {})))
     sections = []
@@ -436,25 +487,47 @@ def sweep_page(folder: Path) -> str:
     for r in rows:
         note = (r.get("error") or "").splitlines()[0] if r.get("error") else ""
         params = r.get("params") or {}
-        trows.append([f"{r['trial']:04d}", *[_cell(params.get(k)) for k in keys], _cell(r.get("value")),
-                      _pill(r.get("status")), esc(r.get("verdict") or "-"), num(r.get("seconds")), esc(note)])
+        trows.append(
+            [
+                f"{r['trial']:04d}",
+                *[_cell(params.get(k)) for k in keys],
+                _cell(r.get("value")),
+                _pill(r.get("status")),
+                esc(r.get("verdict") or "-"),
+                num(r.get("seconds")),
+                esc(note),
+            ]
+        )
         classes.append("best" if best and r["trial"] == best.get("trial") else "")
-    table = (_table(head, trows, left=("trial", "status", "verdict", "note", *keys), classes=classes) if rows
-             else '<p class="note">no finished trials yet</p>')
-    sections.append(("trials", f"Trials ({len(rows)} of {meta.get('trials', '?')}, best first by {metric})",
-                     table))
+    table = (
+        _table(head, trows, left=("trial", "status", "verdict", "note", *keys), classes=classes)
+        if rows
+        else '<p class="note">no finished trials yet</p>'
+    )
+    sections.append(("trials", f"Trials ({len(rows)} of {meta.get('trials', '?')}, best first by {metric})", table))
 
     png = params_figure(rows, metric)
     if png is not None:
-        sections.append(("params", f"{metric} against each parameter",
-                         f'<figure><img alt="{esc(metric)} against each parameter" src="{png_uri(png)}">'
-                         f"<figcaption>one point per finished trial</figcaption></figure>"))
+        sections.append(
+            (
+                "params",
+                f"{metric} against each parameter",
+                f'<figure><img alt="{esc(metric)} against each parameter" src="{png_uri(png)}">'
+                f"<figcaption>one point per finished trial</figcaption></figure>",
+            )
+        )
 
     best_run = folder / best["run"] if best and best.get("run") else None
     if best_run is not None and (best_run / "meta.json").is_file():
         run = load_run(best_run)
-        intro = _kv([("trial", f"{best['trial']:04d}"), (metric, num(best.get("value"), 4)),
-                     ("params", json.dumps(best.get("params"))), ("run folder", best["run"])])
+        intro = _kv(
+            [
+                ("trial", f"{best['trial']:04d}"),
+                (metric, num(best.get("value"), 4)),
+                ("params", json.dumps(best.get("params"))),
+                ("run folder", best["run"]),
+            ]
+        )
         for sid, h, inner in run_sections(run, figure_title=f"best trial {best['trial']:04d}"):
             if sid == "verdicts":
                 inner = intro + "<h3>Verdicts</h3>" + inner
@@ -465,17 +538,34 @@ def sweep_page(folder: Path) -> str:
 
     spec = (folder / "spec.yaml").read_text() if (folder / "spec.yaml").is_file() else ""
     sections.append(("spec", "Sweep spec", f"<pre>{esc(spec)}</pre>"))
-    sections.append(("meta", "Sweep", _kv([
-        ("sweep id", meta.get("sweep_id")), ("status", meta.get("status")), ("strategy", meta.get("strategy")),
-        ("seed", meta.get("seed")), ("metric", f"{metric} ({goal})"),
-        ("trials", f"{meta.get('done', len(rows))} done of {meta.get('trials', '?')}"),
-        ("spec path", meta.get("spec_path")), ("base path", meta.get("base_path")),
-        ("overrides", " ".join(meta.get("sets") or []) or None),
-        ("created", meta.get("created")), ("resumed", meta.get("resumed")), ("ended", meta.get("ended"))])))
+    sections.append(
+        (
+            "meta",
+            "Sweep",
+            _kv(
+                [
+                    ("sweep id", meta.get("sweep_id")),
+                    ("status", meta.get("status")),
+                    ("strategy", meta.get("strategy")),
+                    ("seed", meta.get("seed")),
+                    ("metric", f"{metric} ({goal})"),
+                    ("trials", f"{meta.get('done', len(rows))} done of {meta.get('trials', '?')}"),
+                    ("spec path", meta.get("spec_path")),
+                    ("base path", meta.get("base_path")),
+                    ("overrides", " ".join(meta.get("sets") or []) or None),
+                    ("created", meta.get("created")),
+                    ("resumed", meta.get("resumed")),
+                    ("ended", meta.get("ended")),
+                ]
+            ),
+        )
+    )
 
     sid = meta.get("sweep_id") or folder.name
-    sub = (f"{_pill(meta.get('status'))} {esc(meta.get('strategy'))} search, {esc(metric)} ({esc(goal)}), "
-           f"{esc(meta.get('done', len(rows)))} of {esc(meta.get('trials', '?'))} trials")
+    sub = (
+        f"{_pill(meta.get('status'))} {esc(meta.get('strategy'))} search, {esc(metric)} ({esc(goal)}), "
+        f"{esc(meta.get('done', len(rows)))} of {esc(meta.get('trials', '?'))} trials"
+    )
     if best:
         sub += f" &middot; best {esc(metric)} {num(best.get('value'), 4)} (trial {best['trial']:04d})"
     # The best trial's own sections stay out of the links: one link to the start of them is enough.

@@ -4,6 +4,7 @@ A scheme sets every weight matrix the model lists in `init_targets()` (its
 Linear/Conv layers); biases are set to `bias` (zeros unless given), except for
 `default`, which keeps PyTorch's own initialisation unless a bias is given.
 """
+
 from __future__ import annotations
 
 import math
@@ -181,8 +182,11 @@ class FromFile(InitSpec):
         own = model.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                 for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        wrong = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        ]
         if wrong or (self.strict and (missing or unexpected)):
             lines = [f"{self.path} does not fit the model"]
             if missing:

@@ -58,6 +58,7 @@ maps inside attention). A recurrent layer carries a state through time with
 two matrices; this per-layer formula does not describe it, and its row says
 "not applicable" rather than giving a made-up number.
 """
+
 from __future__ import annotations
 
 import copy
@@ -125,8 +126,19 @@ _GL_T, _GL_W = np.polynomial.legendre.leggauss(GL_NODES)
 # map is its padded corner).
 GAIN_GRID, GAIN_ROWS = 64, 1024
 
-VERDICTS = ("ok", "kept", "grows", "shrinks", "higher than theory", "lower than theory",
-            "identical units", "no input signal", "too few units", "overflow", "not applicable")
+VERDICTS = (
+    "ok",
+    "kept",
+    "grows",
+    "shrinks",
+    "higher than theory",
+    "lower than theory",
+    "identical units",
+    "no input signal",
+    "too few units",
+    "overflow",
+    "not applicable",
+)
 
 
 def _name(spec) -> str:
@@ -141,9 +153,15 @@ def mean_square(activation: nn.Module, mean, var) -> np.ndarray:
     sd = np.sqrt(np.maximum(var, 1e-300))[:, None]
     kink = np.clip(-mean[:, None] / sd, -TAIL_SD, TAIL_SD)  # z = 0 in t
     steps = np.geomspace(GRADED_MIN, 2 * TAIL_SD, GRADED_PANELS)
-    edges = np.concatenate([np.broadcast_to(np.linspace(-TAIL_SD, TAIL_SD, EVEN_PANELS + 1), (len(mean), EVEN_PANELS + 1)),
-                            kink, np.clip(kink - steps, -TAIL_SD, TAIL_SD), np.clip(kink + steps, -TAIL_SD, TAIL_SD)],
-                           axis=1)
+    edges = np.concatenate(
+        [
+            np.broadcast_to(np.linspace(-TAIL_SD, TAIL_SD, EVEN_PANELS + 1), (len(mean), EVEN_PANELS + 1)),
+            kink,
+            np.clip(kink - steps, -TAIL_SD, TAIL_SD),
+            np.clip(kink + steps, -TAIL_SD, TAIL_SD),
+        ],
+        axis=1,
+    )
     edges.sort(axis=1)  # [R, P + 1]; panels of zero width (clipped edges) weigh nothing
     half = np.diff(edges, axis=1)[..., None] / 2  # [R, P, 1]
     t = (edges[:, :-1, None] + edges[:, 1:, None]) / 2 + half * _GL_T  # [R, P, GL_NODES]
@@ -174,12 +192,12 @@ def weight_moments(spec, w: torch.Tensor) -> tuple[float, float, str]:
     if name == "constant":
         return float(spec.value), 0.0, f"0 (every weight {spec.value:g}: units identical)"
     if name == "normal":
-        return float(spec.mean), spec.std ** 2, f"std^2 = {spec.std:g}^2"
+        return float(spec.mean), spec.std**2, f"std^2 = {spec.std:g}^2"
     if name == "uniform":
         return (spec.low + spec.high) / 2, (spec.high - spec.low) ** 2 / 12, "(high-low)^2/12"
     if name in ("xavier_uniform", "xavier_normal"):
         g = "" if spec.gain == 1 else f"{spec.gain:g}^2 * "
-        return 0.0, spec.gain ** 2 * 2.0 / (fan_in + fan_out), g + "2/(fan_in+fan_out)"
+        return 0.0, spec.gain**2 * 2.0 / (fan_in + fan_out), g + "2/(fan_in+fan_out)"
     if name in ("kaiming_uniform", "kaiming_normal"):
         gain2 = torch.nn.init.calculate_gain(spec.nonlinearity, spec.a) ** 2
         fan = fan_in if spec.mode == "fan_in" else fan_out
@@ -188,7 +206,7 @@ def weight_moments(spec, w: torch.Tensor) -> tuple[float, float, str]:
         return 0.0, 1.0 / fan_in, "1/fan_in"
     if name == "orthogonal":
         g = "1" if spec.gain == 1 else f"{spec.gain:g}^2"
-        return 0.0, spec.gain ** 2 / max(w.shape[0], fan_in), g + "/max(fan_in, fan_out)"
+        return 0.0, spec.gain**2 / max(w.shape[0], fan_in), g + "/max(fan_in, fan_out)"
     if name == "default":
         return 0.0, 1.0 / (3 * fan_in), "1/(3 fan_in) (PyTorch default)"
     # from_file, or a scheme added later: the theory with the weights' own statistics.
@@ -340,18 +358,34 @@ def _rows(targets, checked: dict[int, _Layer], cfg) -> list[dict[str, Any]]:
     prev: _Layer | None = None  # the previous checked layer, where its Var(W x) > 0
     for name, module in targets:
         ws = layer_weights(module)
-        row: dict[str, Any] = {"layer": name, "fan_in": None, "fan_out": None, "scheme": scheme,
-                               "rule": None, "weight_var": None, "input_sq": None, "predicted_var": None,
-                               "measured_var": None, "ratio": None, "allowed": None, "input_rank": None,
-                               "predicted_gain": None, "measured_gain": None,
-                               "verdict": "not applicable", "note": None}
+        row: dict[str, Any] = {
+            "layer": name,
+            "fan_in": None,
+            "fan_out": None,
+            "scheme": scheme,
+            "rule": None,
+            "weight_var": None,
+            "input_sq": None,
+            "predicted_var": None,
+            "measured_var": None,
+            "ratio": None,
+            "allowed": None,
+            "input_rank": None,
+            "predicted_gain": None,
+            "measured_gain": None,
+            "verdict": "not applicable",
+            "note": None,
+        }
         rows.append(row)
         last, prev = prev, None
         st = checked.get(id(module))
         if st is None:
-            row["note"] = (f"{type(module).__name__} with {len(ws)} weight matrices carries a state through "
-                           f"time: not one linear map of its input" if len(ws) > 1 else
-                           f"{type(module).__name__} is not a Linear or Conv2d layer")
+            row["note"] = (
+                f"{type(module).__name__} with {len(ws)} weight matrices carries a state through "
+                f"time: not one linear map of its input"
+                if len(ws) > 1
+                else f"{type(module).__name__} is not a Linear or Conv2d layer"
+            )
             continue
         w = ws[0]
         fan_in, fan_out = _fans(w)
@@ -420,11 +454,11 @@ def _input_square(activation: nn.Module | None, st: _Layer) -> float:
     if st.w_mean:
         z_mean = st.b_mean + st.u_mean
         if activation is None:
-            return float(np.mean(z_mean ** 2 + z_var))
+            return float(np.mean(z_mean**2 + z_var))
         pick = np.random.default_rng(0).permutation(len(z_var))[:GAIN_ROWS]
         return float(np.mean(mean_square(activation, z_mean[pick], z_var[pick])))
     if activation is None:
-        return st.b_mean ** 2 + float(np.mean(z_var))
+        return st.b_mean**2 + float(np.mean(z_var))
     hi = float(z_var.max())
     lo = max(float(z_var.min()), hi * 1e-12)
     grid = np.geomspace(lo, hi, GAIN_GRID) if hi > lo else np.array([hi])
@@ -441,18 +475,23 @@ def _verdict(row: dict, s2: float, b_var: float, mean_sq: float, units: int, dof
     measured, predicted, ratio, allowed = row["measured_var"], row["predicted_var"], row["ratio"], row["allowed"]
     if s2 == 0:
         if measured <= IDENTICAL_REL * mean_sq:
-            return "identical units", ("every unit computes the same value" if b_var == 0 else
-                                       "every unit has the same weights; only the biases differ")
+            return "identical units", (
+                "every unit computes the same value"
+                if b_var == 0
+                else "every unit has the same weights; only the biases differ"
+            )
         return "higher than theory", "the scheme makes the units' weights identical, yet they differ"
     if predicted == 0 or allowed is None:
         return "no input signal", "the layer's input is all zeros"
     if dof < MIN_DOF:
-        return "too few units", (f"{units} units fed by an input of effective rank {row['input_rank']:.2g}: "
-                                 f"one draw of W says too little")
+        return "too few units", (
+            f"{units} units fed by an input of effective rank {row['input_rank']:.2g}: one draw of W says too little"
+        )
     lo, hi = allowed
     if not lo <= ratio <= hi:
-        return ("lower" if ratio < 1 else "higher") + " than theory", \
-            f"measured {ratio:.2g}x the prediction (allowed: {lo:.2g}x to {hi:.2g}x)"
+        return (
+            "lower" if ratio < 1 else "higher"
+        ) + " than theory", f"measured {ratio:.2g}x the prediction (allowed: {lo:.2g}x to {hi:.2g}x)"
     noisy = None
     if not 1 / OK_FACTOR <= ratio <= OK_FACTOR:
         noisy = f"{ratio:.2g}x is within this layer's noise ({lo:.2g}x to {hi:.2g}x: few units or a low-rank input)"
@@ -479,15 +518,33 @@ def _num(x: float | int | None) -> str:
     return num(x, large=1e3, short_exp=True, exact_int=True)
 
 
-VERDICT_STYLE = {"ok": "green", "kept": "green", "grows": "red", "shrinks": "yellow",
-                 "higher than theory": "magenta", "lower than theory": "magenta",
-                 "identical units": "yellow", "no input signal": "yellow", "too few units": "dim",
-                 "overflow": "bold red", "not applicable": "dim"}
+VERDICT_STYLE = {
+    "ok": "green",
+    "kept": "green",
+    "grows": "red",
+    "shrinks": "yellow",
+    "higher than theory": "magenta",
+    "lower than theory": "magenta",
+    "identical units": "yellow",
+    "no input signal": "yellow",
+    "too few units": "dim",
+    "overflow": "bold red",
+    "not applicable": "dim",
+}
 # Two-line headers, no vertical rules, one space between columns: the table fits 80
 # columns for MLP layer names (the verdict wraps where it must).
-COLUMNS = (("layer", "\nlayer"), ("fans", "fan\nin/out"), ("s2", "init\ns^2"), ("in", "input\nE[x^2]"),
-           ("pred", "Var(y)\npred"), ("meas", "Var(y)\nmeas"), ("ratio", "meas/\npred"),
-           ("g_pred", "gain\npred"), ("g_meas", "gain\nmeas"), ("verdict", "\nverdict"))
+COLUMNS = (
+    ("layer", "\nlayer"),
+    ("fans", "fan\nin/out"),
+    ("s2", "init\ns^2"),
+    ("in", "input\nE[x^2]"),
+    ("pred", "Var(y)\npred"),
+    ("meas", "Var(y)\nmeas"),
+    ("ratio", "meas/\npred"),
+    ("g_pred", "gain\npred"),
+    ("g_meas", "gain\nmeas"),
+    ("verdict", "\nverdict"),
+)
 
 
 def init_check_table(rows: list[dict[str, Any]]):
@@ -501,12 +558,22 @@ def init_check_table(rows: list[dict[str, Any]]):
     scheme = rows[0]["scheme"] if rows else "?"
     rules = list(dict.fromkeys(r["rule"] for r in rows if r.get("rule")))
     notes = [f"{r['layer']}: {r['note']}" for r in rows if r.get("note")]
-    caption = ("Var(y) is the spread of W x across units; predicted = fan_in * s^2 * E[x^2], with E[x^2] "
-               "measured at the layer's input; gain = Var(y) / Var(y) of the layer before"
-               + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, start=1)))
-    t = Table(title=escape(f"init check at step 0: {scheme}, s^2 = {'; '.join(rules) or '-'}"),
-              title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              collapse_padding=True, caption=escape(caption), caption_justify="left")
+    caption = (
+        "Var(y) is the spread of W x across units; predicted = fan_in * s^2 * E[x^2], with E[x^2] "
+        "measured at the layer's input; gain = Var(y) / Var(y) of the layer before"
+        + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, start=1))
+    )
+    t = Table(
+        title=escape(f"init check at step 0: {scheme}, s^2 = {'; '.join(rules) or '-'}"),
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        caption=escape(caption),
+        caption_justify="left",
+    )
     for key, header in COLUMNS:
         t.add_column(escape(header), justify="left" if key in ("layer", "verdict") else "right")
     k = 0
@@ -516,7 +583,16 @@ def init_check_table(rows: list[dict[str, Any]]):
         if r.get("note"):
             k += 1
             verdict.append(f" [{k}]", style="dim")
-        t.add_row(r["layer"], fans, _num(r["weight_var"]), _num(r["input_sq"]), _num(r["predicted_var"]),
-                  _num(r["measured_var"]), _num(r["ratio"]), _num(r["predicted_gain"]), _num(r["measured_gain"]),
-                  verdict)
+        t.add_row(
+            r["layer"],
+            fans,
+            _num(r["weight_var"]),
+            _num(r["input_sq"]),
+            _num(r["predicted_var"]),
+            _num(r["measured_var"]),
+            _num(r["ratio"]),
+            _num(r["predicted_gain"]),
+            _num(r["measured_gain"]),
+            verdict,
+        )
     return t

@@ -7,6 +7,7 @@ Every optimizer is PyTorch's own, with PyTorch's conventions (momentum form,
 weight decay, eps placement); OPTIMIZERS.notes spells them out for `dlx list
 optimizer` and tests/test_optim_conventions.py checks each against torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -114,8 +115,14 @@ class SGD(OptimizerSpec):
         return self
 
     def build(self, params):
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                               nesterov=self.nesterov, weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=self.dampening,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+        )
 
 
 @OPTIMIZERS.register("momentum")
@@ -126,8 +133,9 @@ class Momentum(OptimizerSpec):
     dampening: float = Field(0.0, ge=0, le=1)
 
     def build(self, params):
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                               weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            params, lr=self.lr, momentum=self.momentum, dampening=self.dampening, weight_decay=self.weight_decay
+        )
 
 
 @OPTIMIZERS.register("nesterov")
@@ -137,8 +145,9 @@ class Nesterov(OptimizerSpec):
     momentum: float = Field(0.9, gt=0, lt=1)
 
     def build(self, params):
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=True,
-                               weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            params, lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
+        )
 
 
 @OPTIMIZERS.register("adagrad")
@@ -150,9 +159,14 @@ class Adagrad(OptimizerSpec):
     eps: PositiveFloat = 1e-10
 
     def build(self, params):
-        return torch.optim.Adagrad(params, lr=self.lr, lr_decay=self.lr_decay, eps=self.eps,
-                                   initial_accumulator_value=self.initial_accumulator_value,
-                                   weight_decay=self.weight_decay)
+        return torch.optim.Adagrad(
+            params,
+            lr=self.lr,
+            lr_decay=self.lr_decay,
+            eps=self.eps,
+            initial_accumulator_value=self.initial_accumulator_value,
+            weight_decay=self.weight_decay,
+        )
 
 
 @OPTIMIZERS.register("adadelta")
@@ -164,8 +178,7 @@ class Adadelta(OptimizerSpec):
     eps: PositiveFloat = 1e-6
 
     def build(self, params):
-        return torch.optim.Adadelta(params, lr=self.lr, rho=self.rho, eps=self.eps,
-                                    weight_decay=self.weight_decay)
+        return torch.optim.Adadelta(params, lr=self.lr, rho=self.rho, eps=self.eps, weight_decay=self.weight_decay)
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -179,9 +192,15 @@ class RMSprop(OptimizerSpec):
     centered: bool = False
 
     def build(self, params):
-        return torch.optim.RMSprop(params, lr=self.lr, alpha=self.alpha, eps=self.eps,
-                                   momentum=self.momentum, centered=self.centered,
-                                   weight_decay=self.weight_decay)
+        return torch.optim.RMSprop(
+            params,
+            lr=self.lr,
+            alpha=self.alpha,
+            eps=self.eps,
+            momentum=self.momentum,
+            centered=self.centered,
+            weight_decay=self.weight_decay,
+        )
 
 
 class _AdamBase(OptimizerSpec):
@@ -203,8 +222,9 @@ class Adam(_AdamBase):
     """Momentum plus RMSprop scaling, bias-corrected (Kingma & Ba 2015); weight_decay is L2 in the gradient."""
 
     def build(self, params):
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                amsgrad=self.amsgrad, weight_decay=self.weight_decay)
+        return torch.optim.Adam(
+            params, lr=self.lr, betas=self.betas, eps=self.eps, amsgrad=self.amsgrad, weight_decay=self.weight_decay
+        )
 
 
 @OPTIMIZERS.register("adamw")
@@ -214,8 +234,9 @@ class AdamW(_AdamBase):
     weight_decay: float = Field(0.01, ge=0)
 
     def build(self, params):
-        return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                 amsgrad=self.amsgrad, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=self.lr, betas=self.betas, eps=self.eps, amsgrad=self.amsgrad, weight_decay=self.weight_decay
+        )
 
 
 # Printed under the table by `dlx list optimizer` (wrapped to the terminal); each

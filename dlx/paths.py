@@ -1,4 +1,5 @@
 """File paths in configs: resolved against the working directory, then the config's folder."""
+
 from __future__ import annotations
 
 from pathlib import Path

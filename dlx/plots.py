@@ -28,6 +28,7 @@ Every panel Axes carries its panel name as its label (Axes.get_label()), so
 The series readers (grad_series, log_bins, ...) need numpy only: the terminal
 heat strips in report.py use them without importing matplotlib.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,6 +58,7 @@ ZERO_COLOR = "#bdbdbd"
 
 
 # ---------------------------------------------------------------- series (numpy only)
+
 
 def _curve(metrics: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
     pts = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
@@ -101,8 +103,7 @@ def time_grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarr
     kept = [p for p in probes if p.get("time_grad")]
     if not kept:
         return np.zeros(0, int), np.zeros((0, 0, 0))
-    return (np.asarray([p["step"] for p in kept]),
-            np.asarray([p["time_grad"] for p in kept], dtype=float))
+    return (np.asarray([p["step"] for p in kept]), np.asarray([p["time_grad"] for p in kept], dtype=float))
 
 
 def act_series(probes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -112,11 +113,13 @@ def act_series(probes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     kept = [p for p in probes if p.get("act_pct")]
     if not kept:
         return {}
-    return {"steps": np.asarray([p["step"] for p in kept]),
-            "pct": np.asarray([p["act_pct"] for p in kept], dtype=float),
-            "dead": np.asarray([p.get("act_dead") or [] for p in kept], dtype=float),
-            "negative": np.asarray([p.get("act_negative") or [] for p in kept], dtype=float),
-            "saturated": np.asarray([p.get("act_saturated") or [] for p in kept], dtype=float)}
+    return {
+        "steps": np.asarray([p["step"] for p in kept]),
+        "pct": np.asarray([p["act_pct"] for p in kept], dtype=float),
+        "dead": np.asarray([p.get("act_dead") or [] for p in kept], dtype=float),
+        "negative": np.asarray([p.get("act_negative") or [] for p in kept], dtype=float),
+        "saturated": np.asarray([p.get("act_saturated") or [] for p in kept], dtype=float),
+    }
 
 
 def log_bins(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +148,7 @@ def log_bins(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------- runs and groups
+
 
 @dataclass
 class Run:
@@ -191,12 +195,19 @@ def load_run_series(path: Path) -> Run:
         config = yaml.safe_load(d["config"]) or {}
     except yaml.YAMLError:
         config = {}
-    return run_series(Path(path), d["meta"], config if isinstance(config, dict) else {}, d["summary"] or {},
-                      d["metrics"], d["probes"])
+    return run_series(
+        Path(path), d["meta"], config if isinstance(config, dict) else {}, d["summary"] or {}, d["metrics"], d["probes"]
+    )
 
 
-def run_series(path: Path | None, meta: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
-               metrics: list[dict[str, Any]], probes: list[dict[str, Any]]) -> Run:
+def run_series(
+    path: Path | None,
+    meta: dict[str, Any],
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    probes: list[dict[str, Any]],
+) -> Run:
     """The series of one run from its records, read from a folder or kept in memory
     (an unsaved run: no meta, so names come from its summary)."""
     steps, grad = grad_series(probes)
@@ -205,10 +216,20 @@ def run_series(path: Path | None, meta: dict[str, Any], config: dict[str, Any], 
         layers = [f"layer {j + 1}" for j in range(grad.shape[1])]
     tg_steps, tg = time_grad_series(probes)
     meta = meta or {"name": config.get("name") or "run", "seed": config.get("seed")}
-    return Run(path=Path(path) if path else Path(meta["name"]), meta=meta, config=config,
-               summary=summary, metrics=metrics, steps=steps, grad=grad, layers=layers,
-               act_names=list(meta.get("activations") or [a["name"] for a in summary.get("activations") or []]),
-               acts=act_series(probes), tg_steps=tg_steps, time_grad=tg)
+    return Run(
+        path=Path(path) if path else Path(meta["name"]),
+        meta=meta,
+        config=config,
+        summary=summary,
+        metrics=metrics,
+        steps=steps,
+        grad=grad,
+        layers=layers,
+        act_names=list(meta.get("activations") or [a["name"] for a in summary.get("activations") or []]),
+        acts=act_series(probes),
+        tg_steps=tg_steps,
+        time_grad=tg,
+    )
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -236,7 +257,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     differ = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
     # A section whose name differs (activation.name) says it all: its other keys
     # (init.a, init.gain: parameters of different inits) would only add noise.
-    named = {k[:-len(".name")] for k in differ if k.endswith(".name")}
+    named = {k[: -len(".name")] for k in differ if k.endswith(".name")}
     differ = [k for k in differ if k.endswith(".name") or k.rsplit(".", 1)[0] not in named]
     groups = []
     for rs, f in zip(by.values(), flats):
@@ -266,12 +287,17 @@ def _as_groups(runs: Sequence[Any]) -> list[Group]:
 
 # ---------------------------------------------------------------- panels
 
+
 def panel_names(runs: Sequence[Any]) -> list[str]:
     """The panels build_figure draws for these groups (or run paths), in order."""
     groups = _as_groups(runs)
     names = ["loss"]
-    if any(m.get("train_acc") is not None or m.get("test_acc") is not None
-           for g in groups for r in g.runs for m in r.metrics):
+    if any(
+        m.get("train_acc") is not None or m.get("test_acc") is not None
+        for g in groups
+        for r in g.runs
+        for m in r.metrics
+    ):
         names.append("accuracy")
     if any(r.time_grad.size for g in groups for r in g.runs):
         names.append("time_grad")
@@ -296,11 +322,21 @@ def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, f
     kind, _, rest = name.partition(":")
     ax.set_label(name)
     if kind == "loss":
-        draw_curves(ax, [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
-                    [("train_loss", "train", "-"), ("test_loss", "test", "--")], "loss", log=True)
+        draw_curves(
+            ax,
+            [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
+            [("train_loss", "train", "-"), ("test_loss", "test", "--")],
+            "loss",
+            log=True,
+        )
     elif kind == "accuracy":
-        draw_curves(ax, [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
-                    [("train_acc", "train", "-"), ("test_acc", "test", "--")], "accuracy", log=False)
+        draw_curves(
+            ax,
+            [(g.label, [r.metrics for r in g.runs], _div(g)) for g in groups],
+            [("train_acc", "train", "-"), ("test_acc", "test", "--")],
+            "accuracy",
+            log=False,
+        )
     elif kind == "time_grad":
         draw_time_grad(ax, groups)
     elif kind == "grad_heatmap":
@@ -312,8 +348,10 @@ def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, f
         i, _, layer = rest.partition(":")
         draw_activations(ax, groups[int(i)], layer, color=f"C{int(i) % 10}")
     else:
-        raise ValueError(f"unknown panel {name!r}; panels: loss, accuracy, time_grad, grad_heatmap:G, "
-                         f"grad_lines:G, activations:G:LAYER")
+        raise ValueError(
+            f"unknown panel {name!r}; panels: loss, accuracy, time_grad, grad_heatmap:G, "
+            f"grad_lines:G, activations:G:LAYER"
+        )
 
 
 def _div(g: Group) -> int | None:
@@ -321,8 +359,9 @@ def _div(g: Group) -> int | None:
     return min(steps) if steps else None
 
 
-def draw_curves(ax, groups: list[tuple[str, list[list[dict]], int | None]],
-                keys: list[tuple[str, str, str]], ylabel: str, log: bool) -> bool:
+def draw_curves(
+    ax, groups: list[tuple[str, list[list[dict]], int | None]], keys: list[tuple[str, str, str]], ylabel: str, log: bool
+) -> bool:
     """Metric curves: one colour per group (mean over its runs, band min-max when
     several), one line style per key (train solid, test dashed). True if anything was drawn."""
     from matplotlib.lines import Line2D
@@ -348,12 +387,12 @@ def draw_curves(ax, groups: list[tuple[str, list[list[dict]], int | None]],
     if any(d is not None for _, _, d in groups):
         handles.append(Line2D([], [], color=NONFINITE_COLOR, ls=":", label="diverged"))
     if len(drawn_keys) > 1:  # a style legend only when both styles are on the axes
-        handles += [Line2D([], [], color="0.3", ls=style, label=name) for key, name, style in keys
-                    if key in drawn_keys]
+        handles += [Line2D([], [], color="0.3", ls=style, label=name) for key, name, style in keys if key in drawn_keys]
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(ylabel + (" (mean, band min-max over seeds)" if any(len(r) > 1 for _, r, _ in groups) else ""),
-                 fontsize=10)
+    ax.set_title(
+        ylabel + (" (mean, band min-max over seeds)" if any(len(r) > 1 for _, r, _ in groups) else ""), fontsize=10
+    )
     if drawn_keys:
         if log and _log_worthy([r for _, runs, _ in groups for r in runs], [k for k, _, _ in keys]):
             ax.set_yscale("log")
@@ -423,12 +462,18 @@ def draw_grad_heatmap(ax, g: Group, heat_range: tuple[float, float] | None = Non
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=ZERO_COLOR)
-    im = ax.imshow(np.ma.masked_invalid(lg.T), aspect="auto", cmap=cmap, vmin=lo, vmax=hi,
-                   extent=extent, interpolation="nearest")
+    im = ax.imshow(
+        np.ma.masked_invalid(lg.T), aspect="auto", cmap=cmap, vmin=lo, vmax=hi, extent=extent, interpolation="nearest"
+    )
     bad = np.isnan(lg.T)
     if bad.any():
-        ax.imshow(np.ma.masked_where(~bad, np.ones_like(lg.T)), aspect="auto",
-                  cmap=ListedColormap([NONFINITE_COLOR]), extent=extent, interpolation="nearest")
+        ax.imshow(
+            np.ma.masked_where(~bad, np.ones_like(lg.T)),
+            aspect="auto",
+            cmap=ListedColormap([NONFINITE_COLOR]),
+            extent=extent,
+            interpolation="nearest",
+        )
     cb = ax.figure.colorbar(im, ax=ax, pad=0.01, fraction=0.04)
     cb.set_label("log10 ||grad||", fontsize=8)
     cb.ax.tick_params(labelsize=8)
@@ -452,8 +497,7 @@ def draw_grad_lines(ax, g: Group) -> None:
 
     steps, grad = _group_grad(g)
     r = g.first
-    ax.set_title("gradient norm per layer" + (" (geometric mean over seeds)" if len(g.runs) > 1 else ""),
-                 fontsize=10)
+    ax.set_title("gradient norm per layer" + (" (geometric mean over seeds)" if len(g.runs) > 1 else ""), fontsize=10)
     if not grad.size:
         _empty(ax, "no gradient norms logged")
         return
@@ -466,8 +510,15 @@ def draw_grad_lines(ax, g: Group) -> None:
         y = np.where(np.isfinite(lg[:, j]), 10.0 ** lg[:, j], np.nan)
         if np.isfinite(y).any():
             few = np.isfinite(y).sum() <= 3  # a lone point draws no line: mark it
-            ax.plot(centre, y, color=cmap(j / max(n - 1, 1) * 0.9), lw=1.3, marker="o" if few else None, ms=4,
-                    label=r.layers[j] if j < len(r.layers) else f"layer {j + 1}")
+            ax.plot(
+                centre,
+                y,
+                color=cmap(j / max(n - 1, 1) * 0.9),
+                lw=1.3,
+                marker="o" if few else None,
+                ms=4,
+                label=r.layers[j] if j < len(r.layers) else f"layer {j + 1}",
+            )
             drawn = True
     if drawn:
         ax.set_yscale("log")
@@ -503,8 +554,7 @@ def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
     q = {p: k for k, p in enumerate(PERCENTILES)}
     for (a, b), alpha in (((0.01, 0.99), 0.18), ((0.1, 0.9), 0.3), ((0.25, 0.75), 0.45)):
         if a in q and b in q:
-            ax.fill_between(steps, pct[:, q[a]], pct[:, q[b]], color=color, alpha=alpha, lw=0,
-                            label=f"{a:.0%}-{b:.0%}")
+            ax.fill_between(steps, pct[:, q[a]], pct[:, q[b]], color=color, alpha=alpha, lw=0, label=f"{a:.0%}-{b:.0%}")
     if 0.5 in q:
         ax.plot(steps, pct[:, q[0.5]], color=color, lw=1.2, label="median")
     finite = pct[np.isfinite(pct)]
@@ -513,8 +563,13 @@ def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
     notes = []
     for key, word in (("dead", "dead"), ("negative", "negative"), ("saturated", "saturated")):
         frac = r.acts.get(key)
-        if frac is not None and frac.ndim == 2 and frac.shape[1] > j and np.isfinite(frac[-1, j]) \
-                and frac[-1, j] >= 0.05:
+        if (
+            frac is not None
+            and frac.ndim == 2
+            and frac.shape[1] > j
+            and np.isfinite(frac[-1, j])
+            and frac[-1, j] >= 0.05
+        ):
             notes.append(f"{frac[-1, j]:.0%} {word}")
     if notes:
         ax.set_title(f"{layer} ({', '.join(notes)} at the end)", fontsize=9)
@@ -545,9 +600,15 @@ def draw_time_grad(ax, groups: list[Group]) -> None:
             for row in range(r.time_grad.shape[1]):
                 y = r.time_grad[i, row]
                 t = np.arange(1, len(y) + 1)
-                ax.plot(t, _pos(y), color=cmap(0.25 + 0.7 * n / max(len(pick) - 1, 1)), ls=styles[row % 4],
-                        lw=1.4, label=f"step {r.tg_steps[i]}" + (f" {r.layers[row]}" if r.time_grad.shape[1] > 1
-                                                                   and row < len(r.layers) else ""))
+                ax.plot(
+                    t,
+                    _pos(y),
+                    color=cmap(0.25 + 0.7 * n / max(len(pick) - 1, 1)),
+                    ls=styles[row % 4],
+                    lw=1.4,
+                    label=f"step {r.tg_steps[i]}"
+                    + (f" {r.layers[row]}" if r.time_grad.shape[1] > 1 and row < len(r.layers) else ""),
+                )
     else:
         ax.set_title("gradient reaching each time step at the last log step, ||dL/dh_t||", fontsize=10)
         for gi, g in enumerate(groups):
@@ -559,11 +620,18 @@ def draw_time_grad(ax, groups: list[Group]) -> None:
                 stack = np.log10(np.stack([r.time_grad[-1] for r in runs]))  # [seeds, R, T]
             for row in range(stack.shape[1]):
                 t = np.arange(1, stack.shape[2] + 1)
-                ax.plot(t, _pos(10 ** stack[:, row].mean(0)), color=color, ls=styles[row % 4], lw=1.6,
-                        label=g.label if row == 0 else None)
+                ax.plot(
+                    t,
+                    _pos(10 ** stack[:, row].mean(0)),
+                    color=color,
+                    ls=styles[row % 4],
+                    lw=1.6,
+                    label=g.label if row == 0 else None,
+                )
                 if len(runs) > 1:
-                    ax.fill_between(t, 10 ** stack[:, row].min(0), 10 ** stack[:, row].max(0), color=color,
-                                    alpha=0.2, lw=0)
+                    ax.fill_between(
+                        t, 10 ** stack[:, row].min(0), 10 ** stack[:, row].max(0), color=color, alpha=0.2, lw=0
+                    )
     if ax.lines:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
@@ -578,6 +646,7 @@ def _pos(y: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- whole figures
+
 
 def build_figure(runs: Sequence[Any], title: str | None = None):
     """A matplotlib Figure with every panel of panel_names(runs); nothing written.
@@ -599,9 +668,17 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
             rows.append((heat, 3.3, f"gradients: {groups[i].label}", color))
         acts = [n for n in names if n.startswith(f"activations:{i}:")]
         for k in range(0, len(acts), ACT_PER_ROW):
-            rows.append((acts[k:k + ACT_PER_ROW], 2.5,
-                         None if k else f"activation percentiles over steps: {groups[i].label}"
-                                        f"{' (first seed)' if len(groups[i].runs) > 1 else ''}", color))
+            rows.append(
+                (
+                    acts[k : k + ACT_PER_ROW],
+                    2.5,
+                    None
+                    if k
+                    else f"activation percentiles over steps: {groups[i].label}"
+                    f"{' (first seed)' if len(groups[i].runs) > 1 else ''}",
+                    color,
+                )
+            )
     height = sum(h for _, h, _, _ in rows) + 0.4  # the suptitle
     fig = Figure(figsize=(FIG_WIDTH, height), dpi=DPI, layout="constrained")
     subs = fig.subfigures(len(rows), 1, height_ratios=[h for _, h, _, _ in rows], squeeze=False)[:, 0]
@@ -618,7 +695,7 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
         axes = sub.subplots(1, len(widths), width_ratios=widths, squeeze=False)[0]
         for ax, name in zip(axes, panels):
             draw_panel(ax, name, groups, heat_range=heat_range)
-        for ax in axes[len(panels):]:
+        for ax in axes[len(panels) :]:
             ax.set_visible(False)
             ax.set_label("<unused>")
         if panels[0].startswith("activations"):
@@ -626,8 +703,11 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
             if row_title:
                 axes[0].legend(fontsize=6, loc="upper left")
     n = sum(len(g.runs) for g in groups)
-    fig.suptitle(title or ("dlx plot: " + groups[0].label if len(groups) == 1 else
-                           f"dlx plot: {n} runs, {len(groups)} variants"), fontsize=12)
+    fig.suptitle(
+        title
+        or ("dlx plot: " + groups[0].label if len(groups) == 1 else f"dlx plot: {n} runs, {len(groups)} variants"),
+        fontsize=12,
+    )
     return fig
 
 
@@ -652,8 +732,12 @@ def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Pat
 USER_PANELS = ("loss", "accuracy", "time_grad", "grad_heatmap", "grad_lines", "activations")
 
 
-def panels_figure(runs: Sequence[Any], panels: Sequence[str] | None = None,
-                  size: tuple[float, float] | None = None, title: str | None = None):
+def panels_figure(
+    runs: Sequence[Any],
+    panels: Sequence[str] | None = None,
+    size: tuple[float, float] | None = None,
+    title: str | None = None,
+):
     """A Figure of the named panels (USER_PANELS), in a grid of at most 3 columns;
     every panel (build_figure) when panels is None. size: (width, height) in inches."""
     from matplotlib.figure import Figure
@@ -673,12 +757,16 @@ def panels_figure(runs: Sequence[Any], panels: Sequence[str] | None = None,
             from .registry import closest
 
             hint = closest(p, list(USER_PANELS))
-            raise UsageError(f"unknown panel {p!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                             + f" (panels: {', '.join(USER_PANELS)})")
+            raise UsageError(
+                f"unknown panel {p!r}"
+                + (f"; did you mean {hint!r}?" if hint else "")
+                + f" (panels: {', '.join(USER_PANELS)})"
+            )
         hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
         if not hits:
-            raise UsageError(f"this run has no {p!r} panel (it has: "
-                             f"{', '.join(dict.fromkeys(n.split(':')[0] for n in available))})")
+            raise UsageError(
+                f"this run has no {p!r} panel (it has: {', '.join(dict.fromkeys(n.split(':')[0] for n in available))})"
+            )
         names += hits
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
@@ -687,7 +775,7 @@ def panels_figure(runs: Sequence[Any], panels: Sequence[str] | None = None,
     heat_range = _heat_range(groups)
     for ax, name in zip(axes, names):
         draw_panel(ax, name, groups, heat_range=heat_range)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=12)
@@ -703,8 +791,9 @@ def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, ti
     return path
 
 
-def compare_curves_figure(groups: dict[str, list[list[dict[str, Any]]]], title: str = "",
-                          size: tuple[float, float] | None = None):
+def compare_curves_figure(
+    groups: dict[str, list[list[dict[str, Any]]]], title: str = "", size: tuple[float, float] | None = None
+):
     """Loss and accuracy curves per variant (mean line, band over seeds) as a Figure.
 
     Metrics only (one list of metrics records per seed), drawn by the same panel
@@ -712,9 +801,11 @@ def compare_curves_figure(groups: dict[str, list[list[dict[str, Any]]]], title: 
     """
     from matplotlib.figure import Figure
 
-    panels = [([("train_loss", "train", "-")], "train loss", True),
-              ([("test_loss", "test", "--")], "test loss", True),
-              ([("test_acc", "test", "--")], "test accuracy", False)]
+    panels = [
+        ([("train_loss", "train", "-")], "train loss", True),
+        ([("test_loss", "test", "--")], "test loss", True),
+        ([("test_acc", "test", "--")], "test accuracy", False),
+    ]
     fig = Figure(figsize=size or (5 * len(panels), 4), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, len(panels))
     entries = [(label, runs, None) for label, runs in groups.items()]

@@ -8,6 +8,7 @@ batch accuracy, all in one `torch.stack(..., out=row)`. Nothing here calls
 also asks for activation statistics (forward hooks, that step only) and the
 weight norms, update/weight ratios and unit spreads.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,11 @@ class Probes:
         self.shapes = [list(ws[0].shape) if len(ws) == 1 else [list(w.shape) for w in ws] for ws in per_layer]
         # Unit spreads need one matrix of several units (and its bias): Linear and Conv
         # layers. A one-unit layer is trivially "symmetric", so it gets none (NaN).
-        self._unit_layers = [(j, ws[0], (layer_biases(m) or [None])[0])
-                             for j, ((_, m), ws) in enumerate(zip(self.layers, per_layer))
-                             if len(ws) == 1 and ws[0].shape[0] > 1]
+        self._unit_layers = [
+            (j, ws[0], (layer_biases(m) or [None])[0])
+            for j, ((_, m), ws) in enumerate(zip(self.layers, per_layer))
+            if len(ws) == 1 and ws[0].shape[0] > 1
+        ]
         self.buf = torch.zeros(log_every, self.n + 2, device=device)
         self.acts = model.activation_modules()
         self.act_names = [n for n, _ in self.acts]
@@ -63,8 +66,7 @@ class Probes:
         self.bounds = activation_spec.bounds
         # Which ACT_FIELDS column the off-unit count goes to (None: the activation has no off side).
         self.off_below = activation_spec.off_below
-        self.off_field = (None if self.off_below is None else
-                          "dead" if activation_spec.units_can_die else "negative")
+        self.off_field = None if self.off_below is None else "dead" if activation_spec.units_can_die else "negative"
         self._hooks: list = []
         self._outs: list[torch.Tensor | None] = []
         self._prev: list[torch.Tensor] | None = None
@@ -113,6 +115,7 @@ class Probes:
         def hook(_module, _inp, out):
             # At most ACT_SAMPLE samples: statistics of a full-batch step stay cheap.
             self._outs[j] = out.detach()[:ACT_SAMPLE]
+
         return hook
 
     def unhook(self) -> None:
@@ -130,7 +133,7 @@ class Probes:
         for shape, members in groups.items():
             chunk = max(1, MAX_STACK // math.prod(shape))
             for k in range(0, len(members), chunk):
-                idx = members[k:k + chunk]
+                idx = members[k : k + chunk]
                 o = torch.stack([self._outs[j] for j in idx]).flatten(2).float()  # [G, N, units]
                 flat = o.flatten(1)  # [G, N * units]
                 zero = torch.zeros(len(idx), device=o.device)

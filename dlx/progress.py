@@ -2,6 +2,7 @@
 bar in Jupyter (IPython's display with a display_id: no ipywidgets needed, and the
 notebook file keeps the last state). Trainer callbacks; the loop never prints.
 """
+
 from __future__ import annotations
 
 import html
@@ -81,9 +82,17 @@ class TerminalProgress:
         )
 
         self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console, transient=False)
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self.task = None
 
     def on_start(self, trainer):
@@ -100,10 +109,12 @@ class TerminalProgress:
 
 def _bar_html(title: str, done: int, total: int, stats: str, seconds: float) -> str:
     pct = 100 * done / max(total, 1)
-    return (f'<div class="dlx-progress" style="font-family: monospace">'
-            f"<b>{html.escape(title)}</b> "
-            f'<progress value="{done}" max="{max(total, 1)}" style="width: 40%; vertical-align: middle"></progress> '
-            f"{done}/{total} ({pct:.0f}%) {html.escape(stats)} &middot; {seconds:.1f} s</div>")
+    return (
+        f'<div class="dlx-progress" style="font-family: monospace">'
+        f"<b>{html.escape(title)}</b> "
+        f'<progress value="{done}" max="{max(total, 1)}" style="width: 40%; vertical-align: middle"></progress> '
+        f"{done}/{total} ({pct:.0f}%) {html.escape(stats)} &middot; {seconds:.1f} s</div>"
+    )
 
 
 class NotebookProgress:
@@ -165,9 +176,15 @@ class TrialsProgress:
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("runs"), TimeElapsedColumn(), console=console or _stderr_console(),
-                                     transient=True)
+            self.progress = Progress(
+                TextColumn(f"[bold]{title}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("runs"),
+                TimeElapsedColumn(),
+                console=console or _stderr_console(),
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("runs", total=total)
 
@@ -176,8 +193,9 @@ class TrialsProgress:
         if self.handle is not None:
             from IPython.display import HTML
 
-            self.handle.update(HTML(_bar_html(self.title, self.done, self.total, "runs",
-                                              time.perf_counter() - self._t0)))
+            self.handle.update(
+                HTML(_bar_html(self.title, self.done, self.total, "runs", time.perf_counter() - self._t0))
+            )
         elif self.progress is not None:
             self.progress.advance(self.task)
 

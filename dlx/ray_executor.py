@@ -43,6 +43,7 @@ Test hook: if DLX_TEST_STARTED_DIR is set in the task's environment (pass it in
 test can find a worker process (or its node) and kill it mid-trial. Never set it
 otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,11 +77,11 @@ def import_ray():
 
 # ------------------------------------------------------------ files of a run folder
 
+
 def read_tree(root: Path) -> dict[str, bytes]:
     """Every file under root as {posix relative path: bytes}."""
     root = Path(root)
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _safe_relpath(rel: str) -> PurePosixPath:
@@ -124,6 +125,7 @@ def materialize_run(files: dict[str, bytes], runs_dir: Path, run_id: str) -> Pat
 
 
 # ------------------------------------------------------------ the task (on a worker)
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -182,11 +184,11 @@ def run_trial_task(trial_id: str, config: dict, threads: int) -> dict[str, Any]:
         result["run_path"] = None  # a path on that node; the parent sets its own
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"result": result, "code": code, "run_id": run_id, "files": files,
-            "node": node, "pid": os.getpid()}
+    return {"result": result, "code": code, "run_id": run_id, "files": files, "node": node, "pid": os.getpid()}
 
 
 # ------------------------------------------------------------ connecting
+
 
 def _host_port(address: str) -> tuple[str, int] | None:
     """(host, port) of a plain HOST:PORT address; None for forms Ray resolves itself."""
@@ -194,8 +196,10 @@ def _host_port(address: str) -> tuple[str, int] | None:
         return None
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise UsageError(f"--address {address!r} is not HOST:PORT; give the Ray head's address, "
-                         f"e.g. 10.0.0.5:6379 (the port passed to `ray start --head --port`)")
+        raise UsageError(
+            f"--address {address!r} is not HOST:PORT; give the Ray head's address, "
+            f"e.g. 10.0.0.5:6379 (the port passed to `ray start --head --port`)"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -211,9 +215,11 @@ def connect(address: str | None) -> bool:
             try:
                 socket.create_connection(hp, timeout=PROBE_TIMEOUT_S).close()
             except OSError as e:
-                raise DlxError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}. "
-                               f"Start one there with `ray start --head --port {hp[1]}`, or fix "
-                               f"--address (HOST:PORT of the head node).") from None
+                raise DlxError(
+                    f"cannot reach a Ray cluster at {address}: {e.strerror or e}. "
+                    f"Start one there with `ray start --head --port {hp[1]}`, or fix "
+                    f"--address (HOST:PORT of the head node)."
+                ) from None
     try:
         # log_to_driver=False: the trials' output stays in Ray's logs; dlx prints its own rows.
         ray.init(address=address or None, log_to_driver=False, logging_level=logging.WARNING)
@@ -225,11 +231,13 @@ def connect(address: str | None) -> bool:
             f"cannot connect to {where}: {type(e).__name__}: {e}. Check that it is running "
             f"(`ray status --address {address or 'HOST:PORT'}`), that this shell has the same "
             f"RAY_AUTH_MODE and RAY_AUTH_TOKEN as the cluster (or neither, if it runs without "
-            f"token auth), and the same Ray and Python versions.") from None
+            f"token auth), and the same Ray and Python versions."
+        ) from None
     return True
 
 
 # ------------------------------------------------------------ the executor
+
 
 def _retryable(ray, e: BaseException) -> bool:
     """A system failure (worker or node died, result lost): another attempt may succeed."""
@@ -245,8 +253,15 @@ def _first_line(e: BaseException) -> str:
 class RayExecutor:
     """Runs trials as Ray tasks (num_cpus / num_gpus each) on a Ray cluster."""
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 max_retries: int = 2, max_parallel: int | None = None, env: dict | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_retries: int = 2,
+        max_parallel: int | None = None,
+        env: dict | None = None,
+    ):
         if num_cpus < 0 or num_gpus < 0:
             raise UsageError("num_cpus and num_gpus per trial must be >= 0")
         self.ray = import_ray()
@@ -261,11 +276,14 @@ class RayExecutor:
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         where = f"the Ray cluster at {address}" if address else "the local Ray instance"
         if num_gpus > 0 and gpus < num_gpus:
-            raise UsageError(f"each trial asks for {num_gpus:g} GPU(s) and {where} has {gpus:g}; "
-                             f"add GPU nodes or leave the GPU option out")
+            raise UsageError(
+                f"each trial asks for {num_gpus:g} GPU(s) and {where} has {gpus:g}; "
+                f"add GPU nodes or leave the GPU option out"
+            )
         if num_cpus > cpus:
-            raise UsageError(f"each trial asks for {num_cpus:g} CPU(s) and {where} has {cpus:g}; "
-                             f"ask for fewer CPUs per trial")
+            raise UsageError(
+                f"each trial asks for {num_cpus:g} CPU(s) and {where} has {cpus:g}; ask for fewer CPUs per trial"
+            )
         # Default: as many trials as fit at once (on the nodes present now); never more,
         # so the trials iterable is only asked for a point when a slot is really free.
         fit = cpus / num_cpus if num_cpus > 0 else max(cpus, 1.0)
@@ -283,8 +301,11 @@ class RayExecutor:
     def _submit(self, trial: Trial):
         if self._remote is None:
             self._remote = self.ray.remote(run_trial_task)
-        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                                "max_retries": 0}  # retried here, so attempts are counted
+        opts: dict[str, Any] = {
+            "num_cpus": self.num_cpus,
+            "num_gpus": self.num_gpus,
+            "max_retries": 0,
+        }  # retried here, so attempts are counted
         if self.env:
             opts["runtime_env"] = {"env_vars": self.env}
         return self._remote.options(**opts).remote(trial.id, trial.config, self.threads)
@@ -298,23 +319,41 @@ class RayExecutor:
             if _retryable(ray, e):
                 if number <= self.max_retries:
                     return None
-                error = (f"the Ray worker running it died on all {number} attempts "
-                         f"(last: {type(e).__name__}: {_first_line(e)})")
-                return TrialResult(id=trial.id, status="crashed", run_path=None, summary=None,
-                                   metrics=None, attempts=number, error=error)
+                error = (
+                    f"the Ray worker running it died on all {number} attempts "
+                    f"(last: {type(e).__name__}: {_first_line(e)})"
+                )
+                return TrialResult(
+                    id=trial.id,
+                    status="crashed",
+                    run_path=None,
+                    summary=None,
+                    metrics=None,
+                    attempts=number,
+                    error=error,
+                )
             error = f"{type(e).__name__}: {e}"
             if "No module named 'dlx" in error:
                 error += "\n(dlx must be installed on every node of the Ray cluster)"
-            return TrialResult(id=trial.id, status="failed", run_path=None, summary=None,
-                               metrics=None, attempts=number, error=error)
+            return TrialResult(
+                id=trial.id, status="failed", run_path=None, summary=None, metrics=None, attempts=number, error=error
+            )
         result = out["result"]
         run_path = None
         if out.get("run_id"):
             run_path = materialize_run(out["files"], trial.runs_dir, out["run_id"])
-        return TrialResult(id=trial.id, status=result["status"], run_path=run_path,
-                           summary=result.get("summary"), metrics=result.get("metrics"),
-                           attempts=number, error=result.get("error"), started=result.get("started"),
-                           ended=result.get("ended"), node=out.get("node"))
+        return TrialResult(
+            id=trial.id,
+            status=result["status"],
+            run_path=run_path,
+            summary=result.get("summary"),
+            metrics=result.get("metrics"),
+            attempts=number,
+            error=result.get("error"),
+            started=result.get("started"),
+            ended=result.get("ended"),
+            node=out.get("node"),
+        )
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in pull order, on_result(result) called as each finishes.

@@ -2,6 +2,7 @@
 RunWriter that writes the run folder as the run goes. Callbacks of the trainer; the
 trainer itself never touches files, and the folder layout is runs.RunFolder's.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,18 @@ from .diagnose import outcome as run_outcome
 from .folders import RunFolder, command_line, git_commit, jsonable, now, versions
 
 SCALAR_KEYS = ("step", "epoch", "first_step", "lr", "time", "train_loss", "train_acc", "test_loss", "test_acc")
-PROBE_KEYS = ("weight_norm", "update_ratio", "unit_spread", "act_mean", "act_std", "act_saturated",
-              "act_dead", "act_negative", "act_pct", "time_grad")
+PROBE_KEYS = (
+    "weight_norm",
+    "update_ratio",
+    "unit_spread",
+    "act_mean",
+    "act_std",
+    "act_saturated",
+    "act_dead",
+    "act_negative",
+    "act_pct",
+    "time_grad",
+)
 
 
 def metrics_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -28,8 +39,12 @@ def metrics_record(record: dict[str, Any]) -> dict[str, Any]:
 def probes_record(record: dict[str, Any]) -> dict[str, Any]:
     """One probes.jsonl line from a trainer interval record (arrays as they are; the writer
     makes them JSON)."""
-    probe = {"step": record["step"], "first_step": record["first_step"],
-             "grad_norm": record["grad_norm"], "loss": record["loss_steps"]}
+    probe = {
+        "step": record["step"],
+        "first_step": record["first_step"],
+        "grad_norm": record["grad_norm"],
+        "loss": record["loss_steps"],
+    }
     probe.update({k: record[k] for k in PROBE_KEYS if k in record})
     if record.get("diverged"):
         probe["diverged"] = record["diverged"]
@@ -57,8 +72,9 @@ class History:
         if trainer.step == 0:
             self.init_check = init_check_for(trainer)
 
-    def restore(self, metrics: list[dict[str, Any]], probes: list[dict[str, Any]],
-                init_check: list[dict[str, Any]] | None) -> None:
+    def restore(
+        self, metrics: list[dict[str, Any]], probes: list[dict[str, Any]], init_check: list[dict[str, Any]] | None
+    ) -> None:
         """The series of a resumed run's earlier sessions, from its files (as on_interval kept them)."""
         self.metrics = [{k: m[k] for k in SCALAR_KEYS if k in m} for m in metrics]
         self.probes = list(probes)
@@ -91,10 +107,15 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
         col = grad[:, j] if grad.size else np.zeros(0)
         fin = col[np.isfinite(col)]
         # "last" is the last finite value: after a divergence it shows where the norm was heading.
-        entry = {"name": name, "shape": trainer.probes.shapes[j],
-                 "grad_norm": {"first": col[0] if len(col) else None,
-                               "median": float(np.median(fin)) if len(fin) else None,
-                               "last": fin[-1] if len(fin) else None}}
+        entry = {
+            "name": name,
+            "shape": trainer.probes.shapes[j],
+            "grad_norm": {
+                "first": col[0] if len(col) else None,
+                "median": float(np.median(fin)) if len(fin) else None,
+                "last": fin[-1] if len(fin) else None,
+            },
+        }
         for key in ("weight_norm", "update_ratio", "unit_spread"):
             if key in hist.last:
                 entry[key] = hist.last[key][j]
@@ -105,21 +126,41 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
 def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
     if "act_mean" not in hist.last:
         return []
-    return [{"name": n, **{k: hist.last[f"act_{k}"][j] if f"act_{k}" in hist.last else None
-                           for k in ("mean", "std", "saturated", "dead", "negative")}}
-            for j, n in enumerate(trainer.probes.act_names)]
+    return [
+        {
+            "name": n,
+            **{
+                k: hist.last[f"act_{k}"][j] if f"act_{k}" in hist.last else None
+                for k in ("mean", "std", "saturated", "dead", "negative")
+            },
+        }
+        for j, n in enumerate(trainer.probes.act_names)
+    ]
 
 
 def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
     cfg = trainer.cfg
     data = trainer.data
     ctx = DiagnosisContext(
-        names=trainer.probes.names, grad=hist.grad, last=hist.last, act_names=trainer.probes.act_names,
-        dead_check=cfg.activation.units_can_die, diverged=outcome.diverged, metrics=hist.metrics,
-        config=cfg.resolved(), task=data.task, time_grad=hist.last.get("time_grad"),
+        names=trainer.probes.names,
+        grad=hist.grad,
+        last=hist.last,
+        act_names=trainer.probes.act_names,
+        dead_check=cfg.activation.units_can_die,
+        diverged=outcome.diverged,
+        metrics=hist.metrics,
+        config=cfg.resolved(),
+        task=data.task,
+        time_grad=hist.last.get("time_grad"),
         init_check=hist.init_check,
-        chance_loss=chance_loss(data.y_train.cpu().numpy(), data.task, cfg.train.loss, data.n_classes,
-                                getattr(cfg.model, "output_activation", "none") == "sigmoid"))
+        chance_loss=chance_loss(
+            data.y_train.cpu().numpy(),
+            data.task,
+            cfg.train.loss,
+            data.n_classes,
+            getattr(cfg.model, "output_activation", "none") == "sigmoid",
+        ),
+    )
     verdicts = diagnose(ctx)
     result = run_outcome(ctx)
     tests = [m for m in hist.metrics if m.get("test_loss") is not None]
@@ -130,23 +171,32 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
             best["test_acc"] = max(m.get("test_acc", 0.0) for m in tests)
     secs = max(outcome.train_seconds, 1e-9)
     # Plain JSON types in memory too, so a RunResult's summary equals summary.json.
-    return jsonable({
-        "run_id": run_id, "status": outcome.status, "reason": outcome.reason,
-        "signal": outcome.signal,  # the stop signal of an interrupted run (dlx train exits 128+its number)
-        "steps": outcome.step, "total_steps": trainer.total_steps, "epochs": round(outcome.epoch, 4),
-        "samples": outcome.samples, "train_seconds": round(outcome.train_seconds, 4),
-        "samples_per_s": round(outcome.samples / secs, 1),
-        "final": outcome.final, "best": best,
-        "verdict": headline(verdicts), "verdicts": verdicts,
-        # How far it got (converged, still improving, slow, ...), apart from how its gradients flowed.
-        "outcome": {k: v for k, v in result.items() if k != "where"},
-        "diverged": outcome.diverged,
-        "layers": _layer_summaries(trainer, hist),
-        "activations": _activation_summaries(trainer, hist),
-        # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
-        "time_grad": hist.last.get("time_grad"),
-        "init_check": hist.init_check,
-    })
+    return jsonable(
+        {
+            "run_id": run_id,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "signal": outcome.signal,  # the stop signal of an interrupted run (dlx train exits 128+its number)
+            "steps": outcome.step,
+            "total_steps": trainer.total_steps,
+            "epochs": round(outcome.epoch, 4),
+            "samples": outcome.samples,
+            "train_seconds": round(outcome.train_seconds, 4),
+            "samples_per_s": round(outcome.samples / secs, 1),
+            "final": outcome.final,
+            "best": best,
+            "verdict": headline(verdicts),
+            "verdicts": verdicts,
+            # How far it got (converged, still improving, slow, ...), apart from how its gradients flowed.
+            "outcome": {k: v for k, v in result.items() if k != "where"},
+            "diverged": outcome.diverged,
+            "layers": _layer_summaries(trainer, hist),
+            "activations": _activation_summaries(trainer, hist),
+            # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
+            "time_grad": hist.last.get("time_grad"),
+            "init_check": hist.init_check,
+        }
+    )
 
 
 class RunWriter:
@@ -161,21 +211,39 @@ class RunWriter:
         if self.resuming:
             resumes = self.folder.meta.get("resumes") or []
             resumes.append({"at": now(), "step": trainer.step, "command": command_line()})
-            self.folder.resume(trainer.logged_step, ended=None, reason=None, error=None, resumes=resumes,
-                               device=str(trainer.device),
-                               cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            self.folder.resume(
+                trainer.logged_step,
+                ended=None,
+                reason=None,
+                error=None,
+                resumes=resumes,
+                device=str(trainer.device),
+                cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            )
             return
         meta = {
-            "name": cfg.name, "seed": cfg.seed, "device": str(trainer.device),
+            "name": cfg.name,
+            "seed": cfg.seed,
+            "device": str(trainer.device),
             # The GPU slot an executor gave this run (None: every device the machine has).
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "started": now(), "ended": None, "pid": os.getpid(),
-            "command": command_line(), "cwd": os.getcwd(), "git_commit": git_commit(),
+            "started": now(),
+            "ended": None,
+            "pid": os.getpid(),
+            "command": command_line(),
+            "cwd": os.getcwd(),
+            "git_commit": git_commit(),
             "versions": versions(),
-            "data": {"name": trainer.data.name, "task": trainer.data.task,
-                     "n_train": len(trainer.data.x_train), "n_test": len(trainer.data.x_test),
-                     "feature_shape": list(trainer.data.feature_shape), "out_dim": trainer.data.out_dim},
-            "batch_size": trainer.batch_size, "steps_per_epoch": trainer.steps_per_epoch,
+            "data": {
+                "name": trainer.data.name,
+                "task": trainer.data.task,
+                "n_train": len(trainer.data.x_train),
+                "n_test": len(trainer.data.x_test),
+                "feature_shape": list(trainer.data.feature_shape),
+                "out_dim": trainer.data.out_dim,
+            },
+            "batch_size": trainer.batch_size,
+            "steps_per_epoch": trainer.steps_per_epoch,
             "total_steps": trainer.total_steps,
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
             "layers": [{"name": n, "shape": s} for n, s in zip(trainer.probes.names, trainer.probes.shapes)],
@@ -206,5 +274,3 @@ def checkpoint_state(trainer, init_check: list[dict[str, Any]] | None = None) ->
     """checkpoint.pt: the trainer's whole state (model, optimizer, schedule, RNGs, data order,
     the unfinished interval), plus the config it belongs to and the step-0 init check."""
     return {**trainer.state_dict(), "config": trainer.cfg.resolved(), "init_check": jsonable(init_check)}
-
-

@@ -6,6 +6,7 @@ fields and knows how to build the thing; `Registry.register` stamps it with a
 `name: Literal[...]` field so a config section validates as a discriminated
 union: the name picks the class, the class rejects parameters it does not know.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -28,8 +29,10 @@ def _allows(annotation: Any, kind: type) -> bool:
 def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, bool) and info.field_name in cls.model_fields:
         if not _allows(cls.model_fields[info.field_name].annotation, bool):
-            raise ValueError(f"expected a number or a name, not the boolean {str(value).lower()} "
-                             f"(YAML reads yes/no/on/off as booleans)")
+            raise ValueError(
+                f"expected a number or a name, not the boolean {str(value).lower()} "
+                f"(YAML reads yes/no/on/off as booleans)"
+            )
     return value
 
 
@@ -153,8 +156,11 @@ def describe_section(model: type[BaseModel], prefix: str = "") -> list[tuple[str
     for key, info in model.model_fields.items():
         default = "required" if info.is_required() else _show_default(info.get_default(call_default_factory=True))
         rows.append((prefix + key, type_label(info.annotation, info.metadata), default, info.description or ""))
-        nested = [a for a in (info.annotation, *typing.get_args(info.annotation))
-                  if isinstance(a, type) and issubclass(a, Section)]
+        nested = [
+            a
+            for a in (info.annotation, *typing.get_args(info.annotation))
+            if isinstance(a, type) and issubclass(a, Section)
+        ]
         for sub in nested:
             rows.extend(describe_section(sub, f"{prefix}{key}."))
     return rows
@@ -188,8 +194,11 @@ class Registry:
             params = [f for f in cls.model_fields if f != "name"]
             # The bool check cannot use "*" here: pydantic forbids before-validators
             # on the discriminator field `name`.
-            validators = ({"_no_bool": field_validator(*params, mode="before")(classmethod(_no_bool_for_numbers))}
-                          if params else {})
+            validators = (
+                {"_no_bool": field_validator(*params, mode="before")(classmethod(_no_bool_for_numbers))}
+                if params
+                else {}
+            )
             spec = create_model(
                 cls.__name__,
                 __base__=cls,
@@ -242,7 +251,9 @@ class Registry:
             for field, info in spec.model_fields.items():
                 if field == "name":
                     continue
-                default = "required" if info.is_required() else _show_default(info.get_default(call_default_factory=True))
+                default = (
+                    "required" if info.is_required() else _show_default(info.get_default(call_default_factory=True))
+                )
                 params.append(f"{field}={default}")
             label = name + "".join(f" | {a}" for a in self.aliases_of(name))
             doc = (spec.__doc__ or "").strip().splitlines()

@@ -3,6 +3,7 @@
 Everything here reads plain summary/meta dicts (as stored in the run folder), so
 `dlx train` at the end of a run and `dlx show` later draw the same thing.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,13 +18,23 @@ from .diagnose import LABEL
 
 # Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
 # time step or the loss curve is not doing its job. Magenta: it learned, but the wrong thing.
-VERDICT_STYLE = {"healthy": "bold green", "vanishing": "bold yellow", "exploding": "bold red",
-                 "diverged": "bold red", "dead_units": "bold yellow", "saturation": "bold yellow",
-                 "symmetry": "bold yellow", "lr_too_high": "bold red", "not_learning": "bold yellow",
-                 "overfitting": "bold magenta", "vanishing_through_time": "bold yellow",
-                 "init_scale": "bold red", "lr_too_low": "bold yellow", "slow": "bold yellow"}
-STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow",
-                "running": "cyan"}
+VERDICT_STYLE = {
+    "healthy": "bold green",
+    "vanishing": "bold yellow",
+    "exploding": "bold red",
+    "diverged": "bold red",
+    "dead_units": "bold yellow",
+    "saturation": "bold yellow",
+    "symmetry": "bold yellow",
+    "lr_too_high": "bold red",
+    "not_learning": "bold yellow",
+    "overfitting": "bold magenta",
+    "vanishing_through_time": "bold yellow",
+    "init_scale": "bold red",
+    "lr_too_low": "bold yellow",
+    "slow": "bold yellow",
+}
+STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
 
 def num(x: Any, digits: int = 3) -> str:
@@ -49,15 +60,17 @@ def describe(cfg: dict[str, Any]) -> str:
 
     if m["name"] == "mlp" and spec is not None:
         widths = spec.hidden_widths()
-        shape = (f"{len(widths)}x{widths[0]}" if widths and len(set(widths)) == 1 else
-                 "-".join(map(str, widths)) or "linear")
+        shape = (
+            f"{len(widths)}x{widths[0]}" if widths and len(set(widths)) == 1 else "-".join(map(str, widths)) or "linear"
+        )
         model = f"mlp {shape}"
     else:
         model = m["name"]
     act, init = cfg["activation"]["name"], cfg["init"]["name"]
     reg = cfg["regularization"]
-    extras = [f"{k}={reg[k]}" for k in ("l1", "l2", "dropout", "dropconnect")
-              if reg.get(k) and applied(f"regularization.{k}")]
+    extras = [
+        f"{k}={reg[k]}" for k in ("l1", "l2", "dropout", "dropconnect") if reg.get(k) and applied(f"regularization.{k}")
+    ]
     if reg.get("norm", "none") != "none" and applied("regularization.norm"):
         extras.append(f"{reg['norm']} norm")
     tbptt = cfg.get("train", {}).get("tbptt")
@@ -92,9 +105,18 @@ def layer_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         bar = None
         if med is not None and med > 0 and math.isfinite(med):
             bar = 1.0 if hi <= lo else (math.log10(med) - lo) / (hi - lo)
-        rows.append({"layer": l["name"], "shape": shape_text(l.get("shape")), "grad_first": g.get("first"),
-                     "grad_median": med, "grad_last": g.get("last"), "weight_norm": l.get("weight_norm"),
-                     "update_ratio": l.get("update_ratio"), "bar": bar})
+        rows.append(
+            {
+                "layer": l["name"],
+                "shape": shape_text(l.get("shape")),
+                "grad_first": g.get("first"),
+                "grad_median": med,
+                "grad_last": g.get("last"),
+                "weight_norm": l.get("weight_norm"),
+                "update_ratio": l.get("update_ratio"),
+                "bar": bar,
+            }
+        )
     return rows
 
 
@@ -102,16 +124,32 @@ LAYER_HEADERS = ("layer", "shape", "first", "median", "last", "log median", "|W|
 
 
 def layer_table(summary: dict[str, Any]) -> Table:
-    t = Table(title="Per-layer gradient L2 norm (input layer first)", title_justify="left",
-              header_style="bold", show_edge=False, pad_edge=False)
+    t = Table(
+        title="Per-layer gradient L2 norm (input layer first)",
+        title_justify="left",
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
     for col in LAYER_HEADERS:
         # Layer names are never cut (block12.fc_b): the bar column gives way first.
-        t.add_column(col, justify="left" if col in ("layer", "shape", "log median") else "right",
-                     no_wrap=col in ("layer", "shape"))
+        t.add_column(
+            col,
+            justify="left" if col in ("layer", "shape", "log median") else "right",
+            no_wrap=col in ("layer", "shape"),
+        )
     for r in layer_rows(summary):
         bar = Text("█" * max(1, round(r["bar"] * 12)), style="cyan") if r["bar"] is not None else Text("")
-        t.add_row(r["layer"], r["shape"], num(r["grad_first"]), num(r["grad_median"]), num(r["grad_last"]),
-                  bar, num(r["weight_norm"]), num(r["update_ratio"]))
+        t.add_row(
+            r["layer"],
+            r["shape"],
+            num(r["grad_first"]),
+            num(r["grad_median"]),
+            num(r["grad_last"]),
+            bar,
+            num(r["weight_norm"]),
+            num(r["update_ratio"]),
+        )
     return t
 
 
@@ -123,8 +161,11 @@ OPTIONAL_ACT_COLUMNS = ("dead", "negative")
 def activation_rows(acts: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """(header, rows of text) for the activation table: the terminal's and the HTML report's."""
     cols = ["saturated"] + [c for c in OPTIONAL_ACT_COLUMNS if any(a.get(c) is not None for a in acts)]
-    rows = [[a["name"], num(a.get("mean")), num(a.get("std"))]
-            + [f"{a[c]:.0%}" if a.get(c) is not None else "-" for c in cols] for a in acts]
+    rows = [
+        [a["name"], num(a.get("mean")), num(a.get("std"))]
+        + [f"{a[c]:.0%}" if a.get(c) is not None else "-" for c in cols]
+        for a in acts
+    ]
     return ["layer", "mean", "std", *cols], rows
 
 
@@ -132,8 +173,13 @@ def activation_table(summary: dict[str, Any]) -> Table | None:
     acts = summary.get("activations") or []
     if not acts:
         return None
-    t = Table(title="Activations at the last log step", title_justify="left", header_style="bold",
-              show_edge=False, pad_edge=False)
+    t = Table(
+        title="Activations at the last log step",
+        title_justify="left",
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
     head, rows = activation_rows(acts)
     for col in head:
         t.add_column(col, justify="left" if col == "layer" else "right")
@@ -182,7 +228,12 @@ def verdict_text(summary: dict[str, Any]) -> Text:
         out.append("\n" + ("symptom: " if i == 0 else pad), style="bold")
         out.append(v["message"], style=VERDICT_STYLE.get(v["kind"], "bold"))
         out.append(f" (from the {LABEL.get(v['symptom_of'], v['symptom_of'])} above)", style="dim")
-    said = {v["kind"] for v in verdicts} & {"not_learning", "slow", "healthy", "diverged"}  # these already say how far it got
+    said = {v["kind"] for v in verdicts} & {
+        "not_learning",
+        "slow",
+        "healthy",
+        "diverged",
+    }  # these already say how far it got
     if roots and not said and (summary.get("outcome") or {}).get("text"):
         out.append("\noutcome: ", style="bold")
         out.append(summary["outcome"]["text"], style="dim")
@@ -198,15 +249,23 @@ def final_text(summary: dict[str, Any], status: str | None = None) -> Text:
     t.append(status, style=STATUS_STYLE.get(status, ""))
     if summary.get("reason"):
         t.append(f" ({summary['reason']})")
-    t.append(f"  {summary.get('steps', 0)} steps, {summary.get('epochs', 0):g} epochs, "
-             f"{num(summary.get('train_seconds'))} s, {summary.get('samples_per_s') or 0:,.0f} samples/s\n")
+    t.append(
+        f"  {summary.get('steps', 0)} steps, {summary.get('epochs', 0):g} epochs, "
+        f"{num(summary.get('train_seconds'))} s, {summary.get('samples_per_s') or 0:,.0f} samples/s\n"
+    )
     t.append("final: " + ("  ".join(parts) if parts else "no metrics"), style="bold")
     window = f.get("window")
     if parts and window:
         # Say what the final train numbers are over (not the last few noisy batches).
-        t.append("\n       " + ("train_* over the whole training set in eval mode, after the last step"
-                                 if window.startswith("train_*: one pass") else f"train_* over the {window}"),
-                 style="dim")
+        t.append(
+            "\n       "
+            + (
+                "train_* over the whole training set in eval mode, after the last step"
+                if window.startswith("train_*: one pass")
+                else f"train_* over the {window}"
+            ),
+            style="dim",
+        )
     return t
 
 
@@ -225,8 +284,17 @@ STRIP_MAX_ROWS = 24
 STRIP_LABEL = 16
 # viridis at 9 points: perceptually even, dark = small, yellow = large, readable on
 # dark and light terminals, and far from the red of a non-finite mark.
-RAMP_RGB = ((68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
-            (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37))
+RAMP_RGB = (
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
+)
 MONO_RAMP = ".:-=+*#%@"  # the same 9 levels as characters, for consoles without colour
 NONFINITE_MARK = "×"  # a NaN or Inf in the cell's steps: a divergence stays visible after binning
 ZERO_MARK = "0"  # every norm in the cell exactly 0: no gradient at all (symmetric or dead layer)
@@ -250,7 +318,7 @@ def _label(name: str, width: int) -> str:
     if len(name) <= width:
         return name
     head = (width - 1) // 2
-    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
 class HeatStrip:
@@ -261,8 +329,16 @@ class HeatStrip:
     cell). A rich renderable: print it.
     """
 
-    def __init__(self, title: str, values, row_names: list[str], x_name: str, x_first: int, x_last: int,
-                 quantity: str = "||grad||"):
+    def __init__(
+        self,
+        title: str,
+        values,
+        row_names: list[str],
+        x_name: str,
+        x_first: int,
+        x_last: int,
+        quantity: str = "||grad||",
+    ):
         import numpy as np
 
         self.title, self.x_name, self.quantity = title, x_name, quantity
@@ -313,13 +389,13 @@ class HeatStrip:
             mid = ""
         axis = left + mid.center(max(gap, 1)) + right
         yield Text(" " * (label_w + 1) + axis, style="dim")
-        legend = Text(" " * (label_w + 1) + f"{self.quantity} {num(10 ** lo) if finite.size else '-'} ")
+        legend = Text(" " * (label_w + 1) + f"{self.quantity} {num(10**lo) if finite.size else '-'} ")
         for k in range(len(MONO_RAMP)):
             if mono:
                 legend.append(MONO_RAMP[k])
             else:
                 legend.append("█", style=_ramp_style(k / (len(MONO_RAMP) - 1)))
-        legend.append(f" {num(10 ** hi) if finite.size else '-'} (log scale)")
+        legend.append(f" {num(10**hi) if finite.size else '-'} (log scale)")
         if np.isnan(lg).any():
             legend.append("  ")
             legend.append(NONFINITE_MARK, style="bold red")
@@ -336,8 +412,14 @@ def grad_strip(probes: list[dict[str, Any]], names: list[str]) -> HeatStrip | No
     steps, grad = grad_series(probes)
     if not grad.size:
         return None
-    return HeatStrip("Gradient norm per layer over steps (rows: layers, input first)",
-                     grad, names, "step", int(steps[0]), int(steps[-1]))
+    return HeatStrip(
+        "Gradient norm per layer over steps (rows: layers, input first)",
+        grad,
+        names,
+        "step",
+        int(steps[0]),
+        int(steps[-1]),
+    )
 
 
 def time_strips(summary: dict[str, Any], probes: list[dict[str, Any]] | None) -> list[HeatStrip]:
@@ -355,15 +437,32 @@ def time_strips(summary: dict[str, Any], probes: list[dict[str, Any]] | None) ->
         pick = np.unique(np.round(np.linspace(0, len(steps) - 1, min(len(steps), 8))).astype(int))
         for r in range(min(tg.shape[1], 4)):
             name = names[r] if r < len(names) else f"layer {r + 1}"
-            out.append(HeatStrip(f"Gradient reaching each time step, {name} (rows: log steps)",
-                                 tg[pick, r, :].T, [f"step {steps[i]}" for i in pick], "t", 1, tg.shape[2],
-                                 quantity="||dL/dh_t||"))
+            out.append(
+                HeatStrip(
+                    f"Gradient reaching each time step, {name} (rows: log steps)",
+                    tg[pick, r, :].T,
+                    [f"step {steps[i]}" for i in pick],
+                    "t",
+                    1,
+                    tg.shape[2],
+                    quantity="||dL/dh_t||",
+                )
+            )
         return out
     rows = summary.get("time_grad")
     if rows:
         vals = np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
-        out.append(HeatStrip("Gradient reaching each time step at the last log step (rows: recurrent layers)",
-                             vals.T, names, "t", 1, vals.shape[1], quantity="||dL/dh_t||"))
+        out.append(
+            HeatStrip(
+                "Gradient reaching each time step at the last log step (rows: recurrent layers)",
+                vals.T,
+                names,
+                "t",
+                1,
+                vals.shape[1],
+                quantity="||dL/dh_t||",
+            )
+        )
     return out
 
 
@@ -407,8 +506,10 @@ class LossSpark:
             return
         first = min(s[0] for _, s, _ in self.series)
         last = max(s[-1] for _, s, _ in self.series)
-        tails = [f"{num(self._end(v, 0))} → {num(self._end(v, -1))}"
-                 if math.isfinite(self._end(v, 0)) else "no finite value" for _, _, v in self.series]
+        tails = [
+            f"{num(self._end(v, 0))} → {num(self._end(v, -1))}" if math.isfinite(self._end(v, 0)) else "no finite value"
+            for _, _, v in self.series
+        ]
         cols = max(8, min(STRIP_COLUMNS, options.max_width - 12 - max(len(t) for t in tails)))
         n_pts = max(len(s) for _, s, _ in self.series)
         # A short run still gets a readable line: cells between its points interpolate.
@@ -433,8 +534,10 @@ class LossSpark:
                 else:
                     t = math.log10(c) if log else c
                     frac = (t - lo) / (hi - lo) if hi > lo else 0.5
-                    line.append(SPARK[min(int(frac * len(SPARK)), len(SPARK) - 1)],
-                                style="cyan" if name == "train" else "magenta")
+                    line.append(
+                        SPARK[min(int(frac * len(SPARK)), len(SPARK) - 1)],
+                        style="cyan" if name == "train" else "magenta",
+                    )
             line.append(f" {tail}")
             yield line
         if vals.size:
@@ -451,8 +554,12 @@ class LossSpark:
         return float("nan")
 
 
-def run_report(summary: dict[str, Any], meta: dict[str, Any] | None = None,
-               metrics: list[dict[str, Any]] | None = None, probes: list[dict[str, Any]] | None = None) -> Group:
+def run_report(
+    summary: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+    probes: list[dict[str, Any]] | None = None,
+) -> Group:
     """Everything `dlx train` prints after training and `dlx show` prints for a run
     (the status from meta by runs.run_status, where meta is given).
 

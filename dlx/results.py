@@ -9,6 +9,7 @@ a table and a figure, and a compact display in a terminal and in Jupyter.
 The data are plain records (the run folder's JSON lines); the tables and figures are
 built by the same code as the CLI's and the HTML report's (report.py, plots.py).
 """
+
 from __future__ import annotations
 
 import html
@@ -29,8 +30,13 @@ class Table(list):
     def _cells(self) -> list[list[str]]:
         from .fmt import num
 
-        return [[num(r.get(c)) if isinstance(r.get(c), float) else ("-" if r.get(c) is None else str(r.get(c)))
-                 for c in self.columns] for r in self]
+        return [
+            [
+                num(r.get(c)) if isinstance(r.get(c), float) else ("-" if r.get(c) is None else str(r.get(c)))
+                for c in self.columns
+            ]
+            for r in self
+        ]
 
     def __repr__(self) -> str:
         cells = self._cells()
@@ -94,8 +100,9 @@ class Run:
         if kind == "metrics":
             return as_table(self.metrics)
         if kind == "verdicts":
-            return as_table([{k: v.get(k) for k in ("kind", "message", "cause", "remedy", "symptom_of")}
-                             for v in self.verdicts])
+            return as_table(
+                [{k: v.get(k) for k in ("kind", "message", "cause", "remedy", "symptom_of")} for v in self.verdicts]
+            )
         if kind == "activations":
             return as_table(self.summary.get("activations") or [])
         if kind == "layers":
@@ -128,12 +135,17 @@ class Run:
     def _repr_html_(self) -> str:
         from .html_report import verdicts_html
 
-        final = "".join(f"<td><b>{html.escape(k)}</b> {_num(self.final[k])}</td>"
-                        for k in METRIC_KEYS if self.final.get(k) is not None)
+        final = "".join(
+            f"<td><b>{html.escape(k)}</b> {_num(self.final[k])}</td>"
+            for k in METRIC_KEYS
+            if self.final.get(k) is not None
+        )
         where = html.escape(str(self.path)) if self.path else "not saved"
-        return (f'<div class="dlx-run"><p><b>dlx run {html.escape(self.name)}</b>: {html.escape(self.status)}, '
-                f'{self.summary.get("steps", 0)} steps &middot; <code>{where}</code></p>'
-                f"<table><tr>{final}</tr></table>{verdicts_html(self.verdicts)}</div>")
+        return (
+            f'<div class="dlx-run"><p><b>dlx run {html.escape(self.name)}</b>: {html.escape(self.status)}, '
+            f"{self.summary.get('steps', 0)} steps &middot; <code>{where}</code></p>"
+            f"<table><tr>{final}</tr></table>{verdicts_html(self.verdicts)}</div>"
+        )
 
 
 RunResult = Run  # the name the API used before it returned tables and figures
@@ -185,10 +197,13 @@ class Comparison:
         return as_table(out, list(out[0]) if out else None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "seeds": self.seeds,
-                "target": f"{self.target[0]}={self.target[1]:g}" if self.target else None,
-                "figure": str(self.figure_path) if self.figure_path else None,
-                "variants": [r.as_dict() for r in self.rows]}
+        return {
+            "config": self.config,
+            "seeds": self.seeds,
+            "target": f"{self.target[0]}={self.target[1]:g}" if self.target else None,
+            "figure": str(self.figure_path) if self.figure_path else None,
+            "variants": [r.as_dict() for r in self.rows],
+        }
 
     def plot(self, size: tuple[float, float] | None = None):
         """Loss and accuracy curves per variant: mean line, band over seeds (a Figure)."""
@@ -201,7 +216,8 @@ class Comparison:
 
     def __repr__(self) -> str:
         return f"<dlx compare {self.config}: {len(self.rows)} variants x {self.seeds} seeds>\n" + repr(
-            Table(self._plain_rows()))
+            Table(self._plain_rows())
+        )
 
     def _plain_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -216,8 +232,10 @@ class Comparison:
         return rows
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>dlx compare {html.escape(self.config)}</b>: {len(self.rows)} variants x "
-                f"{self.seeds} seeds (mean ± sd)</p>" + Table(self._plain_rows())._repr_html_())
+        return (
+            f"<p><b>dlx compare {html.escape(self.config)}</b>: {len(self.rows)} variants x "
+            f"{self.seeds} seeds (mean ± sd)</p>" + Table(self._plain_rows())._repr_html_()
+        )
 
 
 def _num(x: Any, digits: int = 3) -> str:

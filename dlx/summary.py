@@ -6,6 +6,7 @@ are the modules' own. The samples are the data spec's stand_in(): for MNIST two
 blank images of its shape, so a summary never reads or downloads a file. A model
 may add columns (a CNN: receptive field, stride).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,6 +51,7 @@ def model_summary(cfg) -> dict[str, Any]:
     def keep(name):
         def hook(_module, _inp, out):
             shapes.setdefault(name, _shape(out))  # first call only (a layer reused over time)
+
         return hook
 
     hooks = [m.register_forward_hook(keep(n)) for n, m in units]
@@ -63,9 +65,21 @@ def model_summary(cfg) -> dict[str, Any]:
     rows = []
     for name, module in units:
         n_params = sum(p.numel() for p in module.parameters())
-        rows.append({"name": name, "type": type(module).__name__, "output": shapes.get(name),
-                     "params": n_params, **extra.get(name, {})})
+        rows.append(
+            {
+                "name": name,
+                "type": type(module).__name__,
+                "output": shapes.get(name),
+                "params": n_params,
+                **extra.get(name, {}),
+            }
+        )
     total = sum(p.numel() for p in model.parameters())
-    return {"input": [2, *data.feature_shape], "output": _shape(out), "layers": rows,
-            "total_params": total, "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "extra_columns": sorted({k for e in extra.values() for k in e})}
+    return {
+        "input": [2, *data.feature_shape],
+        "output": _shape(out),
+        "layers": rows,
+        "total_params": total,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "extra_columns": sorted({k for e in extra.values() for k in e}),
+    }

@@ -35,6 +35,7 @@ The sweep folder (the parent is its only writer):
 Trials keep one index (0..N-1, the folder name) across interruptions: a trial that
 was in flight when the sweep stopped is re-asked with the same parameters on --resume.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -78,7 +79,8 @@ class SweepSpec(Section):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,48}$")
     # `metric: test_loss` is short for {name: test_loss} with its usual goal.
     metric: Annotated[Metric, BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v)] = Field(
-        default_factory=Metric)
+        default_factory=Metric
+    )
     strategy: Literal["grid", "random", "tpe"] = "grid"
     trials: PositiveInt | None = None
     seed: int = 0
@@ -143,8 +145,10 @@ def _parse_dimension(key: str, raw: Any, strategy: str) -> tuple[Dimension | Non
         return Dimension(key, "choice", tuple(raw)), []
     ranges = {"uniform", "loguniform", "int"}
     if not isinstance(raw, dict) or not (set(raw) & ranges):
-        return None, [f"expected a list of values or a range ({{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
-                      f"{{int: [lo, hi]}}), got {raw!r}"]
+        return None, [
+            f"expected a list of values or a range ({{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
+            f"{{int: [lo, hi]}}), got {raw!r}"
+        ]
     kinds = sorted(set(raw) & ranges)
     extra = sorted(set(raw) - ranges - {"log"})
     problems = []
@@ -152,16 +156,22 @@ def _parse_dimension(key: str, raw: Any, strategy: str) -> tuple[Dimension | Non
         problems.append(f"one range per key, got {' and '.join(kinds)}")
     if extra:
         hint = closest(extra[0], sorted(ranges | {"log"}))
-        problems.append(f"unknown key '{extra[0]}'" + (f"; did you mean '{hint}'?" if hint else "")
-                        + " (valid: uniform, loguniform, int, log)")
+        problems.append(
+            f"unknown key '{extra[0]}'"
+            + (f"; did you mean '{hint}'?" if hint else "")
+            + " (valid: uniform, loguniform, int, log)"
+        )
     kind = kinds[0]
     bounds = raw[kind]
     log = raw.get("log", False)
     if "log" in raw and (kind != "int" or not isinstance(log, bool)):
         problems.append("log: true/false belongs to {int: [lo, hi]} (use loguniform for floats)")
     numeric = (int,) if kind == "int" else (int, float)
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(isinstance(b, numeric) and not isinstance(b, bool) for b in bounds)):
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(isinstance(b, numeric) and not isinstance(b, bool) for b in bounds)
+    ):
         what = "two integers" if kind == "int" else "two numbers"
         problems.append(f"{kind} needs [lo, hi] with {what}, got {bounds!r}")
         return None, problems
@@ -212,8 +222,9 @@ class Plan:
 
     def config(self, params: dict[str, Any]) -> dict:
         """The resolved config of one trial (ConfigError if this combination is invalid)."""
-        cfg = load_config_text(self.base_text, str(self.base_path), self.base_path.parent,
-                               [*self.sets, *trial_sets(params)])
+        cfg = load_config_text(
+            self.base_text, str(self.base_path), self.base_path.parent, [*self.sets, *trial_sets(params)]
+        )
         return cfg.resolved()
 
 
@@ -224,8 +235,11 @@ def _spec_problems(err: ValidationError, loc: _Located) -> list[Problem]:
         if e["type"] == "extra_forbidden":
             valid = list(SweepSpec.model_fields) if len(path) == 1 else list(Metric.model_fields)
             hint = closest(str(path[-1]), valid)
-            msg = (f"unknown key '{path[-1]}'" + (f"; did you mean '{hint}'?" if hint else "")
-                   + f" (valid here: {', '.join(valid)})")
+            msg = (
+                f"unknown key '{path[-1]}'"
+                + (f"; did you mean '{hint}'?" if hint else "")
+                + f" (valid here: {', '.join(valid)})"
+            )
         else:
             msg = _message(e, loc.data, path)
         out.append(loc.problem(path, msg))
@@ -255,26 +269,44 @@ def plan(spec_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Plan:
         if dim is not None:
             dims.append(dim)
     if "space" in data and not space:
-        problems.append(loc.problem(("space",), "the space is empty: name at least one key to vary, "
-                                                "e.g. optimizer.lr: {loguniform: [1.0e-4, 1.0e-1]}"))
+        problems.append(
+            loc.problem(
+                ("space",),
+                "the space is empty: name at least one key to vary, e.g. optimizer.lr: {loguniform: [1.0e-4, 1.0e-1]}",
+            )
+        )
     if spec is not None and spec.strategy != "grid" and spec.trials is None:
-        problems.append(loc.problem(("strategy",), f"strategy {spec.strategy} needs trials: N (how many points to try)"))
+        problems.append(
+            loc.problem(("strategy",), f"strategy {spec.strategy} needs trials: N (how many points to try)")
+        )
     base = data.get("base")
     base_path = _find_base(base, spec_path) if isinstance(base, str) else None
     if isinstance(base, str) and base_path is None:
-        problems.append(loc.problem(("base",), f"base config '{base}' not found (looked beside {spec_path.name} "
-                                               f"and in {Path.cwd()}, and no example has that name); "
-                                               f"give the path of a dlx config"))
+        problems.append(
+            loc.problem(
+                ("base",),
+                f"base config '{base}' not found (looked beside {spec_path.name} "
+                f"and in {Path.cwd()}, and no example has that name); "
+                f"give the path of a dlx config",
+            )
+        )
     sets = [*(spec.set if spec else []), *sets]
     if base_path is not None:
-        p = Plan(spec, raw.decode("utf-8"), spec_path.resolve(), base_path.resolve(), base_path.read_text(),
-                 dims, sets)
+        p = Plan(spec, raw.decode("utf-8"), spec_path.resolve(), base_path.resolve(), base_path.read_text(), dims, sets)
         problems += _check_against_base(p, loc, grid=spec is not None and not problems and strategy == "grid")
     if problems:
         raise ConfigError(_dedupe(problems), source)
     if spec.strategy == "grid" and p.total > MAX_GRID:
-        raise ConfigError([loc.problem(("space",), f"the grid has {p.total:,} points (more than {MAX_GRID:,}); "
-                                                   f"use strategy: random or tpe with trials: N")], source)
+        raise ConfigError(
+            [
+                loc.problem(
+                    ("space",),
+                    f"the grid has {p.total:,} points (more than {MAX_GRID:,}); "
+                    f"use strategy: random or tpe with trials: N",
+                )
+            ],
+            source,
+        )
     return p
 
 
@@ -307,8 +339,9 @@ def _check_against_base(p: Plan, loc: _Located, grid: bool) -> list[Problem]:
                 p.config(params)
             except ConfigError as e:
                 point = ", ".join(f"{k}={_yaml_value(v)}" for k, v in params.items())
-                problems += [loc.problem(("space",), f"the grid point {point} is invalid: {_strip_set(q)}")
-                             for q in e.problems]
+                problems += [
+                    loc.problem(("space",), f"the grid point {point} is invalid: {_strip_set(q)}") for q in e.problems
+                ]
                 break
     return problems
 
@@ -326,6 +359,7 @@ def _strip_set(q: Problem) -> str:
 
 
 # ---------------------------------------------------------------- the sweep itself
+
 
 @dataclass
 class SweepTrial:
@@ -367,12 +401,22 @@ class Sweep:
         tmp.mkdir()
         write_atomic(tmp / "spec.yaml", plan_.spec_text)
         write_atomic(tmp / "base.yaml", plan_.base_text)
-        meta = {"sweep_id": folder.name, "status": "running", "created": _now(),
-                "spec_path": str(plan_.spec_path), "base_path": str(plan_.base_path),
-                "base_sha256": hashlib.sha256(plan_.base_text.encode()).hexdigest(),
-                "sets": plan_.sets, "strategy": plan_.spec.strategy, "seed": plan_.spec.seed,
-                "metric": plan_.spec.metric.name, "goal": plan_.spec.goal, "trials": plan_.total,
-                "done": 0, "pid": os.getpid()}
+        meta = {
+            "sweep_id": folder.name,
+            "status": "running",
+            "created": _now(),
+            "spec_path": str(plan_.spec_path),
+            "base_path": str(plan_.base_path),
+            "base_sha256": hashlib.sha256(plan_.base_text.encode()).hexdigest(),
+            "sets": plan_.sets,
+            "strategy": plan_.spec.strategy,
+            "seed": plan_.spec.seed,
+            "metric": plan_.spec.metric.name,
+            "goal": plan_.spec.goal,
+            "trials": plan_.total,
+            "done": 0,
+            "pid": os.getpid(),
+        }
         write_json(tmp / "sweep.json", meta)
         os.rename(tmp, folder)  # the folder appears only once its spec and meta are complete
         sweep = cls(folder, plan_, meta)
@@ -411,8 +455,7 @@ class Sweep:
         if lock.is_file():
             pid = lock.read_text().strip()
             if pid != str(os.getpid()) and pid_alive(pid):
-                raise DlxError(f"sweep {self.folder.name} is being run by process {pid}; "
-                               f"wait for it or stop it first")
+                raise DlxError(f"sweep {self.folder.name} is being run by process {pid}; wait for it or stop it first")
         lock.write_text(str(os.getpid()))
 
     def unlock(self) -> None:
@@ -445,9 +488,13 @@ class Sweep:
                 sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
             else:
                 sampler = optuna.samplers.RandomSampler(seed=seed)
-            self._study = optuna.create_study(storage=storage, study_name="dlx", sampler=sampler,
-                                              direction="maximize" if spec.goal == "max" else "minimize",
-                                              load_if_exists=True)
+            self._study = optuna.create_study(
+                storage=storage,
+                study_name="dlx",
+                sampler=sampler,
+                direction="maximize" if spec.goal == "max" else "minimize",
+                load_if_exists=True,
+            )
         return self._study
 
     def _labels(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -518,14 +565,19 @@ class Sweep:
             try:
                 config = self.plan.config(params)
             except ConfigError as e:
-                self.record(SweepTrial(index, trial.number, params, None),
-                            status="config_error", error="; ".join(_strip_set(q) for q in e.problems))
+                self.record(
+                    SweepTrial(index, trial.number, params, None),
+                    status="config_error",
+                    error="; ".join(_strip_set(q) for q in e.problems),
+                )
                 continue
             name = self.plan.spec.name or self.plan.spec_path.stem
             config["name"] = f"{name}-t{index:04d}"[:64]
             yield SweepTrial(index, trial.number, params, config)
 
-    def record(self, st: SweepTrial, result: Any = None, status: str | None = None, error: str | None = None) -> dict | None:
+    def record(
+        self, st: SweepTrial, result: Any = None, status: str | None = None, error: str | None = None
+    ) -> dict | None:
         """Land a finished trial's run folder, write the results, tell the strategy.
 
         An interrupted trial (Ctrl-C) is not recorded: --resume runs it again.
@@ -543,11 +595,18 @@ class Sweep:
         final = summary.get("final") or {}
         value = final.get(self.plan.spec.metric.name)
         verdicts = summary.get("verdicts") or []
-        row = {"trial": st.index, "status": status, "value": value if _finite(value) else None,
-               "params": st.params, "run": str(dest.relative_to(self.folder)) if dest.is_dir() else None,
-               "seconds": summary.get("train_seconds"), "verdict": verdicts[0]["kind"] if verdicts else None,
-               "node": getattr(result, "node", None), "attempts": getattr(result, "attempts", 1),
-               "error": error or (getattr(result, "error", None) if result is not None else None)}
+        row = {
+            "trial": st.index,
+            "status": status,
+            "value": value if _finite(value) else None,
+            "params": st.params,
+            "run": str(dest.relative_to(self.folder)) if dest.is_dir() else None,
+            "seconds": summary.get("train_seconds"),
+            "verdict": verdicts[0]["kind"] if verdicts else None,
+            "node": getattr(result, "node", None),
+            "attempts": getattr(result, "attempts", 1),
+            "error": error or (getattr(result, "error", None) if result is not None else None),
+        }
         self.rows[st.index] = row
         self._write_results()  # before telling: a stop in between is recovered from the folder
         self._tell(st.number, row)
@@ -563,8 +622,11 @@ class Sweep:
             trial.set_user_attr("dlx_status", row["status"])
         else:  # a trial recovered after a stop: set the attribute through the study's storage
             study = self.study
-            study._storage.set_trial_user_attr(study._storage.get_trial_id_from_study_id_trial_number(
-                study._study_id, number), "dlx_status", row["status"])
+            study._storage.set_trial_user_attr(
+                study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number),
+                "dlx_status",
+                row["status"],
+            )
         if row["value"] is not None and row["status"] == "completed":
             self.study.tell(number, row["value"])
         else:
@@ -579,9 +641,18 @@ class Sweep:
             return {"trial": index, "status": "interrupted"}
         value = (summary.get("final") or {}).get(self.plan.spec.metric.name)
         verdicts = summary.get("verdicts") or []
-        return {"trial": index, "status": meta.get("status"), "value": value if _finite(value) else None,
-                "params": params, "run": str(folder.relative_to(self.folder)), "seconds": summary.get("train_seconds"),
-                "verdict": verdicts[0]["kind"] if verdicts else None, "node": None, "attempts": None, "error": None}
+        return {
+            "trial": index,
+            "status": meta.get("status"),
+            "value": value if _finite(value) else None,
+            "params": params,
+            "run": str(folder.relative_to(self.folder)),
+            "seconds": summary.get("train_seconds"),
+            "verdict": verdicts[0]["kind"] if verdicts else None,
+            "node": None,
+            "attempts": None,
+            "error": None,
+        }
 
     # ------------------------------------------------------------ results
 
@@ -589,8 +660,9 @@ class Sweep:
         """Finished trials, best first; trials without a value (diverged, failed) last."""
         sign = -1 if self.plan.spec.goal == "max" else 1
         rows = list(self.rows.values())
-        return (sorted((r for r in rows if r["value"] is not None), key=lambda r: (sign * r["value"], r["trial"]))
-                + sorted((r for r in rows if r["value"] is None), key=lambda r: r["trial"]))
+        return sorted(
+            (r for r in rows if r["value"] is not None), key=lambda r: (sign * r["value"], r["trial"])
+        ) + sorted((r for r in rows if r["value"] is None), key=lambda r: r["trial"])
 
     def best(self) -> dict | None:
         rows = self.sorted_rows()
@@ -603,9 +675,17 @@ class Sweep:
 
         keys = [d.key for d in self.plan.dims]
         metric = self.plan.spec.metric.name
-        rows = [{"trial": r["trial"], **{k: r["params"].get(k) for k in keys}, metric: r["value"],
-                 "status": r["status"], "verdict": r.get("verdict"), "seconds": r.get("seconds")}
-                for r in self.sorted_rows()]
+        rows = [
+            {
+                "trial": r["trial"],
+                **{k: r["params"].get(k) for k in keys},
+                metric: r["value"],
+                "status": r["status"],
+                "verdict": r.get("verdict"),
+                "seconds": r.get("seconds"),
+            }
+            for r in self.sorted_rows()
+        ]
         return as_table(rows, ["trial", *keys, metric, "status", "verdict", "seconds"])
 
     def load(self, trial: int):
@@ -642,15 +722,26 @@ class Sweep:
         self.meta["done"] = self.done
         write_json(self.folder / "sweep.json", self.meta)
         spec = self.plan.spec
-        write_json(self.folder / "results.json", {
-            "sweep_id": self.folder.name, "metric": spec.metric.name, "goal": spec.goal,
-            "strategy": spec.strategy, "trials": self.plan.total, "done": self.done,
-            "best": best, "rows": self.sorted_rows()})
+        write_json(
+            self.folder / "results.json",
+            {
+                "sweep_id": self.folder.name,
+                "metric": spec.metric.name,
+                "goal": spec.goal,
+                "strategy": spec.strategy,
+                "trials": self.plan.total,
+                "done": self.done,
+                "best": best,
+                "rows": self.sorted_rows(),
+            },
+        )
         if best is not None and best.get("run"):
             config = (self.folder / best["run"] / "config.yaml").read_text()
-            head = (f"# Best trial of {self.folder.name}: trial {best['trial']}, "
-                    f"{spec.metric.name} = {best['value']:.6g} ({spec.goal}).\n"
-                    f"# Params: {json.dumps(best['params'])}\n# Run it again: dlx train {self.folder / 'best.yaml'}\n")
+            head = (
+                f"# Best trial of {self.folder.name}: trial {best['trial']}, "
+                f"{spec.metric.name} = {best['value']:.6g} ({spec.goal}).\n"
+                f"# Params: {json.dumps(best['params'])}\n# Run it again: dlx train {self.folder / 'best.yaml'}\n"
+            )
             write_atomic(self.folder / "best.yaml", head + config)
 
     def finish(self, status: str) -> None:
@@ -666,6 +757,7 @@ def _finite(v: Any) -> bool:
 
 
 # ---------------------------------------------------------------- finding sweeps
+
 
 def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None = None) -> Sweep:
     """Run every trial the sweep still needs through the executor.
@@ -693,9 +785,14 @@ def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None 
     return sweep
 
 
-def sweep(spec: str | Path | None = None, sets: list[str] | tuple[str, ...] = (), runs_dir: str | Path = "runs",
-          executor: Any = None, resume: str | Path | None = None,
-          on_row: Callable[[dict], Any] | None = None) -> Sweep:
+def sweep(
+    spec: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    runs_dir: str | Path = "runs",
+    executor: Any = None,
+    resume: str | Path | None = None,
+    on_row: Callable[[dict], Any] | None = None,
+) -> Sweep:
     """The Python API of `dlx sweep`: run a spec (or --resume a sweep) and return the Sweep.
 
         sw = dlx.sweep("configs/sweep_optimizers.yaml", ["train.epochs=5"], executor=LocalExecutor(max_parallel=2))
@@ -710,5 +807,9 @@ def sweep(spec: str | Path | None = None, sets: list[str] | tuple[str, ...] = ()
         from .executors import LocalExecutor
 
         executor = LocalExecutor()
-    sw = Sweep.open(find_sweep(resume, Path(runs_dir))) if resume is not None else Sweep.create(plan(spec, sets), Path(runs_dir))
+    sw = (
+        Sweep.open(find_sweep(resume, Path(runs_dir)))
+        if resume is not None
+        else Sweep.create(plan(spec, sets), Path(runs_dir))
+    )
     return run_sweep(sw, executor, on_row=on_row)

@@ -5,6 +5,7 @@ wide, steps are taken in a stated order until it fits (a shorter form of a colum
 column left out), and a note under the table says what was left out and how to see it.
 Words (a verdict, a variant's label) may wrap instead.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,18 +21,18 @@ from rich.text import Text
 from .fmt import num
 from .report import STATUS_STYLE
 
-GAP = 3            # characters between two columns: " │ " (no outer edge, no edge padding)
-WORDS_MIN = 10     # a wrapping column (words) is never narrower than this (or its longest cell)
-WORD_MAX = 24      # ... nor than its longest word up to this long ("vanishing_through_time" is 22)
+GAP = 3  # characters between two columns: " │ " (no outer edge, no edge padding)
+WORDS_MIN = 10  # a wrapping column (words) is never narrower than this (or its longest cell)
+WORD_MAX = 24  # ... nor than its longest word up to this long ("vanishing_through_time" is 22)
 
 
 @dataclass
 class Column:
-    key: str                       # the name the note gives when it is left out (the --json key)
+    key: str  # the name the note gives when it is left out (the --json key)
     header: str
     cells: list[Text]
     justify: str = "right"
-    wrap: bool = False             # words: may wrap (down to WORDS_MIN); else never narrower than a cell
+    wrap: bool = False  # words: may wrap (down to WORDS_MIN); else never narrower than a cell
 
     @property
     def widest(self) -> int:
@@ -62,23 +63,24 @@ class Step:
     """One way to make a table narrower: leave out column `drop`, or put narrower forms of
     columns (`swap`, matched by key) in their places. swap(room) is told the room a column
     would have, room(key): the width less every other column's fewest characters."""
+
     drop: str | None = None
     swap: Callable[[Callable[[str], int]], list[Column]] | None = None
-    note: str = ""                 # what the swap did, said under the table
+    note: str = ""  # what the swap did, said under the table
 
 
 @dataclass
 class Fitted:
     table: Table
-    width: int                     # the table's width in characters
-    limit: int                     # the width it was fitted to
+    width: int  # the table's width in characters
+    limit: int  # the width it was fitted to
     left_out: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
 
     def notes(self, see: str = "--json shows all") -> list[str]:
         """The lines under the table: what was left out and where to see it, what was shortened."""
         out = [f"not shown at {self.limit} columns: {', '.join(self.left_out)} ({see})"]
-        return out[:bool(self.left_out)] + [c for c in self.changes if c]
+        return out[: bool(self.left_out)] + [c for c in self.changes if c]
 
 
 def _narrow(columns: Sequence[Column], width: int, steps: Sequence[Step], size: Callable[[Column], int]):
@@ -87,7 +89,7 @@ def _narrow(columns: Sequence[Column], width: int, steps: Sequence[Step], size: 
     step, a shorter id, may leave room for them): (columns, keys left out, notes by key, width)."""
     cols = list(columns)
     left_out: list[str] = []
-    changes: dict[str, str] = {}   # column key -> what its narrower form is (the last one taken)
+    changes: dict[str, str] = {}  # column key -> what its narrower form is (the last one taken)
 
     def total(cs: Sequence[Column]) -> int:
         return sum(size(c) for c in cs) + GAP * (len(cs) - 1)
@@ -100,6 +102,7 @@ def _narrow(columns: Sequence[Column], width: int, steps: Sequence[Step], size: 
             if i is not None:
                 left_out.append(cols.pop(i).key)
         elif step.swap is not None:
+
             def room(key: str, cs: list[Column] = cols) -> int:
                 return width - total(cs) + sum(size(c) for c in cs if c.key == key)
 
@@ -119,8 +122,13 @@ def _narrow(columns: Sequence[Column], width: int, steps: Sequence[Step], size: 
     return cols, left_out, changes, total(cols)
 
 
-def fit(columns: Sequence[Column], width: int, steps: Sequence[Step], title: str | None = None,
-        one_line: Sequence[Step] = ()) -> Fitted:
+def fit(
+    columns: Sequence[Column],
+    width: int,
+    steps: Sequence[Step],
+    title: str | None = None,
+    one_line: Sequence[Step] = (),
+) -> Fitted:
     """The table of `columns` in at most `width` characters, taking `steps` in order until it fits
     (words wrapped down to Column.need()). Where taking `one_line` steps lets every cell stay on
     one line, those are taken instead.
@@ -140,10 +148,10 @@ def fit(columns: Sequence[Column], width: int, steps: Sequence[Step], title: str
                 widths[i] += grow
                 spare -= grow
     # Rows of several lines (an sd under its mean, wrapped words) get a blank line between them.
-    tall = any("\n" in cell.plain or (c.wrap and cell.cell_len > w)
-               for c, w in zip(cols, widths) for cell in c.cells)
-    t = Table(title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False,
-              leading=int(tall))
+    tall = any("\n" in cell.plain or (c.wrap and cell.cell_len > w) for c, w in zip(cols, widths) for cell in c.cells)
+    t = Table(
+        title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False, leading=int(tall)
+    )
     for c, w in zip(cols, widths):
         # A header may wrap at its spaces; a number cell never wraps: its column is as wide as it.
         t.add_column(c.header, justify=c.justify, width=w, overflow="fold")
@@ -161,8 +169,8 @@ def _status(status: str) -> Text:
 
 
 # ---------------------------------------------------------------- dlx runs
-STAMP = re.compile(r"^\d{8}-\d{6}-")          # a run id's date part (folders.new_run_id)
-SUFFIX = re.compile(r"-([0-9a-f]{6})$")        # its random part
+STAMP = re.compile(r"^\d{8}-\d{6}-")  # a run id's date part (folders.new_run_id)
+SUFFIX = re.compile(r"-([0-9a-f]{6})$")  # its random part
 
 
 def short_id(run_id: str, ids: Sequence[str], level: int, common: str = "") -> str:
@@ -173,8 +181,8 @@ def short_id(run_id: str, ids: Sequence[str], level: int, common: str = "") -> s
     short = run_id
     if level >= 1 and STAMP.match(run_id):
         short = STAMP.sub("", run_id)
-        if level >= 2 and common and short.startswith(common) and SUFFIX.search(short[len(common) - 1:]):
-            short = short[len(common):]
+        if level >= 2 and common and short.startswith(common) and SUFFIX.search(short[len(common) - 1 :]):
+            short = short[len(common) :]
     if level >= 3 and SUFFIX.search(run_id):
         short = SUFFIX.search(run_id).group(1)
     return short if sum(short in i for i in ids) == 1 else run_id
@@ -190,8 +198,9 @@ def _started(iso: str | None) -> str:
         return iso
 
 
-def runs_table(rows: Sequence[dict[str, Any]], width: int, sort: str | None = None,
-               ids: Sequence[str] | None = None) -> Fitted:
+def runs_table(
+    rows: Sequence[dict[str, Any]], width: int, sort: str | None = None, ids: Sequence[str] | None = None
+) -> Fitted:
     """The table of `dlx runs`. Kept always: run, status, the sort column, test_acc, verdict
     (it wraps). When narrow, in this order: run ids lose their date part; steps, train_loss and
     test_loss are left out; run ids lose the start they all share, then the ids still too long keep
@@ -207,10 +216,11 @@ def runs_table(rows: Sequence[dict[str, Any]], width: int, sort: str | None = No
     # The start every dateless id shares, up to a dash (quickstart-), when there are several.
     dateless = [STAMP.sub("", r["run_id"]) for r in rows]
     common = os.path.commonprefix(dateless) if len(rows) > 1 else ""
-    common = common[:common.rfind("-") + 1]
+    common = common[: common.rfind("-") + 1]
 
     def run_column(level: int, room: int = 0) -> Column:
         """Level 3: only the ids longer than `room` (at level 2) as their random part."""
+
         def shown(run_id: str) -> str:
             short = short_id(run_id, ids, min(level, 2), common)
             return short_id(run_id, ids, level, common) if len(short) > room else short
@@ -233,9 +243,10 @@ def runs_table(rows: Sequence[dict[str, Any]], width: int, sort: str | None = No
     show = "(dlx show takes any unique part)"
     steps = [Step(swap=lambda room: [run_column(1)], note=f"run ids without their date {show}")]
     steps += [Step(drop=k) for k in ("steps", "train_loss", "test_loss") if k != sort]
-    steps += [Step(swap=lambda room: [run_column(2)], note=f"run ids without date and {common!r} {show}"),
-              Step(swap=lambda room: [run_column(3, room("run"))],
-                   note=f"long run ids as their random part alone {show}")]
+    steps += [
+        Step(swap=lambda room: [run_column(2)], note=f"run ids without date and {common!r} {show}"),
+        Step(swap=lambda room: [run_column(3, room("run"))], note=f"long run ids as their random part alone {show}"),
+    ]
     return fit([column(k) for k in keys], width, steps)
 
 
@@ -276,20 +287,27 @@ def compare_table(rows: Sequence[Any], seeds: int, width: int, goal: tuple[str, 
 
     cols = [Column("variant", "variant", _cells(r.label for r in rows), justify="left", wrap=True)]
     cols += [stat_column(k, False) for k in stat_keys]
-    cols += [Column("verdict", "verdict", _cells(r.verdict or "-" for r in rows), justify="left", wrap=True),
-             Column("runs", "runs", [runs_cell(r) for r in rows])]
+    cols += [
+        Column("verdict", "verdict", _cells(r.verdict or "-" for r in rows), justify="left", wrap=True),
+        Column("runs", "runs", [runs_cell(r) for r in rows]),
+    ]
     failed = any(k not in ("completed", "reached_target") for r in rows for k in r.statuses)
     steps = [Step(swap=lambda room: [stat_column(k, True) for k in stat_keys])]  # the dim ± line says it
-    steps += [Step(drop="train_seconds"), *([] if failed else [Step(drop="runs")]),
-              Step(drop="train_acc"), Step(drop="train_loss"), Step(drop="test_loss"), Step(drop="runs")]
+    steps += [
+        Step(drop="train_seconds"),
+        *([] if failed else [Step(drop="runs")]),
+        Step(drop="train_acc"),
+        Step(drop="train_loss"),
+        Step(drop="test_loss"),
+        Step(drop="runs"),
+    ]
     title = f"mean ± sd over {seeds} seeds" if seeds > 1 else "final metrics, 1 seed per variant"
     # Leaving out seconds (and runs, when none failed) rather than a row of several lines.
-    return fit(cols, width, steps, title=title, one_line=steps[1:2 + (not failed)])
+    return fit(cols, width, steps, title=title, one_line=steps[1 : 2 + (not failed)])
 
 
 # ---------------------------------------------------------------- dlx sweep
-def sweep_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str, goal: str,
-                width: int) -> Fitted:
+def sweep_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str, goal: str, width: int) -> Fitted:
     """The trials of a sweep, best first. Kept always: trial, the metric, verdict (it wraps).
     When narrow, in this order: seconds, then the searched keys from the last to the first,
     are left out."""
@@ -306,14 +324,20 @@ def sweep_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str
         return num(v) if isinstance(v, float) else str(v)
 
     cols = [Column("trial", "trial", _cells(f"{r['trial']:04d}" for r in rows))]
-    def numeric(k: str) -> bool:
-        return all(isinstance(r["params"].get(k), (int, float)) and not isinstance(r["params"].get(k), bool)
-                   for r in rows)
 
-    cols += [Column(k, h, _cells(value(r["params"].get(k)) for r in rows), justify="right" if numeric(k) else "left")
-             for k, h in zip(keys, heads)]
-    cols += [Column(metric, metric, _cells(num(r["value"]) for r in rows)),
-             Column("verdict", "verdict", [outcome(r) for r in rows], justify="left", wrap=True),
-             Column("seconds", "s", _cells(num(r.get("seconds"), 2) for r in rows))]
+    def numeric(k: str) -> bool:
+        return all(
+            isinstance(r["params"].get(k), (int, float)) and not isinstance(r["params"].get(k), bool) for r in rows
+        )
+
+    cols += [
+        Column(k, h, _cells(value(r["params"].get(k)) for r in rows), justify="right" if numeric(k) else "left")
+        for k, h in zip(keys, heads)
+    ]
+    cols += [
+        Column(metric, metric, _cells(num(r["value"]) for r in rows)),
+        Column("verdict", "verdict", [outcome(r) for r in rows], justify="left", wrap=True),
+        Column("seconds", "s", _cells(num(r.get("seconds"), 2) for r in rows)),
+    ]
     steps = [Step(drop="seconds"), *(Step(drop=k) for k in reversed(keys))]
     return fit(cols, width, steps, title=f"trials by {metric} ({goal}), best first")

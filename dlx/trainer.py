@@ -16,6 +16,7 @@ optimizer, schedule, every RNG, the epoch's sample order and position in it, the
 unfinished log interval's probe rows), so a resumed run on CPU produces exactly
 the numbers of one that was never stopped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,9 @@ from .probes import ACT_FIELDS, Probes
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
 # What summary.json's "final" numbers are computed over (its "window" key says it).
-FINAL_WINDOW = "train_*: one pass over the whole training set in eval mode after the last step; test_*: the test set then"
+FINAL_WINDOW = (
+    "train_*: one pass over the whole training set in eval mode after the last step; test_*: the test set then"
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,7 +57,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError(("train", "device"), f"{name} asked for, but this torch sees no CUDA device; use device: cpu or auto")
+        raise SpecError(
+            ("train", "device"), f"{name} asked for, but this torch sees no CUDA device; use device: cpu or auto"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise SpecError(("train", "device"), "mps asked for, but it is not available here; use device: cpu or auto")
     return dev
@@ -107,9 +112,12 @@ class EarlyStopping:
             return
         self.bad += 1
         if self.bad >= self.patience:
-            trainer.stop("completed", f"early stopping: {self.metric} has not improved for "
-                                      f"{self.patience} evaluations (best {self.sign * self.best:.4g} "
-                                      f"at step {self.best_step})")
+            trainer.stop(
+                "completed",
+                f"early stopping: {self.metric} has not improved for "
+                f"{self.patience} evaluations (best {self.sign * self.best:.4g} "
+                f"at step {self.best_step})",
+            )
 
 
 class Trainer:
@@ -140,8 +148,11 @@ class Trainer:
         n = len(self.data.x_train)
         self.batch_size = n if t.batch_size == "full" else int(t.batch_size)
         if self.batch_size > n:
-            raise SpecError(("train", "batch_size"), f"{self.batch_size} is larger than the {n} training samples; "
-                           f"use batch_size: full for full-batch gradient descent")
+            raise SpecError(
+                ("train", "batch_size"),
+                f"{self.batch_size} is larger than the {n} training samples; "
+                f"use batch_size: full for full-batch gradient descent",
+            )
         # The last partial batch of an epoch is dropped: every step sees the same batch size.
         self.steps_per_epoch = n // self.batch_size
         self.total_steps = t.steps or t.epochs * self.steps_per_epoch
@@ -149,7 +160,8 @@ class Trainer:
         self.scheduler = None
         if sched.name != "constant":
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda s: sched.factor(s, self.total_steps))
+                self.optimizer, lambda s: sched.factor(s, self.total_steps)
+            )
         self.eval_every = self.steps_per_epoch if t.eval_every == "epoch" else int(t.eval_every)
         self.probes = Probes(self.model, cfg.activation, t.log_every, self.device)
         self.loss_fn = self._loss_fn()
@@ -251,8 +263,8 @@ class Trainer:
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         for i in range(0, len(x), EVAL_BATCH):
-            out = self.model(self.data.as_float(x[i:i + EVAL_BATCH]))
-            yb = y[i:i + EVAL_BATCH]
+            out = self.model(self.data.as_float(x[i : i + EVAL_BATCH]))
+            yb = y[i : i + EVAL_BATCH]
             total_loss += self.loss_fn(out, yb) * len(yb)
             if self.data.task == "classification":
                 correct += (out.argmax(-1) == yb).float().mean() * len(yb)
@@ -294,15 +306,16 @@ class Trainer:
                 else:
                     if pos == 0 or self._perm is None:
                         self._perm = torch.randperm(n, device=self.device, generator=self.generator)
-                    idx = self._perm[pos * bs:(pos + 1) * bs]
+                    idx = self._perm[pos * bs : (pos + 1) * bs]
                     xb, yb = x.index_select(0, idx), y.index_select(0, idx)
                 self.step += 1  # during the step, trainer.step is its own (1-based) number
                 # Every interval holds log_every steps (only the run's last may hold fewer):
                 # an evaluation never cuts one short (a 1-step interval is one batch's noise).
                 # It runs at the end of the interval that reaches each multiple of eval_every.
                 flush = self._row + 1 == t.log_every or self.step == self.total_steps
-                eval_now = flush and (self.step // self.eval_every > self.logged_step // self.eval_every
-                                      or self.step == self.total_steps)
+                eval_now = flush and (
+                    self.step // self.eval_every > self.logged_step // self.eval_every or self.step == self.total_steps
+                )
                 if flush:
                     self.probes.watch_activations()
                 self._train_step(self._row, xb, yb)
@@ -343,10 +356,17 @@ class Trainer:
             self._emit("on_interval", last)
         train_seconds = time.perf_counter() - self._t0 - self._eval_seconds
         final = self._final_metrics(status, last)
-        outcome = Outcome(status=status, reason=reason, step=self.step,
-                          epoch=self.step / self.steps_per_epoch, train_seconds=train_seconds,
-                          samples=self.step * bs, final=final, diverged=diverged,
-                          signal=self._signal if status == "interrupted" else None)
+        outcome = Outcome(
+            status=status,
+            reason=reason,
+            step=self.step,
+            epoch=self.step / self.steps_per_epoch,
+            train_seconds=train_seconds,
+            samples=self.step * bs,
+            final=final,
+            diverged=diverged,
+            signal=self._signal if status == "interrupted" else None,
+        )
         self._emit("on_end", outcome)
         return outcome
 
@@ -361,8 +381,11 @@ class Trainer:
             return {**out, "window": "last log interval"} if out else {}
         t_eval = time.perf_counter()
         out = self.evaluate("train")
-        out.update({k: last[k] for k in ("test_loss", "test_acc") if last.get(k) is not None}
-                   if "test_loss" in last else self.evaluate("test"))
+        out.update(
+            {k: last[k] for k in ("test_loss", "test_acc") if last.get(k) is not None}
+            if "test_loss" in last
+            else self.evaluate("test")
+        )
         self._eval_seconds += time.perf_counter() - t_eval
         return {**out, "window": FINAL_WINDOW}
 
@@ -419,8 +442,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything the loop needs to continue exactly (torch.load(weights_only=True) reads it)."""
-        rng = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
-               "generator": self.generator.get_state()}
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_rng_state(),
+            "python": random.getstate(),
+            "generator": self.generator.get_state(),
+        }
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -434,7 +461,7 @@ class Trainer:
                 "logged_step": self.logged_step,
                 "perm": self._perm.cpu() if self._perm is not None else None,
                 # The unfinished interval's probe rows [row, layers + 2].
-                "probe_rows": self.probes.buf[:self._row].cpu().clone(),
+                "probe_rows": self.probes.buf[: self._row].cpu().clone(),
                 "checkpointed": self._checkpointed,
                 "time": time.perf_counter() - self._t0 if self._t0 is not None else self._elapsed,
                 "eval_seconds": self._eval_seconds,
@@ -446,9 +473,11 @@ class Trainer:
         """Continue from state_dict(): call on a Trainer freshly built from the same config."""
         saved = state["loop"].get("device", "cpu")
         if saved != self.device.type:
-            raise DlxError(f"this checkpoint was written on {saved} and this machine would continue on "
-                           f"{self.device.type}: its random streams (data order, dropout) cannot move between "
-                           f"devices, so the run could not continue exactly; resume it where a {saved} device is")
+            raise DlxError(
+                f"this checkpoint was written on {saved} and this machine would continue on "
+                f"{self.device.type}: its random streams (data order, dropout) cannot move between "
+                f"devices, so the run could not continue exactly; resume it where a {saved} device is"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -459,7 +488,7 @@ class Trainer:
         self._perm = loop["perm"].to(self.device) if loop["perm"] is not None else None
         rows = loop["probe_rows"]
         self._row = len(rows)
-        self.probes.buf[:self._row] = rows.to(self.device)
+        self.probes.buf[: self._row] = rows.to(self.device)
         self._checkpointed = int(loop["checkpointed"])
         self._elapsed, self._eval_seconds = float(loop["time"]), float(loop["eval_seconds"])
         if self.early_stopping is not None and state.get("early_stopping") is not None:
@@ -469,8 +498,9 @@ class Trainer:
         if self.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         n = rng["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
+        np.random.set_state(
+            (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
         random.setstate(_tuples(rng["python"]))
         self.generator.set_state(rng["generator"])
 
@@ -503,8 +533,13 @@ class Trainer:
             else:
                 where = f"; gradients non-finite in {', '.join(layers)} (first: {first_layer})"
             msg = f"non-finite {what} ({float(loss[i]):.3g}) at step {step}{where}"
-            record["diverged"] = {"step": step, "layer": first_layer, "layers": layers,
-                                  "loss": float(loss[i]), "message": msg}
+            record["diverged"] = {
+                "step": step,
+                "layer": first_layer,
+                "layers": layers,
+                "loss": float(loss[i]),
+                "message": msg,
+            }
             self.probes.unhook()
             return record
         # Unit spreads (symmetry) move slowly: measured at evaluation points only.
@@ -525,8 +560,13 @@ class Trainer:
 def _numpy_rng_state() -> dict[str, Any]:
     """numpy's global RNG state as tensors and ints, so torch.load(weights_only=True) reads it."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
 
 
 def _tuples(x: Any) -> Any:

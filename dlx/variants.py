@@ -3,6 +3,7 @@ aggregation of the finished runs' summaries over seeds. Compare never trains by 
 api.compare hands these configs to an executor. (Not compare.py: that module would
 shadow the dlx.compare() function.)
 """
+
 from __future__ import annotations
 
 import itertools
@@ -87,8 +88,9 @@ def _short(value: str) -> str:
     return value
 
 
-def trial_configs(config: str | Path, sets: list[str], variants: list[Variant], seeds: int,
-                  first_seed: int | None = None) -> list[tuple[Variant, int, dict]]:
+def trial_configs(
+    config: str | Path, sets: list[str], variants: list[Variant], seeds: int, first_seed: int | None = None
+) -> list[tuple[Variant, int, dict]]:
     """Validated, resolved configs for every (variant, seed); all problems before any run."""
     base = load_config(config, sets)
     seed0 = base.seed if first_seed is None else first_seed
@@ -138,8 +140,10 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
     except ValueError:
         number = math.nan
     if not eq or key not in METRICS or math.isnan(number):
-        raise UsageError(f"--target {text!r}: expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}, "
-                         f"e.g. --target test_acc=0.95")
+        raise UsageError(
+            f"--target {text!r}: expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}, "
+            f"e.g. --target test_acc=0.95"
+        )
     return key, number
 
 
@@ -160,8 +164,13 @@ class Row:
     run_paths: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"variant": self.label, "runs": self.runs, "statuses": self.statuses,
-                             "verdict": self.verdict, "run_paths": self.run_paths}
+        d: dict[str, Any] = {
+            "variant": self.label,
+            "runs": self.runs,
+            "statuses": self.statuses,
+            "verdict": self.verdict,
+            "run_paths": self.run_paths,
+        }
         for k, (m, s) in self.stats.items():
             d[k] = {"mean": m, "sd": s}
         return d

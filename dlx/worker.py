@@ -14,6 +14,7 @@ Test hook: if DLX_TEST_CRASH_ONCE names a file that does not exist yet, the work
 creates it and dies with os._exit(137) before training, so exactly one attempt
 crashes (tests use it to check the executor's retries; never set it otherwise).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def _crash_once_hook() -> None:
         os._exit(137)
 
 
-def run_job(config: dict, runs_dir: str | Path, threads: int | None = None,
-            started: float | None = None) -> tuple[dict[str, Any], int]:
+def run_job(
+    config: dict, runs_dir: str | Path, threads: int | None = None, started: float | None = None
+) -> tuple[dict[str, Any], int]:
     """Train one config in this process: (result dict, exit code), as described above.
 
     The Ray executor calls this inside its tasks; `main` wraps it for a subprocess.
@@ -57,22 +59,32 @@ def run_job(config: dict, runs_dir: str | Path, threads: int | None = None,
     from .api import train
     from .errors import DlxError
 
-    result: dict[str, Any] = {"status": None, "run_path": None, "summary": None, "metrics": None,
-                              "error": None, "started": started, "ended": None, "pid": os.getpid(),
-                              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    result: dict[str, Any] = {
+        "status": None,
+        "run_path": None,
+        "summary": None,
+        "metrics": None,
+        "error": None,
+        "started": started,
+        "ended": None,
+        "pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     code = 0
     try:
         r = train(config, runs_dir=runs_dir)
-        result.update(status=r.status, run_path=str(r.path) if r.path else None,
-                      summary=r.summary, metrics=r.metrics)
+        result.update(status=r.status, run_path=str(r.path) if r.path else None, summary=r.summary, metrics=r.metrics)
     except DlxError as e:
         # ConfigError and the like: a sentence for the user, same as the CLI prints.
         result.update(status="config_error", error=str(e))
         code = 2
     except Exception as e:  # a bug or a runtime error in training: keep the traceback
         path = getattr(e, "dlx_run_path", None)
-        result.update(status="failed", run_path=str(path) if path else None,
-                      error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        result.update(
+            status="failed",
+            run_path=str(path) if path else None,
+            error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+        )
         code = 1
     result["ended"] = time.time()
     return result, code

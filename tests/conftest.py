@@ -1,4 +1,5 @@
 """Shared fixtures: a temp runs folder, the real MNIST folder, small configs."""
+
 from __future__ import annotations
 
 import copy
@@ -96,8 +97,10 @@ def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05, sig: 
             if value:
                 break
             if proc.poll() is not None:
-                pytest.fail(f"the process ended (exit {proc.returncode}) before it could be interrupted: "
-                            f"{proc.stderr.read() if proc.stderr else ''}")
+                pytest.fail(
+                    f"the process ended (exit {proc.returncode}) before it could be interrupted: "
+                    f"{proc.stderr.read() if proc.stderr else ''}"
+                )
             time.sleep(poll)
         else:
             pytest.fail(f"the process was not ready to interrupt within {timeout:g} s")

@@ -1,5 +1,6 @@
 """The Python API the CLI renders: dlx.train / load_run / runs / compare return objects
 with the run's data, a table and a figure, and a compact display."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,15 @@ from dlx.errors import UsageError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("api") / "runs"
-    cfg = {"seed": 0, "data": {"name": "spirals", "n_train": 256, "n_test": 128},
-           "model": {"name": "mlp", "depth": 2, "width": 16}, "activation": "tanh", "init": "xavier_uniform",
-           "optimizer": {"name": "adam", "lr": 0.01}, "train": {"steps": 60, "batch_size": 32, "log_every": 5,
-                                                                "threads": 1}}
+    cfg = {
+        "seed": 0,
+        "data": {"name": "spirals", "n_train": 256, "n_test": 128},
+        "model": {"name": "mlp", "depth": 2, "width": 16},
+        "activation": "tanh",
+        "init": "xavier_uniform",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 60, "batch_size": 32, "log_every": 5, "threads": 1},
+    }
     return dlx.train(cfg, runs_dir=runs_dir), runs_dir
 
 
@@ -78,8 +84,15 @@ def test_runs_lists_filters_and_sorts_like_dlx_runs(trained):
 
 def test_compare_returns_mean_and_sd_per_variant_with_its_runs(tmp_path):
     small = ["data.n_train=200", "train.steps=40", "train.batch_size=32", "train.threads=1"]
-    c = dlx.compare(CONFIGS / "quickstart.yaml", over=["optimizer.lr=0.001,0.01"], seeds=2, overrides=small,
-                    runs_dir=tmp_path / "runs", max_parallel=2, figure=False)
+    c = dlx.compare(
+        CONFIGS / "quickstart.yaml",
+        over=["optimizer.lr=0.001,0.01"],
+        seeds=2,
+        overrides=small,
+        runs_dir=tmp_path / "runs",
+        max_parallel=2,
+        figure=False,
+    )
     assert [row.label for row in c.rows] == ["optimizer.lr=0.001", "optimizer.lr=0.01"]
     for row in c.rows:
         runs = c.runs[row.label]

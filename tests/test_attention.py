@@ -1,4 +1,5 @@
 """The attention model: each scoring trains, probes see every Linear, attention finds the marked step."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,7 @@ from dlx.trainer import Trainer
 T = 10
 SCORING_NAMES = ["additive", "dot", "scaled_dot", "bilinear"]
 # Extra Linear layers each scoring adds, in order (dot products have none).
-SCORE_LAYERS = {"additive": ["score.w_q", "score.w_k", "score.v"], "dot": [], "scaled_dot": [],
-                "bilinear": ["score.w"]}
+SCORE_LAYERS = {"additive": ["score.w_q", "score.w_k", "score.v"], "dot": [], "scaled_dot": [], "bilinear": ["score.w"]}
 
 
 def marked_task(rng, n):
@@ -44,10 +44,14 @@ def marked(tmp_path):
 
 
 def config(path, epochs=1, **model):
-    return {"seed": 0, "data": {"name": "arrays", "path": str(path)},
-            "model": {"name": "attention", "d_model": 16, **model},
-            "activation": "relu", "optimizer": {"name": "adam", "lr": 0.01},
-            "train": {"epochs": epochs, "batch_size": 32, "log_every": 4, "threads": 1}}
+    return {
+        "seed": 0,
+        "data": {"name": "arrays", "path": str(path)},
+        "model": {"name": "attention", "d_model": 16, **model},
+        "activation": "relu",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": epochs, "batch_size": 32, "log_every": 4, "threads": 1},
+    }
 
 
 def expected_layers(scoring, blocks):
@@ -71,10 +75,19 @@ def test_each_scoring_trains_a_block_and_probes_every_linear_input_to_output(mar
 def test_forward_and_backward_shapes_for_both_heads(marked):
     n, k = 5, 3
     x = torch.randn(n, T, 2)
-    one = Dataset("seq", x, torch.zeros(n, dtype=torch.int64), x, torch.zeros(n, dtype=torch.int64),
-                  "classification", n_classes=k)
-    many = Dataset("seq", x, torch.zeros(n, T, dtype=torch.int64), x, torch.zeros(n, T, dtype=torch.int64),
-                   "classification", n_classes=k, sequence_target=True)
+    one = Dataset(
+        "seq", x, torch.zeros(n, dtype=torch.int64), x, torch.zeros(n, dtype=torch.int64), "classification", n_classes=k
+    )
+    many = Dataset(
+        "seq",
+        x,
+        torch.zeros(n, T, dtype=torch.int64),
+        x,
+        torch.zeros(n, T, dtype=torch.int64),
+        "classification",
+        n_classes=k,
+        sequence_target=True,
+    )
     cfg = load_config(config(marked[0], blocks=2, heads=4))
     for head, data, shape in (("many_to_one", one, (n, k)), ("many_to_many", many, (n, T, k))):
         spec = AttentionSpec(name="attention", d_model=16, heads=4, blocks=2, head=head)
@@ -97,8 +110,7 @@ def test_many_to_many_trains_on_per_step_targets(marked):
     x = torch.as_tensor(rng.normal(size=(1280, T, 1)), dtype=torch.float32)
     y = torch.zeros(1280, T, dtype=torch.int64)
     y[:, 1:] = (x[:, :-1, 0] > 0).long()
-    data = Dataset("shift", x[:1024], y[:1024], x[1024:], y[1024:], "classification", n_classes=2,
-                   sequence_target=True)
+    data = Dataset("shift", x[:1024], y[:1024], x[1024:], y[1024:], "classification", n_classes=2, sequence_target=True)
     cfg = load_config(config(marked[0], epochs=10, blocks=1, head="many_to_many", positional="learned"))
     outcome = Trainer(cfg, data=data).run()
     assert outcome.final["test_acc"] > 0.9  # chance is 0.5 (about 0.55 counting the fixed step 0)
@@ -107,12 +119,18 @@ def test_many_to_many_trains_on_per_step_targets(marked):
 @pytest.mark.parametrize("scoring", SCORING_NAMES)
 def test_scoring_parameter_counts_match_their_formulas(marked, scoring):
     blocks, heads, d = 2, 4, 16
-    summaries = {s: model_summary(load_config(config(marked[0], scoring=s, blocks=blocks, heads=heads)))
-                 for s in ("dot", scoring)}
+    summaries = {
+        s: model_summary(load_config(config(marked[0], scoring=s, blocks=blocks, heads=heads)))
+        for s in ("dot", scoring)
+    }
     s = summaries[scoring]
     # One scoring per block (width d/heads, shared by the heads) and one in the pooling (width d).
-    formula = {"additive": lambda w: 2 * w * w + w, "dot": lambda w: 0, "scaled_dot": lambda w: 0,
-               "bilinear": lambda w: w * w}[scoring]
+    formula = {
+        "additive": lambda w: 2 * w * w + w,
+        "dot": lambda w: 0,
+        "scaled_dot": lambda w: 0,
+        "bilinear": lambda w: w * w,
+    }[scoring]
     extra = blocks * formula(d // heads) + formula(d)
     assert s["total_params"] - summaries["dot"]["total_params"] == extra
     assert extra == blocks * scoring_params(scoring, d // heads) + scoring_params(scoring, d)
@@ -163,8 +181,7 @@ def test_attention_on_flat_data_is_a_config_error_at_model(tiny, tmp_path):
     assert "(T, F)" in problems(e)["model"] and "(2,)" in problems(e)["model"]
     # Arrays' shape is known only once loaded: building reports it the same way.
     path = tmp_path / "flat.npz"
-    np.savez(path, x_train=np.zeros((8, 3)), y_train=np.zeros(8, int), x_test=np.zeros((4, 3)),
-             y_test=np.zeros(4, int))
+    np.savez(path, x_train=np.zeros((8, 3)), y_train=np.zeros(8, int), x_test=np.zeros((4, 3)), y_test=np.zeros(4, int))
     with pytest.raises(ConfigError) as e:
         dlx.train(config(path), save=False)
     assert "(3,)" in problems(e)["model"]

@@ -1,4 +1,5 @@
 """The dlx command as a user runs it: real subprocesses, real output, real signals."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,14 @@ from conftest import CONFIGS, interrupt_when
 
 
 def dlx(*args, cwd=None, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "dlx", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dlx", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_train_prints_layer_table_verdict_metrics_and_run_folder(tmp_path):
@@ -57,9 +64,23 @@ def test_show_renders_a_run_from_its_folder_alone(tmp_path):
 
 def test_ctrl_c_stops_training_keeps_metrics_and_exits_130(tmp_path):
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "dlx", "train", str(CONFIGS / "quickstart.yaml"),
-                             "--set", "train.epochs=100000", "--runs-dir", str(runs), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlx",
+            "train",
+            str(CONFIGS / "quickstart.yaml"),
+            "--set",
+            "train.epochs=100000",
+            "--runs-dir",
+            str(runs),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def logged():  # a run folder with a few intervals logged
         found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []
@@ -118,7 +139,9 @@ def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monke
 
 def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
     runs = tmp_path / "runs"
-    assert dlx("train", CONFIGS / "quickstart.yaml", "--set", "train.epochs=3", "--runs-dir", runs, "-q").returncode == 0
+    assert (
+        dlx("train", CONFIGS / "quickstart.yaml", "--set", "train.epochs=3", "--runs-dir", runs, "-q").returncode == 0
+    )
     assert dlx("train", CONFIGS / "exploding.yaml", "--runs-dir", runs, "-q").returncode == 3
     # A run whose process vanished while "running" is reported as interrupted.
     ghost = runs / "20000101-000000-ghost-abcdef"

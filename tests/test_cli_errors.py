@@ -5,6 +5,7 @@ configs/broken.yaml and configs/quickstart.yaml under ./configs). The commands
 that import torch take ~3 s each, so the module starts them all at once and the
 tests read their results.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,16 @@ COMMANDS: dict[str, list[str]] = {
     "validate_missing": ["validate", "configs/nope.yaml"],
     "validate_quickstart": ["validate", "configs/quickstart.yaml"],
     "validate_bad_set": ["validate", "configs/quickstart.yaml", "--set", "optimizer.lr=abc", "--set", "train.epochs"],
-    "train_bad_set": ["train", "configs/quickstart.yaml", "--set", "optimizer.lr=abc", "--set", "train.epochs",
-                      "--runs-dir", "runs"],
+    "train_bad_set": [
+        "train",
+        "configs/quickstart.yaml",
+        "--set",
+        "optimizer.lr=abc",
+        "--set",
+        "train.epochs",
+        "--runs-dir",
+        "runs",
+    ],
     "validate_ignored_key": ["validate", "configs/quickstart.yaml", "--set", "train.tbptt=5"],
     "train_ignored_key": ["train", "configs/quickstart.yaml", "--set", "train.tbptt=5", "--runs-dir", "runs"],
     "show_nonexistent": ["show", "nonexistent", "--runs-dir", "X"],
@@ -71,8 +80,17 @@ def cli(tmp_path_factory) -> dict[str, Result]:
         (cwd / "configs").mkdir(parents=True)
         for f in ("broken.yaml", "quickstart.yaml"):
             shutil.copy(CONFIGS / f, cwd / "configs" / f)
-        procs[name] = (cwd, subprocess.Popen([sys.executable, "-m", "dlx", *args], cwd=cwd, env=env,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs[name] = (
+            cwd,
+            subprocess.Popen(
+                [sys.executable, "-m", "dlx", *args],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
     results = {}
     try:
         for name, (cwd, proc) in procs.items():
@@ -92,11 +110,21 @@ def assert_no_traceback(r: Result) -> None:
         assert not re.search(r'File ".*", line \d+', stream), stream
 
 
-BROKEN_PATHS = ["data", "model.widht", "activation", "init.std", "optimizer.betas", "regularization.dropout",
-                "regularization.norm", "train.epochs", "train.loss"]
+BROKEN_PATHS = [
+    "data",
+    "model.widht",
+    "activation",
+    "init.std",
+    "optimizer.betas",
+    "regularization.dropout",
+    "regularization.norm",
+    "train.epochs",
+    "train.loss",
+]
 
 
 # ---------------------------------------------------------------- a broken config
+
 
 def test_validate_broken_config_exits_2(cli):
     assert cli["validate_broken"].returncode == 2
@@ -117,8 +145,13 @@ def test_validate_broken_config_lists_every_problem_with_its_line(cli):
 
 def test_validate_broken_config_says_did_you_mean(cli):
     err = cli["validate_broken"].stderr
-    for hint in ["did you mean 'spirals'?", "did you mean 'width'?", "did you mean 'sigmoid'?",
-                 "did you mean 'batch'?", "did you mean 'cross_entropy'?"]:
+    for hint in [
+        "did you mean 'spirals'?",
+        "did you mean 'width'?",
+        "did you mean 'sigmoid'?",
+        "did you mean 'batch'?",
+        "did you mean 'cross_entropy'?",
+    ]:
         assert hint in err
 
 
@@ -147,13 +180,17 @@ def test_a_key_the_model_ignores_stops_validate_and_train_with_exit_2_and_no_tra
     for r in (v, t):
         assert r.returncode == 2
         assert_no_traceback(r)
-    assert v.problem_lines() == t.problem_lines() == [
-        "--set train.tbptt=5: train.tbptt: mlp ignores it; it is honoured by rnn, lstm, gru; remove it"]
+    assert (
+        v.problem_lines()
+        == t.problem_lines()
+        == ["--set train.tbptt=5: train.tbptt: mlp ignores it; it is honoured by rnn, lstm, gru; remove it"]
+    )
     assert not (t.cwd / "runs").exists()
     assert sorted(p.name for p in r.cwd.iterdir()) == ["configs"]
 
 
 # ---------------------------------------------------------------- a missing config file
+
 
 def test_train_missing_config_exits_2_with_a_clear_message(cli):
     r = cli["train_missing"]
@@ -178,6 +215,7 @@ def test_missing_config_message_does_not_send_the_user_to_dlx_list(cli):
 
 # ---------------------------------------------------------------- bad --set
 
+
 def test_bad_set_cites_the_set_and_exits_2(cli):
     r = cli["validate_bad_set"]
     assert r.returncode == 2
@@ -197,6 +235,7 @@ def test_train_with_bad_set_reports_the_same_and_creates_no_run_folder(cli):
 
 # ---------------------------------------------------------------- a good config
 
+
 def test_validate_good_config_exits_0_and_says_ok(cli):
     r = cli["validate_quickstart"]
     assert r.returncode == 0, r.stderr
@@ -207,6 +246,7 @@ def test_validate_good_config_exits_0_and_says_ok(cli):
 
 
 # ---------------------------------------------------------------- other commands
+
 
 def test_show_nonexistent_run_fails_with_a_clear_message(cli):
     r = cli["show_nonexistent"]
@@ -247,11 +287,14 @@ def test_list_misspelled_kind_suggests_the_closest(cli):
     assert "did you mean 'activation'?" in r.stderr
 
 
-@pytest.mark.parametrize("name, words", [
-    ("help", ["train", "validate", "show", "list"]),
-    ("train_help", ["--set", "--runs-dir", "config"]),
-    ("validate_help", ["--set", "config"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("help", ["train", "validate", "show", "list"]),
+        ("train_help", ["--set", "--runs-dir", "config"]),
+        ("validate_help", ["--set", "config"]),
+    ],
+)
 def test_help_exits_0_and_describes_the_commands(cli, name, words):
     r = cli[name]
     assert r.returncode == 0, r.stderr

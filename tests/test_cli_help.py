@@ -1,4 +1,5 @@
 """Every command's --help as a person reads it, shell completion, and a fast `dlx --help`."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,7 @@ from typer.testing import CliRunner
 
 from dlx.cli import app
 
-COMMANDS = ["train", "validate", "show", "summary", "compare", "sweep", "runs", "report", "examples",
-            "plot", "list"]
+COMMANDS = ["train", "validate", "show", "summary", "compare", "sweep", "runs", "report", "examples", "plot", "list"]
 
 
 def _help(*args: str) -> str:
@@ -46,8 +46,14 @@ def test_value_options_name_what_they_take():
 
 
 def _dlx(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dlx", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "dlx", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
 
 
 def test_show_completion_prints_a_bash_script_for_the_dlx_command():
@@ -66,9 +72,11 @@ def test_the_completion_script_completes_command_names():
 
 def test_dlx_help_imports_no_torch():
     """--help answers at once: torch and the other heavy modules load inside the commands."""
-    code = ("import sys\nsys.argv = ['dlx', '--help']\nfrom dlx.cli import main\ntry:\n    main()\n"
-            "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'optuna') "
-            "if m in sys.modules))")
+    code = (
+        "import sys\nsys.argv = ['dlx', '--help']\nfrom dlx.cli import main\ntry:\n    main()\n"
+        "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'optuna') "
+        "if m in sys.modules))"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]"

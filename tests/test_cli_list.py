@@ -1,4 +1,5 @@
 """`dlx list`: every name and every section key a config can use, readable at 80 columns."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,10 @@ from dlx.cli import app
 from dlx.config import EarlyStopping, Regularization, Train
 
 # What a Python or pydantic repr would leak: a class call, a typing construct, Python literals.
-REPR = re.compile(r"\b(EarlyStopping|Regularization|Train|FieldInfo|Annotated|Literal|Optional|"
-                  r"PydanticUndefined|NoneType)\b|<class|\b(None|True|False)\b|=\s*'")
+REPR = re.compile(
+    r"\b(EarlyStopping|Regularization|Train|FieldInfo|Annotated|Literal|Optional|"
+    r"PydanticUndefined|NoneType)\b|<class|\b(None|True|False)\b|=\s*'"
+)
 
 
 def _list(*kind: str) -> str:
@@ -55,8 +58,16 @@ def test_dlx_list_train_says_what_the_keys_people_search_for_take():
 
 def test_plain_dlx_list_has_every_kind_and_both_sections_and_no_repr_anywhere():
     out = _list()
-    for title in ("model", "data", "activation", "init", "optimizer", "schedule",
-                  "regularization  (--set regularization.KEY=VALUE)", "train  (--set train.KEY=VALUE)"):
+    for title in (
+        "model",
+        "data",
+        "activation",
+        "init",
+        "optimizer",
+        "schedule",
+        "regularization  (--set regularization.KEY=VALUE)",
+        "train  (--set train.KEY=VALUE)",
+    ):
         assert re.search(rf"^{re.escape(title)}\s*$", out, re.M), title
     assert not REPR.search(out), REPR.search(out)
     assert max(len(line) for line in out.splitlines()) <= 80

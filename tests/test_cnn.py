@@ -1,4 +1,5 @@
 """The cnn model: shapes, parameter counts and receptive fields from the spec, bad shapes as config problems."""
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,15 @@ def bars(tmp_path):
 
 
 def config(data, layers, head=(), **top):
-    cfg = {"seed": 0, "data": data, "model": {"name": "cnn", "layers": layers, "head": list(head)},
-           "activation": "relu", "init": "kaiming_normal", "optimizer": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 6, "batch_size": 32, "log_every": 3, "threads": 1}}
+    cfg = {
+        "seed": 0,
+        "data": data,
+        "model": {"name": "cnn", "layers": layers, "head": list(head)},
+        "activation": "relu",
+        "init": "kaiming_normal",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 6, "batch_size": 32, "log_every": 3, "threads": 1},
+    }
     cfg.update(top)
     return cfg
 
@@ -63,10 +70,16 @@ MNIST_LAZY = {"name": "mnist", "flatten": False, "download": True}
 
 def test_cnn_trains_on_mnist_images_and_probes_every_conv_and_linear_in_order(mnist_dir, monkeypatch, runs_dir):
     monkeypatch.setenv("DLX_DATA_DIR", str(mnist_dir))
-    cfg = config({"name": "mnist", "flatten": False, "n_train": 256, "n_test": 64},
-                 [{"conv": 8, "kernel": 3, "padding": 1}, {"pool": "max", "size": 2},
-                  {"conv": 16, "kernel": 3, "stride": 2, "dilation": 2, "groups": 2}, {"pool": "global_avg"}],
-                 head=[24])
+    cfg = config(
+        {"name": "mnist", "flatten": False, "n_train": 256, "n_test": 64},
+        [
+            {"conv": 8, "kernel": 3, "padding": 1},
+            {"pool": "max", "size": 2},
+            {"conv": 16, "kernel": 3, "stride": 2, "dilation": 2, "groups": 2},
+            {"pool": "global_avg"},
+        ],
+        head=[24],
+    )
     r = dlx.train(cfg, runs_dir=runs_dir)
     assert r.status == "completed"
     names = ["conv1", "conv2", "fc1", "out"]
@@ -82,20 +95,24 @@ def test_cnn_trains_on_mnist_images_and_probes_every_conv_and_linear_in_order(mn
 
 
 def test_cnn_learns_oriented_bars(bars):
-    cfg = config({"name": "arrays", "path": str(bars)},
-                 [{"conv": 8, "kernel": 3, "padding": 1}, {"pool": "max", "size": 2}, {"conv": 8}, {"pool": "avgmax"}],
-                 train={"steps": 60, "batch_size": 32, "log_every": 10, "threads": 1})
+    cfg = config(
+        {"name": "arrays", "path": str(bars)},
+        [{"conv": 8, "kernel": 3, "padding": 1}, {"pool": "max", "size": 2}, {"conv": 8}, {"pool": "avgmax"}],
+        train={"steps": 60, "batch_size": 32, "log_every": 10, "threads": 1},
+    )
     r = dlx.train(cfg, save=False)
     assert r.summary["final"]["test_acc"] >= 0.9  # chance is 0.5
 
 
 def test_output_shapes_follow_stride_padding_dilation_and_pooling(bars):
-    layers = [{"conv": 4, "kernel": 3},                       # 8 -> 6
-              {"conv": 6, "kernel": 3, "padding": 2, "dilation": 2},  # 6 + 4 - 5 + 1 = 6
-              {"conv": 6, "kernel": 2, "stride": 2},          # (6 - 2) // 2 + 1 = 3
-              {"pool": "avg", "size": 2, "stride": 1},        # 2
-              {"pool": "max", "size": 3, "padding": 1},       # (2 + 2 - 3) // 3 + 1 = 1
-              {"pool": "avgmax"}]                             # 12 channels of 1x1
+    layers = [
+        {"conv": 4, "kernel": 3},  # 8 -> 6
+        {"conv": 6, "kernel": 3, "padding": 2, "dilation": 2},  # 6 + 4 - 5 + 1 = 6
+        {"conv": 6, "kernel": 2, "stride": 2},  # (6 - 2) // 2 + 1 = 3
+        {"pool": "avg", "size": 2, "stride": 1},  # 2
+        {"pool": "max", "size": 3, "padding": 1},  # (2 + 2 - 3) // 3 + 1 = 1
+        {"pool": "avgmax"},
+    ]  # 12 channels of 1x1
     s = model_summary(load_config(config({"name": "arrays", "path": str(bars)}, layers, head=[5])))
     out = {r["name"]: r["output"] for r in s["layers"]}
     assert out["conv1"] == [2, 4, 6, 6]
@@ -109,8 +126,12 @@ def test_output_shapes_follow_stride_padding_dilation_and_pooling(bars):
 
 
 def test_conv_parameter_counts_are_k_k_cin_over_groups_plus_bias_times_cout(bars):
-    layers = [{"conv": 6, "kernel": 3}, {"conv": 12, "kernel": 3, "groups": 3},
-              {"conv": 4, "kernel": 1, "bias": False}, {"pool": "global_max"}]
+    layers = [
+        {"conv": 6, "kernel": 3},
+        {"conv": 12, "kernel": 3, "groups": 3},
+        {"conv": 4, "kernel": 1, "bias": False},
+        {"pool": "global_max"},
+    ]
     cfg = load_config(config({"name": "arrays", "path": str(bars)}, layers, head=[7]))
     s = model_summary(cfg)
     params = {r["name"]: r["params"] for r in s["layers"]}
@@ -128,10 +149,21 @@ def test_norm_goes_after_each_conv_and_dropout_only_in_the_head(bars):
     cfg = load_config(config(data, layers, head=[8], regularization={"norm": "layer", "dropout": 0.5}))
     model = cfg.model.build(cfg.data.load(0), cfg)
     kinds = [(n, type(m).__name__) for n, m in model.named_children()]
-    assert kinds == [("conv1", "Conv2d"), ("ln1", "GroupNorm"), ("act1", "ReLU"), ("pool1", "MaxPool2d"),
-                     ("conv2", "Conv2d"), ("ln2", "GroupNorm"), ("act2", "ReLU"), ("pool2", "AdaptiveAvgPool2d"),
-                     ("flatten", "Flatten"), ("fc1", "Linear"), ("act3", "ReLU"), ("drop1", "Dropout"),
-                     ("out", "Linear")]
+    assert kinds == [
+        ("conv1", "Conv2d"),
+        ("ln1", "GroupNorm"),
+        ("act1", "ReLU"),
+        ("pool1", "MaxPool2d"),
+        ("conv2", "Conv2d"),
+        ("ln2", "GroupNorm"),
+        ("act2", "ReLU"),
+        ("pool2", "AdaptiveAvgPool2d"),
+        ("flatten", "Flatten"),
+        ("fc1", "Linear"),
+        ("act3", "ReLU"),
+        ("drop1", "Dropout"),
+        ("out", "Linear"),
+    ]
     assert model.ln1.num_groups == 1  # layer norm over channels and positions
     cfg = load_config(config(data, layers, regularization={"norm": "batch"}))
     model = cfg.model.build(cfg.data.load(0), cfg)
@@ -154,15 +186,26 @@ def layer_specs(*layers):
     return MODELS.parse({"name": "cnn", "layers": list(layers)}).layers
 
 
-@pytest.mark.parametrize("layers, rf, jump", [
-    ([{"conv": 1, "kernel": 3}, {"conv": 1, "kernel": 3}], 5, 1),
-    ([{"conv": 1, "kernel": 5}], 5, 1),
-    ([{"conv": 1, "kernel": 3, "dilation": 2}], 5, 1),
-    ([{"conv": 1, "kernel": 3, "stride": 2}, {"conv": 1, "kernel": 3}], 7, 2),
-    ([{"conv": 1, "kernel": 3}, {"pool": "max", "size": 2}, {"conv": 1, "kernel": 3}], 8, 2),
-    ([{"conv": 1, "kernel": 3, "dilation": 1}, {"conv": 1, "kernel": 3, "dilation": 2},
-      {"conv": 1, "kernel": 3, "dilation": 4}], 15, 1),
-], ids=["two_3x3", "one_5x5", "3x3_dilation_2", "stride_2_then_3x3", "pool_2_then_3x3", "dilations_1_2_4"])
+@pytest.mark.parametrize(
+    "layers, rf, jump",
+    [
+        ([{"conv": 1, "kernel": 3}, {"conv": 1, "kernel": 3}], 5, 1),
+        ([{"conv": 1, "kernel": 5}], 5, 1),
+        ([{"conv": 1, "kernel": 3, "dilation": 2}], 5, 1),
+        ([{"conv": 1, "kernel": 3, "stride": 2}, {"conv": 1, "kernel": 3}], 7, 2),
+        ([{"conv": 1, "kernel": 3}, {"pool": "max", "size": 2}, {"conv": 1, "kernel": 3}], 8, 2),
+        (
+            [
+                {"conv": 1, "kernel": 3, "dilation": 1},
+                {"conv": 1, "kernel": 3, "dilation": 2},
+                {"conv": 1, "kernel": 3, "dilation": 4},
+            ],
+            15,
+            1,
+        ),
+    ],
+    ids=["two_3x3", "one_5x5", "3x3_dilation_2", "stride_2_then_3x3", "pool_2_then_3x3", "dilations_1_2_4"],
+)
 def test_receptive_field_and_jump_of_known_stacks(layers, rf, jump):
     assert receptive_fields(layer_specs(*layers))[-1] == (rf, jump)
 
@@ -202,8 +245,12 @@ def test_receptive_fields_are_the_inputs_a_unit_gets_a_gradient_from(convs):
     from dlx.activations import ACTIVATIONS
     from dlx.models.cnn import CNN, layer_names
 
-    specs = layer_specs({"conv": 1, "kernel": 3, "padding": 1}, {"pool": "avg", "size": 2},
-                        *[{"conv": 1, "kernel": 3, "padding": 1}] * convs, {"pool": "global_avg"})
+    specs = layer_specs(
+        {"conv": 1, "kernel": 3, "padding": 1},
+        {"pool": "avg", "size": 2},
+        *[{"conv": 1, "kernel": 3, "padding": 1}] * convs,
+        {"pool": "global_avg"},
+    )
     model = CNN((1, 16, 16), 2, specs, [], ACTIVATIONS.parse("relu"), "none", 0.0).double()
     with torch.no_grad():
         for p in model.parameters():
@@ -222,8 +269,12 @@ def test_receptive_fields_are_the_inputs_a_unit_gets_a_gradient_from(convs):
 
 
 def test_summary_shows_receptive_field_and_stride_per_layer(bars):
-    layers = [{"conv": 2, "kernel": 3, "padding": 1}, {"pool": "max", "size": 2}, {"conv": 2, "kernel": 3, "padding": 1},
-              {"pool": "global_avg"}]
+    layers = [
+        {"conv": 2, "kernel": 3, "padding": 1},
+        {"pool": "max", "size": 2},
+        {"conv": 2, "kernel": 3, "padding": 1},
+        {"pool": "global_avg"},
+    ]
     s = model_summary(load_config(config({"name": "arrays", "path": str(bars)}, layers)))
     extra = {r["name"]: (r.get("rf"), r.get("stride")) for r in s["layers"] if "rf" in r}
     # The global pool sees the whole 8x8 input; its one output steps over the whole 4x4 map.
@@ -237,17 +288,36 @@ def problems_of(cfg: dict) -> list:
     return e.value.problems
 
 
-@pytest.mark.parametrize("layers, where, words", [
-    # 28 -> pool 7 -> 4x4, and a 7x7 kernel does not fit.
-    ([{"pool": "max", "size": 7}, {"conv": 8, "kernel": 7}], "model.layers.1", ["conv1", "kernel 7", "4x4", "(1, 4, 4)"]),
-    ([{"conv": 4, "kernel": 3, "dilation": 14}], "model.layers.0", ["conv1", "dilation 14", "spans 29", "28x28"]),
-    # 28 -> 4 -> 1 -> a 2x2 pool leaves nothing.
-    ([{"pool": "avg", "size": 7}, {"pool": "max", "size": 4}, {"pool": "max", "size": 2}], "model.layers.2",
-     ["pool3", "1x1", "0x0", "(1, 1, 1)"]),
-    ([{"conv": 6}, {"conv": 8, "groups": 4}], "model.layers.1", ["conv2", "groups 4", "6 input channels", "(6, 26, 26)"]),
-    ([{"conv": 6, "groups": 1}, {"conv": 8, "groups": 3}], "model.layers.1", ["conv2", "groups 3", "8 output channels"]),
-    ([{"pool": "max", "size": 2, "padding": 2}], "model.layers.0", ["pool1", "padding 2", "half"]),
-], ids=["kernel_7_on_4x4", "dilated_kernel_too_wide", "pool_on_1x1", "groups_in", "groups_out", "pool_padding"])
+@pytest.mark.parametrize(
+    "layers, where, words",
+    [
+        # 28 -> pool 7 -> 4x4, and a 7x7 kernel does not fit.
+        (
+            [{"pool": "max", "size": 7}, {"conv": 8, "kernel": 7}],
+            "model.layers.1",
+            ["conv1", "kernel 7", "4x4", "(1, 4, 4)"],
+        ),
+        ([{"conv": 4, "kernel": 3, "dilation": 14}], "model.layers.0", ["conv1", "dilation 14", "spans 29", "28x28"]),
+        # 28 -> 4 -> 1 -> a 2x2 pool leaves nothing.
+        (
+            [{"pool": "avg", "size": 7}, {"pool": "max", "size": 4}, {"pool": "max", "size": 2}],
+            "model.layers.2",
+            ["pool3", "1x1", "0x0", "(1, 1, 1)"],
+        ),
+        (
+            [{"conv": 6}, {"conv": 8, "groups": 4}],
+            "model.layers.1",
+            ["conv2", "groups 4", "6 input channels", "(6, 26, 26)"],
+        ),
+        (
+            [{"conv": 6, "groups": 1}, {"conv": 8, "groups": 3}],
+            "model.layers.1",
+            ["conv2", "groups 3", "8 output channels"],
+        ),
+        ([{"pool": "max", "size": 2, "padding": 2}], "model.layers.0", ["pool1", "padding 2", "half"]),
+    ],
+    ids=["kernel_7_on_4x4", "dilated_kernel_too_wide", "pool_on_1x1", "groups_in", "groups_out", "pool_padding"],
+)
 def test_bad_shapes_are_config_problems_naming_the_layer_and_its_shape(layers, where, words):
     problems = problems_of(config(MNIST_LAZY, layers))
     assert [p.path for p in problems] == [where]
@@ -270,16 +340,19 @@ def test_bad_shape_in_an_npz_is_found_when_the_data_is_loaded(tmp_path):
     assert p.path == "model.layers.0" and "conv1" in p.message and "4x4" in p.message
 
 
-@pytest.mark.parametrize("layer, where, words", [
-    ({"conv": 4, "kernal": 3}, "model.layers.0.kernal", ["unknown key 'kernal'", "did you mean 'kernel'"]),
-    ({"pool": "max", "kernel": 3}, "model.layers.0.kernel", ["'kernel' is a conv layer key", "size, stride"]),
-    ({"pool": "maxx"}, "model.layers.0.pool", ["'maxx'", "did you mean 'max'", "avgmax"]),
-    ({"pool": "global_avg", "size": 2}, "model.layers.0", ["covers the whole map", "remove size"]),
-    ({"conv": 4, "pool": "max"}, "model.layers.0", ["not both"]),
-    ({"channels": 4}, "model.layers.0", ["conv: CHANNELS", "pool: KIND"]),
-    (32, "model.layers.0", ["conv: CHANNELS", "got 32"]),
-    ({"conv": 0}, "model.layers.0.conv", ["greater than 0"]),
-])
+@pytest.mark.parametrize(
+    "layer, where, words",
+    [
+        ({"conv": 4, "kernal": 3}, "model.layers.0.kernal", ["unknown key 'kernal'", "did you mean 'kernel'"]),
+        ({"pool": "max", "kernel": 3}, "model.layers.0.kernel", ["'kernel' is a conv layer key", "size, stride"]),
+        ({"pool": "maxx"}, "model.layers.0.pool", ["'maxx'", "did you mean 'max'", "avgmax"]),
+        ({"pool": "global_avg", "size": 2}, "model.layers.0", ["covers the whole map", "remove size"]),
+        ({"conv": 4, "pool": "max"}, "model.layers.0", ["not both"]),
+        ({"channels": 4}, "model.layers.0", ["conv: CHANNELS", "pool: KIND"]),
+        (32, "model.layers.0", ["conv: CHANNELS", "got 32"]),
+        ({"conv": 0}, "model.layers.0.conv", ["greater than 0"]),
+    ],
+)
 def test_layer_specs_reject_bad_keys_at_the_layer(layer, where, words):
     problems = problems_of(config(MNIST_LAZY, [layer]))
     assert [p.path for p in problems] == [where]
@@ -289,15 +362,23 @@ def test_layer_specs_reject_bad_keys_at_the_layer(layer, where, words):
 
 def test_dlx_validate_exits_2_on_a_kernel_larger_than_its_map(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("data: {name: mnist, flatten: false, download: true}\n"
-                    "model:\n"
-                    "  name: cnn\n"
-                    "  layers:\n"
-                    "    - {pool: max, size: 7}\n"
-                    "    - {conv: 8, kernel: 7}\n")
+    path.write_text(
+        "data: {name: mnist, flatten: false, download: true}\n"
+        "model:\n"
+        "  name: cnn\n"
+        "  layers:\n"
+        "    - {pool: max, size: 7}\n"
+        "    - {conv: 8, kernel: 7}\n"
+    )
     env = {**os.environ, "DLX_CACHE_DIR": str(tmp_path / "cache")}
-    p = subprocess.run([sys.executable, "-m", "dlx", "validate", str(path)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "dlx", "validate", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert f"{path}:6: model.layers.1: conv1: kernel 7 is larger than its padded input 4x4" in p.stderr
     assert "Traceback" not in p.stderr

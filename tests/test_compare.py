@@ -1,4 +1,5 @@
 """`dlx compare`: variants, seeds, and aggregates checked against numbers by hand."""
+
 from __future__ import annotations
 
 import math
@@ -20,16 +21,23 @@ class FakeResult:
 
 
 def result(test_acc, test_loss, seconds, curve, kind="healthy"):
-    return FakeResult("completed", {"final": {"test_acc": test_acc, "test_loss": test_loss,
-                                              "train_loss": test_loss, "train_acc": test_acc},
-                                    "train_seconds": seconds, "verdicts": [{"kind": kind}]},
-                      [{"step": s, "test_acc": a} for s, a in curve])
+    return FakeResult(
+        "completed",
+        {
+            "final": {"test_acc": test_acc, "test_loss": test_loss, "train_loss": test_loss, "train_acc": test_acc},
+            "train_seconds": seconds,
+            "verdicts": [{"kind": kind}],
+        },
+        [{"step": s, "test_acc": a} for s, a in curve],
+    )
 
 
 def test_aggregate_gives_mean_and_sample_sd_over_seeds():
-    rs = [result(0.90, 0.30, 10.0, [(100, 0.5), (200, 0.95)]),
-          result(0.94, 0.20, 12.0, [(100, 0.96), (200, 0.97)]),
-          result(0.98, 0.10, 14.0, [(100, 0.8), (200, 0.9)])]
+    rs = [
+        result(0.90, 0.30, 10.0, [(100, 0.5), (200, 0.95)]),
+        result(0.94, 0.20, 12.0, [(100, 0.96), (200, 0.97)]),
+        result(0.98, 0.10, 14.0, [(100, 0.8), (200, 0.9)]),
+    ]
     row = aggregate("optimizer=adam", rs, ("test_acc", 0.95))
     m, s = row.stats["test_acc"]
     assert m == pytest.approx(0.94)
@@ -43,8 +51,12 @@ def test_aggregate_gives_mean_and_sample_sd_over_seeds():
 
 
 def test_aggregate_counts_mixed_verdicts_and_skips_failed_runs():
-    rs = [result(0.5, 1.0, 1.0, [], "vanishing"), result(0.7, 0.8, 1.0, [], "healthy"),
-          result(0.6, 0.9, 1.0, [], "vanishing"), FakeResult("crashed", None, None)]
+    rs = [
+        result(0.5, 1.0, 1.0, [], "vanishing"),
+        result(0.7, 0.8, 1.0, [], "healthy"),
+        result(0.6, 0.9, 1.0, [], "vanishing"),
+        FakeResult("crashed", None, None),
+    ]
     row = aggregate("x", rs, None)
     assert row.verdict == "vanishing (2/3)"
     assert row.stats["test_acc"][0] == pytest.approx(0.6)
@@ -79,8 +91,12 @@ def test_bad_over_and_target_are_usage_errors():
 
 def test_trial_configs_give_each_optimizer_its_own_defaults_and_distinct_seeds():
     trials = trial_configs(CONFIGS / "quickstart.yaml", ["train.epochs=1"], make_variants(["sgd", "adam"], []), 2)
-    assert [(v.label, s) for v, s, _ in trials] == [("optimizer=sgd", 0), ("optimizer=sgd", 1),
-                                                    ("optimizer=adam", 0), ("optimizer=adam", 1)]
+    assert [(v.label, s) for v, s, _ in trials] == [
+        ("optimizer=sgd", 0),
+        ("optimizer=sgd", 1),
+        ("optimizer=adam", 0),
+        ("optimizer=adam", 1),
+    ]
     assert trials[0][2]["optimizer"]["lr"] == 0.01 and trials[2][2]["optimizer"]["lr"] == 0.001
     assert trials[1][2]["seed"] == 1 and trials[1][2]["train"]["epochs"] == 1
 
@@ -97,10 +113,31 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     import sys
 
     runs = tmp_path / "runs"
-    p = subprocess.run([sys.executable, "-m", "dlx", "compare", str(CONFIGS / "quickstart.yaml"),
-                        "--optimizers", "sgd,adam", "--seeds", "2", "--set", "train.steps=20",
-                        "--target", "train_acc=0.5", "--runs-dir", str(runs), "--max-parallel", "2", "--json"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlx",
+            "compare",
+            str(CONFIGS / "quickstart.yaml"),
+            "--optimizers",
+            "sgd,adam",
+            "--seeds",
+            "2",
+            "--set",
+            "train.steps=20",
+            "--target",
+            "train_acc=0.5",
+            "--runs-dir",
+            str(runs),
+            "--max-parallel",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert [v["variant"] for v in out["variants"]] == ["optimizer=sgd", "optimizer=adam"]
@@ -128,8 +165,10 @@ def test_compare_figure_draws_a_band_over_seeds(tmp_path):
 
     from dlx.plots import _band, compare_figure
 
-    runs = [[{"step": 10, "test_loss": 1.0}, {"step": 20, "test_loss": 0.5}],
-            [{"step": 10, "test_loss": 3.0}, {"step": 20, "test_loss": 1.5}]]
+    runs = [
+        [{"step": 10, "test_loss": 1.0}, {"step": 20, "test_loss": 0.5}],
+        [{"step": 10, "test_loss": 3.0}, {"step": 20, "test_loss": 1.5}],
+    ]
     steps, mean, lo, hi = _band(runs, "test_loss")
     assert steps.tolist() == [10, 20] and mean.tolist() == [2.0, 1.0]
     assert lo.tolist() == [1.0, 0.5] and hi.tolist() == [3.0, 1.5]

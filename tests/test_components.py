@@ -1,6 +1,7 @@
 """Behaviour of the building blocks: activations, inits, the MLP, optimizers,
 schedules and unit_spread. Each test checks numbers against a formula worked
 out independently of dlx, not against dlx's own output."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,16 @@ def _x():
     return torch.tensor(XS, dtype=torch.float64)
 
 
-def mlp(in_dim=4, out_dim=3, widths=(8, 8), activation="relu", norm="none", dropout=0.0,
-        dropconnect=0.0, output_activation="none"):
+def mlp(
+    in_dim=4,
+    out_dim=3,
+    widths=(8, 8),
+    activation="relu",
+    norm="none",
+    dropout=0.0,
+    dropconnect=0.0,
+    output_activation="none",
+):
     act = ACTIVATIONS.parse(activation)
     return MLP(in_dim, out_dim, list(widths), act, norm, dropout, dropconnect, output_activation)
 
@@ -47,6 +56,7 @@ def cfg_model(seed=0, **over):
 
 
 # ============================================================== activations
+
 
 def _sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
@@ -68,8 +78,10 @@ TEXTBOOK = {
     "elu alpha 2": ({"name": "elu", "alpha": 2.0}, lambda x: x if x > 0 else 2.0 * (math.exp(x) - 1.0)),
     "selu": ({"name": "selu"}, lambda x: SELU_SCALE * (x if x > 0 else SELU_ALPHA * (math.exp(x) - 1.0))),
     "gelu": ({"name": "gelu"}, lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))),
-    "gelu tanh": ({"name": "gelu", "approximate": "tanh"},
-                  lambda x: 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))),
+    "gelu tanh": (
+        {"name": "gelu", "approximate": "tanh"},
+        lambda x: 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
+    ),
     "silu": ({"name": "silu"}, lambda x: x * _sigmoid(x)),
     "swish (alias)": ({"name": "swish"}, lambda x: x * _sigmoid(x)),
     "softplus default": ({"name": "softplus"}, lambda x: math.log1p(math.exp(x))),
@@ -147,8 +159,9 @@ def test_unbounded_activations_declare_no_bounds_or_off_side(name):
     assert not spec.units_can_die
 
 
-@pytest.mark.parametrize("raw", [*ACTIVATIONS.names(), {"name": "leaky_relu", "negative_slope": 0.0},
-                                 {"name": "prelu", "init": 0.0}])
+@pytest.mark.parametrize(
+    "raw", [*ACTIVATIONS.names(), {"name": "leaky_relu", "negative_slope": 0.0}, {"name": "prelu", "init": 0.0}]
+)
 def test_units_can_die_exactly_where_torch_gives_the_off_side_no_gradient(raw):
     # The oracle: torch's derivative, with respect to the input and to the activation's
     # own parameters (prelu's slope), at inputs whose output is at or below off_below.
@@ -165,6 +178,7 @@ def test_units_can_die_exactly_where_torch_gives_the_off_side_no_gradient(raw):
 
 
 # ============================================================== inits
+
 
 def wide(in_dim=256, width=512, out_dim=128):
     """fc1 is (width, in_dim): big and non-square, so fan_in and fan_out differ."""
@@ -327,6 +341,7 @@ def test_init_leaves_norm_layers_alone():
 
 # -------------------------------------------------------------- from_file
 
+
 def _params(m):
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
@@ -467,10 +482,19 @@ def test_from_file_rejects_missing_file_and_unknown_suffix(tmp_path):
 
 # ============================================================== MLP
 
+
 def test_mlp_parameter_names_are_fc_then_out():
     m = mlp(widths=(8, 8, 8))
     assert [n for n, _ in m.named_parameters()] == [
-        "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias", "out.weight", "out.bias"]
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+        "fc3.weight",
+        "fc3.bias",
+        "out.weight",
+        "out.bias",
+    ]
 
 
 def test_mlp_from_config_depth_and_width_give_layer_shapes():
@@ -644,6 +668,7 @@ def test_activation_modules_are_the_ones_the_forward_pass_uses():
 
 # ============================================================== optimizers
 
+
 def _quadratic():
     torch.manual_seed(0)
     w = nn.Parameter(torch.zeros(5))
@@ -653,8 +678,11 @@ def _quadratic():
 
 OPTIM_CASES = [
     ({"name": "sgd", "lr": 0.05}, torch.optim.SGD, {"lr": 0.05, "momentum": 0.0, "nesterov": False}),
-    ({"name": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001}, torch.optim.SGD,
-     {"momentum": 0.5, "weight_decay": 0.001}),
+    (
+        {"name": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001},
+        torch.optim.SGD,
+        {"momentum": 0.5, "weight_decay": 0.001},
+    ),
     ({"name": "momentum", "lr": 0.02}, torch.optim.SGD, {"lr": 0.02, "momentum": 0.9, "nesterov": False}),
     ({"name": "momentum", "lr": 0.02, "momentum": 0.8}, torch.optim.SGD, {"momentum": 0.8}),
     ({"name": "nesterov", "lr": 0.02}, torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "dampening": 0}),
@@ -662,16 +690,24 @@ OPTIM_CASES = [
     ({"name": "adadelta"}, torch.optim.Adadelta, {"lr": 1.0, "rho": 0.9, "eps": 1e-6}),
     ({"name": "rmsprop", "lr": 0.05, "alpha": 0.9}, torch.optim.RMSprop, {"lr": 0.05, "alpha": 0.9, "centered": False}),
     ({"name": "rmsprop"}, torch.optim.RMSprop, {"lr": 0.001, "alpha": 0.99, "eps": 1e-8}),
-    ({"name": "adam", "lr": 0.1, "betas": [0.8, 0.99]}, torch.optim.Adam,
-     {"lr": 0.1, "betas": (0.8, 0.99), "weight_decay": 0.0, "amsgrad": False}),
+    (
+        {"name": "adam", "lr": 0.1, "betas": [0.8, 0.99]},
+        torch.optim.Adam,
+        {"lr": 0.1, "betas": (0.8, 0.99), "weight_decay": 0.0, "amsgrad": False},
+    ),
     ({"name": "adam"}, torch.optim.Adam, {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-8}),
     ({"name": "adamw", "lr": 0.1}, torch.optim.AdamW, {"lr": 0.1, "weight_decay": 0.01}),
-    ({"name": "adamw", "lr": 0.1, "weight_decay": 0.2, "amsgrad": True}, torch.optim.AdamW,
-     {"weight_decay": 0.2, "amsgrad": True}),
+    (
+        {"name": "adamw", "lr": 0.1, "weight_decay": 0.2, "amsgrad": True},
+        torch.optim.AdamW,
+        {"weight_decay": 0.2, "amsgrad": True},
+    ),
 ]
 
 
-@pytest.mark.parametrize("raw,cls,hyper", OPTIM_CASES, ids=lambda v: v["name"] if isinstance(v, dict) and "name" in v else "")
+@pytest.mark.parametrize(
+    "raw,cls,hyper", OPTIM_CASES, ids=lambda v: v["name"] if isinstance(v, dict) and "name" in v else ""
+)
 def test_optimizer_builds_torch_class_with_hyperparameters(raw, cls, hyper):
     w, _ = _quadratic()
     opt = OPTIMIZERS.parse(raw).build([w])
@@ -745,9 +781,13 @@ def test_adamw_decays_weights_with_zero_gradient():
 
 
 def test_optimizer_rejects_bad_hyperparameters():
-    for bad in ({"name": "adam", "betas": [0.9, 1.0]}, {"name": "sgd", "lr": 0},
-                {"name": "momentum", "momentum": 1.0}, {"name": "adamw", "weight_decay": -1},
-                {"name": "sgd", "betas": [0.9, 0.9]}):
+    for bad in (
+        {"name": "adam", "betas": [0.9, 1.0]},
+        {"name": "sgd", "lr": 0},
+        {"name": "momentum", "momentum": 1.0},
+        {"name": "adamw", "weight_decay": -1},
+        {"name": "sgd", "betas": [0.9, 0.9]},
+    ):
         with pytest.raises(ValidationError):
             OPTIMIZERS.parse(bad)
 
@@ -758,6 +798,7 @@ def test_sgd_nesterov_without_momentum_is_rejected_at_validation():
 
 
 # ============================================================== schedules
+
 
 def sched(raw):
     return SCHEDULES.parse(raw)
@@ -820,7 +861,10 @@ def test_schedule_parsed_inside_optimizer_section():
 
 # ============================================================== unit_spread
 
-@pytest.mark.parametrize("raw", ["zeros", {"name": "constant", "value": 0.3}, {"name": "constant", "value": -0.1, "bias": 0.2}])
+
+@pytest.mark.parametrize(
+    "raw", ["zeros", {"name": "constant", "value": 0.3}, {"name": "constant", "value": -0.1, "bias": 0.2}]
+)
 def test_unit_spread_zero_for_symmetric_init(raw):
     torch.manual_seed(0)
     m = mlp(widths=(16, 16))

@@ -4,6 +4,7 @@ Each test is one behaviour of `dlx.config.load_config` on YAML written to tmp_pa
 (or on a dict). Problems must carry the key path, the YAML line (or the --set that
 introduced them) and, for names, the valid choices and the closest one.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,6 +27,7 @@ HEAD = "data: {name: spirals, n_train: 256, n_test: 64}\nmodel: {name: mlp, dept
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def write(folder: Path, text: str | bytes, name: str = "c.yaml") -> Path:
     path = folder / name
@@ -67,8 +69,7 @@ def line_of(text: str, fragment: str) -> int:
 
 
 def base(**sections) -> dict:
-    cfg = {"data": {"name": "spirals", "n_train": 256, "n_test": 64},
-           "model": {"name": "mlp", "depth": 2, "width": 8}}
+    cfg = {"data": {"name": "spirals", "n_train": 256, "n_test": 64}, "model": {"name": "mlp", "depth": 2, "width": 8}}
     cfg.update(sections)
     return cfg
 
@@ -86,12 +87,18 @@ def weights(tmp_path) -> Path:
 def arrays(tmp_path) -> Path:
     path = tmp_path / "xy.npz"
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.normal(size=(40, 3)), y_train=rng.integers(0, 2, 40),
-             x_test=rng.normal(size=(10, 3)), y_test=rng.integers(0, 2, 10))
+    np.savez(
+        path,
+        x_train=rng.normal(size=(40, 3)),
+        y_train=rng.integers(0, 2, 40),
+        x_test=rng.normal(size=(10, 3)),
+        y_test=rng.integers(0, 2, 10),
+    )
     return path
 
 
 # ---------------------------------------------------------------- valid configs
+
 
 def test_minimal_config_resolves_with_defaults_filled_in(tmp_path):
     cfg = load_config(write(tmp_path, "data: spirals\nmodel: mlp\n"))
@@ -104,8 +111,15 @@ def test_minimal_config_resolves_with_defaults_filled_in(tmp_path):
     assert r["optimizer"]["name"] == "sgd" and r["optimizer"]["lr"] == 0.01
     assert r["optimizer"]["schedule"] == {"name": "constant"}
     assert r["regularization"]["norm"] == "none" and r["regularization"]["dropout"] == 0.0
-    assert r["data"] == {"name": "spirals", "n_train": 1000, "n_test": 500, "normalize": True,
-                         "noise": 0.05, "classes": 3, "turns": 1.0}
+    assert r["data"] == {
+        "name": "spirals",
+        "n_train": 1000,
+        "n_test": 500,
+        "normalize": True,
+        "noise": 0.05,
+        "classes": 3,
+        "turns": 1.0,
+    }
 
 
 def test_string_shorthand_becomes_a_mapping_with_name(tmp_path):
@@ -116,14 +130,17 @@ def test_string_shorthand_becomes_a_mapping_with_name(tmp_path):
     assert r["optimizer"]["name"] == "adam" and r["optimizer"]["lr"] == 0.001
 
 
-@pytest.mark.parametrize("section, alias, canonical", [
-    ("init", "he_normal", "kaiming_normal"),
-    ("init", "he_uniform", "kaiming_uniform"),
-    ("init", "glorot_uniform", "xavier_uniform"),
-    ("init", "glorot_normal", "xavier_normal"),
-    ("activation", "swish", "silu"),
-    ("activation", "linear", "identity"),
-])
+@pytest.mark.parametrize(
+    "section, alias, canonical",
+    [
+        ("init", "he_normal", "kaiming_normal"),
+        ("init", "he_uniform", "kaiming_uniform"),
+        ("init", "glorot_uniform", "xavier_uniform"),
+        ("init", "glorot_normal", "xavier_normal"),
+        ("activation", "swish", "silu"),
+        ("activation", "linear", "identity"),
+    ],
+)
 def test_alias_is_accepted_as_its_canonical_component(section, alias, canonical):
     cfg = load_config(base(**{section: alias}))
     assert type(getattr(cfg, section)).registry_name == canonical
@@ -145,8 +162,16 @@ def test_loading_a_dict_does_not_change_the_callers_dict(tiny):
     import copy
 
     before = copy.deepcopy(tiny)
-    load_config(tiny, ["optimizer.lr=0.5", "activation=leaky_relu", "activation.negative_slope=0.1",
-                       "train.loss=mse", "data.n_train=300"])
+    load_config(
+        tiny,
+        [
+            "optimizer.lr=0.5",
+            "activation=leaky_relu",
+            "activation.negative_slope=0.1",
+            "train.loss=mse",
+            "data.n_train=300",
+        ],
+    )
     assert tiny == before
 
 
@@ -159,21 +184,49 @@ def test_a_config_object_is_accepted_and_overrides_apply_to_it(tiny):
 
 def _registry_cases():
     cases = []
-    for a in ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu",
-              "silu", "softplus", "softsign"]:
+    for a in [
+        "identity",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "prelu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "softplus",
+        "softsign",
+    ]:
         cases.append(pytest.param("activation", a, {"activation": a}, id=f"activation-{a}"))
-    for i in ["zeros", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-              "kaiming_normal", "he_uniform", "he_normal", "lecun_normal", "orthogonal", "default"]:
+    for i in [
+        "zeros",
+        "constant",
+        "normal",
+        "uniform",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_normal",
+        "orthogonal",
+        "default",
+    ]:
         cases.append(pytest.param("init", i, {"init": i}, id=f"init-{i}"))
-    cases.append(pytest.param("init", "from_file", {"init": {"name": "from_file", "path": "WEIGHTS"}},
-                              id="init-from_file-pt"))
-    cases.append(pytest.param("init", "from_file", {"init": {"name": "from_file", "path": "ARRAYS"}},
-                              id="init-from_file-npz"))
+    cases.append(
+        pytest.param("init", "from_file", {"init": {"name": "from_file", "path": "WEIGHTS"}}, id="init-from_file-pt")
+    )
+    cases.append(
+        pytest.param("init", "from_file", {"init": {"name": "from_file", "path": "ARRAYS"}}, id="init-from_file-npz")
+    )
     for o in ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw"]:
         cases.append(pytest.param("optimizer", o, {"optimizer": o}, id=f"optimizer-{o}"))
     for s in ["constant", "step", "exponential", "cosine", "warmup"]:
-        cases.append(pytest.param("optimizer.schedule", s, {"optimizer": {"name": "sgd", "schedule": s}},
-                                  id=f"schedule-{s}"))
+        cases.append(
+            pytest.param("optimizer.schedule", s, {"optimizer": {"name": "sgd", "schedule": s}}, id=f"schedule-{s}")
+        )
     for n in ["none", "batch", "layer"]:
         cases.append(pytest.param("regularization.norm", n, {"regularization": {"norm": n}}, id=f"norm-{n}"))
     for d in ["spirals", "moons", "circles", "xor", "blobs"]:
@@ -207,10 +260,34 @@ def test_every_documented_name_and_setting_validates(where, value, sections, wei
 
 
 def test_documented_names_are_all_registered():
-    assert {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu",
-            "softplus", "softsign"} <= set(ACTIVATIONS.names())
-    assert {"zeros", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-            "kaiming_normal", "lecun_normal", "orthogonal", "default", "from_file"} <= set(INITS.names())
+    assert {
+        "identity",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "prelu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "softplus",
+        "softsign",
+    } <= set(ACTIVATIONS.names())
+    assert {
+        "zeros",
+        "constant",
+        "normal",
+        "uniform",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "lecun_normal",
+        "orthogonal",
+        "default",
+        "from_file",
+    } <= set(INITS.names())
     assert {"he_uniform", "he_normal"} <= set(INITS.names(aliases=True))
     assert {"sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw"} <= set(OPTIMIZERS.names())
     assert {"constant", "step", "cosine", "warmup"} <= set(SCHEDULES.names())
@@ -218,6 +295,7 @@ def test_documented_names_are_all_registered():
 
 
 # ---------------------------------------------------------------- malformed YAML
+
 
 def test_malformed_yaml_reports_the_line_of_the_error(tmp_path):
     text = "name: x\nseed: 0\ndata: spirals\noptimizer: {name: adam, lr: 0.1]\nmodel: mlp\n"
@@ -257,6 +335,7 @@ def test_several_yaml_documents_are_rejected(tmp_path):
 
 # ---------------------------------------------------------------- unknown keys
 
+
 def test_unknown_nested_key_suggests_the_closest_key_and_gives_its_line(tmp_path):
     text = "data: spirals\nmodel:\n  name: mlp\n  depth: 2\n  widht: 16\n"
     p = only(write(tmp_path, text))
@@ -266,8 +345,9 @@ def test_unknown_nested_key_suggests_the_closest_key_and_gives_its_line(tmp_path
     assert "depth" in p.message and "widths" in p.message  # the keys valid here
 
 
-@pytest.mark.parametrize("typo, meant", [("optimiser", "optimizer"), ("regularisation", "regularization"),
-                                         ("activaton", "activation")])
+@pytest.mark.parametrize(
+    "typo, meant", [("optimiser", "optimizer"), ("regularisation", "regularization"), ("activaton", "activation")]
+)
 def test_unknown_top_level_key_suggests_the_closest_key_and_gives_its_line(tmp_path, typo, meant):
     text = HEAD + "seed: 3\n" + f"{typo}: {{}}\n"
     p = only(write(tmp_path, text))
@@ -304,17 +384,21 @@ NORMS = ["none", "batch", "layer"]
 LOSSES = ["cross_entropy", "mse"]
 
 
-@pytest.mark.parametrize("yaml_line, path, meant, valid", [
-    ("activation: sigmod", "activation", "sigmoid", ACTIVATIONS.names(aliases=True)),
-    ("activation: {name: sigmod}", "activation", "sigmoid", ACTIVATIONS.names(aliases=True)),
-    ("optimizer: adma", "optimizer", "adam", OPTIMIZERS.names()),
-    ("optimizer: {name: rmsporp, lr: 0.1}", "optimizer", "rmsprop", OPTIMIZERS.names()),
-    ("init: xavier_unifrom", "init", "xavier_uniform", INITS.names(aliases=True)),
-    ("init: {name: he_normall}", "init", "he_normal", INITS.names(aliases=True)),
-    ("optimizer: {name: adam, schedule: cosin}", "optimizer.schedule", "cosine", SCHEDULES.names()),
-    ("regularization: {norm: btach}", "regularization.norm", "batch", NORMS),
-    ("train: {loss: crossentropy}", "train.loss", "cross_entropy", LOSSES),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "yaml_line, path, meant, valid",
+    [
+        ("activation: sigmod", "activation", "sigmoid", ACTIVATIONS.names(aliases=True)),
+        ("activation: {name: sigmod}", "activation", "sigmoid", ACTIVATIONS.names(aliases=True)),
+        ("optimizer: adma", "optimizer", "adam", OPTIMIZERS.names()),
+        ("optimizer: {name: rmsporp, lr: 0.1}", "optimizer", "rmsprop", OPTIMIZERS.names()),
+        ("init: xavier_unifrom", "init", "xavier_uniform", INITS.names(aliases=True)),
+        ("init: {name: he_normall}", "init", "he_normal", INITS.names(aliases=True)),
+        ("optimizer: {name: adam, schedule: cosin}", "optimizer.schedule", "cosine", SCHEDULES.names()),
+        ("regularization: {norm: btach}", "regularization.norm", "batch", NORMS),
+        ("train: {loss: crossentropy}", "train.loss", "cross_entropy", LOSSES),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_unknown_name_suggests_the_closest_and_lists_all_valid_names(tmp_path, yaml_line, path, meant, valid):
     p = only(write(tmp_path, HEAD + yaml_line + "\n"))
     assert p.path == path
@@ -341,25 +425,30 @@ def test_component_mapping_without_a_name_asks_for_one(tmp_path):
 
 # ---------------------------------------------------------------- wrong types and ranges
 
-@pytest.mark.parametrize("yaml_line, path, says", [
-    ("optimizer: {name: adam, lr: abc}", "optimizer.lr", "abc"),
-    ("train: {epochs: ten}", "train.epochs", "ten"),
-    ("train: {epochs: 2.5}", "train.epochs", "2.5"),
-    ("seed: one", "seed", "one"),
-    ("regularization: {dropout: 1.5}", "regularization.dropout", "1.5"),
-    ("optimizer: {name: sgd, lr: -1}", "optimizer.lr", "-1"),
-    ("seed: -1", "seed", "-1"),
-    ("init: {name: normal, std: 0}", "init.std", "0"),
-    ("train: {epochs: 0}", "train.epochs", "0"),
-    ("train: {batch_size: 0}", "train.batch_size", "full"),
-    ("train: {batch_size: fulll}", "train.batch_size", "full"),
-    ("regularization: {l2: -0.1}", "regularization.l2", "-0.1"),
-    ("activation: {name: leaky_relu, negative_slope: 1.5}", "activation.negative_slope", "1.5"),
-    ("train: {checkpoint: maybe}", "train.checkpoint", "maybe"),
-    ("train: 5", "train", "mapping"),
-    ("regularization: [0.1]", "regularization", "mapping"),
-    ("name: 'my run!'", "name", "my run!"),
-], ids=lambda v: v if isinstance(v, str) and ":" in v else None)
+
+@pytest.mark.parametrize(
+    "yaml_line, path, says",
+    [
+        ("optimizer: {name: adam, lr: abc}", "optimizer.lr", "abc"),
+        ("train: {epochs: ten}", "train.epochs", "ten"),
+        ("train: {epochs: 2.5}", "train.epochs", "2.5"),
+        ("seed: one", "seed", "one"),
+        ("regularization: {dropout: 1.5}", "regularization.dropout", "1.5"),
+        ("optimizer: {name: sgd, lr: -1}", "optimizer.lr", "-1"),
+        ("seed: -1", "seed", "-1"),
+        ("init: {name: normal, std: 0}", "init.std", "0"),
+        ("train: {epochs: 0}", "train.epochs", "0"),
+        ("train: {batch_size: 0}", "train.batch_size", "full"),
+        ("train: {batch_size: fulll}", "train.batch_size", "full"),
+        ("regularization: {l2: -0.1}", "regularization.l2", "-0.1"),
+        ("activation: {name: leaky_relu, negative_slope: 1.5}", "activation.negative_slope", "1.5"),
+        ("train: {checkpoint: maybe}", "train.checkpoint", "maybe"),
+        ("train: 5", "train", "mapping"),
+        ("regularization: [0.1]", "regularization", "mapping"),
+        ("name: 'my run!'", "name", "my run!"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and ":" in v else None,
+)
 def test_wrong_type_or_out_of_range_value_is_reported_with_path_and_line(tmp_path, yaml_line, path, says):
     text = "# a comment first\n" + HEAD + yaml_line + "\n"
     p = only(write(tmp_path, text))
@@ -369,21 +458,30 @@ def test_wrong_type_or_out_of_range_value_is_reported_with_path_and_line(tmp_pat
 
 
 def test_several_problems_in_block_style_yaml_each_get_their_own_line(tmp_path):
-    text = ("data:\n  name: spirals\n  n_train: 256\n"
-            "model:\n  name: mlp\n  depth: 2\n"
-            "optimizer:\n  name: adam\n  lr: abc\n"
-            "regularization:\n  dropout: 1.5\n  norm: btach\n"
-            "train:\n  epochs: ten\n")
+    text = (
+        "data:\n  name: spirals\n  n_train: 256\n"
+        "model:\n  name: mlp\n  depth: 2\n"
+        "optimizer:\n  name: adam\n  lr: abc\n"
+        "regularization:\n  dropout: 1.5\n  norm: btach\n"
+        "train:\n  epochs: ten\n"
+    )
     got = {(p.path, p.line) for p in problems(write(tmp_path, text))}
-    assert got == {("optimizer.lr", 9), ("regularization.dropout", 11), ("regularization.norm", 12),
-                   ("train.epochs", 14)}
+    assert got == {
+        ("optimizer.lr", 9),
+        ("regularization.dropout", 11),
+        ("regularization.norm", 12),
+        ("train.epochs", 14),
+    }
 
 
-@pytest.mark.parametrize("yaml_line, path", [
-    ("train: {epochs: yes}", "train.epochs"),
-    ("optimizer: {name: sgd, lr: true}", "optimizer.lr"),
-    ("model: {name: mlp, depth: on}", "model.depth"),
-])
+@pytest.mark.parametrize(
+    "yaml_line, path",
+    [
+        ("train: {epochs: yes}", "train.epochs"),
+        ("optimizer: {name: sgd, lr: true}", "optimizer.lr"),
+        ("model: {name: mlp, depth: on}", "model.depth"),
+    ],
+)
 def test_boolean_for_a_number_is_rejected(tmp_path, yaml_line, path):
     text = "data: spirals\n" + ("" if yaml_line.startswith("model") else "model: mlp\n") + yaml_line + "\n"
     p = only(write(tmp_path, text))
@@ -402,8 +500,17 @@ def test_nan_count_is_rejected(tmp_path):
 
 # ---------------------------------------------------------------- all problems at once
 
-BROKEN_PATHS = {"data", "model.widht", "activation", "init.std", "optimizer.betas", "regularization.dropout",
-                "regularization.norm", "train.epochs", "train.loss"}
+BROKEN_PATHS = {
+    "data",
+    "model.widht",
+    "activation",
+    "init.std",
+    "optimizer.betas",
+    "regularization.dropout",
+    "regularization.norm",
+    "train.epochs",
+    "train.loss",
+}
 
 
 def test_broken_yaml_reports_every_problem_at_once_each_with_path_and_line():
@@ -443,6 +550,7 @@ def test_config_error_text_lists_every_problem(tmp_path):
 
 
 # ---------------------------------------------------------------- files named in the config
+
 
 def test_init_from_file_with_a_missing_file_names_the_file(tmp_path):
     text = HEAD + "init:\n  name: from_file\n  path: no_such_weights.pt\n"
@@ -505,6 +613,7 @@ def test_relative_file_path_prefers_the_working_directory(tmp_path, monkeypatch,
 
 # ---------------------------------------------------------------- rules across keys
 
+
 def test_epochs_and_steps_together_are_an_error(tmp_path):
     p = only(write(tmp_path, HEAD + "seed: 0\ntrain:\n  epochs: 2\n  steps: 30\n"))
     assert p.path == "train" and p.line == 4
@@ -541,23 +650,55 @@ def test_batch_norm_with_batch_size_one_is_an_error(tmp_path):
 SEQUENCE = "data: {name: parity, length: 8}\n"
 
 
-@pytest.mark.parametrize("text, path, says", [
-    (SEQUENCE + "model: lstm\nregularization: {dropconnect: 0.2}\n", "regularization.dropconnect",
-     ["lstm ignores it", "honoured by mlp", "use regularization.dropout"]),
-    (SEQUENCE + "model: gru\nregularization: {norm: layer}\n", "regularization.norm",
-     ["gru ignores it", "honoured by mlp, cnn, resnet", "remove it"]),
-    ("data: spirals\nmodel: mlp\ntrain: {tbptt: 5}\n", "train.tbptt",
-     ["mlp ignores it", "honoured by rnn, lstm, gru"]),
-    (SEQUENCE + "model: {name: attention, blocks: 1}\nregularization: {norm: layer}\n", "regularization.norm",
-     ["attention ignores it", "own LayerNorm"]),
-    (SEQUENCE + "model: {name: attention, blocks: 0}\nregularization: {dropout: 0.1}\n",
-     "regularization.dropout", ["attention ignores it here", "blocks is 0", "blocks >= 1"]),
-    ("data: spirals\nmodel: {name: mlp, depth: 0}\nregularization: {dropout: 0.1}\n",
-     "regularization.dropout", ["mlp ignores it here", "hidden layer"]),
-    (SEQUENCE + "model: rnn\ntrain: {tbptt: 8}\n", "train.tbptt",
-     ["not shorter than the 8 time steps", "truncates nothing"]),
-], ids=["lstm-dropconnect", "gru-norm", "mlp-tbptt", "attention-norm", "attention-no-blocks-dropout",
-        "mlp-no-hidden-dropout", "rnn-tbptt-not-below-T"])
+@pytest.mark.parametrize(
+    "text, path, says",
+    [
+        (
+            SEQUENCE + "model: lstm\nregularization: {dropconnect: 0.2}\n",
+            "regularization.dropconnect",
+            ["lstm ignores it", "honoured by mlp", "use regularization.dropout"],
+        ),
+        (
+            SEQUENCE + "model: gru\nregularization: {norm: layer}\n",
+            "regularization.norm",
+            ["gru ignores it", "honoured by mlp, cnn, resnet", "remove it"],
+        ),
+        (
+            "data: spirals\nmodel: mlp\ntrain: {tbptt: 5}\n",
+            "train.tbptt",
+            ["mlp ignores it", "honoured by rnn, lstm, gru"],
+        ),
+        (
+            SEQUENCE + "model: {name: attention, blocks: 1}\nregularization: {norm: layer}\n",
+            "regularization.norm",
+            ["attention ignores it", "own LayerNorm"],
+        ),
+        (
+            SEQUENCE + "model: {name: attention, blocks: 0}\nregularization: {dropout: 0.1}\n",
+            "regularization.dropout",
+            ["attention ignores it here", "blocks is 0", "blocks >= 1"],
+        ),
+        (
+            "data: spirals\nmodel: {name: mlp, depth: 0}\nregularization: {dropout: 0.1}\n",
+            "regularization.dropout",
+            ["mlp ignores it here", "hidden layer"],
+        ),
+        (
+            SEQUENCE + "model: rnn\ntrain: {tbptt: 8}\n",
+            "train.tbptt",
+            ["not shorter than the 8 time steps", "truncates nothing"],
+        ),
+    ],
+    ids=[
+        "lstm-dropconnect",
+        "gru-norm",
+        "mlp-tbptt",
+        "attention-norm",
+        "attention-no-blocks-dropout",
+        "mlp-no-hidden-dropout",
+        "rnn-tbptt-not-below-T",
+    ],
+)
 def test_a_key_the_model_ignores_is_refused_at_its_line_saying_who_honours_it(tmp_path, text, path, says):
     p = only(write(tmp_path, text))
     assert (p.path, p.line) == (path, line_of(text, path.split(".")[0] + ":"))
@@ -593,6 +734,7 @@ def test_regression_data_with_default_loss_points_at_the_data_line(tmp_path):
 
 # ---------------------------------------------------------------- YAML oddities
 
+
 def test_duplicate_key_names_both_lines(tmp_path):
     text = "data: spirals\nmodel: mlp\nseed: 1\nactivation: relu\nseed: 2\n"
     p = only(write(tmp_path, text))
@@ -615,8 +757,9 @@ def test_empty_file_is_a_config_error(tmp_path, text):
     assert "data" in p.message and "model" in p.message
 
 
-@pytest.mark.parametrize("text, kind", [("- data: spirals\n- model: mlp\n", "list"), ("just words\n", "str"),
-                                        ("42\n", "int")])
+@pytest.mark.parametrize(
+    "text, kind", [("- data: spirals\n- model: mlp\n", "list"), ("just words\n", "str"), ("42\n", "int")]
+)
 def test_top_level_that_is_not_a_mapping_is_a_config_error(tmp_path, text, kind):
     p = only(write(tmp_path, text))
     assert "mapping" in p.message and kind in p.message
@@ -638,12 +781,15 @@ def test_windows_line_endings_keep_line_numbers(tmp_path):
     assert p.path == "activation" and p.line == 4
 
 
-@pytest.mark.parametrize("tag", [
-    "!!python/object/apply:os.system ['touch PWNED']",
-    "!!python/object:os.system {}",
-    "!!python/name:os.system",
-    "!custom relu",
-])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system ['touch PWNED']",
+        "!!python/object:os.system {}",
+        "!!python/name:os.system",
+        "!custom relu",
+    ],
+)
 def test_yaml_tags_are_rejected_cleanly_and_never_run(tmp_path, monkeypatch, tag):
     monkeypatch.chdir(tmp_path)
     p = only(write(tmp_path, HEAD + f"activation: {tag}\n"))
@@ -663,6 +809,7 @@ def test_non_string_key_gets_its_own_line(tmp_path):
 
 
 # ---------------------------------------------------------------- --set overrides
+
 
 @pytest.fixture
 def leaky(tmp_path) -> Path:
@@ -790,27 +937,36 @@ def test_override_on_a_dict_config_cites_the_set(tiny):
     assert p.path == "train.epochs" and p.source == "--set train.epochs=ten"
 
 
-@pytest.mark.parametrize("item, section, attr, value", [
-    ("optimizer.lr=0.5", "optimizer", "lr", 0.5),
-    ("init.bias=0.1", "init", "bias", 0.1),
-], ids=["optimizer.lr", "init.bias"])
+@pytest.mark.parametrize(
+    "item, section, attr, value",
+    [
+        ("optimizer.lr=0.5", "optimizer", "lr", 0.5),
+        ("init.bias=0.1", "init", "bias", 0.1),
+    ],
+    ids=["optimizer.lr", "init.bias"],
+)
 def test_override_tunes_a_parameter_of_a_defaulted_component(tmp_path, item, section, attr, value):
     cfg = load_config(write(tmp_path, HEAD), [item])  # HEAD has no optimizer: or init: section
     assert getattr(getattr(cfg, section), attr) == value
 
 
-@pytest.mark.parametrize("sets", [
-    ["data.name=spirls"],
-    ["activation.name=sigmod"],
-    ["train.epochs=3", "train.steps=4"],
-    ["optimizer.betas.1=1.5"],
-], ids=lambda s: " ".join(s))
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["data.name=spirls"],
+        ["activation.name=sigmod"],
+        ["train.epochs=3", "train.steps=4"],
+        ["optimizer.betas.1=1.5"],
+    ],
+    ids=lambda s: " ".join(s),
+)
 def test_problem_caused_by_an_override_below_the_reported_key_cites_the_set(leaky, sets):
     p = only(leaky, sets)
     assert p.source is not None and p.source.startswith("--set"), str(p)
 
 
 # ---------------------------------------------------------------- the config file itself
+
 
 def test_missing_config_file_is_a_usage_error_naming_it(tmp_path):
     with pytest.raises(UsageError, match="nope.yaml not found") as info:
@@ -832,6 +988,7 @@ def test_error_from_a_file_names_the_file_in_its_text(tmp_path):
 
 
 # ---------------------------------------------------------------- problems found by building
+
 
 def test_check_reports_a_weights_file_that_does_not_fit_the_model_with_its_line(tmp_path):
     import torch
@@ -861,9 +1018,13 @@ def test_validate_and_train_exit_2_for_a_problem_found_by_building(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 2)), y_train=np.zeros(4, dtype=int), x_test=np.zeros((2, 2)))
     path = write(tmp_path, "seed: 0\nmodel: mlp\ndata: {name: arrays, path: d.npz}\n")
     for cmd in ("validate", "train"):
-        p = subprocess.run([sys.executable, "-m", "dlx", cmd, str(path), "--runs-dir", str(tmp_path / "runs")]
-                           if cmd == "train" else [sys.executable, "-m", "dlx", cmd, str(path)],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "dlx", cmd, str(path), "--runs-dir", str(tmp_path / "runs")]
+            if cmd == "train"
+            else [sys.executable, "-m", "dlx", cmd, str(path)],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 2, (cmd, p.stderr)
         assert f"{path}:3: data.path" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

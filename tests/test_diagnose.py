@@ -1,5 +1,6 @@
 """The verdict engine: synthetic probe series in, verdicts (kind, layers, evidence,
 cause, remedy) out; then a few real tiny runs end to end."""
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,15 @@ ACTS = ["act1", "act2", "act3"]
 
 
 def config(activation="relu", init="kaiming_normal", optimizer="adam", lr=0.01, model=None, **reg):
-    return {"data": {"name": "spirals", "n_train": 2000},
-            "model": model or {"name": "mlp", "depth": 3, "width": 64},
-            "activation": {"name": activation}, "init": {"name": init},
-            "optimizer": {"name": optimizer, "lr": lr, "schedule": {"name": "constant"}},
-            "regularization": {"l2": 0.0, "dropout": 0.0, "norm": "none", "clip_norm": None, **reg},
-            "train": {"loss": "cross_entropy", "tbptt": None}}
+    return {
+        "data": {"name": "spirals", "n_train": 2000},
+        "model": model or {"name": "mlp", "depth": 3, "width": 64},
+        "activation": {"name": activation},
+        "init": {"name": init},
+        "optimizer": {"name": optimizer, "lr": lr, "schedule": {"name": "constant"}},
+        "regularization": {"l2": 0.0, "dropout": 0.0, "norm": "none", "clip_norm": None, **reg},
+        "train": {"loss": "cross_entropy", "tbptt": None},
+    }
 
 
 def healthy_grad(steps=200, layers=4, seed=0):
@@ -48,10 +52,17 @@ def falling(n=40, start=LN3, end=0.05):
 
 
 def ctx(**kw) -> Context:
-    base = dict(names=NAMES, grad=healthy_grad(), act_names=ACTS, dead_check=True,
-                last={"act_dead": [0.05, 0.1, 0.1], "act_saturated": [0.0, 0.0, 0.0],
-                      "unit_spread": [1.2, 1.1, 1.0, 0.9]},
-                metrics=metrics(falling()), config=config(), task="classification", chance_loss=LN3)
+    base = dict(
+        names=NAMES,
+        grad=healthy_grad(),
+        act_names=ACTS,
+        dead_check=True,
+        last={"act_dead": [0.05, 0.1, 0.1], "act_saturated": [0.0, 0.0, 0.0], "unit_spread": [1.2, 1.1, 1.0, 0.9]},
+        metrics=metrics(falling()),
+        config=config(),
+        task="classification",
+        chance_loss=LN3,
+    )
     base.update(kw)
     return Context(**base)
 
@@ -77,8 +88,7 @@ def test_a_healthy_run_gets_healthy_and_nothing_else():
 
 
 def test_every_verdict_carries_the_six_keys_and_a_one_line_message():
-    vs = diagnose(ctx(grad=healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1]),
-                      metrics=metrics(np.full(40, LN3))))
+    vs = diagnose(ctx(grad=healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1]), metrics=metrics(np.full(40, LN3))))
     assert kinds(vs) == ["vanishing", "not_learning"]
     for v in vs:
         assert set(v) - {"symptom_of"} == {"kind", "layers", "evidence", "message", "cause", "remedy"}
@@ -93,8 +103,14 @@ def test_every_verdict_carries_the_six_keys_and_a_one_line_message():
 def test_clearly_vanishing_gradients_name_the_input_and_output_layers_with_the_ratio():
     grad = healthy_grad(layers=11) * np.logspace(-7, 0, 11)
     names = [f"fc{i}" for i in range(1, 11)] + ["out"]
-    c = ctx(names=names, grad=grad, act_names=[f"act{i}" for i in range(1, 11)],
-            last={}, config=config("sigmoid", "xavier_uniform", "sgd", 0.1), dead_check=False)
+    c = ctx(
+        names=names,
+        grad=grad,
+        act_names=[f"act{i}" for i in range(1, 11)],
+        last={},
+        config=config("sigmoid", "xavier_uniform", "sgd", 0.1),
+        dead_check=False,
+    )
     v = diagnose(c)[0]
     assert v["kind"] == "vanishing" and v["layers"] == ["fc1", "out"]
     assert 1e-8 < v["evidence"]["ratio_first_to_last"] < 1e-6
@@ -124,10 +140,9 @@ def test_a_short_transient_at_the_start_is_not_vanishing():
 
 
 def test_clearly_exploding_gradients_by_ratio_and_by_size():
-    by_ratio = diagnose(ctx(grad=healthy_grad() * np.array([1e5, 1e3, 10, 1]),
-                            config=config("relu", "normal")))
+    by_ratio = diagnose(ctx(grad=healthy_grad() * np.array([1e5, 1e3, 10, 1]), config=config("relu", "normal")))
     v = only(by_ratio, "exploding")
-    assert v["layers"] == ["fc1", "out"] and v["evidence"]["ratio_first_to_last"] > VANISHING_RATIO ** -1
+    assert v["layers"] == ["fc1", "out"] and v["evidence"]["ratio_first_to_last"] > VANISHING_RATIO**-1
     assert "normal init" in v["cause"] and "no gradient clipping" in v["cause"]
     assert "kaiming_normal" in v["remedy"] and "clip_norm" in v["remedy"]
     by_size = diagnose(ctx(grad=healthy_grad() * np.array([1e6, 1e6, 2e6, 1e6])))
@@ -166,8 +181,13 @@ def test_nan_at_step_k_is_diverged_with_that_step_and_layer_even_without_a_train
 
 def test_diverged_after_huge_first_step_gradients_blames_the_init():
     grad = np.array([[1e7, 1e8, 1e9, 1e8], [np.inf] * 4])
-    record = {"step": 2, "layer": "fc1", "layers": NAMES, "loss": float("nan"),
-              "message": "non-finite loss (nan) at step 2"}
+    record = {
+        "step": 2,
+        "layer": "fc1",
+        "layers": NAMES,
+        "loss": float("nan"),
+        "message": "non-finite loss (nan) at step 2",
+    }
     c = ctx(grad=grad, diverged=record, metrics=[], config=config("relu", "normal"))
     vs = diagnose(c)
     # Huge from step 1: the init is blamed (by the gradients alone: this context has no init check).
@@ -195,8 +215,12 @@ def test_dead_units_are_not_judged_for_non_relu_activations():
 
 
 def test_saturation_that_stalls_the_loss_is_a_verdict():
-    c = ctx(last={"act_saturated": [0.95, 0.9, 0.3]}, dead_check=False,
-            config=config("sigmoid", "normal"), metrics=metrics(np.full(40, 1.05)))
+    c = ctx(
+        last={"act_saturated": [0.95, 0.9, 0.3]},
+        dead_check=False,
+        config=config("sigmoid", "normal"),
+        metrics=metrics(np.full(40, 1.05)),
+    )
     vs = diagnose(c)
     v = only(vs, "saturation")
     assert v["layers"] == ["act1", "act2"] and v["evidence"]["act1"] == 0.95
@@ -205,21 +229,32 @@ def test_saturation_that_stalls_the_loss_is_a_verdict():
     assert "xavier_uniform" in v["remedy"] and "norm: batch" in v["remedy"]
     assert kinds(vs) == ["saturation", "not_learning"]
     # A run too short for a loss curve is judged by its last interval's loss.
-    one_step = ctx(last={"act_saturated": [0.95, 0.9, 0.9]}, dead_check=False,
-                   config=config("sigmoid", "normal"), metrics=[{"step": 1, "train_loss": 50.0}])
+    one_step = ctx(
+        last={"act_saturated": [0.95, 0.9, 0.9]},
+        dead_check=False,
+        config=config("sigmoid", "normal"),
+        metrics=[{"step": 1, "train_loss": 50.0}],
+    )
     assert kinds(diagnose(one_step)) == ["saturation"]
 
 
 def test_saturated_tanh_units_of_a_net_that_learned_are_no_verdict():
     # quickstart with tanh: 82% of act3 at a bound, 98.6% test accuracy.
-    c = ctx(last={"act_saturated": [0.0, 0.58, 0.82]}, dead_check=False,
-            config=config("tanh", "xavier_uniform"), metrics=metrics(falling(end=0.04)))
+    c = ctx(
+        last={"act_saturated": [0.0, 0.58, 0.82]},
+        dead_check=False,
+        config=config("tanh", "xavier_uniform"),
+        metrics=metrics(falling(end=0.04)),
+    )
     assert kinds(diagnose(c)) == ["healthy"]
 
 
 def test_symmetric_layers_from_zero_init_are_named_with_their_spread():
-    c = ctx(last={"unit_spread": [0.0, 0.0, 1e-9, 0.0]}, config=config("sigmoid", "zeros"),
-            metrics=metrics(np.full(40, LN3)))
+    c = ctx(
+        last={"unit_spread": [0.0, 0.0, 1e-9, 0.0]},
+        config=config("sigmoid", "zeros"),
+        metrics=metrics(np.full(40, LN3)),
+    )
     vs = diagnose(c)
     v = vs[0]
     assert v["kind"] == "symmetry" and v["layers"] == ["fc1", "fc2", "fc3"]  # out is never judged
@@ -253,8 +288,10 @@ def test_a_loss_that_blows_up_while_gradients_grow_is_lr_too_high():
     train = np.concatenate([[200.0, 90.0, 8.0], falling(37, start=1.0, end=0.5)])
     grad = healthy_grad()
     grad[3:30] *= 100  # the steps, not the init: step 1 was ordinary
-    v = only(diagnose(ctx(metrics=metrics(train), grad=grad, config=config("relu", optimizer="momentum", lr=1.0))),
-             "lr_too_high")
+    v = only(
+        diagnose(ctx(metrics=metrics(train), grad=grad, config=config("relu", optimizer="momentum", lr=1.0))),
+        "lr_too_high",
+    )
     assert v["evidence"]["peak_loss"] == 200.0 and v["evidence"]["peak_step"] == 10
     assert v["evidence"]["grad_growth"] > 10
     assert "blew up" in v["message"] and "momentum with lr=1.0" in v["cause"]
@@ -277,16 +314,19 @@ def test_a_loss_at_chance_level_is_not_learning_with_the_numbers():
 
 
 def test_regression_compares_with_predicting_the_mean():
-    c = ctx(metrics=metrics(np.full(40, 0.17)), task="regression", chance_loss=0.1667,
-            config=config("tanh", "default", lr=0.001, model={"name": "rnn", "hidden": 32}))
+    c = ctx(
+        metrics=metrics(np.full(40, 0.17)),
+        task="regression",
+        chance_loss=0.1667,
+        config=config("tanh", "default", lr=0.001, model={"name": "rnn", "hidden": 32}),
+    )
     v = only(diagnose(c), "not_learning")
     assert "predicting the mean (0.167)" in v["message"]
     assert "lstm or gru" in v["remedy"]
 
 
 def test_not_learning_needs_a_known_chance_level():
-    assert kinds(diagnose(ctx(metrics=metrics(np.full(40, 0.17)), task="regression", chance_loss=None))) \
-        == ["healthy"]
+    assert kinds(diagnose(ctx(metrics=metrics(np.full(40, 0.17)), task="regression", chance_loss=None))) == ["healthy"]
 
 
 def test_test_loss_rising_while_train_loss_falls_is_overfitting():
@@ -311,10 +351,19 @@ def test_a_small_test_loss_wobbling_near_zero_is_not_overfitting():
 
 # ---------------------------------------------------------------- through time
 def rnn_ctx(rows, names=("rnn.l0", "out"), model="rnn", **kw):
-    return ctx(names=list(names), grad=healthy_grad(layers=len(names)), act_names=[], last={},
-               dead_check=False, time_grad=rows, task="regression", chance_loss=0.167,
-               metrics=metrics(falling(40, start=0.3, end=0.01)),
-               config=config("tanh", "default", model={"name": model, "hidden": 32}), **kw)
+    return ctx(
+        names=list(names),
+        grad=healthy_grad(layers=len(names)),
+        act_names=[],
+        last={},
+        dead_check=False,
+        time_grad=rows,
+        task="regression",
+        chance_loss=0.167,
+        metrics=metrics(falling(40, start=0.3, end=0.01)),
+        config=config("tanh", "default", model={"name": model, "hidden": 32}),
+        **kw,
+    )
 
 
 def test_a_gradient_that_dies_going_back_in_time_is_vanishing_through_time():
@@ -323,7 +372,7 @@ def test_a_gradient_that_dies_going_back_in_time_is_vanishing_through_time():
     v = only(diagnose(rnn_ctx([row.tolist()])), "vanishing_through_time")
     ev = v["evidence"]["rnn.l0"]
     assert v["layers"] == ["rnn.l0"]
-    assert ev["ratio_first_to_last"] == pytest.approx(0.8 ** 99) and ev["steps"] == T
+    assert ev["ratio_first_to_last"] == pytest.approx(0.8**99) and ev["steps"] == T
     assert ev["decay_per_step"] == pytest.approx(0.8)
     assert ev["reach_steps"] == 31  # 0.8^30 = 1.2e-3 >= 1e-3 > 0.8^31
     assert "t=1" in v["message"]
@@ -348,8 +397,9 @@ def test_an_lstm_that_carries_its_gradient_back_is_not_flagged():
 def test_a_reverse_layer_is_judged_toward_t_equals_T():
     fwd = 0.05 * 0.9 ** np.arange(60)[::-1]  # healthy: 2e-3 of the last step's at t = 1
     rev = 0.05 * 0.5 ** np.arange(60)  # its pass ends at t = 1: the far end is t = T
-    v = only(diagnose(rnn_ctx([fwd.tolist(), rev.tolist()], ("rnn.l0", "rnn.l0_reverse", "out"))),
-             "vanishing_through_time")
+    v = only(
+        diagnose(rnn_ctx([fwd.tolist(), rev.tolist()], ("rnn.l0", "rnn.l0_reverse", "out"))), "vanishing_through_time"
+    )
     assert v["layers"] == ["rnn.l0_reverse"]
     assert v["evidence"]["rnn.l0_reverse"]["ratio_first_to_last"] < TIME_VANISHING_RATIO
     assert v["evidence"]["rnn.l0"]["ratio_first_to_last"] > TIME_VANISHING_RATIO
@@ -367,8 +417,9 @@ def test_truncated_bptt_is_judged_only_over_the_steps_it_keeps():
 # ---------------------------------------------------------------- order, headline, text
 def test_verdicts_come_most_severe_first_and_healthy_only_alone():
     grad = healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1])
-    c = ctx(grad=grad, last={"act_dead": [0.9, 0.9, 0.9], "unit_spread": [0.0, 1, 1, 1]},
-            metrics=metrics(np.full(40, LN3)))
+    c = ctx(
+        grad=grad, last={"act_dead": [0.9, 0.9, 0.9], "unit_spread": [0.0, 1, 1, 1]}, metrics=metrics(np.full(40, LN3))
+    )
     vs = diagnose(c)
     assert kinds(vs) == ["symmetry", "vanishing", "dead_units", "not_learning"]
     assert [KINDS.index(k) for k in kinds(vs)] == sorted(KINDS.index(k) for k in kinds(vs))
@@ -376,8 +427,13 @@ def test_verdicts_come_most_severe_first_and_healthy_only_alone():
 
 
 def test_verdict_text_prints_every_verdict_with_its_cause_and_remedy():
-    vs = diagnose(ctx(grad=healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1]),
-                      metrics=metrics(np.full(40, LN3)), config=config("sigmoid", "xavier_uniform")))
+    vs = diagnose(
+        ctx(
+            grad=healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1]),
+            metrics=metrics(np.full(40, LN3)),
+            config=config("sigmoid", "xavier_uniform"),
+        )
+    )
     text = verdict_text({"verdicts": vs}).plain
     lines = text.splitlines()
     assert lines[0].startswith("verdict: vanishing gradients: fc1")
@@ -386,8 +442,9 @@ def test_verdict_text_prints_every_verdict_with_its_cause_and_remedy():
     assert sum(l.strip().startswith("try: ") for l in lines) == 1
     assert lines[-1].startswith("symptom: not learning:") and lines[-1].endswith("(from the vanishing gradients above)")
     # Old run folders (no cause/remedy keys) still print.
-    assert verdict_text({"verdicts": [{"kind": "healthy", "message": "healthy: fine"}]}).plain == \
-        "verdict: healthy: fine"
+    assert (
+        verdict_text({"verdicts": [{"kind": "healthy", "message": "healthy: fine"}]}).plain == "verdict: healthy: fine"
+    )
 
 
 # ---------------------------------------------------------------- chance level
@@ -395,11 +452,13 @@ def test_chance_loss_is_what_the_best_constant_prediction_scores():
     balanced = np.repeat(np.arange(3), 100)
     assert chance_loss(balanced, "classification", "cross_entropy", 3) == pytest.approx(LN3)
     assert chance_loss(balanced, "classification", "mse", 3) == pytest.approx(2 / 9)  # (k-1)/k^2
-    assert chance_loss(balanced, "classification", "cross_entropy", 3, sigmoid_out=True) == \
-        pytest.approx(-(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3)))
+    assert chance_loss(balanced, "classification", "cross_entropy", 3, sigmoid_out=True) == pytest.approx(
+        -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
+    )
     skewed = np.array([0] * 90 + [1] * 10)
-    assert chance_loss(skewed, "classification", "cross_entropy", 2) == \
-        pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    assert chance_loss(skewed, "classification", "cross_entropy", 2) == pytest.approx(
+        -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    )
     y = np.random.default_rng(0).uniform(0, 2, (1000, 1))
     assert chance_loss(y, "regression", "mse", None) == pytest.approx(y.var())
 
@@ -413,8 +472,12 @@ def test_a_tiny_healthy_run_says_healthy_only(tiny):
 
 
 def test_a_tiny_deep_sigmoid_run_vanishes_and_blames_sigmoid_and_depth(tiny):
-    tiny.update(activation="sigmoid", init="xavier_uniform", model={"name": "mlp", "depth": 8, "width": 16},
-                optimizer={"name": "sgd", "lr": 0.1})
+    tiny.update(
+        activation="sigmoid",
+        init="xavier_uniform",
+        model={"name": "mlp", "depth": 8, "width": 16},
+        optimizer={"name": "sgd", "lr": 0.1},
+    )
     r = dlx.train(tiny, save=False)
     v = r.summary["verdicts"][0]
     assert v["kind"] == "vanishing" and v["layers"] == ["fc1", "out"]
@@ -422,10 +485,15 @@ def test_a_tiny_deep_sigmoid_run_vanishes_and_blames_sigmoid_and_depth(tiny):
 
 
 def test_a_tiny_rnn_over_a_long_sequence_loses_its_gradient_through_time():
-    cfg = {"seed": 0, "data": {"name": "adding", "length": 60, "n_train": 256, "n_test": 64},
-           "model": {"name": "rnn", "hidden": 16}, "activation": "tanh", "init": "default",
-           "optimizer": {"name": "adam", "lr": 0.001},
-           "train": {"steps": 20, "batch_size": 32, "loss": "mse", "log_every": 10, "threads": 1}}
+    cfg = {
+        "seed": 0,
+        "data": {"name": "adding", "length": 60, "n_train": 256, "n_test": 64},
+        "model": {"name": "rnn", "hidden": 16},
+        "activation": "tanh",
+        "init": "default",
+        "optimizer": {"name": "adam", "lr": 0.001},
+        "train": {"steps": 20, "batch_size": 32, "loss": "mse", "log_every": 10, "threads": 1},
+    }
     r = dlx.train(cfg, save=False)
     v = next(v for v in r.summary["verdicts"] if v["kind"] == "vanishing_through_time")
     assert v["layers"] == ["rnn.l0"] and v["evidence"]["rnn.l0"]["steps"] == 60
@@ -433,6 +501,7 @@ def test_a_tiny_rnn_over_a_long_sequence_loses_its_gradient_through_time():
 
 
 # ---------------------------------------------------------------- false alarms found on the examples
+
 
 def test_batch_noise_on_a_loss_far_above_chance_is_not_lr_too_high():
     # tanh with N(0,1) init: the loss sits at ~4x chance and moves ~7% of itself per interval.
@@ -463,14 +532,17 @@ def test_a_wide_growing_train_test_gap_is_overfitting_even_when_the_test_loss_is
 
 
 def test_dead_units_are_not_judged_on_a_batch_of_one():
-    c = ctx(last={"act_dead": [0.9, 0.89, 0.8], "act_saturated": [0, 0, 0]},
-            config={**config(), "train": {"batch_size": 1}})
+    c = ctx(
+        last={"act_dead": [0.9, 0.89, 0.8], "act_saturated": [0, 0, 0]}, config={**config(), "train": {"batch_size": 1}}
+    )
     assert "dead_units" not in kinds(diagnose(c))
 
 
 def test_a_high_loss_with_accuracy_far_above_chance_is_not_not_learning():
-    c = ctx(metrics=[{**m, "test_acc": 0.70} for m in metrics(np.full(40, LN3 * 2.1))],
-            config={**config(), "data": {"name": "spirals", "classes": 3}})
+    c = ctx(
+        metrics=[{**m, "test_acc": 0.70} for m in metrics(np.full(40, LN3 * 2.1))],
+        config={**config(), "data": {"name": "spirals", "classes": 3}},
+    )
     assert "not_learning" not in kinds(diagnose(c))
     stuck = ctx(metrics=[{**m, "test_acc": 0.34} for m in metrics(np.full(40, LN3))])
     assert "not_learning" in kinds(diagnose(stuck))

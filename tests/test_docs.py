@@ -1,4 +1,5 @@
 """The README's promises that a script can hold it to: the install order CI runs, the MNIST checksums."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The example configs: every one explains itself, `dlx examples` lists them, and each
 small one, run scaled down, shows the verdict its header promises (and no other)."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,9 @@ def test_every_config_has_a_claim_command_concept_expected_verdict_and_test_line
     assert not ex.problems, f"{ex.path.name}: " + "; ".join(ex.problems)
 
 
-@pytest.mark.parametrize("ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]],
-                         ids=lambda e: e.path.name)
+@pytest.mark.parametrize(
+    "ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]], ids=lambda e: e.path.name
+)
 def test_every_training_example_validates_as_written_and_with_its_test_overrides(ex):
     from dlx.config import load_config
 
@@ -95,8 +97,9 @@ def _config_commands(ex):
     return out
 
 
-@pytest.mark.parametrize("ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]],
-                         ids=lambda e: e.path.name)
+@pytest.mark.parametrize(
+    "ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]], ids=lambda e: e.path.name
+)
 def test_every_command_in_a_header_names_a_config_and_overrides_that_validate(ex):
     """The commands are what a reader copies: each one must run as printed (from the repo root)."""
     from dlx.config import load_config
@@ -125,17 +128,19 @@ def test_an_example_that_expects_invalid_is_refused_by_validation():
 
 def test_the_header_is_read_into_claim_commands_concept_expect_and_test_overrides(tmp_path):
     p = tmp_path / "demo.yaml"
-    p.write_text("# demo: sigmoid nets stop learning.\n"
-                 "#\n"
-                 "#   dlx train configs/demo.yaml\n"
-                 "#   dlx train configs/demo.yaml --set activation=relu\n"
-                 "# Expect: the first layer's gradient 1e-6 of the last's.\n"
-                 "# concept: vanishing gradients\n"
-                 "# expect: vanishing, not_learning\n"
-                 "# test: --set train.epochs=1 --set 'model.widths=[8, 8]'\n"
-                 "name: demo\n"
-                 "# dlx train later.yaml   <- below the header: not a command of this example\n"
-                 "data: spirals\nmodel: {name: mlp, depth: 2, width: 8}\n")
+    p.write_text(
+        "# demo: sigmoid nets stop learning.\n"
+        "#\n"
+        "#   dlx train configs/demo.yaml\n"
+        "#   dlx train configs/demo.yaml --set activation=relu\n"
+        "# Expect: the first layer's gradient 1e-6 of the last's.\n"
+        "# concept: vanishing gradients\n"
+        "# expect: vanishing, not_learning\n"
+        "# test: --set train.epochs=1 --set 'model.widths=[8, 8]'\n"
+        "name: demo\n"
+        "# dlx train later.yaml   <- below the header: not a command of this example\n"
+        "data: spirals\nmodel: {name: mlp, depth: 2, width: 8}\n"
+    )
     ex = parse_example(p)
     assert ex.problems == []
     assert ex.claim == "sigmoid nets stop learning."
@@ -155,8 +160,9 @@ def test_a_header_without_fields_or_with_a_misspelt_kind_is_reported_with_the_fi
         assert what in problems
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text("# typo: x.\n#   dlx train typo.yaml\n# concept: c\n# expect: vanishng\n"
-                    "# test: train.epochs=1\nname: typo\n")
+    typo.write_text(
+        "# typo: x.\n#   dlx train typo.yaml\n# concept: c\n# expect: vanishng\n# test: train.epochs=1\nname: typo\n"
+    )
     problems = " | ".join(parse_example(typo).problems)
     assert "did you mean 'vanishing'" in problems
     assert "'--set KEY=VALUE'" in problems  # the test line's words must be --set options
@@ -168,8 +174,10 @@ def test_a_header_without_fields_or_with_a_misspelt_kind_is_reported_with_the_fi
 
 def test_a_test_skip_line_keeps_an_example_out_of_the_run_test(tmp_path):
     p = tmp_path / "big.yaml"
-    p.write_text("# big: a long run.\n#   dlx train big.yaml\n# concept: c\n# expect: healthy\n"
-                 "# test: skip needs an hour\nname: big\n")
+    p.write_text(
+        "# big: a long run.\n#   dlx train big.yaml\n# concept: c\n# expect: healthy\n"
+        "# test: skip needs an hour\nname: big\n"
+    )
     ex = parse_example(p)
     assert ex.problems == [] and ex.test_skip == "needs an hour" and not ex.runnable
 
@@ -197,8 +205,7 @@ def test_examples_that_are_in_no_section_come_last_by_name(tmp_path):
 
 def _listing(columns: int) -> list[str]:
     env = {**os.environ, "COLUMNS": str(columns)}
-    p = subprocess.run([sys.executable, "-m", "dlx", "examples"], capture_output=True, text=True,
-                       env=env, timeout=60)
+    p = subprocess.run([sys.executable, "-m", "dlx", "examples"], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert f"{len(EXAMPLES)} examples" in p.stdout
     return p.stdout.splitlines()
@@ -240,8 +247,9 @@ def test_dlx_examples_name_prints_the_whole_story_and_a_typo_gets_the_closest_na
 
 
 def test_dlx_examples_dir_reads_another_folder_and_a_missing_one_says_how_to_point_at_it(tmp_path):
-    (tmp_path / "mine.yaml").write_text("# mine: my own example.\n#   dlx train mine.yaml\n"
-                                        "# concept: c\n# expect: healthy\n# test:\nname: mine\n")
+    (tmp_path / "mine.yaml").write_text(
+        "# mine: my own example.\n#   dlx train mine.yaml\n# concept: c\n# expect: healthy\n# test:\nname: mine\n"
+    )
     runner = CliRunner()
     r = runner.invoke(app, ["examples", "--dir", str(tmp_path)], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "mine" in r.stdout and "1 examples" in r.stdout
@@ -252,6 +260,7 @@ def test_dlx_examples_dir_reads_another_folder_and_a_missing_one_says_how_to_poi
 
 
 # ---------------------------------------------------------------- an example by its name
+
 
 def test_the_examples_ship_inside_the_package_and_the_clones_configs_is_the_same_folder():
     import dlx
@@ -302,8 +311,9 @@ def test_every_config_command_and_the_sweep_take_an_example_name(tmp_path, monke
     p = plan("sweep_optimizers")
     assert p.base_path == default_dir() / "quickstart.yaml" and p.total == 15
     # A spec of one's own may name an example as its base.
-    (tmp_path / "mine.yaml").write_text("base: quickstart\nmetric: {name: test_acc, goal: max}\n"
-                                        "strategy: grid\nspace: {optimizer.lr: [0.1, 0.01]}\n")
+    (tmp_path / "mine.yaml").write_text(
+        "base: quickstart\nmetric: {name: test_acc, goal: max}\nstrategy: grid\nspace: {optimizer.lr: [0.1, 0.01]}\n"
+    )
     assert plan(tmp_path / "mine.yaml").base_path == default_dir() / "quickstart.yaml"
 
 
@@ -374,8 +384,9 @@ def test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects(
     assert status == "ok", f"{ex.name} failed to train:\n{summary}"
     verdicts = summary["verdicts"]
     kinds = [v["kind"] for v in verdicts]
-    detail = f"{ex.name} with {' '.join(ex.test_overrides) or 'no overrides'}:\n" + \
-        "\n".join(f"  {v['kind']}: {v['message']}" for v in verdicts)
+    detail = f"{ex.name} with {' '.join(ex.test_overrides) or 'no overrides'}:\n" + "\n".join(
+        f"  {v['kind']}: {v['message']}" for v in verdicts
+    )
     missing = [k for k in ex.expect if k not in kinds]
     unexpected = [k for k in kinds if k not in ex.expect]
     assert not missing, f"expected {missing} but did not see it; {detail}"

@@ -1,4 +1,5 @@
 """LocalExecutor: trials run as separate worker processes, in parallel, with retries."""
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,8 @@ def test_a_trial_that_always_dies_ends_crashed_after_all_retries(runs_dir, tmp_p
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import os, sys\nsys.stderr.write('simulated out-of-memory kill\\n'); sys.stderr.flush()\nos._exit(137)\n")
+        "import os, sys\nsys.stderr.write('simulated out-of-memory kill\\n'); sys.stderr.flush()\nos._exit(137)\n"
+    )
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     [r] = LocalExecutor(max_parallel=1, retries=1, env=env).run([Trial("doomed", _cfg(), runs_dir)])
     assert (r.status, r.attempts, r.run_path, r.summary) == ("crashed", 2, None, None)
@@ -93,7 +95,8 @@ def test_ctrl_c_or_sigterm_stops_the_workers_and_their_runs_end_interrupted(runs
     script = tmp_path / "parent.py"
     long = _cfg(steps=100000)
     long["train"]["log_every"] = 1
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
         from dlx.executors import LocalExecutor, Trial
@@ -104,16 +107,28 @@ def test_ctrl_c_or_sigterm_stops_the_workers_and_their_runs_end_interrupted(runs
         except KeyboardInterrupt:
             print("stopped cleanly")
             sys.exit(130)
-    """))
+    """)
+    )
     # The parent as a shell script's `&` job starts it: SIGINT ignored, which its workers inherit.
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
-                              if sig != signal.SIGINT else None)
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN) if sig != signal.SIGINT else None,
+    )
     deadline = time.monotonic() + 30
     # Wait until both runs are training (a metrics line written), then press Ctrl-C.
     while time.monotonic() < deadline:
-        started = [d for d in runs_dir.glob("*") if (d / "metrics.jsonl").is_file()
-                   and (d / "metrics.jsonl").stat().st_size > 0] if runs_dir.is_dir() else []
+        started = (
+            [
+                d
+                for d in runs_dir.glob("*")
+                if (d / "metrics.jsonl").is_file() and (d / "metrics.jsonl").stat().st_size > 0
+            ]
+            if runs_dir.is_dir()
+            else []
+        )
         if len(started) == 2:
             break
         time.sleep(0.1)
@@ -135,14 +150,24 @@ def test_a_sigterm_to_a_worker_ends_its_run_interrupted_not_crashed(runs_dir):
     long = _cfg(steps=100000)
     long["train"]["log_every"] = 1
     results = []
-    runner = threading.Thread(target=lambda: results.extend(
-        LocalExecutor(max_parallel=1, threads_per_trial=1).run([Trial("t", long, runs_dir)])))
+    runner = threading.Thread(
+        target=lambda: results.extend(
+            LocalExecutor(max_parallel=1, threads_per_trial=1).run([Trial("t", long, runs_dir)])
+        )
+    )
     runner.start()
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            started = [d for d in runs_dir.glob("*") if (d / "metrics.jsonl").is_file()
-                       and (d / "metrics.jsonl").stat().st_size > 0] if runs_dir.is_dir() else []
+            started = (
+                [
+                    d
+                    for d in runs_dir.glob("*")
+                    if (d / "metrics.jsonl").is_file() and (d / "metrics.jsonl").stat().st_size > 0
+                ]
+                if runs_dir.is_dir()
+                else []
+            )
             if started:
                 break
             time.sleep(0.1)

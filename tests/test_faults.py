@@ -5,6 +5,7 @@ Each test makes the fault happen (real processes, real signals, real files
 truncated, a real HTTP server that hangs up) and asserts what dlx kept and what
 it told the person.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,8 +49,7 @@ def dlx_cmd(*args) -> list[str]:
 
 def env_for(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in NO_PROXY and k != "DLX_DATA_DIR"}
-    return {**env, "DLX_CACHE_DIR": str(tmp_path / "cache"), "no_proxy": "127.0.0.1,localhost",
-            "OMP_NUM_THREADS": "1"}
+    return {**env, "DLX_CACHE_DIR": str(tmp_path / "cache"), "no_proxy": "127.0.0.1,localhost", "OMP_NUM_THREADS": "1"}
 
 
 def invoke(args: list[str]):
@@ -70,11 +70,20 @@ def assert_clean_exit(res, code: int = 1) -> None:
 
 # --- eight runs started at once --------------------------------------------------
 
+
 def test_eight_runs_started_at_once_give_eight_distinct_complete_folders(tmp_path):
     cfg = tiny_yaml(tmp_path)
     runs = tmp_path / "runs"
-    procs = [subprocess.Popen(dlx_cmd("train", cfg, "--runs-dir", runs, "-q"), env=env_for(tmp_path),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            dlx_cmd("train", cfg, "--runs-dir", runs, "-q"),
+            env=env_for(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     try:
         deadline, outs = time.time() + 240, []  # under pytest-timeout's 300 s, so a hang says which run
         for i, p in enumerate(procs):
@@ -139,11 +148,17 @@ def test_a_run_id_taken_by_another_starter_is_never_shared(tmp_path, monkeypatch
 
 # --- SIGKILL mid-run and stale `running` runs ------------------------------------
 
+
 def test_a_sigkilled_run_is_listed_interrupted_with_whole_files_and_at_most_one_interval_lost(tmp_path):
     cfg = tiny_yaml(tmp_path, epochs=100000, log_every=4)
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(dlx_cmd("train", cfg, "--runs-dir", runs, "-q"), env=env_for(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        dlx_cmd("train", cfg, "--runs-dir", runs, "-q"),
+        env=env_for(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, folder, meta = time.time() + 90, None, {}
         while time.time() < deadline:
@@ -168,8 +183,15 @@ def test_a_sigkilled_run_is_listed_interrupted_with_whole_files_and_at_most_one_
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    rows = json.loads(subprocess.run(dlx_cmd("runs", "--runs-dir", runs, "--json"), capture_output=True,
-                                      text=True, env=env_for(tmp_path), timeout=60).stdout)
+    rows = json.loads(
+        subprocess.run(
+            dlx_cmd("runs", "--runs-dir", runs, "--json"),
+            capture_output=True,
+            text=True,
+            env=env_for(tmp_path),
+            timeout=60,
+        ).stdout
+    )
     assert [(r["run_id"], r["status"]) for r in rows] == [(folder.name, "interrupted")]
     # Every JSON file parses; the .jsonl files hold whole lines, but for at most a torn last one.
     meta = json.loads((folder / "meta.json").read_text())
@@ -187,15 +209,21 @@ def test_a_sigkilled_run_is_listed_interrupted_with_whole_files_and_at_most_one_
     metrics, probes = lines["metrics.jsonl"], lines["probes.jsonl"]
     # Nothing seen on disk before the kill is lost, the intervals run without a gap, and the
     # two files differ by at most the one interval the kill cut between their appends.
-    assert metrics[:len(logged_before)] == [m["step"] for m in logged_before]
+    assert metrics[: len(logged_before)] == [m["step"] for m in logged_before]
     assert metrics == list(range(4, 4 * len(metrics) + 1, 4))
-    assert probes == metrics[:len(probes)] and len(metrics) - len(probes) in (0, 1)
+    assert probes == metrics[: len(probes)] and len(metrics) - len(probes) in (0, 1)
 
 
 def _meta(**kw):
     fresh = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(), "boot_id": R.boot_id(),
-            "heartbeat": fresh, **kw}
+    return {
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "boot_id": R.boot_id(),
+        "heartbeat": fresh,
+        **kw,
+    }
 
 
 def _ago(seconds: float) -> str:
@@ -205,18 +233,31 @@ def _ago(seconds: float) -> str:
 DEAD_PID = 2**22 + 12345  # above the default pid_max: no such process
 
 
-@pytest.mark.parametrize("meta, status", [
-    (_meta(), "running"),
-    (_meta(heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),  # pid alive, but reused: no heartbeat for ages
-    (_meta(boot_id="another-boot"), "interrupted"),  # rebooted since: the pid is someone else's
-    (_meta(pid=DEAD_PID), "interrupted"),
-    (_meta(host="other-host", pid=DEAD_PID), "running"),  # another host's pid tells nothing; beat is fresh
-    (_meta(host="other-host", heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),
-    ({"status": "running", "pid": DEAD_PID}, "interrupted"),  # written before heartbeats existed
-    ({"status": "running", "pid": os.getpid()}, "running"),
-    (_meta(status="completed", pid=DEAD_PID), "completed"),
-], ids=["live", "stale-heartbeat", "rebooted", "pid-gone", "other-host-fresh", "other-host-stale",
-        "legacy-dead", "legacy-alive", "finished"])
+@pytest.mark.parametrize(
+    "meta, status",
+    [
+        (_meta(), "running"),
+        (_meta(heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),  # pid alive, but reused: no heartbeat for ages
+        (_meta(boot_id="another-boot"), "interrupted"),  # rebooted since: the pid is someone else's
+        (_meta(pid=DEAD_PID), "interrupted"),
+        (_meta(host="other-host", pid=DEAD_PID), "running"),  # another host's pid tells nothing; beat is fresh
+        (_meta(host="other-host", heartbeat=_ago(R.STALE_AFTER_S + 60)), "interrupted"),
+        ({"status": "running", "pid": DEAD_PID}, "interrupted"),  # written before heartbeats existed
+        ({"status": "running", "pid": os.getpid()}, "running"),
+        (_meta(status="completed", pid=DEAD_PID), "completed"),
+    ],
+    ids=[
+        "live",
+        "stale-heartbeat",
+        "rebooted",
+        "pid-gone",
+        "other-host-fresh",
+        "other-host-stale",
+        "legacy-dead",
+        "legacy-alive",
+        "finished",
+    ],
+)
 def test_a_running_run_is_judged_by_pid_boot_and_heartbeat(tmp_path, meta, status):
     assert R.run_status(meta) == status
     d = tmp_path / "runs" / "20000101-000000-x-abcdef"
@@ -263,6 +304,7 @@ def test_heartbeat_is_rewritten_at_intervals_but_at_most_every_few_seconds(tmp_p
 
 # --- out of memory ---------------------------------------------------------------
 
+
 def _oom_at_step(monkeypatch, step: int):
     import torch
 
@@ -272,8 +314,10 @@ def _oom_at_step(monkeypatch, step: int):
 
     def step_or_oom(self, *a, **k):
         if self.step == step:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB "
-                                              "total capacity; 6.10 GiB already allocated)")
+            raise torch.cuda.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB "
+                "total capacity; 6.10 GiB already allocated)"
+            )
         return real(self, *a, **k)
 
     monkeypatch.setattr(Trainer, "_train_step", step_or_oom)
@@ -312,17 +356,21 @@ def test_out_of_memory_through_the_cli_is_a_message_not_a_traceback(tmp_path, mo
 
 # --- an unwritable runs folder ---------------------------------------------------
 
+
 def test_an_unwritable_runs_folder_fails_before_training_with_a_clear_message(tmp_path):
     cfg = tiny_yaml(tmp_path, epochs=100000)  # would run for minutes if training started
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     # All three fail for root too (tests may run as root, for whom chmod blocks nothing).
-    for runs, why in [(afile / "runs", f"{afile} is a file, not a folder"),
-                      (afile, f"{afile} is a file, not a folder"),
-                      (Path("/proc/dlx-test-runs"), "cannot write to the runs folder /proc/dlx-test-runs")]:
+    for runs, why in [
+        (afile / "runs", f"{afile} is a file, not a folder"),
+        (afile, f"{afile} is a file, not a folder"),
+        (Path("/proc/dlx-test-runs"), "cannot write to the runs folder /proc/dlx-test-runs"),
+    ]:
         t0 = time.time()
-        p = subprocess.run(dlx_cmd("train", cfg, "--runs-dir", runs), capture_output=True, text=True,
-                           env=env_for(tmp_path), timeout=60)
+        p = subprocess.run(
+            dlx_cmd("train", cfg, "--runs-dir", runs), capture_output=True, text=True, env=env_for(tmp_path), timeout=60
+        )
         assert p.returncode == 1, p.stdout + p.stderr
         assert "Traceback" not in p.stderr and "error:" in p.stderr
         err = p.stderr.replace("\n", "")
@@ -344,6 +392,7 @@ def test_a_read_only_runs_folder_fails_before_training(tmp_path):
 
 
 # --- damaged MNIST files ---------------------------------------------------------
+
 
 def _labels() -> bytes:
     return gzip.decompress((MNIST_DIR / f"{LABELS}.gz").read_bytes())
@@ -381,9 +430,21 @@ def _plant(folder: Path, content: bytes) -> Path:
 
 
 def _mnist_args(tmp_path: Path, *sets: str) -> list:
-    args = ["train", CONFIGS / "mnist_mlp.yaml", "--runs-dir", tmp_path / "runs", "-q",
-            "--set", "data.n_train=128", "--set", "data.n_test=64", "--set", "train.batch_size=32",
-            "--set", "train.steps=2"]
+    args = [
+        "train",
+        CONFIGS / "mnist_mlp.yaml",
+        "--runs-dir",
+        tmp_path / "runs",
+        "-q",
+        "--set",
+        "data.n_train=128",
+        "--set",
+        "data.n_test=64",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.steps=2",
+    ]
     for s in sets:
         args += ["--set", s]
     return args
@@ -424,6 +485,7 @@ def test_good_mnist_files_still_load_after_the_checks():
 
 
 # --- a download that goes wrong ---------------------------------------------------
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -475,8 +537,13 @@ def _cache_but_labels(tmp_path: Path) -> Path:
 
 def test_a_download_cut_off_halfway_fails_dlx_train_cleanly_and_keeps_nothing(tmp_path, mirror):
     cache = _cache_but_labels(tmp_path)
-    p = subprocess.run(dlx_cmd(*_mnist_args(tmp_path, f"data.mirrors=[{mirror}/cut/]")), capture_output=True,
-                       text=True, env=env_for(tmp_path), timeout=120)
+    p = subprocess.run(
+        dlx_cmd(*_mnist_args(tmp_path, f"data.mirrors=[{mirror}/cut/]")),
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        timeout=120,
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
     err = p.stderr.replace("\n", " ")

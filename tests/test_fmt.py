@@ -1,4 +1,5 @@
 """dlx.fmt.num: the one number formatter, and each caller's digits kept as they were."""
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,39 @@ from dlx.html_report import num as html_num
 from dlx.initcheck import _num as initcheck_num
 from dlx.report import num as report_num
 
-VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, 0.01, 0.009999, 0.001, 0.00099, 1.234e-7, 0.0256, 54.6, 99.95, 999.5, 1234.5,
-          9999.0, 12345.6, 99999.0, 100000.0, 1.5e12, -3.2e-5, -45678.9, float("nan"), float("inf"), float("-inf"),
-          3, 1000, 123456, np.float32(0.1), np.float64(2.5e-4), np.int64(7)]
+VALUES = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    0.01,
+    0.009999,
+    0.001,
+    0.00099,
+    1.234e-7,
+    0.0256,
+    54.6,
+    99.95,
+    999.5,
+    1234.5,
+    9999.0,
+    12345.6,
+    99999.0,
+    100000.0,
+    1.5e12,
+    -3.2e-5,
+    -45678.9,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    3,
+    1000,
+    123456,
+    np.float32(0.1),
+    np.float64(2.5e-4),
+    np.int64(7),
+]
 
 
 # The formatters as they were before dlx.fmt, kept here as the oracle of "outputs unchanged".
@@ -65,9 +96,18 @@ def test_every_caller_formats_as_before(x):
 
 
 def test_none_nan_inf_zero_and_the_exponent_forms():
-    assert [num(None), num(float("nan")), num(float("inf")), num(-float("inf")), num(0.0)] == \
-        ["-", "nan", "inf", "-inf", "0"]
-    assert [num(6.46e-4), num(6.46e-4, short_exp=True), num(1.2e5), num(1.2e5, short_exp=True)] == \
-        ["6.46e-04", "6.46e-4", "1.20e+05", "1.20e5"]
+    assert [num(None), num(float("nan")), num(float("inf")), num(-float("inf")), num(0.0)] == [
+        "-",
+        "nan",
+        "inf",
+        "-inf",
+        "0",
+    ]
+    assert [num(6.46e-4), num(6.46e-4, short_exp=True), num(1.2e5), num(1.2e5, short_exp=True)] == [
+        "6.46e-04",
+        "6.46e-4",
+        "1.20e+05",
+        "1.20e5",
+    ]
     assert [num(0.0256), num(54.6), num(0.0256, 2), num(1234.5678, 6)] == ["0.0256", "54.6", "0.026", "1234.57"]
     assert num(123456789, exact_int=True) == "123456789"

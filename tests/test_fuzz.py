@@ -13,6 +13,7 @@ loads the data and builds the model). 1,980 cases in all, the same ones every ru
 
 The regression tests at the end pin each bug the fuzzing found.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,9 @@ from dlx.errors import ConfigError, DlxError, Problem, UsageError
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
-EXAMPLES = {p.name: p for p in sorted(CONFIGS.glob("*.yaml"))
-            if not p.name.startswith("sweep_") and p.name != "broken.yaml"}
+EXAMPLES = {
+    p.name: p for p in sorted(CONFIGS.glob("*.yaml")) if not p.name.startswith("sweep_") and p.name != "broken.yaml"
+}
 BASES = {name: yaml.safe_load(p.read_text(encoding="utf-8")) for name, p in EXAMPLES.items()}
 
 
@@ -57,9 +59,12 @@ MAX_MESSAGE = 2000
 # DLX_FUZZ_SCALE=20 runs 20x the cases, freshly random each time: for hunting bugs
 # locally. Unset, every run (CI's included) checks the same cases.
 SCALE = float(os.environ.get("DLX_FUZZ_SCALE", "1"))
-_FUZZ = settings(deadline=None, derandomize=SCALE == 1, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                        HealthCheck.function_scoped_fixture])
+_FUZZ = settings(
+    deadline=None,
+    derandomize=SCALE == 1,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
 
 def fuzz(cases: int) -> settings:
@@ -102,24 +107,115 @@ def write(folder: Path, data: bytes, name: str = "fuzz.yaml") -> Path:
 # ---------------------------------------------------------------- value pools
 
 LONG = "x" * 10_000
-UNKNOWN_NAMES = ["relu6", "Relu", "RELU", "adamw", "sgdd", "spiral", "mlpp", "transformer", "cuda:0",
-                 "", " ", "none", "null", "~", "0", "名前", "na\u0000me", "a" * 300, "../../etc/passwd",
-                 "{name: mlp}", "[mlp]", "mlp\n"]
-UNKNOWN_KEYS = ["nam", "Name", "depth", "lr", "widths", "conv", "pool", "momentum", "betas", "epoch",
-                "", "1", "a.b", "<<", "__class__", "model_config", "_located", "名前", "x" * 1000]
+UNKNOWN_NAMES = [
+    "relu6",
+    "Relu",
+    "RELU",
+    "adamw",
+    "sgdd",
+    "spiral",
+    "mlpp",
+    "transformer",
+    "cuda:0",
+    "",
+    " ",
+    "none",
+    "null",
+    "~",
+    "0",
+    "名前",
+    "na\u0000me",
+    "a" * 300,
+    "../../etc/passwd",
+    "{name: mlp}",
+    "[mlp]",
+    "mlp\n",
+]
+UNKNOWN_KEYS = [
+    "nam",
+    "Name",
+    "depth",
+    "lr",
+    "widths",
+    "conv",
+    "pool",
+    "momentum",
+    "betas",
+    "epoch",
+    "",
+    "1",
+    "a.b",
+    "<<",
+    "__class__",
+    "model_config",
+    "_located",
+    "名前",
+    "x" * 1000,
+]
 # Values that sit outside every bound the schema has, or have the wrong type: safe to
 # hand to dlx.check, which then builds nothing big.
-NASTY = [None, True, False, "yes", "off", "", " ", "nan", "1e3", "0x10", LONG, "名前", "\t",
-         0, -1, 1, -0.0, 0.5, -2.5, 10**12, 2**63, -(2**63), 10**400, 1e308, -1e308, 5e-324,
-         math.nan, math.inf, -math.inf,
-         [], [1, 2], [None], [[[]]], {}, {"a": 1}, {"name": None}, {"name": {"name": "relu"}},
-         b"\xff\xfe", {"name": "mlp", "depth": 2}]
+NASTY = [
+    None,
+    True,
+    False,
+    "yes",
+    "off",
+    "",
+    " ",
+    "nan",
+    "1e3",
+    "0x10",
+    LONG,
+    "名前",
+    "\t",
+    0,
+    -1,
+    1,
+    -0.0,
+    0.5,
+    -2.5,
+    10**12,
+    2**63,
+    -(2**63),
+    10**400,
+    1e308,
+    -1e308,
+    5e-324,
+    math.nan,
+    math.inf,
+    -math.inf,
+    [],
+    [1, 2],
+    [None],
+    [[[]]],
+    {},
+    {"a": 1},
+    {"name": None},
+    {"name": {"name": "relu"}},
+    b"\xff\xfe",
+    {"name": "mlp", "depth": 2},
+]
 
 
 def numbers_near(value) -> list:
     """Out-of-range and wrong-type variants of a number from an example."""
-    out = [0, -value, -1, value + 0.5, str(value), [value], {"value": value}, 10**12, 2**63,
-           1e308, -1e308, math.nan, math.inf, -math.inf, bool(value)]
+    out = [
+        0,
+        -value,
+        -1,
+        value + 0.5,
+        str(value),
+        [value],
+        {"value": value},
+        10**12,
+        2**63,
+        1e308,
+        -1e308,
+        math.nan,
+        math.inf,
+        -math.inf,
+        bool(value),
+    ]
     if isinstance(value, float):
         out += [value * 1e300, -value, 0.0]
     return out
@@ -137,13 +233,16 @@ any_value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
     st.binary(max_size=8),
-    st.recursive(st.none() | st.integers() | st.text(max_size=5),
-                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
-                 max_leaves=8),
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=5),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+        max_leaves=8,
+    ),
 )
 
 
 # ---------------------------------------------------------------- mutations as data
+
 
 def key_paths(node, prefix=()) -> list[tuple]:
     """Every path to a value inside a config tree (keys and list indices)."""
@@ -180,8 +279,9 @@ def mutated_config(draw, names=tuple(EXAMPLES), values=any_value, max_nesting: i
     tree = copy.deepcopy(BASES[name])
     for _ in range(draw(st.integers(1, 3))):
         paths = key_paths(tree) if isinstance(tree, (dict, list)) else []
-        op = draw(st.sampled_from(["drop", "replace", "number", "rename", "add_key", "wrap_list",
-                                   "as_items", "nest", "top"]))
+        op = draw(
+            st.sampled_from(["drop", "replace", "number", "rename", "add_key", "wrap_list", "as_items", "nest", "top"])
+        )
         if op == "top" or not paths:
             # The whole document replaced: a list, a scalar, nothing.
             tree = draw(st.sampled_from([None, [], [tree], "data", 42, {}, {"data": tree}]))
@@ -212,8 +312,9 @@ def mutated_config(draw, names=tuple(EXAMPLES), values=any_value, max_nesting: i
 
 
 def as_yaml(tree, flow: bool) -> bytes:
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=flow, allow_unicode=True,
-                          width=10**6).encode("utf-8")
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=10**6).encode(
+        "utf-8"
+    )
 
 
 @fuzz(600)
@@ -249,10 +350,28 @@ SNIPPETS = [
     "l4: &l4 [*l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3]\nl5: &l5 [*l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4]\n"
     "l6: &l6 [*l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5]\nl7: &l7 [*l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6]\n"
     "seed: *l7",
-    "---", "--- !!map", "...", "%YAML 1.1\n---", "%TAG !e! tag:example.com,2000:\n---", "%FOO bar",
-    "? [a, b]\n: 1", "? {a: 1}\n: 1", "~: 1", "1.5: 1", "yes: 1", "null: x", "\"\": 1",
-    "\tseed: 1", "seed: 1\n\tseed: 2", "seed:\n  - 1\n - 2", "seed: [1, 2", "seed: {a: 1", "seed: 'abc",
-    "seed: \"\\xff\\u0000\"", "seed: |\n  block\n  text", "seed: >-\n  folded",
+    "---",
+    "--- !!map",
+    "...",
+    "%YAML 1.1\n---",
+    "%TAG !e! tag:example.com,2000:\n---",
+    "%FOO bar",
+    "? [a, b]\n: 1",
+    "? {a: 1}\n: 1",
+    "~: 1",
+    "1.5: 1",
+    "yes: 1",
+    "null: x",
+    '"": 1',
+    "\tseed: 1",
+    "seed: 1\n\tseed: 2",
+    "seed:\n  - 1\n - 2",
+    "seed: [1, 2",
+    "seed: {a: 1",
+    "seed: 'abc",
+    'seed: "\\xff\\u0000"',
+    "seed: |\n  block\n  text",
+    "seed: >-\n  folded",
     "seed: " + "[" * 3000 + "]" * 3000,
     "seed: " + "{a: " * 2000 + "1" + "}" * 2000,
     "seed: " + "- " * 500 + "1",
@@ -260,10 +379,29 @@ SNIPPETS = [
     "x" * 20_000 + ": 1",
     "seed: 1" + " # comment" * 1000,
     "seed: 123456789012345678901234567890123456789012345678901234567890",
-    "seed: .nan", "seed: -.inf", "seed: 0o17", "seed: 0x_1f", "seed: 1_000", "seed: 1:20",
+    "seed: .nan",
+    "seed: -.inf",
+    "seed: 0o17",
+    "seed: 0x_1f",
+    "seed: 1_000",
+    "seed: 1:20",
 ]
-BAD_BYTES = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80", b"\x00", b"\x1b[31m",
-             b"\xef\xbb\xbf", b"\r", b"\r\n", b"\x85", b"\xe2\x80\xa8", b"\x7f", b"\xf4\x90\x80\x80"]
+BAD_BYTES = [
+    b"\xff",
+    b"\xfe\xff",
+    b"\xc3\x28",
+    b"\xe2\x82",
+    b"\xed\xa0\x80",
+    b"\x00",
+    b"\x1b[31m",
+    b"\xef\xbb\xbf",
+    b"\r",
+    b"\r\n",
+    b"\x85",
+    b"\xe2\x80\xa8",
+    b"\x7f",
+    b"\xf4\x90\x80\x80",
+]
 
 
 @st.composite
@@ -274,8 +412,22 @@ def mangled_bytes(draw) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         lines = text.split(b"\n")
         i = draw(st.integers(0, len(lines)))
-        op = draw(st.sampled_from(["snippet", "snippet", "duplicate", "tagged_value", "bytes",
-                                   "random_bytes", "truncate", "delete_line", "indent", "empty"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "snippet",
+                    "snippet",
+                    "duplicate",
+                    "tagged_value",
+                    "bytes",
+                    "random_bytes",
+                    "truncate",
+                    "delete_line",
+                    "indent",
+                    "empty",
+                ]
+            )
+        )
         if op == "snippet":
             lines.insert(i, draw(st.sampled_from(SNIPPETS)).encode())
         elif op == "duplicate" and lines:
@@ -286,9 +438,24 @@ def mangled_bytes(draw) -> bytes:
             j = min(i, len(lines) - 1)
             key, colon, value = lines[j].partition(b":")
             if colon:
-                prefix = draw(st.sampled_from([b"!!python/object/apply:os.system", b"!!str", b"!!int",
-                                               b"!!float", b"!!binary", b"!!map", b"!!seq", b"!x",
-                                               b"&anchor", b"*anchor", b"&a *a", b"!!set"]))
+                prefix = draw(
+                    st.sampled_from(
+                        [
+                            b"!!python/object/apply:os.system",
+                            b"!!str",
+                            b"!!int",
+                            b"!!float",
+                            b"!!binary",
+                            b"!!map",
+                            b"!!seq",
+                            b"!x",
+                            b"&anchor",
+                            b"*anchor",
+                            b"&a *a",
+                            b"!!set",
+                        ]
+                    )
+                )
                 lines[j] = key + b": " + prefix + b" " + value.strip()
         elif op == "bytes":
             j = min(i, len(lines) - 1)
@@ -299,15 +466,18 @@ def mangled_bytes(draw) -> bytes:
             text = text[:at] + draw(st.binary(min_size=1, max_size=6)) + text[at:]
             continue
         elif op == "truncate":
-            text = text[:draw(st.integers(0, len(text)))]
+            text = text[: draw(st.integers(0, len(text)))]
             continue
         elif op == "delete_line" and i < len(lines):
             del lines[i]
         elif op == "indent" and i < len(lines):
             lines[i] = draw(st.sampled_from([b" ", b"  ", b"\t", b"    "])) + lines[i]
         elif op == "empty":
-            text = draw(st.sampled_from([b"", b"\n", b"---\n", b"---\n...\n", b"# only a comment\n",
-                                         b"~\n", b"\xef\xbb\xbf", b"\x00"]))
+            text = draw(
+                st.sampled_from(
+                    [b"", b"\n", b"---\n", b"---\n...\n", b"# only a comment\n", b"~\n", b"\xef\xbb\xbf", b"\x00"]
+                )
+            )
             continue
         text = b"\n".join(lines)
     return text
@@ -337,6 +507,7 @@ def test_mangled_config_bytes_load_or_fail_with_a_config_error(tmp_path_factory,
 
 # ---------------------------------------------------------------- --set overrides
 
+
 def _set_keys() -> list[str]:
     keys = set()
     for tree in BASES.values():
@@ -345,18 +516,95 @@ def _set_keys() -> list[str]:
     return sorted(keys)
 
 
-SET_KEYS = _set_keys() + ["", ".", "..", "a..b", "model.", ".model", "0", "0.0", "model.layers.999",
-                          "model.layers.-1", "train.batch_size.x", "seed.x.y", "data.name.name",
-                          "optimizer.schedule", "optimizer.schedule.name", "x" * 1000, "名前", "a b",
-                          "model.layers.0.conv", "model.widths.0", "regularization.early_stopping.patience",
-                          "__class__", "model.__dict__", "data.n_train"]
-SET_VALUES = ["", " ", "1", "-1", "0", "1e308", "-1e308", "1e-400", ".nan", ".inf", "-.inf", "nan", "inf",
-              "yes", "no", "on", "null", "~", "[", "]", "{", "{a: 1", "[1, 2]", "{}", "[]", "{name: relu}",
-              "relu", "sigmod", "adam", "mlp", "'quoted", "\"x\"", "*alias", "&a [*a]", "&a x", "!!binary AAAA",
-              "!!python/object/apply:os.system ['touch PWNED']", "!!set {a}", "!x y", "a: b", "- 1",
-              "a=b", "==", "#comment", "1 # two", "---", "...", "%YAML 1.1", "\t", "\x00", "\ud800",
-              "[" * 3000 + "]" * 3000, "{a: " * 2000 + "1" + "}" * 2000, "x" * 20_000, "1_000", "0x1f",
-              "123456789012345678901234567890", "2001-12-14", "full", "epoch", "cuda:99999999999999999999"]
+SET_KEYS = _set_keys() + [
+    "",
+    ".",
+    "..",
+    "a..b",
+    "model.",
+    ".model",
+    "0",
+    "0.0",
+    "model.layers.999",
+    "model.layers.-1",
+    "train.batch_size.x",
+    "seed.x.y",
+    "data.name.name",
+    "optimizer.schedule",
+    "optimizer.schedule.name",
+    "x" * 1000,
+    "名前",
+    "a b",
+    "model.layers.0.conv",
+    "model.widths.0",
+    "regularization.early_stopping.patience",
+    "__class__",
+    "model.__dict__",
+    "data.n_train",
+]
+SET_VALUES = [
+    "",
+    " ",
+    "1",
+    "-1",
+    "0",
+    "1e308",
+    "-1e308",
+    "1e-400",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "nan",
+    "inf",
+    "yes",
+    "no",
+    "on",
+    "null",
+    "~",
+    "[",
+    "]",
+    "{",
+    "{a: 1",
+    "[1, 2]",
+    "{}",
+    "[]",
+    "{name: relu}",
+    "relu",
+    "sigmod",
+    "adam",
+    "mlp",
+    "'quoted",
+    '"x"',
+    "*alias",
+    "&a [*a]",
+    "&a x",
+    "!!binary AAAA",
+    "!!python/object/apply:os.system ['touch PWNED']",
+    "!!set {a}",
+    "!x y",
+    "a: b",
+    "- 1",
+    "a=b",
+    "==",
+    "#comment",
+    "1 # two",
+    "---",
+    "...",
+    "%YAML 1.1",
+    "\t",
+    "\x00",
+    "\ud800",
+    "[" * 3000 + "]" * 3000,
+    "{a: " * 2000 + "1" + "}" * 2000,
+    "x" * 20_000,
+    "1_000",
+    "0x1f",
+    "123456789012345678901234567890",
+    "2001-12-14",
+    "full",
+    "epoch",
+    "cuda:99999999999999999999",
+]
 
 
 @st.composite
@@ -365,8 +613,13 @@ def set_strings(draw) -> list[str]:
     for _ in range(draw(st.integers(1, 4))):
         key = draw(st.sampled_from(SET_KEYS) | st.text(max_size=12))
         value = draw(st.sampled_from(SET_VALUES) | st.text(max_size=20))
-        out.append(draw(st.sampled_from([f"{key}={value}", f"{key}={value}", key, f"{key} = {value}",
-                                         f"={value}", f"{key}=={value}"])))
+        out.append(
+            draw(
+                st.sampled_from(
+                    [f"{key}={value}", f"{key}={value}", key, f"{key} = {value}", f"={value}", f"{key}=={value}"]
+                )
+            )
+        )
     return out
 
 
@@ -385,6 +638,7 @@ def test_fuzzed_set_overrides_load_or_fail_with_a_config_error(tmp_path_factory,
 
 # ---------------------------------------------------------------- the build step
 
+
 @pytest.fixture
 def restore_torch_threads():
     # A config's train.threads sets torch's thread count for the whole process.
@@ -394,9 +648,13 @@ def restore_torch_threads():
 
 
 @fuzz(120)
-@given(case=mutated_config(names=tuple(BUILDABLE), values=st.sampled_from(NASTY), max_nesting=5),
-       sets=st.lists(st.sampled_from(["train.epochs=1", "train.threads=1", "data.n_train=200",
-                                      "data.n_test=50", "train.steps=3"]), max_size=2))
+@given(
+    case=mutated_config(names=tuple(BUILDABLE), values=st.sampled_from(NASTY), max_nesting=5),
+    sets=st.lists(
+        st.sampled_from(["train.epochs=1", "train.threads=1", "data.n_train=200", "data.n_test=50", "train.steps=3"]),
+        max_size=2,
+    ),
+)
 def test_mutated_configs_pass_check_or_fail_with_a_dlx_error(tmp_path_factory, restore_torch_threads, case, sets):
     """dlx.check loads the data and builds model, init and optimizer: still only DlxErrors."""
     _, tree = case
@@ -410,11 +668,19 @@ def test_mutated_configs_pass_check_or_fail_with_a_dlx_error(tmp_path_factory, r
 
 # ---------------------------------------------------------------- valid mutations are valid
 
+
 @st.composite
 def in_range_change(draw) -> tuple[str, list[str]]:
     """An example with sizes and rates changed within their documented ranges."""
-    name = draw(st.sampled_from([n for n in BUILDABLE if _name(BASES[n], "model") in ("mlp", "resnet")
-                                 and "widths" not in BASES[n]["model"]]))
+    name = draw(
+        st.sampled_from(
+            [
+                n
+                for n in BUILDABLE
+                if _name(BASES[n], "model") in ("mlp", "resnet") and "widths" not in BASES[n]["model"]
+            ]
+        )
+    )
     sets = [f"optimizer.lr={draw(st.floats(1e-6, 10.0))!r}", f"seed={draw(st.integers(0, 2**32 - 1))}"]
     if _name(BASES[name], "model") == "mlp":
         sets += [f"model.width={draw(st.integers(1, 256))}", f"model.depth={draw(st.integers(0, 12))}"]
@@ -450,8 +716,10 @@ def test_the_generators_produce_both_outcomes(tmp_path):
 # ConfigError. TINY is a small valid config; `check` goes through dlx.check, the
 # build step `dlx validate` and `dlx train` run.
 
-TINY = ("seed: 0\ndata: {name: spirals, n_train: 256, n_test: 128}\nmodel: {name: mlp, depth: 2, width: 16}\n"
-        "train: {epochs: 1, batch_size: 32, log_every: 4}\n")
+TINY = (
+    "seed: 0\ndata: {name: spirals, n_train: 256, n_test: 128}\nmodel: {name: mlp, depth: 2, width: 16}\n"
+    "train: {epochs: 1, batch_size: 32, log_every: 4}\n"
+)
 
 
 def only_problem(path: Path, sets=()) -> Problem:
@@ -463,12 +731,16 @@ def only_problem(path: Path, sets=()) -> Problem:
     return info.value.problems[0]
 
 
-@pytest.mark.parametrize("value, line", [
-    ("[" * 5000 + "]" * 5000, 5),
-    ("{a: " * 3000 + "1" + "}" * 3000, 5),
-    # Block style: the line where the nesting passes 64 levels.
-    ("\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 400)) + "  " * 400 + "1", 68),
-], ids=["flow_lists", "flow_mappings", "block_mappings"])
+@pytest.mark.parametrize(
+    "value, line",
+    [
+        ("[" * 5000 + "]" * 5000, 5),
+        ("{a: " * 3000 + "1" + "}" * 3000, 5),
+        # Block style: the line where the nesting passes 64 levels.
+        ("\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 400)) + "  " * 400 + "1", 68),
+    ],
+    ids=["flow_lists", "flow_mappings", "block_mappings"],
+)
 def test_nesting_deeper_than_any_config_is_a_problem_not_a_recursion_error(tmp_path, value, line):
     # Was: RecursionError from PyYAML's composer.
     p = only_problem(write(tmp_path, f"{TINY}seed: {value}\n".encode()))
@@ -482,8 +754,9 @@ def test_nesting_deeper_than_any_config_in_a_set_value_cites_the_set(tmp_path):
     assert "not valid YAML" in p.message and "nested" in p.message
 
 
-@pytest.mark.parametrize("text", ["x: &a [1, *a]", "data: &a {name: spirals, n_train: 256, again: *a}"],
-                         ids=["list", "mapping"])
+@pytest.mark.parametrize(
+    "text", ["x: &a [1, *a]", "data: &a {name: spirals, n_train: 256, again: *a}"], ids=["list", "mapping"]
+)
 def test_an_alias_inside_its_own_anchor_is_a_problem_not_a_recursion_error(tmp_path, text):
     # Was: RecursionError walking the (cyclic) tree for key lines.
     p = only_problem(write(tmp_path, f"{TINY}{text}\n".encode()))
@@ -503,10 +776,12 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path):
 
 
 def test_ordinary_anchors_aliases_and_merge_keys_still_work(tmp_path):
-    text = ("data: {name: teacher, n_train: 64, n_test: 32, hidden: &w [8, 8]}\n"
-            "model: {name: mlp, widths: *w}\n"
-            "optimizer: &opt {name: adam, lr: 0.01}\n"
-            "train: {<<: {epochs: 1, batch_size: 8}, loss: mse}\n")
+    text = (
+        "data: {name: teacher, n_train: 64, n_test: 32, hidden: &w [8, 8]}\n"
+        "model: {name: mlp, widths: *w}\n"
+        "optimizer: &opt {name: adam, lr: 0.01}\n"
+        "train: {<<: {epochs: 1, batch_size: 8}, loss: mse}\n"
+    )
     cfg = dlx.check(write(tmp_path, text.encode()))
     assert cfg.model.widths == [8, 8] and cfg.data.hidden == [8, 8]
     assert cfg.train.epochs == 1 and cfg.train.loss == "mse"
@@ -522,8 +797,9 @@ def test_a_control_character_is_a_problem_with_its_line(tmp_path, char, line):
     assert p.line == line
 
 
-@pytest.mark.parametrize("tagged", ["!!int leaky_relu", "!!float x", "!!bool maybe", "!!timestamp 1",
-                                    "!!timestamp 2001-13-45"])
+@pytest.mark.parametrize(
+    "tagged", ["!!int leaky_relu", "!!float x", "!!bool maybe", "!!timestamp 1", "!!timestamp 2001-13-45"]
+)
 def test_a_tag_that_does_not_fit_its_value_is_a_problem_not_a_value_error(tmp_path, tagged):
     # Was: ValueError / KeyError / AttributeError from PyYAML's constructors.
     p = only_problem(write(tmp_path, f"{TINY}activation: {tagged}\n".encode()))
@@ -544,20 +820,35 @@ def test_a_validator_message_quoting_a_huge_value_is_clipped(tmp_path):
     assert "characters left out" in p.message and p.message.endswith("mps)")
 
 
-@pytest.mark.parametrize("sets, path, says", [
-    # Each was an exception from numpy or torch while dlx.check built the run.
-    (["data.n_train=1000000000000"], "data", "numbers, more than the"),
-    (["data.name=teacher", "data.hidden=[1000000000000]", "train.loss=mse"], "data", "numbers, more than the"),
-    (["data.name=blobs", "data.dim=1000000000"], "data", "numbers, more than the"),
-    (["data.name=copy", "data.length=10000", "data.delay=10000", "data.symbols=1000",
-      "model={name: gru, head: many_to_many}"], "data", "numbers, more than the"),
-    (["train.threads=2147483648"], "train.threads", "less than or equal to 1024"),
-    (["train.log_every=1000000000000"], "train.log_every", "less than or equal to 10000"),
-    (["train.device=cuda:99999999999999999999"], "train.device", "not a valid device"),
-    (["model.depth=null", "model.width=null", "model.widths=[1000000000000]"], "model.widths.0",
-     "less than or equal to 1000000"),
-    (["model.width=1000000"], "model", "weights in the hidden layers"),
-])
+@pytest.mark.parametrize(
+    "sets, path, says",
+    [
+        # Each was an exception from numpy or torch while dlx.check built the run.
+        (["data.n_train=1000000000000"], "data", "numbers, more than the"),
+        (["data.name=teacher", "data.hidden=[1000000000000]", "train.loss=mse"], "data", "numbers, more than the"),
+        (["data.name=blobs", "data.dim=1000000000"], "data", "numbers, more than the"),
+        (
+            [
+                "data.name=copy",
+                "data.length=10000",
+                "data.delay=10000",
+                "data.symbols=1000",
+                "model={name: gru, head: many_to_many}",
+            ],
+            "data",
+            "numbers, more than the",
+        ),
+        (["train.threads=2147483648"], "train.threads", "less than or equal to 1024"),
+        (["train.log_every=1000000000000"], "train.log_every", "less than or equal to 10000"),
+        (["train.device=cuda:99999999999999999999"], "train.device", "not a valid device"),
+        (
+            ["model.depth=null", "model.width=null", "model.widths=[1000000000000]"],
+            "model.widths.0",
+            "less than or equal to 1000000",
+        ),
+        (["model.width=1000000"], "model", "weights in the hidden layers"),
+    ],
+)
 def test_a_size_no_machine_can_build_is_a_problem_not_an_allocator_error(tmp_path, sets, path, says):
     n = torch.get_num_threads()
     try:
@@ -568,22 +859,32 @@ def test_a_size_no_machine_can_build_is_a_problem_not_an_allocator_error(tmp_pat
 
 
 def test_a_cnn_head_wider_than_any_machine_is_a_problem(tmp_path):
-    text = ("data: {name: blobs, n_train: 64, n_test: 32}\n"
-            "model: {name: cnn, layers: [{conv: 2}], head: [1000000000000]}\n")
+    text = (
+        "data: {name: blobs, n_train: 64, n_test: 32}\nmodel: {name: cnn, layers: [{conv: 2}], head: [1000000000000]}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text.encode()))
     assert "model.head.0" in [p.path for p in info.value.problems]
 
 
 def test_sizes_at_their_documented_limits_still_validate(tmp_path):
-    cfg = load_config(write(tmp_path, TINY.encode()),
-                      ["train.threads=1024", "train.log_every=10000", "train.device=cuda:7",
-                       "data.n_train=1000000", "model.width=4096", "model.depth=20"])
+    cfg = load_config(
+        write(tmp_path, TINY.encode()),
+        [
+            "train.threads=1024",
+            "train.log_every=10000",
+            "train.device=cuda:7",
+            "data.n_train=1000000",
+            "model.width=4096",
+            "model.depth=20",
+        ],
+    )
     assert cfg.train.threads == 1024 and cfg.data.n_train == 1_000_000 and cfg.model.width == 4096
 
 
-@pytest.mark.parametrize("value", ["!!python/object/apply:os.system ['touch PWNED']",
-                                   "!!python/name:os.system", "&a [*a]", "*nowhere"])
+@pytest.mark.parametrize(
+    "value", ["!!python/object/apply:os.system ['touch PWNED']", "!!python/name:os.system", "&a [*a]", "*nowhere"]
+)
 def test_a_set_value_with_a_tag_or_alias_is_a_problem_citing_the_set_and_never_runs(tmp_path, monkeypatch, value):
     monkeypatch.chdir(tmp_path)
     p = only_problem(write(tmp_path, TINY.encode()), [f"seed={value}"])
@@ -595,8 +896,11 @@ def test_a_set_value_with_a_tag_or_alias_is_a_problem_citing_the_set_and_never_r
 
 NASTY_FILES = {
     "deep.yaml": f"{TINY}seed: {'[' * 5000}{']' * 5000}\n".encode(),
-    "bomb.yaml": (TINY + "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-                  + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))).encode(),
+    "bomb.yaml": (
+        TINY
+        + "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    ).encode(),
     "tag.yaml": f"{TINY}activation: !!int leaky_relu\n".encode(),
     "huge.yaml": TINY.replace("n_train: 256", "n_train: 1000000000000").encode(),
 }
@@ -607,9 +911,17 @@ def test_dlx_validate_on_nasty_files_exits_2_without_a_traceback(tmp_path):
         write(tmp_path, data, name)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # Started together: each `dlx validate` imports torch (~3 s).
-    procs = {name: subprocess.Popen([sys.executable, "-m", "dlx", "validate", name], cwd=tmp_path, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in NASTY_FILES}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "dlx", "validate", name],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in NASTY_FILES
+    }
     try:
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=120)

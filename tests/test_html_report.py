@@ -1,4 +1,5 @@
 """dlx report: one self-contained HTML page per run or sweep, checked as a file and in headless Chromium."""
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,17 @@ from dlx.executors import TrialResult
 from dlx.html_report import resolve, write_report
 
 SECTIONS_RUN = ("verdicts", "metrics", "figures", "layers", "config", "meta")
-SECTIONS_SWEEP = ("trials", "params", "best-verdicts", "best-metrics", "best-figures", "best-layers",
-                  "best-config", "spec", "meta")
+SECTIONS_SWEEP = (
+    "trials",
+    "params",
+    "best-verdicts",
+    "best-metrics",
+    "best-figures",
+    "best-layers",
+    "best-config",
+    "spec",
+    "meta",
+)
 FAST = dict(TINY, train={"steps": 16, "batch_size": 32, "log_every": 4})
 
 
@@ -34,8 +44,9 @@ class InProcess:
         out = []
         for t in trials:
             r = dlx.train(t.config, runs_dir=t.runs_dir)
-            tr = TrialResult(id=t.id, status=r.status, run_path=r.path, summary=r.summary, metrics=r.metrics,
-                             attempts=1, error=None)
+            tr = TrialResult(
+                id=t.id, status=r.status, run_path=r.path, summary=r.summary, metrics=r.metrics, attempts=1, error=None
+            )
             out.append(tr)
             on_result(tr)
         return out
@@ -48,9 +59,16 @@ def runs(tmp_path_factory) -> Path:
     dlx.train(dict(FAST, name="tiny"), runs_dir=runs)
     spec_dir = runs.parent
     (spec_dir / "base.yaml").write_text(yaml.safe_dump(FAST))
-    (spec_dir / "grid.yaml").write_text(yaml.safe_dump({
-        "base": "base.yaml", "strategy": "grid", "metric": "test_acc",
-        "space": {"optimizer.lr": [0.001, 0.03, 0.1]}}))
+    (spec_dir / "grid.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "base": "base.yaml",
+                "strategy": "grid",
+                "metric": "test_acc",
+                "space": {"optimizer.lr": [0.001, 0.03, 0.1]},
+            }
+        )
+    )
     dlx.sweep(spec_dir / "grid.yaml", runs_dir=runs, executor=InProcess())
     return runs
 
@@ -86,6 +104,7 @@ def images(page: str) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- the page as a file
+
 
 def test_a_run_report_has_every_section_with_the_runs_numbers(run_dir, run_html):
     page = run_html.read_text()
@@ -150,8 +169,16 @@ def test_trials_without_a_value_are_listed_last_with_their_error(sweep_dir, tmp_
     folder = tmp_path / sweep_dir.name
     shutil.copytree(sweep_dir, folder)
     results = json.loads((folder / "results.json").read_text())
-    bad = {"trial": 3, "status": "config_error", "value": None, "params": {"optimizer.lr": -1.0}, "run": None,
-           "seconds": None, "verdict": None, "error": "optimizer.lr: must be > 0 <here>\nsecond line"}
+    bad = {
+        "trial": 3,
+        "status": "config_error",
+        "value": None,
+        "params": {"optimizer.lr": -1.0},
+        "run": None,
+        "seconds": None,
+        "verdict": None,
+        "error": "optimizer.lr: must be > 0 <here>\nsecond line",
+    }
     results["rows"].insert(0, bad)  # even written first, it is shown last
     (folder / "results.json").write_text(json.dumps(results))
     trials = section(write_report(folder).read_text(), "trials")
@@ -171,11 +198,23 @@ def write_doctored_run(src: Path, dest: Path, **summary_fields) -> Path:
 
 def test_cause_and_remedy_are_shown_and_file_text_is_escaped(run_dir, tmp_path):
     verdicts = [
-        {"kind": "vanishing", "layers": ["fc1"], "evidence": {"ratio": 3e-7},
-         "message": "vanishing gradients: <script>alert(1)</script>", "cause": "sigmoid & depth > 8",
-         "remedy": "relu + kaiming_normal"},
-        {"kind": "dead_units", "layers": ["fc2"], "evidence": {}, "message": "dead units in fc2",
-         "cause": None, "remedy": None}]
+        {
+            "kind": "vanishing",
+            "layers": ["fc1"],
+            "evidence": {"ratio": 3e-7},
+            "message": "vanishing gradients: <script>alert(1)</script>",
+            "cause": "sigmoid & depth > 8",
+            "remedy": "relu + kaiming_normal",
+        },
+        {
+            "kind": "dead_units",
+            "layers": ["fc2"],
+            "evidence": {},
+            "message": "dead units in fc2",
+            "cause": None,
+            "remedy": None,
+        },
+    ]
     folder = write_doctored_run(run_dir, tmp_path / "doctored", verdicts=verdicts)
     (folder / "config.yaml").write_text("# a <b>bold</b> comment\n" + (folder / "config.yaml").read_text())
     page = write_report(folder).read_text()
@@ -215,8 +254,12 @@ def test_run_and_sweep_resolve_by_folder_id_part_and_last(runs, run_dir, sweep_d
 
 def test_dlx_report_writes_the_page_and_explains_a_bad_reference(runs, sweep_dir, tmp_path):
     def dlx_cli(*args):
-        return subprocess.run([sys.executable, "-m", "dlx", "report", *map(str, args), "--runs-dir", str(runs)],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "dlx", "report", *map(str, args), "--runs-dir", str(runs)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     out = tmp_path / "sweep report.html"
     p = dlx_cli(sweep_dir.name, "-o", out)
@@ -228,9 +271,19 @@ def test_dlx_report_writes_the_page_and_explains_a_bad_reference(runs, sweep_dir
 
 # ---------------------------------------------------------------- the page in a browser
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def chromium() -> str:
@@ -247,8 +300,12 @@ def chromium() -> str:
 def browse(page: Path, tmp_path: Path, *mode: str) -> tuple[str, list[str]]:
     """Run headless chromium on a file; its stdout, and every console message the page produced."""
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"  # a fresh, empty one each time
-    p = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *mode, page.resolve().as_uri()],
-                       capture_output=True, text=True, timeout=90)
+    p = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *mode, page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     # Console messages (script errors, blocked loads, CSP violations) are logged as ...:CONSOLE:<line>] "...".
     return p.stdout, [line for line in p.stderr.splitlines() if ":CONSOLE" in line]
@@ -267,14 +324,17 @@ def test_the_console_check_catches_a_page_that_loads_or_runs_anything(tmp_path):
     from dlx.html_report import CSP
 
     bad = tmp_path / "bad.html"
-    bad.write_text(f'<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="{CSP}">'
-                   '</head><body><img src="http://127.0.0.1:9/x.png"><script>nope()</script></body></html>')
+    bad.write_text(
+        f'<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '</head><body><img src="http://127.0.0.1:9/x.png"><script>nope()</script></body></html>'
+    )
     _, console = browse(bad, tmp_path, "--dump-dom")
     assert len(console) >= 2 and any("x.png" in line for line in console)
 
 
-@pytest.mark.parametrize("which,sections,height", [("run_html", SECTIONS_RUN, 2400),
-                                                   ("sweep_html", SECTIONS_SWEEP, 3400)])
+@pytest.mark.parametrize(
+    "which,sections,height", [("run_html", SECTIONS_RUN, 2400), ("sweep_html", SECTIONS_SWEEP, 3400)]
+)
 def test_the_page_renders_in_headless_chromium_without_console_errors(which, sections, height, request, tmp_path):
     page = request.getfixturevalue(which)
     dom, console = browse(page, tmp_path, "--dump-dom")
@@ -292,9 +352,11 @@ def test_the_embedded_figures_decode_in_chromium(sweep_html, tmp_path):
     """The figures alone on a white page: drawn, they cover it; broken, only an icon would show."""
     tags = re.findall(r'<img [^>]*src="data:image/png;base64,[^"]+">', sweep_html.read_text())
     alone = tmp_path / "figures.html"
-    alone.write_text("<!doctype html><html><body style='margin:0;background:#fff'>"
-                     + "".join("<div>" + t.replace("<img ", '<img style="width:1280px" ') + "</div>" for t in tags)
-                     + "</body></html>")
+    alone.write_text(
+        "<!doctype html><html><body style='margin:0;background:#fff'>"
+        + "".join("<div>" + t.replace("<img ", '<img style="width:1280px" ') + "</div>" for t in tags)
+        + "</body></html>"
+    )
     img, console = screenshot(alone, tmp_path, 1200)
     assert console == []
     ink = img.min(axis=2) < 0.9

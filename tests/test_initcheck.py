@@ -1,4 +1,5 @@
 """The init-theory check: step-0 pre-activation variances against what the init scheme predicts."""
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,15 @@ def gaussian_npz(path, shape=(32,), scale=1.0, n_train=256, classes=4, seed=0):
 
 
 def trainer(tmp_path, model, activation="relu", init="kaiming_normal", shape=(32,), scale=1.0, **top):
-    cfg = {"seed": 0, "data": {"name": "arrays", "path": str(gaussian_npz(tmp_path / "x.npz", shape, scale))},
-           "model": model, "activation": activation, "init": init,
-           "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"steps": 1, "batch_size": 32, "threads": 1}}
+    cfg = {
+        "seed": 0,
+        "data": {"name": "arrays", "path": str(gaussian_npz(tmp_path / "x.npz", shape, scale))},
+        "model": model,
+        "activation": activation,
+        "init": init,
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"steps": 1, "batch_size": 32, "threads": 1},
+    }
     cfg.update(top)
     return Trainer(load_config(cfg))
 
@@ -48,8 +55,9 @@ def hidden(rows):
 
 def test_xavier_with_tanh_near_zero_predicts_and_keeps_every_layer_of_a_deep_mlp(tmp_path):
     # Inputs of std 0.3 keep the pre-activations near 0, where tanh(z) ~ z.
-    rows = init_check_for(trainer(tmp_path, {"name": "mlp", "depth": 10, "width": 128}, "tanh", "xavier_normal",
-                                  scale=0.3))
+    rows = init_check_for(
+        trainer(tmp_path, {"name": "mlp", "depth": 10, "width": 128}, "tanh", "xavier_normal", scale=0.3)
+    )
     assert [r["layer"] for r in rows] == [f"fc{i}" for i in range(1, 11)] + ["out"]
     for r in hidden(rows):
         assert r["fan_in"] == (32 if r["layer"] == "fc1" else 128)
@@ -83,8 +91,9 @@ def test_he_keeps_relu_variance_over_ten_layers_while_xavier_halves_it_per_layer
 
 
 def test_unit_normal_weights_multiply_the_variance_by_fan_in(tmp_path):
-    rows = init_check_for(trainer(tmp_path, {"name": "mlp", "depth": 4, "width": 32}, "identity",
-                                  {"name": "normal", "std": 1.0}))
+    rows = init_check_for(
+        trainer(tmp_path, {"name": "mlp", "depth": 4, "width": 32}, "identity", {"name": "normal", "std": 1.0})
+    )
     assert rows[0]["measured_var"] == pytest.approx(32, rel=0.3)  # fan_in 32 times E[x^2] = 1
     for r in hidden(rows)[1:]:
         assert r["predicted_gain"] == pytest.approx(32)
@@ -108,8 +117,9 @@ def test_zero_and_constant_init_report_identical_units_without_dividing_by_zero(
 
 def test_an_init_so_large_that_the_forward_pass_overflows_is_reported_not_crashed(tmp_path):
     # Variance x 64e6 per layer: float32 (max 3e38) overflows around the tenth layer.
-    rows = init_check_for(trainer(tmp_path, {"name": "mlp", "depth": 12, "width": 64}, "identity",
-                                  {"name": "normal", "std": 1000.0}))
+    rows = init_check_for(
+        trainer(tmp_path, {"name": "mlp", "depth": 12, "width": 64}, "identity", {"name": "normal", "std": 1000.0})
+    )
     assert rows[0]["verdict"] == "ok"
     assert rows[-1]["verdict"] == "overflow" and "too large" in rows[-1]["note"]
     json.dumps(rows, allow_nan=False)
@@ -128,8 +138,15 @@ def test_weights_that_do_not_follow_the_configured_scheme_are_flagged(tmp_path):
 
 
 def test_a_conv_row_has_fan_in_channels_times_kernel_area(tmp_path):
-    cnn = {"name": "cnn", "layers": [{"conv": 16, "kernel": 3, "padding": 1}, {"conv": 32, "kernel": 5, "groups": 2},
-                                     {"pool": "global_avg"}], "head": [32]}
+    cnn = {
+        "name": "cnn",
+        "layers": [
+            {"conv": 16, "kernel": 3, "padding": 1},
+            {"conv": 32, "kernel": 5, "groups": 2},
+            {"pool": "global_avg"},
+        ],
+        "head": [32],
+    }
     rows = {r["layer"]: r for r in init_check_for(trainer(tmp_path, cnn, shape=(3, 10, 10)))}
     assert rows["conv1"]["fan_in"] == 3 * 3 * 3 and rows["conv1"]["fan_out"] == 16 * 3 * 3
     assert rows["conv2"]["fan_in"] == (16 // 2) * 5 * 5  # each group sees half the channels
@@ -143,9 +160,15 @@ def test_a_conv_row_has_fan_in_channels_times_kernel_area(tmp_path):
 
 
 def test_recurrent_layers_are_not_applicable_and_get_no_numbers(tmp_path):
-    cfg = {"seed": 0, "data": {"name": "parity", "n_train": 64, "n_test": 16}, "model": {"name": "lstm", "hidden": 8},
-           "activation": "tanh", "init": "xavier_uniform", "optimizer": {"name": "sgd", "lr": 0.1},
-           "train": {"steps": 1, "batch_size": 16, "threads": 1}}
+    cfg = {
+        "seed": 0,
+        "data": {"name": "parity", "n_train": 64, "n_test": 16},
+        "model": {"name": "lstm", "hidden": 8},
+        "activation": "tanh",
+        "init": "xavier_uniform",
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"steps": 1, "batch_size": 16, "threads": 1},
+    }
     rows = init_check_for(Trainer(load_config(cfg)))
     lstm = rows[0]
     assert lstm["layer"] == "lstm.l0" and lstm["verdict"] == "not applicable"
@@ -155,8 +178,13 @@ def test_recurrent_layers_are_not_applicable_and_get_no_numbers(tmp_path):
 
 
 def test_the_check_leaves_parameters_buffers_mode_and_random_stream_as_they_were(tmp_path):
-    tr = trainer(tmp_path, {"name": "mlp", "depth": 3, "width": 32}, "relu", "kaiming_normal",
-                 regularization={"norm": "batch", "dropout": 0.5})
+    tr = trainer(
+        tmp_path,
+        {"name": "mlp", "depth": 3, "width": 32},
+        "relu",
+        "kaiming_normal",
+        regularization={"norm": "batch", "dropout": 0.5},
+    )
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     tr.model.eval()
     rng = torch.get_rng_state()
@@ -231,9 +259,13 @@ def test_train_init_check_prints_the_table_before_training(tmp_path, tiny):
 
 # Independent of torch: numpy's own formulas for the activations.
 NUMPY_ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
-    "softsign": lambda z: z / (1 + np.abs(z)), "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
-    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z), "softplus": lambda z: np.logaddexp(0, z),
+    "relu": lambda z: np.maximum(z, 0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "softsign": lambda z: z / (1 + np.abs(z)),
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "softplus": lambda z: np.logaddexp(0, z),
     "silu": lambda z: z / (1 + np.exp(-z)),
     "gelu": lambda z: z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))),
 }
@@ -254,19 +286,31 @@ def test_mean_square_agrees_with_a_fine_trapezoid_integral_over_every_scale(name
             assert mean_square(act, mean, var)[0] == pytest.approx(expected, rel=1e-4), (mean, var)
 
 
-@pytest.mark.parametrize("activation,init", [
-    ("tanh", {"name": "normal", "std": 0.3}),  # saturated: Var(z) ~ 100 at fc1
-    ("tanh", {"name": "normal", "std": 0.05, "bias": 0.5}),  # the biases' mean moves E[f(z)^2]
-    ("sigmoid", {"name": "xavier_normal"}),  # E[x^2] mostly the mean's square
-    ("relu", {"name": "normal", "std": 0.1})])
+@pytest.mark.parametrize(
+    "activation,init",
+    [
+        ("tanh", {"name": "normal", "std": 0.3}),  # saturated: Var(z) ~ 100 at fc1
+        ("tanh", {"name": "normal", "std": 0.05, "bias": 0.5}),  # the biases' mean moves E[f(z)^2]
+        ("sigmoid", {"name": "xavier_normal"}),  # E[x^2] mostly the mean's square
+        ("relu", {"name": "normal", "std": 0.1}),
+    ],
+)
 def test_the_predicted_gain_is_what_a_wide_random_layer_measures(tmp_path, activation, init):
     # fc2 of a 2048-wide MLP, averaged over 8 draws: one draw's measured Var(W x) has a
     # relative noise of ~sqrt(2/2048) = 3% when the input has a common mean (sigmoid,
     # a bias), so single draws scatter 0.95-1.03 around the prediction.
     pred, meas = [], []
     for seed in range(8):
-        rows = init_check_for(trainer(tmp_path, {"name": "mlp", "depth": 2, "width": 2048}, activation, init,
-                                      seed=seed, train={"steps": 1, "batch_size": 256, "threads": 1}))
+        rows = init_check_for(
+            trainer(
+                tmp_path,
+                {"name": "mlp", "depth": 2, "width": 2048},
+                activation,
+                init,
+                seed=seed,
+                train={"steps": 1, "batch_size": 256, "threads": 1},
+            )
+        )
         assert rows[1]["layer"] == "fc2"
         pred.append(rows[1]["predicted_gain"])
         meas.append(rows[1]["measured_gain"])

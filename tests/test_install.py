@@ -4,6 +4,7 @@ examples by name: `dlx train quickstart` and `dlx examples copy NAME` from an em
 Offline and quick: the venv sees the running interpreter's packages (torch, ...) and pip
 builds the wheel with the setuptools already installed (--no-build-isolation, --no-deps).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,11 @@ def _run(args, cwd, env, timeout=300):
 
 
 def test_a_wheel_installed_outside_the_clone_trains_and_copies_its_examples_by_name(tmp_path):
-    pytest.importorskip("setuptools", minversion="70.1",  # bdist_wheel without the wheel package
-                        reason="pip --no-build-isolation builds with the installed setuptools "
-                               "(pip install -e '.[dev]' brings it)")
+    pytest.importorskip(
+        "setuptools",
+        minversion="70.1",  # bdist_wheel without the wheel package
+        reason="pip --no-build-isolation builds with the installed setuptools (pip install -e '.[dev]' brings it)",
+    )
     # The source as a wheel is built from it, copied so the build leaves nothing in the clone.
     src = tmp_path / "src"
     shutil.copytree(ROOT / "dlx", src / "dlx", ignore=shutil.ignore_patterns("__pycache__"))
@@ -46,8 +49,22 @@ def test_a_wheel_installed_outside_the_clone_trains_and_copies_its_examples_by_n
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", NO_COLOR="1", COLUMNS="120")
     bin_ = venv / "bin"
-    _run([sys.executable, "-m", "pip", "--python", bin_ / "python", "install", "-q", "--no-deps",
-          "--no-build-isolation", src], tmp_path, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            bin_ / "python",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            src,
+        ],
+        tmp_path,
+        env,
+    )
 
     work = tmp_path / "work"  # an empty folder, outside the clone
     work.mkdir()

@@ -1,4 +1,5 @@
 """`last`, `last-run` and `last-sweep`: the run or sweep started (or resumed) most recently."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from dlx.html_report import resolve
 def _run(runs: Path, name: str, started: str, resumed: str | None = None) -> Path:
     d = runs / name
     d.mkdir(parents=True)
-    meta = {"run_id": name, "status": "completed", "started": started,
-            "resumes": [{"at": resumed, "step": 5}] if resumed else []}
+    meta = {
+        "run_id": name,
+        "status": "completed",
+        "started": started,
+        "resumes": [{"at": resumed, "step": 5}] if resumed else [],
+    }
     (d / "meta.json").write_text(json.dumps(meta))
     return d
 

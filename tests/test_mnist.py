@@ -4,6 +4,7 @@ Tests that need the real files read them from ../shared/data/mnist beside the
 checkout and are skipped when it is absent. Downloads are served by a local
 HTTP server on 127.0.0.1: no test reaches the network or touches ~.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,6 +55,7 @@ def spec(**kw):
 
 # --- read_idx -----------------------------------------------------------------
 
+
 @needs_real
 def test_read_idx_parses_real_files_gzipped_and_raw(tmp_path):
     expect = {
@@ -102,8 +104,17 @@ GOOD = idx_bytes(np.zeros((3, 4, 4)))
         ("imgs.gz", gzip.compress(GOOD)[:-12], "bad gzip"),
         ("imgs.gz", gzip.compress(GOOD)[:10] + b"\xff" * 20, "bad gzip"),
     ],
-    ids=["truncated", "truncated-header", "trailing", "magic", "dtype", "empty",
-         "not-gzip", "truncated-gzip", "garbage-gzip"],
+    ids=[
+        "truncated",
+        "truncated-header",
+        "trailing",
+        "magic",
+        "dtype",
+        "empty",
+        "not-gzip",
+        "truncated-gzip",
+        "garbage-gzip",
+    ],
 )
 def test_read_idx_rejects_corrupt_file_naming_it(tmp_path, fname, content, why):
     path = tmp_path / fname
@@ -115,6 +126,7 @@ def test_read_idx_rejects_corrupt_file_naming_it(tmp_path, fname, content, why):
 
 
 # --- where the files are looked for --------------------------------------------
+
 
 def fake_set(folder: Path, gz: bool = True, skip: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -151,6 +163,7 @@ def test_locate_checks_root_then_data_dir_env_then_cache(tmp_path, monkeypatch):
 
 
 # --- download from a local server ----------------------------------------------
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -298,6 +311,7 @@ def test_load_downloads_into_cache_when_enabled(tmp_path, mirror):
 
 # --- the spec -------------------------------------------------------------------
 
+
 def test_spec_without_files_or_download_is_a_validation_error_naming_files(tmp_path):
     with pytest.raises(ValidationError) as e:
         DATASETS.parse({"name": "mnist"})
@@ -395,9 +409,27 @@ def test_dlx_train_downloads_mnist_with_a_progress_bar_then_trains(tmp_path, mir
     cfg = Path(__file__).resolve().parents[1] / "configs" / "mnist_mlp.yaml"
     env = {**os.environ, "DLX_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "120"}
     env.pop("DLX_DATA_DIR", None)
-    p = subprocess.run([sys.executable, "-m", "dlx", "train", str(cfg), "--set", f"data.mirrors=[{mirror}/good/]",
-                        "--set", "train.steps=20", "--set", "data.n_test=500", "--runs-dir", str(tmp_path / "runs")],
-                       capture_output=True, text=True, env=env, timeout=180)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlx",
+            "train",
+            str(cfg),
+            "--set",
+            f"data.mirrors=[{mirror}/good/]",
+            "--set",
+            "train.steps=20",
+            "--set",
+            "data.n_test=500",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     assert "download" in p.stdout + p.stderr
     cached = sorted(f.name for f in (tmp_path / "cache" / "mnist").iterdir())

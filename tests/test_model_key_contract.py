@@ -8,6 +8,7 @@ The oracle is the run itself: a few seeded SGD steps on one thread, compared wit
 the same config without the key (every parameter and the final loss). A new model
 is covered as soon as it is registered: it only needs a tiny config in TINY below.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,12 +32,16 @@ IMAGES = {"name": "arrays", "path": "IMAGES"}  # 6x6 bars, written once per sess
 # depends on its own settings (no hidden layer, no blocks, no conv), that case is here too.
 TINY: dict[str, list[tuple[dict, dict]]] = {
     "mlp": [({"depth": 1, "width": 8}, SPIRALS), ({"depth": 0}, SPIRALS)],
-    "cnn": [({"layers": [{"conv": 2, "kernel": 3}], "head": [4]}, IMAGES),
-            ({"layers": [{"conv": 2, "kernel": 3}]}, IMAGES),
-            ({"layers": [{"pool": "avg", "size": 2}]}, IMAGES)],
-    "resnet": [({"kind": "mlp", "blocks": 1, "width": 8}, SPIRALS),
-               ({"kind": "conv", "blocks": 1, "width": 2}, IMAGES),
-               ({"kind": "mlp", "blocks": 0, "width": 8}, SPIRALS)],
+    "cnn": [
+        ({"layers": [{"conv": 2, "kernel": 3}], "head": [4]}, IMAGES),
+        ({"layers": [{"conv": 2, "kernel": 3}]}, IMAGES),
+        ({"layers": [{"pool": "avg", "size": 2}]}, IMAGES),
+    ],
+    "resnet": [
+        ({"kind": "mlp", "blocks": 1, "width": 8}, SPIRALS),
+        ({"kind": "conv", "blocks": 1, "width": 2}, IMAGES),
+        ({"kind": "mlp", "blocks": 0, "width": 8}, SPIRALS),
+    ],
     "rnn": [({"hidden": 4}, PARITY)],
     "lstm": [({"hidden": 4}, PARITY)],
     "gru": [({"hidden": 4, "layers": 2, "bidirectional": True}, PARITY)],
@@ -67,9 +72,14 @@ def images(tmp_path_factory):
 def tiny_config(name: str, variant: int, images) -> dict:
     model, data = TINY[name][variant]
     data = {**data, "path": str(images)} if data is IMAGES else data
-    return {"seed": 0, "data": data, "model": {"name": name, **model}, "activation": "tanh",
-            "optimizer": {"name": "sgd", "lr": 0.1},
-            "train": {"steps": 3, "batch_size": 8, "log_every": 3, "threads": 1}}
+    return {
+        "seed": 0,
+        "data": data,
+        "model": {"name": name, **model},
+        "activation": "tanh",
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"steps": 3, "batch_size": 8, "log_every": 3, "threads": 1},
+    }
 
 
 _data: dict = {}
@@ -82,18 +92,24 @@ def trained(cfg: Config, key: tuple) -> tuple[list[tuple[str, torch.Tensor]], fl
         _data[key] = cfg.data.load(cfg.seed)
     trainer = Trainer(cfg, data=_data[key])
     outcome = trainer.run()
-    return ([(n, p.detach().clone()) for n, p in trainer.model.named_parameters()],
-            outcome.final["train_loss"])
+    return ([(n, p.detach().clone()) for n, p in trainer.model.named_parameters()], outcome.final["train_loss"])
 
 
 def same_run(a, b) -> bool:
     (pa, la), (pb, lb) = a, b
-    return (la == lb and [n for n, _ in pa] == [n for n, _ in pb]
-            and all(x.shape == y.shape and torch.equal(x, y) for (_, x), (_, y) in zip(pa, pb)))
+    return (
+        la == lb
+        and [n for n, _ in pa] == [n for n, _ in pb]
+        and all(x.shape == y.shape and torch.equal(x, y) for (_, x), (_, y) in zip(pa, pb))
+    )
 
 
-CASES = [pytest.param(name, i, key, id=f"{name}{i}-{key}")
-         for name in MODELS.names() for i in range(len(TINY.get(name, [None]))) for key in KEYS]
+CASES = [
+    pytest.param(name, i, key, id=f"{name}{i}-{key}")
+    for name in MODELS.names()
+    for i in range(len(TINY.get(name, [None])))
+    for key in KEYS
+]
 
 
 @pytest.fixture(autouse=True)
@@ -134,8 +150,9 @@ def test_a_model_honours_a_key_or_refuses_it_and_refuses_only_what_it_ignores(na
         unchecked = trained(Config.model_validate(keyed), (name, variant))
         assert same_run(unchecked, _baseline[name, variant]), f"{name} refuses {section}.{field} but honours it"
         return
-    assert not same_run(trained(cfg, (name, variant)), _baseline[name, variant]), \
+    assert not same_run(trained(cfg, (name, variant)), _baseline[name, variant]), (
         f"{name} accepts {section}.{field}: {value} but ignores it"
+    )
 
 
 def test_describe_shows_a_model_dependent_key_only_where_the_model_honours_it():

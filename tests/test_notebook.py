@@ -1,6 +1,7 @@
 """A real notebook (tests/notebooks/dlx_in_a_notebook.ipynb) run under nbclient, as a
 person runs it in Jupyter: its outputs must hold the live progress display, the
 verdict, an inline PNG figure and a table."""
+
 from __future__ import annotations
 
 import os
@@ -31,14 +32,19 @@ def test_the_notebook_runs_and_shows_progress_verdict_a_png_and_a_table(tmp_path
     monkeypatch.setenv("DLX_NB_CONFIG", str(CONFIGS / "quickstart.yaml"))
     # The kernel must import this checkout's dlx with this interpreter's packages.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     from jupyter_client.kernelspec import KernelSpec
 
     # The kernel runs on this interpreter (the test's venv), whatever kernels are installed.
 
     client.km = client.kernel_manager_class(kernel_name="python3")
-    client.km._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                        display_name="Python 3", language="python")
+    client.km._kernel_spec = KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name="Python 3",
+        language="python",
+    )
     client.execute()
     cells = [c for c in nb.cells if c.cell_type == "code"]
     for c in cells:

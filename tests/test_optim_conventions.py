@@ -3,6 +3,7 @@
 Each test builds the optimizer from its dlx spec (so a dlx change that swapped in another
 convention would fail here) and compares it with the formula as written in the notes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -225,6 +226,12 @@ def test_dlx_list_optimizer_fits_80_columns_and_states_the_conventions():
     assert "schedule=constant" in text and "Constant(" not in text and "name=" not in text
     assert "betas=[0.9," in text  # as the YAML writes it, not a Python tuple
     flat = " ".join(line.strip() for line in lines)
-    for phrase in ["v = momentum*v + grad; w -= lr*v", "biases", "w -= lr*weight_decay*w",
-                   "regularization.l2", "eps is added outside the root", "10*lr at alpha 0.99"]:
+    for phrase in [
+        "v = momentum*v + grad; w -= lr*v",
+        "biases",
+        "w -= lr*weight_decay*w",
+        "regularization.l2",
+        "eps is added outside the root",
+        "10*lr at alpha 0.99",
+    ]:
         assert phrase in flat, phrase

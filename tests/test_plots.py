@@ -1,4 +1,5 @@
 """Figures of real runs: panels as promised, seeds as bands, overlays, recurrent and diverged runs, `dlx plot`."""
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,12 @@ def runs(tmp_path_factory):
         "tanh": _cfg(name="tanh", activation="tanh", init="xavier_uniform"),
         "rnn": _cfg(RNN, name="rnn"),
         # N(0, 1) weights through 8 ReLU layers: non-finite gradients within a few steps.
-        "diverged": _cfg(name="boom", model={"name": "mlp", "depth": 8, "width": 32},
-                         init={"name": "normal", "std": 1.0}, optimizer={"name": "sgd", "lr": 0.1}),
+        "diverged": _cfg(
+            name="boom",
+            model={"name": "mlp", "depth": 8, "width": 32},
+            init={"name": "normal", "std": 1.0},
+            optimizer={"name": "sgd", "lr": 0.1},
+        ),
     }
     out = {key: dlx.train(cfg, runs_dir=where) for key, cfg in made.items()}
     assert out["diverged"].status == "diverged" and out["relu0"].status == "completed"
@@ -62,8 +67,7 @@ def test_every_expected_panel_has_exactly_one_axes(runs):
     groups = plots.load_groups([runs["relu0"]])
     names = plots.panel_names(groups)
     # TINY: depth 2 -> layers fc1, fc2, out and activations act1, act2; classification -> accuracy.
-    assert names == ["loss", "accuracy", "grad_heatmap:0", "grad_lines:0", "activations:0:act1",
-                     "activations:0:act2"]
+    assert names == ["loss", "accuracy", "grad_heatmap:0", "grad_lines:0", "activations:0:act1", "activations:0:act2"]
     fig = plots.build_figure(groups)
     axes = plots.panel_axes(fig)
     assert sorted(axes) == sorted(names)
@@ -78,8 +82,10 @@ def test_every_expected_panel_has_exactly_one_axes(runs):
 
 def test_two_variants_overlay_in_the_curves_and_get_a_row_each(runs):
     groups = plots.load_groups([runs["relu0"], runs["tanh"]])
-    assert [g.label for g in groups] == ["activation=relu, init=kaiming_normal (seed 0)",
-                                         "activation=tanh, init=xavier_uniform (seed 0)"]
+    assert [g.label for g in groups] == [
+        "activation=relu, init=kaiming_normal (seed 0)",
+        "activation=tanh, init=xavier_uniform (seed 0)",
+    ]
     axes = plots.panel_axes(plots.build_figure(groups))
     colors = {l.get_color() for l in axes["loss"].get_lines()}
     assert colors == {"C0", "C1"}  # one colour per variant, both on the same axes
@@ -162,6 +168,7 @@ def test_each_panel_draws_alone_on_a_given_axes(runs):
 
 # ---------------------------------------------------------------- dlx plot
 
+
 def _dlx(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -180,11 +187,14 @@ def test_dlx_plot_with_out_and_last(runs, tmp_path):
     assert (tmp_path / "fig.png").is_file()  # no extension: a PNG, and the printed path is the file
 
 
-@pytest.mark.parametrize("args, code, says", [
-    (["nope"], 1, "no run 'nope'"),
-    (["relu0", "-o", "x.xyz"], 2, "Format 'xyz' is not supported"),
-    ([], 2, "Missing argument"),
-])
+@pytest.mark.parametrize(
+    "args, code, says",
+    [
+        (["nope"], 1, "no run 'nope'"),
+        (["relu0", "-o", "x.xyz"], 2, "Format 'xyz' is not supported"),
+        ([], 2, "Missing argument"),
+    ],
+)
 def test_dlx_plot_errors_say_what_and_exit_like_other_commands(runs, tmp_path, args, code, says):
     args = [str(runs["relu0"]) if a == "relu0" else str(tmp_path / a) if a.endswith(".xyz") else a for a in args]
     r = _dlx("plot", *args, "--runs-dir", runs["dir"])

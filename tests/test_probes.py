@@ -1,4 +1,5 @@
 """The probes' contract: per-step statistics without host syncs, read once per interval."""
+
 from __future__ import annotations
 
 import copy
@@ -14,6 +15,7 @@ from dlx.trainer import Trainer
 
 SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__")
 
+
 def host_reads_during_steps(trainer, monkeypatch) -> list[str]:
     """Run the trainer and list every host read of a tensor made by dlx code inside a step."""
     hits: list[str] = []
@@ -25,6 +27,7 @@ def host_reads_during_steps(trainer, monkeypatch) -> list[str]:
             if in_step["on"] and "/dlx/" in caller.co_filename.replace("\\", "/"):
                 hits.append(f"{name} from {caller.co_name}")
             return original(self, *a, **k)
+
         return wrapper
 
     for name in SYNC_METHODS:
@@ -41,7 +44,6 @@ def host_reads_during_steps(trainer, monkeypatch) -> list[str]:
     trainer._train_step = watched
     trainer.run()
     return hits
-
 
 
 def test_a_training_step_never_reads_a_tensor_value_on_the_host(tiny, monkeypatch):
@@ -61,7 +63,9 @@ def test_interval_record_holds_one_row_per_step_and_every_statistic(tiny):
     tiny["activation"] = "tanh"
     tiny["train"] = {"steps": 10, "batch_size": 32, "log_every": 4}
     records = []
-    trainer = Trainer(load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()])
+    trainer = Trainer(
+        load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()]
+    )
     trainer.run()
     assert [r["grad_norm"].shape[0] for r in records] == [4, 4, 2]
     assert [r["first_step"] for r in records] == [1, 5, 9]
@@ -149,10 +153,13 @@ def test_a_layer_with_several_matrices_gets_one_norm_over_all_of_them():
 
 def test_a_recurrent_training_step_never_reads_a_tensor_value_on_the_host(monkeypatch):
     """The per-time-step gradient probe writes on the device too."""
-    cfg = {"data": {"name": "parity", "length": 8, "n_train": 64, "n_test": 32},
-           "model": {"name": "lstm", "hidden": 8}, "activation": "tanh",
-           "optimizer": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 6, "batch_size": 16, "log_every": 3}}
+    cfg = {
+        "data": {"name": "parity", "length": 8, "n_train": 64, "n_test": 32},
+        "model": {"name": "lstm", "hidden": 8},
+        "activation": "tanh",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 6, "batch_size": 16, "log_every": 3},
+    }
     trainer = Trainer(load_config(cfg))
     records = []
     trainer.callbacks.append(type("R", (), {"on_interval": lambda s, t, r: records.append(r)})())
@@ -160,18 +167,20 @@ def test_a_recurrent_training_step_never_reads_a_tensor_value_on_the_host(monkey
     assert records[-1]["time_grad"].shape == (1, 8) and (records[-1]["time_grad"] > 0).all()
 
 
-@pytest.mark.parametrize("activation,field,other", [("relu", "dead", "negative"),
-                                                    ("leaky_relu", "negative", "dead"),
-                                                    ("prelu", "negative", "dead")])
-def test_units_off_for_the_whole_batch_are_dead_only_where_they_cannot_pass_a_gradient(
-        tiny, activation, field, other):
+@pytest.mark.parametrize(
+    "activation,field,other",
+    [("relu", "dead", "negative"), ("leaky_relu", "negative", "dead"), ("prelu", "negative", "dead")],
+)
+def test_units_off_for_the_whole_batch_are_dead_only_where_they_cannot_pass_a_gradient(tiny, activation, field, other):
     # A bias of -1 puts some units off for every sample and leaves others on: a count
     # strictly between 0 and 1 in some layer, checked against the untrained model's own outputs.
     tiny["activation"] = activation
     tiny["init"] = {"name": "kaiming_normal", "bias": -1.0}
     tiny["train"] = {"steps": 1, "batch_size": "full", "log_every": 1}
     records = []
-    trainer = Trainer(load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()])
+    trainer = Trainer(
+        load_config(tiny), callbacks=[type("R", (), {"on_interval": lambda s, t, r: records.append(r)})()]
+    )
     before = copy.deepcopy(trainer.model)
     trainer.run()
     outs = []

@@ -10,6 +10,7 @@ machine's outward IP when multi-node clusters are enabled, so:
   driver: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, so ray.init keeps 127.0.0.1 too.
 A real cluster needs none of this: its nodes use their real addresses.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,9 +44,14 @@ def _cfg(seed: int, steps: int = STEPS) -> dict:
 
 # ------------------------------------------------------------ without a cluster
 
+
 def test_a_run_folder_is_materialized_whole_under_its_id_and_nothing_is_left_beside_it(tmp_path):
-    files = {"meta.json": b'{"status": "completed"}', "summary.json": b"{}",
-             "metrics.jsonl": b"", "sub/deep/file.bin": bytes(range(256)) * 1000}
+    files = {
+        "meta.json": b'{"status": "completed"}',
+        "summary.json": b"{}",
+        "metrics.jsonl": b"",
+        "sub/deep/file.bin": bytes(range(256)) * 1000,
+    }
     dest = materialize_run(files, tmp_path / "runs", "20260101-000000-run-abc123")
     assert dest == tmp_path / "runs" / "20260101-000000-run-abc123"
     assert read_tree(dest) == files  # every file, byte for byte, empty ones included
@@ -100,6 +106,7 @@ def test_an_unreachable_or_malformed_address_is_a_sentence_not_a_hang():
 
 # ------------------------------------------------------------ a real cluster
 
+
 def _tree(root: int) -> list[int]:
     """root and every process below it (via /proc), parents first."""
     children: dict[int, list[int]] = {}
@@ -145,8 +152,10 @@ def _wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
     pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
 
 
-NODE_CMD = ("import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
-            "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
+NODE_CMD = (
+    "import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"
+)
 
 
 class Cluster:
@@ -158,14 +167,20 @@ class Cluster:
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="dlxray-", dir="/tmp"))
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex(),
-                    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": str(ROOT),
+        }
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, argv: list[str], env: dict) -> None:
         log = open(self.tmp / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True, cwd=self.tmp)
+        self.procs[name] = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.tmp
+        )
         log.close()
 
     def log(self, name: str) -> str:
@@ -176,20 +191,50 @@ class Cluster:
             if self.procs[name].poll() is not None:
                 pytest.fail(f"ray {name} exited early:\n{self.log(name)[-3000:]}")
             return "Ray runtime started" in self.log(name)
+
         _wait_for(started, 60, f"the ray {name} to start")
 
     def start(self) -> None:
         common = ["--num-cpus", "1", "--block", "--disable-usage-stats", "--object-store-memory", str(100 << 20)]
-        self._start("head", [sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
-                             "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                             "--include-dashboard=false",
-                             "--dashboard-agent-listen-port", str(_free_port()),
-                             "--temp-dir", str(self.ray_tmp / "head"), *common],
-                    {**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+        self._start(
+            "head",
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--include-dashboard=false",
+                "--dashboard-agent-listen-port",
+                str(_free_port()),
+                "--temp-dir",
+                str(self.ray_tmp / "head"),
+                *common,
+            ],
+            {**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+        )
         self._wait_started("head")
-        self._start("node", [sys.executable, "-c", NODE_CMD, "start", "--address", self.address,
-                             "--node-ip-address", "127.0.0.1", "--temp-dir", str(self.ray_tmp / "node"),
-                             *common], self.env)
+        self._start(
+            "node",
+            [
+                sys.executable,
+                "-c",
+                NODE_CMD,
+                "start",
+                "--address",
+                self.address,
+                "--node-ip-address",
+                "127.0.0.1",
+                "--temp-dir",
+                str(self.ray_tmp / "node"),
+                *common,
+            ],
+            self.env,
+        )
         self._wait_started("node")
 
     def node_pids(self) -> set[int]:
@@ -258,19 +303,32 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _driver(cluster: Cluster, work: Path, trials: list[Trial] | None, cpus: int,
-            sweep: Path | None = None) -> tuple[subprocess.Popen, dict]:
+def _driver(
+    cluster: Cluster, work: Path, trials: list[Trial] | None, cpus: int, sweep: Path | None = None
+) -> tuple[subprocess.Popen, dict]:
     work.mkdir(exist_ok=True)
     (work / "started").mkdir()
-    spec = {"address": cluster.address, "cpus": cpus, "env": {"DLX_TEST_STARTED_DIR": str(work / "started")},
-            "runs_dir": str(work / "runs"), "progress": str(work / "progress.jsonl"), "out": str(work / "out.json"),
-            "trials": [{"id": t.id, "config": t.config} for t in trials or []],
-            "sweep": str(sweep) if sweep else None}
+    spec = {
+        "address": cluster.address,
+        "cpus": cpus,
+        "env": {"DLX_TEST_STARTED_DIR": str(work / "started")},
+        "runs_dir": str(work / "runs"),
+        "progress": str(work / "progress.jsonl"),
+        "out": str(work / "out.json"),
+        "trials": [{"id": t.id, "config": t.config} for t in trials or []],
+        "sweep": str(sweep) if sweep else None,
+    }
     (work / "spec.json").write_text(json.dumps(spec))
     (work / "driver.py").write_text(DRIVER)
     env = {**cluster.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    proc = subprocess.Popen([sys.executable, str(work / "driver.py"), str(work / "spec.json")], env=env,
-                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(work / "driver.py"), str(work / "spec.json")],
+        env=env,
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return proc, spec
 
 
@@ -307,8 +365,11 @@ def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_
     work.mkdir()
     n = 6
     (work / "base.yaml").write_text(yaml.safe_dump(_cfg(seed=0)))
-    (work / "sweep.yaml").write_text(yaml.safe_dump({
-        "base": "base.yaml", "metric": "test_acc", "strategy": "grid", "space": {"seed": list(range(n))}}))
+    (work / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {"base": "base.yaml", "metric": "test_acc", "strategy": "grid", "space": {"seed": list(range(n))}}
+        )
+    )
     proc, spec = _driver(cluster, work, None, cpus=2, sweep=work / "sweep.yaml")
     try:
         # 1. SIGKILL the worker process of the first trial to start, mid-trial.
@@ -318,15 +379,23 @@ def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_
 
         # 2. Once the second node has finished a trial, kill that node whole while it
         #    runs its next one.
-        node_id = _wait_for(lambda: next((s["node"] for s in _started(work) if s["pid"] in cluster.node_pids()),
-                                         None),
-                            60, "a trial on the second node")
-        _wait_for(lambda: any(r["node"] == node_id for r in _progress(work)), 60,
-                  "a trial to complete on the second node")
+        node_id = _wait_for(
+            lambda: next((s["node"] for s in _started(work) if s["pid"] in cluster.node_pids()), None),
+            60,
+            "a trial on the second node",
+        )
+        _wait_for(
+            lambda: any(r["node"] == node_id for r in _progress(work)), 60, "a trial to complete on the second node"
+        )
         done = {r["id"] for r in _progress(work)}
-        victim = _wait_for(lambda: next((s for s in _started(work) if s["node"] == node_id and s["trial"]
-                                         not in done and _alive(s["pid"])), None),
-                           60, "the second node to start another trial")
+        victim = _wait_for(
+            lambda: next(
+                (s for s in _started(work) if s["node"] == node_id and s["trial"] not in done and _alive(s["pid"])),
+                None,
+            ),
+            60,
+            "the second node to start another trial",
+        )
         time.sleep(0.5)
         cluster.kill("node")
 
@@ -369,8 +438,10 @@ def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_
     # worker's by a later task on that node (its pid was dead).
     [scratch] = (cluster.ray_tmp / "head").rglob("dlx-scratch")
     assert list(scratch.iterdir()) == []
-    print(f"\ncluster sweep with 2 kills: {elapsed:.1f}s; killed {first['trial']} (worker), "
-          f"{victim['trial']} (node); attempts {[r['attempts'] for r in rows]}")
+    print(
+        f"\ncluster sweep with 2 kills: {elapsed:.1f}s; killed {first['trial']} (worker), "
+        f"{victim['trial']} (node); attempts {[r['attempts'] for r in rows]}"
+    )
 
 
 @pytest.mark.slow
@@ -406,8 +477,7 @@ def test_ctrl_c_cancels_the_running_trial_and_the_driver_exits_promptly(cluster,
     assert took < 15
     assert not (work / "runs").exists() or list((work / "runs").iterdir()) == []
     # The task was cancelled, not left training: its scratch folder is gone within the grace time.
-    _wait_for(lambda: not list(cluster.ray_tmp.rglob(mine)), 10,
-              "the cancelled task's scratch folder to be removed")
+    _wait_for(lambda: not list(cluster.ray_tmp.rglob(mine)), 10, "the cancelled task's scratch folder to be removed")
 
 
 def test_dlx_sweep_with_an_unreachable_ray_address_fails_before_making_a_sweep(tmp_path):
@@ -417,8 +487,24 @@ def test_dlx_sweep_with_an_unreachable_ray_address_fails_before_making_a_sweep(t
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(_cfg(seed=0, steps=5)))
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "space": {"seed": [0, 1]}}))
     port = _free_port()
-    r = subprocess.run([sys.executable, "-m", "dlx.cli", "sweep", "s.yaml", "--executor", "ray",
-                        "--address", f"127.0.0.1:{port}", "--runs-dir", "runs"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlx.cli",
+            "sweep",
+            "s.yaml",
+            "--executor",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--runs-dir",
+            "runs",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and f"cannot reach a Ray cluster at 127.0.0.1:{port}" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()

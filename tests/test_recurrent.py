@@ -1,4 +1,5 @@
 """Recurrent models: textbook cells and parameter counts, heads, probes through time, TBPTT."""
+
 from __future__ import annotations
 
 import copy
@@ -69,12 +70,14 @@ def trained(cfg):
 
 # ---------------------------------------------------------------- structure
 
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (2, True)])
 def test_parameter_counts_are_the_textbook_formulas(cell, layers, bidirectional):
     hidden, n_in = 8, 2  # adding: 2 features per step
-    s = model_summary(load_config(config(model={"name": cell, "hidden": hidden, "layers": layers,
-                                                "bidirectional": bidirectional})))
+    s = model_summary(
+        load_config(config(model={"name": cell, "hidden": hidden, "layers": layers, "bidirectional": bidirectional}))
+    )
     dirs = 2 if bidirectional else 1
     rows = {r["name"]: r["params"] for r in s["layers"]}
     expected = {}
@@ -119,12 +122,15 @@ def test_cells_compute_what_torch_computes_with_its_second_bias_zero(cell, refer
 
 
 def test_many_to_one_and_many_to_many_shapes_and_gradients():
-    for head, data, shape in [("many_to_one", {"name": "parity", "length": 7}, (4, 2)),
-                              ("many_to_many", {"name": "copy", "length": 3, "delay": 2, "symbols": 5},
-                               (4, 9, 6))]:
-        cfg = config(data={**data, "n_train": 32, "n_test": 8},
-                     model={"name": "lstm", "hidden": 6, "head": head, "bidirectional": True},
-                     train={"steps": 1, "batch_size": 16})
+    for head, data, shape in [
+        ("many_to_one", {"name": "parity", "length": 7}, (4, 2)),
+        ("many_to_many", {"name": "copy", "length": 3, "delay": 2, "symbols": 5}, (4, 9, 6)),
+    ]:
+        cfg = config(
+            data={**data, "n_train": 32, "n_test": 8},
+            model={"name": "lstm", "hidden": 6, "head": head, "bidirectional": True},
+            train={"steps": 1, "batch_size": 16},
+        )
         t = Trainer(load_config(cfg))
         out = t.model(t.data.as_float(t.data.x_train[:4]))
         assert tuple(out.shape) == shape
@@ -159,6 +165,7 @@ def test_probe_grad_norm_is_the_norm_over_both_matrices():
 
 # ---------------------------------------------------------------- gradients through time
 
+
 def test_time_probe_is_the_total_gradient_reaching_each_state():
     t = Trainer(load_config(config(model={"name": "rnn", "hidden": 6}, train={"batch_size": "full"})))
     model = t.model
@@ -186,8 +193,8 @@ def test_tbptt_stops_the_gradient_k_steps_before_the_end():
     _, records = trained(config(model={"name": "lstm", "layers": 2}, train={"tbptt": k}))
     tg = records[-1]["time_grad"]
     assert tg.shape == (2, steps)
-    assert (tg[:, :steps - k] == 0).all()  # exactly zero beyond the truncation
-    assert (tg[:, steps - k:] > 0).all()
+    assert (tg[:, : steps - k] == 0).all()  # exactly zero beyond the truncation
+    assert (tg[:, steps - k :] > 0).all()
     # Without truncation every step gets some gradient.
     _, records = trained(config(model={"name": "lstm", "layers": 2}))
     assert (records[-1]["time_grad"] > 0).all()
@@ -201,9 +208,12 @@ def test_tanh_rnn_gradient_through_time_vanishes_far_faster_than_lstm():
     # raise their forget gates and its ratio jumps to ~1e-4, while the RNN's stays ~1e-11.
     ratios, profiles = {}, {}
     for cell in ("rnn", "lstm"):
-        cfg = config(data={"length": 50, "n_train": 640}, model={"name": cell, "hidden": 32},
-                     optimizer={"name": "adam", "lr": 0.001},
-                     train={"steps": 60, "batch_size": 64, "log_every": 20})
+        cfg = config(
+            data={"length": 50, "n_train": 640},
+            model={"name": cell, "hidden": 32},
+            optimizer={"name": "adam", "lr": 0.001},
+            train={"steps": 60, "batch_size": 64, "log_every": 20},
+        )
         _, records = trained(cfg)
         tg = records[-1]["time_grad"][0]
         ratios[cell], profiles[cell] = tg[0] / tg[-1], tg
@@ -214,9 +224,13 @@ def test_tanh_rnn_gradient_through_time_vanishes_far_faster_than_lstm():
 
 # ---------------------------------------------------------------- learning
 
+
 def test_gru_learns_a_short_adding_problem_below_the_baseline():
-    cfg = config(data={"length": 10, "n_train": 1024, "n_test": 256}, model={"name": "gru", "hidden": 16},
-                 train={"steps": 300, "batch_size": 64, "log_every": 50, "eval_every": 300})
+    cfg = config(
+        data={"length": 10, "n_train": 1024, "n_test": 256},
+        model={"name": "gru", "hidden": 16},
+        train={"steps": 300, "batch_size": 64, "log_every": 50, "eval_every": 300},
+    )
     r, _ = trained(cfg)
     assert r.summary["final"]["test_loss"] < 0.03  # predicting the mean scores ~0.167
 
@@ -232,6 +246,7 @@ def test_dropout_changes_training_outputs_only():
 
 # ---------------------------------------------------------------- bad input
 
+
 def problems(cfg):
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
@@ -245,8 +260,7 @@ def test_lstm_on_flat_images_asks_for_a_sequence_dataset():
 
 def test_lstm_on_mnist_points_at_seq_mnist(mnist_dir, monkeypatch):
     monkeypatch.setenv("DLX_DATA_DIR", str(mnist_dir))
-    found = problems(config(data={"name": "mnist", "n_train": 100, "n_test": 100},
-                            train={"loss": "cross_entropy"}))
+    found = problems(config(data={"name": "mnist", "n_train": 100, "n_test": 100}, train={"loss": "cross_entropy"}))
     assert "seq_mnist" in found["model"] and "(784,)" in found["model"]
 
 
@@ -276,7 +290,20 @@ def test_train_output_shows_the_gradient_through_time_ratio(tmp_path):
     import sys
 
     cfg = Path(__file__).resolve().parents[1] / "configs" / "gradients_through_time.yaml"
-    p = subprocess.run([sys.executable, "-m", "dlx", "train", str(cfg), "--set", "train.steps=20",
-                        "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlx",
+            "train",
+            str(cfg),
+            "--set",
+            "train.steps=20",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "Gradient through time" in p.stdout and "rnn.l0: t=1" in p.stdout

@@ -1,4 +1,5 @@
 """Terminal pictures: gradient heat strips (over steps and time steps), loss sparklines, at 80 columns."""
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,8 @@ from dlx.folders import load_run
 from dlx.report import MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark, run_report
 
 RNN = {
-    "seed": 0, "name": "rnn",
+    "seed": 0,
+    "name": "rnn",
     "data": {"name": "adding", "length": 12, "n_train": 64, "n_test": 32},
     "model": {"name": "rnn", "hidden": 8},
     "activation": "tanh",
@@ -30,13 +32,21 @@ def runs(tmp_path_factory):
     """A tiny MLP run and a tiny RNN run, trained once for the module, as load_run reads them."""
     where = tmp_path_factory.mktemp("runs")
     mlp = copy.deepcopy(TINY) | {"name": "mlp"}
-    return {"dir": where, "mlp": load_run(dlx.train(mlp, runs_dir=where).path),
-            "rnn": load_run(dlx.train(RNN, runs_dir=where).path)}
+    return {
+        "dir": where,
+        "mlp": load_run(dlx.train(mlp, runs_dir=where).path),
+        "rnn": load_run(dlx.train(RNN, runs_dir=where).path),
+    }
 
 
 def render(renderable, width: int = 80, color: bool = False) -> tuple[str, Console]:
-    con = Console(record=True, width=width, force_terminal=color, color_system="truecolor" if color else None,
-                  file=open("/dev/null", "w"))
+    con = Console(
+        record=True,
+        width=width,
+        force_terminal=color,
+        color_system="truecolor" if color else None,
+        file=open("/dev/null", "w"),
+    )
     con.print(renderable)
     return con.export_text(styles=False, clear=False), con
 
@@ -46,7 +56,7 @@ def lines_of(text: str, title: str) -> list[str]:
     lines = text.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith(title))
     end = next(i for i in range(start, len(lines)) if "(log scale)" in lines[i])
-    return lines[start:end + 1]
+    return lines[start : end + 1]
 
 
 def test_the_run_report_draws_the_heat_strip_and_sparkline_within_80_columns(runs):
@@ -56,8 +66,8 @@ def test_the_run_report_draws_the_heat_strip_and_sparkline_within_80_columns(run
     strip = lines_of(text, "Gradient norm per layer over steps")
     rows = strip[1:-2]
     assert [r.split()[0] for r in rows] == ["fc1", "fc2", "out"]  # one row per layer, input first
-    cells = rows[0][len("fc1") + 2:]
-    assert len(cells) == len(rows[-1][len("out") + 2:]) and len(cells) >= 16
+    cells = rows[0][len("fc1") + 2 :]
+    assert len(cells) == len(rows[-1][len("out") + 2 :]) and len(cells) >= 16
     assert set(cells) <= set(MONO_RAMP)  # no colour on a recording console: the character ramp
     assert strip[-2].split()[:2] == ["step", "1"] and strip[-2].split()[-1] == str(d["summary"]["steps"])
     # The sparkline after the final metrics, train and test on one scale.
@@ -144,12 +154,12 @@ def test_the_loss_sparkline_falls_with_the_loss_and_marks_a_nan():
     text, _ = render(LossSpark(metrics))
     train = next(l for l in text.splitlines() if l.startswith("loss train"))
     test = next(l for l in text.splitlines() if l.lstrip().startswith("test"))
-    cells = train[len("loss train "):].split(" ")[0]
+    cells = train[len("loss train ") :].split(" ")[0]
     assert cells[0] == SPARK[-1] and cells[-1] == NONFINITE_MARK
     assert [SPARK.index(c) for c in cells[:-1]] == sorted((SPARK.index(c) for c in cells[:-1]), reverse=True)
     assert "10 → 0.256" in train  # first and last finite value
     # The test series starts at its first evaluation (step 10): blank before, on the same step axis.
-    tcells = test[len("loss train "):len("loss train ") + len(cells)]
+    tcells = test[len("loss train ") : len("loss train ") + len(cells)]
     assert tcells[0] == " " and tcells.strip()[0] in SPARK
     assert "log scale" in text and "step 1 .. 40" in text
 
@@ -185,10 +195,12 @@ def test_dlx_train_ends_with_the_pictures(tmp_path):
 def test_the_activation_table_shows_dead_for_relu_and_negative_for_leaky_units():
     from dlx.report import activation_table
 
-    relu = {"activations": [{"name": "act1", "mean": 0.3, "std": 0.5, "saturated": 0.0, "dead": 0.25,
-                             "negative": None}]}
-    leaky = {"activations": [{"name": "act1", "mean": -1.0, "std": 0.01, "saturated": 0.0, "dead": None,
-                              "negative": 1.0}]}
+    relu = {
+        "activations": [{"name": "act1", "mean": 0.3, "std": 0.5, "saturated": 0.0, "dead": 0.25, "negative": None}]
+    }
+    leaky = {
+        "activations": [{"name": "act1", "mean": -1.0, "std": 0.01, "saturated": 0.0, "dead": None, "negative": 1.0}]
+    }
     text, _ = render(activation_table(relu))
     assert "dead" in text and "negative" not in text and "25%" in text
     text, _ = render(activation_table(leaky))

@@ -1,4 +1,5 @@
 """The resnet model: the skip connection is what keeps a deep net's first-layer gradient alive."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,9 +21,14 @@ def _one_thread():
 
 
 def config(data, **model):
-    return {"seed": 0, "data": data, "model": {"name": "resnet", **model}, "activation": "relu",
-            "optimizer": {"name": "adam", "lr": 0.01},
-            "train": {"steps": 4, "batch_size": 32, "log_every": 2, "threads": 1}}
+    return {
+        "seed": 0,
+        "data": data,
+        "model": {"name": "resnet", **model},
+        "activation": "relu",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 4, "batch_size": 32, "log_every": 2, "threads": 1},
+    }
 
 
 SPIRALS = {"name": "spirals", "n_train": 512, "n_test": 128}
@@ -37,9 +43,12 @@ def test_plain_deep_tanh_net_vanishes_where_the_residual_one_trains():
     results = {}
     for residual in (True, False):
         cfg = config(SPIRALS, kind="mlp", blocks=20, width=32, residual=residual)
-        cfg.update(activation="tanh", init={"name": "normal", "std": 0.1},
-                   optimizer={"name": "adam", "lr": 0.003},
-                   train={"steps": 120, "batch_size": 64, "log_every": 10, "threads": 1})
+        cfg.update(
+            activation="tanh",
+            init={"name": "normal", "std": 0.1},
+            optimizer={"name": "adam", "lr": 0.003},
+            train={"steps": 120, "batch_size": 64, "log_every": 10, "threads": 1},
+        )
         results[residual] = dlx.train(cfg, save=False)
     first = {res: r.summary["layers"][0] for res, r in results.items()}
     assert first[True]["name"] == first[False]["name"] == "stem"
@@ -58,10 +67,21 @@ def test_plain_deep_tanh_net_vanishes_where_the_residual_one_trains():
 
 def test_mlp_resnet_layers_are_named_by_block_input_to_output(runs_dir):
     r = dlx.train(config(SPIRALS, kind="mlp", blocks=2, width=8), runs_dir=runs_dir)
-    assert [l["name"] for l in r.summary["layers"]] == ["stem", "block1.fc_a", "block1.fc_b", "block2.fc_a",
-                                                        "block2.fc_b", "out"]
-    assert [a["name"] for a in r.summary["activations"]] == ["stem_act", "block1.act_a", "block1.act_b",
-                                                             "block2.act_a", "block2.act_b"]
+    assert [l["name"] for l in r.summary["layers"]] == [
+        "stem",
+        "block1.fc_a",
+        "block1.fc_b",
+        "block2.fc_a",
+        "block2.fc_b",
+        "out",
+    ]
+    assert [a["name"] for a in r.summary["activations"]] == [
+        "stem_act",
+        "block1.act_a",
+        "block1.act_b",
+        "block2.act_a",
+        "block2.act_b",
+    ]
     state = torch.load(r.path / "checkpoint.pt", weights_only=False)["model"]
     assert "block2.fc_b.weight" in state and state["stem.weight"].shape == (8, 2)
 
@@ -107,8 +127,10 @@ def test_conv_resnet_trains_on_images_and_reaches_every_conv(bars, runs_dir):
 
 
 def test_layer_norm_in_conv_blocks_is_groupnorm_over_all_channels(bars):
-    cfg = load_config(config({"name": "arrays", "path": str(bars)}, kind="conv", blocks=1, width=4)
-                      | {"regularization": {"norm": "layer"}})
+    cfg = load_config(
+        config({"name": "arrays", "path": str(bars)}, kind="conv", blocks=1, width=4)
+        | {"regularization": {"norm": "layer"}}
+    )
     model = cfg.model.build(cfg.data.load(0), cfg)
     assert [n for n, _ in model.block1.named_children()] == ["conv_a", "ln_a", "act_a", "conv_b", "ln_b", "act_b"]
     assert model.block1.ln_a.num_groups == 1

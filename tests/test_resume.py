@@ -4,6 +4,7 @@ A resumed run must end with exactly the numbers of the same run never stopped
 (CPU, one thread): the reference run below is trained once per module and every
 interrupted-then-resumed run is compared with it, line by line.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,22 @@ from dlx.trainer import STOP_SIGNALS, Trainer
 # not divide each other, and early stopping that fires only after the interrupt
 # (step 336; its counter is mid-count at step 317).
 SHORT = {
-    "name": "resume", "seed": 0,
+    "name": "resume",
+    "seed": 0,
     "data": {"name": "spirals", "n_train": 256, "n_test": 64},
     "model": {"name": "mlp", "depth": 2, "width": 16},
-    "activation": "relu", "init": "kaiming_normal",
+    "activation": "relu",
+    "init": "kaiming_normal",
     "optimizer": {"name": "adam", "lr": 0.03, "schedule": {"name": "cosine"}},
     "regularization": {"dropout": 0.2, "early_stopping": {"metric": "test_loss", "patience": 3}},
-    "train": {"steps": 400, "batch_size": 24, "log_every": 7, "eval_every": 12, "threads": 1,
-              "checkpoint_every": 30},
+    "train": {"steps": 400, "batch_size": 24, "log_every": 7, "eval_every": 12, "threads": 1, "checkpoint_every": 30},
 }
 # Long enough (~1 s of steps) for a test to see it logging and signal it mid-run.
-LONG = {**SHORT, "regularization": {"dropout": 0.2},
-        "train": {**SHORT["train"], "steps": 1200, "checkpoint_every": 200}}
+LONG = {
+    **SHORT,
+    "regularization": {"dropout": 0.2},
+    "train": {**SHORT["train"], "steps": 1200, "checkpoint_every": 200},
+}
 # Wall-clock numbers differ between any two runs; everything else must not.
 TIMES = {"time", "train_seconds", "samples_per_s", "run_id"}
 
@@ -93,8 +98,7 @@ def ctrl_c_in_step(monkeypatch, at: int, presses: int = 1, sig: int = signal.SIG
     monkeypatch.setattr(Trainer, "_train_step", step)
 
 
-def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupted_run(
-        reference, runs_dir, monkeypatch):
+def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupted_run(reference, runs_dir, monkeypatch):
     path, ref = reference["short"]
     with monkeypatch.context() as m:
         ctrl_c_in_step(m, at=317)  # mid-interval (log steps 315, 322: multiples of 7), mid-epoch
@@ -112,8 +116,9 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupte
     # Everything logged stays, plus the two steps of the unfinished interval.
     steps = [m["step"] for m in read_jsonl(r.path / "metrics.jsonl")]
     assert steps[-2:] == [315, 317]
-    assert no_times(read_jsonl(r.path / "metrics.jsonl")[:-1]) == \
-        no_times([m for m in read_jsonl(ref / "metrics.jsonl") if m["step"] <= 315])
+    assert no_times(read_jsonl(r.path / "metrics.jsonl")[:-1]) == no_times(
+        [m for m in read_jsonl(ref / "metrics.jsonl") if m["step"] <= 315]
+    )
 
     resumed = dlx.train(resume=r.path.name, runs_dir=runs_dir)
     assert resumed.path == r.path and resumed.status == "completed"
@@ -126,7 +131,8 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_matches_an_uninterrupte
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_stop_signal_stops_mid_step_and_resume_starts_from_the_last_periodic_checkpoint(
-        reference, runs_dir, monkeypatch, sig):
+    reference, runs_dir, monkeypatch, sig
+):
     path, ref = reference["short"]
     with monkeypatch.context() as m:
         ctrl_c_in_step(m, at=100, presses=2, sig=sig)
@@ -143,8 +149,10 @@ def test_a_second_stop_signal_stops_mid_step_and_resume_starts_from_the_last_per
     assert_same_run(r.path, ref)  # ... until the resume drops them and writes them again
 
 
-@pytest.mark.parametrize("example,batch", [("batchnorm", 64), ("truncated_bptt", 64), ("self_attention", 64),
-                                           ("batch_size_gd_vs_sgd", "full")])
+@pytest.mark.parametrize(
+    "example,batch",
+    [("batchnorm", 64), ("truncated_bptt", 64), ("self_attention", 64), ("batch_size_gd_vs_sgd", "full")],
+)
 def test_resume_is_exact_for_other_model_families(example, batch, runs_dir, monkeypatch):
     """Batch-norm running statistics, recurrent time probes with truncated BPTT,
     attention, and full-batch training (no permutation) continue exactly too."""
@@ -177,8 +185,14 @@ def test_periodic_checkpoints_are_written_at_the_log_step_that_reaches_each_mult
 
 
 def _dlx(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "dlx", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlx", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _wait_for(cond, proc, timeout=60.0):
@@ -188,8 +202,9 @@ def _wait_for(cond, proc, timeout=60.0):
         if value:
             return value
         if proc.poll() is not None:
-            pytest.fail(f"dlx train ended (exit {proc.returncode}) before the test could signal it: "
-                        f"{proc.stderr.read()}")
+            pytest.fail(
+                f"dlx train ended (exit {proc.returncode}) before the test could signal it: {proc.stderr.read()}"
+            )
         time.sleep(0.005)
     proc.kill()
     pytest.fail("dlx train never logged")
@@ -206,11 +221,18 @@ def _default_stop_signals():
         signal.signal(sig, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig,code,reason", [
-    (signal.SIGINT, 130, "stopped by Ctrl-C"), (signal.SIGTERM, 143, "stopped by SIGTERM"),
-    (signal.SIGHUP, 129, "stopped by SIGHUP"), (signal.SIGQUIT, 131, "stopped by SIGQUIT")])
+@pytest.mark.parametrize(
+    "sig,code,reason",
+    [
+        (signal.SIGINT, 130, "stopped by Ctrl-C"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+        (signal.SIGHUP, 129, "stopped by SIGHUP"),
+        (signal.SIGQUIT, 131, "stopped by SIGQUIT"),
+    ],
+)
 def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_the_same_folder(
-        reference, tmp_path, sig, code, reason):
+    reference, tmp_path, sig, code, reason
+):
     """Ctrl-C, kill (SIGTERM: also timeout, a container stop, a scheduler), a closed terminal
     (SIGHUP) and Ctrl-backslash (SIGQUIT) all finish the step, checkpoint and mark the run
     interrupted; the resumed run (checked after SIGTERM) is the uninterrupted one, number for number."""
@@ -231,8 +253,13 @@ def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_
     if sig != signal.SIGTERM:
         return  # resuming does not depend on the signal that stopped the run: proven once, for SIGTERM
 
-    p = subprocess.run([sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs,
-                        "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs, "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert list(runs.iterdir()) == [run]
     assert_same_run(run, ref)
@@ -287,13 +314,17 @@ def test_a_finished_running_or_checkpointless_run_cannot_be_resumed(tmp_path, ru
     class ResumeMe:  # while this run trains, this process is its live pid
         def on_interval(self, trainer, record):
             if record["step"] == 7:
-                [live] = [d for d in runs_dir.iterdir() if json.loads((d / "meta.json").read_text())["status"]
-                          == "running"]
+                [live] = [
+                    d for d in runs_dir.iterdir() if json.loads((d / "meta.json").read_text())["status"] == "running"
+                ]
                 with pytest.raises(UsageError, match=f"run {live.name} is still running .pid {os.getpid()}"):
                     dlx.train(resume=live, runs_dir=runs_dir)
 
-    bare = dlx.train({**cfg, "train": {**cfg["train"], "checkpoint": False, "checkpoint_every": None}},
-                     runs_dir=runs_dir, callbacks=[ResumeMe(), CtrlC()])
+    bare = dlx.train(
+        {**cfg, "train": {**cfg["train"], "checkpoint": False, "checkpoint_every": None}},
+        runs_dir=runs_dir,
+        callbacks=[ResumeMe(), CtrlC()],
+    )
     assert bare.status == "interrupted" and not (bare.path / "checkpoint.pt").exists()
     with pytest.raises(UsageError, match=r"\(interrupted\) has no checkpoint.pt to resume from"):
         dlx.train(resume=bare.path.name, runs_dir=runs_dir)
@@ -324,10 +355,12 @@ def test_resume_with_a_config_or_set_is_a_usage_error(tmp_path, runs_dir):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(SHORT))
     run = CliRunner()
-    for args, says in ((["train", str(cfg), "--resume", "last"], "give CONFIG or --resume RUN, not both"),
-                       (["train", "--resume", "last", "--set", "seed=1"], "--set cannot change a run being resumed"),
-                       (["train"], "missing CONFIG"),
-                       (["train", "--resume", "last", "--runs-dir", str(runs_dir)], "no runs in")):
+    for args, says in (
+        (["train", str(cfg), "--resume", "last"], "give CONFIG or --resume RUN, not both"),
+        (["train", "--resume", "last", "--set", "seed=1"], "--set cannot change a run being resumed"),
+        (["train"], "missing CONFIG"),
+        (["train", "--resume", "last", "--runs-dir", str(runs_dir)], "no runs in"),
+    ):
         res = run.invoke(app, args)
         assert res.exit_code == 2 if says != "no runs in" else res.exit_code != 0, (args, res.output)
         assert says in res.output, (args, res.output)

@@ -1,4 +1,5 @@
 """Sequence tasks: shapes known before loading, determinism, and the targets each task defines."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,11 +16,14 @@ def spec(name, **params):
     return DATASETS.parse({"name": name, **SMALL, **params})
 
 
-@pytest.mark.parametrize("name,params,shape,y_shape", [
-    ("adding", {"length": 30}, (30, 2), (1,)),
-    ("copy", {"length": 4, "delay": 3, "symbols": 5}, (12, 7), (12,)),
-    ("parity", {"length": 9}, (9, 1), ()),
-])
+@pytest.mark.parametrize(
+    "name,params,shape,y_shape",
+    [
+        ("adding", {"length": 30}, (30, 2), (1,)),
+        ("copy", {"length": 4, "delay": 3, "symbols": 5}, (12, 7), (12,)),
+        ("parity", {"length": 9}, (9, 1), ()),
+    ],
+)
 def test_shapes_are_known_before_loading(name, params, shape, y_shape):
     s = spec(name, **params)
     assert s.feature_shape() == shape
@@ -58,7 +62,7 @@ def test_copy_targets_are_blank_except_the_recall_window():
     assert (d.x_train.sum(-1) == 1).all()
     window = s.recall_window()
     assert (window.start, window.stop) == (10, 15)
-    assert (d.y_train[:, :window.start] == blank).all()
+    assert (d.y_train[:, : window.start] == blank).all()
     assert torch.equal(d.y_train[:, window], x[:, :5])  # the symbols, in order
     assert (d.y_train[:, window] < blank).all()
     assert (x[:, 5:9] == blank).all() and (x[:, 9] == 7).all() and (x[:, 10:] == blank).all()
@@ -97,12 +101,15 @@ def test_seq_mnist_without_files_is_a_config_error():
     assert "MNIST not found" in str(e.value) and e.value.problems[0].path == "data"
 
 
-@pytest.mark.parametrize("data,bad", [
-    ({"name": "adding", "length": 1}, "data.length"),
-    ({"name": "parity", "length": 0}, "data.length"),
-    ({"name": "copy", "symbols": 1}, "data.symbols"),
-    ({"name": "copy", "delay": -1}, "data.delay"),
-])
+@pytest.mark.parametrize(
+    "data,bad",
+    [
+        ({"name": "adding", "length": 1}, "data.length"),
+        ({"name": "parity", "length": 0}, "data.length"),
+        ({"name": "copy", "symbols": 1}, "data.symbols"),
+        ({"name": "copy", "delay": -1}, "data.delay"),
+    ],
+)
 def test_bad_sizes_are_field_errors(data, bad):
     with pytest.raises(ConfigError) as e:
         load_config({"data": data, "model": {"name": "lstm"}, "train": {"loss": "mse"}})

@@ -1,4 +1,5 @@
 """`dlx summary`: shapes from a real forward pass, counts from the modules."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ def test_mlp_summary_counts_match_the_formula_and_the_model(tiny):
 
 
 def test_summary_command_prints_layers_and_total():
-    p = subprocess.run([sys.executable, "-m", "dlx", "summary", str(CONFIGS / "quickstart.yaml")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "dlx", "summary", str(CONFIGS / "quickstart.yaml")], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
     assert "fc1" in p.stdout and "total parameters: 8,707" in p.stdout
 
@@ -38,22 +40,38 @@ def test_summary_of_an_mnist_cnn_needs_no_data_and_no_network(tmp_path):
     empty cache and no network still print the table; nothing is downloaded."""
     empty, cache = tmp_path / "empty", tmp_path / "cache"
     empty.mkdir()
-    env = {**os.environ, "DLX_DATA_DIR": str(empty), "DLX_CACHE_DIR": str(cache),
-           # Any download attempt would fail at once: no network.
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
-    p = subprocess.run([sys.executable, "-m", "dlx", "summary", str(CONFIGS / "cnn_mnist.yaml")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "DLX_DATA_DIR": str(empty),
+        "DLX_CACHE_DIR": str(cache),
+        # Any download attempt would fail at once: no network.
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "dlx", "summary", str(CONFIGS / "cnn_mnist.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "input [2, 1, 28, 28]" in p.stdout and "2x32x7x7" in p.stdout and "total parameters" in p.stdout
     assert not any(empty.iterdir()) and not (cache.exists() and any(cache.rglob("*idx*")))
 
 
-@pytest.mark.parametrize("data", [{"name": "mnist"}, {"name": "mnist", "flatten": False, "normalize": False},
-                                  {"name": "seq_mnist"}])
+@pytest.mark.parametrize(
+    "data", [{"name": "mnist"}, {"name": "mnist", "flatten": False, "normalize": False}, {"name": "seq_mnist"}]
+)
 def test_the_mnist_stand_in_is_shaped_typed_and_scaled_like_the_real_data(data, mnist_dir):
-    spec = load_config({"data": {**data, "root": str(mnist_dir), "n_train": 64, "n_test": 32},
-                        "model": {"name": "lstm"} if data["name"] == "seq_mnist" else {"name": "mlp"}}).data
+    spec = load_config(
+        {
+            "data": {**data, "root": str(mnist_dir), "n_train": 64, "n_test": 32},
+            "model": {"name": "lstm"} if data["name"] == "seq_mnist" else {"name": "mlp"},
+        }
+    ).data
     real, stand_in = spec.load(0), spec.stand_in(0)
     for key in ("name", "feature_shape", "task", "n_classes", "out_dim", "sequence_target", "scale", "shift"):
         assert getattr(stand_in, key) == getattr(real, key), key

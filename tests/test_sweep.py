@@ -1,4 +1,5 @@
 """dlx sweep: spec checks, the strategies (grid / random / tpe), landing, resume, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,18 @@ def base(tmp_path) -> Path:
 
 
 def spec(tmp_path: Path, base: Path, **over) -> Path:
-    s = {"base": base.name, "metric": {"name": "test_acc", "goal": "max"}, "strategy": "random",
-         "trials": 6, "seed": 0,
-         "space": {"optimizer.lr": {"loguniform": [1e-4, 1e-1]}, "model.depth": {"int": [1, 4]},
-                   "activation": ["relu", "tanh"]}}
+    s = {
+        "base": base.name,
+        "metric": {"name": "test_acc", "goal": "max"},
+        "strategy": "random",
+        "trials": 6,
+        "seed": 0,
+        "space": {
+            "optimizer.lr": {"loguniform": [1e-4, 1e-1]},
+            "model.depth": {"int": [1, 4]},
+            "activation": ["relu", "tanh"],
+        },
+    }
     s.update(over)
     return write(tmp_path / "sweep.yaml", s)
 
@@ -62,9 +71,15 @@ class FakeExecutor:
             if self.stop_after is not None and len(out) >= self.stop_after:
                 raise KeyboardInterrupt
             self.seen.append(t.config)
-            r = TrialResult(id=t.id, status="completed", run_path=None,
-                            summary={"final": {"test_acc": self.score(t.config)}, "verdicts": []},
-                            metrics=[], attempts=1, error=None)
+            r = TrialResult(
+                id=t.id,
+                status="completed",
+                run_path=None,
+                summary={"final": {"test_acc": self.score(t.config)}, "verdicts": []},
+                metrics=[],
+                attempts=1,
+                error=None,
+            )
             out.append(r)
             on_result(r)
         return out
@@ -76,8 +91,11 @@ def params_of(sw: Sweep) -> list[dict]:
 
 # ---------------------------------------------------------------- the spec
 
+
 def test_a_bad_spec_reports_every_problem_at_once_with_lines(tmp_path, base):
-    path = write(tmp_path / "bad.yaml", textwrap.dedent(f"""\
+    path = write(
+        tmp_path / "bad.yaml",
+        textwrap.dedent(f"""\
         base: {base.name}
         metric: {{name: test_acc}}
         strategy: bayes
@@ -88,7 +106,8 @@ def test_a_bad_spec_reports_every_problem_at_once_with_lines(tmp_path, base):
           model.depth: {{int: [5, 2]}}
           regularization.dropout: {{uniform: [0.5, 0.5]}}
           activation: [relu, sigmoidd]
-        """))
+        """),
+    )
     with pytest.raises(ConfigError) as e:
         plan(path)
     by_line = {p.line: p for p in e.value.problems}
@@ -121,8 +140,13 @@ def test_a_missing_base_and_an_empty_space_are_reported(tmp_path):
 
 def test_a_grid_point_that_makes_a_bad_config_fails_before_any_trial(tmp_path, base):
     # Each value alone is fine; this pair is not (momentum is SGD's, not Adam's).
-    path = spec(tmp_path, base, strategy="grid", trials=None,
-                space={"optimizer": [{"name": "sgd", "momentum": 0.9}, {"name": "adam", "momentum": 0.9}]})
+    path = spec(
+        tmp_path,
+        base,
+        strategy="grid",
+        trials=None,
+        space={"optimizer": [{"name": "sgd", "momentum": 0.9}, {"name": "adam", "momentum": 0.9}]},
+    )
     with pytest.raises(ConfigError) as e:
         plan(path)
     assert "momentum" in str(e.value)
@@ -130,9 +154,17 @@ def test_a_grid_point_that_makes_a_bad_config_fails_before_any_trial(tmp_path, b
 
 # ---------------------------------------------------------------- strategies
 
+
 def test_grid_runs_every_point_once_in_spec_order(tmp_path, base):
-    p = plan(spec(tmp_path, base, strategy="grid", trials=None,
-                  space={"activation": ["relu", "tanh"], "model.depth": {"int": [1, 3]}}))
+    p = plan(
+        spec(
+            tmp_path,
+            base,
+            strategy="grid",
+            trials=None,
+            space={"activation": ["relu", "tanh"], "model.depth": {"int": [1, 3]}},
+        )
+    )
     assert p.total == 6
     sw = run_sweep(Sweep.create(p, tmp_path / "runs"), FakeExecutor())
     assert params_of(sw) == [{"activation": a, "model.depth": d} for a in ("relu", "tanh") for d in (1, 2, 3)]
@@ -143,8 +175,11 @@ def test_grid_runs_every_point_once_in_spec_order(tmp_path, base):
 def test_strategies_are_deterministic_for_a_fixed_seed(tmp_path, base, strategy):
     over = {"strategy": strategy, "trials": 14}
     if strategy == "grid":
-        over = {"strategy": "grid", "trials": None,
-                "space": {"optimizer.lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]}}
+        over = {
+            "strategy": "grid",
+            "trials": None,
+            "space": {"optimizer.lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]},
+        }
     p = plan(spec(tmp_path, base, **over))
     first = params_of(run_sweep(Sweep.create(p, tmp_path / "a"), FakeExecutor()))
     again = params_of(run_sweep(Sweep.create(p, tmp_path / "b"), FakeExecutor()))
@@ -158,8 +193,7 @@ def test_strategies_are_deterministic_for_a_fixed_seed(tmp_path, base, strategy)
 
 def test_tpe_after_its_random_start_proposes_near_the_best_region(tmp_path, base):
     # score peaks at lr = 1e-2: TPE's proposals after the start should sit closer to it.
-    p = plan(spec(tmp_path, base, strategy="tpe", trials=30,
-                  space={"optimizer.lr": {"loguniform": [1e-5, 1.0]}}))
+    p = plan(spec(tmp_path, base, strategy="tpe", trials=30, space={"optimizer.lr": {"loguniform": [1e-5, 1.0]}}))
     sw = run_sweep(Sweep.create(p, tmp_path / "runs"), FakeExecutor())
     dist = [abs(math.log10(r["optimizer.lr"]) + 2) for r in params_of(sw)]
     assert sum(dist[-10:]) / 10 < sum(dist[:10]) / 10
@@ -180,8 +214,15 @@ def test_results_are_sorted_by_the_metric_and_the_best_config_is_written(tmp_pat
 
 def test_a_drawn_combination_that_is_invalid_is_recorded_not_run(tmp_path, base):
     # Each key alone is fine on the base (sgd); adam drawn with a momentum is not.
-    p = plan(spec(tmp_path, base, trials=6, set=["optimizer.name=sgd"], space={
-        "optimizer.name": ["sgd", "adam"], "optimizer.momentum": {"uniform": [0.1, 0.9]}}))
+    p = plan(
+        spec(
+            tmp_path,
+            base,
+            trials=6,
+            set=["optimizer.name=sgd"],
+            space={"optimizer.name": ["sgd", "adam"], "optimizer.momentum": {"uniform": [0.1, 0.9]}},
+        )
+    )
     ex = FakeExecutor()
     sw = run_sweep(Sweep.create(p, tmp_path / "runs"), ex)
     bad = [r for r in sw.rows.values() if r["status"] == "config_error"]
@@ -191,12 +232,16 @@ def test_a_drawn_combination_that_is_invalid_is_recorded_not_run(tmp_path, base)
 
 # ---------------------------------------------------------------- stopping and resuming
 
+
 @pytest.mark.parametrize("strategy", ["grid", "random", "tpe"])
 def test_resume_finishes_a_stopped_sweep_without_redoing_trials(tmp_path, base, strategy):
     over = {"strategy": strategy, "trials": 8}
     if strategy == "grid":
-        over = {"strategy": "grid", "trials": None,
-                "space": {"optimizer.lr": [0.1, 0.03, 0.01, 0.003], "activation": ["relu", "tanh"]}}
+        over = {
+            "strategy": "grid",
+            "trials": None,
+            "space": {"optimizer.lr": [0.1, 0.03, 0.01, 0.003], "activation": ["relu", "tanh"]},
+        }
     p = plan(spec(tmp_path, base, **over))
     sw = Sweep.create(p, tmp_path / "runs")
     with pytest.raises(KeyboardInterrupt):
@@ -208,8 +253,9 @@ def test_resume_finishes_a_stopped_sweep_without_redoing_trials(tmp_path, base, 
     assert len(again.seen) == 5  # only the trials not finished before
     assert sorted(resumed.rows) == list(range(8)) and resumed.meta["status"] == "completed"
     if strategy == "grid":
-        assert params_of(resumed) == [{"optimizer.lr": lr, "activation": a}
-                                      for lr in (0.1, 0.03, 0.01, 0.003) for a in ("relu", "tanh")]
+        assert params_of(resumed) == [
+            {"optimizer.lr": lr, "activation": a} for lr in (0.1, 0.03, 0.01, 0.003) for a in ("relu", "tanh")
+        ]
     # Nothing is left for a second resume.
     assert FakeExecutor().run(Sweep.open(sw.folder).pending()) == []
 
@@ -230,6 +276,7 @@ def test_find_sweep_by_id_part_and_last(tmp_path, base):
 
 
 # ---------------------------------------------------------------- landing
+
 
 def test_landing_moves_a_run_once_and_drops_a_duplicate(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
@@ -257,23 +304,38 @@ def test_each_local_trial_gets_its_gpu_slot_as_cuda_visible_devices(tmp_path):
     assert ex.max_parallel == 4
     results = ex.run([Trial(f"t{i}", cfg, tmp_path / "runs") for i in range(4)])
     assert all(r.status == "completed" for r in results)
-    seen = sorted(json.loads((r.run_path / "meta.json").read_text()).get("cuda_visible_devices") or ""
-                  for r in results)
+    seen = sorted(json.loads((r.run_path / "meta.json").read_text()).get("cuda_visible_devices") or "" for r in results)
     assert seen == ["0", "0", "1", "1"]
 
 
 # ---------------------------------------------------------------- real trials, the CLI
 
+
 def dlx(*args, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dlx.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=240, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "dlx.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=240,
+        **kw,
+    )
 
 
 def test_dlx_sweep_runs_real_trials_and_retries_one_killed_once(tmp_path, base):
     path = spec(tmp_path, base, trials=4)
     flag = tmp_path / "crashed"
-    r = dlx("sweep", str(path), "--runs-dir", "runs", "--max-parallel", "2", cwd=tmp_path,
-            env={"DLX_TEST_CRASH_ONCE": str(flag)})
+    r = dlx(
+        "sweep",
+        str(path),
+        "--runs-dir",
+        "runs",
+        "--max-parallel",
+        "2",
+        cwd=tmp_path,
+        env={"DLX_TEST_CRASH_ONCE": str(flag)},
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     assert flag.is_file()  # one attempt really did die with exit 137
     folder = find_sweep("last", tmp_path / "runs")
@@ -297,9 +359,14 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
     cfg = dict(TINY, train={"steps": 1500, "batch_size": 32, "log_every": 50})
     write(base, cfg)
     path = spec(tmp_path, base, trials=5)
-    proc = subprocess.Popen([sys.executable, "-m", "dlx.cli", "sweep", str(path), "--runs-dir", "runs",
-                             "--max-parallel", "2"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlx.cli", "sweep", str(path), "--runs-dir", "runs", "--max-parallel", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
     def landed():  # one trial landed, others still running: Ctrl-C the sweep now
         return list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
 

@@ -10,6 +10,7 @@ What holds (measured with the probes' unit_spread of each hidden layer):
   tanh or relu and zero biases every hidden activation is 0, so no hidden weight ever
   gets a gradient, dropout or not.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,11 @@ BROKEN = 1e-4  # 100x the threshold; float noise in a symmetric layer is ~1e-7
 class _Grab:
     def on_end(self, trainer, *args):
         self.weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if n.endswith("weight")}
-        self.grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters()
-                      if n.endswith("weight") and p.grad is not None}
+        self.grads = {
+            n: p.grad.detach().clone()
+            for n, p in trainer.model.named_parameters()
+            if n.endswith("weight") and p.grad is not None
+        }
 
 
 def _run(activation: str, init, dropout: float, steps: int = 300):

@@ -1,4 +1,5 @@
 """The synthetic datasets, a user's .npz arrays, and Dataset.as_float."""
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ def _tensors(d: Dataset):
 
 
 # ============================================================== shapes, sizes, dtypes
+
 
 @pytest.mark.parametrize("name", list(CLASSIFIERS))
 def test_classification_dataset_shapes_dtypes_and_classes(name):
@@ -104,6 +106,7 @@ def test_teacher_rejects_cross_entropy_in_config():
 
 # ============================================================== seeds
 
+
 @pytest.mark.parametrize("name", ALL)
 def test_same_seed_gives_identical_tensors(name):
     a, b = load(name, seed=7, n_train=200, n_test=50), load(name, seed=7, n_train=200, n_test=50)
@@ -126,6 +129,7 @@ def test_seed_comes_from_the_config():
 
 
 # ============================================================== normalisation
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_normalize_gives_zero_mean_unit_std_train_features(name):
@@ -161,6 +165,7 @@ def test_normalize_constant_feature_does_not_divide_by_zero(tmp_path):
 
 
 # ============================================================== class balance and geometry
+
 
 @pytest.mark.parametrize("name", list(CLASSIFIERS))
 def test_classes_are_roughly_balanced(name):
@@ -233,14 +238,19 @@ def test_noise_parameter_adds_noise():
 
 
 def test_invalid_dataset_parameters_are_rejected():
-    for bad in ({"name": "spirals", "classes": 1}, {"name": "moons", "n_train": 0},
-                {"name": "circles", "factor": 1.0}, {"name": "xor", "noise": -0.1},
-                {"name": "teacher", "classes": 3}):
+    for bad in (
+        {"name": "spirals", "classes": 1},
+        {"name": "moons", "n_train": 0},
+        {"name": "circles", "factor": 1.0},
+        {"name": "xor", "noise": -0.1},
+        {"name": "teacher", "classes": 3},
+    ):
         with pytest.raises(ValidationError):
             DATASETS.parse(bad)
 
 
 # ============================================================== arrays (.npz)
+
 
 def write_npz(path, **arrays):
     np.savez(path, **arrays)
@@ -253,8 +263,13 @@ def arrays(path, **kw):
 
 def test_arrays_integer_labels_are_classification_with_max_plus_one_classes(tmp_path):
     rng = np.random.default_rng(0)
-    p = write_npz(tmp_path / "d.npz", x_train=rng.normal(size=(30, 4)), y_train=rng.integers(0, 3, 30),
-                  x_test=rng.normal(size=(10, 4)), y_test=np.array([0, 1, 2, 3, 4, 5, 6, 6, 1, 0]))
+    p = write_npz(
+        tmp_path / "d.npz",
+        x_train=rng.normal(size=(30, 4)),
+        y_train=rng.integers(0, 3, 30),
+        x_test=rng.normal(size=(10, 4)),
+        y_test=np.array([0, 1, 2, 3, 4, 5, 6, 6, 1, 0]),
+    )
     d = arrays(p)
     assert d.task == "classification"
     assert d.n_classes == 7 == d.out_dim  # the largest label anywhere, plus one
@@ -275,14 +290,24 @@ def test_arrays_keeps_the_users_values_and_order(tmp_path):
 
 def test_arrays_float_targets_are_regression(tmp_path):
     rng = np.random.default_rng(0)
-    p = write_npz(tmp_path / "r.npz", x_train=rng.normal(size=(20, 2)), y_train=rng.normal(size=20),
-                  x_test=rng.normal(size=(6, 2)), y_test=rng.normal(size=6))
+    p = write_npz(
+        tmp_path / "r.npz",
+        x_train=rng.normal(size=(20, 2)),
+        y_train=rng.normal(size=20),
+        x_test=rng.normal(size=(6, 2)),
+        y_test=rng.normal(size=6),
+    )
     d = arrays(p)
     assert d.task == "regression" and d.n_classes is None
     assert d.y_train.shape == (20, 1) and d.y_test.shape == (6, 1)
     assert d.y_train.dtype == torch.float32 and d.out_dim == 1
-    p2 = write_npz(tmp_path / "r2.npz", x_train=rng.normal(size=(20, 2)), y_train=rng.normal(size=(20, 3)),
-                   x_test=rng.normal(size=(6, 2)), y_test=rng.normal(size=(6, 3)))
+    p2 = write_npz(
+        tmp_path / "r2.npz",
+        x_train=rng.normal(size=(20, 2)),
+        y_train=rng.normal(size=(20, 3)),
+        x_test=rng.normal(size=(6, 2)),
+        y_test=rng.normal(size=(6, 3)),
+    )
     assert arrays(p2).y_train.shape == (20, 3) and arrays(p2).out_dim == 3
 
 
@@ -298,17 +323,26 @@ def test_arrays_n_train_n_test_take_the_first_rows(tmp_path):
 
 def test_arrays_image_shaped_features_keep_their_shape(tmp_path):
     rng = np.random.default_rng(0)
-    p = write_npz(tmp_path / "img.npz", x_train=rng.integers(0, 255, (10, 4, 5), dtype=np.uint8),
-                  y_train=rng.integers(0, 2, 10), x_test=rng.integers(0, 255, (3, 4, 5), dtype=np.uint8),
-                  y_test=rng.integers(0, 2, 3))
+    p = write_npz(
+        tmp_path / "img.npz",
+        x_train=rng.integers(0, 255, (10, 4, 5), dtype=np.uint8),
+        y_train=rng.integers(0, 2, 10),
+        x_test=rng.integers(0, 255, (3, 4, 5), dtype=np.uint8),
+        y_test=rng.integers(0, 2, 3),
+    )
     d = arrays(p)
     assert d.feature_shape == (4, 5) and d.in_dim == 20 and d.x_train.dtype == torch.float32
 
 
 def test_arrays_normalize_true_standardises_train_features(tmp_path):
     rng = np.random.default_rng(0)
-    p = write_npz(tmp_path / "d.npz", x_train=rng.normal(5, 3, (200, 3)), y_train=rng.integers(0, 2, 200),
-                  x_test=rng.normal(5, 3, (20, 3)), y_test=rng.integers(0, 2, 20))
+    p = write_npz(
+        tmp_path / "d.npz",
+        x_train=rng.normal(5, 3, (200, 3)),
+        y_train=rng.integers(0, 2, 200),
+        x_test=rng.normal(5, 3, (20, 3)),
+        y_test=rng.integers(0, 2, 20),
+    )
     d = arrays(p, normalize=True)
     assert torch.allclose(d.x_train.mean(0), torch.zeros(3), atol=1e-5)
     assert torch.allclose(d.x_train.std(0, unbiased=False), torch.ones(3), atol=1e-4)
@@ -328,7 +362,12 @@ def test_arrays_missing_keys_raise_naming_them(tmp_path):
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_arrays_mismatched_lengths_raise(tmp_path, split):
-    a = {"x_train": np.zeros((5, 2)), "y_train": np.zeros(5, int), "x_test": np.zeros((3, 2)), "y_test": np.zeros(3, int)}
+    a = {
+        "x_train": np.zeros((5, 2)),
+        "y_train": np.zeros(5, int),
+        "x_test": np.zeros((3, 2)),
+        "y_test": np.zeros(3, int),
+    }
     a[f"y_{split}"] = np.zeros(4 if split == "train" else 2, int)
     p = write_npz(tmp_path / "bad.npz", **a)
     with pytest.raises(DlxError, match=f"x_{split}.*rows.*y_{split}"):
@@ -336,15 +375,25 @@ def test_arrays_mismatched_lengths_raise(tmp_path, split):
 
 
 def test_arrays_mismatched_feature_shapes_raise(tmp_path):
-    p = write_npz(tmp_path / "bad.npz", x_train=np.zeros((5, 2)), y_train=np.zeros(5, int),
-                  x_test=np.zeros((3, 4)), y_test=np.zeros(3, int))
+    p = write_npz(
+        tmp_path / "bad.npz",
+        x_train=np.zeros((5, 2)),
+        y_train=np.zeros(5, int),
+        x_test=np.zeros((3, 4)),
+        y_test=np.zeros(3, int),
+    )
     with pytest.raises(DlxError, match="x_test"):
         arrays(p)
 
 
 def test_arrays_negative_labels_raise(tmp_path):
-    p = write_npz(tmp_path / "neg.npz", x_train=np.zeros((3, 2)), y_train=np.array([-1, 0, 1]),
-                  x_test=np.zeros((1, 2)), y_test=np.array([0]))
+    p = write_npz(
+        tmp_path / "neg.npz",
+        x_train=np.zeros((3, 2)),
+        y_train=np.array([-1, 0, 1]),
+        x_test=np.zeros((1, 2)),
+        y_test=np.array([0]),
+    )
     with pytest.raises(DlxError, match="-1"):
         arrays(p)
 
@@ -366,8 +415,13 @@ def test_arrays_path_must_exist_and_be_npz(tmp_path):
 
 
 def test_arrays_one_dimensional_x_is_one_feature_or_rejected(tmp_path):
-    p = write_npz(tmp_path / "v.npz", x_train=np.arange(6.0), y_train=np.arange(6) % 2,
-                  x_test=np.arange(2.0), y_test=np.array([0, 1]))
+    p = write_npz(
+        tmp_path / "v.npz",
+        x_train=np.arange(6.0),
+        y_train=np.arange(6) % 2,
+        x_test=np.arange(2.0),
+        y_test=np.array([0, 1]),
+    )
     try:
         d = arrays(p)
     except DlxError:
@@ -376,6 +430,7 @@ def test_arrays_one_dimensional_x_is_one_feature_or_rejected(tmp_path):
 
 
 # ============================================================== Dataset.as_float
+
 
 def _ds(x, scale=1.0, shift=0.0):
     y = torch.zeros(len(x), dtype=torch.int64)

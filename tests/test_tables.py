@@ -1,6 +1,7 @@
 """The tables of `dlx runs` and `dlx compare` at 80 and 120 columns, as a user sees them
 (real subprocesses, COLUMNS set): every line fits, no number is cut, every number is the
 --json value written by dlx.fmt.num, and what was left out is said under the table."""
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,14 @@ NUMBERS = ("train_loss", "test_loss", "train_acc", "test_acc")
 def start(args, cwd, columns):
     env = dict(os.environ, COLUMNS=str(columns), DLX_CACHE_DIR=str(cwd / "cache"))
     env.pop("DLX_DATA_DIR", None)
-    return subprocess.Popen([sys.executable, "-m", "dlx", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlx", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(procs):
@@ -46,17 +53,51 @@ def made(tmp_path_factory):
     at 120 (both at once), then `dlx runs` of the first one's folder at both widths and --json."""
     cwd = tmp_path_factory.mktemp("tables")
     # Relative paths keep the lines under the table (figure: runs80/...) short.
-    compare = {w: start(["compare", CONFIGS / "quickstart.yaml", "--optimizers", "adam,sgd", "--seeds", "1",
-                         "--runs-dir", f"runs{w}", "--max-parallel", "1", *TINY], cwd, w) for w in WIDTHS}
+    compare = {
+        w: start(
+            [
+                "compare",
+                CONFIGS / "quickstart.yaml",
+                "--optimizers",
+                "adam,sgd",
+                "--seeds",
+                "1",
+                "--runs-dir",
+                f"runs{w}",
+                "--max-parallel",
+                "1",
+                *TINY,
+            ],
+            cwd,
+            w,
+        )
+        for w in WIDTHS
+    }
     compare = {80: finish({80: compare[80]})[80], 120: compare[120]}
-    runs = finish({**{w: start(["runs", "--runs-dir", "runs80"], cwd, w) for w in WIDTHS},
-                   "json": start(["runs", "--runs-dir", "runs80", "--json"], cwd, 80), "compare": compare[120]})
+    runs = finish(
+        {
+            **{w: start(["runs", "--runs-dir", "runs80"], cwd, w) for w in WIDTHS},
+            "json": start(["runs", "--runs-dir", "runs80", "--json"], cwd, 80),
+            "compare": compare[120],
+        }
+    )
     compare[120] = runs.pop("compare")
     # What each compare's mean is made of (one seed): its runs' finals, as `dlx runs --json` reads them.
-    finals = {w: {json.loads((d / "meta.json").read_text())["name"]: json.loads((d / "summary.json").read_text())
-                  for d in (cwd / f"runs{w}").iterdir() if (d / "summary.json").is_file()} for w in WIDTHS}
-    return {"cwd": cwd, "compare": compare, "runs": {w: runs[w] for w in WIDTHS}, "json": json.loads(runs["json"]),
-            "finals": finals}
+    finals = {
+        w: {
+            json.loads((d / "meta.json").read_text())["name"]: json.loads((d / "summary.json").read_text())
+            for d in (cwd / f"runs{w}").iterdir()
+            if (d / "summary.json").is_file()
+        }
+        for w in WIDTHS
+    }
+    return {
+        "cwd": cwd,
+        "compare": compare,
+        "runs": {w: runs[w] for w in WIDTHS},
+        "json": json.loads(runs["json"]),
+        "finals": finals,
+    }
 
 
 def parse(out: str) -> tuple[list[str], list[list[str]]]:
@@ -140,8 +181,9 @@ def test_compare_table_fits_and_shows_every_mean_whole(made, width):
 
 
 def render(fitted, width: int) -> str:
-    con = Console(width=max(width, fitted.width), file=io.StringIO(), highlight=False, soft_wrap=True,
-                  color_system=None)
+    con = Console(
+        width=max(width, fitted.width), file=io.StringIO(), highlight=False, soft_wrap=True, color_system=None
+    )
     con.print(fitted.table, crop=False)  # as dlx.cli prints it: wider where it cannot fit
     con.width = width
     for line in fitted.notes():
@@ -151,11 +193,24 @@ def render(fitted, width: int) -> str:
 
 @pytest.mark.parametrize("width, goal", [(80, None), (80, ("test_acc", 0.9)), (120, None)])
 def test_compare_over_seeds_shows_each_mean_and_sd_whole(width, goal):
-    stats = {"train_loss": (0.0256123, 0.00123456), "test_loss": (0.0123, 2.5e-3), "train_acc": (0.98765, 0.0123),
-             "test_acc": (0.912345, 0.0456), "train_seconds": (1.23456, 0.789), "steps_to_test_acc": (1234.5, 56.7)}
-    rows = [Row("optimizer=adam", 3, {"completed": 3, "reached_target": 3}, stats, "healthy"),
-            Row("optimizer=sgd", 3, {"completed": 2, "diverged": 1, "reached_target": 1},
-                {k: (m * 3.3, s * 7.7) for k, (m, s) in stats.items()}, "healthy (2/3)")]
+    stats = {
+        "train_loss": (0.0256123, 0.00123456),
+        "test_loss": (0.0123, 2.5e-3),
+        "train_acc": (0.98765, 0.0123),
+        "test_acc": (0.912345, 0.0456),
+        "train_seconds": (1.23456, 0.789),
+        "steps_to_test_acc": (1234.5, 56.7),
+    }
+    rows = [
+        Row("optimizer=adam", 3, {"completed": 3, "reached_target": 3}, stats, "healthy"),
+        Row(
+            "optimizer=sgd",
+            3,
+            {"completed": 2, "diverged": 1, "reached_target": 1},
+            {k: (m * 3.3, s * 7.7) for k, (m, s) in stats.items()},
+            "healthy (2/3)",
+        ),
+    ]
     out = render(compare_table(rows, 3, width, goal), width)
     assert_fits(out, width)
     headers, cells = parse(out)
@@ -167,8 +222,10 @@ def test_compare_over_seeds_shows_each_mean_and_sd_whole(width, goal):
                 assert shown[k].replace("\n", "") == f"{num(m)}±{num(s, 2)}"
         if goal:
             m, s = r.stats["steps_to_test_acc"]
-            assert shown["steps to test_acc=0.9"].replace("\n", "") == \
-                f"{num(round(m), exact_int=True)}±{num(s, 2)} ({r.statuses['reached_target']}/3)"
+            assert (
+                shown["steps to test_acc=0.9"].replace("\n", "")
+                == f"{num(round(m), exact_int=True)}±{num(s, 2)} ({r.statuses['reached_target']}/3)"
+            )
         assert row[0] == r.label and " ".join(shown["verdict"].split()) == r.verdict
         # At 120 columns mean±sd on one line; at 80 each sd on a line under its mean.
         assert ("\n" in shown["test_acc"]) == (width == 80)
@@ -177,22 +234,45 @@ def test_compare_over_seeds_shows_each_mean_and_sd_whole(width, goal):
 
 
 def test_a_short_run_id_is_used_only_where_it_is_a_unique_part_of_one_id():
-    ids = ["20261127-091945-quickstart-a29c7a", "20261127-092000-quickstart-fab3eb",
-           "20261128-101010-quickstart-a29c7a"]  # the same random part twice
+    ids = [
+        "20261127-091945-quickstart-a29c7a",
+        "20261127-092000-quickstart-fab3eb",
+        "20261128-101010-quickstart-a29c7a",
+    ]  # the same random part twice
     assert short_id(ids[1], ids, 1) == "quickstart-fab3eb" and short_id(ids[1], ids, 3) == "fab3eb"
     assert short_id(ids[0], ids, 1) == ids[0] and short_id(ids[0], ids, 3) == ids[0]
-    rows = [{"run_id": i, "name": "quickstart", "status": "completed", "steps": 30, "train_loss": 0.5,
-             "test_loss": 0.6, "test_acc": 0.7, "verdict": "healthy"} for i in ids]
+    rows = [
+        {
+            "run_id": i,
+            "name": "quickstart",
+            "status": "completed",
+            "steps": 30,
+            "train_loss": 0.5,
+            "test_loss": 0.6,
+            "test_acc": 0.7,
+            "verdict": "healthy",
+        }
+        for i in ids
+    ]
     for width in (40, 80):  # too narrow for any table: drawn wider, ids and numbers whole
         out = render(runs_table(rows, width, ids=ids), width)
         assert [c[0] for c in parse(out)[1]] == ids and "0.7" in out
 
 
 def test_compare_leaves_out_seconds_rather_than_wrap_a_row_over_several_lines():
-    stats = {"train_loss": (0.724, 0.043), "test_loss": (1.08, 0.25), "train_acc": (0.695, 0.011),
-             "test_acc": (0.516, 0.044), "train_seconds": (0.07, 0.013), "steps_to_test_acc": (10.0, 0.0)}
-    rows = [Row(f"optimizer={o} activation={a}", 2, {"completed": 2, "reached_target": 1}, stats, "healthy")
-            for o in ("adam", "sgd") for a in ("tanh", "relu")]
+    stats = {
+        "train_loss": (0.724, 0.043),
+        "test_loss": (1.08, 0.25),
+        "train_acc": (0.695, 0.011),
+        "test_acc": (0.516, 0.044),
+        "train_seconds": (0.07, 0.013),
+        "steps_to_test_acc": (10.0, 0.0),
+    }
+    rows = [
+        Row(f"optimizer={o} activation={a}", 2, {"completed": 2, "reached_target": 1}, stats, "healthy")
+        for o in ("adam", "sgd")
+        for a in ("tanh", "relu")
+    ]
     out = render(compare_table(rows, 2, 120, ("test_acc", 0.5)), 120)
     assert_fits(out, 120)
     headers, cells = parse(out)
@@ -203,10 +283,22 @@ def test_compare_leaves_out_seconds_rather_than_wrap_a_row_over_several_lines():
 
 def test_sweep_table_fits_and_leaves_out_seconds_then_the_last_keys():
     keys = ["optimizer.name", "optimizer.lr", "model.width", "activation"]
-    rows = [{"trial": i, "params": {"optimizer.name": "rmsprop", "optimizer.lr": 0.000123 * (i + 1),
-                                    "model.width": 64, "activation": "leaky_relu"},
-             "value": 0.91234 - i / 100, "status": "completed" if i else "crashed", "verdict": "vanishing_through_time",
-             "seconds": 12.345} for i in range(3)]
+    rows = [
+        {
+            "trial": i,
+            "params": {
+                "optimizer.name": "rmsprop",
+                "optimizer.lr": 0.000123 * (i + 1),
+                "model.width": 64,
+                "activation": "leaky_relu",
+            },
+            "value": 0.91234 - i / 100,
+            "status": "completed" if i else "crashed",
+            "verdict": "vanishing_through_time",
+            "seconds": 12.345,
+        }
+        for i in range(3)
+    ]
     for width in WIDTHS:
         out = render(sweep_table(rows, keys, "test_acc", "max", width), width)
         assert_fits(out, width)

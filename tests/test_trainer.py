@@ -1,4 +1,5 @@
 """End-to-end behaviour of `dlx.train`: the example configs show what they claim."""
+
 from __future__ import annotations
 
 import json
@@ -72,6 +73,7 @@ def test_zero_init_units_stay_identical(runs_dir):
 def test_same_config_and_seed_give_identical_metrics_on_cpu(tiny):
     a = dlx.train(tiny, save=False)
     b = dlx.train(tiny, save=False)
+
     def strip(ms):
         return [{k: v for k, v in m.items() if k != "time"} for m in ms]
 
@@ -114,6 +116,7 @@ def test_probe_grad_norms_equal_a_hand_computed_step(tiny):
     model = t.model
     # The same first step by hand, on a copy of the model.
     import copy
+
     twin = copy.deepcopy(model)
     loss = torch.nn.functional.cross_entropy(twin(t.data.x_train), t.data.y_train)
     loss.backward()
@@ -224,8 +227,14 @@ def test_warm_start_from_a_checkpoint_continues_where_the_run_ended(tiny, runs_d
     tiny["train"]["epochs"] = 6
     first = dlx.train(tiny, runs_dir=runs_dir)
     fresh = dlx.train({**tiny, "train": {"steps": 1, "batch_size": 32}}, save=False)
-    warm = dlx.train({**tiny, "init": {"name": "from_file", "path": str(first.path / "checkpoint.pt")},
-                      "train": {"steps": 1, "batch_size": 32}}, save=False)
+    warm = dlx.train(
+        {
+            **tiny,
+            "init": {"name": "from_file", "path": str(first.path / "checkpoint.pt")},
+            "train": {"steps": 1, "batch_size": 32},
+        },
+        save=False,
+    )
     assert warm.metrics[0]["train_loss"] < 0.5 * fresh.metrics[0]["train_loss"]
 
 
@@ -272,8 +281,11 @@ def test_mnist_mlp_learns_digits(mnist_dir, runs_dir, monkeypatch):
 def test_every_log_interval_holds_log_every_steps_except_the_last_and_evaluations_do_not_cut_them(runs_dir):
     # Epochs of 7 steps, log_every 5, eval every epoch, 33 steps: the old loop cut an
     # interval at every epoch end (1-step intervals of one batch's noise).
-    cfg = {"data": {"name": "spirals", "n_train": 224, "n_test": 64}, "model": {"name": "mlp", "width": 8},
-           "train": {"steps": 33, "batch_size": 32, "log_every": 5, "threads": 1}}
+    cfg = {
+        "data": {"name": "spirals", "n_train": 224, "n_test": 64},
+        "model": {"name": "mlp", "width": 8},
+        "train": {"steps": 33, "batch_size": 32, "log_every": 5, "threads": 1},
+    }
     r = dlx.train(cfg, runs_dir=runs_dir)
     probes = [json.loads(line) for line in (r.path / "probes.jsonl").read_text().splitlines()]
     assert [p["step"] for p in probes] == [5, 10, 15, 20, 25, 30, 33]
@@ -298,7 +310,9 @@ def test_final_train_metrics_are_one_pass_over_the_training_set_in_eval_mode(tin
     with torch.no_grad():
         t.model.eval()
         out = t.model(t.data.as_float(t.data.x_train))
-        assert ref["train_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, t.data.y_train)), rel=1e-5)
+        assert ref["train_loss"] == pytest.approx(
+            float(torch.nn.functional.cross_entropy(out, t.data.y_train)), rel=1e-5
+        )
 
 
 def test_ctrl_c_keeps_the_last_measured_update_ratios(tiny, runs_dir):

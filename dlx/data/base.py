@@ -1,4 +1,5 @@
 """The in-memory dataset every model trains on, and the base of data specs."""
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,13 @@ class Dataset:
         return int(self.y_train.shape[-1])
 
     def to(self, device: torch.device) -> "Dataset":
-        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
+        )
 
     def as_float(self, x: torch.Tensor) -> torch.Tensor:
         """A batch as float32 model input (the per-batch normalisation)."""
@@ -88,9 +94,11 @@ class DataSpec(Spec):
         per_sample = self.numbers_per_sample()
         samples = (self.n_train or 0) + (self.n_test or 0)
         if per_sample is not None and samples * per_sample > MAX_NUMBERS:
-            raise ValueError(f"n_train + n_test = {samples:,} samples of {per_sample:,} numbers each is "
-                             f"{samples * per_sample:,} numbers, more than the {MAX_NUMBERS:,} dlx builds in "
-                             f"memory; use fewer or smaller samples")
+            raise ValueError(
+                f"n_train + n_test = {samples:,} samples of {per_sample:,} numbers each is "
+                f"{samples * per_sample:,} numbers, more than the {MAX_NUMBERS:,} dlx builds in "
+                f"memory; use fewer or smaller samples"
+            )
         return self
 
     def prepare(self, report=None) -> None:

@@ -10,6 +10,7 @@ bad file in dlx's own cache is removed, so the cache never keeps one.
 Images stay uint8: the Dataset's scale/shift turn each batch into float, so a
 60k-image set costs 47 MB rather than 188 MB on the device.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -340,8 +341,9 @@ def _read_all(stamp: tuple) -> tuple[np.ndarray, ...]:
                 path.unlink()
             except OSError:
                 raise e from None
-            raise CorruptFile(path, e.what, "dlx removed it from its cache; run again with data.download: true "
-                              "to fetch a fresh copy") from None
+            raise CorruptFile(
+                path, e.what, "dlx removed it from its cache; run again with data.download: true to fetch a fresh copy"
+            ) from None
     return tuple(out)
 
 
@@ -383,9 +385,13 @@ def _searched(root: Path | None) -> str:
         else:
             missing = [n for n in FILES if _find(folder, n) is None]
             present = [n for n in FILES if n not in missing]
-            state = ("holds none of the 4 files" if not present
-                     else f"lacks {', '.join(missing)}" if len(missing) <= len(present)
-                     else f"holds only {', '.join(present)}")
+            state = (
+                "holds none of the 4 files"
+                if not present
+                else f"lacks {', '.join(missing)}"
+                if len(missing) <= len(present)
+                else f"holds only {', '.join(present)}"
+            )
         parts.append(f"{folder} ({role}): {state}")
     return "; ".join(parts)
 
@@ -393,8 +399,10 @@ def _searched(root: Path | None) -> str:
 def _not_found_message(root: Path | None) -> str:
     # Kept short: a config problem is clipped at 500 characters.
     names = ", ".join(FILES)
-    return (f"MNIST not found. Searched {_searched(root)}. Put {names} (.gz or not) in one of them "
-            f"or in data.root, or set data.download: true (README: MNIST offline)")
+    return (
+        f"MNIST not found. Searched {_searched(root)}. Put {names} (.gz or not) in one of them "
+        f"or in data.root, or set data.download: true (README: MNIST offline)"
+    )
 
 
 def _download_or_explain(root: Path | None, mirrors: list[str], report: Report | None = None) -> Path:
@@ -403,8 +411,10 @@ def _download_or_explain(root: Path | None, mirrors: list[str], report: Report |
     try:
         return download(dest, mirrors, report=report)
     except DlxError as e:
-        raise DlxError(f"MNIST not found. Searched {_searched(root)}.\ndata.download is true, so dlx tried "
-                       f"to fetch the files into {dest}, and could not: {e}") from None
+        raise DlxError(
+            f"MNIST not found. Searched {_searched(root)}.\ndata.download is true, so dlx tried "
+            f"to fetch the files into {dest}, and could not: {e}"
+        ) from None
 
 
 class MNISTFiles(DataSpec):
@@ -415,9 +425,7 @@ class MNISTFiles(DataSpec):
     mirrors: list[str] = Field(default_factory=lambda: list(DEFAULT_MIRRORS))
     n_train: int = Field(N_TRAIN, ge=1, le=N_TRAIN)
     n_test: int = Field(N_TEST, ge=1, le=N_TEST)
-    normalize: bool = Field(
-        True, description="True: (x/255 - 0.1307)/0.3081; False: raw pixel values 0..255"
-    )
+    normalize: bool = Field(True, description="True: (x/255 - 0.1307)/0.3081; False: raw pixel values 0..255")
 
     @model_validator(mode="after")
     def _files_available(self):
@@ -440,8 +448,17 @@ class MNISTFiles(DataSpec):
         x = torch.zeros((2, *self.feature_shape()), dtype=torch.uint8)
         y = torch.zeros(2, dtype=torch.long)
         scale, shift = self._scale_shift()
-        return Dataset(name=self.name, x_train=x, y_train=y, x_test=x, y_test=y, task="classification",
-                       n_classes=N_CLASSES, scale=scale, shift=shift)
+        return Dataset(
+            name=self.name,
+            x_train=x,
+            y_train=y,
+            x_test=x,
+            y_test=y,
+            task="classification",
+            n_classes=N_CLASSES,
+            scale=scale,
+            shift=shift,
+        )
 
 
 @DATASETS.register("mnist")

@@ -6,6 +6,7 @@ Each is built to need memory over a known distance: `adding` and `copy` are the
 classic long-range tests (Hochreiter & Schmidhuber 1997), `parity` needs every
 bit, and `seq_mnist` reads a digit one row of pixels per step.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -34,8 +35,16 @@ class _Sequence(DataSpec):
     def _finish(self, name: str, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> Dataset:
         """Split into train/test and wrap as tensors; x is (N, T, F)."""
         # Standardised per feature over samples and steps: a step is not a separate feature.
-        return finish(self, name, x.astype(np.float32), y, self.task, n_classes,
-                      sequence_target=self.sequence_target, norm_axes=(0, 1))
+        return finish(
+            self,
+            name,
+            x.astype(np.float32),
+            y,
+            self.task,
+            n_classes,
+            sequence_target=self.sequence_target,
+            norm_axes=(0, 1),
+        )
 
 
 @DATASETS.register("adding")
@@ -94,7 +103,7 @@ class Copy(_Sequence):
         blank, marker = k, k + 1
         seq = rng.integers(0, k, (n, self.length))
         inputs = np.full((n, t), blank)
-        inputs[:, :self.length] = seq
+        inputs[:, : self.length] = seq
         inputs[:, self.length + self.delay] = marker
         y = np.full((n, t), blank, dtype=np.int64)
         y[:, self.recall_window()] = seq
@@ -127,8 +136,16 @@ class SeqMNIST(MNISTFiles):
 
     def _images(self) -> MNIST:
         # The image spec does the finding, fetching, checking and subsetting.
-        return MNIST(name="mnist", root=self.root, download=self.download, mirrors=self.mirrors,
-                     n_train=self.n_train, n_test=self.n_test, normalize=self.normalize, flatten=False)
+        return MNIST(
+            name="mnist",
+            root=self.root,
+            download=self.download,
+            mirrors=self.mirrors,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            normalize=self.normalize,
+            flatten=False,
+        )
 
     def feature_shape(self):
         return (SIDE, SIDE)
@@ -136,6 +153,14 @@ class SeqMNIST(MNISTFiles):
     def load(self, seed: int) -> Dataset:
         d = self._images().load(seed)
         # (N, 1, 28, 28) uint8 -> (N, 28, 28): rows are the time steps, pixels the features.
-        return Dataset(name="seq_mnist", x_train=d.x_train.reshape(-1, SIDE, SIDE),
-                       y_train=d.y_train, x_test=d.x_test.reshape(-1, SIDE, SIDE), y_test=d.y_test,
-                       task=d.task, n_classes=d.n_classes, scale=d.scale, shift=d.shift)
+        return Dataset(
+            name="seq_mnist",
+            x_train=d.x_train.reshape(-1, SIDE, SIDE),
+            y_train=d.y_train,
+            x_test=d.x_test.reshape(-1, SIDE, SIDE),
+            y_test=d.y_test,
+            task=d.task,
+            n_classes=d.n_classes,
+            scale=d.scale,
+            shift=d.shift,
+        )

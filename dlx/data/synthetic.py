@@ -3,6 +3,7 @@
 Every generator draws n_train + n_test samples from one numpy Generator seeded
 by the config's seed, then splits them: same seed, same data.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +15,16 @@ from ..paths import ExistingFile
 from .base import DATASETS, Dataset, DataSpec
 
 
-def finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
-            n_classes: int | None = None, sequence_target: bool = False,
-            norm_axes: tuple[int, ...] = (0,)) -> Dataset:
+def finish(
+    spec: DataSpec,
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    n_classes: int | None = None,
+    sequence_target: bool = False,
+    norm_axes: tuple[int, ...] = (0,),
+) -> Dataset:
     """Split (already shuffled) samples into train/test, standardise with train statistics
     over `norm_axes` (sequences: samples and steps), wrap as tensors."""
     n = spec.n_train
@@ -33,7 +41,9 @@ def finish(spec: DataSpec, name: str, x: np.ndarray, y: np.ndarray, task: str,
         y_train=torch.as_tensor(np.ascontiguousarray(y[:n]), dtype=y_dtype),
         x_test=torch.as_tensor(np.ascontiguousarray(x_test), dtype=torch.float32),
         y_test=torch.as_tensor(np.ascontiguousarray(y[n:]), dtype=y_dtype),
-        task=task, n_classes=n_classes, sequence_target=sequence_target,
+        task=task,
+        n_classes=n_classes,
+        sequence_target=sequence_target,
     )
 
 
@@ -191,7 +201,9 @@ class Arrays(DataSpec):
     @classmethod
     def _npz(cls, path):
         if path.suffix != ".npz":
-            raise ValueError(f"{path} is not a .npz file; save one with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+            raise ValueError(
+                f"{path} is not a .npz file; save one with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+            )
         return path
 
     def load(self, seed):
@@ -199,7 +211,10 @@ class Arrays(DataSpec):
             with np.load(self.path) as z:
                 missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
                 if missing:
-                    raise SpecError(("data", "path"), f"{self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})")
+                    raise SpecError(
+                        ("data", "path"),
+                        f"{self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})",
+                    )
                 arrs = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
         except SpecError:
             raise
@@ -210,10 +225,16 @@ class Arrays(DataSpec):
             if len(x) != len(y):
                 raise SpecError(("data", "path"), f"x_{split} has {len(x)} rows but y_{split} has {len(y)}")
         if arrs["x_train"].shape[1:] != arrs["x_test"].shape[1:]:
-            raise SpecError(("data", "path"), f"x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}")
+            raise SpecError(
+                ("data", "path"),
+                f"x_train rows are {arrs['x_train'].shape[1:]} but x_test rows are {arrs['x_test'].shape[1:]}",
+            )
         if len(arrs["x_train"]) == 0 or len(arrs["x_test"]) == 0:
-            raise SpecError(("data", "path"), f"{self.path} has {len(arrs['x_train'])} training and "
-                           f"{len(arrs['x_test'])} test rows; both need at least one")
+            raise SpecError(
+                ("data", "path"),
+                f"{self.path} has {len(arrs['x_train'])} training and "
+                f"{len(arrs['x_test'])} test rows; both need at least one",
+            )
         for split in ("train", "test"):
             if arrs[f"x_{split}"].ndim == 1:  # a single feature given as a flat vector
                 arrs[f"x_{split}"] = arrs[f"x_{split}"][:, None]

@@ -4,6 +4,7 @@ attention pooling with a learned query (many_to_one) or a per-position output (m
 Every weight matrix lives in an nn.Linear, the scoring functions' own matrices
 included, so init schemes, probes and the summary see each of them as a layer.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ from .base import MODELS, Model, ModelSpec
 # ---------------------------------------------------------------- scoring functions
 # Each maps queries (..., Tq, d) and keys (..., Tk, d) to scores (..., Tq, Tk);
 # a softmax over the last axis turns them into attention weights.
+
 
 class DotScore(nn.Module):
     """q . k (Luong): no parameters; scores grow with sqrt(d) for unit-variance inputs."""
@@ -79,6 +81,7 @@ def scoring_params(scoring: str, dim: int) -> int:
 
 
 # ---------------------------------------------------------------- layers
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention: per-head scoring of q/k projections, weights applied to v, then o."""
@@ -163,9 +166,21 @@ def sinusoidal(t: int, d: int) -> torch.Tensor:
 class Attention(Model):
     """embed (+ positions) -> blockI ... -> pool -> out, or -> out at every step (many_to_many)."""
 
-    def __init__(self, seq_len: int, in_features: int, out_dim: int, d_model: int, heads: int,
-                 blocks: int, ff: int, scoring: str, positional: str, head: str, activation,
-                 dropout: float):
+    def __init__(
+        self,
+        seq_len: int,
+        in_features: int,
+        out_dim: int,
+        d_model: int,
+        heads: int,
+        blocks: int,
+        ff: int,
+        scoring: str,
+        positional: str,
+        head: str,
+        activation,
+        dropout: float,
+    ):
         super().__init__()
         self.embed = nn.Linear(in_features, d_model)
         self.positional = positional
@@ -219,7 +234,8 @@ class AttentionSpec(ModelSpec):
     honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout"})
     instead: ClassVar[dict[str, str]] = {
         "regularization.dropconnect": "for attention use regularization.dropout",
-        "regularization.norm": "attention's encoder blocks always apply their own LayerNorm; remove it"}
+        "regularization.norm": "attention's encoder blocks always apply their own LayerNorm; remove it",
+    }
     d_model: PositiveInt = Field(32, le=4096)
     scoring: Literal["additive", "dot", "scaled_dot", "bilinear"] = "scaled_dot"
     heads: PositiveInt = Field(1, le=256)
@@ -233,18 +249,23 @@ class AttentionSpec(ModelSpec):
     def _heads_divide(cls, heads, info):
         d = info.data.get("d_model")
         if d is not None and d % heads:
-            raise ValueError(f"d_model ({d}) must be divisible by heads ({heads}): each head gets "
-                             f"d_model/heads dimensions")
+            raise ValueError(
+                f"d_model ({d}) must be divisible by heads ({heads}): each head gets d_model/heads dimensions"
+            )
         return heads
 
     def check(self, feature_shape, cfg):
         problems = []
         if len(feature_shape) != 2:
-            problems.append((("model",), f"attention is a sequence model and needs (T, F) inputs "
-                                         f"(time steps, features per step); data '{cfg.data.name}' "
-                                         f"gives samples of shape {tuple(feature_shape)}"
-                                         + ("; data: seq_mnist reads MNIST as 28 rows of 28 pixels"
-                                            if cfg.data.name == "mnist" else "")))
+            problems.append(
+                (
+                    ("model",),
+                    f"attention is a sequence model and needs (T, F) inputs "
+                    f"(time steps, features per step); data '{cfg.data.name}' "
+                    f"gives samples of shape {tuple(feature_shape)}"
+                    + ("; data: seq_mnist reads MNIST as 28 rows of 28 pixels" if cfg.data.name == "mnist" else ""),
+                )
+            )
         per_step = getattr(type(cfg.data), "sequence_target", None)  # None: known only once loaded
         if per_step is not None and per_step != (self.head == "many_to_many"):
             problems.append(self._head_problem(cfg.data.name, per_step))
@@ -253,8 +274,10 @@ class AttentionSpec(ModelSpec):
     def unhonoured(self):
         if self.blocks:
             return {}
-        return {"regularization.dropout": "dropout acts inside the encoder blocks and blocks is 0; "
-                                          "use blocks >= 1 or remove it"}
+        return {
+            "regularization.dropout": "dropout acts inside the encoder blocks and blocks is 0; "
+            "use blocks >= 1 or remove it"
+        }
 
     def _head_problem(self, data_name: str, per_step: bool) -> tuple[tuple, str]:
         want = "many_to_many" if per_step else "many_to_one"
@@ -269,6 +292,17 @@ class AttentionSpec(ModelSpec):
         if problems:
             raise SpecError(*problems[0])
         t, f = data.feature_shape
-        return Attention(t, f, data.out_dim, self.d_model, self.heads, self.blocks,
-                         self.ff or 2 * self.d_model, self.scoring, self.positional, self.head,
-                         cfg.activation, cfg.regularization.dropout)
+        return Attention(
+            t,
+            f,
+            data.out_dim,
+            self.d_model,
+            self.heads,
+            self.blocks,
+            self.ff or 2 * self.d_model,
+            self.scoring,
+            self.positional,
+            self.head,
+            cfg.activation,
+            cfg.regularization.dropout,
+        )

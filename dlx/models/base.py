@@ -1,4 +1,5 @@
 """What every model offers the trainer, the init schemes, the probes and the summary."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -18,8 +19,7 @@ MAX_PARAMETERS = 2**30
 # applies (ModelSpec.honours, less unhonoured()), and config.py refuses the rest when set:
 # a key a model does not implement is an error, never silently nothing. Keys the trainer
 # applies to every model (l1, l2, clip_norm, clip_value, loss, batch_size, ...) are not here.
-MODEL_DEPENDENT_KEYS = ("regularization.dropout", "regularization.dropconnect", "regularization.norm",
-                        "train.tbptt")
+MODEL_DEPENDENT_KEYS = ("regularization.dropout", "regularization.dropconnect", "regularization.norm", "train.tbptt")
 
 
 def layer_weights(module: nn.Module) -> list[torch.Tensor]:

@@ -12,6 +12,7 @@ Every shape is computed from the spec alone (`layer_shapes`), so a kernel
 that does not fit its input is a config problem naming the layer, found before
 anything is built; the same arithmetic gives each layer's receptive field.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -94,15 +95,25 @@ def _validate_layer(cls: type, value: dict) -> Any:
             msg = f"'{key}' is a {other_kind} layer key; a {kind} layer takes {', '.join(own)}"
         else:
             hint = closest(str(key), own)
-            msg = (f"unknown key '{key}'" + (f"; did you mean '{hint}'?" if hint else "")
-                   + f" (valid in a {kind} layer: {', '.join(own)})")
+            msg = (
+                f"unknown key '{key}'"
+                + (f"; did you mean '{hint}'?" if hint else "")
+                + f" (valid in a {kind} layer: {', '.join(own)})"
+            )
         details.append({"type": "value_error", "loc": (key,), "input": value[key], "ctx": {"error": ValueError(msg)}})
     spec = None
     try:
         spec = cls.model_validate({k: v for k, v in value.items() if k in own})
     except ValidationError as e:
-        details += [{"type": err["type"], "loc": err["loc"], "input": err["input"],
-                     **({"ctx": err["ctx"]} if "ctx" in err else {})} for err in e.errors(include_url=False)]
+        details += [
+            {
+                "type": err["type"],
+                "loc": err["loc"],
+                "input": err["input"],
+                **({"ctx": err["ctx"]} if "ctx" in err else {}),
+            }
+            for err in e.errors(include_url=False)
+        ]
     if details:
         # Raised from a validator, a ValidationError's errors keep their locations
         # (prefixed with the layer's), unlike a ValueError's single message.
@@ -123,8 +134,10 @@ def _layer_kind(value: Any) -> Any:
             return _validate_layer(PoolLayer, value)
     if isinstance(value, (ConvLayer, PoolLayer)):
         return value
-    raise ValueError("a layer needs a conv: CHANNELS or a pool: KIND key, e.g. {conv: 32, kernel: 3} "
-                     f"or {{pool: max, size: 2}} (pool kinds: {', '.join(POOLS)}); got {value!r}")
+    raise ValueError(
+        "a layer needs a conv: CHANNELS or a pool: KIND key, e.g. {conv: 32, kernel: 3} "
+        f"or {{pool: max, size: 2}} (pool kinds: {', '.join(POOLS)}); got {value!r}"
+    )
 
 
 Layer = Annotated[Union[ConvLayer, PoolLayer], BeforeValidator(_layer_kind)]
@@ -146,7 +159,9 @@ def _out_side(side: int, k_eff: int, stride: int, padding: int) -> int:
     return (side + 2 * padding - k_eff) // stride + 1
 
 
-def layer_shapes(layers: list, in_shape: tuple[int, int, int]) -> tuple[list[tuple[int, int, int]], list[tuple[int, str]]]:
+def layer_shapes(
+    layers: list, in_shape: tuple[int, int, int]
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, str]]]:
     """Each layer's output (C, H, W) from the spec alone, and problems (layer index, message).
 
     Stops at the first layer whose output would be empty (its successors have no shape)."""
@@ -158,32 +173,56 @@ def layer_shapes(layers: list, in_shape: tuple[int, int, int]) -> tuple[list[tup
         if isinstance(spec, ConvLayer):
             for what, n in (("input", c), ("output", spec.conv)):
                 if n % spec.groups:
-                    problems.append((i, f"{name}: groups {spec.groups} does not divide its {n} {what} channels "
-                                        f"({here}); use a divisor of {n}"))
+                    problems.append(
+                        (
+                            i,
+                            f"{name}: groups {spec.groups} does not divide its {n} {what} channels "
+                            f"({here}); use a divisor of {n}",
+                        )
+                    )
             k_eff = spec.dilation * (spec.kernel - 1) + 1
             ph, pw = h + 2 * spec.padding, w + 2 * spec.padding
             if k_eff > ph or k_eff > pw:
-                kern = f"kernel {spec.kernel}" + (f" with dilation {spec.dilation} (spans {k_eff})"
-                                                 if spec.dilation > 1 else "")
-                problems.append((i, f"{name}: {kern} is larger than its padded input {ph}x{pw} "
-                                    f"({here}, padding {spec.padding}); the output would be empty. "
-                                    f"Use a smaller kernel, more padding, or less pooling before it"))
+                kern = f"kernel {spec.kernel}" + (
+                    f" with dilation {spec.dilation} (spans {k_eff})" if spec.dilation > 1 else ""
+                )
+                problems.append(
+                    (
+                        i,
+                        f"{name}: {kern} is larger than its padded input {ph}x{pw} "
+                        f"({here}, padding {spec.padding}); the output would be empty. "
+                        f"Use a smaller kernel, more padding, or less pooling before it",
+                    )
+                )
                 return shapes, problems
-            c, h, w = (spec.conv, _out_side(h, k_eff, spec.stride, spec.padding),
-                       _out_side(w, k_eff, spec.stride, spec.padding))
+            c, h, w = (
+                spec.conv,
+                _out_side(h, k_eff, spec.stride, spec.padding),
+                _out_side(w, k_eff, spec.stride, spec.padding),
+            )
         elif spec.is_global:
             c, h, w = (2 * c if spec.pool == "avgmax" else c), 1, 1
         else:
             size, stride, pad = spec.window
             if 2 * pad > size:
-                problems.append((i, f"{name}: padding {pad} is more than half the pool size {size} "
-                                    f"(PyTorch's limit); use padding <= {size // 2}"))
+                problems.append(
+                    (
+                        i,
+                        f"{name}: padding {pad} is more than half the pool size {size} "
+                        f"(PyTorch's limit); use padding <= {size // 2}",
+                    )
+                )
                 return shapes, problems
             oh, ow = _out_side(h, size, stride, pad), _out_side(w, size, stride, pad)
             if oh < 1 or ow < 1:
-                problems.append((i, f"{name}: {spec.pool} pool of size {size} (stride {stride}, padding {pad}) "
-                                    f"on a {h}x{w} map ({here}) gives an empty {max(oh, 0)}x{max(ow, 0)} map; "
-                                    f"remove it or use a smaller size"))
+                problems.append(
+                    (
+                        i,
+                        f"{name}: {spec.pool} pool of size {size} (stride {stride}, padding {pad}) "
+                        f"on a {h}x{w} map ({here}) gives an empty {max(oh, 0)}x{max(ow, 0)} map; "
+                        f"remove it or use a smaller size",
+                    )
+                )
                 return shapes, problems
             h, w = oh, ow
         shapes.append((c, h, w))
@@ -248,8 +287,16 @@ def _pool_module(spec: PoolLayer) -> nn.Module:
 
 
 class CNN(Model):
-    def __init__(self, in_shape: tuple[int, int, int], out_dim: int, layers: list, head: list[int],
-                 activation, norm: str, dropout: float):
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        out_dim: int,
+        layers: list,
+        head: list[int],
+        activation,
+        norm: str,
+        dropout: float,
+    ):
         super().__init__()
         shapes, _ = layer_shapes(layers, in_shape)
         mods: OrderedDict[str, nn.Module] = OrderedDict()
@@ -259,9 +306,10 @@ class CNN(Model):
             if isinstance(spec, PoolLayer):
                 mods[name] = _pool_module(spec)
                 continue
-            i = name[len("conv"):]
-            mods[name] = nn.Conv2d(c, c_out, spec.kernel, spec.stride, spec.padding, spec.dilation,
-                                   spec.groups, spec.bias)
+            i = name[len("conv") :]
+            mods[name] = nn.Conv2d(
+                c, c_out, spec.kernel, spec.stride, spec.padding, spec.dilation, spec.groups, spec.bias
+            )
             if norm == "batch":
                 mods[f"bn{i}"] = nn.BatchNorm2d(c_out)
             elif norm == "layer":
@@ -318,13 +366,20 @@ def image_shape_problem(feature_shape: tuple[int, ...], cfg, model: str) -> str 
     if len(feature_shape) == 3:
         return None
     if len(feature_shape) == 1:
-        hint = ("set data.flatten: false" if "flatten" in type(cfg.data).model_fields
-                else "give the data as images (N, C, H, W)")
-        return (f"{model} needs image input (C, H, W), but data '{cfg.data.name}' gives flat vectors "
-                f"of shape {tuple(feature_shape)}; {hint}")
-    return (f"{model} needs image input (C, H, W), but data '{cfg.data.name}' gives samples of shape "
-            f"{tuple(feature_shape)}" + ("; add a channel axis: x[:, None] for (N, 1, H, W)"
-                                         if len(feature_shape) == 2 else ""))
+        hint = (
+            "set data.flatten: false"
+            if "flatten" in type(cfg.data).model_fields
+            else "give the data as images (N, C, H, W)"
+        )
+        return (
+            f"{model} needs image input (C, H, W), but data '{cfg.data.name}' gives flat vectors "
+            f"of shape {tuple(feature_shape)}; {hint}"
+        )
+    return (
+        f"{model} needs image input (C, H, W), but data '{cfg.data.name}' gives samples of shape "
+        f"{tuple(feature_shape)}"
+        + ("; add a channel axis: x[:, None] for (N, 1, H, W)" if len(feature_shape) == 2 else "")
+    )
 
 
 @MODELS.register("cnn")
@@ -337,14 +392,17 @@ class CNNSpec(ModelSpec):
     instead: ClassVar[dict[str, str]] = {"regularization.dropconnect": "for cnn use regularization.dropout"}
     layers: list[Layer] = Field(..., min_length=1, max_length=1000)
     # Widths bounded like an mlp's (unbounded, head: [1e12] reached torch's allocator).
-    head: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=list,
-                                                                 description="hidden fc widths before out")
+    head: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=list, description="hidden fc widths before out"
+    )
 
     def unhonoured(self):
         if any(isinstance(spec, ConvLayer) for spec in self.layers):
             return {}
-        return {"regularization.norm": "norm follows each conv layer and these layers are all pools; "
-                                       "add a conv layer or remove it"}
+        return {
+            "regularization.norm": "norm follows each conv layer and these layers are all pools; "
+            "add a conv layer or remove it"
+        }
 
     def check(self, feature_shape, cfg):
         bad_input = image_shape_problem(feature_shape, cfg, "cnn")
@@ -358,5 +416,12 @@ class CNNSpec(ModelSpec):
         if problems:
             raise SpecError(*problems[0])
         reg = cfg.regularization
-        return CNN(tuple(data.feature_shape), data.out_dim, list(self.layers), list(self.head),
-                   cfg.activation, reg.norm, reg.dropout)
+        return CNN(
+            tuple(data.feature_shape),
+            data.out_dim,
+            list(self.layers),
+            list(self.head),
+            cfg.activation,
+            reg.norm,
+            reg.dropout,
+        )

@@ -1,4 +1,5 @@
 """The multilayer perceptron: Linear -> [norm] -> activation -> [dropout], repeated."""
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,17 @@ class DropConnectLinear(nn.Linear):
 
 
 class MLP(Model):
-    def __init__(self, in_dim: int, out_dim: int, widths: list[int], activation, norm: str,
-                 dropout: float, dropconnect: float, output_activation: str):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        widths: list[int],
+        activation,
+        norm: str,
+        dropout: float,
+        dropconnect: float,
+        output_activation: str,
+    ):
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         d = in_dim
@@ -71,8 +81,9 @@ class MLP(Model):
 class MLPSpec(ModelSpec):
     """Fully connected net: `depth` hidden layers of `width` units, or explicit `widths`."""
 
-    honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "regularization.dropconnect",
-                                                   "regularization.norm"})
+    honours: ClassVar[frozenset[str]] = frozenset(
+        {"regularization.dropout", "regularization.dropconnect", "regularization.norm"}
+    )
     depth: int | None = Field(None, ge=0, le=1000)
     width: PositiveInt | None = Field(None, le=1_000_000)
     # Each width bounded like `width` (unbounded, widths: [1e12] reached torch's allocator).
@@ -105,11 +116,24 @@ class MLPSpec(ModelSpec):
         for w in self.hidden_widths():
             n, fan_in = n + (fan_in + 1) * w, w
         if n > MAX_PARAMETERS:
-            return [(("model",), f"{n:,} weights in the hidden layers, more than the {MAX_PARAMETERS:,} "
-                                 f"dlx builds; use smaller widths or fewer layers")]
+            return [
+                (
+                    ("model",),
+                    f"{n:,} weights in the hidden layers, more than the {MAX_PARAMETERS:,} "
+                    f"dlx builds; use smaller widths or fewer layers",
+                )
+            ]
         return []
 
     def build(self, data, cfg):
         reg = cfg.regularization
-        return MLP(data.in_dim, data.out_dim, self.hidden_widths(), cfg.activation, reg.norm,
-                   reg.dropout, reg.dropconnect, self.output_activation)
+        return MLP(
+            data.in_dim,
+            data.out_dim,
+            self.hidden_widths(),
+            cfg.activation,
+            reg.norm,
+            reg.dropout,
+            reg.dropconnect,
+            self.output_activation,
+        )

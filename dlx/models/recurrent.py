@@ -20,6 +20,7 @@ probe buffer on the device. That is the TOTAL gradient reaching h_t, through
 the head and through later steps; with a many-to-one head the loss touches
 only h_T, so its decay toward t = 1 is backpropagation through time itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -149,15 +150,27 @@ LAYERS: dict[str, type[RecurrentLayer]] = {"rnn": RNNLayer, "lstm": LSTMLayer, "
 def _norm_writer(buf: torch.Tensor, row: int, t: int):
     def hook(grad: torch.Tensor) -> None:
         buf[row, t].copy_(grad.norm())  # a device op: no host sync inside the step
+
     return hook
 
 
 class RecurrentNet(Model):
     """Stacked (bi)directional recurrent layers and a Linear head `out`."""
 
-    def __init__(self, cell: str, in_dim: int, out_dim: int, hidden: int, layers: int,
-                 bidirectional: bool, head: str, nonlinearity: str, dropout: float, tbptt: int | None,
-                 steps: int):
+    def __init__(
+        self,
+        cell: str,
+        in_dim: int,
+        out_dim: int,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        head: str,
+        nonlinearity: str,
+        dropout: float,
+        tbptt: int | None,
+        steps: int,
+    ):
         super().__init__()
         self.cell, self.head, self.dropout, self.tbptt = cell, head, dropout, tbptt
         self.directions = 2 if bidirectional else 1
@@ -226,13 +239,15 @@ class _RecurrentSpec(ModelSpec):
     # Dropout on each layer's inputs; tbptt cuts the state's gradient. No norm inside the cells.
     honours: ClassVar[frozenset[str]] = frozenset({"regularization.dropout", "train.tbptt"})
     instead: ClassVar[dict[str, str]] = {
-        "regularization.dropconnect": "use regularization.dropout instead (it drops each layer's inputs)"}
+        "regularization.dropconnect": "use regularization.dropout instead (it drops each layer's inputs)"
+    }
 
     hidden: PositiveInt = Field(64, le=100_000, description="units in each layer's state")
     layers: int = Field(1, ge=1, le=100, description="stacked recurrent layers")
     bidirectional: bool = Field(False, description="a second layer reading the sequence backwards")
     head: Literal["many_to_one", "many_to_many"] = Field(
-        "many_to_one", description="output from the last step only, or at every step (copy)")
+        "many_to_one", description="output from the last step only, or at every step (copy)"
+    )
 
     def check(self, feature_shape, cfg):
         problems = []
@@ -240,34 +255,59 @@ class _RecurrentSpec(ModelSpec):
         if len(feature_shape) != 2:
             data = cfg.data.name
             hint = "; for MNIST use data: seq_mnist (28 steps of 28 pixels)" if data == "mnist" else ""
-            problems.append((("model",), f"{name} needs (T, F) sequence inputs such as adding, copy, parity "
-                                         f"or seq_mnist, but data '{data}' gives samples of shape "
-                                         f"{tuple(feature_shape)}{hint}"))
+            problems.append(
+                (
+                    ("model",),
+                    f"{name} needs (T, F) sequence inputs such as adding, copy, parity "
+                    f"or seq_mnist, but data '{data}' gives samples of shape "
+                    f"{tuple(feature_shape)}{hint}",
+                )
+            )
         seq_target = getattr(type(cfg.data), "sequence_target", None)
         if seq_target is True and self.head == "many_to_one":
-            problems.append((("model", "head"), f"data '{cfg.data.name}' has a target at every step; "
-                                                f"use head: many_to_many"))
+            problems.append(
+                (("model", "head"), f"data '{cfg.data.name}' has a target at every step; use head: many_to_many")
+            )
         elif seq_target is False and self.head == "many_to_many":
-            problems.append((("model", "head"), f"data '{cfg.data.name}' has one target per sequence; "
-                                                f"use head: many_to_one"))
+            problems.append(
+                (("model", "head"), f"data '{cfg.data.name}' has one target per sequence; use head: many_to_one")
+            )
         k = cfg.train.tbptt
         if k and len(feature_shape) == 2 and k >= feature_shape[0]:
             # Chunks of k steps counted back from the last: with k >= T there is only one.
-            problems.append((("train", "tbptt"), f"{k} is not shorter than the {feature_shape[0]} time steps "
-                                                 f"of data '{cfg.data.name}', so it truncates nothing; use "
-                                                 f"a value below {feature_shape[0]} or remove it"))
+            problems.append(
+                (
+                    ("train", "tbptt"),
+                    f"{k} is not shorter than the {feature_shape[0]} time steps "
+                    f"of data '{cfg.data.name}', so it truncates nothing; use "
+                    f"a value below {feature_shape[0]} or remove it",
+                )
+            )
         return problems
 
     def build(self, data, cfg):
         if len(data.feature_shape) != 2:
-            raise SpecError(("model",), f"{self.registry_name} needs (T, F) sequence inputs, but the "  # type: ignore[attr-defined]
-                                        f"data's samples have shape {tuple(data.feature_shape)}")
+            raise SpecError(
+                ("model",),
+                f"{self.registry_name} needs (T, F) sequence inputs, but the "  # type: ignore[attr-defined]
+                f"data's samples have shape {tuple(data.feature_shape)}",
+            )
         if data.sequence_target != (self.head == "many_to_many"):
             want = "many_to_many" if data.sequence_target else "many_to_one"
             raise SpecError(("model", "head"), f"data '{data.name}' needs head: {want}")
-        return RecurrentNet(self.cell, data.feature_shape[1], data.out_dim, self.hidden, self.layers,
-                            self.bidirectional, self.head, cfg.activation.name,
-                            cfg.regularization.dropout, cfg.train.tbptt, data.feature_shape[0])
+        return RecurrentNet(
+            self.cell,
+            data.feature_shape[1],
+            data.out_dim,
+            self.hidden,
+            self.layers,
+            self.bidirectional,
+            self.head,
+            cfg.activation.name,
+            cfg.regularization.dropout,
+            cfg.train.tbptt,
+            data.feature_shape[0],
+        )
 
 
 @MODELS.register("rnn")
@@ -279,8 +319,13 @@ class RNNSpec(_RecurrentSpec):
     def check(self, feature_shape, cfg):
         problems = super().check(feature_shape, cfg)
         if cfg.activation.name not in RNN_ACTIVATIONS:
-            problems.append((("activation",), f"rnn takes activation tanh or relu, not "
-                                              f"'{cfg.activation.name}' (lstm and gru fix their own gates)"))
+            problems.append(
+                (
+                    ("activation",),
+                    f"rnn takes activation tanh or relu, not "
+                    f"'{cfg.activation.name}' (lstm and gru fix their own gates)",
+                )
+            )
         return problems
 
 

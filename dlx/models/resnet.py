@@ -9,6 +9,7 @@ With residual: false the `+ h` is dropped and the same layers form a plain deep
 net, so the two train side by side with only the skip differing. Norm
 (regularization.norm) goes after fc_a/conv_a and fc_b/conv_b, before the add.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -51,8 +52,18 @@ class Block(nn.Module):
 
 
 class ResNet(Model):
-    def __init__(self, kind: str, in_shape: tuple[int, ...], out_dim: int, blocks: int, width: int,
-                 activation, norm: str, dropout: float, residual: bool):
+    def __init__(
+        self,
+        kind: str,
+        in_shape: tuple[int, ...],
+        out_dim: int,
+        blocks: int,
+        width: int,
+        activation,
+        norm: str,
+        dropout: float,
+        residual: bool,
+    ):
         super().__init__()
         self.kind = kind
         if kind == "mlp":
@@ -120,8 +131,7 @@ class ResNetSpec(ModelSpec):
     def unhonoured(self):
         if self.blocks:
             return {}
-        return {"regularization.norm": "norm sits inside the blocks and blocks is 0; "
-                                       "use blocks >= 1 or remove it"}
+        return {"regularization.norm": "norm sits inside the blocks and blocks is 0; use blocks >= 1 or remove it"}
 
     def check(self, feature_shape, cfg):
         problems = []
@@ -136,5 +146,14 @@ class ResNetSpec(ModelSpec):
         if problems:
             raise SpecError(*problems[0])
         reg = cfg.regularization
-        return ResNet(self.kind, tuple(data.feature_shape), data.out_dim, self.blocks, self.width,
-                      cfg.activation, reg.norm, reg.dropout, self.residual)
+        return ResNet(
+            self.kind,
+            tuple(data.feature_shape),
+            data.out_dim,
+            self.blocks,
+            self.width,
+            cfg.activation,
+            reg.norm,
+            reg.dropout,
+            self.residual,
+        )
