@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from .config import Config, load_config
 from .errors import DlxError, UsageError
 from .folders import RunFolder, now
-from .recording import History, RunWriter, summarize
 from .results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .recording import History
+
+# The config schema, the recorder and the trainer import torch (~1.5 s): they are imported
+# inside the functions that train, so load_run(), runs() and `dlx runs` / `dlx show` start
+# without it.
 
 
 def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
@@ -25,6 +31,7 @@ def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> 
     Validates the config, loads the data and builds the model, optimizer and init
     (a weights file must fit the model, an .npz must hold all four arrays).
     """
+    from .config import load_config
     from .trainer import Trainer
 
     cfg = load_config(config, list(overrides))
@@ -80,6 +87,8 @@ def train(
     its own folder and with its own config.yaml; on CPU it ends with exactly the
     numbers of a run that was never stopped.
     """
+    from .config import load_config
+    from .recording import History, RunWriter, summarize
     from .trainer import Trainer
 
     state = None
@@ -310,6 +319,8 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
             f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
             f"one. Set train.checkpoint_every in the config so runs checkpoint as they go."
         )
+    from .config import load_config
+
     return path, load_config(path / "config.yaml")
 
 
@@ -318,6 +329,7 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
     import torch
 
     from .folders import read_jsonl
+    from .recording import History
 
     if config is not None or list(overrides):
         raise UsageError(

@@ -173,7 +173,8 @@ class InitCheckPrinter:
         self.console = console
 
     def on_start(self, trainer):
-        from .initcheck import init_check_for, init_check_table
+        from .initcheck import init_check_for
+        from .report import init_check_table
 
         self.console.print(init_check_table(init_check_for(trainer)))
 
@@ -334,7 +335,7 @@ def show(
 
     con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes))
     if r.summary.get("init_check"):  # the step-0 init-theory table
-        from .initcheck import init_check_table
+        from .report import init_check_table
 
         con.print(init_check_table(r.summary["init_check"]))
     con.print(f"run folder: [bold]{r.path}[/]")

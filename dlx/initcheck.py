@@ -70,8 +70,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fmt import num
-
 # The check runs on this many training samples: Var(y) for a fixed W is an average
 # over the batch, and 256 samples pin the batch part of it to a few percent.
 INIT_BATCH = 256
@@ -511,88 +509,3 @@ def init_check_for(trainer) -> list[dict[str, Any]]:
     """init_check on a built Trainer before its first step: its first INIT_BATCH training samples."""
     data = trainer.data
     return init_check(trainer.model, data.as_float(data.x_train[:INIT_BATCH]), trainer.cfg)
-
-
-def _num(x: float | int | None) -> str:
-    """3 significant digits in at most 7 characters: 0.0156, 54.6, 6.46e-4."""
-    return num(x, large=1e3, short_exp=True, exact_int=True)
-
-
-VERDICT_STYLE = {
-    "ok": "green",
-    "kept": "green",
-    "grows": "red",
-    "shrinks": "yellow",
-    "higher than theory": "magenta",
-    "lower than theory": "magenta",
-    "identical units": "yellow",
-    "no input signal": "yellow",
-    "too few units": "dim",
-    "overflow": "bold red",
-    "not applicable": "dim",
-}
-# Two-line headers, no vertical rules, one space between columns: the table fits 80
-# columns for MLP layer names (the verdict wraps where it must).
-COLUMNS = (
-    ("layer", "\nlayer"),
-    ("fans", "fan\nin/out"),
-    ("s2", "init\ns^2"),
-    ("in", "input\nE[x^2]"),
-    ("pred", "Var(y)\npred"),
-    ("meas", "Var(y)\nmeas"),
-    ("ratio", "meas/\npred"),
-    ("g_pred", "gain\npred"),
-    ("g_meas", "gain\nmeas"),
-    ("verdict", "\nverdict"),
-)
-
-
-def init_check_table(rows: list[dict[str, Any]]):
-    """A rich Table of init_check rows (as returned, or as read back from summary.json); the
-    notes (why a verdict, what does not apply) follow it as numbered lines in its caption."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    scheme = rows[0]["scheme"] if rows else "?"
-    rules = list(dict.fromkeys(r["rule"] for r in rows if r.get("rule")))
-    notes = [f"{r['layer']}: {r['note']}" for r in rows if r.get("note")]
-    caption = (
-        "Var(y) is the spread of W x across units; predicted = fan_in * s^2 * E[x^2], with E[x^2] "
-        "measured at the layer's input; gain = Var(y) / Var(y) of the layer before"
-        + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, start=1))
-    )
-    t = Table(
-        title=escape(f"init check at step 0: {scheme}, s^2 = {'; '.join(rules) or '-'}"),
-        title_justify="left",
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-        caption=escape(caption),
-        caption_justify="left",
-    )
-    for key, header in COLUMNS:
-        t.add_column(escape(header), justify="left" if key in ("layer", "verdict") else "right")
-    k = 0
-    for r in rows:
-        fans = "-" if r["fan_in"] is None else f"{r['fan_in']}/{r['fan_out']}"
-        verdict = Text(r["verdict"], style=VERDICT_STYLE.get(r["verdict"], ""))
-        if r.get("note"):
-            k += 1
-            verdict.append(f" [{k}]", style="dim")
-        t.add_row(
-            r["layer"],
-            fans,
-            _num(r["weight_var"]),
-            _num(r["input_sq"]),
-            _num(r["predicted_var"]),
-            _num(r["measured_var"]),
-            _num(r["ratio"]),
-            _num(r["predicted_gain"]),
-            _num(r["measured_gain"]),
-            verdict,
-        )
-    return t

@@ -80,3 +80,33 @@ def test_dlx_help_imports_no_torch():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_reading_runs_imports_no_torch(tmp_path):
+    """`dlx runs` and `dlx show` read run folders: they start in well under a second, without torch."""
+    import json
+
+    run = tmp_path / "runs" / "20260101-000000-demo-abcdef"
+    run.mkdir(parents=True)
+    (run / "meta.json").write_text(json.dumps({"run_id": run.name, "status": "completed", "name": "demo"}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "verdict": "healthy: fine",
+                "steps": 1,
+                "verdicts": [{"kind": "healthy", "message": "healthy: fine"}],
+                "layers": [],
+                "final": {"test_acc": 0.5},
+            }
+        )
+    )
+    for args in (["runs"], ["show", "last"]):
+        code = (
+            f"import sys\nsys.argv = ['dlx', *{args!r}, '--runs-dir', {str(tmp_path / 'runs')!r}]\n"
+            "from dlx.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
+        )
+        p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip().splitlines()[-1] == "[]", (args, p.stdout)

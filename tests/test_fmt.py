@@ -10,7 +10,7 @@ import pytest
 from dlx.diagnose import _fmt as diagnose_fmt
 from dlx.fmt import num
 from dlx.html_report import num as html_num
-from dlx.initcheck import _num as initcheck_num
+from dlx.report import init_num as initcheck_num
 from dlx.report import num as report_num
 
 VALUES = [

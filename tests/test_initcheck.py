@@ -12,7 +12,8 @@ from rich.console import Console
 
 from dlx.activations import ACTIVATIONS
 from dlx.config import load_config
-from dlx.initcheck import OK_FACTOR, init_check, init_check_for, init_check_table, mean_square
+from dlx.initcheck import OK_FACTOR, init_check, init_check_for, mean_square
+from dlx.report import init_check_table
 from dlx.trainer import Trainer
 
 
