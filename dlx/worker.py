@@ -72,7 +72,7 @@ def run_job(
     }
     code = 0
     try:
-        r = train(config, runs_dir=runs_dir)
+        r = train(config, runs_dir=runs_dir, quiet=True)
         result.update(status=r.status, run_path=str(r.path) if r.path else None, summary=r.summary, metrics=r.metrics)
     except DlxError as e:
         # ConfigError and the like: a sentence for the user, same as the CLI prints.
