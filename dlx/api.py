@@ -301,7 +301,7 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
 
     path = find_run(run, Path(runs_dir))
     meta = RunFolder.existing(path).meta
-    status, rid = run_status(meta), meta.get("run_id", path.name)
+    status, rid = run_status(meta, path), meta.get("run_id", path.name)
     if status == "running":
         raise UsageError(
             f"run {rid} is still running (pid {meta.get('pid')}); stop it first "
@@ -325,12 +325,8 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
 
 
 def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder, History, dict[str, Any]]:
-    """The config, folder, history and checkpoint of a run to resume; nothing on disk changes here."""
-    import torch
-
-    from .folders import read_jsonl
-    from .recording import History
-
+    """The config, folder (locked: this process is its writer), history and checkpoint of a run
+    to resume; nothing on disk changes here."""
     if config is not None or list(overrides):
         raise UsageError(
             "resume continues a run with the config it started with (its config.yaml); "
@@ -339,6 +335,23 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
     if not save:
         raise UsageError("resume writes into the run's folder; it cannot be combined with save=False")
     path, cfg = resume_target(run, runs_dir)
+    # One writer per run: the lock is taken before anything is read for the resume or rewritten,
+    # so two resumes of one run at once cannot both pass (the status check above can race).
+    folder = RunFolder.existing(path)
+    folder.lock()
+    try:
+        return _resume_state(path, cfg, folder)
+    except BaseException:
+        folder.close()
+        raise
+
+
+def _resume_state(path: Path, cfg, folder: RunFolder):
+    import torch
+
+    from .folders import read_jsonl
+    from .recording import History
+
     try:
         state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
@@ -362,4 +375,4 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
         [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
         state.get("init_check"),
     )
-    return cfg, RunFolder.existing(path), hist, state
+    return cfg, folder, hist, state

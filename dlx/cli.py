@@ -333,7 +333,7 @@ def show(
         return
     from .report import run_report
 
-    con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes))
+    con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes, status=r.status))
     if r.summary.get("init_check"):  # the step-0 init-theory table
         from .report import init_check_table
 

@@ -147,7 +147,37 @@ def boot_id() -> str | None:
 
 def liveness() -> dict[str, Any]:
     """The meta.json fields by which run_status() tells a live `running` run from a dead one."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(), "heartbeat": now()}
+    # writer_lock: this run's writer holds an flock on the folder (RunFolder.lock), so on this
+    # host run_status can ask the lock instead of trusting the pid or the heartbeat.
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "boot_id": boot_id(),
+        "heartbeat": now(),
+        "writer_lock": True,
+    }
+
+
+def writer_alive(path: Path) -> bool | None:
+    """Whether a process holds the run folder's writer lock (RunFolder.lock) right now; None
+    where flock does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a shared lock taken just to test
+    return False
 
 
 class RunFolder:
@@ -197,8 +227,32 @@ class RunFolder:
         else:
             raise DlxError(f"could not find a free run id in {self.runs_dir} after 100 tries")
         self._beat = time.monotonic()
+        self.lock()
         for name in ("metrics.jsonl", "probes.jsonl"):
             self._files[name] = open(self.path / name, "a", encoding="utf-8")
+
+    def lock(self) -> None:
+        """Become the run's one writer for the life of this process: an exclusive flock on the
+        run folder itself (no lock file to leave behind), taken before anything in it is
+        rewritten, and released when this process ends however it ends (kill -9 too). A
+        second writer (two --resume of one run at once) is refused, naming the holder."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the status check alone guards a resume
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = (
+                f"pid {self.meta.get('pid')} on {self.meta.get('host')}" if self.meta.get("pid") else "another process"
+            )
+            raise DlxError(
+                f"run {self.path.name} is being written by another process ({holder}); one process writes a "
+                f"run at a time: wait for it to end, or stop it, then resume"
+            ) from None
+        self._lock_fd = fd
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         f = self._files[name]
@@ -232,6 +286,10 @@ class RunFolder:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:  # closing the descriptor releases the lock
+            os.close(fd)
+            self._lock_fd = None
 
     @classmethod
     def existing(cls, path: Path) -> "RunFolder":
@@ -457,7 +515,7 @@ def load_run(path: Path) -> dict[str, Any]:
     return {
         "path": path,
         "meta": meta,
-        "status": run_status(meta),
+        "status": run_status(meta, path),
         "config": (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else "",
         "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
         "metrics": read_jsonl(path / "metrics.jsonl"),
@@ -491,17 +549,28 @@ def _age_s(stamp: Any) -> float | None:
     return (dt.datetime.now(dt.timezone.utc) - t).total_seconds()
 
 
-def run_status(meta: dict[str, Any]) -> str:
+def run_status(meta: dict[str, Any], path: Path | None = None) -> str:
     """The status of a run as it stands now: a `running` run whose process is gone is `interrupted`.
 
     A killed process (SIGKILL, power loss, reboot) never gets to write its status.
-    On this host its pid tells (and boot_id, since pids are reused after a reboot);
-    on another host only the heartbeat can: older than STALE_AFTER_S means dead.
-    Metas written before the liveness fields existed are judged by pid alone.
+    Given the folder, on this host, for a run whose writer locks it (meta writer_lock): the
+    lock tells (RunFolder.lock; the kernel drops it when the writer dies). Otherwise its pid
+    tells (and boot_id, since pids are reused after a reboot); on another host only the
+    heartbeat can: older than STALE_AFTER_S means dead. Metas written before the liveness
+    fields existed are judged by pid alone.
     """
     status = meta.get("status", "?")
     if status != "running":
         return status
+    if path is not None and meta.get("writer_lock") and meta.get("host") == socket.gethostname():
+        # Its writer holds the folder's lock while it lives, however long it is stopped
+        # (Ctrl-Z) and whatever its heartbeat says; a dead writer, or a pid reused by another
+        # process, holds none.
+        if meta.get("boot_id") and boot_id() and meta["boot_id"] != boot_id():
+            return "interrupted"
+        alive = writer_alive(path)
+        if alive is not None:
+            return "running" if alive else "interrupted"
     age = _age_s(meta.get("heartbeat")) if meta.get("heartbeat") else None
     if age is not None and age > STALE_AFTER_S:
         return "interrupted"
@@ -531,7 +600,7 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
                 summary = json.loads((d / "summary.json").read_text())
             except (OSError, json.JSONDecodeError):
                 summary = {}
-        status = run_status(meta)
+        status = run_status(meta, d)
         final = summary.get("final", {})
         verdicts = summary.get("verdicts") or []
         rows.append(

@@ -559,9 +559,11 @@ def run_report(
     meta: dict[str, Any] | None = None,
     metrics: list[dict[str, Any]] | None = None,
     probes: list[dict[str, Any]] | None = None,
+    status: str | None = None,
 ) -> Group:
     """Everything `dlx train` prints after training and `dlx show` prints for a run
-    (the status from meta by runs.run_status, where meta is given).
+    (status: the run's status now, as folders.run_status judged it with the folder; without
+    it, judged from meta alone, where meta is given).
 
     metrics/probes: the run folder's metrics.jsonl and probes.jsonl records; with
     them come the loss sparkline and the gradient heat strips (over steps, and over
@@ -589,7 +591,7 @@ def run_report(
 
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.
-    parts += [Text(""), verdict_text(summary), final_text(summary, run_status(meta) if meta else None)]
+    parts += [Text(""), verdict_text(summary), final_text(summary, status or (run_status(meta) if meta else None))]
     if metrics:
         parts.append(LossSpark(metrics))
     return Group(*parts)

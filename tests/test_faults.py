@@ -579,3 +579,71 @@ def test_a_partial_download_left_by_a_killed_process_is_swept_later(tmp_path, mi
     M.download(cache, [f"{mirror}/good/"])
     assert not old.exists() and young.exists()
     assert M.read_verified(cache / f"{LABELS}.gz", LABELS).shape == (60000,)
+
+
+def test_one_writer_per_run_a_second_resume_is_refused_while_the_first_holds_the_folder(tmp_path):
+    """Two `--resume` of one interrupted run at once both passed the status check and wrote
+    into the same folder; now the writer holds an flock on the folder for its whole life."""
+    import dlx
+
+    cfg = {**TINY, "train": {"steps": 40, "batch_size": 32, "log_every": 4, "threads": 1}}
+
+    class Stop:
+        def on_interval(self, trainer, record):
+            if record["step"] == 8:
+                trainer.interrupt()
+
+    r = dlx.train(cfg, runs_dir=tmp_path / "runs", callbacks=[Stop()])
+    assert r.status == "interrupted"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)",
+            str(r.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DlxError, match="being written by another process"):
+            dlx.train(resume=r.path.name, runs_dir=tmp_path / "runs")
+        # Nothing was rewritten: the interrupted run is as it was.
+        assert json.loads((r.path / "meta.json").read_text())["status"] == "interrupted"
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed = dlx.train(resume=r.path.name, runs_dir=tmp_path / "runs")
+    assert resumed.status == "completed" and resumed.summary["steps"] == 40
+
+
+def test_a_running_run_is_running_while_its_writer_holds_the_folder_whatever_the_heartbeat(tmp_path):
+    """On this host the writer's lock is the evidence: a run stopped with Ctrl-Z past the
+    heartbeat timeout is still running; a pid that is alive but holds no lock (reused) is not."""
+    run = tmp_path / "runs" / "20260101-000000-demo-abcdef"
+    run.mkdir(parents=True)
+    stale = _ago(R.STALE_AFTER_S + 60)
+    meta = {**_meta(heartbeat=stale), "writer_lock": True}
+    (run / "meta.json").write_text(json.dumps(meta))
+    assert R.run_status(meta, run) == "interrupted"  # our pid, alive, but not writing this run
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert R.run_status(meta, run) == "running"
+        assert [r["status"] for r in R.list_runs(tmp_path / "runs")] == ["running"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert R.run_status(meta, run) == "interrupted"

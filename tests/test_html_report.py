@@ -235,7 +235,15 @@ def test_a_run_without_a_summary_yet_still_gets_a_page(run_dir, tmp_path):
     (folder / "summary.json").unlink()
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps(dict(meta, status="running")))
-    page = write_report(folder, tmp_path / "out" / "r.html").read_text()
+    import fcntl
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)  # a live writer holds the run folder's lock (folders.RunFolder.lock)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        page = write_report(folder, tmp_path / "out" / "r.html").read_text()
+    finally:
+        os.close(fd)
     assert "no summary yet" in section(page, "verdicts") and "running" in section(page, "verdicts")
     assert images(page)  # the curves logged so far are drawn
     assert '<section id="layers">' not in page
