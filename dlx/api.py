@@ -270,13 +270,13 @@ def compare(
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
     )
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
-        from .plots import DPI
+        from .plots import compare_figure
 
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = runs_dir / f"compare-{Path(config).stem}-{stamp}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cmp.plot().savefig(path, dpi=DPI)
-        cmp.figure_path = path
+        groups = {label: [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()}
+        cmp.figure_path = compare_figure(
+            groups, runs_dir / f"compare-{Path(config).stem}-{stamp}.png", title=f"dlx compare {Path(config).name}"
+        )
     return cmp
 
 

@@ -48,28 +48,20 @@ KINDS = (
 )
 # What each root cause produces: a verdict of these kinds found beside it is its symptom.
 _LOSS = ("not_learning", "slow")
+# An init out of range (or symmetric units) explains everything that follows from the start.
+_FROM_THE_START = (
+    "exploding",
+    "vanishing",
+    "dead_units",
+    "saturation",
+    "diverged",
+    "lr_too_low",
+    "lr_too_high",
+    *_LOSS,
+)
 SYMPTOMS = {
-    "symmetry": (
-        "init_scale",
-        "exploding",
-        "vanishing",
-        "dead_units",
-        "saturation",
-        "diverged",
-        "lr_too_low",
-        "lr_too_high",
-        *_LOSS,
-    ),
-    "init_scale": (
-        "exploding",
-        "vanishing",
-        "dead_units",
-        "saturation",
-        "diverged",
-        "lr_too_low",
-        "lr_too_high",
-        *_LOSS,
-    ),
+    "symmetry": ("init_scale", *_FROM_THE_START),
+    "init_scale": _FROM_THE_START,
     "lr_too_high": ("exploding", "vanishing", "dead_units", "saturation", "diverged", *_LOSS),
     "exploding": ("diverged", *_LOSS),
     "vanishing": ("saturation", "lr_too_low", *_LOSS),

@@ -38,26 +38,12 @@ from pathlib import Path
 
 import yaml
 
+from .diagnose import KINDS
 from .errors import DlxError, UsageError
 
 # The verdict kinds dlx/diagnose.py can give (summary.json "verdicts"), plus
 # "invalid" for a config made to be refused by `dlx validate` (broken.yaml).
-VERDICT_KINDS = (
-    "symmetry",
-    "init_scale",
-    "lr_too_high",
-    "exploding",
-    "vanishing",
-    "vanishing_through_time",
-    "dead_units",
-    "saturation",
-    "diverged",
-    "lr_too_low",
-    "not_learning",
-    "slow",
-    "overfitting",
-    "healthy",
-)
+VERDICT_KINDS = KINDS  # the engine owns its kinds
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
 _FIELD = re.compile(r"^(concept|expect|test)\s*:\s*(.*)$")

@@ -13,6 +13,8 @@ import copy
 import pytest
 from conftest import train_in_parallel
 
+from dlx.diagnose import KINDS
+
 BASE = {
     "seed": 0,
     "data": {"name": "spirals", "n_train": 600, "n_test": 300},
@@ -185,21 +187,7 @@ PATHOLOGICAL = {
     "slow_sgd": (case(optimizer={"name": "sgd", "lr": 0.02}, train={"steps": 300}), "slow", "optimizer.lr: 0.06"),
 }
 
-ALARMS = {
-    "symmetry",
-    "init_scale",
-    "lr_too_high",
-    "exploding",
-    "vanishing",
-    "vanishing_through_time",
-    "dead_units",
-    "saturation",
-    "diverged",
-    "lr_too_low",
-    "not_learning",
-    "slow",
-    "overfitting",
-}
+ALARMS = set(KINDS) - {"healthy"}
 
 
 @pytest.fixture(scope="module")
