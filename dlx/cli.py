@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 app = typer.Typer(
     name="dlx",
@@ -545,6 +546,8 @@ def sweep(
     sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
     total, metric = sw.plan.total, sw.plan.spec.metric.name
     left = total - sw.done
+    for note in sw.notes:  # what --resume found damaged and repaired
+        con.print(f"[yellow]note:[/] {escape(note)}")
     con.print(
         f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
         + (f", {sw.done} done before" if resume else "")
@@ -613,7 +616,10 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
         con.print(f"... {len(rows) - limit} more in {sw.folder / 'results.json'}")
     errors = [r for r in rows if r.get("error") and r["status"] in ("config_error", "crashed", "failed")]
     for r in errors[:3]:
-        con.print(f"[red]trial {r['trial']:04d} {r['status']}:[/] " + r["error"].splitlines()[0], markup=True)
+        # A config error is one line per problem (all shown); a crash or failure its first line.
+        lines = str(r["error"]).strip().splitlines() or [""]
+        shown = "; ".join(x.strip() for x in lines) if r["status"] == "config_error" else lines[0]
+        con.print(f"[red]trial {r['trial']:04d} {r['status']}:[/] {escape(shown)}")
     best = sw.best()
     if best:
         con.print(

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,23 @@ def stop_signals_raise_keyboard_interrupt():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+# The executor's temp folder (each attempt's result and stderr) is named after the driver's
+# pid: its workers remove it if the driver dies (worker._stop_when_orphaned), and the next
+# executor on this machine removes any whose driver and workers all died at once.
+WORKDIR_PREFIX = "dlx-exec-"
+
+
+def remove_stale_workdirs() -> None:
+    """Remove the temp folders of drivers that are gone (an orphaned worker still stopping in
+    one finds it gone and writes nothing there: its result has no reader)."""
+    from .folders import pid_alive
+
+    for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = d.name[len(WORKDIR_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not pid_alive(pid) and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @dataclass
@@ -203,6 +221,7 @@ class LocalExecutor:
             "runs_dir": str(trial.runs_dir),
             "result_path": str(result_path),
             "threads": self.threads_per_trial,
+            "driver": os.getpid(),  # the worker stops when this process is gone
         }
         if slot is not None:
             env = {**env, "CUDA_VISIBLE_DEVICES": self.slots[slot]}
@@ -267,7 +286,11 @@ class LocalExecutor:
         running: list[_Attempt] = []
         free = list(range(len(self.slots))) if self.slots else []
         env = self._child_env()
-        with tempfile.TemporaryDirectory(prefix="dlx-exec-") as tmp, stop_signals_raise_keyboard_interrupt():
+        remove_stale_workdirs()
+        with (
+            tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp,
+            stop_signals_raise_keyboard_interrupt(),
+        ):
             workdir = Path(tmp)
             try:
                 while True:

@@ -180,6 +180,29 @@ def writer_alive(path: Path) -> bool | None:
     return False
 
 
+def take_lock(folder: Path) -> int | None:
+    """An exclusive flock on a folder itself (no lock file to leave behind), held until the
+    returned descriptor is closed or this process ends however it ends (kill -9 too: the
+    kernel drops it). BlockingIOError when another process holds it; None where flock does
+    not exist (Windows: the status checks alone guard a resume). The descriptor is not
+    inherited by child processes (PEP 446), so a worker never keeps its driver's lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _holder(meta: dict[str, Any]) -> str:
+    return f"pid {meta.get('pid')} on {meta.get('host') or 'this machine'}" if meta.get("pid") else "another process"
+
+
 class RunFolder:
     """A run being written: created under a temp name, renamed once its first files are complete."""
 
@@ -232,27 +255,16 @@ class RunFolder:
             self._files[name] = open(self.path / name, "a", encoding="utf-8")
 
     def lock(self) -> None:
-        """Become the run's one writer for the life of this process: an exclusive flock on the
-        run folder itself (no lock file to leave behind), taken before anything in it is
-        rewritten, and released when this process ends however it ends (kill -9 too). A
-        second writer (two --resume of one run at once) is refused, naming the holder."""
+        """Become the run's one writer for the life of this process (take_lock), before anything
+        in it is rewritten. A second writer (two --resume of one run at once) is refused,
+        naming the holder."""
         try:
-            import fcntl
-        except ImportError:  # no flock (Windows): the status check alone guards a resume
-            return
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = take_lock(self.path)
         except BlockingIOError:
-            os.close(fd)
-            holder = (
-                f"pid {self.meta.get('pid')} on {self.meta.get('host')}" if self.meta.get("pid") else "another process"
-            )
             raise DlxError(
-                f"run {self.path.name} is being written by another process ({holder}); one process writes a "
-                f"run at a time: wait for it to end, or stop it, then resume"
+                f"run {self.path.name} is being written by another process ({_holder(self.meta)}); one process "
+                f"writes a run at a time: wait for it to end, or stop it, then resume"
             ) from None
-        self._lock_fd = fd
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         f = self._files[name]
@@ -580,6 +592,22 @@ def run_status(meta: dict[str, Any], path: Path | None = None) -> str:
     if meta.get("boot_id") and boot_id() and meta["boot_id"] != boot_id():
         return "interrupted"
     return "running" if pid_alive(meta.get("pid")) else "interrupted"
+
+
+def sweep_status(meta: dict[str, Any], folder: Path) -> str:
+    """A sweep's status as it stands now: `running` only while its driver holds the sweep
+    folder's lock (Sweep takes it with take_lock); a driver killed outright (SIGKILL, power
+    loss) leaves `running` in sweep.json and is `interrupted` here. On another host, or
+    without flock, the pid or the word written is all there is."""
+    status = meta.get("status", "?") if isinstance(meta, dict) else "?"
+    if status != "running":
+        return str(status)
+    if meta.get("host") not in (None, socket.gethostname()):
+        return "running"
+    alive = writer_alive(folder)
+    if alive is None:
+        alive = pid_alive(meta.get("pid"))
+    return "running" if alive else "interrupted"
 
 
 def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:

@@ -463,7 +463,7 @@ def _cell(v: Any) -> str:
 
 
 def sweep_page(folder: Path) -> str:
-    from .folders import load_run
+    from .folders import load_run, sweep_status
 
     folder = Path(folder)
     try:
@@ -545,7 +545,7 @@ def sweep_page(folder: Path) -> str:
             _kv(
                 [
                     ("sweep id", meta.get("sweep_id")),
-                    ("status", meta.get("status")),
+                    ("status", sweep_status(meta, folder)),
                     ("strategy", meta.get("strategy")),
                     ("seed", meta.get("seed")),
                     ("metric", f"{metric} ({goal})"),

@@ -44,8 +44,10 @@ import itertools
 import json
 import math
 import os
+import re
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Literal
@@ -56,7 +58,8 @@ from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
 from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
 from .examples import resolve_config, shipped
-from .folders import find_sweep, pid_alive
+from .executors import STATUSES
+from .folders import find_sweep
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -215,6 +218,22 @@ class Plan:
         if self.spec.strategy == "grid":
             return math.prod(len(d.grid_values()) for d in self.dims)
         return int(self.spec.trials or 0)
+
+    @property
+    def slug(self) -> str:
+        """The sweep's name as it goes into folder and run names: the spec's name, or its file
+        name made valid (`my sweep ü.yaml` -> my-sweep, `_x.yaml` -> x)."""
+        raw = self.spec.name or self.spec_path.stem
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-._")[:48] or "sweep"
+
+    def grid_point(self, index: int) -> dict[str, Any]:
+        """plan.grid()[index] without listing the grid (the last key varies fastest)."""
+        out = {}
+        for d in reversed(self.dims):
+            values = d.grid_values()
+            index, r = divmod(index, len(values))
+            out[d.key] = values[r]
+        return {d.key: out[d.key] for d in self.dims}
 
     def grid(self) -> list[dict[str, Any]]:
         keys = [d.key for d in self.dims]
@@ -386,6 +405,8 @@ class Sweep:
         self.on_row: Callable[[dict], Any] | None = None
         self._study = None
         self._next_index = 0
+        self._asked: set[int] = set()  # trial indices yielded by pending() in this process
+        self.notes: list[str] = []  # what opening the folder found and repaired, for the user to read
 
     # ------------------------------------------------------------ creating / opening
 
@@ -394,7 +415,7 @@ class Sweep:
         from .folders import prepare_runs_dir, write_atomic, write_json
 
         runs_dir = prepare_runs_dir(Path(runs_dir))
-        name = plan_.spec.name or plan_.spec_path.stem
+        name = plan_.slug
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         folder = runs_dir / f"sweep-{stamp}-{name}-{secrets.token_hex(3)}"
         tmp = runs_dir / f".tmp-{folder.name}"
@@ -407,7 +428,10 @@ class Sweep:
             "created": _now(),
             "spec_path": str(plan_.spec_path),
             "base_path": str(plan_.base_path),
-            "base_sha256": hashlib.sha256(plan_.base_text.encode()).hexdigest(),
+            "base_sha256": _sha256(plan_.base_text),
+            # The spec as it was at the start: --resume refuses an edited spec.yaml, saying what changed.
+            "spec_sha256": _sha256(plan_.spec_text),
+            "spec_text": plan_.spec_text,
             "sets": plan_.sets,
             "strategy": plan_.spec.strategy,
             "seed": plan_.spec.seed,
@@ -416,6 +440,7 @@ class Sweep:
             "trials": plan_.total,
             "done": 0,
             "pid": os.getpid(),
+            "host": socket.gethostname(),
         }
         write_json(tmp / "sweep.json", meta)
         os.rename(tmp, folder)  # the folder appears only once its spec and meta are complete
@@ -431,38 +456,83 @@ class Sweep:
 
     @classmethod
     def open(cls, folder: Path) -> "Sweep":
-        """An existing sweep, to --resume: in-flight trials of the stopped run are re-asked."""
+        """An existing sweep, to --resume. Refused with a reason (never a traceback, never a
+        silent reset) when its files are missing or its spec was edited in a way that would
+        mix incomparable trials; a journal torn by a crash is cut back to its last whole
+        record, and finished trials missing from a damaged results.json are rebuilt from
+        their folders (each told in .notes). In-flight trials of the stopped run are re-asked
+        with exactly their parameters."""
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / "sweep.json").read_text())
-            spec_text = (folder / "spec.yaml").read_text()
-            base_text = (folder / "base.yaml").read_text()
-        except (OSError, json.JSONDecodeError) as e:
-            raise DlxError(f"{folder} is not a readable sweep folder ({e}); give a folder made by dlx sweep") from None
+        meta = _read_json(folder / "sweep.json")
+        texts = {}
+        for name in ("spec.yaml", "base.yaml"):
+            try:
+                texts[name] = (folder / name).read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                meta = f"{name}: {e}"
+        if not isinstance(meta, dict) or not isinstance(meta.get("base_path"), str):
+            why = meta if isinstance(meta, str) else "sweep.json has no base_path"
+            raise DlxError(f"{folder} is not a readable sweep folder ({why}); give a folder made by dlx sweep")
+        notes: list[str] = []
+        spec_text = _check_spec_unchanged(folder, meta, texts["spec.yaml"], notes)
         loc = parse_yaml(spec_text, str(folder / "spec.yaml"))
-        spec = SweepSpec.model_validate(loc.data)
+        try:
+            spec = SweepSpec.model_validate(loc.data)
+        except ValidationError as e:
+            raise ConfigError(_spec_problems(e, loc), str(folder / "spec.yaml")) from None
         dims = [d for d in (_parse_dimension(str(k), v, spec.strategy)[0] for k, v in spec.space.items()) if d]
         base_path = Path(meta["base_path"])
+        sets = [str(x) for x in meta.get("sets") or []]
         # The base's text as it was at the start: editing the file later changes nothing here.
-        plan_ = Plan(spec, spec_text, Path(meta["spec_path"]), base_path, base_text, dims, list(meta["sets"]))
+        plan_ = Plan(
+            spec,
+            spec_text,
+            Path(meta.get("spec_path", folder / "spec.yaml")),
+            base_path,
+            texts["base.yaml"],
+            dims,
+            sets,
+        )
         sweep = cls(folder, plan_, meta)
-        sweep._lock()
-        sweep._recover()
+        sweep._lock()  # before anything in the folder is rewritten
+        journal = folder / "journal.log"
+        if not journal.is_file():
+            sweep.unlock()
+            raise DlxError(
+                f"{journal} is missing: it is the record of which points this sweep asked and what they "
+                f"scored, and without it a resume would start the search over ({meta.get('done', '?')} trial(s) "
+                f"were done). Restore the file, or start a new sweep: dlx sweep {folder / 'spec.yaml'}"
+            )
+        try:
+            note = repair_journal(journal)
+            if note:
+                notes.append(note)
+            sweep.notes = notes
+            sweep._recover()
+        except BaseException:
+            sweep.unlock()
+            raise
         return sweep
 
     def _lock(self) -> None:
-        lock = self.folder / ".lock"
-        if lock.is_file():
-            pid = lock.read_text().strip()
-            if pid != str(os.getpid()) and pid_alive(pid):
-                raise DlxError(f"sweep {self.folder.name} is being run by process {pid}; wait for it or stop it first")
-        lock.write_text(str(os.getpid()))
+        """One driver per sweep folder for the life of this process (folders.take_lock), taken
+        before anything in the folder is rewritten: a second `--resume` of a sweep being run is
+        refused, naming the holder."""
+        from .folders import _holder, take_lock
+
+        try:
+            self._lock_fd = take_lock(self.folder)
+        except BlockingIOError:
+            raise DlxError(
+                f"sweep {self.folder.name} is being run by another process ({_holder(self.meta)}); one process "
+                f"runs a sweep at a time: wait for it to end, or stop it, then dlx sweep --resume"
+            ) from None
 
     def unlock(self) -> None:
-        try:
-            (self.folder / ".lock").unlink()
-        except OSError:
-            pass
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._lock_fd = None
 
     @property
     def study(self):
@@ -501,32 +571,68 @@ class Sweep:
         return {k: (v if _scalar(v) else _yaml_value(v)) for k, v in params.items()}
 
     def _recover(self) -> None:
-        """After a stop: rebuild rows from landed folders; re-enqueue trials left in flight."""
+        """After a stop: rebuild the rows, re-ask what never finished.
+
+        A finished trial's row comes from results.json, or (that file damaged or behind) from
+        its landed folder, or for a config error from the journal's own record. A trial left
+        in flight is re-asked with exactly its parameters: for a grid, its grid point by
+        index (it may have been asked and never given its parameters). A grid point the
+        journal never recorded (its record lost) is asked too, so every point runs once."""
         from optuna.trial import TrialState
 
         shutil.rmtree(self.folder / ".staging", ignore_errors=True)  # attempts of the stopped run
-        results = self._read_results()
-        indices = []
+        results, damaged = self._read_results()
+        grid = self.plan.grid() if self.plan.spec.strategy == "grid" else None
+        indices = set()
+        rebuilt = 0
         for t in self.study.get_trials(deepcopy=False):
             i = t.user_attrs.get("dlx_index")
-            if i is None:
+            if not isinstance(i, int):
                 continue
-            indices.append(i)
-            if t.state != TrialState.RUNNING:
-                if i in results and t.state in (TrialState.COMPLETE, TrialState.FAIL) and "dlx_status" in t.user_attrs:
-                    self.rows[i] = results[i]
+            if t.state == TrialState.FAIL and "dlx_status" not in t.user_attrs:
+                continue  # an attempt an earlier resume found stale; a later trial re-asks its index
+            if i in indices or (grid is not None and i >= len(grid)):
+                if t.state == TrialState.RUNNING:
+                    self.study.tell(t.number, state=TrialState.FAIL)  # a duplicate ask: drop it
+                continue  # (a duplicate still waiting is dropped when asked: see pending)
+            indices.add(i)
+            if t.state == TrialState.WAITING:
+                continue  # not asked yet: pending() will
+            if t.state != TrialState.RUNNING and "dlx_status" in t.user_attrs:
+                row = results.get(i) or self._row_from_folder(i, t.params) or self._row_from_journal(i, t)
+                rebuilt += i not in results
+                self.rows[i] = row
                 continue
-            landed = self._trial_dir(i)
-            row = results.get(i) or (self._row_from_folder(i, t.params) if landed.is_dir() else None)
-            if row is not None and row.get("status") != "interrupted":
+            row = results.get(i) or self._row_from_folder(i, t.params)
+            if t.state == TrialState.RUNNING and row is not None and row.get("status") != "interrupted":
                 # It landed, then the sweep stopped before telling Optuna: tell it now.
                 self.rows[i] = row
                 self._tell(t.number, row)
-            else:
+                continue
+            if t.state == TrialState.RUNNING:
                 self.study.tell(t.number, state=TrialState.FAIL)  # stale: never finished
-                self.study.enqueue_trial(t.params, user_attrs={"dlx_index": i})
-        self._next_index = max([self.plan.total if self.plan.spec.strategy == "grid" else 0, *[i + 1 for i in indices]])
-        self.meta.update(status="running", pid=os.getpid(), resumed=_now())
+            params = grid[i] if grid is not None else t.params
+            self.study.enqueue_trial(self._labels(params), user_attrs={"dlx_index": i})
+        # Trials that landed but whose journal records were lost: rows from their folders.
+        for d in sorted((self.folder / "trials").glob("trial-*")):
+            i = _trial_index(d.name)
+            if i is not None and i not in indices and (row := self._row_from_folder(i, None)) is not None:
+                self.rows[i] = row
+                indices.add(i)
+                rebuilt += 1
+        # Indices the journal lost every record of: a grid point is asked again by its index; a
+        # random/tpe index below the highest one seen draws a fresh point (none was recorded).
+        for i in range(len(grid) if grid is not None else max(indices, default=-1) + 1):
+            if i not in indices:
+                params = grid[i] if grid is not None else {}
+                self.study.enqueue_trial(self._labels(params), user_attrs={"dlx_index": i})
+                indices.add(i)
+        if damaged:
+            self.notes.append(f"{damaged}; rebuilt {rebuilt} finished trial(s) from their folders and the journal")
+        elif rebuilt:
+            self.notes.append(f"results.json lacked {rebuilt} finished trial(s); rebuilt them from their folders")
+        self._next_index = max([self.plan.total if grid is not None else 0, *[i + 1 for i in indices]])
+        self.meta.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed=_now())
         self._write_results()
 
     # ------------------------------------------------------------ running
@@ -559,8 +665,16 @@ class Sweep:
                 index = self._next_index
                 trial.set_user_attr("dlx_index", index)
                 self._next_index += 1
+            if index in self.rows or index in self._asked:
+                self.study.tell(trial.number, state=TrialState.FAIL)  # a duplicate of a trial run once already
+                continue
+            self._asked.add(index)
             grid = self.plan.spec.strategy == "grid"
             params = {d.key: d.suggest(trial, grid) for d in self.plan.dims}
+            if grid:
+                # A grid trial is its index's point whatever the journal fixed for it (enqueued
+                # with that point, Optuna suggests exactly it; this makes it so regardless).
+                params = self.plan.grid_point(index)
             self._live[trial.number] = trial
             try:
                 config = self.plan.config(params)
@@ -571,8 +685,7 @@ class Sweep:
                     error="; ".join(_strip_set(q) for q in e.problems),
                 )
                 continue
-            name = self.plan.spec.name or self.plan.spec_path.stem
-            config["name"] = f"{name}-t{index:04d}"[:64]
+            config["name"] = f"{self.plan.slug}-t{index:04d}"
             yield SweepTrial(index, trial.number, params, config)
 
     def record(
@@ -618,40 +731,82 @@ class Sweep:
         from optuna.trial import TrialState
 
         trial = self._live.pop(number, None)
-        if trial is not None:
-            trial.set_user_attr("dlx_status", row["status"])
-        else:  # a trial recovered after a stop: set the attribute through the study's storage
-            study = self.study
-            study._storage.set_trial_user_attr(
-                study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number),
-                "dlx_status",
-                row["status"],
-            )
+        # The journal keeps how each trial ended (and a config error's reason): a damaged
+        # results.json is rebuilt from it and the trial folders.
+        attrs = {"dlx_status": row["status"]}
+        if row.get("error") and row["status"] == "config_error":
+            attrs["dlx_error"] = str(row["error"])[:2000]
+        for key, value in attrs.items():
+            if trial is not None:
+                trial.set_user_attr(key, value)
+            else:  # a trial recovered after a stop: set the attribute through the study's storage
+                study = self.study
+                study._storage.set_trial_user_attr(
+                    study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number), key, value
+                )
         if row["value"] is not None and row["status"] == "completed":
             self.study.tell(number, row["value"])
         else:
             self.study.tell(number, state=TrialState.FAIL)
 
-    def _row_from_folder(self, index: int, params: dict) -> dict:
+    def _row_from_folder(self, index: int, params: dict | None) -> dict | None:
+        """A finished trial's row read from its landed folder; None if it has none. Without
+        params (its journal record lost) they are read back from the trial's config."""
         folder = self._trial_dir(index)
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-            summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
-        except (OSError, json.JSONDecodeError):
+        if not folder.is_dir():
+            return None
+        meta, summary = _read_json(folder / "meta.json"), _read_json(folder / "summary.json")
+        if not isinstance(meta, dict):
             return {"trial": index, "status": "interrupted"}
-        value = (summary.get("final") or {}).get(self.plan.spec.metric.name)
-        verdicts = summary.get("verdicts") or []
+        summary = summary if isinstance(summary, dict) else {}
+        if params is None:
+            params = self._params_from_config(folder)
+            if params is None:
+                return None
+        final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+        value = final.get(self.plan.spec.metric.name)
+        verdicts = summary.get("verdicts") if isinstance(summary.get("verdicts"), list) else []
         return {
             "trial": index,
-            "status": meta.get("status"),
+            "status": meta.get("status") if meta.get("status") in STATUSES else "failed",
             "value": value if _finite(value) else None,
             "params": params,
             "run": str(folder.relative_to(self.folder)),
             "seconds": summary.get("train_seconds"),
-            "verdict": verdicts[0]["kind"] if verdicts else None,
+            "verdict": verdicts[0].get("kind") if verdicts and isinstance(verdicts[0], dict) else None,
             "node": None,
             "attempts": None,
             "error": None,
+        }
+
+    def _params_from_config(self, folder: Path) -> dict | None:
+        try:
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        params = {}
+        for d in self.plan.dims:
+            node: Any = config
+            for part in d.key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    return None
+                node = node[part]
+            params[d.key] = node
+        return params
+
+    def _row_from_journal(self, index: int, t: Any) -> dict:
+        """A finished trial without a folder (a config error, a crash): what the journal kept."""
+        return {
+            "trial": index,
+            "status": t.user_attrs.get("dlx_status"),
+            "value": None,
+            "params": t.params,
+            "run": None,
+            "seconds": None,
+            "verdict": None,
+            "node": None,
+            "attempts": None,
+            "error": t.user_attrs.get("dlx_error"),
         }
 
     # ------------------------------------------------------------ results
@@ -708,12 +863,19 @@ class Sweep:
         body = t.to_html(index=False) if hasattr(t, "to_html") else Table(t, t.columns)._repr_html_()
         return f"<p><b>{html.escape(repr(self))}</b></p>{body}"
 
-    def _read_results(self) -> dict[int, dict]:
-        try:
-            data = json.loads((self.folder / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return {r["trial"]: r for r in data.get("rows", [])}
+    def _read_results(self) -> tuple[dict[int, dict], str | None]:
+        """The rows results.json holds (those shaped like rows), and what was wrong with it."""
+        path = self.folder / "results.json"
+        if not path.is_file():
+            return {}, None
+        data = _read_json(path)
+        rows = data.get("rows") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            return {}, f"results.json was unreadable ({data if isinstance(data, str) else 'no rows'})"
+        good = {
+            r["trial"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("trial"), int) and "status" in r
+        }
+        return good, (f"results.json had {len(rows) - len(good)} damaged row(s)" if len(good) < len(rows) else None)
 
     def _write_results(self) -> None:
         from .folders import write_atomic, write_json
@@ -752,11 +914,133 @@ class Sweep:
         self.unlock()
 
 
+def _trial_index(name: str) -> int | None:
+    digits = name.removeprefix("trial-")
+    return int(digits) if digits.isdigit() else None
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# ---------------------------------------------------------------- finding sweeps
+# ---------------------------------------------------------------- a sweep folder's own files
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed file, or a string saying why it could not be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"{path.name}: {e}"
+
+
+def repair_journal(path: Path) -> str | None:
+    """Cut Optuna's journal back to its last whole record (one JSON object a line). A crash
+    or power loss mid-append leaves a torn last line; Optuna would append the next record onto
+    it and fail to read the file ever after. The cut bytes are kept beside it (journal.log.torn);
+    a trial whose record was cut is asked again on resume. A note for the user, or None."""
+    data = path.read_bytes()
+    good = 0
+    for line in data.splitlines(keepends=True):
+        try:
+            json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break
+        if not line.endswith(b"\n"):  # whole, but the newline never made it: Optuna needs one
+            break
+        good += len(line)
+    if good == len(data):
+        return None
+    from .folders import write_atomic
+
+    torn = data[good:]
+    whole = json.loads(torn.splitlines()[0]) if _is_json(torn.splitlines()[0]) else None
+    if whole is not None and len(torn.splitlines()) == 1:  # only the final newline was lost
+        write_atomic(path, data + b"\n")
+        return None
+    write_atomic(path.with_name(path.name + ".torn"), torn)
+    write_atomic(path, data[:good])
+    records = len(torn.splitlines())
+    return (
+        f"{path.name}: cut {len(torn)} byte(s) ({records} record(s)) torn by a crash mid-write back to the "
+        f"last whole record (the cut bytes are in {path.name}.torn); a trial they recorded runs again"
+    )
+
+
+def _is_json(b: bytes) -> bool:
+    try:
+        json.loads(b)
+        return True
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+# Spec keys whose change cannot mix incomparable trials in one sweep: a random or TPE search
+# told to try more (or fewer) points is the same search.
+SAFE_EDITS = {"trials"}
+
+
+def _check_spec_unchanged(folder: Path, meta: dict, text: str, notes: list[str]) -> str:
+    """The spec text to resume with: spec.yaml as stored at the start. An edit that changes
+    which trials the sweep holds (the space, the metric, the base's overrides, the strategy)
+    is refused with what changed; a change of `trials` alone (random/tpe) is accepted, noted."""
+    original = meta.get("spec_text")
+    if not isinstance(original, str) or _sha256(text) == meta.get("spec_sha256"):
+        return text
+    try:
+        old, new = yaml.safe_load(original), yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        old, new = None, str(e).splitlines()[0]
+    changes = _changes(old, new) if isinstance(old, dict) and isinstance(new, dict) else None
+    if changes is not None and not changes:
+        return text  # comments or layout only
+    if (
+        changes is not None
+        and {c[0] for c in changes} <= SAFE_EDITS
+        and old.get("strategy", "grid") != "grid"
+        and isinstance(new.get("trials"), int)
+        and new["trials"] > 0
+    ):
+        notes.append(f"spec.yaml: trials {old.get('trials')} -> {new['trials']}: the same search, run to the new count")
+        meta.update(spec_text=text, spec_sha256=_sha256(text), trials=new["trials"])
+        return text
+    listed = (
+        "; ".join(f"{key}: {_show(a)} -> {_show(b)}" for key, a, b in changes)
+        if changes
+        else f"it no longer reads as a spec ({new})"
+    )
+    raise DlxError(
+        f"{folder / 'spec.yaml'} was edited after the sweep started ({listed}). Trials of the old and the new "
+        f"spec would be mixed in one table, so the sweep is not resumed. To finish the sweep as started, put "
+        f"spec.yaml back (sweep.json keeps its text under spec_text); to search the edited space, start a new "
+        f"sweep: dlx sweep {folder / 'spec.yaml'}"
+    )
+
+
+def _changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(key path, old, new) for every leaf that differs; a missing side is None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in [*old, *(k for k in new if k not in old)]:
+            out += _changes(
+                old.get(k, _MISSING), new.get(k, _MISSING), f"{prefix}{k}" if not prefix else f"{prefix}.{k}"
+            )
+        return out
+    return [] if old == new else [(prefix, old, new)]
+
+
+_MISSING = object()
+
+
+def _show(v: Any) -> str:
+    return "(absent)" if v is _MISSING else _yaml_value(v)
+
+
+# ---------------------------------------------------------------- running a sweep
 
 
 def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None = None) -> Sweep:

@@ -1,6 +1,6 @@
 """One trial in its own process: `python -m dlx.worker` reads a trial as JSON on stdin.
 
-Input (stdin): {"config": {...}, "runs_dir": "...", "result_path": "...", "threads": N}
+Input (stdin): {"config": {...}, "runs_dir": "...", "result_path": "...", "threads": N, "driver": PID}
 Output: a JSON result written atomically to result_path:
   {"status", "run_path", "summary", "metrics", "error", "started", "ended", "pid",
    "cuda_visible_devices"}
@@ -9,6 +9,8 @@ DlxError (the user's mistake: retrying cannot help), 1 a Python error in trainin
 (status "failed", the traceback in "error"); anything else (a signal, os._exit) is
 a crash that the executor may retry. A stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
 during training is no crash: the run ends interrupted, checkpointed, and the exit is 0.
+A worker whose driver died (killed outright) stops the same way, writes no result and
+removes the driver's temp folder (see _stop_when_orphaned).
 
 Test hook: if DLX_TEST_CRASH_ONCE names a file that does not exist yet, the worker
 creates it and dies with os._exit(137) before training, so exactly one attempt
@@ -19,13 +21,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+# How often a worker checks that its driver is alive, and how long it may take to stop
+# (finish the step, checkpoint) once the driver is gone before it exits regardless.
+ORPHAN_POLL_S = 0.2
+ORPHAN_GRACE_S = 60.0
 STARTED = time.time()  # before the heavy imports, so concurrency checks see the whole process
 
 
@@ -75,8 +83,9 @@ def run_job(
         r = train(config, runs_dir=runs_dir, quiet=True)
         result.update(status=r.status, run_path=str(r.path) if r.path else None, summary=r.summary, metrics=r.metrics)
     except DlxError as e:
-        # ConfigError and the like: a sentence for the user, same as the CLI prints.
-        result.update(status="config_error", error=str(e))
+        # ConfigError and the like: a sentence for the user, each problem on one line.
+        problems = getattr(e, "problems", None)
+        result.update(status="config_error", error="\n".join(map(str, problems)) if problems else str(e))
         code = 2
     except Exception as e:  # a bug or a runtime error in training: keep the traceback
         path = getattr(e, "dlx_run_path", None)
@@ -90,15 +99,55 @@ def run_job(
     return result, code
 
 
+def _stop_when_orphaned(parent: int, grace_s: float = ORPHAN_GRACE_S) -> threading.Event:
+    """Workers die with their driver. A worker runs in its own session (the executor's
+    choice, so a terminal's Ctrl-C reaches only the driver), so a driver killed outright
+    (SIGKILL, the OOM killer) stops nobody: the worker is re-parented. A daemon thread sees
+    that and stops the worker the way SIGTERM does (the step ends, the run is checkpointed
+    and `interrupted`, resumable); past grace_s it exits at once. The returned event is set
+    once the driver is gone: nobody will read this worker's result any more."""
+    gone = threading.Event()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_S)
+        gone.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dlx-orphan-watch", daemon=True).start()
+    return gone
+
+
+def _stop_signals_interrupt() -> None:
+    """Until training installs its own handlers (a stop then ends the run after the step), a
+    stop signal ends the worker by KeyboardInterrupt, so main() still cleans up after it.
+    The executor stops a worker with SIGINT; a parent started with SIGINT ignored (a shell
+    script's background job) passes that on through exec, and the worker takes it back."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def main() -> int:
-    # The executor stops a worker with SIGINT (the worker's own session: no terminal reaches
-    # it). A parent started with SIGINT ignored (a shell script's background job) passes
-    # that on through exec; the worker takes it back, so its run still ends interrupted.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _stop_signals_interrupt()
     job = json.loads(sys.stdin.read())
+    # The driver names itself: a driver that died before this line is noticed too.
+    orphaned = _stop_when_orphaned(int(job.get("driver") or os.getppid()))
+    result_path = Path(job["result_path"])
     _crash_once_hook()
-    result, code = run_job(job["config"], job["runs_dir"], job.get("threads"), started=STARTED)
-    _write_result(Path(job["result_path"]), result)
+    code = 1
+    try:
+        result, code = run_job(job["config"], job["runs_dir"], job.get("threads"), started=STARTED)
+        if not orphaned.is_set():
+            _write_result(result_path, result)
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    finally:
+        if orphaned.is_set():
+            # The driver died without cleaning up: its temp folder (the results of every
+            # attempt, this one's stderr) is the last worker's to remove.
+            shutil.rmtree(result_path.parent, ignore_errors=True)
     return code
 
 

@@ -184,3 +184,79 @@ def test_a_sigterm_to_a_worker_ends_its_run_interrupted_not_crashed(runs_dir):
     meta = json.loads((run / "meta.json").read_text())
     assert (meta["status"], meta["reason"]) == ("interrupted", "stopped by SIGTERM")
     assert (run / "checkpoint.pt").is_file()
+
+
+def _training_runs(folder: Path) -> list[Path]:
+    """Run folders under `folder` (any depth: a sweep's trials train in .staging) that logged a line."""
+    return [m.parent for m in folder.rglob("metrics.jsonl") if m.stat().st_size > 0] if folder.is_dir() else []
+
+
+def test_killed_sweep_and_compare_drivers_leave_no_worker_running_and_no_temp_folder(tmp_path):
+    """A driver killed with SIGTERM stops its workers itself; one killed with SIGKILL cannot,
+    and its workers notice they are orphans and stop alike. Either way every worker is gone
+    within seconds, each run ends `interrupted` (resumable, checkpointed), the executor's temp
+    folder is removed, and a SIGKILLed sweep reads `interrupted`, not `running`. The four
+    drivers run at once: one start-up cost for the lot."""
+    from dlx.folders import sweep_folders, sweep_status
+
+    long = copy.deepcopy(TINY)
+    long["train"] = {"steps": 100000, "batch_size": 32, "log_every": 1}
+    (tmp_path / "long.yaml").write_text(json.dumps(long))
+    (tmp_path / "spec.yaml").write_text(json.dumps({"base": "long.yaml", "space": {"optimizer.lr": [0.01, 0.02]}}))
+    commands = {
+        "sweep": ["sweep", "spec.yaml"],
+        "compare": ["compare", "long.yaml", "--optimizers", "sgd,adam", "--seeds", "1"],
+    }
+    drivers = {}
+    for what, sig in [
+        ("sweep", signal.SIGTERM),
+        ("sweep", signal.SIGKILL),
+        ("compare", signal.SIGTERM),
+        ("compare", signal.SIGKILL),
+    ]:
+        case = tmp_path / f"{what}-{sig.name}"
+        (case / "tmp").mkdir(parents=True)
+        env = {**os.environ, "TMPDIR": str(case / "tmp"), "PYTHONPATH": str(ROOT)}
+        args = [sys.executable, "-m", "dlx", *commands[what], "--runs-dir", str(case / "runs"), "--max-parallel", "1"]
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        drivers[case] = (proc, sig)
+    try:
+        deadline = time.monotonic() + 60
+        pending = dict(drivers)
+        workers = {}
+        while pending and time.monotonic() < deadline:
+            for case, (proc, sig) in list(pending.items()):
+                if proc.poll() is not None:
+                    pytest.fail(f"{case.name}: the driver ended early: {proc.stderr.read().decode()}")
+                runs = _training_runs(case / "runs")
+                if runs:  # a worker is training: kill its driver now
+                    workers[case] = json.loads((runs[0] / "meta.json").read_text())["pid"]
+                    proc.send_signal(sig)
+                    del pending[case]
+            time.sleep(0.05)
+        assert not pending, f"never started training: {[c.name for c in pending]}"
+        for proc, _ in drivers.values():
+            proc.wait(timeout=30)
+            assert "Traceback" not in proc.stderr.read().decode()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for proc, _ in drivers.values():
+            proc.kill()
+    for case in drivers:
+        assert not _alive(workers[case]), f"{case.name}: worker {workers[case]} still running after its driver died"
+        assert list((case / "tmp").glob("dlx-*")) == [], f"{case.name}: temp folder leaked"
+        runs = _training_runs(case / "runs")
+        statuses = {json.loads((r / "meta.json").read_text())["status"] for r in runs}
+        assert statuses == {"interrupted"}, (case.name, statuses)
+        assert all((r / "checkpoint.pt").is_file() for r in runs)
+        if case.name.startswith("sweep"):
+            [sw] = sweep_folders(case / "runs")
+            assert sweep_status(json.loads((sw / "sweep.json").read_text()), sw) == "interrupted"
+
+
+def _alive(pid: int) -> bool:
+    from dlx.folders import pid_alive
+
+    return pid_alive(pid)

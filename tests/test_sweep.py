@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -15,9 +16,9 @@ import yaml
 from conftest import ROOT, TINY, interrupt_when
 
 from dlx.config import load_config
-from dlx.errors import ConfigError
+from dlx.errors import ConfigError, DlxError
 from dlx.executors import LocalExecutor, TrialResult, gpu_slots
-from dlx.folders import land_run, list_runs
+from dlx.folders import land_run, list_runs, sweep_status
 from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
 
 
@@ -56,8 +57,9 @@ class FakeExecutor:
     exactly as they are driven; `stop_after` raises KeyboardInterrupt like a Ctrl-C.
     """
 
-    def __init__(self, stop_after: int | None = None):
+    def __init__(self, stop_after: int | None = None, folders: bool = False):
         self.stop_after = stop_after
+        self.folders = folders  # write a small run folder per trial, as a real worker would
         self.seen: list[dict] = []
 
     @staticmethod
@@ -71,11 +73,19 @@ class FakeExecutor:
             if self.stop_after is not None and len(out) >= self.stop_after:
                 raise KeyboardInterrupt
             self.seen.append(t.config)
+            summary = {"final": {"test_acc": self.score(t.config)}, "verdicts": [], "train_seconds": 0.1}
+            run = None
+            if self.folders:
+                run = Path(t.runs_dir) / t.config["name"]
+                run.mkdir(parents=True)
+                write(run / "config.yaml", t.config)
+                (run / "meta.json").write_text(json.dumps({"status": "completed", "name": t.config["name"]}))
+                (run / "summary.json").write_text(json.dumps(summary))
             r = TrialResult(
                 id=t.id,
                 status="completed",
-                run_path=None,
-                summary={"final": {"test_acc": self.score(t.config)}, "verdicts": []},
+                run_path=run,
+                summary=summary,
                 metrics=[],
                 attempts=1,
                 error=None,
@@ -260,11 +270,168 @@ def test_resume_finishes_a_stopped_sweep_without_redoing_trials(tmp_path, base, 
     assert FakeExecutor().run(Sweep.open(sw.folder).pending()) == []
 
 
-def test_a_sweep_being_run_cannot_be_resumed_twice(tmp_path, base):
-    sw = Sweep.create(plan(spec(tmp_path, base)), tmp_path / "runs")
-    (sw.folder / ".lock").write_text(str(os.getppid()))  # a live process that is not us
-    with pytest.raises(Exception, match="is being run by process"):
+def test_a_sweep_being_run_cannot_be_resumed_twice_and_the_refusal_changes_nothing(tmp_path, base):
+    sw = Sweep.create(plan(spec(tmp_path, base)), tmp_path / "runs")  # holds the sweep's lock while it runs
+    run_sweep_part = FakeExecutor(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, run_sweep_part)
+    again = Sweep.open(sw.folder)  # the first resume holds the lock now ...
+    before = {p.name: p.read_bytes() for p in sw.folder.iterdir() if p.is_file()}
+    with pytest.raises(DlxError, match=r"being run by another process \(pid \d+ on .+\); one process runs a sweep"):
+        Sweep.open(sw.folder)  # ... so a second one (another open file: flock refuses it even here) is refused
+    assert {p.name: p.read_bytes() for p in sw.folder.iterdir() if p.is_file()} == before
+    assert sweep_status(again.meta, sw.folder) == "running"
+    run_sweep(again, FakeExecutor())  # finishing releases the lock: the sweep is whole
+    assert (
+        again.done == 6 and sweep_status(json.loads((sw.folder / "sweep.json").read_text()), sw.folder) == "completed"
+    )
+    Sweep.open(sw.folder).unlock()
+
+
+# ---------------------------------------------------------------- a damaged or edited sweep folder
+
+
+def grid_spec(tmp_path, base, **over) -> Path:
+    return spec(tmp_path, base, strategy="grid", trials=None, space={"optimizer.lr": [0.1, 0.03, 0.01, 0.003]}, **over)
+
+
+def stopped_grid(tmp_path, base, done: int = 2) -> Sweep:
+    """A 4-point grid stopped after `done` trials landed, its lock released as a dead driver's would be."""
+    sw = Sweep.create(plan(grid_spec(tmp_path, base)), tmp_path / "runs")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, FakeExecutor(stop_after=done, folders=True))
+    return sw
+
+
+def lrs(sw: Sweep) -> list[float]:
+    return [sw.rows[i]["params"]["optimizer.lr"] for i in sorted(sw.rows)]
+
+
+def resume_via_cli(folder: Path, monkeypatch) -> str:
+    """`dlx sweep --resume` in this process, trials told by the FakeExecutor: its output."""
+    from typer.testing import CliRunner
+
+    import dlx.cli
+
+    monkeypatch.setattr(dlx.cli, "_executor", lambda *a: FakeExecutor(folders=True))
+    res = CliRunner().invoke(dlx.cli.app, ["sweep", "--resume", str(folder), "--runs-dir", str(folder.parent)])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.output
+
+
+@pytest.mark.parametrize("cut", ["mid-record", "newline"])
+def test_a_journal_torn_by_a_crash_is_cut_back_to_its_last_record_and_the_sweep_finishes_whole(
+    tmp_path, base, monkeypatch, cut
+):
+    sw = stopped_grid(tmp_path, base)
+    journal = sw.folder / "journal.log"
+    data = journal.read_bytes()
+    last = data[:-1].rfind(b"\n") + 1
+    # Power lost mid-append: half of the last record written; or all of it but its newline.
+    journal.write_bytes(data[: last + (len(data) - last) // 2] if cut == "mid-record" else data[:-1])
+    out = resume_via_cli(sw.folder, monkeypatch)
+    if cut == "mid-record":
+        assert "note:" in out and "journal.log" in out and "torn" in out
+        assert (sw.folder / "journal.log.torn").read_bytes() == data[last : last + (len(data) - last) // 2]
+    assert "Traceback" not in out
+    assert json.loads((sw.folder / "sweep.json").read_text())["status"] == "completed"
+    done = Sweep.open(sw.folder)
+    assert lrs(done) == [0.1, 0.03, 0.01, 0.003]
+    assert sorted(p.name for p in (sw.folder / "trials").iterdir()) == [f"trial-{i:04d}" for i in range(4)]
+    done.unlock()
+
+
+def test_an_edited_spec_is_refused_saying_what_changed_and_the_restored_one_runs_each_point_once(tmp_path, base):
+    sw = stopped_grid(tmp_path, base, done=1)
+    # The driver died right after asking for the next trial, before giving it parameters.
+    sw.study.ask()
+    sw.unlock()
+    spec_file = sw.folder / "spec.yaml"
+    original = spec_file.read_text()
+    results = (sw.folder / "results.json").read_bytes()
+
+    edits = {
+        "an unknown key": (original + "wat: 1\n", r"wat: \(absent\) -> 1"),
+        "changed grid values": (
+            original.replace("0.03", "0.3"),
+            r"space\.optimizer\.lr: \[0\.1, 0\.03, .*\] -> \[0\.1, 0\.3,",
+        ),
+        "a new dimension": (original.replace("space:\n", "space:\n  activation: [relu, tanh]\n"), "space.activation"),
+        "not YAML any more": ("space: [\n", "no longer reads as a spec"),
+    }
+    for what, (text, said) in edits.items():
+        spec_file.write_text(text)
+        with pytest.raises(DlxError, match=said) as e:
+            Sweep.open(sw.folder)
+        assert "was edited after the sweep started" in str(e.value) and "dlx sweep" in str(e.value), what
+        assert (sw.folder / "results.json").read_bytes() == results, what  # a refusal changes nothing
+
+    spec_file.write_text(original)
+    done = run_sweep(Sweep.open(sw.folder), FakeExecutor(folders=True))
+    assert lrs(done) == [0.1, 0.03, 0.01, 0.003]  # every grid point exactly once, none drawn at random
+
+
+def test_more_trials_for_a_random_search_is_an_edit_accepted_with_a_note(tmp_path, base):
+    sw = Sweep.create(plan(spec(tmp_path, base, trials=3)), tmp_path / "runs")
+    run_sweep(sw, FakeExecutor())
+    spec_file = sw.folder / "spec.yaml"
+    spec_file.write_text(spec_file.read_text().replace("trials: 3", "trials: 5"))
+    again = Sweep.open(sw.folder)
+    assert again.notes == ["spec.yaml: trials 3 -> 5: the same search, run to the new count"]
+    run_sweep(again, FakeExecutor())
+    assert sorted(again.rows) == list(range(5)) and again.meta["status"] == "completed"
+
+
+@pytest.mark.parametrize("damage", ["not JSON", "a list", "rows lost"])
+def test_a_damaged_results_file_is_rebuilt_from_the_trial_folders(tmp_path, base, damage):
+    sw = stopped_grid(tmp_path, base, done=3)
+    results = sw.folder / "results.json"
+    data = json.loads(results.read_text())
+    results.write_text(
+        {"not JSON": '{"rows": [', "a list": "[1, 2]", "rows lost": json.dumps({**data, "rows": data["rows"][:1]})}[
+            damage
+        ]
+    )
+    again = Sweep.open(sw.folder)
+    assert again.done == 3 and lrs(again) == [0.1, 0.03, 0.01]
+    assert any("rebuilt" in n for n in again.notes)
+    run_sweep(again, FakeExecutor(folders=True))
+    rows = json.loads(results.read_text())["rows"]
+    assert sorted(r["trial"] for r in rows) == [0, 1, 2, 3] and all(r["status"] == "completed" for r in rows)
+
+
+def test_a_missing_journal_is_refused_not_silently_restarted(tmp_path, base):
+    sw = stopped_grid(tmp_path, base)
+    (sw.folder / "journal.log").unlink()
+    before = (sw.folder / "results.json").read_bytes()
+    with pytest.raises(
+        DlxError,
+        match=r"journal\.log is missing: .* \(2 trial\(s\) were done\)\. Restore the file, or start a new sweep",
+    ):
         Sweep.open(sw.folder)
+    assert (sw.folder / "results.json").read_bytes() == before
+    assert sweep_status(json.loads((sw.folder / "sweep.json").read_text()), sw.folder) == "interrupted"
+
+
+@pytest.mark.parametrize("filename", ["_x.yaml", "my sweep \u00fc.yaml", "-.yaml"])
+def test_any_spec_file_name_gives_valid_trial_names(tmp_path, base, filename):
+    path = spec(tmp_path, base, trials=2)
+    path = path.rename(tmp_path / filename)
+    ex = FakeExecutor()
+    sw = run_sweep(Sweep.create(plan(path), tmp_path / "runs"), ex)
+    for cfg in ex.seen:  # each trial's config, name included, is a valid dlx config
+        load_config(write(tmp_path / "trial.yaml", cfg))
+    assert sw.folder.name.isascii() and " " not in sw.folder.name
+
+
+def test_a_trial_config_error_shows_its_problems_not_a_header(tmp_path, monkeypatch):
+    from dlx.worker import run_job
+
+    bad = copy.deepcopy(TINY)
+    bad["model"]["widht"] = 8
+    result, code = run_job(bad, tmp_path / "runs")
+    assert (result["status"], code) == ("config_error", 2)
+    assert "problem" not in result["error"] and "model.widht" in result["error"] and "width" in result["error"]
 
 
 def test_find_sweep_by_id_part_and_last(tmp_path, base):
@@ -367,8 +534,12 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
         text=True,
     )
 
-    def landed():  # one trial landed, others still running: Ctrl-C the sweep now
-        return list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
+    def landed():  # one trial landed and recorded, others still running: Ctrl-C the sweep now
+        found = list((tmp_path / "runs").glob("sweep-*/trials/trial-*"))
+        try:
+            return found if found and json.loads((found[0].parents[1] / "sweep.json").read_text())["done"] else []
+        except (OSError, ValueError):
+            return []
 
     found, out, err = interrupt_when(proc, landed, timeout=120)
     folder = found[0].parents[1]
