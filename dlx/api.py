@@ -106,18 +106,23 @@ def train(
 
     shown = default_progress(quiet)
     cbs = [hist, *([writer] if writer else []), *shown, *callbacks]
-    trainer = Trainer(cfg, callbacks=cbs)
-    if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except DlxError:
-            raise
-        except Exception as e:  # shapes or keys that differ: the model code changed since
-            raise DlxError(
-                f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
-                f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
-                f"resumed"
-            ) from None
+    try:
+        trainer = Trainer(cfg, callbacks=cbs, resuming=state is not None)
+        if state is not None:
+            try:
+                trainer.load_state_dict(state)
+            except DlxError:
+                raise
+            except Exception as e:  # shapes or keys that differ: the model code changed since
+                raise DlxError(
+                    f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
+                    f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
+                    f"resumed"
+                ) from None
+    except BaseException:
+        if state is not None:
+            folder.close()  # a resume refused here changed nothing: let go of the run's lock
+        raise
     try:
         outcome = trainer.run()
     except BaseException as e:
@@ -172,6 +177,7 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
         probes=d["probes"],
         meta=d["meta"],
         config=config if isinstance(config, dict) else {},
+        problems=d["problems"],
     )
 
 
@@ -184,7 +190,8 @@ def runs(
     """Every run in runs_dir (or one sweep's trials), one row each: run_id, name, status,
     started, steps, final metrics, verdict (the root cause's kind), path. sort: a column
     (RUN_SORT_KEYS), best first (highest accuracy, lowest loss, most steps, newest last);
-    rows without the value go last. Returns a RunList (.table(), .load(i))."""
+    rows without the value go last. Returns a RunList (.table(), .load(i); .skipped names
+    the folders left out as unreadable, each with why)."""
     from .folders import STATUSES, find_sweep, list_runs
     from .registry import closest
     from .results import RunList
@@ -198,7 +205,8 @@ def runs(
                 + f" (valid: {', '.join(valid)})"
             )
     where = find_sweep(sweep, Path(runs_dir)) / "trials" if sweep is not None else Path(runs_dir)
-    rows = [r for r in list_runs(where) if status is None or r["status"] == status]
+    skipped: list[str] = []
+    rows = [r for r in list_runs(where, skipped) if status is None or r["status"] == status]
     if sort is not None:
         high = sort.endswith("acc") or sort == "steps"
         present = [r for r in rows if r.get(sort) is not None]
@@ -206,6 +214,7 @@ def runs(
         rows = present + [r for r in rows if r.get(sort) is None]
     out = RunList(rows)
     out.where = where  # type: ignore[attr-defined]  (the folder listed, for messages)
+    out.skipped = skipped  # folders that are not readable runs, each with why
     return out
 
 
@@ -320,8 +329,10 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
             f"one. Set train.checkpoint_every in the config so runs checkpoint as they go."
         )
     from .config import load_config
+    from .paths import resuming
 
-    return path, load_config(path / "config.yaml")
+    with resuming():  # its init weights file may be gone: the checkpoint has the weights
+        return path, load_config(path / "config.yaml")
 
 
 def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder, History, dict[str, Any]]:

@@ -73,7 +73,7 @@ def _fail(err: Exception) -> None:
     con = _console(stderr=True)
     if isinstance(err, ConfigError):
         lines = str(err).splitlines()
-        con.print(f"[bold red]error:[/] {lines[0]}", markup=True)
+        con.print(f"[bold red]error:[/] {escape(lines[0])}", markup=True)
         for line in lines[1:]:
             con.print(line, markup=False)
         if any("valid" in p.message for p in err.problems):
@@ -101,13 +101,22 @@ def _errors(command):
             raise
         except DlxError as e:
             _fail(e)
-        except KeyboardInterrupt:
-            _console(stderr=True).print("[yellow]interrupted[/]")
+        except KeyboardInterrupt as e:
+            err = _console(stderr=True)
+            path = getattr(e, "dlx_run_path", None)
+            if path is None:
+                err.print("[yellow]interrupted[/]")
+            else:  # a second Ctrl-C mid-step: the run is kept up to its last checkpoint
+                err.print(
+                    f"[yellow]interrupted[/] mid-step; the run folder keeps everything up to its last checkpoint: "
+                    f"[bold]{escape(str(path))}[/]\ncontinue it with: dlx train --resume {escape(Path(path).name)}"
+                    + escape(f" --runs-dir {Path(path).parent}" if Path(path).parent != Path("runs") else "")
+                )
             raise typer.Exit(130) from None
         except Exception as e:
             err = _console(stderr=True)
             err.print(
-                f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {e}",
+                f"[bold red]error:[/] dlx {command.__name__.rstrip('_')} failed: {type(e).__name__}: {escape(str(e))}",
                 markup=True,
                 highlight=False,
             )
@@ -115,7 +124,7 @@ def _errors(command):
             if path is not None:
                 err.print(
                     f"The run folder keeps everything logged before the failure (status failed; "
-                    f"the traceback is in meta.json): {path}"
+                    f"the traceback is in meta.json): {escape(str(path))}"
                 )
             if os.environ.get("DLX_DEBUG"):
                 raise
@@ -249,8 +258,8 @@ def train(
     callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
     if not (quiet or as_json):
         con.print(
-            f"[bold]dlx train[/] {f'--resume {path.name}' if resume is not None else config}: "
-            f"{describe(cfg.resolved())}"
+            f"[bold]dlx train[/] {escape(f'--resume {path.name}' if resume is not None else str(config))}: "
+            f"{escape(describe(cfg.resolved()))}"
         )
     if resume is not None:
         result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks, quiet=True)
@@ -266,11 +275,13 @@ def train(
         # The heat strips draw every step's gradient norms: the run folder has them all.
         probes = read_jsonl(result.path / "probes.jsonl") if result.path else None
         con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
-    con.print(f"run folder: [bold]{result.path}[/]")
+    con.print(f"run folder: [bold]{escape(str(result.path))}[/]")
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
         con.print(
-            f"continue it with: dlx train --resume {result.path.name}"
-            + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else "")
+            escape(
+                f"continue it with: dlx train --resume {result.path.name}"
+                + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else "")
+            )
         )
     raise typer.Exit(_exit_code(result.status, result.summary.get("signal")))
 
@@ -301,7 +312,7 @@ def validate(
     from .report import describe
 
     cfg = check(config, set_ or [])
-    _console().print(f"[green]ok[/] {config}: {describe(cfg.resolved())}")
+    _console().print(f"[green]ok[/] {escape(str(config))}: {escape(describe(cfg.resolved()))}")
 
 
 @app.command()
@@ -325,10 +336,12 @@ def show(
         )
         return
     con = _console()
+    for problem in r.problems:  # what reading the folder left out, each by its file
+        con.print(f"[yellow]left out:[/] {escape(problem)}", highlight=False)
     if not r.summary:
         m = r.metrics[-1] if r.metrics else {}
         con.print(
-            f"run {r.meta.get('run_id')}: status [bold]{r.status}[/], no summary yet; "
+            f"run {escape(str(r.meta.get('run_id')))}: status [bold]{escape(str(r.status))}[/], no summary yet; "
             f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}"
         )
         return
@@ -336,10 +349,10 @@ def show(
 
     con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes, status=r.status))
     if r.summary.get("init_check"):  # the step-0 init-theory table
-        from .report import init_check_table
+        from .report import guarded, init_check_table
 
-        con.print(init_check_table(r.summary["init_check"]))
-    con.print(f"run folder: [bold]{r.path}[/]")
+        con.print(guarded("summary.json (init_check)", init_check_table, r.summary["init_check"]))
+    con.print(f"run folder: [bold]{escape(str(r.path))}[/]")
 
 
 @app.command()
@@ -428,7 +441,7 @@ def compare(
     else:
         _compare_table(con, cmp.rows, seeds, cmp.target)
         if cmp.figure_path:
-            con.print(f"figure: [bold]{cmp.figure_path}[/]")
+            con.print(f"figure: [bold]{escape(str(cmp.figure_path))}[/]")
     raise typer.Exit(1 if cmp.failed else 0)
 
 
@@ -549,7 +562,7 @@ def sweep(
     for note in sw.notes:  # what --resume found damaged and repaired
         con.print(f"[yellow]note:[/] {escape(note)}")
     con.print(
-        f"[bold]dlx sweep[/] {sw.folder}: {sw.plan.spec.strategy}, {total} trial(s)"
+        f"[bold]dlx sweep[/] {escape(str(sw.folder))}: {sw.plan.spec.strategy}, {total} trial(s)"
         + (f", {sw.done} done before" if resume else "")
         + f", {metric} ({sw.plan.spec.goal})"
     )
@@ -585,7 +598,7 @@ def sweep(
             progress.stop()
             con.print(
                 f"[yellow]interrupted[/] after {sw.done} of {total} trials; "
-                f"finish it with: [bold]dlx sweep --resume {sw.folder}[/]"
+                f"finish it with: [bold]dlx sweep --resume {escape(str(sw.folder))}[/]"
             )
             raise typer.Exit(130) from None
         except DlxError as e:
@@ -613,7 +626,7 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
         "results.json in the sweep folder has all",
     )
     if len(rows) > limit:
-        con.print(f"... {len(rows) - limit} more in {sw.folder / 'results.json'}")
+        con.print(f"... {len(rows) - limit} more in {escape(str(sw.folder / 'results.json'))}")
     errors = [r for r in rows if r.get("error") and r["status"] in ("config_error", "crashed", "failed")]
     for r in errors[:3]:
         # A config error is one line per problem (all shown); a crash or failure its first line.
@@ -624,10 +637,10 @@ def _sweep_table(con, sw, limit: int = 20) -> None:
     if best:
         con.print(
             f"best: trial {best['trial']:04d} {metric} = [bold]{num(best['value'])}[/] -> "
-            f"[bold]{sw.folder / 'best.yaml'}[/]  (dlx train {sw.folder / 'best.yaml'}; "
-            f"dlx show {sw.folder.name}/trial-{best['trial']:04d})"
+            f"[bold]{escape(str(sw.folder / 'best.yaml'))}[/]  (dlx train {escape(str(sw.folder / 'best.yaml'))}; "
+            f"dlx show {escape(sw.folder.name)}/trial-{best['trial']:04d})"
         )
-    con.print(f"sweep folder: [bold]{sw.folder}[/]  (dlx runs --sweep {sw.folder.name})")
+    con.print(f"sweep folder: [bold]{escape(str(sw.folder))}[/]  (dlx runs --sweep {escape(sw.folder.name)})")
 
 
 @app.command()
@@ -654,15 +667,17 @@ def runs(
         typer.echo(json.dumps(list(rows), indent=2))
         return
     con = _console()
+    for why in rows.skipped:
+        _console(stderr=True).print(f"[yellow]skipped[/] {escape(why)}", highlight=False)
     if not rows:
-        con.print(f"no runs in {where}" + (f" with status {status}" if status else ""))
+        con.print(escape(f"no runs in {where}" + (f" with status {status}" if status else "")))
         _sweeps_hint(con, runs_dir, sweep_)
         return
     from .folders import run_folders
     from .tables import runs_table
 
     _print_fitted(con, runs_table(rows, con.width, sort, ids=[d.name for d in run_folders(where)]), "--json shows all")
-    con.print(f"{len(rows)} run(s) in {where}")
+    con.print(escape(f"{len(rows)} run(s) in {where}"))
     _sweeps_hint(con, runs_dir, sweep_)
 
 
@@ -674,7 +689,7 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
         return
     found = sweep_folders(runs_dir)
     if found:
-        con.print(f"{len(found)} sweep(s) too, e.g. [bold]dlx runs --sweep {found[-1].name}[/]")
+        con.print(f"{len(found)} sweep(s) too, e.g. [bold]dlx runs --sweep {escape(found[-1].name)}[/]")
 
 
 @app.command()
@@ -694,7 +709,7 @@ def report(
     from .html_report import write_report
 
     path = write_report(target, out, runs_dir)
-    _console().print(f"report: [bold]{path}[/]")
+    _console().print(f"report: [bold]{escape(str(path))}[/]")
 
 
 @app.command()
@@ -727,14 +742,14 @@ def examples(
                 raise UsageError("usage: dlx examples copy NAME [DIR] (DIR defaults to the working folder)")
             ex, written = copy_example(more[0], more[1] if len(more) > 1 else ".", force, dir_)
             for path in written:
-                con.print(f"wrote [bold]{path}[/]")
-            con.print(f"run it: [bold]{run_command(ex, written[0])}[/]")
+                con.print(f"wrote [bold]{escape(str(path))}[/]")
+            con.print(f"run it: [bold]{escape(run_command(ex, written[0]))}[/]")
             return
         if more or force:
             raise UsageError("dlx examples takes one NAME; --force goes with dlx examples copy NAME [DIR]")
         if name:
             ex = find_example(name, dir_)
-            con.print(f"[bold]{ex.path}[/]")
+            con.print(f"[bold]{escape(str(ex.path))}[/]")
             con.print(ex.header, markup=False)
             if ex.path.parent == default_dir():  # a shipped one: the commands above need a clone
                 con.print(
@@ -767,7 +782,7 @@ def examples(
         for ex in group:
             t.add_row(f"  [cyan]{ex.name}[/]", ex.concept, *([", ".join(ex.expect)] if verdicts else []))
     con.print(t)
-    con.print(f"\n{len(found)} examples in {found[0].path.parent if found else dir_}", soft_wrap=False)
+    con.print(escape(f"\n{len(found)} examples in {found[0].path.parent if found else dir_}"), soft_wrap=False)
     if not verdicts:
         con.print(f"(a terminal {need} columns wide shows the verdict each one expects too)", soft_wrap=False)
     hints = Table.grid(padding=(0, 2))
@@ -805,12 +820,12 @@ def plot(
     target = out if out is not None else paths[0] / "plot.png"
     try:
         path = plot_runs(paths, target, title=title)
-    except (OSError, ValueError) as e:  # an unwritable path; an extension matplotlib cannot write
+    except OSError as e:  # an unwritable path (a file type matplotlib cannot write is refused before drawing)
         from .errors import UsageError
 
-        why = getattr(e, "strerror", None) or str(e)
-        _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable .png (or .pdf, .svg) path"))
-    _console().print(f"figure: [bold]{path}[/]")
+        why = e.strerror or str(e)
+        _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable path"))
+    _console().print(f"figure: [bold]{escape(str(path))}[/]")
 
 
 @app.command("list")

@@ -594,6 +594,9 @@ def _describe(err: dict, raw: Any, path: Path_) -> str:
             return f"must be a name or a mapping with a name, e.g. {field}: NAME or {field}: {{name: NAME, ...}}; got {got}"
         return f"must be a mapping of keys, got {got}"
     msg = err["msg"]
+    bound = next((ctx[k] for k in ("le", "lt", "ge", "gt") if isinstance(ctx.get(k), float)), None)
+    if bound is not None and abs(bound) >= 1e9:  # 1e+30, not thirty-one digits
+        msg = re.sub(r"-?\d{10,}(\.\d*)?", f"{bound:g}", msg)
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]
     if kind == "string_pattern_mismatch" and field == "name":

@@ -34,6 +34,8 @@ def num(
         return none
     if exact_int and isinstance(x, int):
         return str(x)
+    if not isinstance(x, (int, float)):
+        return str(x)  # not a number (a file of an odd shape): shown as it is, never an error
     x = float(x)
     if not math.isfinite(x):
         return str(x)

@@ -77,11 +77,20 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temp file beside `path`, fsync, rename: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     mode = "wb" if isinstance(text, bytes) else "w"
-    with open(tmp, mode) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode) as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # a full disk, a kill: never leave the half-written temp file
+        if isinstance(e, FileNotFoundError) and not path.parent.is_dir():
+            # Not the temp file's name: the folder it was to go in is gone (deleted meanwhile).
+            raise FileNotFoundError(
+                errno.ENOENT, "its folder was deleted while dlx was writing it", str(path)
+            ) from None
+        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -112,11 +121,13 @@ def versions() -> dict[str, str]:
 def prepare_runs_dir(runs_dir: Path) -> Path:
     """The runs folder, created and checked writable before any training starts."""
     runs_dir = Path(runs_dir)
+    probe = runs_dir / f".write-test-{os.getpid()}-{secrets.token_hex(3)}"
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / f".write-test-{os.getpid()}-{secrets.token_hex(3)}"
-        probe.write_text("ok")
-        probe.unlink()
+        try:
+            probe.write_text("ok")
+        finally:
+            probe.unlink(missing_ok=True)  # created, then the write failed (a full disk): gone too
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists() and not p.is_dir()), runs_dir)
         raise DlxError(
@@ -124,9 +135,13 @@ def prepare_runs_dir(runs_dir: Path) -> Path:
             f"Move that file or pass --runs-dir to write elsewhere."
         ) from None
     except OSError as e:
+        fix = {
+            errno.ENOSPC: "Free some space on that disk",
+            errno.EDQUOT: "Free some space (your disk quota is used up)",
+            errno.EROFS: "That file system is read-only",
+        }.get(e.errno, "Fix its permissions")
         raise DlxError(
-            f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. "
-            f"Fix its permissions or pass --runs-dir to write elsewhere."
+            f"cannot write to the runs folder {runs_dir}: {e.strerror or e}. {fix}, or pass --runs-dir to write elsewhere."
         ) from None
     return runs_dir
 
@@ -499,39 +514,142 @@ def find_folder(ref: str | Path, folders: list[Path], runs_dir: Path, marker: st
     raise DlxError(f"no {what} '{ref}': not a {what} folder, and no {what} id in {runs_dir} contains it")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a .jsonl file; a torn last line (a crash mid-write) is skipped."""
+def read_jsonl(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Records of a .jsonl file: JSON objects with an integer step. A torn last line (a crash
+    mid-write) is skipped silently; other lines that are not such records are skipped and,
+    given a problems list, counted there by the file's name."""
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    out, odd = [], 0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for i, line in enumerate(lines):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
+            odd += i < len(lines) - 1
             continue
+        if isinstance(record, dict) and is_int(record.get("step")):
+            out.append(record)
+        else:
+            odd += 1
+    if odd and problems is not None:
+        problems.append(f"{path.name}: {odd} line(s) that are not step records skipped")
     return out
 
 
+# probes.jsonl keys whose first axis is the steps of the log interval (its length varies
+# from record to record); every other array has one shape in all records of a run.
+PER_STEP = ("grad_norm", "loss")
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    """The shape of a number, null or rectangular nested list of them; None for anything else."""
+    if v is None or is_number(v):
+        return ()
+    if not isinstance(v, list):
+        return None
+    try:
+        a = np.asarray(v)
+    except (ValueError, TypeError, OverflowError):  # ragged, or ints past any dtype
+        return None
+    if a.dtype.kind in "biuf":
+        return a.shape
+    if a.dtype.kind == "O" and all(x is None or is_number(x) for x in a.ravel().tolist()):
+        return a.shape  # numbers with nulls (NaN or Inf as JSON writes them)
+    return None
+
+
+def check_series(records: list[dict[str, Any]], problems: list[str] | None, name: str) -> list[dict[str, Any]]:
+    """Records whose values the views can stack: each value a number, null or rectangular
+    array, and each key's array of one shape across records (PER_STEP keys: one shape past
+    their first axis). A value that breaks this is dropped from its record, counted by name."""
+    shapes: dict[str, dict[tuple, int]] = {}
+    for r in records:
+        for k, v in r.items():
+            sh = _shape(v)
+            if sh is not None:
+                key = sh[1:] if k in PER_STEP else sh
+                shapes.setdefault(k, {}).setdefault(key, 0)
+                shapes[k][key] += 1
+    usual = {k: max(c, key=c.get) for k, c in shapes.items()}
+    dropped = 0
+    out = []
+    for r in records:
+        keep = {}
+        for k, v in r.items():
+            sh = _shape(v)
+            if (
+                sh is not None
+                and (sh[1:] if k in PER_STEP else sh) == usual[k]
+                and (k not in ("step", "first_step") or is_int(v))
+            ):
+                keep[k] = v
+            else:
+                dropped += 1
+        out.append(keep)
+    if dropped and problems is not None:
+        problems.append(f"{name}: {dropped} value(s) of an unexpected shape left out")
+    return out
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """A JSON number that is a float: an int past float's range (10**400) is not one."""
+    return isinstance(v, float) or (is_int(v) and -(2**1023) < v < 2**1023)
+
+
+# What a view meets in a file of the wrong shape (a null where a list was, a string for a
+# number, a key missing): it leaves that part out, naming the file, instead of crashing.
+SHAPE_ERRORS = (TypeError, KeyError, AttributeError, ValueError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON file that must hold an object: (the object, None), or (None, why not)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"{path.name}: missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"{path.name}: unreadable ({e})"
+    if not isinstance(data, dict):
+        return None, f"{path.name}: holds a {type(data).__name__}, not an object"
+    return data, None
+
+
 def load_run(path: Path) -> dict[str, Any]:
-    """meta, status, config (text), summary, metrics and probes of a run folder.
+    """meta, status, config (text), summary, metrics and probes of a run folder, and the
+    problems found reading it (each naming its file: a summary that is not an object is
+    dropped, odd jsonl lines skipped). DlxError when meta.json is not a readable object.
 
     status is run_status(meta), the status as it stands now (a `running` run whose process
     is gone is `interrupted`); every view of a run reads it, never meta["status"] raw.
     """
     path = Path(path)
+    meta, why = read_object(path / "meta.json")
+    if meta is None:
+        raise DlxError(f"{path} is not a readable run folder ({why})")
+    problems: list[str] = []
+    summary = None
+    if (path / "summary.json").is_file():
+        summary, why = read_object(path / "summary.json")
+        if why:
+            problems.append(f"{why}; shown without it")
     try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DlxError(f"{path} is not a readable run folder (meta.json: {e})") from None
-    summary_path = path / "summary.json"
+        config = (path / "config.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        config = ""
     return {
         "path": path,
         "meta": meta,
         "status": run_status(meta, path),
-        "config": (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else "",
-        "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
-        "metrics": read_jsonl(path / "metrics.jsonl"),
-        "probes": read_jsonl(path / "probes.jsonl"),
+        "config": config,
+        "summary": summary,
+        "metrics": check_series(read_jsonl(path / "metrics.jsonl", problems), problems, "metrics.jsonl"),
+        "probes": check_series(read_jsonl(path / "probes.jsonl", problems), problems, "probes.jsonl"),
+        "problems": problems,
     }
 
 
@@ -573,7 +691,7 @@ def run_status(meta: dict[str, Any], path: Path | None = None) -> str:
     """
     status = meta.get("status", "?")
     if status != "running":
-        return status
+        return status if isinstance(status, str) else "?"
     if path is not None and meta.get("writer_lock") and meta.get("host") == socket.gethostname():
         # Its writer holds the folder's lock while it lives, however long it is stopped
         # (Ctrl-Z) and whatever its heartbeat says; a dead writer, or a pid reused by another
@@ -610,36 +728,37 @@ def sweep_status(meta: dict[str, Any], folder: Path) -> str:
     return "running" if alive else "interrupted"
 
 
-def list_runs(runs_dir: Path = Path("runs")) -> list[dict[str, Any]]:
+def list_runs(runs_dir: Path = Path("runs"), skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per run folder (oldest first): id, name, status, steps, final metrics, verdict.
 
     A run still marked `running` whose process is gone (killed, machine rebooted,
     heartbeat stale: see run_status) is shown as `interrupted`: nothing will ever finish it.
+    A folder whose meta.json is not a readable object is left out and named in `skipped`;
+    a field of the wrong type shows as missing. One bad folder never hides the others.
     """
     rows = []
     for d in run_folders(runs_dir):
-        try:
-            meta = json.loads((d / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        meta, why = read_object(d / "meta.json")
+        if meta is None:
+            if skipped is not None:
+                skipped.append(f"{d.name} ({why})")
             continue
-        summary = {}
-        if (d / "summary.json").is_file():
-            try:
-                summary = json.loads((d / "summary.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                summary = {}
-        status = run_status(meta, d)
-        final = summary.get("final", {})
-        verdicts = summary.get("verdicts") or []
+        summary = read_object(d / "summary.json")[0] or {}
+        final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+        verdicts = summary.get("verdicts") if isinstance(summary.get("verdicts"), list) else []
+        kind = verdicts[0].get("kind") if verdicts and isinstance(verdicts[0], dict) else None
         rows.append(
             {
                 "run_id": d.name,
-                "name": meta.get("name"),
-                "status": status,
-                "started": meta.get("started"),
-                "steps": summary.get("steps"),
-                **{k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-                "verdict": verdicts[0]["kind"] if verdicts else None,
+                "name": meta.get("name") if isinstance(meta.get("name"), str) else None,
+                "status": run_status(meta, d),
+                "started": meta.get("started") if isinstance(meta.get("started"), str) else None,
+                "steps": summary.get("steps") if is_int(summary.get("steps")) else None,
+                **{
+                    k: final.get(k) if is_number(final.get(k)) else None
+                    for k in ("train_loss", "train_acc", "test_loss", "test_acc")
+                },
+                "verdict": kind if isinstance(kind, str) else None,
                 "path": str(d),
             }
         )

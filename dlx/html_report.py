@@ -160,6 +160,16 @@ def _runs_figure(run_paths: list[Path], title: str | None) -> bytes:
         return Path(plot_runs(run_paths, Path(tmp) / "runs.png", title=title)).read_bytes()
 
 
+def guarded(what: str, build, *args) -> str:
+    """One part of a page; a part that a file's odd shape breaks is a note naming the file."""
+    from .folders import SHAPE_ERRORS
+
+    try:
+        return build(*args)
+    except SHAPE_ERRORS as e:
+        return f'<p class="note">{esc(what)} has an unexpected shape here ({esc(type(e).__name__)}: {esc(e)}); left out</p>'
+
+
 def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:
     try:
         png = _runs_figure(run_paths, title)
@@ -380,17 +390,28 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
             )
         )
     else:
-        sections.append(("verdicts", "Verdicts", verdicts_html(s.get("verdicts") or [])))
-        sections.append(("metrics", "Final metrics", metrics_html(s, status)))
+        sections.append(
+            ("verdicts", "Verdicts", guarded("summary.json (verdicts)", verdicts_html, s.get("verdicts") or []))
+        )
+        sections.append(("metrics", "Final metrics", guarded("summary.json (final)", metrics_html, s, status)))
     if run["metrics"]:
-        fig = _figure_html([run["path"]], figure_title, "training curves and per-layer dynamics")
+        fig = guarded(
+            "metrics.jsonl or probes.jsonl",
+            _figure_html,
+            [run["path"]],
+            figure_title,
+            "training curves and per-layer dynamics",
+        )
     else:
         fig = '<p class="note">no figure: nothing was logged yet</p>'
     sections.append(("figures", "Figures", fig))
     if s is not None:
-        sections.append(("layers", "Per-layer table", layers_html(s)))
+        sections.append(("layers", "Per-layer table", guarded("summary.json (layers)", layers_html, s)))
     sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))
-    sections.append(("meta", "Run", meta_html(meta, s, status)))
+    sections.append(("meta", "Run", guarded("meta.json", meta_html, meta, s, status)))
+    problems = run.get("problems") or []
+    if problems:  # what reading the folder left out, each by its file
+        sections.append(("problems", "Left out", "<ul>" + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>"))
     return sections
 
 
@@ -458,34 +479,52 @@ def params_figure(rows: list[dict[str, Any]], metric: str) -> bytes | None:
     return buf.getvalue()
 
 
+def _is_row(r: Any) -> bool:
+    """A results.json row the page can show: a trial number, a status, params as an object."""
+    from .folders import is_int, is_number
+
+    return (
+        isinstance(r, dict)
+        and is_int(r.get("trial"))
+        and 0 <= r["trial"] < 10**9
+        and isinstance(r.get("params", {}), dict)
+        and (r.get("value") is None or is_number(r.get("value")))
+    )
+
+
 def _cell(v: Any) -> str:
     return num(v, 4) if _is_number(v) else esc(v)
 
 
 def sweep_page(folder: Path) -> str:
-    from .folders import load_run, sweep_status
+    from .folders import load_run, read_object, sweep_status
 
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / "sweep.json").read_text())
-        results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").is_file() else {}
-    except (OSError, json.JSONDecodeError) as e:
-        raise DlxError(f"{folder} is not a readable sweep folder ({e}); give a folder made by dlx sweep") from None
-    metric, goal = meta.get("metric", "?"), meta.get("goal", "?")
+    meta, why = read_object(folder / "sweep.json")
+    if meta is None:
+        raise DlxError(f"{folder} is not a readable sweep folder ({why}); give a folder made by dlx sweep")
+    results, why = read_object(folder / "results.json")
+    left_out = [why] if why and (folder / "results.json").exists() else []
+    results = results or {}
+    metric, goal = str(meta.get("metric", "?")), str(meta.get("goal", "?"))
     # Best first by the metric; trials without a value (diverged, failed) last, by index.
-    rows = results.get("rows") or []
+    rows = results.get("rows") if isinstance(results.get("rows"), list) else []
+    good = [r for r in rows if _is_row(r)]
+    if len(good) < len(rows):
+        left_out.append(f"results.json: {len(rows) - len(good)} row(s) of an unexpected shape")
+    rows = good
     sign = -1 if goal == "max" else 1
     rows = sorted(
         (r for r in rows if _is_number(r.get("value"))), key=lambda r: (sign * r["value"], r["trial"])
     ) + sorted((r for r in rows if not _is_number(r.get("value"))), key=lambda r: r["trial"])
-    best = results.get("best")
+    best = results.get("best") if _is_row(results.get("best")) else None
     keys = list(dict.fromkeys(k for r in rows for k in (r.get("params") or {})))
     sections = []
 
     head = ["trial", *keys, metric, "status", "verdict", "seconds", "note"]
     trows, classes = [], []
     for r in rows:
-        note = (r.get("error") or "").splitlines()[0] if r.get("error") else ""
+        note = str(r.get("error")).splitlines()[0] if r.get("error") else ""
         params = r.get("params") or {}
         trows.append(
             [
@@ -506,8 +545,10 @@ def sweep_page(folder: Path) -> str:
     )
     sections.append(("trials", f"Trials ({len(rows)} of {meta.get('trials', '?')}, best first by {metric})", table))
 
-    png = params_figure(rows, metric)
-    if png is not None:
+    png = guarded("results.json", params_figure, rows, metric)
+    if isinstance(png, str):
+        sections.append(("params", f"{metric} against each parameter", png))
+    elif png is not None:
         sections.append(
             (
                 "params",
@@ -517,9 +558,14 @@ def sweep_page(folder: Path) -> str:
             )
         )
 
-    best_run = folder / best["run"] if best and best.get("run") else None
+    best_run = folder / best["run"] if best and isinstance(best.get("run"), str) else None
+    run = None
     if best_run is not None and (best_run / "meta.json").is_file():
-        run = load_run(best_run)
+        try:
+            run = load_run(best_run)
+        except DlxError as e:
+            left_out.append(str(e))
+    if run is not None:
         intro = _kv(
             [
                 ("trial", f"{best['trial']:04d}"),
@@ -536,7 +582,7 @@ def sweep_page(folder: Path) -> str:
     else:
         sections.append(("best-verdicts", "Best trial", '<p class="note">no trial has a value yet</p>'))
 
-    spec = (folder / "spec.yaml").read_text() if (folder / "spec.yaml").is_file() else ""
+    spec = (folder / "spec.yaml").read_text(errors="replace") if (folder / "spec.yaml").is_file() else ""
     sections.append(("spec", "Sweep spec", f"<pre>{esc(spec)}</pre>"))
     sections.append(
         (
@@ -552,7 +598,7 @@ def sweep_page(folder: Path) -> str:
                     ("trials", f"{meta.get('done', len(rows))} done of {meta.get('trials', '?')}"),
                     ("spec path", meta.get("spec_path")),
                     ("base path", meta.get("base_path")),
-                    ("overrides", " ".join(meta.get("sets") or []) or None),
+                    ("overrides", " ".join(map(str, meta.get("sets") or [])) or None),
                     ("created", meta.get("created")),
                     ("resumed", meta.get("resumed")),
                     ("ended", meta.get("ended")),
@@ -563,11 +609,13 @@ def sweep_page(folder: Path) -> str:
 
     sid = meta.get("sweep_id") or folder.name
     sub = (
-        f"{_pill(meta.get('status'))} {esc(meta.get('strategy'))} search, {esc(metric)} ({esc(goal)}), "
+        f"{_pill(sweep_status(meta, folder))} {esc(meta.get('strategy'))} search, {esc(metric)} ({esc(goal)}), "
         f"{esc(meta.get('done', len(rows)))} of {esc(meta.get('trials', '?'))} trials"
     )
     if best:
         sub += f" &middot; best {esc(metric)} {num(best.get('value'), 4)} (trial {best['trial']:04d})"
+    if left_out:  # what reading the folder left out, each by its file
+        sections.append(("problems", "Left out", "<ul>" + "".join(f"<li>{esc(p)}</li>" for p in left_out) + "</ul>"))
     # The best trial's own sections stay out of the links: one link to the start of them is enough.
     nav = {"trials": "Trials", "params": "Parameters", "best-verdicts": "Best trial", "spec": "Spec", "meta": "Sweep"}
     return _page(f"dlx sweep {sid}", sub, sections, {k: v for k, v in nav.items() if k in {s[0] for s in sections}})

@@ -16,15 +16,18 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from .errors import SpecError
-from .paths import ExistingFile
+from .paths import StartFile
 from .registry import Registry, Spec
 
 INITS = Registry("init")
+# Init values past this size are mistakes (float32 weights overflow to inf at 3.4e38; the
+# init check squares them): refused in the config instead of failing mid-check.
+BIG = 1e30
 PATH = ("init", "path")  # where from_file problems are reported
 
 
 class InitSpec(Spec):
-    bias: float | None = 0.0
+    bias: float | None = Field(0.0, ge=-BIG, le=BIG)
 
     def init_weight(self, w: torch.Tensor) -> None:
         raise NotImplementedError
@@ -46,7 +49,7 @@ class InitSpec(Spec):
 class Default(InitSpec):
     """PyTorch's own: kaiming_uniform(a=sqrt(5)) weights, uniform(+-1/sqrt(fan_in)) biases."""
 
-    bias: float | None = None
+    bias: float | None = Field(None, ge=-BIG, le=BIG)
 
     def init_weight(self, w):
         pass  # the layer's reset_parameters() already ran at construction
@@ -64,7 +67,7 @@ class Zeros(InitSpec):
 class Constant(InitSpec):
     """All weights one value: the same symmetry as zeros, with signal flowing."""
 
-    value: float = 0.1
+    value: float = Field(0.1, ge=-BIG, le=BIG)
 
     def init_weight(self, w):
         nn.init.constant_(w, self.value)
@@ -74,8 +77,8 @@ class Constant(InitSpec):
 class Normal(InitSpec):
     """N(mean, std^2) regardless of layer size: std 1 explodes or saturates deep nets."""
 
-    mean: float = 0.0
-    std: float = Field(0.01, gt=0)
+    mean: float = Field(0.0, ge=-BIG, le=BIG)
+    std: float = Field(0.01, gt=0, le=BIG)
 
     def init_weight(self, w):
         nn.init.normal_(w, self.mean, self.std)
@@ -85,8 +88,8 @@ class Normal(InitSpec):
 class Uniform(InitSpec):
     """U(low, high) regardless of layer size."""
 
-    low: float = -0.05
-    high: float = 0.05
+    low: float = Field(-0.05, ge=-BIG, le=BIG)
+    high: float = Field(0.05, ge=-BIG, le=BIG)
 
     def init_weight(self, w):
         nn.init.uniform_(w, self.low, self.high)
@@ -104,7 +107,7 @@ class Uniform(InitSpec):
 class XavierUniform(InitSpec):
     """U(+-gain*sqrt(6/(fan_in+fan_out))): keeps variance for tanh-like units (Glorot 2010)."""
 
-    gain: float = Field(1.0, gt=0)
+    gain: float = Field(1.0, gt=0, le=BIG)
 
     def init_weight(self, w):
         nn.init.xavier_uniform_(w, self.gain)
@@ -114,7 +117,7 @@ class XavierUniform(InitSpec):
 class XavierNormal(InitSpec):
     """N(0, gain^2 * 2/(fan_in+fan_out))."""
 
-    gain: float = Field(1.0, gt=0)
+    gain: float = Field(1.0, gt=0, le=BIG)
 
     def init_weight(self, w):
         nn.init.xavier_normal_(w, self.gain)
@@ -123,7 +126,7 @@ class XavierNormal(InitSpec):
 class _Kaiming(InitSpec):
     mode: str = Field("fan_in", pattern="^(fan_in|fan_out)$")
     nonlinearity: str = Field("relu", pattern="^(relu|leaky_relu|linear|tanh|sigmoid|selu)$")
-    a: float = Field(0.0, ge=0, description="negative slope, for leaky_relu")
+    a: float = Field(0.0, ge=0, le=BIG, description="negative slope, for leaky_relu")
 
 
 @INITS.register("kaiming_uniform", "he_uniform")
@@ -155,7 +158,7 @@ class LecunNormal(InitSpec):
 class Orthogonal(InitSpec):
     """A (scaled) orthogonal matrix: all singular values equal to gain."""
 
-    gain: float = Field(1.0, gt=0)
+    gain: float = Field(1.0, gt=0, le=BIG)
 
     def init_weight(self, w):
         nn.init.orthogonal_(w, self.gain)
@@ -165,9 +168,9 @@ class Orthogonal(InitSpec):
 class FromFile(InitSpec):
     """Parameters from a .pt or .npz state dict keyed by the names `dlx train` prints."""
 
-    path: ExistingFile
+    path: StartFile  # not needed to --resume the run: its checkpoint holds the weights
     strict: bool = True  # every parameter must be in the file, and nothing else
-    bias: float | None = None  # biases come from the file
+    bias: float | None = Field(None, ge=-BIG, le=BIG)  # None: biases come from the file
 
     @field_validator("path")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from pathlib import Path
 from typing import Annotated
 
@@ -37,3 +39,26 @@ def _directory(path: Path, info: ValidationInfo) -> Path:
 
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 Directory = Annotated[Path, AfterValidator(_directory)]
+
+
+# While a run is resumed, files needed only to start it (init: from_file weights) may be
+# gone: the checkpoint holds the weights. Data files are still needed, and still checked.
+_RESUMING = contextvars.ContextVar("dlx_resuming", default=False)
+
+
+@contextlib.contextmanager
+def resuming():
+    """Validate a config as the config of a run being resumed (see StartFile)."""
+    token = _RESUMING.set(True)
+    try:
+        yield
+    finally:
+        _RESUMING.reset(token)
+
+
+def _start_file(path: Path, info: ValidationInfo) -> Path:
+    return resolve(path, info) if _RESUMING.get() else _existing_file(path, info)
+
+
+# A file read only when a run starts, never on --resume (init weights).
+StartFile = Annotated[Path, AfterValidator(_start_file)]

@@ -57,6 +57,22 @@ NONFINITE_COLOR = "#e41a1c"  # red: no viridis colour is near it
 ZERO_COLOR = "#bdbdbd"
 
 
+def plain_text(build):
+    """Build a figure with every text drawn as written: a `$` in a title, run name or layer
+    name is a dollar sign, not the start of TeX math (which fails or garbles the text). The
+    Text objects keep the setting they were made with, so the figure saves the same later."""
+    import functools
+
+    @functools.wraps(build)
+    def run(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return build(*args, **kwargs)
+
+    return run
+
+
 # ---------------------------------------------------------------- series (numpy only)
 
 
@@ -116,10 +132,16 @@ def act_series(probes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return {
         "steps": np.asarray([p["step"] for p in kept]),
         "pct": np.asarray([p["act_pct"] for p in kept], dtype=float),
-        "dead": np.asarray([p.get("act_dead") or [] for p in kept], dtype=float),
-        "negative": np.asarray([p.get("act_negative") or [] for p in kept], dtype=float),
-        "saturated": np.asarray([p.get("act_saturated") or [] for p in kept], dtype=float),
+        **{
+            key: np.asarray([_row(p.get(f"act_{key}"), len(p["act_pct"])) for p in kept], dtype=float)
+            for key in ("dead", "negative", "saturated")
+        },
     }
+
+
+def _row(values: Any, n: int) -> list:
+    """One fraction per activation; NaN for each when the record has none (or not n)."""
+    return values if isinstance(values, list) and len(values) == n else [None] * n
 
 
 def log_bins(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +233,7 @@ def run_series(
     """The series of one run from its records, read from a folder or kept in memory
     (an unsaved run: no meta, so names come from its summary)."""
     steps, grad = grad_series(probes)
-    layers = [l["name"] for l in meta.get("layers") or summary.get("layers") or []]
+    layers = _names(meta.get("layers") or summary.get("layers"))
     if grad.size and len(layers) != grad.shape[1]:
         layers = [f"layer {j + 1}" for j in range(grad.shape[1])]
     tg_steps, tg = time_grad_series(probes)
@@ -225,11 +247,20 @@ def run_series(
         steps=steps,
         grad=grad,
         layers=layers,
-        act_names=list(meta.get("activations") or [a["name"] for a in summary.get("activations") or []]),
+        act_names=_names(meta.get("activations") or summary.get("activations")),
         acts=act_series(probes),
         tg_steps=tg_steps,
         time_grad=tg,
     )
+
+
+def _names(items: Any) -> list[str]:
+    """Layer or activation names from meta.json / summary.json (names, or records with a
+    name); [] when the file holds something else (the panels then number them)."""
+    if not isinstance(items, list):
+        return []
+    names = [x if isinstance(x, str) else x.get("name") if isinstance(x, dict) else None for x in items]
+    return [str(n) for n in names] if all(isinstance(n, str) for n in names) else []
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -352,6 +383,18 @@ def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, f
             f"unknown panel {name!r}; panels: loss, accuracy, time_grad, grad_heatmap:G, "
             f"grad_lines:G, activations:G:LAYER"
         )
+
+
+def _draw_or_say(ax, name: str, groups: list[Group], heat_range) -> None:
+    """draw_panel, or (a run's files of a shape it cannot draw) the panel saying so."""
+    from .folders import SHAPE_ERRORS
+
+    try:
+        draw_panel(ax, name, groups, heat_range=heat_range)
+    except SHAPE_ERRORS as e:
+        ax.cla()
+        ax.set_label(name)
+        _empty(ax, f"cannot draw {name.split(':')[0]}:\na run's files have an unexpected shape\n({type(e).__name__})")
 
 
 def _div(g: Group) -> int | None:
@@ -648,6 +691,7 @@ def _pos(y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- whole figures
 
 
+@plain_text
 def build_figure(runs: Sequence[Any], title: str | None = None):
     """A matplotlib Figure with every panel of panel_names(runs); nothing written.
 
@@ -694,7 +738,7 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
             widths = [1] * len(panels)
         axes = sub.subplots(1, len(widths), width_ratios=widths, squeeze=False)[0]
         for ax, name in zip(axes, panels):
-            draw_panel(ax, name, groups, heat_range=heat_range)
+            _draw_or_say(ax, name, groups, heat_range)
         for ax in axes[len(panels) :]:
             ax.set_visible(False)
             ax.set_label("<unused>")
@@ -716,15 +760,31 @@ def panel_axes(fig) -> dict[str, Any]:
     return {ax.get_label(): ax for ax in fig.axes if ax.get_label() and not ax.get_label().startswith("<")}
 
 
+@plain_text
 def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Path:
     """One PNG of the runs (see the module docstring for its panels); returns out."""
-    fig = build_figure(load_groups(run_paths), title)
     out = Path(out)
     if not out.suffix:
         out = out.with_suffix(".png")  # the path printed is the file written
+    check_format(out)
+    fig = build_figure(load_groups(run_paths), title)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
     return out
+
+
+def check_format(out: Path) -> None:
+    """A UsageError before any drawing when matplotlib cannot write this file type."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from .errors import UsageError
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix.lower().lstrip(".") not in kinds:
+        raise UsageError(
+            f"cannot write a figure as {out.name}: matplotlib writes {', '.join('.' + k for k in sorted(kinds))}; "
+            f"pass -o with one of those (.png is the default)"
+        )
 
 
 # What Run.plot(panels=[...]) takes: a name for each kind of panel (a group's panels
@@ -732,6 +792,7 @@ def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Pat
 USER_PANELS = ("loss", "accuracy", "time_grad", "grad_heatmap", "grad_lines", "activations")
 
 
+@plain_text
 def panels_figure(
     runs: Sequence[Any],
     panels: Sequence[str] | None = None,
@@ -774,7 +835,7 @@ def panels_figure(
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     heat_range = _heat_range(groups)
     for ax, name in zip(axes, names):
-        draw_panel(ax, name, groups, heat_range=heat_range)
+        _draw_or_say(ax, name, groups, heat_range)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     if title:
@@ -782,6 +843,7 @@ def panels_figure(
     return fig
 
 
+@plain_text
 def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, title: str = "") -> Path:
     """`dlx compare`: compare_curves_figure written as a PNG; returns the path."""
     fig = compare_curves_figure(groups, title)
@@ -791,6 +853,7 @@ def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, ti
     return path
 
 
+@plain_text
 def compare_curves_figure(
     groups: dict[str, list[list[dict[str, Any]]]], title: str = "", size: tuple[float, float] | None = None
 ):

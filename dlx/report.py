@@ -10,11 +10,13 @@ import math
 from typing import Any
 
 from rich.console import Group
+from rich.errors import NotRenderableError
 from rich.table import Table
 from rich.text import Text
 
 from . import fmt
 from .diagnose import LABEL
+from .folders import SHAPE_ERRORS
 
 # Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
 # time step or the loss curve is not doing its job. Magenta: it learned, but the wrong thing.
@@ -500,17 +502,21 @@ class LossSpark:
                 self.series.append((name, [s for s, _ in pts], [v for _, v in pts]))
 
     def __rich_console__(self, console, options):
+        yield from self.lines(options.max_width)
+
+    def lines(self, max_width: int) -> list[Text]:
         import numpy as np
 
+        out: list[Text] = []
         if not self.series:
-            return
+            return out
         first = min(s[0] for _, s, _ in self.series)
         last = max(s[-1] for _, s, _ in self.series)
         tails = [
             f"{num(self._end(v, 0))} → {num(self._end(v, -1))}" if math.isfinite(self._end(v, 0)) else "no finite value"
             for _, _, v in self.series
         ]
-        cols = max(8, min(STRIP_COLUMNS, options.max_width - 12 - max(len(t) for t in tails)))
+        cols = max(8, min(STRIP_COLUMNS, max_width - 12 - max(len(t) for t in tails)))
         n_pts = max(len(s) for _, s, _ in self.series)
         # A short run still gets a readable line: cells between its points interpolate.
         cols = min(cols, max(n_pts, 24))
@@ -539,10 +545,11 @@ class LossSpark:
                         style="cyan" if name == "train" else "magenta",
                     )
             line.append(f" {tail}")
-            yield line
+            out.append(line)
         if vals.size:
             scale = f"{num(vals.min())} .. {num(vals.max())}" + (" log scale" if log else "")
-            yield Text(f"{'':11}step {first} .. {last}, {scale}", style="dim")
+            out.append(Text(f"{'':11}step {first} .. {last}, {scale}", style="dim"))
+        return out
 
     @staticmethod
     def _end(values: list, i: int):
@@ -569,32 +576,59 @@ def run_report(
     them come the loss sparkline and the gradient heat strips (over steps, and over
     time steps for recurrent models).
     """
-    parts: list[Any] = []
-    if meta:
-        head = Text(f"run {meta.get('run_id', '?')}", style="bold")
-        started = str(meta.get("started") or "").replace("T", " ")[:19]  # to the second: fits 80 columns
-        head.append(f"  {meta.get('device', '')}  seed {meta.get('seed')}  started {started}")
-        parts.append(head)
-    parts.append(layer_table(summary))
-    strip = grad_strip(probes, [l["name"] for l in summary.get("layers", [])]) if probes else None
-    if strip is not None:
-        parts += [Text(""), strip]
-    acts = activation_table(summary)
-    if acts is not None:
-        parts += [Text(""), acts]
-    through = time_text(summary)
-    if through is not None:
-        parts += [Text(""), through]
-    for s in time_strips(summary, probes):
-        parts += [Text(""), s]
     from .folders import run_status
 
+    parts: list[Any] = []
+
+    def part(what: str, build, *args) -> None:
+        piece = guarded(what, build, *args)
+        if piece is not None:
+            parts.append(piece)
+
+    if meta:
+        part("meta.json", _head, meta)
+    part("summary.json (layers)", layer_table, summary)
+    if probes:
+        part("probes.jsonl", lambda: _spaced(grad_strip(probes, [l["name"] for l in summary.get("layers", [])])))
+    part("summary.json (activations)", lambda: _spaced(activation_table(summary)))
+    part("summary.json (time_grad)", lambda: _spaced(time_text(summary)))
+    part("summary.json, probes.jsonl (time steps)", lambda: _spaced(*time_strips(summary, probes)))
+    parts.append(Text(""))
+    part("summary.json (verdicts)", verdict_text, summary)
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.
-    parts += [Text(""), verdict_text(summary), final_text(summary, status or (run_status(meta) if meta else None))]
+    part("summary.json (final)", final_text, summary, status or (run_status(meta) if meta else None))
     if metrics:
-        parts.append(LossSpark(metrics))
+        part("metrics.jsonl", LossSpark, metrics)
     return Group(*parts)
+
+
+def guarded(what: str, build, *args) -> Any:
+    """One piece of a view; a piece that its file's odd shape breaks is a line naming the file."""
+    try:
+        piece = build(*args)
+        if piece is not None:  # rich draws lazily: find a broken piece now, not mid-print
+            import io
+
+            from rich.console import Console
+
+            Console(file=io.StringIO(), width=120).print(piece)
+    except (*SHAPE_ERRORS, NotRenderableError) as e:
+        piece = Text(f"({what} has an unexpected shape here: {type(e).__name__}: {e}; left out)", style="yellow")
+    return piece
+
+
+def _head(meta: dict[str, Any]) -> Text:
+    head = Text(f"run {meta.get('run_id', '?')}", style="bold")
+    started = str(meta.get("started") or "").replace("T", " ")[:19]  # to the second: fits 80 columns
+    head.append(f"  {meta.get('device', '')}  seed {meta.get('seed')}  started {started}")
+    return head
+
+
+def _spaced(*pieces: Any) -> Group | None:
+    """Pieces each after a blank line; None when there are none."""
+    pieces = [p for p in pieces if p is not None]
+    return Group(*[x for p in pieces for x in (Text(""), p)]) if pieces else None
 
 
 # ---------------------------------------------------------------- the step-0 init check (initcheck.py's rows)
@@ -665,12 +699,12 @@ def init_check_table(rows: list[dict[str, Any]]):
     k = 0
     for r in rows:
         fans = "-" if r["fan_in"] is None else f"{r['fan_in']}/{r['fan_out']}"
-        verdict = Text(r["verdict"], style=INIT_VERDICT_STYLE.get(r["verdict"], ""))
+        verdict = Text(str(r["verdict"]), style=INIT_VERDICT_STYLE.get(r["verdict"], ""))
         if r.get("note"):
             k += 1
             verdict.append(f" [{k}]", style="dim")
         t.add_row(
-            r["layer"],
+            Text(str(r["layer"])),
             fans,
             init_num(r["weight_var"]),
             init_num(r["input_sq"]),

@@ -76,6 +76,8 @@ class Run:
     probes: list[dict[str, Any]] = field(default_factory=list, repr=False)
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
+    # What reading the folder found wrong, each naming its file (the part was left out).
+    problems: list[str] = field(default_factory=list, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -155,6 +157,7 @@ class RunList(list):
     """dlx.runs(): one row (dict) per run folder, with a table and a compact display."""
 
     COLUMNS = ("run_id", "status", "steps", *METRIC_KEYS, "verdict")
+    skipped: list[str] = []  # folders left out as unreadable, each with why (set by dlx.runs)
 
     def table(self):
         return as_table(self, self.COLUMNS)

@@ -20,6 +20,8 @@ the numbers of one that was never stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import random
 import signal
 import threading
@@ -120,8 +122,16 @@ class EarlyStopping:
             )
 
 
+def _data_source(cfg: Config) -> str:
+    path = getattr(cfg.data, "path", None) or getattr(cfg.data, "root", None)
+    return f"data.path {path}" if path else f"data {cfg.data.name}"
+
+
 class Trainer:
-    def __init__(self, cfg: Config, data: Dataset | None = None, callbacks=()):
+    def __init__(self, cfg: Config, data: Dataset | None = None, callbacks=(), resuming: bool = False):
+        """resuming: load_state_dict follows, so the init is not applied (its weights, and the
+        random draws it makes, come from the checkpoint; an init weights file may be gone)."""
+        self._resuming = resuming
         try:
             self._build(cfg, data, callbacks)
         except SpecError as e:
@@ -141,7 +151,8 @@ class Trainer:
         self._check_data(data)
         self.data = data.to(self.device)
         self.model = cfg.model.build(self.data, cfg)
-        cfg.init.init_model(self.model)
+        if not self._resuming:
+            cfg.init.init_model(self.model)
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = cfg.optimizer.build(self.params)
@@ -467,7 +478,21 @@ class Trainer:
                 "eval_seconds": self._eval_seconds,
             },
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
+            "data": self.data_fingerprint,
         }
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """A hash of the training and test arrays: a resume refuses data changed since the
+        run stopped (a file swapped or cut short, a download replaced), which would otherwise
+        continue silently on other data."""
+        h = hashlib.blake2b(digest_size=16)
+        d = self.data
+        for t in (d.x_train, d.y_train, d.x_test, d.y_test):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from state_dict(): call on a Trainer freshly built from the same config."""
@@ -477,6 +502,12 @@ class Trainer:
                 f"this checkpoint was written on {saved} and this machine would continue on "
                 f"{self.device.type}: its random streams (data order, dropout) cannot move between "
                 f"devices, so the run could not continue exactly; resume it where a {saved} device is"
+            )
+        if state.get("data") is not None and state["data"] != self.data_fingerprint:
+            raise DlxError(
+                f"the data of this run changed since it stopped ({_data_source(self.cfg)} now holds other "
+                f"samples than the run trained on); resuming would continue on other data. Put the data "
+                f"back as it was, or start a new run on the new data"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -13,6 +13,7 @@ import gzip
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS, MNIST_DIR, TINY
+from conftest import CONFIGS, MNIST_DIR, ROOT, TINY
 
 from dlx import folders as R
 from dlx.data import mnist as M
@@ -647,3 +648,160 @@ def test_a_running_run_is_running_while_its_writer_holds_the_folder_whatever_the
         holder.kill()
         holder.wait()
     assert R.run_status(meta, run) == "interrupted"
+
+
+# ---------------------------------------------------------------- hostile .npz files
+
+_NPZ_CASES = r'''
+import io, json, resource, sys, zipfile
+import numpy as np
+import torch
+
+import dlx
+from dlx.errors import ConfigError
+
+torch.set_num_threads(1)
+folder = sys.argv[1]
+
+
+def npz(name, header_only=None, **arrays):
+    """An .npz of these arrays; header_only: (key, shape) written as a header with no data,
+    the way a zip bomb of zeros reads (numpy allocates the shape's bytes before reading)."""
+    path = f"{folder}/{name}.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, a in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, a)
+            zf.writestr(k + ".npy", buf.getvalue())
+        if header_only:
+            key, shape = header_only
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            zf.writestr(key + ".npy", buf.getvalue() + b"\0" * 64)
+    return path
+
+
+x, y = np.zeros((8, 3)), np.arange(8) % 2
+cases = {
+    "bomb": npz("bomb", ("x_train", (60_000, 10_000)), y_train=np.zeros(60_000, int), x_test=x, y_test=y),
+    "label 1e12": npz("huge_label", x_train=x, y_train=np.r_[y[:7], 10**12], x_test=x, y_test=y),
+    "label 5e6": npz("big_label", x_train=x, y_train=np.r_[y[:7], 5 * 10**6], x_test=x, y_test=y),
+    "strings": npz("strings", x_train=np.array([["a", "b", "c"]] * 8), y_train=y, x_test=x, y_test=y),
+    "0-d": npz("scalar", x_train=np.float64(1.0), y_train=y, x_test=x, y_test=y),
+    "0 features": npz("empty", x_train=np.zeros((8, 0)), y_train=y, x_test=np.zeros((8, 0)), y_test=y),
+}
+# The memory bound: what this process maps now plus 1 GiB. Decompressing the bomb (4.8 GB)
+# or building a 10^12-unit output layer would fail here with MemoryError, not a config error.
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+out = {}
+for what, path in cases.items():
+    cfg = {"data": {"name": "arrays", "path": path}, "model": {"name": "mlp", "depth": 1, "width": 8},
+           "train": {"steps": 2, "batch_size": 4}}
+    try:
+        dlx.train(cfg, save=False, quiet=True)
+        out[what] = "trained"
+    except ConfigError as e:
+        out[what] = "config error: " + str(e)
+    except BaseException as e:
+        out[what] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="the memory bound reads /proc (Linux)")
+def test_hostile_npz_files_are_config_errors_before_any_large_allocation(tmp_path):
+    """A zip bomb (a header promising 4.8 GB of zeros), labels that would ask for a 10^12-unit
+    output layer, strings, a 0-d array and samples of 0 features: each a config error naming
+    the problem, in a process whose address space is bounded to 1 GiB past what it maps."""
+    script = tmp_path / "cases.py"
+    script.write_text(_NPZ_CASES)
+    p = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    expect = {
+        "bomb": r"600,\d+,\d+ numbers .* more than the 268,435,456 dlx loads in memory",
+        "label 1e12": r"a class label of 1,000,000,000,000 means .* more than the 100,000",
+        "label 5e6": r"a class label of 5,000,000 means",
+        "strings": r"x_train .* holds strings .* dlx trains on numbers",
+        "0-d": r"x_train .* is a single number \(a 0-d array\)",
+        "0 features": r"x_train .* has samples of shape \(0,\): no features",
+    }
+    for what, pattern in expect.items():
+        assert out[what].startswith("config error: "), (what, out[what])
+        assert re.search(pattern, out[what]), (what, out[what])
+
+
+# ---------------------------------------------------------------- the small messages
+
+
+def test_a_full_disk_at_start_says_so_and_leaves_no_write_test_file(tmp_path, monkeypatch):
+    import errno
+
+    from dlx.errors import DlxError
+    from dlx.folders import prepare_runs_dir
+
+    real = Path.write_text
+
+    def full(self, *a, **k):  # the file is created, then the write fails: what ENOSPC does
+        if self.name.startswith(".write-test"):
+            real(self, "")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(DlxError, match=r"No space left on device\. Free some space on that disk, or pass --runs-dir"):
+        prepare_runs_dir(tmp_path / "runs")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_failed_atomic_write_leaves_no_temp_file_and_a_deleted_folder_is_named_not_the_temp(tmp_path, monkeypatch):
+    from dlx.folders import write_atomic
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", fail)
+        with pytest.raises(OSError):
+            write_atomic(tmp_path / "meta.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+    gone = tmp_path / "run"
+    with pytest.raises(FileNotFoundError) as e:
+        write_atomic(gone / "meta.json", "{}")  # the run folder was deleted while the run ran
+    assert e.value.filename == str(gone / "meta.json") and "folder was deleted" in str(e.value)
+
+
+def test_figure_titles_are_text_not_tex_and_an_unknown_file_type_is_refused_before_drawing(tmp_path):
+    from typer.testing import CliRunner
+
+    import dlx
+    from dlx.cli import app
+
+    cfg = dict(TINY, train={"steps": 8, "batch_size": 32, "log_every": 4})
+    run = dlx.train(cfg, runs_dir=tmp_path / "runs", quiet=True).path
+    res = CliRunner().invoke(app, ["plot", str(run), "--title", "costs $5 and $x^{", "-o", str(tmp_path / "a.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["plot", str(run), "-o", str(tmp_path / "a.xyz")])
+    assert res.exit_code == 2 and "cannot write a figure as a.xyz: matplotlib writes" in res.output
+    assert ".png" in res.output and not (tmp_path / "a.xyz").exists()
+
+
+def test_a_second_ctrl_c_still_names_the_run_folder_and_how_to_resume(tmp_path, monkeypatch):
+    from test_resume import ctrl_c_in_step
+    from typer.testing import CliRunner
+
+    from dlx.cli import app
+
+    cfg = tiny_yaml(tmp_path, epochs=50, checkpoint_every=10)  # a checkpoint at step 12, then two Ctrl-C at 20
+    ctrl_c_in_step(monkeypatch, at=20, presses=2)
+    res = CliRunner().invoke(app, ["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert res.exit_code == 130
+    [run] = (tmp_path / "runs").iterdir()
+    assert str(run) in res.output.replace("\n", "")
+    assert f"continue it with: dlx train --resume {run.name} --runs-dir {tmp_path / 'runs'}" in res.output.replace(
+        "\n", ""
+    )

@@ -191,7 +191,7 @@ def test_dlx_plot_with_out_and_last(runs, tmp_path):
     "args, code, says",
     [
         (["nope"], 1, "no run 'nope'"),
-        (["relu0", "-o", "x.xyz"], 2, "Format 'xyz' is not supported"),
+        (["relu0", "-o", "x.xyz"], 2, "cannot write a figure as x.xyz: matplotlib writes"),
         ([], 2, "Missing argument"),
     ],
 )

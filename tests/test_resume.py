@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -235,7 +236,7 @@ def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_
 ):
     """Ctrl-C, kill (SIGTERM: also timeout, a container stop, a scheduler), a closed terminal
     (SIGHUP) and Ctrl-backslash (SIGQUIT) all finish the step, checkpoint and mark the run
-    interrupted; the resumed run (checked after SIGTERM) is the uninterrupted one, number for number."""
+    interrupted; the resumed run (checked after SIGTERM and SIGHUP) is the uninterrupted one, number for number."""
     path, ref = reference["long"]
     runs = tmp_path / "runs"
     proc = _dlx("train", path, "--runs-dir", runs, "-q", preexec_fn=_default_stop_signals)
@@ -250,8 +251,9 @@ def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_
     assert meta["reason"] == reason
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == ck["step"] and summary["signal"] == signal.Signals(sig).name
-    if sig != signal.SIGTERM:
-        return  # resuming does not depend on the signal that stopped the run: proven once, for SIGTERM
+    if sig not in (signal.SIGTERM, signal.SIGHUP):
+        return  # resuming does not depend on the signal: proven for a scheduler's stop and a closed terminal
+    # The stop came before the first periodic checkpoint (step 200): the signal's is the only one.
 
     p = subprocess.run(
         [sys.executable, "-m", "dlx", "train", "--resume", run.name[-6:], "--runs-dir", runs, "-q"],
@@ -365,3 +367,51 @@ def test_resume_with_a_config_or_set_is_a_usage_error(tmp_path, runs_dir):
         assert res.exit_code == 2 if says != "no runs in" else res.exit_code != 0, (args, res.output)
         assert says in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+def _arrays(path: Path, n: int = 64, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = (x[:, 0] > 0).astype(int)
+    np.savez(path, x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
+    return path
+
+
+def test_resume_refuses_data_changed_since_the_stop_and_needs_no_init_weights_file(runs_dir, tmp_path, monkeypatch):
+    """What a resume depends on is checked, what it does not need is not asked for: data
+    swapped or cut short since the stop is refused (it would continue on other data);
+    a from_file init whose weights file has gone resumes from the checkpoint's weights,
+    to the numbers of the run that was never stopped."""
+    data = _arrays(tmp_path / "data.npz")
+    net = {"name": "mlp", "depth": 1, "width": 8}
+    weights = tmp_path / "w.pt"
+    torch.save(
+        Trainer(dlx.load_config({"data": {"name": "arrays", "path": str(data)}, "model": net})).model.state_dict(),
+        weights,
+    )
+    cfg = {
+        "data": {"name": "arrays", "path": str(data)},
+        "model": net,
+        "init": {"name": "from_file", "path": str(weights)},
+        "train": {"steps": 30, "batch_size": 16, "log_every": 5, "threads": 1},
+    }
+    whole = dlx.train(cfg, runs_dir=tmp_path / "whole", quiet=True)
+
+    def stopped():
+        with monkeypatch.context() as m:
+            ctrl_c_in_step(m, at=12)
+            r = dlx.train(cfg, runs_dir=runs_dir, quiet=True)
+        assert r.status == "interrupted"
+        return r
+
+    r = stopped()
+    original = data.read_bytes()
+    for change in ("other samples", "cut short"):
+        _arrays(data, n=64, seed=1) if change == "other samples" else _arrays(data, n=40)
+        with pytest.raises(DlxError, match=r"the data of this run changed since it stopped \(data.path .*data.npz"):
+            dlx.train(resume=r.path, runs_dir=runs_dir, quiet=True)
+    data.write_bytes(original)
+    weights.unlink()
+    resumed = dlx.train(resume=r.path, runs_dir=runs_dir, quiet=True)
+    assert resumed.status == "completed"
+    assert no_times(resumed.metrics) == no_times(whole.metrics)

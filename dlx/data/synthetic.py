@@ -6,13 +6,15 @@ by the config's seed, then splits them: same seed, same data.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pydantic import Field, PositiveInt, field_validator
 
 from ..errors import SpecError
 from ..paths import ExistingFile
-from .base import DATASETS, Dataset, DataSpec
+from .base import DATASETS, MAX_NUMBERS, Dataset, DataSpec
 
 
 def finish(
@@ -186,6 +188,25 @@ class Teacher(DataSpec):
         return finish(self, "teacher", x, y, "regression")
 
 
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# One output unit per class: a label like 10**12 (a stray id, not a class number) would ask
+# for an output layer no machine holds.
+MAX_CLASSES = 100_000
+
+
+def npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a .npy stream from its header alone (a few hundred bytes)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(stream)
+    else:
+        shape, _, dtype = fmt._read_array_header(stream, version)  # 3.0: no public reader
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
 @DATASETS.register("arrays")
 class Arrays(DataSpec):
     """A user's .npz with x_train, y_train, x_test, y_test (integer y: classes; float y: regression)."""
@@ -206,18 +227,60 @@ class Arrays(DataSpec):
             )
         return path
 
-    def load(self, seed):
+    def check_headers(self) -> None:
+        """Each array's shape and type read from the .npz's headers, then checked: a few
+        hundred bytes read, nothing decompressed. A small file can hold a huge array (zeros
+        compress 1000:1), so the size limit is checked here, before loading; strings,
+        objects, 0-d arrays and samples of 0 features are refused here too."""
+        import zipfile
+
+        where = ("data", "path")
         try:
-            with np.load(self.path) as z:
-                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            with zipfile.ZipFile(self.path) as zf:
+                names = [n.removesuffix(".npy") for n in zf.namelist()]
+                missing = [k for k in ARRAYS if k not in names]
                 if missing:
                     raise SpecError(
-                        ("data", "path"),
-                        f"{self.path} lacks {', '.join(missing)} (it has {', '.join(z.files) or 'nothing'})",
+                        where, f"{self.path} lacks {', '.join(missing)} (it has {', '.join(names) or 'nothing'})"
                     )
-                arrs = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+                heads = {}
+                for k in ARRAYS:
+                    with zf.open(k + ".npy") as f:
+                        heads[k] = npy_header(f)
         except SpecError:
             raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+            raise SpecError(where, f"cannot read {self.path} as a .npz made by numpy.savez: {e}") from None
+        for k, (shape, dtype) in heads.items():
+            if dtype.kind not in "biuf":
+                what = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers", "V": "records"}
+                raise SpecError(
+                    where,
+                    f"{k} in {self.path} holds {what.get(dtype.kind, dtype.name)} ({dtype.str}); dlx trains on "
+                    f"numbers: save x as floats and y as integer class ids or float targets",
+                )
+            if not shape:
+                raise SpecError(
+                    where, f"{k} in {self.path} is a single number (a 0-d array); it needs one row per sample"
+                )
+            if k.startswith("x") and len(shape) > 1 and math.prod(shape[1:]) == 0:
+                raise SpecError(
+                    where, f"{k} in {self.path} has samples of shape {shape[1:]}: no features to learn from"
+                )
+        total = sum(math.prod(shape) for shape, _ in heads.values())
+        if total > MAX_NUMBERS:
+            shapes = ", ".join(f"{k} {shape}" for k, (shape, _) in heads.items())
+            raise SpecError(
+                where,
+                f"{self.path} holds {total:,} numbers ({shapes}), more than the {MAX_NUMBERS:,} dlx loads "
+                f"in memory; save fewer or smaller samples",
+            )
+
+    def load(self, seed):
+        self.check_headers()  # shapes and types, before a byte of any array is decompressed
+        try:
+            with np.load(self.path) as z:
+                arrs = {k: np.asarray(z[k]) for k in ARRAYS}
         except Exception as e:
             raise SpecError(("data", "path"), f"cannot read {self.path}: {e}") from None
         for split in ("train", "test"):
@@ -252,6 +315,13 @@ class Arrays(DataSpec):
         if np.issubdtype(y.dtype, np.integer) and y.ndim in (1, 2):
             if y.min() < 0:
                 raise SpecError(("data", "path"), f"class labels must be 0..K-1, found {y.min()}")
+            if int(y.max()) >= MAX_CLASSES:  # the output layer has one unit per class
+                raise SpecError(
+                    ("data", "path"),
+                    f"a class label of {int(y.max()):,} means {int(y.max()) + 1:,} classes, more than the "
+                    f"{MAX_CLASSES:,} dlx builds an output layer for; labels must be 0..K-1 (renumber them, "
+                    f"e.g. numpy.unique(y, return_inverse=True)[1])",
+                )
             task, k, seq = "classification", int(y.max()) + 1, y.ndim == 2
         else:
             task, k, seq = "regression", None, y.ndim == 3
