@@ -101,7 +101,12 @@ class Train(Section):
         "reaching each multiple (epoch: once per epoch)",
     )
     # Bounded: torch.set_num_threads overflows past 2^31 and crashed the process at 10^6.
-    threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: all cores)")
+    threads: PositiveInt | None = Field(
+        None,
+        le=1024,
+        description="torch CPU threads (default: one per 150 MFLOP of work per step, at most the cores: "
+        "1 for small nets, which extra threads only slow down)",
+    )
     tbptt: PositiveInt | None = Field(
         None, description="recurrent models: backpropagate through at most this many steps"
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
 import random
 import signal
 import threading
@@ -122,6 +123,54 @@ class EarlyStopping:
             )
 
 
+# Work per training step (forward + backward FLOPs) that pays for one more CPU thread.
+# Measured on the 2-core machine of BENCHMARKS.md (an MLP step, 1 vs 2 threads): at 45
+# MFLOP a second thread is 8% slower (threads spin and wait), at 257 MFLOP 15% faster, at
+# 715 MFLOP 1.8x. Small nets (the quickstart's: 3 MFLOP) get one thread, which also keeps
+# them fast on a busy machine, where spinning threads fight for the cores.
+THREAD_FLOPS = 1.5e8
+# The threads this process may use, as torch had them when dlx first trained here (all the
+# cores, or an executor's share set before): a small run that set one thread must not cap
+# the next, bigger run in the same process (a notebook).
+_THREAD_BUDGET: int | None = None
+
+
+def step_flops(model: torch.nn.Module, data: Dataset, batch: int) -> float:
+    """Forward + backward FLOPs of one training step, estimated from one forward pass (eval
+    mode, no grad: no state changes) over the matmuls and convolutions (2 FLOPs per
+    multiply-add; the backward pass about twice the forward)."""
+    macs = 0
+
+    def count(module, inputs, out):
+        nonlocal macs
+        if isinstance(module, torch.nn.Linear):
+            macs += out.numel() * module.in_features
+        else:  # a convolution: each output value sums over its kernel window of the input channels
+            macs += out.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+
+    kinds = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, kinds)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(data.as_float(data.x_train[: min(batch, 256)]))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return 6.0 * macs * batch / min(batch, 256)
+
+
+def default_threads(model: torch.nn.Module, data: Dataset, batch: int) -> int:
+    """train.threads left unset: one thread per THREAD_FLOPS of work per step, at least one,
+    at most what this process may use now (the cores, or an executor's share of them)."""
+    global _THREAD_BUDGET
+    if _THREAD_BUDGET is None:
+        _THREAD_BUDGET = torch.get_num_threads()
+    return max(1, min(_THREAD_BUDGET, int(step_flops(model, data, batch) // THREAD_FLOPS)))
+
+
 def _data_source(cfg: Config) -> str:
     path = getattr(cfg.data, "path", None) or getattr(cfg.data, "root", None)
     return f"data.path {path}" if path else f"data {cfg.data.name}"
@@ -158,6 +207,8 @@ class Trainer:
         self.optimizer = cfg.optimizer.build(self.params)
         n = len(self.data.x_train)
         self.batch_size = n if t.batch_size == "full" else int(t.batch_size)
+        if not t.threads and self.device.type == "cpu":
+            torch.set_num_threads(default_threads(self.model, self.data, min(self.batch_size, n)))
         if self.batch_size > n:
             raise SpecError(
                 ("train", "batch_size"),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, TINY
 
 import dlx
 from dlx.config import load_config
@@ -325,3 +325,28 @@ def test_ctrl_c_keeps_the_last_measured_update_ratios(tiny, runs_dir):
     assert r.status == "interrupted"
     ratios = [layer["update_ratio"] for layer in r.summary["layers"]]
     assert all(x > 0 for x in ratios), ratios
+
+
+def test_threads_default_to_one_for_small_nets_and_grow_with_the_work_per_step(monkeypatch):
+    """train.threads unset: one thread per THREAD_FLOPS of forward+backward work a step (a
+    second thread only slows a small net down, and fights for the cores on a busy machine),
+    never more than the process had; a given train.threads is kept."""
+    import dlx.trainer as tr
+    from dlx.config import load_config
+
+    monkeypatch.setattr(tr, "_THREAD_BUDGET", 4)
+    before = torch.get_num_threads()
+    try:
+        small = tr.Trainer(load_config("quickstart"))  # 2-64-64-64-3, batch 64
+        assert torch.get_num_threads() == 1
+        # The estimate is the matmuls' multiply-adds, x2 FLOPs, x3 for forward + backward.
+        params = 2 * 64 + 64 * 64 * 2 + 64 * 3
+        assert tr.step_flops(small.model, small.data, 64) == pytest.approx(6 * 64 * params)
+        big = dict(TINY, data={"name": "spirals", "n_train": 512, "n_test": 64})
+        big.update(model={"name": "mlp", "depth": 2, "width": 1500}, train={"steps": 1, "batch_size": 256})
+        tr.Trainer(load_config(big))  # 6 * 256 * 2.26M multiply-adds = 3.5 GFLOP a step: capped at the budget
+        assert torch.get_num_threads() == 4
+        tr.Trainer(load_config({**big, "train": {"steps": 1, "batch_size": 256, "threads": 3}}))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)  # the other tests in this process keep their threads
