@@ -563,29 +563,26 @@ def check_series(records: list[dict[str, Any]], problems: list[str] | None, name
     """Records whose values the views can stack: each value a number, null or rectangular
     array, and each key's array of one shape across records (PER_STEP keys: one shape past
     their first axis). A value that breaks this is dropped from its record, counted by name."""
-    shapes: dict[str, dict[tuple, int]] = {}
-    for r in records:
-        for k, v in r.items():
-            sh = _shape(v)
-            if sh is not None:
-                key = sh[1:] if k in PER_STEP else sh
-                shapes.setdefault(k, {}).setdefault(key, 0)
-                shapes[k][key] += 1
-    usual = {k: max(c, key=c.get) for k, c in shapes.items()}
+    # Each value's shape, computed once (past the first axis for PER_STEP keys); None: it has none.
+    shaped = [{k: _shape(v) for k, v in r.items()} for r in records]
+    counts: dict[str, dict[tuple, int]] = {}
+    for sh in shaped:
+        for k, v in sh.items():
+            if v is not None:
+                if k in PER_STEP:
+                    sh[k] = v = v[1:]
+                counts.setdefault(k, {}).setdefault(v, 0)
+                counts[k][v] += 1
+    usual = {k: max(c, key=c.get) for k, c in counts.items()}
     dropped = 0
     out = []
-    for r in records:
-        keep = {}
-        for k, v in r.items():
-            sh = _shape(v)
-            if (
-                sh is not None
-                and (sh[1:] if k in PER_STEP else sh) == usual[k]
-                and (k not in ("step", "first_step") or is_int(v))
-            ):
-                keep[k] = v
-            else:
-                dropped += 1
+    for r, sh in zip(records, shaped):
+        keep = {
+            k: v
+            for k, v in r.items()
+            if sh[k] is not None and sh[k] == usual[k] and (k not in ("step", "first_step") or is_int(v))
+        }
+        dropped += len(r) - len(keep)
         out.append(keep)
     if dropped and problems is not None:
         problems.append(f"{name}: {dropped} value(s) of an unexpected shape left out")
@@ -617,6 +614,20 @@ def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(data, dict):
         return None, f"{path.name}: holds a {type(data).__name__}, not an object"
     return data, None
+
+
+def final_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's final metrics, {} when the file holds something else there."""
+    final = summary.get("final")
+    return final if isinstance(final, dict) else {}
+
+
+def verdict_kind(summary: dict[str, Any]) -> str | None:
+    """The kind of summary.json's first verdict (the root cause, or healthy); None if it has none."""
+    verdicts = summary.get("verdicts")
+    first = verdicts[0] if isinstance(verdicts, list) and verdicts else None
+    kind = first.get("kind") if isinstance(first, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def load_run(path: Path) -> dict[str, Any]:
@@ -744,9 +755,7 @@ def list_runs(runs_dir: Path = Path("runs"), skipped: list[str] | None = None) -
                 skipped.append(f"{d.name} ({why})")
             continue
         summary = read_object(d / "summary.json")[0] or {}
-        final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
-        verdicts = summary.get("verdicts") if isinstance(summary.get("verdicts"), list) else []
-        kind = verdicts[0].get("kind") if verdicts and isinstance(verdicts[0], dict) else None
+        final = final_metrics(summary)
         rows.append(
             {
                 "run_id": d.name,
@@ -758,7 +767,7 @@ def list_runs(runs_dir: Path = Path("runs"), skipped: list[str] | None = None) -
                     k: final.get(k) if is_number(final.get(k)) else None
                     for k in ("train_loss", "train_acc", "test_loss", "test_acc")
                 },
-                "verdict": kind if isinstance(kind, str) else None,
+                "verdict": verdict_kind(summary),
                 "path": str(d),
             }
         )

@@ -59,7 +59,7 @@ from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
 from .examples import resolve_config, shipped
 from .executors import STATUSES
-from .folders import find_sweep
+from .folders import final_metrics, find_sweep, read_object, verdict_kind
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -463,15 +463,16 @@ class Sweep:
         their folders (each told in .notes). In-flight trials of the stopped run are re-asked
         with exactly their parameters."""
         folder = Path(folder)
-        meta = _read_json(folder / "sweep.json")
+        meta, why = read_object(folder / "sweep.json")
         texts = {}
         for name in ("spec.yaml", "base.yaml"):
             try:
                 texts[name] = (folder / name).read_text()
             except (OSError, UnicodeDecodeError) as e:
-                meta = f"{name}: {e}"
-        if not isinstance(meta, dict) or not isinstance(meta.get("base_path"), str):
-            why = meta if isinstance(meta, str) else "sweep.json has no base_path"
+                why = why or f"{name}: {e}"
+        if why is None and not isinstance(meta.get("base_path"), str):
+            why = "sweep.json has no base_path"
+        if why is not None:
             raise DlxError(f"{folder} is not a readable sweep folder ({why}); give a folder made by dlx sweep")
         notes: list[str] = []
         spec_text = _check_spec_unchanged(folder, meta, texts["spec.yaml"], notes)
@@ -705,9 +706,7 @@ class Sweep:
             land_run(Path(result.run_path), dest)  # False: a duplicate attempt, dropped
         shutil.rmtree(self.staging(st.index), ignore_errors=True)
         summary = (result.summary if result is not None else None) or {}
-        final = summary.get("final") or {}
-        value = final.get(self.plan.spec.metric.name)
-        verdicts = summary.get("verdicts") or []
+        value = final_metrics(summary).get(self.plan.spec.metric.name)
         row = {
             "trial": st.index,
             "status": status,
@@ -715,7 +714,7 @@ class Sweep:
             "params": st.params,
             "run": str(dest.relative_to(self.folder)) if dest.is_dir() else None,
             "seconds": summary.get("train_seconds"),
-            "verdict": verdicts[0]["kind"] if verdicts else None,
+            "verdict": verdict_kind(summary),
             "node": getattr(result, "node", None),
             "attempts": getattr(result, "attempts", 1),
             "error": error or (getattr(result, "error", None) if result is not None else None),
@@ -755,17 +754,15 @@ class Sweep:
         folder = self._trial_dir(index)
         if not folder.is_dir():
             return None
-        meta, summary = _read_json(folder / "meta.json"), _read_json(folder / "summary.json")
-        if not isinstance(meta, dict):
+        meta = read_object(folder / "meta.json")[0]
+        if meta is None:
             return {"trial": index, "status": "interrupted"}
-        summary = summary if isinstance(summary, dict) else {}
+        summary = read_object(folder / "summary.json")[0] or {}
         if params is None:
             params = self._params_from_config(folder)
             if params is None:
                 return None
-        final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
-        value = final.get(self.plan.spec.metric.name)
-        verdicts = summary.get("verdicts") if isinstance(summary.get("verdicts"), list) else []
+        value = final_metrics(summary).get(self.plan.spec.metric.name)
         return {
             "trial": index,
             "status": meta.get("status") if meta.get("status") in STATUSES else "failed",
@@ -773,7 +770,7 @@ class Sweep:
             "params": params,
             "run": str(folder.relative_to(self.folder)),
             "seconds": summary.get("train_seconds"),
-            "verdict": verdicts[0].get("kind") if verdicts and isinstance(verdicts[0], dict) else None,
+            "verdict": verdict_kind(summary),
             "node": None,
             "attempts": None,
             "error": None,
@@ -868,10 +865,10 @@ class Sweep:
         path = self.folder / "results.json"
         if not path.is_file():
             return {}, None
-        data = _read_json(path)
-        rows = data.get("rows") if isinstance(data, dict) else None
+        data, why = read_object(path)
+        rows = data.get("rows") if data is not None else None
         if not isinstance(rows, list):
-            return {}, f"results.json was unreadable ({data if isinstance(data, str) else 'no rows'})"
+            return {}, why or "results.json: no rows"
         good = {
             r["trial"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("trial"), int) and "status" in r
         }
@@ -930,14 +927,6 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file, or a string saying why it could not be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return f"{path.name}: {e}"
-
-
 def repair_journal(path: Path) -> str | None:
     """Cut Optuna's journal back to its last whole record (one JSON object a line). A crash
     or power loss mid-append leaves a torn last line; Optuna would append the next record onto
@@ -946,11 +935,7 @@ def repair_journal(path: Path) -> str | None:
     data = path.read_bytes()
     good = 0
     for line in data.splitlines(keepends=True):
-        try:
-            json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            break
-        if not line.endswith(b"\n"):  # whole, but the newline never made it: Optuna needs one
+        if not (line.endswith(b"\n") and _is_json(line)):
             break
         good += len(line)
     if good == len(data):
@@ -958,8 +943,7 @@ def repair_journal(path: Path) -> str | None:
     from .folders import write_atomic
 
     torn = data[good:]
-    whole = json.loads(torn.splitlines()[0]) if _is_json(torn.splitlines()[0]) else None
-    if whole is not None and len(torn.splitlines()) == 1:  # only the final newline was lost
+    if b"\n" not in torn and _is_json(torn):  # a whole last record whose newline never made it
         write_atomic(path, data + b"\n")
         return None
     write_atomic(path.with_name(path.name + ".torn"), torn)
