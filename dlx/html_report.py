@@ -453,6 +453,8 @@ def params_figure(rows: list[dict[str, Any]], metric: str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import plain
+
     cols = min(len(keys), 4)
     nrows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.8 * nrows), squeeze=False, constrained_layout=True)
@@ -466,9 +468,9 @@ def params_figure(rows: list[dict[str, Any]], metric: str) -> bytes | None:
         else:  # categories: one column each
             cats = sorted({str(x) for x in xs})
             ax.scatter([cats.index(str(x)) for x in xs], [p[1] for p in pts], s=22, color="C0")
-            ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 3 else 0, fontsize=8)
+            ax.set_xticks(range(len(cats)), [plain(c) for c in cats], rotation=30 if len(cats) > 3 else 0, fontsize=8)
             ax.set_xlim(-0.5, len(cats) - 0.5)
-        ax.set_xlabel(key, fontsize=9)
+        ax.set_xlabel(plain(key), fontsize=9)
         ax.set_ylabel(metric, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:

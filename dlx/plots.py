@@ -57,20 +57,11 @@ NONFINITE_COLOR = "#e41a1c"  # red: no viridis colour is near it
 ZERO_COLOR = "#bdbdbd"
 
 
-def plain_text(build):
-    """Build a figure with every text drawn as written: a `$` in a title, run name or layer
-    name is a dollar sign, not the start of TeX math (which fails or garbles the text). The
-    Text objects keep the setting they were made with, so the figure saves the same later."""
-    import functools
-
-    @functools.wraps(build)
-    def run(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return build(*args, **kwargs)
-
-    return run
+def plain(text: Any) -> str:
+    """A user's text (a title, a run or layer name) to be drawn as written: a `$` is a dollar
+    sign, not the start of TeX math, which fails or garbles the text. Only these strings are
+    escaped: matplotlib's own tick labels (10^-1 on a log axis) are mathtext and stay so."""
+    return str(text).replace("$", r"\$")
 
 
 # ---------------------------------------------------------------- series (numpy only)
@@ -426,7 +417,7 @@ def draw_curves(
         if diverged is not None:
             ax.axvline(diverged, color=NONFINITE_COLOR, ls=":", lw=1.2)
         if (shown or diverged is not None) and len(groups) > 1:  # one group: the title names it
-            handles.append(Line2D([], [], color=color, lw=2, label=label))
+            handles.append(Line2D([], [], color=color, lw=2, label=plain(label)))
     if any(d is not None for _, _, d in groups):
         handles.append(Line2D([], [], color=NONFINITE_COLOR, ls=":", label="diverged"))
     if len(drawn_keys) > 1:  # a style legend only when both styles are on the axes
@@ -522,7 +513,7 @@ def draw_grad_heatmap(ax, g: Group, heat_range: tuple[float, float] | None = Non
     cb.ax.tick_params(labelsize=8)
     names = r.layers
     ticks = range(len(names)) if len(names) <= 24 else np.linspace(0, len(names) - 1, 12).astype(int)
-    ax.set_yticks(list(ticks), [names[j] for j in ticks], fontsize=8)
+    ax.set_yticks(list(ticks), [plain(names[j]) for j in ticks], fontsize=8)
     ax.set_ylabel("layer (input at top)")
     ax.set_xlabel("step")
     extras = []
@@ -560,7 +551,7 @@ def draw_grad_lines(ax, g: Group) -> None:
                 lw=1.3,
                 marker="o" if few else None,
                 ms=4,
-                label=r.layers[j] if j < len(r.layers) else f"layer {j + 1}",
+                label=plain(r.layers[j]) if j < len(r.layers) else f"layer {j + 1}",
             )
             drawn = True
     if drawn:
@@ -588,7 +579,7 @@ def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
     from .probes import PERCENTILES
 
     r = g.first
-    ax.set_title(layer, fontsize=9)
+    ax.set_title(plain(layer), fontsize=9)
     if not r.acts or layer not in r.act_names:
         _empty(ax, "no activation statistics")
         return
@@ -615,7 +606,7 @@ def draw_activations(ax, g: Group, layer: str, color: str = "C0") -> None:
         ):
             notes.append(f"{frac[-1, j]:.0%} {word}")
     if notes:
-        ax.set_title(f"{layer} ({', '.join(notes)} at the end)", fontsize=9)
+        ax.set_title(plain(f"{layer} ({', '.join(notes)} at the end)"), fontsize=9)
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
@@ -669,7 +660,7 @@ def draw_time_grad(ax, groups: list[Group]) -> None:
                     color=color,
                     ls=styles[row % 4],
                     lw=1.6,
-                    label=g.label if row == 0 else None,
+                    label=plain(g.label) if row == 0 else None,
                 )
                 if len(runs) > 1:
                     ax.fill_between(
@@ -691,7 +682,6 @@ def _pos(y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- whole figures
 
 
-@plain_text
 def build_figure(runs: Sequence[Any], title: str | None = None):
     """A matplotlib Figure with every panel of panel_names(runs); nothing written.
 
@@ -729,7 +719,7 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
     heat_range = _heat_range(groups)
     for sub, (panels, _, row_title, color) in zip(subs, rows):
         if row_title:
-            sub.suptitle(row_title, fontsize=11, color=color, x=0.01, ha="left")
+            sub.suptitle(plain(row_title), fontsize=11, color=color, x=0.01, ha="left")
         if panels[0].startswith("grad_heatmap"):
             widths = [4, 2]
         elif panels[0].startswith("activations"):
@@ -748,8 +738,10 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
                 axes[0].legend(fontsize=6, loc="upper left")
     n = sum(len(g.runs) for g in groups)
     fig.suptitle(
-        title
-        or ("dlx plot: " + groups[0].label if len(groups) == 1 else f"dlx plot: {n} runs, {len(groups)} variants"),
+        plain(
+            title
+            or ("dlx plot: " + groups[0].label if len(groups) == 1 else f"dlx plot: {n} runs, {len(groups)} variants")
+        ),
         fontsize=12,
     )
     return fig
@@ -760,7 +752,6 @@ def panel_axes(fig) -> dict[str, Any]:
     return {ax.get_label(): ax for ax in fig.axes if ax.get_label() and not ax.get_label().startswith("<")}
 
 
-@plain_text
 def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Path:
     """One PNG of the runs (see the module docstring for its panels); returns out."""
     out = Path(out)
@@ -792,7 +783,6 @@ def check_format(out: Path) -> None:
 USER_PANELS = ("loss", "accuracy", "time_grad", "grad_heatmap", "grad_lines", "activations")
 
 
-@plain_text
 def panels_figure(
     runs: Sequence[Any],
     panels: Sequence[str] | None = None,
@@ -839,11 +829,10 @@ def panels_figure(
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(plain(title), fontsize=12)
     return fig
 
 
-@plain_text
 def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, title: str = "") -> Path:
     """`dlx compare`: compare_curves_figure written as a PNG; returns the path."""
     fig = compare_curves_figure(groups, title)
@@ -853,7 +842,6 @@ def compare_figure(groups: dict[str, list[list[dict[str, Any]]]], path: Path, ti
     return path
 
 
-@plain_text
 def compare_curves_figure(
     groups: dict[str, list[list[dict[str, Any]]]], title: str = "", size: tuple[float, float] | None = None
 ):
@@ -880,5 +868,5 @@ def compare_curves_figure(
             ax.get_legend().remove()  # one legend for the figure is enough
         legend_done = legend_done or drawn
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain(title))
     return fig

@@ -785,6 +785,14 @@ def test_figure_titles_are_text_not_tex_and_an_unknown_file_type_is_refused_befo
     res = CliRunner().invoke(app, ["plot", str(run), "--title", "costs $5 and $x^{", "-o", str(tmp_path / "a.png")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    # Only the user's text is escaped: matplotlib's own labels (10^-1 ticks on a log axis) stay TeX.
+    from matplotlib.text import Text
+
+    from dlx.plots import build_figure, load_groups
+
+    fig = build_figure(load_groups([run]), title="costs $5")
+    assert fig._suptitle.get_text() == r"costs \$5"
+    assert all(t._parse_math for t in fig.findobj(Text))
     res = CliRunner().invoke(app, ["plot", str(run), "-o", str(tmp_path / "a.xyz")])
     assert res.exit_code == 2 and "cannot write a figure as a.xyz: matplotlib writes" in res.output
     assert ".png" in res.output and not (tmp_path / "a.xyz").exists()
