@@ -8,6 +8,8 @@ dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -229,6 +231,8 @@ def compare(
     runs_dir: str | Path = "runs",
     max_parallel: int | None = None,
     retries: int = 2,
+    stack: bool = True,
+    warm: bool = True,
     figure: bool = True,
     quiet: bool | None = None,
     on_result=None,
@@ -237,7 +241,8 @@ def compare(
     (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
     `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
     max_parallel at once (default: the CPU cores). target="test_acc=0.9" also counts steps to
-    reach it. Every variant's config is validated before the first run. Returns a Comparison:
+    reach it. stack: variants that can (dlx.stacking) train together as one stacked model;
+    warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
     .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
     also saved beside the runs (.figure_path)."""
     import datetime as dt
@@ -250,11 +255,22 @@ def compare(
     if seeds < 1:
         raise UsageError(f"seeds must be at least 1, got {seeds}")
     goal = parse_target(target)
-    variants = make_variants(list(optimizers) if optimizers else None, list(over))
-    configs = trial_configs(config, list(overrides), variants, seeds)
+    executor = LocalExecutor(max_parallel=max_parallel, retries=retries, stack=stack, warm=warm)
+    # The workers import torch while the variants' configs are built and checked here.
+    executor.start_workers()
+    try:
+        variants = make_variants(list(optimizers) if optimizers else None, list(over))
+        configs = trial_configs(config, list(overrides), variants, seeds)
+    except BaseException:
+        executor.stop_workers()
+        raise
     runs_dir = Path(runs_dir)
     trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
     progress = TrialsProgress(len(trials), "compare", quiet)
+    executor.on_note = progress.note
+    if figure:
+        # matplotlib loads in the background while the trials train (the driver only waits).
+        threading.Thread(target=_preload_plots, daemon=True).start()
 
     def done(result):
         progress.advance()
@@ -262,8 +278,9 @@ def compare(
             on_result(result)
 
     try:
-        results = LocalExecutor(max_parallel=max_parallel, retries=retries).run(trials, on_result=done)
+        results = executor.run(trials, on_result=done)
     finally:
+        executor.stop_workers()
         progress.close()
     by_variant: dict[str, list] = {}
     for (v, _, _), r in zip(configs, results):
@@ -287,6 +304,13 @@ def compare(
             groups, runs_dir / f"compare-{Path(config).stem}-{stamp}.png", title=f"dlx compare {Path(config).name}"
         )
     return cmp
+
+
+def _preload_plots() -> None:
+    with contextlib.suppress(Exception):
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.lines  # noqa: F401
 
 
 def _trial_run(result) -> Run:

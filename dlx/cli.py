@@ -396,6 +396,19 @@ def summary(
     )
 
 
+NoStackOpt = typer.Option(
+    False,
+    "--no-stack",
+    help="Train every trial alone. By default trials of one architecture and data (seeds, learning "
+    "rates, inits, sgd/momentum/adam...) train together as one stacked model, each in its own run folder.",
+)
+FreshOpt = typer.Option(
+    False,
+    "--fresh-processes",
+    help="A new process for every trial. By default each worker process imports torch once and runs trial after trial.",
+)
+
+
 @app.command()
 @_errors
 def compare(
@@ -418,6 +431,8 @@ def compare(
         None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."
     ),
     retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process dies."),
+    no_stack: bool = NoStackOpt,
+    fresh_processes: bool = FreshOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the table's numbers as JSON."),
 ):
     """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
@@ -434,6 +449,8 @@ def compare(
         runs_dir=runs_dir,
         max_parallel=max_parallel,
         retries=retries,
+        stack=not no_stack,
+        warm=not fresh_processes,
         quiet=as_json,
     )
     if as_json:
@@ -465,7 +482,7 @@ def _print_fitted(con, fitted, see: str) -> None:
         con.print(line, style="dim", markup=False, soft_wrap=False)
 
 
-def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address):
+def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address, stack=True, warm=True):
     """The executor the options name (raises DlxError for bad combinations)."""
     from .errors import UsageError
 
@@ -488,6 +505,8 @@ def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, 
         retries=retries,
         gpus_per_trial=gpus_per_trial,
         threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None,
+        stack=stack,
+        warm=warm,
     )
 
 
@@ -535,6 +554,8 @@ def sweep(
     retries: int = typer.Option(2, "--retries", min=0, help="Re-runs of a trial whose process (or Ray node) dies."),
     gpus_per_trial: Optional[float] = GpusOpt,
     cpus_per_trial: Optional[int] = CpusOpt,
+    no_stack: bool = NoStackOpt,
+    fresh_processes: bool = FreshOpt,
     as_json: bool = typer.Option(False, "--json", help="Print results.json (trials best first) at the end."),
 ):
     """Search over config keys (grid, random or TPE); every trial is a dlx train run.
@@ -555,7 +576,11 @@ def sweep(
         )
     if not resume and spec is None:
         raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
-    ex = _executor(executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address)
+    ex = _executor(
+        executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address, not no_stack, not fresh_processes
+    )
+    if hasattr(ex, "on_note"):
+        ex.on_note = lambda note: con.print(escape(note), style="dim")
     sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
     total, metric = sw.plan.total, sw.plan.spec.metric.name
     left = total - sw.done

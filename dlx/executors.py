@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -103,13 +104,28 @@ class TrialResult:
 
 @dataclass
 class _Attempt:
-    index: int  # position in the trial list
+    """One try at a job: one trial, or a stack of trials trained together in one process."""
+
+    indices: list[int]  # positions in the trial list
     number: int  # 1-based attempt number
-    proc: subprocess.Popen
     result_path: Path
-    stderr_path: Path
+    proc: subprocess.Popen | None = None  # a fresh process for this attempt (warm=False)
+    worker: "_Worker | None" = None  # or the warm worker running it
+    stderr_path: Path | None = None
     stderr_file: Any = field(repr=False, default=None)
     slot: int | None = None  # index into LocalExecutor.slots while it runs
+
+
+@dataclass
+class _Worker:
+    """A warm worker: one `python -m dlx.worker --serve` process that imported torch once and
+    runs job after job (each a clean run: its own seeds, threads and signal handlers)."""
+
+    proc: subprocess.Popen
+    stderr_path: Path
+    stderr_file: Any = field(repr=False)
+    slot: int | None = None
+    busy: _Attempt | None = None
 
 
 class TrialQueue:
@@ -120,16 +136,17 @@ class TrialQueue:
         self._source = iter(trials)
         self.pulled: list[Trial] = []  # every trial taken so far, in order
         self._ids: set[str] = set()
-        self._retry: list[tuple[int, int]] = []
+        self._retry: list[tuple[list[int], int]] = []
         self._exhausted = False
 
-    def retry(self, index: int, attempt: int) -> None:
-        self._retry.append((index, attempt))
+    def retry(self, indices: list[int], attempt: int) -> None:
+        self._retry.append((indices, attempt))
 
-    def next(self) -> tuple[int, int] | None:
-        """(trial index, attempt number) to start next, or None when nothing is left."""
-        if self._retry:
-            return self._retry.pop(0)
+    def next_retry(self) -> tuple[list[int], int] | None:
+        return self._retry.pop(0) if self._retry else None
+
+    def pull(self) -> int | None:
+        """The index of the next new trial, or None when the iterable is exhausted."""
         if self._exhausted:
             return None
         trial = next(self._source, None)
@@ -140,7 +157,7 @@ class TrialQueue:
             raise ValueError(f"trial id {trial.id!r} used twice; ids must be unique within a batch")
         self._ids.add(trial.id)
         self.pulled.append(trial)
-        return len(self.pulled) - 1, 1
+        return len(self.pulled) - 1
 
 
 def _tail(path: Path, n: int = STDERR_TAIL) -> str:
@@ -170,7 +187,15 @@ def _count_gpus() -> int:
 
 
 class LocalExecutor:
-    """Runs trials in parallel child processes on this machine."""
+    """Runs trials in parallel child processes on this machine.
+
+    warm (default): max_parallel worker processes each import torch once and run trial
+    after trial; a worker that dies is replaced and its trials retried. warm=False starts
+    a fresh process per attempt. stack (default): trials that share an architecture and
+    data are trained together as one stacked model in one process (dlx/stacking.py says
+    which can); each still gets its own run folder and result. on_note(text) hears what
+    was stacked and what could not be, and why.
+    """
 
     def __init__(
         self,
@@ -180,6 +205,9 @@ class LocalExecutor:
         env: dict[str, str] | None = None,
         gpus_per_trial: float | None = None,
         gpus: int | None = None,
+        warm: bool = True,
+        stack: bool = True,
+        on_note: Callable[[str], Any] | None = None,
     ):
         cpus = os.cpu_count() or 1
         self.slots: list[str] | None = None
@@ -199,6 +227,38 @@ class LocalExecutor:
         # Split the cores between the trials: N workers each using every core thrash.
         self.threads_per_trial = threads_per_trial or max(1, cpus // self.max_parallel)
         self.env = dict(env or {})
+        self.warm, self.stack = warm, stack
+        self.on_note = on_note
+        self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
+        self._early: tuple[tempfile.TemporaryDirectory, list[_Worker]] | None = None
+
+    def start_workers(self) -> None:
+        """Start the warm workers now (they import torch while the caller prepares its
+        trials); run() takes them over, and stop_workers() ends them if run() never comes."""
+        if not self.warm or self._early is not None or self.slots:
+            return
+        remove_stale_workdirs()
+        tmp = tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+        env = self._child_env()
+        workers = []
+        for i in range(self.max_parallel):
+            path = Path(tmp.name) / f"w{i}.stderr"
+            proc, err = self._spawn(env, None, path, serve=True)
+            workers.append(_Worker(proc, path, err, None))
+        self._early = (tmp, workers)
+
+    def stop_workers(self) -> None:
+        """End workers started by start_workers() that run() did not take over."""
+        if self._early is not None:
+            tmp, workers = self._early
+            self._early = None
+            self._close(workers)
+            tmp.cleanup()
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        if self.on_note is not None:
+            self.on_note(text)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -209,42 +269,93 @@ class LocalExecutor:
         env.setdefault("MKL_NUM_THREADS", t)
         return env
 
-    def _start(
-        self, trial: Trial, index: int, number: int, workdir: Path, env: dict, slot: int | None = None
-    ) -> _Attempt:
-        stem = f"t{index}-a{number}"
-        result_path = workdir / f"{stem}.json"
-        stderr_path = workdir / f"{stem}.stderr"
-        err = open(stderr_path, "wb")
-        job = {
-            "config": trial.config,
-            "runs_dir": str(trial.runs_dir),
+    def _job(self, pulled: list[Trial], indices: list[int], result_path: Path) -> dict:
+        return {
+            "trials": [{"config": pulled[i].config, "runs_dir": str(pulled[i].runs_dir)} for i in indices],
             "result_path": str(result_path),
             "threads": self.threads_per_trial,
             "driver": os.getpid(),  # the worker stops when this process is gone
         }
+
+    def _spawn(self, env: dict, slot: int | None, stderr_path: Path, serve: bool):
         if slot is not None:
             env = {**env, "CUDA_VISIBLE_DEVICES": self.slots[slot]}
+        err = open(stderr_path, "wb")
         # A new session: the terminal's Ctrl-C reaches only the parent, which stops the
         # children itself (once, in order) instead of each getting a second SIGINT mid-cleanup.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dlx.worker"],
+            [sys.executable, "-m", "dlx.worker", *(["--serve"] if serve else [])],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if serve else subprocess.DEVNULL,
             stderr=err,
             env=env,
             start_new_session=True,
         )
-        try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the child died at once; its exit code tells the rest
-        return _Attempt(index, number, proc, result_path, stderr_path, err, slot)
+        return proc, err
 
-    def _finish(self, trial: Trial, att: _Attempt, code: int) -> TrialResult | None:
-        """The attempt's TrialResult, or None when it crashed and should be retried."""
-        att.stderr_file.close()
+    def _start(
+        self,
+        pulled: list[Trial],
+        indices: list[int],
+        number: int,
+        workdir: Path,
+        env: dict,
+        slot: int | None,
+        workers: list[_Worker],
+    ) -> _Attempt:
+        stem = f"t{indices[0]}-a{number}"
+        result_path = workdir / f"{stem}.json"
+        job = self._job(pulled, indices, result_path)
+        if not self.warm:
+            stderr_path = workdir / f"{stem}.stderr"
+            proc, err = self._spawn(env, slot, stderr_path, serve=False)
+            try:
+                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the child died at once; its exit code tells the rest
+            return _Attempt(
+                indices, number, result_path, proc=proc, stderr_path=stderr_path, stderr_file=err, slot=slot
+            )
+        worker = next((w for w in workers if w.busy is None and w.slot == slot), None)
+        if worker is None:
+            stderr_path = workdir / f"w{len(workers)}.stderr"
+            proc, err = self._spawn(env, slot, stderr_path, serve=True)
+            worker = _Worker(proc, stderr_path, err, slot)
+            workers.append(worker)
+        att = _Attempt(indices, number, result_path, worker=worker, stderr_path=worker.stderr_path, slot=slot)
+        worker.busy = att
+        try:
+            worker.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            worker.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: its EOF on stdout says so
+        return att
+
+    def _ended(self, att: _Attempt, workers: list[_Worker]) -> int | None:
+        """The attempt's exit code once it ended (a warm worker's code for this job), else None."""
+        if att.proc is not None:
+            return att.proc.poll()
+        w = att.worker
+        line = w.proc.stdout.readline()  # only called when select() said it is readable
+        if line:
+            try:
+                code = int(json.loads(line)["code"])
+            except (ValueError, KeyError, TypeError):
+                code = 1
+            w.busy = None
+            return code
+        # EOF: the worker died mid-job (a result it wrote first still counts). A fresh worker
+        # takes its place for the next job.
+        code = w.proc.wait()
+        w.stderr_file.close()
+        workers.remove(w)
+        return code
+
+    def _finish(self, pulled: list[Trial], att: _Attempt, code: int) -> list[TrialResult] | None:
+        """The attempt's TrialResults, or None when it crashed and should be retried."""
+        if att.stderr_file is not None:
+            att.stderr_file.close()
         data = None
         if att.result_path.is_file():
             try:
@@ -252,98 +363,175 @@ class LocalExecutor:
             except (OSError, json.JSONDecodeError):
                 data = None
         if data is not None and code in (0, 1, 2):
-            run_path = Path(data["run_path"]) if data.get("run_path") else None
-            return TrialResult(
-                id=trial.id,
-                status=data["status"],
-                run_path=run_path,
-                summary=data.get("summary"),
-                metrics=data.get("metrics"),
-                attempts=att.number,
-                error=data.get("error"),
-                started=data.get("started"),
-                ended=data.get("ended"),
-            )
+            out = []
+            for i, r in zip(att.indices, data["results"]):
+                out.append(
+                    TrialResult(
+                        id=pulled[i].id,
+                        status=r["status"],
+                        run_path=Path(r["run_path"]) if r.get("run_path") else None,
+                        summary=r.get("summary"),
+                        metrics=r.get("metrics"),
+                        attempts=att.number,
+                        error=r.get("error"),
+                        started=r.get("started"),
+                        ended=r.get("ended"),
+                    )
+                )
+            return out
         if att.number <= self.retries:
             return None
         why = f"signal {-code}" if code < 0 else f"exit code {code}"
         if data is None:
             why += ", no result written"
-        tail = _tail(att.stderr_path)
+        tail = _tail(att.stderr_path) if att.stderr_path else ""
         error = f"worker process died ({why}) on all {att.number} attempts" + (f"; stderr:\n{tail}" if tail else "")
-        return TrialResult(
-            id=trial.id, status="crashed", run_path=None, summary=None, metrics=None, attempts=att.number, error=error
-        )
+        return [
+            TrialResult(
+                id=pulled[i].id,
+                status="crashed",
+                run_path=None,
+                summary=None,
+                metrics=None,
+                attempts=att.number,
+                error=error,
+            )
+            for i in att.indices
+        ]
+
+    def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
+        """The next job to start: a retry, a planned stack, or newly pulled trials."""
+        retry = queue.next_retry()
+        if retry is not None:
+            return retry
+        if planned:
+            return planned.pop(0), 1
+        if not self.stack:
+            i = queue.pull()
+            return None if i is None else ([i], 1)
+        # Stacking needs several trials at hand: pull what a stack per slot can hold.
+        from .stacking import MAX_STACK, plan_stacks
+
+        new: list[int] = []
+        while len(new) < MAX_STACK * self.max_parallel:
+            i = queue.pull()
+            if i is None:
+                break
+            new.append(i)
+        if not new:
+            return None
+        groups, notes = plan_stacks([queue.pulled[i].config for i in new], self.max_parallel)
+        for note in notes:
+            self._note(note)
+        planned.extend([[new[k] for k in g] for g in groups])
+        return planned.pop(0), 1
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in trial order, on_result(result) called as each finishes.
 
-        Trials are pulled from the iterable one at a time, only when a slot is free.
+        Trials are pulled from the iterable only when a slot is free (with stacking, as
+        many as the free slot's stack can take).
         """
         queue = TrialQueue(trials)
         pulled = queue.pulled
         results: dict[int, TrialResult] = {}
         running: list[_Attempt] = []
+        planned: list[list[int]] = []
         free = list(range(len(self.slots))) if self.slots else []
         env = self._child_env()
-        remove_stale_workdirs()
-        with (
-            tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp,
-            stop_signals_raise_keyboard_interrupt(),
-        ):
-            workdir = Path(tmp)
+        if self._early is None:
+            remove_stale_workdirs()
+            tmp, workers = tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"), []
+        else:
+            (tmp, workers), self._early = self._early, None
+        with tmp as tmp_name, stop_signals_raise_keyboard_interrupt():
+            workdir = Path(tmp_name)
             try:
                 while True:
                     while len(running) < self.max_parallel:
-                        nxt = queue.next()
+                        nxt = self._next_job(queue, planned)
                         if nxt is None:
                             break
-                        i, n = nxt
+                        indices, n = nxt
                         slot = free.pop(0) if self.slots else None
-                        running.append(self._start(pulled[i], i, n, workdir, env, slot))
+                        running.append(self._start(pulled, indices, n, workdir, env, slot, workers))
                     if not running:
                         break
-                    time.sleep(POLL_S)
-                    for att in list(running):
-                        code = att.proc.poll()
+                    done = self._wait(running)
+                    for att in done:
+                        code = self._ended(att, workers)
                         if code is None:
                             continue
                         running.remove(att)
                         if att.slot is not None:
                             free.append(att.slot)
-                        res = self._finish(pulled[att.index], att, code)
+                        res = self._finish(pulled, att, code)
                         if res is None:
-                            queue.retry(att.index, att.number + 1)
+                            queue.retry(att.indices, att.number + 1)
                             continue
-                        results[att.index] = res
-                        if on_result is not None:
-                            on_result(res)
+                        for i, r in zip(att.indices, res):
+                            results[i] = r
+                            if on_result is not None:
+                                on_result(r)
+                self._close(workers)
             except BaseException:
-                self._stop(running)
+                self._stop(running, workers)
                 raise
         return [results[i] for i in range(len(pulled))]
 
     @staticmethod
-    def _stop(running: list[_Attempt], grace_s: float = 5.0) -> None:
-        """SIGINT every child (its run ends as interrupted), then kill what is left after grace_s."""
-        for att in running:
-            if att.proc.poll() is None:
+    def _wait(running: list[_Attempt]) -> list[_Attempt]:
+        """The attempts that may have ended: fresh processes are polled, warm workers are
+        waited on together (a result line or EOF on their stdout) for up to POLL_S."""
+        warm = {att.worker.proc.stdout.fileno(): att for att in running if att.worker is not None}
+        if warm:
+            ready, _, _ = select.select(list(warm), [], [], POLL_S)
+        else:
+            time.sleep(POLL_S)
+            ready = []
+        return [att for att in running if att.proc is not None] + [warm[fd] for fd in ready]
+
+    @staticmethod
+    def _close(workers: list[_Worker], grace_s: float = 5.0) -> None:
+        """Idle workers end at EOF on their stdin; any that do not are killed."""
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.proc.stdin.close()
+        deadline = time.monotonic() + grace_s
+        for w in workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            w.stderr_file.close()
+            with contextlib.suppress(OSError):
+                w.proc.stdout.close()
+        workers.clear()
+
+    @staticmethod
+    def _stop(running: list[_Attempt], workers: list[_Worker], grace_s: float = 5.0) -> None:
+        """SIGINT every child (its runs end as interrupted), then kill what is left after grace_s."""
+        procs = [att.proc for att in running if att.proc is not None] + [w.proc for w in workers]
+        for proc in procs:
+            if proc.poll() is None:
                 try:
-                    att.proc.send_signal(signal.SIGINT)
+                    proc.send_signal(signal.SIGINT)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + grace_s
         try:
-            for att in running:
+            for proc in procs:
                 try:
-                    att.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     pass
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting, kill the rest now
-        for att in running:
-            if att.proc.poll() is None:
-                att.proc.kill()
-                att.proc.wait()
-            if att.stderr_file is not None and not att.stderr_file.closed:
-                att.stderr_file.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for f in [att.stderr_file for att in running] + [w.stderr_file for w in workers]:
+            if f is not None and not f.closed:
+                f.close()

@@ -272,3 +272,21 @@ OPTIMIZERS.notes = [
     "optimizer.schedule multiplies lr at every step (lr*factor(step)); everything "
     "above uses the scheduled lr, adamw's decay included.",
 ]
+
+
+def skip_dynamo_wrappers() -> None:
+    """In a process dlx owns (a worker): torch.optim.Optimizer's add_param_group, state_dict,
+    load_state_dict and zero_grad import torch._dynamo on their first call (1.2-1.6 s on a
+    CPU, more than a small run trains) only to mark themselves as not to be compiled. dlx
+    never compiles them, so mark them done: each then runs as the plain function it wraps.
+    A stacked job never calls step() (which imports torch._dynamo regardless), so its worker
+    never pays the import. Not done where torch._dynamo is loaded already, nor on a torch
+    whose wrappers look different."""
+    import sys
+
+    if "torch._dynamo" in sys.modules:
+        return
+    for name in ("add_param_group", "state_dict", "load_state_dict", "zero_grad"):
+        raw = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
+        if raw is not None and callable(raw) and not hasattr(raw, "__dynamo_disable"):
+            setattr(raw, "__dynamo_disable", raw)

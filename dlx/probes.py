@@ -134,32 +134,11 @@ class Probes:
             chunk = max(1, MAX_STACK // math.prod(shape))
             for k in range(0, len(members), chunk):
                 idx = members[k : k + chunk]
-                o = torch.stack([self._outs[j] for j in idx]).flatten(2).float()  # [G, N, units]
-                flat = o.flatten(1)  # [G, N * units]
-                zero = torch.zeros(len(idx), device=o.device)
-                if self.bounds is not None:
-                    lo, hi = self.bounds
-                    m = SATURATION_MARGIN * (hi - lo)
-                    sat = ((flat <= lo + m) | (flat >= hi - m)).float().mean(1)
-                else:
-                    sat = zero
-                # A unit is off for this batch if it is off for every sample: dead or negative
-                # (see ACT_FIELDS), the other column NaN.
-                off = {"dead": torch.full_like(zero, math.nan), "negative": torch.full_like(zero, math.nan)}
-                if self.off_field is not None:
-                    off[self.off_field] = (o.amax(1) <= self.off_below).float().mean(1)
-                # Std by hand (centred first, so saturated layers keep their tiny spread):
-                # Tensor.std along a dim is ~5x slower on CPU.
-                mean = flat.mean(1, keepdim=True)
-                std = ((flat - mean).square().sum(1) / max(flat.shape[1] - 1, 1)).sqrt()
+                o = torch.stack([self._outs[j] for j in idx])
+                stats, pct = activation_stats(o, self.bounds, self.off_below, self.off_field, self._pct_q)
                 rows = torch.tensor(idx, device=o.device)
-                stats = torch.stack([mean[:, 0], std, sat, off["dead"], off["negative"]], dim=1)  # ACT_FIELDS
                 self.act_stats.index_copy_(0, rows, stats)
-                # Percentiles (nearest rank) from an evenly strided sample: sorting every
-                # output costs more than the step itself on a CPU; ~1k values pin them well.
-                sample = flat[:, :: max(1, flat.shape[1] // PCT_SAMPLE)]
-                ranks = (self._pct_q * (sample.shape[1] - 1)).round().long()
-                self.act_pct.index_copy_(0, rows, sample.sort(dim=1).values[:, ranks])
+                self.act_pct.index_copy_(0, rows, pct)
         self._outs = []
 
     @torch.no_grad()
@@ -192,6 +171,36 @@ class Probes:
             idx = torch.tensor([j for j, _, _ in members], device=out.device)
             out.index_copy_(0, idx, spread_of_rows(rows))
         return out
+
+
+@torch.no_grad()
+def activation_stats(o, bounds, off_below, off_field, pct_q) -> tuple[torch.Tensor, torch.Tensor]:
+    """ACT_FIELDS [G, F] and PERCENTILES [G, P] of G activation outputs o [G, N, units...]
+    (G layers of one shape, or one layer of G stacked trials)."""
+    o = o.flatten(2).float()  # [G, N, units]
+    flat = o.flatten(1)  # [G, N * units]
+    zero = torch.zeros(o.shape[0], device=o.device)
+    if bounds is not None:
+        lo, hi = bounds
+        m = SATURATION_MARGIN * (hi - lo)
+        sat = ((flat <= lo + m) | (flat >= hi - m)).float().mean(1)
+    else:
+        sat = zero
+    # A unit is off for this batch if it is off for every sample: dead or negative
+    # (see ACT_FIELDS), the other column NaN.
+    off = {"dead": torch.full_like(zero, math.nan), "negative": torch.full_like(zero, math.nan)}
+    if off_field is not None:
+        off[off_field] = (o.amax(1) <= off_below).float().mean(1)
+    # Std by hand (centred first, so saturated layers keep their tiny spread):
+    # Tensor.std along a dim is ~5x slower on CPU.
+    mean = flat.mean(1, keepdim=True)
+    std = ((flat - mean).square().sum(1) / max(flat.shape[1] - 1, 1)).sqrt()
+    stats = torch.stack([mean[:, 0], std, sat, off["dead"], off["negative"]], dim=1)  # ACT_FIELDS
+    # Percentiles (nearest rank) from an evenly strided sample: sorting every
+    # output costs more than the step itself on a CPU; ~1k values pin them well.
+    sample = flat[:, :: max(1, flat.shape[1] // PCT_SAMPLE)]
+    ranks = (pct_q * (sample.shape[1] - 1)).round().long()
+    return stats, sample.sort(dim=1).values[:, ranks]
 
 
 def unit_rows(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:

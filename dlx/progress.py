@@ -188,6 +188,15 @@ class TrialsProgress:
             self.progress.start()
             self.task = self.progress.add_task("runs", total=total)
 
+    def note(self, text: str) -> None:
+        """A line for the person above the bar (what was stacked and why not); quiet: none."""
+        if self.progress is not None:
+            self.progress.console.print(text, style="dim", markup=False, highlight=False)
+        elif self.handle is not None:
+            from IPython.display import HTML, display
+
+            display(HTML(f"<div style='opacity:.7'>{html.escape(text)}</div>"))
+
     def advance(self, *_: Any) -> None:
         self.done += 1
         if self.handle is not None:

@@ -1037,6 +1037,13 @@ def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None 
 
     sweep.on_row = on_row
     by_id: dict[str, SweepTrial] = {}
+    if sweep.plan.spec.strategy == "tpe" and getattr(executor, "stack", False):
+        # A stack is asked for at once, before any of its results: TPE learns from each
+        # result before its next point, so its trials run alone.
+        executor.stack = False
+        note = getattr(executor, "_note", None)
+        if note is not None:
+            note("not stacked: a tpe search picks each point from the results before it")
 
     def trials() -> Iterator[Trial]:
         for st in sweep.pending():

@@ -586,15 +586,16 @@ class Trainer:
         random.setstate(_tuples(rng["python"]))
         self.generator.set_state(rng["generator"])
 
-    def _interval(self, first: int, rows: int, evaluating: bool = False) -> dict[str, Any]:
-        """Copy the interval's probe rows to the host (the one sync) and summarise them."""
-        buf = self.probes.buf[:rows].cpu().numpy().astype(np.float64)
+    def interval_record(self, first: int, buf: np.ndarray, lr: float, elapsed: float) -> dict[str, Any]:
+        """An interval's record from its probe rows on the host (buf [rows, layers + 2]):
+        the scalars, the per-step series and, at the first non-finite value, "diverged".
+        Also what a stacked run (dlx.stacking) builds each of its trials' records with."""
         record: dict[str, Any] = {
             "step": self.step,
             "epoch": round(self.step / self.steps_per_epoch, 4),
             "first_step": first + 1,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "time": round(time.perf_counter() - self._t0, 4),
+            "lr": lr,
+            "time": round(elapsed, 4),
         }
         grad, loss, acc = buf[:, : self.probes.n], buf[:, -2], buf[:, -1]
         record["grad_norm"] = grad
@@ -622,6 +623,13 @@ class Trainer:
                 "loss": float(loss[i]),
                 "message": msg,
             }
+        return record
+
+    def _interval(self, first: int, rows: int, evaluating: bool = False) -> dict[str, Any]:
+        """Copy the interval's probe rows to the host (the one sync) and summarise them."""
+        buf = self.probes.buf[:rows].cpu().numpy().astype(np.float64)
+        record = self.interval_record(first, buf, self.optimizer.param_groups[0]["lr"], time.perf_counter() - self._t0)
+        if record.get("diverged"):
             self.probes.unhook()
             return record
         # Unit spreads (symmetry) move slowly: measured at evaluation points only.

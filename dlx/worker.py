@@ -1,10 +1,14 @@
-"""One trial in its own process: `python -m dlx.worker` reads a trial as JSON on stdin.
+"""Trials in their own process: `python -m dlx.worker` reads a job as JSON on stdin, runs
+it and exits; `python -m dlx.worker --serve` (a warm worker) reads one job per line and
+answers each with a line {"code": N} on stdout once its result is written, until EOF.
 
-Input (stdin): {"config": {...}, "runs_dir": "...", "result_path": "...", "threads": N, "driver": PID}
-Output: a JSON result written atomically to result_path:
+A job (stdin): {"trials": [{"config": {...}, "runs_dir": "..."}, ...], "result_path": "...",
+  "threads": N, "driver": PID, "stack": true}; several trials are trained together as one
+  stacked model where dlx.stacking can (else one after another).
+Output: {"results": [one per trial], "pid"} written atomically to result_path, each result
   {"status", "run_path", "summary", "metrics", "error", "started", "ended", "pid",
    "cuda_visible_devices"}
-Exit codes: 0 a finished run (completed / diverged / interrupted), 2 a ConfigError /
+Exit codes (a warm worker's per-job code is its line's): 0 a finished run (completed / diverged / interrupted), 2 a ConfigError /
 DlxError (the user's mistake: retrying cannot help), 1 a Python error in training
 (status "failed", the traceback in "error"); anything else (a signal, os._exit) is
 a crash that the executor may retry. A stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
@@ -14,7 +18,9 @@ removes the driver's temp folder (see _stop_when_orphaned).
 
 Test hook: if DLX_TEST_CRASH_ONCE names a file that does not exist yet, the worker
 creates it and dies with os._exit(137) before training, so exactly one attempt
-crashes (tests use it to check the executor's retries; never set it otherwise).
+crashes (tests use it to check the executor's retries; never set it otherwise). A warm
+worker checks it before each job. A warm worker whose job was stopped by a signal exits
+after reporting it.
 """
 
 from __future__ import annotations
@@ -129,22 +135,76 @@ def _stop_signals_interrupt() -> None:
         signal.signal(sig, signal.default_int_handler)
 
 
+def run_trials(job: dict, started: float | None = None) -> tuple[list[dict[str, Any]], int]:
+    """A job's trials in this process: one result each (run_job's), and the job's exit code
+    (the worst of 0, 2, 1). With "stack" (the default) trials dlx.stacking can train together
+    are; the rest run one after another."""
+    trials = job.get("trials") or [{"config": job["config"], "runs_dir": job["runs_dir"]}]
+    if len(trials) > 1 and job.get("stack", True):
+        from .stacking import run_stacked
+
+        started = time.time() if started is None else started
+        if job.get("threads"):
+            import torch
+
+            torch.set_num_threads(int(job["threads"]))
+        results = run_stacked([t["config"] for t in trials], [t["runs_dir"] for t in trials], started)
+        codes = [{"config_error": 2, "failed": 1}.get(r["status"], 0) for r in results]
+        return results, (1 if 1 in codes else max(codes))
+    out, code = [], 0
+    for t in trials:
+        result, c = run_job(t["config"], t["runs_dir"], job.get("threads"), started=started)
+        out.append(result)
+        code = 1 if 1 in (code, c) else max(code, c)
+        started = None
+        if result["status"] == "interrupted":
+            break  # a stop signal: the rest of the job is not started
+    return out, code
+
+
+def _stopped(results: list[dict[str, Any]]) -> bool:
+    return any(r["status"] == "interrupted" for r in results)
+
+
 def main() -> int:
     _stop_signals_interrupt()
-    job = json.loads(sys.stdin.read())
-    # The driver names itself: a driver that died before this line is noticed too.
-    orphaned = _stop_when_orphaned(int(job.get("driver") or os.getppid()))
-    result_path = Path(job["result_path"])
-    _crash_once_hook()
-    code = 1
+    from .optim import skip_dynamo_wrappers
+
+    skip_dynamo_wrappers()  # a worker never compiles: no torch._dynamo import for nothing
+    serve = "--serve" in sys.argv[1:]
+    if serve:
+        # A warm worker may start before its first job is ready: load what every job needs now.
+        from . import api, stacking  # noqa: F401
+    lines = iter(sys.stdin.readline, "") if serve else iter([sys.stdin.read()])
+    orphaned: threading.Event | None = None
+    result_path: Path | None = None
+    code = 0
+    first_job = True
     try:
-        result, code = run_job(job["config"], job["runs_dir"], job.get("threads"), started=STARTED)
-        if not orphaned.is_set():
-            _write_result(result_path, result)
+        for line in lines:
+            job = json.loads(line)
+            if orphaned is None:
+                # The driver names itself: a driver that died before this line is noticed too.
+                orphaned = _stop_when_orphaned(int(job.get("driver") or os.getppid()))
+            result_path = Path(job["result_path"])
+            _crash_once_hook()
+            # The first job's clock starts with the process (imports included), a warm worker's
+            # later ones when they arrive.
+            results, code = run_trials(job, started=STARTED if first_job else time.time())
+            first_job = False
+            if orphaned.is_set():
+                break
+            _write_result(result_path, {"results": results, "pid": os.getpid()})
+            if serve:
+                # One line per job: the executor waits on these (and on EOF: a dead worker).
+                sys.stdout.write(json.dumps({"code": code}) + "\n")
+                sys.stdout.flush()
+                if _stopped(results):
+                    break  # stopped by a signal: this worker's work is over
     except KeyboardInterrupt:
         code = 128 + signal.SIGINT
     finally:
-        if orphaned.is_set():
+        if orphaned is not None and orphaned.is_set() and result_path is not None:
             # The driver died without cleaning up: its temp folder (the results of every
             # attempt, this one's stderr) is the last worker's to remove.
             shutil.rmtree(result_path.parent, ignore_errors=True)
@@ -152,4 +212,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if "--serve" in sys.argv[1:]:
+        # Every result is written and reported: skip the interpreter's teardown of torch
+        # (about a second), which the executor would otherwise wait for at the end.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -31,10 +31,19 @@ def _trials(runs_dir: Path, n: int) -> list[Trial]:
     return [Trial(id=f"s{i}", config=_cfg(seed=i, lr=0.01 * (i + 1)), runs_dir=runs_dir) for i in range(n)]
 
 
-def test_parallel_trials_complete_in_order_with_their_own_runs_two_at_a_time(runs_dir):
+MODES = {
+    "fresh": {"warm": False, "stack": False},
+    "warm": {"warm": True, "stack": False},
+    "stacked": {"warm": True, "stack": True},
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_parallel_trials_complete_in_order_with_their_own_runs_two_at_a_time(runs_dir, mode):
     trials = _trials(runs_dir, 3)
     seen = []
-    results = LocalExecutor(max_parallel=2, threads_per_trial=1).run(trials, on_result=seen.append)
+    ex = LocalExecutor(max_parallel=2, threads_per_trial=1, **MODES[mode])
+    results = ex.run(trials, on_result=seen.append)
 
     assert [r.id for r in results] == ["s0", "s1", "s2"]
     assert sorted(r.id for r in seen) == ["s0", "s1", "s2"]  # once each, in finishing order
@@ -50,7 +59,13 @@ def test_parallel_trials_complete_in_order_with_their_own_runs_two_at_a_time(run
         assert r.metrics and r.metrics[-1]["step"] == 5
         assert r.metrics[-1]["lr"] == pytest.approx(t.config["optimizer"]["lr"])
 
-    # Each worker stamps its own start (before importing torch) and end: count those alive at once.
+    if mode == "stacked":
+        # Three trials, two slots: a stack of two in one process and one alone in the other.
+        stacked = [load_run(r.run_path)["meta"].get("stacked") for r in results]
+        assert sorted(stacked, key=str) == [2, 2, None]
+        assert any("stacked: 2 of 3 trials" in n for n in ex.notes)
+        results = [r for r, k in zip(results, stacked) if k is None] + [results[stacked.index(2)]]
+    # Each job stamps its start (a fresh worker's before importing torch) and end: count those alive at once.
     events = sorted([(r.started, 1) for r in results] + [(r.ended, -1) for r in results])
     alive, peak = 0, 0
     for _, d in events:
