@@ -52,7 +52,19 @@ def make_spec(folder: Path, trials: int, steps: int) -> Path:
 def run_once(spec: Path, parallel: int, runs: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "dlx.cli", "sweep", str(spec), "--runs-dir", str(runs), "--max-parallel", str(parallel)],
+        # --no-stack: this measures trials side by side; stacked trials are bench_many.py's.
+        [
+            sys.executable,
+            "-m",
+            "dlx.cli",
+            "sweep",
+            str(spec),
+            "--runs-dir",
+            str(runs),
+            "--max-parallel",
+            str(parallel),
+            "--no-stack",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
         cwd=spec.parent,

@@ -4,6 +4,10 @@ The package imports nothing heavy until used: `dlx.train` loads torch on first c
 """
 
 __version__ = "0.1.0"
+# True in a process dlx itself runs (the dlx command, a worker), False where dlx is a library
+# in someone's program: only its own processes skip torch's torch._dynamo imports
+# (optim.skip_dynamo_wrappers), which a user's torch.compile may rely on.
+OWNS_PROCESS = False
 __all__ = [
     "train",
     "compare",

@@ -581,7 +581,13 @@ def sweep(
     )
     if hasattr(ex, "on_note"):
         ex.on_note = lambda note: con.print(escape(note), style="dim")
-    sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
+    if hasattr(ex, "start_workers"):
+        ex.start_workers()  # they import torch while the sweep is planned; run_sweep takes them over
+    try:
+        sw = Sweep.open(find_sweep(resume, runs_dir)) if resume else Sweep.create(plan(spec, set_ or []), runs_dir)
+    except BaseException:
+        ex.stop_workers() if hasattr(ex, "stop_workers") else None
+        raise
     total, metric = sw.plan.total, sw.plan.spec.metric.name
     left = total - sw.done
     for note in sw.notes:  # what --resume found damaged and repaired
@@ -934,6 +940,9 @@ def _check_choice(value, valid, what: str) -> None:
 
 
 def main() -> None:
+    import dlx
+
+    dlx.OWNS_PROCESS = True  # training here never compiles: no torch._dynamo import (see optim.py)
     # prog_name: `python -m dlx` too says "dlx" in its usage lines and writes a completion
     # script for the `dlx` command (not for a program called "python -m dlx").
     app(prog_name="dlx")

@@ -274,19 +274,54 @@ OPTIMIZERS.notes = [
 ]
 
 
+# Set by skip_dynamo_wrappers(): step() then calls an optimizer's step without the wrapper
+# that imports torch._dynamo.
+_RAW_STEP = False
+FUNCTIONAL = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+
+
 def skip_dynamo_wrappers() -> None:
-    """In a process dlx owns (a worker): torch.optim.Optimizer's add_param_group, state_dict,
-    load_state_dict and zero_grad import torch._dynamo on their first call (1.2-1.6 s on a
-    CPU, more than a small run trains) only to mark themselves as not to be compiled. dlx
-    never compiles them, so mark them done: each then runs as the plain function it wraps.
-    A stacked job never calls step() (which imports torch._dynamo regardless), so its worker
-    never pays the import. Not done where torch._dynamo is loaded already, nor on a torch
-    whose wrappers look different."""
+    """In a process dlx owns (the CLI, a worker): torch.optim wraps its optimizers' methods
+    and functional steps so that their first call imports torch._dynamo (1.2-1.6 s on a CPU,
+    more than a small run trains) only to mark them as not to be compiled, and step() in a
+    wrapper that imports it on every call to place graph breaks. dlx never compiles them:
+    mark the methods done (each then runs as the plain function it wraps) and let step()
+    below call the step itself. Not done where torch._dynamo is loaded already, nor for a
+    torch whose wrappers look different (then the import is paid as before)."""
+    global _RAW_STEP
+    import importlib
     import sys
 
     if "torch._dynamo" in sys.modules:
         return
-    for name in ("add_param_group", "state_dict", "load_state_dict", "zero_grad"):
-        raw = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
+    wrapped = [
+        getattr(torch.optim.Optimizer, n) for n in ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
+    ]
+    for name in FUNCTIONAL:
+        try:
+            wrapped.append(getattr(importlib.import_module(f"torch.optim.{name}"), name))
+        except (ImportError, AttributeError):
+            pass
+    for fn in wrapped:
+        raw = getattr(fn, "__wrapped__", None)
         if raw is not None and callable(raw) and not hasattr(raw, "__dynamo_disable"):
             setattr(raw, "__dynamo_disable", raw)
+    _RAW_STEP = True
+
+
+def step(opt: torch.optim.Optimizer) -> None:
+    """opt.step(), or where skip_dynamo_wrappers() ran, the step it wraps called directly
+    under no_grad (what its wrapper does, less the torch._dynamo import and the profiler's
+    step hooks, which dlx never registers). The numbers are the same."""
+    import inspect
+    import sys
+
+    # The class's step is wrapped twice (the profiler's step hooks, then the graph breaks):
+    # the innermost function is the step itself.
+    raw = inspect.unwrap(type(opt).step) if _RAW_STEP else None
+    if raw is None or raw is type(opt).step or "torch._dynamo" in sys.modules:
+        opt.step()
+        return
+    opt._opt_called = True  # what the wrapper tells an lr scheduler: the step came first
+    with torch.no_grad():
+        raw(opt)

@@ -173,18 +173,25 @@ class StackedMLP:
 
 class StackedOptimizer:
     """PyTorch's SGD (momentum, dampening, nesterov, weight decay) or Adam/AdamW step for K
-    trials at once, each trial's numbers a [K] tensor; torch's formulas, op for op, so a
-    trial steps as its own torch optimizer would (checked against torch in the tests)."""
+    trials at once, each trial's numbers a [K] tensor and torch's formulas, so a trial steps
+    as its own torch optimizer would (tests/test_stacking.py checks every one against it).
+
+    The state lives in one [K, P] tensor per kind (P: one trial's parameter count) and a
+    step works on the gradients concatenated: a few whole-stack operations per step instead
+    of a few per parameter tensor (a small net's step is launch-bound)."""
 
     def __init__(self, family: str, optimizers: list, params: list, lr_table):
         import torch
 
         self.family, self.params, self.lr_table = family, params, lr_table
         dev = params[0].device
+        self.K = params[0].shape[0]
+        self.sizes = [p[0].numel() for p in params]
+        P = sum(self.sizes)
         groups = [o.param_groups[0] for o in optimizers]
 
         def col(fn):
-            return torch.tensor([float(fn(g)) for g in groups], dtype=torch.float32, device=dev)
+            return torch.tensor([float(fn(g)) for g in groups], dtype=torch.float32, device=dev)[:, None]
 
         self.wd = col(lambda g: g["weight_decay"])
         self.any_wd = bool((self.wd != 0).any())
@@ -192,15 +199,19 @@ class StackedOptimizer:
         if family == "sgd":
             self.momentum = col(lambda g: g["momentum"])
             self.damp = 1 - col(lambda g: g["dampening"])
-            self.nesterov = col(lambda g: g["nesterov"])
+            self.nesterov = col(lambda g: g["nesterov"]) != 0
             self.any_momentum = bool((self.momentum != 0).any())
-            self.any_nesterov = bool((self.nesterov != 0).any())
-            self.bufs: list = [None] * len(params)
+            self.any_damp = bool((self.damp != 1).any())
+            self.any_nesterov = bool(self.nesterov.any())
+            self.buf = None
         else:
             decoupled = col(lambda g: g.get("decoupled_weight_decay", False))
             self.wd_coupled, self.wd_decoupled = self.wd * (1 - decoupled), self.wd * decoupled
-            self.beta1 = col(lambda g: g["betas"][0])
+            self.any_coupled = bool((self.wd_coupled != 0).any())
+            self.any_decoupled = bool((self.wd_decoupled != 0).any())
+            self.one_minus_beta1 = 1 - col(lambda g: g["betas"][0])
             self.beta2 = col(lambda g: g["betas"][1])
+            self.one_minus_beta2 = 1 - self.beta2
             self.eps = col(lambda g: g["eps"])
             # Bias corrections per step, in double as torch computes them, then as tensors.
             b1 = torch.tensor([g["betas"][0] for g in groups], dtype=torch.float64)
@@ -208,48 +219,55 @@ class StackedOptimizer:
             steps = torch.arange(1, len(lr_table) + 1, dtype=torch.float64)[:, None]
             self.step_size = (lr_table.double().cpu() / (1 - b1**steps)).float().to(dev)
             self.bc2_sqrt = ((1 - b2**steps) ** 0.5).float().to(dev)
-            self.exp_avg = [torch.zeros_like(p) for p in params]
-            self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+            self.exp_avg = torch.zeros(self.K, P, device=dev)
+            self.exp_avg_sq = torch.zeros(self.K, P, device=dev)
 
-    @staticmethod
-    def _k(v, p):
-        """A [K] tensor shaped to broadcast over a stacked parameter p [K, ...]."""
-        return v.view(-1, *([1] * (p.dim() - 1)))
+    def _flat(self, tensors):
+        return torch_cat([t.reshape(self.K, -1) for t in tensors])
+
+    def _apply(self, update) -> None:
+        """params -= update, each parameter from its columns of update [K, P]."""
+        import torch
+
+        views = [u.view(p.shape) for u, p in zip(update.split(self.sizes, dim=1), self.params)]
+        torch._foreach_sub_(self.params, views)
 
     def step(self) -> None:
         import torch
 
         s = self.step_count
         self.step_count += 1
-        k = self._k
         with torch.no_grad():
+            g = self._flat([p.grad for p in self.params])
+            lr = self.lr_table[s][:, None]
             if self.family == "sgd":
-                lr = self.lr_table[s]
-                for i, p in enumerate(self.params):
-                    g = p.grad
-                    if self.any_wd:
-                        g = g + k(self.wd, p) * p
-                    if self.any_momentum:
-                        if self.bufs[i] is None:
-                            self.bufs[i] = g.clone()
-                        else:
-                            self.bufs[i].mul_(k(self.momentum, p)).add_(k(self.damp, p) * g)
-                        buf = self.bufs[i]
-                        # momentum 0 (plain sgd): buf is the gradient itself, as torch steps it.
-                        g = torch.where(k(self.nesterov, p) != 0, g + k(self.momentum, p) * buf, buf)
-                    p.sub_(k(lr, p) * g)
-                return
-            lr, step_size, bc2 = self.lr_table[s], self.step_size[s], self.bc2_sqrt[s]
-            for i, p in enumerate(self.params):
-                g = p.grad
                 if self.any_wd:
-                    p.mul_(1 - k(lr * self.wd_decoupled, p))
-                    g = g + k(self.wd_coupled, p) * p
-                m, v = self.exp_avg[i], self.exp_avg_sq[i]
-                m.lerp_(g, k(1 - self.beta1, p))
-                v.mul_(k(self.beta2, p)).addcmul_(g, g * k(1 - self.beta2, p))
-                denom = (v.sqrt() / k(bc2, p)).add_(k(self.eps, p))
-                p.sub_(m / denom * k(step_size, p))
+                    g = g + self.wd * self._flat(self.params)
+                if self.any_momentum:
+                    if self.buf is None:
+                        self.buf = g.clone()  # torch's first step: v = grad, no dampening
+                    else:
+                        self.buf.mul_(self.momentum).add_(self.damp * g if self.any_damp else g)
+                    # momentum 0 (plain sgd in the stack): buf is the gradient itself, as torch steps it.
+                    g = (
+                        torch.where(self.nesterov, g + self.momentum * self.buf, self.buf)
+                        if self.any_nesterov
+                        else self.buf
+                    )
+                self._apply(lr * g)
+                return
+            update = None
+            if self.any_coupled or self.any_decoupled:
+                flat_p = self._flat(self.params)
+                if self.any_coupled:
+                    g = g + self.wd_coupled * flat_p
+                if self.any_decoupled:
+                    update = flat_p * (lr * self.wd_decoupled)  # torch: w *= 1 - lr * weight_decay first
+            self.exp_avg.lerp_(g, self.one_minus_beta1)
+            self.exp_avg_sq.mul_(self.beta2).addcmul_(g, g * self.one_minus_beta2)
+            denom = (self.exp_avg_sq.sqrt() / self.bc2_sqrt[s][:, None]).add_(self.eps)
+            step = self.exp_avg / denom * self.step_size[s][:, None]
+            self._apply(step if update is None else update.add_(step))
 
     def trial_state(self, j: int, torch_params: list) -> dict:
         """Trial j's optimizer state in its torch optimizer's own format (for its checkpoint)."""
@@ -257,16 +275,24 @@ class StackedOptimizer:
 
         out: dict = {}
         for i, tp in enumerate(torch_params):
+            lo = sum(self.sizes[:i])
+            cols = slice(lo, lo + self.sizes[i])
             if self.family == "sgd":
-                if float(self.momentum[j]) != 0 and self.bufs[i] is not None:
-                    out[tp] = {"momentum_buffer": self.bufs[i][j].detach().clone()}
+                if float(self.momentum[j]) != 0 and self.buf is not None:
+                    out[tp] = {"momentum_buffer": self.buf[j, cols].view(tp.shape).clone()}
             elif self.step_count:
                 out[tp] = {
                     "step": torch.tensor(float(self.step_count)),
-                    "exp_avg": self.exp_avg[i][j].detach().clone(),
-                    "exp_avg_sq": self.exp_avg_sq[i][j].detach().clone(),
+                    "exp_avg": self.exp_avg[j, cols].view(tp.shape).clone(),
+                    "exp_avg_sq": self.exp_avg_sq[j, cols].view(tp.shape).clone(),
                 }
         return out
+
+
+def torch_cat(tensors):
+    import torch
+
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -413,10 +439,10 @@ class StackedTrainer:
             coef = (self.clip_norm / (total_norm + 1e-6)).clamp(max=1.0)
             coef = torch.where(torch.isinf(self.clip_norm), torch.ones_like(coef), coef)
             for p in self.params:
-                p.grad.mul_(StackedOptimizer._k(coef, p))
+                p.grad.mul_(coef.view(-1, *[1] * (p.dim() - 1)))
         if self.clipping_value:
             for p in self.params:
-                v = StackedOptimizer._k(self.clip_value, p)
+                v = self.clip_value.view(-1, *[1] * (p.dim() - 1))
                 p.grad.copy_(torch.maximum(torch.minimum(p.grad, v), -v))
         self.optimizer.step()
 

@@ -34,10 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import dlx
+
 from .config import Config
 from .data import Dataset
 from .errors import ConfigError, DlxError, SpecError
 from .models.base import layer_weights
+from .optim import skip_dynamo_wrappers
+from .optim import step as optimizer_step
 from .probes import ACT_FIELDS, Probes
 
 # Signals that ask a run to stop: each ends it like a first Ctrl-C (finish the step,
@@ -204,6 +208,8 @@ class Trainer:
             cfg.init.init_model(self.model)
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if dlx.OWNS_PROCESS:
+            skip_dynamo_wrappers()
         self.optimizer = cfg.optimizer.build(self.params)
         n = len(self.data.x_train)
         self.batch_size = n if t.batch_size == "full" else int(t.batch_size)
@@ -312,7 +318,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, reg.clip_norm, foreach=True)
         if reg.clip_value:
             torch.nn.utils.clip_grad_value_(self.params, reg.clip_value, foreach=True)
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
         if self.scheduler is not None:
             self.scheduler.step()
 

@@ -168,9 +168,9 @@ def _stopped(results: list[dict[str, Any]]) -> bool:
 
 def main() -> int:
     _stop_signals_interrupt()
-    from .optim import skip_dynamo_wrappers
+    import dlx
 
-    skip_dynamo_wrappers()  # a worker never compiles: no torch._dynamo import for nothing
+    dlx.OWNS_PROCESS = True  # a worker never compiles: no torch._dynamo import (see optim.py)
     serve = "--serve" in sys.argv[1:]
     if serve:
         # A warm worker may start before its first job is ready: load what every job needs now.

@@ -235,3 +235,40 @@ def test_dlx_list_optimizer_fits_80_columns_and_states_the_conventions():
         "10*lr at alpha 0.99",
     ]:
         assert phrase in flat, phrase
+
+
+def test_dlx_own_processes_step_without_importing_torch_dynamo_to_the_same_numbers(tmp_path):
+    """The dlx command and its workers skip the torch._dynamo import torch.optim's wrappers
+    make (1.2-1.6 s a process); every optimizer, under a schedule and with a resume, steps to
+    exactly the numbers of the wrapped path (run here, in-process)."""
+    import json
+    import subprocess
+    import sys
+
+    import dlx
+    from dlx.optim import OPTIMIZERS
+
+    names = sorted(OPTIMIZERS.names())
+    script = f"""
+import json, sys, dlx
+dlx.OWNS_PROCESS = True
+out = {{}}
+for name in {names!r}:
+    run = dlx.train({json.dumps(_tiny())}, [f"optimizer.name={{name}}", "optimizer.schedule.name=cosine"],
+                    runs_dir={str(tmp_path / "own")!r}, quiet=True)
+    out[name] = [m["train_loss"] for m in run.metrics]
+out["dynamo"] = "torch._dynamo" in sys.modules
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, check=True)
+    own = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert own.pop("dynamo") is False
+    for name in names:
+        run = dlx.train(_tiny(), [f"optimizer.name={name}", "optimizer.schedule.name=cosine"], save=False, quiet=True)
+        assert own[name] == [m["train_loss"] for m in run.metrics], name
+
+
+def _tiny() -> dict:
+    c = copy.deepcopy(TINY)
+    c["train"] = {"steps": 12, "batch_size": 32, "log_every": 4}
+    return c

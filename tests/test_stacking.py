@@ -258,3 +258,28 @@ def test_a_stacked_worker_killed_once_is_retried_and_its_trials_complete(tmp_pat
     assert flag.is_file()
     assert [(r.status, r.attempts) for r in results] == [("completed", 2)] * 2
     assert [load_run(r.run_path)["meta"]["stacked"] for r in results] == [2, 2]
+
+
+def test_a_grid_sweep_stacks_its_trials_and_a_tpe_sweep_does_not(tmp_path):
+    import yaml
+
+    from dlx.sweeper import Sweep, plan, run_sweep
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(_cfg(0)))
+    for strategy, extra in (("grid", {}), ("tpe", {"trials": 3})):
+        spec = {
+            "base": "base.yaml",
+            "metric": {"name": "test_acc", "goal": "max"},
+            "strategy": strategy,
+            "space": {"optimizer.lr": [0.001, 0.01, 0.1]} if strategy == "grid" else {"seed": {"int": [0, 9]}},
+            **extra,
+        }
+        (tmp_path / f"{strategy}.yaml").write_text(yaml.safe_dump(spec))
+        ex = LocalExecutor(max_parallel=1, threads_per_trial=1)
+        sw = run_sweep(Sweep.create(plan(tmp_path / f"{strategy}.yaml"), tmp_path / strategy), ex)
+        stacked = [load_run(p)["meta"].get("stacked") for p in sorted((sw.folder / "trials").iterdir())]
+        if strategy == "grid":
+            assert stacked == [3, 3, 3] and ex.notes[0].startswith("stacked: 3 of 3")
+        else:
+            assert stacked == [None] * 3 and "tpe search picks each point" in ex.notes[0]
+        assert all(r["status"] == "completed" for r in sw.rows.values())
