@@ -17,6 +17,11 @@ sweep    a 32-point grid (8 learning rates x 4 seeds) of the quickstart net, 10 
          `dlx sweep` with fresh processes and no stacking against the default.
 train    `dlx train configs/quickstart.yaml` against benchmarks/quickstart_by_hand.py,
          on a quiet machine and beside one busy process (a Python loop spinning on a core).
+loop     the same compare's training throughput, start-up left out on both sides: the
+         by-hand loop's own "seconds" line (its 9 trainings, data made inside, imports
+         before) against the span dlx's trials take in their workers (from the first
+         trial's job arriving to the last result written: building, training, evaluating,
+         writing every run folder), read from dlx.compare's trial results.
 """
 
 from __future__ import annotations
@@ -80,6 +85,40 @@ def cases(section: str, tmp: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
+SPAN = """
+import json, sys, dlx
+ends = []
+dlx.compare(sys.argv[1], optimizers=["sgd", "momentum", "adam"], seeds=3, runs_dir=sys.argv[2],
+            stack=sys.argv[3] == "stack", figure=False, quiet=True, on_result=ends.append)
+print("span", max(r.ended for r in ends) - min(r.started for r in ends))
+"""
+
+
+def loop_seconds(side: str, tmp: Path) -> float:
+    """The by-hand loop's own seconds, or the span of dlx's trials (see the docstring)."""
+    if side == "by hand":
+        argv = [PY, str(SHARED / "compare_by_hand.py"), "1"]
+        key = "seconds"
+    else:
+        argv = [PY, "-c", SPAN, str(QUICKSTART), str(tmp / "runs"), "stack" if "stacked" in side else "alone"]
+        key = "span"
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=tmp).stdout
+    return float(next(line.split()[1] for line in out.splitlines() if line.startswith(key)))
+
+
+def measure_loop(repeats: int) -> dict[str, list[float]]:
+    sides = ("by hand", "dlx, warm workers", "dlx, stacked (default)")
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    with tempfile.TemporaryDirectory(prefix="dlx-bench-loop-") as tmp:
+        for i in range(repeats + 1):
+            for side in sides:
+                t = loop_seconds(side, Path(tmp))
+                if i:
+                    times[side].append(t)
+                print(f"loop {'warm-up' if not i else f'repeat {i}'}: {side:<30} {t:6.2f} s", file=sys.stderr)
+    return times
+
+
 def timed(argv: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
@@ -112,7 +151,7 @@ def measure(section: str, repeats: int, busy: bool = False) -> dict[str, list[fl
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", choices=("compare", "sweep", "train"), action="append")
+    ap.add_argument("--only", choices=("compare", "sweep", "train", "loop"), action="append")
     ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = ap.parse_args()
     import torch
@@ -124,8 +163,8 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "repeats": args.repeats,
     }
-    for section in args.only or ("compare", "sweep", "train"):
-        runs = {"quiet": measure(section, args.repeats)}
+    for section in args.only or ("compare", "sweep", "train", "loop"):
+        runs = {"quiet": measure_loop(args.repeats) if section == "loop" else measure(section, args.repeats)}
         if section == "train":
             runs["busy"] = measure(section, args.repeats, busy=True)
         result[section] = {
@@ -137,7 +176,8 @@ def main() -> int:
             for name, v in times.items():
                 print(f"  {name:<30} {v['median_s']:6.2f} s  {', '.join(f'{x:.2f}' for x in v['runs_s'])}")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        old = json.loads(args.out.read_text()) if args.out.is_file() and args.only else {}
+        args.out.write_text(json.dumps({**old, **result}, indent=2) + "\n")
     return 0
 
 

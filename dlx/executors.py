@@ -139,11 +139,22 @@ class TrialQueue:
         self._retry: list[tuple[list[int], int]] = []
         self._exhausted = False
 
-    def retry(self, indices: list[int], attempt: int) -> None:
-        self._retry.append((indices, attempt))
+    def retry(self, indices: list[int] | int, attempt: int) -> None:
+        """Run these trials (one job) again as attempt number `attempt`."""
+        self._retry.append(([indices] if isinstance(indices, int) else list(indices), attempt))
 
     def next_retry(self) -> tuple[list[int], int] | None:
         return self._retry.pop(0) if self._retry else None
+
+    def next(self) -> tuple[int, int] | None:
+        """(trial index, attempt number) to start next, for an executor that runs trials one
+        at a time (the Ray executor): a retry first, else a new trial; None when none is left."""
+        retry = self.next_retry()
+        if retry is not None:
+            indices, attempt = retry
+            return indices[0], attempt
+        i = self.pull()
+        return None if i is None else (i, 1)
 
     def pull(self) -> int | None:
         """The index of the next new trial, or None when the iterable is exhausted."""

@@ -97,7 +97,23 @@ def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
+# git_commit's answers for a few seconds: a stack or a worker opens many runs at once, and
+# each lookup is a git process (~10 ms).
+_GIT_CACHE: dict[str, tuple[float, str | None]] = {}
+GIT_CACHE_S = 10.0
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
+    key = str(Path(cwd or os.getcwd()).resolve())
+    hit = _GIT_CACHE.get(key)
+    if hit is not None and time.monotonic() - hit[0] < GIT_CACHE_S:
+        return hit[1]
+    value = _git_commit(cwd)
+    _GIT_CACHE[key] = (time.monotonic(), value)
+    return value
+
+
+def _git_commit(cwd: Path | None) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None

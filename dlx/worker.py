@@ -179,7 +179,6 @@ def main() -> int:
     orphaned: threading.Event | None = None
     result_path: Path | None = None
     code = 0
-    first_job = True
     try:
         for line in lines:
             job = json.loads(line)
@@ -188,10 +187,9 @@ def main() -> int:
                 orphaned = _stop_when_orphaned(int(job.get("driver") or os.getppid()))
             result_path = Path(job["result_path"])
             _crash_once_hook()
-            # The first job's clock starts with the process (imports included), a warm worker's
-            # later ones when they arrive.
-            results, code = run_trials(job, started=STARTED if first_job else time.time())
-            first_job = False
+            # A fresh worker's clock starts with the process (imports included), a warm
+            # worker's (started early, idle until its first job) when each job arrives.
+            results, code = run_trials(job, started=time.time() if serve else STARTED)
             if orphaned.is_set():
                 break
             _write_result(result_path, {"results": results, "pid": os.getpid()})
