@@ -294,6 +294,7 @@ def compare(
         rows=rows,
         runs=runs_of,
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
+        notes=list(executor.notes),
     )
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
         from .plots import compare_figure

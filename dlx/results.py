@@ -187,6 +187,8 @@ class Comparison:
     runs: dict[str, list[Run]]  # variant label -> its runs, one per seed
     figure_path: Path | None = None
     failed: int = 0
+    # What the executor said: which trials trained stacked, which alone and why.
+    notes: list[str] = field(default_factory=list)
 
     def table(self):
         """Mean and sd of each final metric per variant (columns METRIC and METRIC_sd)."""
@@ -205,6 +207,7 @@ class Comparison:
             "seeds": self.seeds,
             "target": f"{self.target[0]}={self.target[1]:g}" if self.target else None,
             "figure": str(self.figure_path) if self.figure_path else None,
+            "notes": self.notes,
             "variants": [r.as_dict() for r in self.rows],
         }
 

@@ -40,6 +40,9 @@ import numpy as np
 
 # At most this many trials per stack (one process): more add little and cost memory.
 MAX_STACK = 32
+# A stack holds at most this many parameters (K x one trial's): 80 MB of float32 per copy
+# (weights, gradients, two Adam moments, the probes' copy before a step).
+MAX_STACK_PARAMS = 20_000_000
 SGD_FAMILY = ("sgd", "momentum", "nesterov")
 ADAM_FAMILY = ("adam", "adamw")
 
@@ -501,12 +504,14 @@ class StackedTrainer:
         total = torch.zeros(self.K, device=self.device)
         correct = torch.zeros(self.K, device=self.device)
         with torch.no_grad():
-            for i in range(0, n, EVAL_BATCH):
+            # EVAL_BATCH samples per forward pass in all, as K trials see them at once.
+            chunk = max(1, EVAL_BATCH // self.K)
+            for i in range(0, n, chunk):
                 if self.shared:
-                    xb = x[i : i + EVAL_BATCH].expand(self.K, *x[i : i + EVAL_BATCH].shape)
-                    yb = y[i : i + EVAL_BATCH].expand(self.K, *y[i : i + EVAL_BATCH].shape)
+                    xb = x[i : i + chunk].expand(self.K, *x[i : i + chunk].shape)
+                    yb = y[i : i + chunk].expand(self.K, *y[i : i + chunk].shape)
                 else:
-                    xb, yb = x[:, i : i + EVAL_BATCH], y[:, i : i + EVAL_BATCH]
+                    xb, yb = x[:, i : i + chunk], y[:, i : i + chunk]
                 out = self.model(self.as_float(xb))
                 loss, acc = self._loss_acc(out, yb)
                 m = xb.shape[1]
@@ -631,7 +636,8 @@ class StackedTrainer:
             tr.model.train()
             tr._emit("on_start")
         for t in self.trials:
-            t.folder.update_meta(stacked=self.K)
+            if self.K > 1:
+                t.folder.update_meta(stacked=self.K)
         self.t0 = time.perf_counter()
         try:
             while self.step < self.total_steps and any(t.active for t in self.trials):
@@ -744,12 +750,11 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
     per trial in dlx.worker's format. Trials that cannot join a stack run alone."""
     import torch
 
-    from .api import out_of_memory_message
     from .config import load_config
     from .errors import DlxError
-    from .folders import RunFolder, now
+    from .folders import RunFolder
     from .recording import History, RunWriter
-    from .trainer import THREAD_FLOPS, Trainer, default_threads, step_flops
+    from .trainer import Trainer
     from .worker import run_job
 
     started = time.time() if started is None else started
@@ -792,44 +797,15 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
             trials.append(_Trial(i, cfg, folder, hist, writer, trainer, rng))
         if len(trials) < 2:
             continue
-        if not trials[0].cfg.train.threads and trials[0].trainer.device.type == "cpu":
-            # The stack's work per step is K runs' work: threads for that, not for one run.
-            tr0 = trials[0].trainer
-            one = default_threads(tr0.model, tr0.data, min(tr0.batch_size, len(tr0.data.x_train)))
-            flops = step_flops(tr0.model, tr0.data, min(tr0.batch_size, len(tr0.data.x_train)))
-            from . import trainer as trainer_mod
+        # Parameters (and their gradients and optimizer state) are held K times: a stack of
+        # big nets is cut into stacks that hold at most MAX_STACK_PARAMS, run one by one.
+        per_trial = sum(p.numel() for p in trials[0].trainer.model.parameters())
+        size = max(1, min(len(trials), MAX_STACK_PARAMS // max(per_trial, 1)))
+        for chunk in [trials[k : k + size] for k in range(0, len(trials), size)]:
+            if any(r is not None and r["status"] == "interrupted" for r in results):
+                break  # stopped: the trials not started are reported below
+            _run_chunk(chunk, results, base)
 
-            budget = trainer_mod._THREAD_BUDGET or torch.get_num_threads()
-            torch.set_num_threads(max(one, min(budget, int(len(trials) * flops // THREAD_FLOPS))))
-        stack = StackedTrainer(trials)
-        try:
-            stack.run()
-        except Exception as e:
-            tb = traceback.format_exc()
-            for t in trials:
-                if t.folder.meta.get("status") == "running":
-                    oom = out_of_memory_message(e, t.trainer, t.folder)
-                    t.folder.update_meta(
-                        status="failed", ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=tb
-                    )
-                    t.folder.close()
-                results[t.index] = {
-                    **base,
-                    "status": "failed",
-                    "run_path": str(t.folder.path) if t.folder.meta else None,
-                    "error": f"{type(e).__name__}: {e}\n{tb}",
-                    "ended": time.time(),
-                }
-            continue
-        for t in trials:
-            results[t.index] = {
-                **base,
-                "status": t.writer.summary.get("status", t.result["status"]),
-                "run_path": str(t.folder.path),
-                "summary": t.writer.summary,
-                "metrics": t.hist.metrics,
-                "ended": time.time(),
-            }
     for i, c in enumerate(configs):
         if results[i] is None:
             if any(r is not None and r["status"] == "interrupted" for r in results):
@@ -842,3 +818,50 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
                 continue
             results[i], _ = run_job(c, runs_dirs[i], started=started)
     return results
+
+
+def _run_chunk(trials: list[_Trial], results: list, base: dict) -> None:
+    """Train these built trials as one stack; their results into results."""
+    import torch
+
+    from .api import out_of_memory_message
+    from .folders import now
+    from .trainer import THREAD_FLOPS, default_threads, step_flops
+
+    if not trials[0].cfg.train.threads and trials[0].trainer.device.type == "cpu":
+        # The stack's work per step is K runs' work: threads for that, not for one run.
+        tr0 = trials[0].trainer
+        batch = min(tr0.batch_size, len(tr0.data.x_train))
+        one = default_threads(tr0.model, tr0.data, batch)
+        from . import trainer as trainer_mod
+
+        budget = trainer_mod._THREAD_BUDGET or torch.get_num_threads()
+        flops = step_flops(tr0.model, tr0.data, batch)
+        torch.set_num_threads(max(one, min(budget, int(len(trials) * flops // THREAD_FLOPS))))
+    stack = StackedTrainer(trials)
+    try:
+        stack.run()
+    except Exception as e:
+        tb = traceback.format_exc()
+        for t in trials:
+            if t.folder.meta.get("status") == "running":
+                oom = out_of_memory_message(e, t.trainer, t.folder)
+                t.folder.update_meta(status="failed", ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=tb)
+                t.folder.close()
+            results[t.index] = {
+                **base,
+                "status": "failed",
+                "run_path": str(t.folder.path) if t.folder.meta else None,
+                "error": f"{type(e).__name__}: {e}\n{tb}",
+                "ended": time.time(),
+            }
+        return
+    for t in trials:
+        results[t.index] = {
+            **base,
+            "status": t.writer.summary.get("status", t.result["status"]),
+            "run_path": str(t.folder.path),
+            "summary": t.writer.summary,
+            "metrics": t.hist.metrics,
+            "ended": time.time(),
+        }

@@ -150,6 +150,9 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     assert len(folders) == 4
     summary = json.loads((folders[0] / "summary.json").read_text())
     assert summary["steps"] == 20
+    # sgd and adam are two optimizer families: two stacks of two seeds, one per slot.
+    assert out["notes"] == ["stacked: 4 of 4 trials train as 2 stacked model(s) of 2, 2 (--no-stack trains each alone)"]
+    assert all(json.loads((f / "meta.json").read_text())["stacked"] == 2 for f in folders)
     # The figure: a real PNG beside the runs, three panels wide.
     import matplotlib.image
 
@@ -158,6 +161,33 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     img = matplotlib.image.imread(figure)
     assert img.shape[1] > 2 * img.shape[0] > 200
     assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_dlx_compare_no_stack_trains_each_trial_alone_and_says_nothing_of_stacks(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    argv = [sys.executable, "-m", "dlx", "compare", str(CONFIGS / "quickstart.yaml"), "--optimizers", "adam,sgd"]
+    argv += [
+        "--seeds",
+        "1",
+        "--set",
+        "train.steps=10",
+        "--runs-dir",
+        str(runs),
+        "--no-stack",
+        "--fresh-processes",
+        "--json",
+    ]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["notes"] == [] and [v["runs"] for v in out["variants"]] == [1, 1]
+    metas = [json.loads((d / "meta.json").read_text()) for d in runs.iterdir() if (d / "meta.json").is_file()]
+    assert len(metas) == 2 and all("stacked" not in m for m in metas)
+    assert len({m["pid"] for m in metas}) == 2  # a fresh process each
 
 
 def test_compare_figure_draws_a_band_over_seeds(tmp_path):

@@ -61,6 +61,8 @@ SIGMOID_OUT = [
     for i in range(2)
 ]
 MSE = [_cfg(i, train={**BASE["train"], "loss": "mse"}, init="xavier_uniform") for i in range(2)]
+# One seed, so one dataset: the stack keeps a single copy of the data for every trial.
+SAME_DATA = [_cfg(0, optimizer={"name": "adam", "lr": lr}) for lr in (0.003, 0.01, 0.03)]
 
 
 def _probes(path: Path) -> list[dict]:
@@ -85,8 +87,10 @@ def _same_runs(stacked: dict, alone: dict, rtol: float = 1e-4) -> None:
     assert [sorted(p) for p in ps] == [sorted(p) for p in pa]
     for x, y in zip(ps, pa):
         for k in x:
-            # Update ratios of Adam steps amplify float noise in tiny gradients: 1e-3.
-            _close(x[k], y[k], rtol * 10)
+            # Float noise (1e-6) grows in a few places: Adam's update ratios of tiny gradients,
+            # a ReLU unit flipped by it for one sample moves a layer's gradient norm by ~1e-3.
+            # A mistake moves them by far more.
+            _close(x[k], y[k], rtol * 50)
     ss, sa = stacked["summary"], alone["summary"]
     assert ss["verdict"].split(":")[0] == sa["verdict"].split(":")[0]
     assert (ss["steps"], ss["status"]) == (sa["steps"], sa["status"])
@@ -100,8 +104,8 @@ def _same_runs(stacked: dict, alone: dict, rtol: float = 1e-4) -> None:
 
 @pytest.mark.parametrize(
     "configs",
-    [SGD_FAMILY, ADAM_FAMILY, OTHERS, SIGMOID_OUT, MSE],
-    ids=["sgd-momentum-nesterov", "adam-adamw", "layer-norm-tanh", "sigmoid-output", "mse"],
+    [SGD_FAMILY, ADAM_FAMILY, OTHERS, SIGMOID_OUT, MSE, SAME_DATA],
+    ids=["sgd-momentum-nesterov", "adam-adamw", "layer-norm-tanh", "sigmoid-output", "mse", "one-dataset"],
 )
 def test_every_stacked_trial_equals_its_separate_run(tmp_path, configs):
     assert all(why_not(load_config(c)) is None for c in configs)
@@ -283,3 +287,18 @@ def test_a_grid_sweep_stacks_its_trials_and_a_tpe_sweep_does_not(tmp_path):
         else:
             assert stacked == [None] * 3 and "tpe search picks each point" in ex.notes[0]
         assert all(r["status"] == "completed" for r in sw.rows.values())
+
+
+def test_a_stack_of_big_nets_is_cut_to_fit_its_parameter_budget(tmp_path, monkeypatch):
+    from dlx import stacking
+
+    per_trial = 2 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3  # the BASE net's parameters
+    monkeypatch.setattr(stacking, "MAX_STACK_PARAMS", 2 * per_trial)  # two per stack
+    configs = [_cfg(i) for i in range(3)]
+    stacked = run_stacked(configs, [tmp_path / "s"] * 3)
+    assert [load_run(s["run_path"])["meta"].get("stacked") for s in stacked] == [2, 2, None]
+    for c, s in zip(configs, stacked):
+        _same_runs_or_alone = run_job(c, tmp_path / "a")[0]
+        assert s["summary"]["final"]["test_loss"] == pytest.approx(
+            _same_runs_or_alone["summary"]["final"]["test_loss"], rel=1e-4
+        )
