@@ -52,9 +52,15 @@ def _write_result(path: Path, result: dict[str, Any]) -> None:
 
 def _crash_once_hook() -> None:
     flag = os.environ.get("DLX_TEST_CRASH_ONCE")
-    if flag and not os.path.exists(flag):
-        Path(flag).write_text(str(os.getpid()))
-        os._exit(137)
+    if not flag:
+        return
+    try:  # O_EXCL: of workers starting jobs at the same moment, exactly one dies
+        fd = os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(137)
 
 
 def run_job(
