@@ -43,6 +43,9 @@ MAX_STACK = 32
 # A stack holds at most this many parameters (K x one trial's): 80 MB of float32 per copy
 # (weights, gradients, two Adam moments, the probes' copy before a step).
 MAX_STACK_PARAMS = 20_000_000
+# ... and its batches at most this many input numbers (K x batch x features): a stack of
+# full-batch MNIST runs would otherwise hold K float copies of the training set at once.
+MAX_STACK_INPUTS = 1 << 26
 SGD_FAMILY = ("sgd", "momentum", "nesterov")
 ADAM_FAMILY = ("adam", "adamw")
 
@@ -644,15 +647,18 @@ class StackedTrainer:
                 if self._interrupted:
                     break
                 pos = self.step % self.steps_per_epoch
-                if full_batch:
-                    idx = torch.arange(n, device=self.device).expand(self.K, n)
+                if full_batch:  # every sample in its order, as a separate run's full batch
+                    xb, yb = (
+                        (self.x.expand(self.K, *self.x.shape), self.y.expand(self.K, *self.y.shape))
+                        if self.shared
+                        else (self.x, self.y)
+                    )
                 else:
                     if pos == 0 or self.perms is None:
                         self.perms = torch.stack(
                             [torch.randperm(n, device=self.device, generator=g) for g in self.generators]
                         )
-                    idx = self.perms[:, pos * bs : (pos + 1) * bs]
-                xb, yb = self._batch(idx)
+                    xb, yb = self._batch(self.perms[:, pos * bs : (pos + 1) * bs])
                 self.step += 1
                 flush = self.row + 1 == self.log_every or self.step == self.total_steps
                 eval_now = flush and (
@@ -797,10 +803,12 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
             trials.append(_Trial(i, cfg, folder, hist, writer, trainer, rng))
         if len(trials) < 2:
             continue
-        # Parameters (and their gradients and optimizer state) are held K times: a stack of
-        # big nets is cut into stacks that hold at most MAX_STACK_PARAMS, run one by one.
-        per_trial = sum(p.numel() for p in trials[0].trainer.model.parameters())
-        size = max(1, min(len(trials), MAX_STACK_PARAMS // max(per_trial, 1)))
+        # Parameters (with their gradients and optimizer state) and batches are held K times:
+        # a stack of big nets or big batches is cut into stacks within the budgets, run one by one.
+        tr0 = trials[0].trainer
+        per_trial = sum(p.numel() for p in tr0.model.parameters())
+        inputs = tr0.batch_size * math.prod(tr0.data.feature_shape)
+        size = max(1, min(len(trials), MAX_STACK_PARAMS // max(per_trial, 1), MAX_STACK_INPUTS // max(inputs, 1)))
         for chunk in [trials[k : k + size] for k in range(0, len(trials), size)]:
             if any(r is not None and r["status"] == "interrupted" for r in results):
                 break  # stopped: the trials not started are reported below

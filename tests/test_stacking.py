@@ -302,3 +302,13 @@ def test_a_stack_of_big_nets_is_cut_to_fit_its_parameter_budget(tmp_path, monkey
         assert s["summary"]["final"]["test_loss"] == pytest.approx(
             _same_runs_or_alone["summary"]["final"]["test_loss"], rel=1e-4
         )
+
+
+def test_full_batch_trials_stack_to_their_separate_runs(tmp_path):
+    configs = [_cfg(i, train={"steps": 12, "batch_size": "full", "log_every": 4}) for i in (0, 0, 1)]
+    configs[1]["optimizer"] = {"name": "adam", "lr": 0.03}  # same seed as the first: one dataset for two
+    # Three trials on two datasets (stacked copies), then two on one (one copy, expanded).
+    for group in (configs, configs[:2]):
+        stacked = run_stacked(group, [tmp_path / "s"] * len(group))
+        for c, s in zip(group, stacked):
+            _same_runs(s, run_job(c, tmp_path / "a")[0])
