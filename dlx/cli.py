@@ -836,27 +836,64 @@ def plot(
         None, "--out", "-o", help="The PNG to write (default: plot.png in the first run's folder)."
     ),
     title: Optional[str] = typer.Option(None, "--title", help="The figure's title (default: the runs' names)."),
+    panels: Optional[str] = typer.Option(
+        None,
+        "--panels",
+        metavar="NAME,...",
+        help="Only these panels: boundary (each run's decision surface, 2-D inputs), loss, accuracy, "
+        "time_grad, grad_heatmap, grad_lines, activations.",
+    ),
+    size: Optional[str] = typer.Option(None, "--size", metavar="W,H", help="The figure's size in inches, e.g. 12,4."),
     runs_dir: Path = RunsDirOpt,
 ):
-    """Draw runs as one PNG: loss and accuracy, gradient heatmap and lines, activations.
+    """Draw runs as one PNG (or .svg, .pdf): loss and accuracy, gradient heatmap and lines, activations.
 
     Several runs overlay; runs that differ only in their seed are drawn as a mean
     line with a band. Recurrent runs add the gradient reaching each time step.
+    --panels boundary draws each run's decision surface side by side, titled with
+    the keys that tell the runs apart (dlx plot A B C --panels boundary).
     """
     from .folders import find_run
     from .plots import plot_runs
 
     paths = [find_run(r, runs_dir) for r in runs]
+    inches = _size(size)
 
     target = out if out is not None else paths[0] / "plot.png"
     try:
-        path = plot_runs(paths, target, title=title)
+        if panels or inches:
+            from .plots import DPI, check_format, panels_figure, pictures_figure
+
+            target = target if target.suffix else target.with_suffix(".png")
+            check_format(target)
+            names = [p.strip() for p in panels.split(",") if p.strip()] if panels else None
+            fig = pictures_figure(paths, names, inches, title) if names else panels_figure(paths, None, inches, title)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(target, dpi=DPI)
+            path = target
+        else:
+            path = plot_runs(paths, target, title=title)
     except OSError as e:  # an unwritable path (a file type matplotlib cannot write is refused before drawing)
         from .errors import UsageError
 
         why = e.strerror or str(e)
         _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable path"))
     _console().print(f"figure: [bold]{escape(str(path))}[/]")
+
+
+def _size(text: Optional[str]) -> Optional[tuple[float, float]]:
+    """--size W,H in inches."""
+    if not text:
+        return None
+    from .errors import UsageError
+
+    try:
+        w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: expected WIDTH,HEIGHT in inches, e.g. --size 12,4") from None
+    if not (0 < w <= 100 and 0 < h <= 100):
+        raise UsageError(f"--size {text!r}: width and height must be between 0 and 100 inches")
+    return w, h
 
 
 @app.command("list")

@@ -793,32 +793,13 @@ def panels_figure(
     every panel (build_figure) when panels is None. size: (width, height) in inches."""
     from matplotlib.figure import Figure
 
-    from .errors import UsageError
-
     groups = _as_groups(runs)
     if panels is None:
         fig = build_figure(groups, title)
         if size:
             fig.set_size_inches(*size)
         return fig
-    available = panel_names(groups)
-    names: list[str] = []
-    for p in panels:
-        if p not in USER_PANELS:
-            from .registry import closest
-
-            hint = closest(p, list(USER_PANELS))
-            raise UsageError(
-                f"unknown panel {p!r}"
-                + (f"; did you mean {hint!r}?" if hint else "")
-                + f" (panels: {', '.join(USER_PANELS)})"
-            )
-        hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
-        if not hits:
-            raise UsageError(
-                f"this run has no {p!r} panel (it has: {', '.join(dict.fromkeys(n.split(':')[0] for n in available))})"
-            )
-        names += hits
+    names = _panel_hits(groups, panels)
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=size or (5 * cols, 3.6 * rows), dpi=DPI, layout="constrained")
@@ -828,6 +809,119 @@ def panels_figure(
         _draw_or_say(ax, name, groups, heat_range)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(plain(title), fontsize=12)
+    return fig
+
+
+def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
+    """The panel names build_figure draws for each requested USER_PANELS name (a UsageError
+    naming the choices for an unknown one, and the run's panels for one it lacks)."""
+    from .errors import UsageError
+
+    available = panel_names(groups)
+    names: list[str] = []
+    for p in panels:
+        if p not in USER_PANELS:
+            from .registry import closest
+
+            choices = [*USER_PANELS, "boundary"]
+            hint = closest(p, choices)
+            raise UsageError(
+                f"unknown panel {p!r}"
+                + (f"; did you mean {hint!r}?" if hint else "")
+                + f" (panels: {', '.join(choices)})"
+            )
+        hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
+        if not hits:
+            raise UsageError(
+                f"this run has no {p!r} panel (it has: {', '.join(dict.fromkeys(n.split(':')[0] for n in available))})"
+            )
+        names += hits
+    return names
+
+
+# Class colours of a boundary picture (matplotlib's tab10), and how strongly the surface
+# shows its class: from FAINT where the model is unsure (1/classes) to FAINT + SURE at 1.
+CLASS_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+FAINT, SURE = 0.12, 0.58
+
+
+def draw_boundary(ax, b, title: str | None = None) -> None:
+    """A decision surface (pictures.Boundary): each grid point in its predicted class's
+    colour, paler where the model is less sure; training points filled, test points hollow."""
+    from matplotlib.colors import to_rgb
+
+    k = b.probs.shape[-1]
+    colors = np.array([to_rgb(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(k)])
+    sure = (b.probs.max(-1) - 1.0 / k) / max(1.0 - 1.0 / k, 1e-9)
+    alpha = (FAINT + SURE * np.clip(sure, 0, 1))[..., None]
+    img = (1 - alpha) + alpha * colors[b.pred]
+    ax.imshow(img, origin="lower", extent=b.extent, aspect="auto", interpolation="nearest")
+    c_train = colors[b.y_train % len(colors)]
+    c_test = colors[b.y_test % len(colors)]
+    ax.scatter(b.x_train[:, 0], b.x_train[:, 1], s=7, c=c_train, edgecolors="white", linewidths=0.3, label="train")
+    ax.scatter(b.x_test[:, 0], b.x_test[:, 1], s=14, facecolors="none", edgecolors=c_test, linewidths=0.8, label="test")
+    ax.set_xlim(b.extent[0], b.extent[1])
+    ax.set_ylim(b.extent[2], b.extent[3])
+    ax.set_aspect("equal", adjustable="box")  # the data's own shape (a circle stays round)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(plain(title if title is not None else b.name), fontsize=10)
+    ax.set_xlabel(f"step {b.step}: train filled, test hollow", fontsize=8)
+
+
+def pictures_figure(
+    run_paths: Sequence[Path],
+    panels: Sequence[str],
+    size: tuple[float, float] | None = None,
+    title: str | None = None,
+):
+    """`dlx plot RUN... --panels ...`: the named panels; "boundary" draws each run's
+    decision surface side by side (titled with the keys that tell the runs apart) above
+    the other panels."""
+    from matplotlib.figure import Figure
+
+    want_boundary = "boundary" in panels
+    others = [p for p in panels if p != "boundary"]
+    if not want_boundary:
+        return panels_figure(list(run_paths), others, size=size, title=title)
+    from .pictures import boundary, varying_keys
+
+    pictures = [boundary(p) for p in run_paths]
+    titles = varying_keys([b.config for b in pictures]) if len(pictures) > 1 else [pictures[0].name]
+    titles = [t or b.name for t, b in zip(titles, pictures)]
+    groups = _as_groups(list(run_paths)) if others else []
+    names = _panel_hits(groups, others) if others else []
+    n_b = len(pictures)
+    cols = max(n_b, min(3, len(names)) if names else 1)
+    other_rows = -(-len(names) // min(3, len(names))) if names else 0
+    fig = Figure(figsize=size or (4.2 * cols, 4.0 + 3.4 * other_rows), dpi=DPI, layout="constrained")
+    if names:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[4.0, 3.4 * other_rows])
+    else:
+        top, bottom = fig, None
+    for ax, b, t in zip(top.subplots(1, n_b, squeeze=False).ravel(), pictures, titles):
+        draw_boundary(ax, b, t)
+    if bottom is not None:
+        c = min(3, len(names))
+        axes = bottom.subplots(-(-len(names) // c), c, squeeze=False).ravel()
+        heat_range = _heat_range(groups)
+        for ax, name in zip(axes, names):
+            _draw_or_say(ax, name, groups, heat_range)
+        for ax in axes[len(names) :]:
+            ax.set_visible(False)
     if title:
         fig.suptitle(plain(title), fontsize=12)
     return fig

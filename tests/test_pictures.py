@@ -1,0 +1,84 @@
+"""Pictures of what a network computes: the decision boundary from a run's saved model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from typer.testing import CliRunner
+
+import dlx
+from dlx.cli import app
+from dlx.config import load_config
+from dlx.errors import UsageError
+from dlx.pictures import boundary, varying_keys
+
+
+def _run(tmp_path, **over):
+    c = copy.deepcopy(TINY)
+    c["train"] = {"steps": 40, "batch_size": 32, "log_every": 10}
+    c.update(over)
+    return dlx.train(c, runs_dir=tmp_path / "runs", quiet=True)
+
+
+def test_the_boundary_is_the_saved_models_argmax_on_the_grid(tmp_path):
+    run = _run(tmp_path)
+    b = boundary(run.path, grid=50)
+    assert b.probs.shape == (50, 50, 3) and np.allclose(b.probs.sum(-1), 1, atol=1e-6)
+    # The oracle: the model rebuilt by hand from config.yaml and checkpoint.pt.
+    cfg = load_config(run.config)
+    model = cfg.model.build(cfg.data.load(cfg.seed), cfg)
+    model.load_state_dict(torch.load(run.path / "checkpoint.pt", weights_only=True)["model"])
+    model.eval()
+    points = b.grid_points()
+    pick = np.random.default_rng(0).choice(len(points), 200, replace=False)
+    with torch.no_grad():
+        want = model(torch.tensor(points[pick], dtype=torch.float32)).argmax(-1).numpy()
+    assert (b.pred.reshape(-1)[pick] == want).all()
+    # The grid covers every training point.
+    x0, x1, y0, y1 = b.extent
+    assert (b.x_train[:, 0] > x0).all() and (b.x_train[:, 0] < x1).all()
+    assert (b.x_train[:, 1] > y0).all() and (b.x_train[:, 1] < y1).all()
+    assert b.step == 40 and len(b.y_test) == 128
+
+
+def test_zero_init_predicts_one_class_everywhere_and_he_init_fits(tmp_path):
+    data = {"name": "circles", "n_train": 400, "n_test": 100}
+    train = {"steps": 150, "batch_size": 32, "log_every": 50}
+    zero = boundary(_run(tmp_path, data=data, init="zeros", train=train).path, grid=40)
+    he = boundary(_run(tmp_path, data=data, init="kaiming_normal", train=train).path, grid=40)
+    assert len(np.unique(zero.pred)) == 1  # every unit the same: a flat surface
+    assert len(np.unique(he.pred)) == 2
+
+
+def test_dlx_plot_panels_boundary_draws_runs_side_by_side_titled_by_what_differs(tmp_path):
+    runs = [_run(tmp_path, init=i) for i in ("zeros", "normal", "kaiming_normal")]
+    assert varying_keys([r.config for r in runs]) == ["init=zeros", "init=normal", "init=kaiming_normal"]
+    out = tmp_path / "b.png"
+    r = CliRunner().invoke(app, ["plot", *[str(x.path) for x in runs], "--panels", "boundary,loss", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.shape[1] > img.shape[0] and img[..., :3].std() > 0.05
+    from dlx.plots import pictures_figure
+
+    fig = pictures_figure([x.path for x in runs], ["boundary"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["init=zeros", "init=normal", "init=kaiming_normal"]
+
+
+def test_a_boundary_of_a_run_without_2d_inputs_or_a_bad_size_is_refused_with_the_fix(tmp_path):
+    reg = _run(tmp_path, data={"name": "teacher", "n_train": 128, "n_test": 32}, train={"steps": 4, "loss": "mse"})
+    with pytest.raises(UsageError, match="needs a classifier on 2-D inputs"):
+        boundary(reg.path)
+    r = CliRunner().invoke(app, ["plot", str(reg.path), "--panels", "boundary"])
+    assert r.exit_code == 2 and "2-D inputs" in r.output and "Traceback" not in r.output
+    ok = _run(tmp_path)
+    r = CliRunner().invoke(app, ["plot", str(ok.path), "--size", "12x4"])
+    assert r.exit_code == 2 and "WIDTH,HEIGHT" in r.output
+    r = CliRunner().invoke(app, ["plot", str(ok.path), "--panels", "boundry"])
+    assert r.exit_code == 2 and "did you mean 'boundary'" in r.output
