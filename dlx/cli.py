@@ -840,7 +840,8 @@ def plot(
         None,
         "--panels",
         metavar="NAME,...",
-        help="Only these panels: boundary (each run's decision surface, 2-D inputs), loss, accuracy, "
+        help="Only these panels: boundary (each run's decision surface, 2-D inputs), weights (an mlp's "
+        "first layer as images), filters and feature_maps (a CNN's first convolution), loss, accuracy, "
         "time_grad, grad_heatmap, grad_lines, activations.",
     ),
     size: Optional[str] = typer.Option(None, "--size", metavar="W,H", help="The figure's size in inches, e.g. 12,4."),
@@ -851,7 +852,8 @@ def plot(
     Several runs overlay; runs that differ only in their seed are drawn as a mean
     line with a band. Recurrent runs add the gradient reaching each time step.
     --panels boundary draws each run's decision surface side by side, titled with
-    the keys that tell the runs apart (dlx plot A B C --panels boundary).
+    the keys that tell the runs apart (dlx plot A B C --panels boundary); weights,
+    filters and feature_maps draw a first layer from the saved model.
     """
     from .folders import find_run
     from .plots import plot_runs

@@ -1,5 +1,6 @@
-"""Pictures of what a network computes, from a run folder: the decision boundary of a run
-on 2-D inputs (spirals, moons, circles, xor, blobs), from its saved model.
+"""Pictures of what a network computes, from a run folder's saved model: the decision
+boundary of a run on 2-D inputs (spirals, moons, circles, xor, blobs); an mlp's first-layer
+weights as images of its input (MNIST: 28x28); a CNN's first filters and their feature maps.
 
 The model is the run's checkpoint.pt, rebuilt from its config.yaml (no init drawn) and
 evaluated on a grid over the data's range; the data are made again from the config and
@@ -9,6 +10,7 @@ picture is of exactly the model the run ended with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +51,8 @@ class Boundary:
         return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def boundary(run: str | Path, grid: int = GRID) -> Boundary:
-    """The decision boundary of the run folder `run` (its saved model on a grid)."""
+def _saved(path: Path):
+    """(config dict, Config, Trainer holding the saved model in eval mode, checkpoint) of a run folder."""
     import torch
     import yaml
 
@@ -58,27 +60,38 @@ def boundary(run: str | Path, grid: int = GRID) -> Boundary:
     from .errors import DlxError, UsageError
     from .trainer import Trainer
 
-    path = Path(run)
     ckpt = path / "checkpoint.pt"
     if not ckpt.is_file():
         raise UsageError(
-            f"{path.name} has no checkpoint.pt, so its model is not saved: the boundary is drawn from "
+            f"{path.name} has no checkpoint.pt, so its model is not saved: pictures are drawn from "
             f"the saved model (train with train.checkpoint: true, the default)"
         )
     config = yaml.safe_load((path / "config.yaml").read_text())
     cfg = load_config(config)
     trainer = Trainer(cfg, resuming=True)  # data and model as training built them, no init drawn
+    state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
+    if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
+        raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
+    trainer.model.load_state_dict(state["model"])
+    trainer.model.eval()
+    return config, cfg, trainer, state
+
+
+def boundary(run: str | Path, grid: int = GRID) -> Boundary:
+    """The decision boundary of the run folder `run` (its saved model on a grid)."""
+    import torch
+
+    from .errors import UsageError
+
+    path = Path(run)
+    config, cfg, trainer, state = _saved(path)
     data = trainer.data
     if data.task != "classification" or tuple(data.feature_shape) != (2,):
         raise UsageError(
             f"{path.name}: a boundary needs a classifier on 2-D inputs (spirals, moons, circles, xor, blobs); "
             f"this run's data {data.name} has inputs of shape {list(data.feature_shape)} ({data.task})"
         )
-    state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
-    if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
-        raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
-    trainer.model.load_state_dict(state["model"])
-    model = trainer.model.eval()
+    model = trainer.model
     xs = torch.cat([data.as_float(data.x_train), data.as_float(data.x_test)]).cpu().numpy()
     lo, hi = xs.min(0), xs.max(0)
     pad = MARGIN * np.maximum(hi - lo, 1e-6)
@@ -102,6 +115,109 @@ def boundary(run: str | Path, grid: int = GRID) -> Boundary:
         probs = out / out.sum(-1, keepdim=True).clamp_min(1e-12) if sigmoid_out else out.softmax(-1)
     b.probs = probs.double().cpu().numpy().reshape(grid, grid, -1)
     return b
+
+
+# At most this many images in a weights, filters or feature-maps picture (the first ones).
+MAX_IMAGES = 64
+
+
+@dataclass
+class Images:
+    """Small images of one layer of a run: images [n, h, w] (at most MAX_IMAGES of total)."""
+
+    name: str
+    config: dict
+    kind: str  # weights | filters | feature_maps
+    layer: str
+    images: np.ndarray
+    total: int
+    step: int
+    note: str  # what one image is, for the panel's caption
+
+
+def _first_layer(trainer, kind: str):
+    import torch.nn as nn
+
+    from .errors import UsageError
+
+    name, layer = trainer.model.init_targets()[0]
+    conv = isinstance(layer, nn.Conv2d)
+    if kind == "weights" and conv:
+        raise UsageError(
+            f"{trainer.cfg.name or 'this run'}'s first layer {name} is a convolution: "
+            f"draw its filters and feature maps (--panels filters,feature_maps)"
+        )
+    if kind != "weights" and not conv:
+        raise UsageError(
+            f"{kind} need a convolution as the first layer; this run's {name} is {type(layer).__name__} "
+            f"(an mlp on images: --panels weights)"
+        )
+    return name, layer
+
+
+def layer_images(run: str | Path, kind: str) -> Images:
+    """weights: the first Linear layer's weights per unit as images of the input (an mlp on
+    MNIST: 28x28); filters: the first convolution's kernels (averaged over input channels);
+    feature_maps: that convolution's outputs for the first test image. From the saved model."""
+    import torch
+
+    from .errors import UsageError
+
+    path = Path(run)
+    config, cfg, trainer, state = _saved(path)
+    data = trainer.data
+    shape = tuple(data.feature_shape)
+    name, layer = _first_layer(trainer, kind)
+    w = layer.weight.detach().cpu()
+    if kind == "weights":
+        image_shape = shape[-2:] if len(shape) >= 2 else _square(shape[0])
+        channels = math.prod(shape) // max(math.prod(image_shape), 1) if image_shape else 0
+        if image_shape is None or channels * math.prod(image_shape) != w.shape[1]:
+            raise UsageError(
+                f"{path.name}: weights are drawn as images of the input, and this run's inputs "
+                f"({list(shape)}) are not an image"
+            )
+        images = w.reshape(w.shape[0], channels, *image_shape).mean(1)
+        note = f"{name}: each unit's {w.shape[1]} input weights as a {image_shape[0]}x{image_shape[1]} image"
+    elif kind == "filters":
+        images = w.mean(1)
+        note = f"{name}: each filter's {w.shape[2]}x{w.shape[3]} kernel" + (
+            f", averaged over {w.shape[1]} input channels" if w.shape[1] > 1 else ""
+        )
+    else:
+        kept = {}
+        hook = layer.register_forward_hook(lambda m, i, o: kept.setdefault("out", o.detach()))
+        try:
+            with torch.no_grad():
+                trainer.model(data.as_float(data.x_test[:1]))
+        finally:
+            hook.remove()
+        images = kept["out"][0].cpu()
+        note = f"{name}: each filter's output for test image 0 (label {int(data.y_test[0])})"
+    return Images(
+        name=str(config.get("name") or path.name),
+        config=config,
+        kind=kind,
+        layer=name,
+        images=images[:MAX_IMAGES].double().numpy(),
+        total=int(images.shape[0]),
+        step=int(state.get("step", 0)),
+        note=note,
+    )
+
+
+def _square(n: int) -> tuple[int, int] | None:
+    side = math.isqrt(n)
+    return (side, side) if side * side == n and side > 1 else None
+
+
+def picture(run: str | Path, kind: str):
+    """The picture `kind` (PICTURES) of a run folder."""
+    return boundary(run) if kind == "boundary" else layer_images(run, kind)
+
+
+# The panels drawn from a run's saved model (one per run, side by side).
+PICTURES = ("boundary", "weights", "filters", "feature_maps")
 
 
 def varying_keys(configs: list[dict]) -> list[str]:

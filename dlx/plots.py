@@ -32,6 +32,7 @@ heat strips in report.py use them without importing matplotlib.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -825,7 +826,7 @@ def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
         if p not in USER_PANELS:
             from .registry import closest
 
-            choices = [*USER_PANELS, "boundary"]
+            choices = [*USER_PANELS, "boundary", "weights", "filters", "feature_maps"]
             hint = closest(p, choices)
             raise UsageError(
                 f"unknown panel {p!r}"
@@ -882,6 +883,40 @@ def draw_boundary(ax, b, title: str | None = None) -> None:
     ax.set_xlabel(f"step {b.step}: train filled, test hollow", fontsize=8)
 
 
+def mosaic(images: np.ndarray, gap: int = 1, symmetric: bool = True) -> np.ndarray:
+    """Images [n, h, w] tiled into one array (NaN gaps, drawn as background), each scaled
+    to [-1, 1] by its own largest |value| (symmetric: 0 stays the middle colour) or to [0, 1]."""
+    n, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan)
+    for i, im in enumerate(images):
+        if symmetric:
+            im = im / max(float(np.abs(im).max()), 1e-12)
+        else:
+            lo, hi = float(im.min()), float(im.max())
+            im = (im - lo) / max(hi - lo, 1e-12)
+        r, c = divmod(i, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = im
+    return out
+
+
+def draw_images(ax, pic, title: str | None = None) -> None:
+    """A pictures.Images as one mosaic: weights and filters blue-white-red (each scaled to
+    its own largest |value|: the pattern, not the size), feature maps dark to bright."""
+    import matplotlib
+
+    symmetric = pic.kind != "feature_maps"
+    tiles = mosaic(pic.images, symmetric=symmetric)
+    cmap = matplotlib.colormaps["RdBu_r" if symmetric else "viridis"].with_extremes(bad="white")
+    ax.imshow(tiles, cmap=cmap, vmin=-1 if symmetric else 0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(plain(title if title is not None else pic.name), fontsize=10)
+    shown = f"{len(pic.images)} of {pic.total}" if len(pic.images) < pic.total else f"{pic.total}"
+    ax.set_xlabel(plain(f"{pic.note} ({shown}; step {pic.step})"), fontsize=7, wrap=True)
+
+
 def pictures_figure(
     run_paths: Sequence[Path],
     panels: Sequence[str],
@@ -893,27 +928,31 @@ def pictures_figure(
     the other panels."""
     from matplotlib.figure import Figure
 
-    want_boundary = "boundary" in panels
-    others = [p for p in panels if p != "boundary"]
-    if not want_boundary:
-        return panels_figure(list(run_paths), others, size=size, title=title)
-    from .pictures import boundary, varying_keys
+    from .pictures import PICTURES, picture, varying_keys
 
-    pictures = [boundary(p) for p in run_paths]
-    titles = varying_keys([b.config for b in pictures]) if len(pictures) > 1 else [pictures[0].name]
-    titles = [t or b.name for t, b in zip(titles, pictures)]
+    kinds = [p for p in panels if p in PICTURES]
+    others = [p for p in panels if p not in PICTURES]
+    if not kinds:
+        return panels_figure(list(run_paths), others, size=size, title=title)
+    rows_of = [[picture(path, kind) for path in run_paths] for kind in kinds]
+    configs = [pic.config for pic in rows_of[0]]
+    titles = varying_keys(configs) if len(configs) > 1 else [""]
+    titles = [t or pic.name for t, pic in zip(titles, rows_of[0])]
     groups = _as_groups(list(run_paths)) if others else []
     names = _panel_hits(groups, others) if others else []
-    n_b = len(pictures)
+    n_b = len(run_paths)
     cols = max(n_b, min(3, len(names)) if names else 1)
     other_rows = -(-len(names) // min(3, len(names))) if names else 0
-    fig = Figure(figsize=size or (4.2 * cols, 4.0 + 3.4 * other_rows), dpi=DPI, layout="constrained")
+    height = 4.0 * len(kinds) + 3.4 * other_rows
+    fig = Figure(figsize=size or (4.2 * cols, height), dpi=DPI, layout="constrained")
     if names:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[4.0, 3.4 * other_rows])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[4.0 * len(kinds), 3.4 * other_rows])
     else:
         top, bottom = fig, None
-    for ax, b, t in zip(top.subplots(1, n_b, squeeze=False).ravel(), pictures, titles):
-        draw_boundary(ax, b, t)
+    grid = top.subplots(len(kinds), n_b, squeeze=False)
+    for row, pics in zip(grid, rows_of):
+        for ax, pic, t in zip(row, pics, titles):
+            (draw_boundary if pic.__class__.__name__ == "Boundary" else draw_images)(ax, pic, t)
     if bottom is not None:
         c = min(3, len(names))
         axes = bottom.subplots(-(-len(names) // c), c, squeeze=False).ravel()

@@ -82,3 +82,57 @@ def test_a_boundary_of_a_run_without_2d_inputs_or_a_bad_size_is_refused_with_the
     assert r.exit_code == 2 and "WIDTH,HEIGHT" in r.output
     r = CliRunner().invoke(app, ["plot", str(ok.path), "--panels", "boundry"])
     assert r.exit_code == 2 and "did you mean 'boundary'" in r.output
+
+
+def _mnist(tmp_path, mnist_dir, **over):
+    c = {
+        "seed": 0,
+        "data": {"name": "mnist", "root": str(mnist_dir), "n_train": 256, "n_test": 64},
+        "model": {"name": "mlp", "widths": [8]},
+        "activation": "relu",
+        "init": "kaiming_normal",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 4, "batch_size": 32, "log_every": 2},
+    }
+    c.update(over)
+    return dlx.train(c, runs_dir=tmp_path / "runs", quiet=True)
+
+
+def test_an_mnist_mlps_first_layer_weights_are_28x28_images_of_the_saved_weights(tmp_path, mnist_dir):
+    from dlx.pictures import layer_images
+
+    run = _mnist(tmp_path, mnist_dir)
+    pic = layer_images(run.path, "weights")
+    saved = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]["fc1.weight"]
+    assert pic.images.shape == (8, 28, 28) and pic.total == 8
+    np.testing.assert_array_equal(pic.images, saved.reshape(8, 28, 28).double().numpy())
+    with pytest.raises(UsageError, match="convolution as the first layer"):
+        layer_images(run.path, "filters")
+
+
+def test_a_cnns_filters_and_feature_maps_come_from_its_saved_weights(tmp_path, mnist_dir):
+    import torch.nn.functional as F
+
+    from dlx.pictures import layer_images
+
+    run = _mnist(
+        tmp_path,
+        mnist_dir,
+        data={"name": "mnist", "root": str(mnist_dir), "n_train": 256, "n_test": 64, "flatten": False},
+        model={"name": "cnn", "layers": [{"conv": 4, "kernel": 3, "padding": 1}], "head": []},
+    )
+    saved = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
+    filters = layer_images(run.path, "filters")
+    assert filters.images.shape == (4, 3, 3)
+    np.testing.assert_allclose(filters.images, saved["conv1.weight"][:, 0].double().numpy())
+    maps = layer_images(run.path, "feature_maps")
+    assert maps.images.shape == (4, 28, 28)
+    cfg = load_config(run.config)
+    data = cfg.data.load(cfg.seed)
+    want = F.conv2d(data.as_float(data.x_test[:1]), saved["conv1.weight"], saved["conv1.bias"], padding=1)[0]
+    np.testing.assert_allclose(maps.images, want.double().numpy(), rtol=1e-5, atol=1e-6)
+    r = CliRunner().invoke(
+        app, ["plot", str(run.path), "--panels", "filters,feature_maps,loss", "-o", str(tmp_path / "f.svg")]
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
