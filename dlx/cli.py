@@ -275,6 +275,7 @@ def train(
         # The heat strips draw every step's gradient norms: the run folder has them all.
         probes = read_jsonl(result.path / "probes.jsonl") if result.path else None
         con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
+        _boundary_map(con, result)
     con.print(f"run folder: [bold]{escape(str(result.path))}[/]")
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
         con.print(
@@ -284,6 +285,19 @@ def train(
             )
         )
     raise typer.Exit(_exit_code(result.status, result.summary.get("signal")))
+
+
+def _boundary_map(con, result) -> None:
+    """After a run on 2-D inputs, its decision surface in the terminal (from the saved model)."""
+    data = (result.meta or {}).get("data") or {}
+    if data.get("feature_shape") != [2] or data.get("task") != "classification" or result.path is None:
+        return
+    if not (result.path / "checkpoint.pt").is_file() or result.status == "diverged":
+        return
+    from .pictures import boundary
+    from .report import BoundaryMap, guarded
+
+    con.print(guarded("checkpoint.pt", lambda: BoundaryMap(boundary(result.path, grid=96))))
 
 
 def _exit_code(status: str, signal_name: str | None = None) -> int:

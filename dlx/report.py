@@ -407,6 +407,64 @@ class HeatStrip:
         yield legend
 
 
+# A terminal boundary map: cells across at most (two cells a character row, one above the
+# other, as a half block), and one character per class where the console has no colour.
+MAP_COLUMNS = 48
+MONO_CLASSES = "ox+*#%@=&$"
+
+
+class BoundaryMap:
+    """A run's decision surface (pictures.Boundary) in the terminal: each cell in its
+    predicted class's colour, paler where the model is less sure (as in the PNG)."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def __rich_console__(self, console, options):
+        import numpy as np
+        from matplotlib.colors import to_rgb
+
+        from .plots import CLASS_COLORS, FAINT, SURE
+
+        b = self.b
+        cols = max(8, min(MAP_COLUMNS, options.max_width - 2))
+        g = b.probs.shape[0]
+        rows = max(2, cols // 2 * 2)  # cells down; the map's character rows are half that
+        yi = np.linspace(g - 1, 0, rows).round().astype(int)  # top row first: y grows upwards
+        xi = np.linspace(0, g - 1, cols).round().astype(int)
+        probs = b.probs[yi][:, xi]  # [rows, cols, classes]
+        pred = probs.argmax(-1)
+        k = probs.shape[-1]
+        colors = np.array([to_rgb(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(k)])
+        sure = np.clip((probs.max(-1) - 1.0 / k) / max(1.0 - 1.0 / k, 1e-9), 0, 1)
+        alpha = (FAINT + SURE * sure)[..., None]
+        rgb = ((1 - alpha) + alpha * colors[pred]) * 255
+        yield Text(f"decision boundary, step {b.step} (as a PNG: dlx plot RUN --panels boundary)", style="bold")
+        mono = _mono(console)
+        for r in range(0, rows - 1, 2):
+            line = Text(" ")
+            for c in range(cols):
+                if mono:
+                    line.append(MONO_CLASSES[pred[r, c] % len(MONO_CLASSES)])
+                else:
+                    top, bottom = rgb[r, c].astype(int), rgb[r + 1, c].astype(int)
+                    line.append(
+                        "▀", style=f"rgb({top[0]},{top[1]},{top[2]}) on rgb({bottom[0]},{bottom[1]},{bottom[2]})"
+                    )
+            yield line
+        legend = Text(" ")
+        for i in range(k):
+            if mono:
+                legend.append(MONO_CLASSES[i % len(MONO_CLASSES)])
+            else:
+                r_, g_, b_ = (int(v * 255) for v in colors[i])
+                legend.append("█", style=f"rgb({r_},{g_},{b_})")
+            legend.append(f" class {i}  ")
+        if not mono:
+            legend.append("pale: unsure", style="dim")
+        yield legend
+
+
 def grad_strip(probes: list[dict[str, Any]], names: list[str]) -> HeatStrip | None:
     """The per-layer gradient norms of every logged step, layers x steps."""
     from .plots import grad_series

@@ -136,3 +136,28 @@ def test_a_cnns_filters_and_feature_maps_come_from_its_saved_weights(tmp_path, m
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_dlx_train_on_2d_inputs_ends_with_its_boundary_in_the_terminal(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from dlx.report import MONO_CLASSES, BoundaryMap
+
+    cfg = copy.deepcopy(TINY)
+    cfg["train"] = {"steps": 20, "batch_size": 32, "log_every": 10}
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 0, r.output
+    assert "decision boundary, step 20" in r.output and "o class 0  x class 1  + class 2" in r.output
+    # Zero init: one class everywhere (the output bias learns the likelier class), so one
+    # character on every row of the map.
+    zero = _run(tmp_path, data={"name": "circles", "n_train": 200, "n_test": 50}, init="zeros")
+    out = io.StringIO()
+    Console(file=out, width=60, color_system=None).print(BoundaryMap(boundary(zero.path, grid=48)))
+    rows = [line for line in out.getvalue().splitlines() if line.startswith(" ") and "class" not in line]
+    chars = {ch for row in rows for ch in row.strip()}
+    assert len(rows) == 24 and len(chars) == 1 and chars <= set(MONO_CLASSES[:2])
