@@ -855,7 +855,8 @@ def plot(
         "--panels",
         metavar="NAME,...",
         help="Only these panels: boundary (each run's decision surface, 2-D inputs), weights (an mlp's "
-        "first layer as images), filters and feature_maps (a CNN's first convolution), loss, accuracy, "
+        "first layer as images), filters and feature_maps (a CNN's first convolution), histograms "
+        "(activations and gradients per layer, init vs end), loss, accuracy, "
         "time_grad, grad_heatmap, grad_lines, activations.",
     ),
     size: Optional[str] = typer.Option(None, "--size", metavar="W,H", help="The figure's size in inches, e.g. 12,4."),
@@ -867,7 +868,8 @@ def plot(
     line with a band. Recurrent runs add the gradient reaching each time step.
     --panels boundary draws each run's decision surface side by side, titled with
     the keys that tell the runs apart (dlx plot A B C --panels boundary); weights,
-    filters and feature_maps draw a first layer from the saved model.
+    filters and feature_maps draw a first layer from the saved model; histograms
+    the activations and back-propagated gradients of every layer at init and at the end.
     """
     from .folders import find_run
     from .plots import plot_runs

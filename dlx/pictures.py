@@ -211,13 +211,80 @@ def _square(n: int) -> tuple[int, int] | None:
     return (side, side) if side * side == n and side > 1 else None
 
 
+# Training samples the histograms are measured on (the first ones: the same for init and end).
+HIST_SAMPLES = 512
+
+
+@dataclass
+class Histograms:
+    """Per hidden layer, at init and at the end (Glorot & Bengio 2010, figs. 6-7): the
+    activation outputs and the back-propagated gradients dL/d(pre-activation) of one batch
+    of the first HIST_SAMPLES training samples, in eval mode (dropout off)."""
+
+    name: str
+    config: dict
+    layers: list[str]
+    acts: dict[str, list[np.ndarray]]  # "init" | "end" -> one flat array per layer
+    grads: dict[str, list[np.ndarray]]
+    step: int
+
+
+def histograms(run: str | Path, samples: int = HIST_SAMPLES) -> Histograms:
+    """Histograms of a run's activations and gradients at init (its init drawn again from
+    its seed: the weights its step 0 had) and at the end (its saved model)."""
+    from .errors import UsageError
+    from .trainer import Trainer
+
+    path = Path(run)
+    config, cfg, end, state = _saved(path)
+    start = Trainer(cfg)  # seeds, data, model, init: as the run built them before its step 0
+    layers = [n for n, _ in end.model.activation_modules()]
+    if not layers:
+        raise UsageError(f"{path.name}: histograms are of hidden activations, and this model has none")
+    out = Histograms(str(config.get("name") or path.name), config, layers, {}, {}, int(state.get("step", 0)))
+    for when, tr in (("init", start), ("end", end)):
+        out.acts[when], out.grads[when] = _layer_values(tr, samples)
+    return out
+
+
+def _layer_values(trainer, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(activation outputs, dL/d inputs of each activation) of one batch, per hidden layer."""
+    model = trainer.model
+    model.eval()
+    kept: list[tuple] = []
+
+    def hook(module, inp, output):
+        pre = inp[0]
+        if pre.requires_grad:
+            pre.retain_grad()
+        kept.append((pre, output.detach()))
+
+    hooks = [m.register_forward_hook(hook) for _, m in model.activation_modules()]
+    try:
+        data = trainer.data
+        x, y = data.as_float(data.x_train[:samples]), data.y_train[:samples]
+        model.zero_grad(set_to_none=True)
+        trainer.loss_fn(model(x), y).backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    acts = [o.flatten().double().cpu().numpy() for _, o in kept]
+    grads = [(p.grad.flatten().double().cpu().numpy() if p.grad is not None else np.zeros(0)) for p, _ in kept]
+    model.zero_grad(set_to_none=True)
+    return acts, grads
+
+
 def picture(run: str | Path, kind: str):
     """The picture `kind` (PICTURES) of a run folder."""
-    return boundary(run) if kind == "boundary" else layer_images(run, kind)
+    if kind == "boundary":
+        return boundary(run)
+    if kind == "histograms":
+        return histograms(run)
+    return layer_images(run, kind)
 
 
 # The panels drawn from a run's saved model (one per run, side by side).
-PICTURES = ("boundary", "weights", "filters", "feature_maps")
+PICTURES = ("boundary", "weights", "filters", "feature_maps", "histograms")
 
 
 def varying_keys(configs: list[dict]) -> list[str]:

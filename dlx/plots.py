@@ -826,7 +826,7 @@ def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
         if p not in USER_PANELS:
             from .registry import closest
 
-            choices = [*USER_PANELS, "boundary", "weights", "filters", "feature_maps"]
+            choices = [*USER_PANELS, "boundary", "weights", "filters", "feature_maps", "histograms"]
             hint = closest(p, choices)
             raise UsageError(
                 f"unknown panel {p!r}"
@@ -917,6 +917,58 @@ def draw_images(ax, pic, title: str | None = None) -> None:
     ax.set_xlabel(plain(f"{pic.note} ({shown}; step {pic.step})"), fontsize=7, wrap=True)
 
 
+def draw_histograms(ax, h, title: str | None = None) -> None:
+    """pictures.Histograms in the cell of ax, split in two: activation distributions per
+    layer (top) and log10 |dL/d pre-activation| (bottom), init dashed, end solid, one colour
+    per layer from input (dark) to output (bright)."""
+    import matplotlib
+
+    spec = ax.get_subplotspec()
+    fig = ax.figure
+    ax.remove()
+    top_spec, bottom_spec = spec.subgridspec(2, 1, hspace=0.35)
+    top, bottom = fig.add_subplot(top_spec), fig.add_subplot(bottom_spec)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(h.layers), 1)))
+    pooled = np.concatenate([a[np.isfinite(a)] for w in ("init", "end") for a in h.acts[w]] or [np.zeros(1)])
+    # Units that are off (relu: exactly 0) would be one spike hiding every other value.
+    zeros = float((pooled == 0).mean()) if pooled.size else 0.0
+    drop_zeros = zeros > 0.2
+    if drop_zeros:
+        pooled = pooled[pooled != 0]
+    lo, hi = np.percentile(pooled, [0.5, 99.5]) if pooled.size else (0.0, 1.0)
+    for j, (name, color) in enumerate(zip(h.layers, colors)):
+        for when, style in (("init", "--"), ("end", "-")):
+            a = h.acts[when][j]
+            a = a[np.isfinite(a) & ((a != 0) if drop_zeros else True) & (a >= lo) & (a <= hi)]
+            if a.size:
+                dens, edges = np.histogram(a, bins=60, density=True)
+                top.plot(
+                    (edges[1:] + edges[:-1]) / 2,
+                    dens,
+                    style,
+                    color=color,
+                    lw=1.2,
+                    label=f"{name} {when}" if when == "end" or j == 0 else None,
+                )
+            g = np.abs(h.grads[when][j])
+            g = g[np.isfinite(g) & (g > 0)]
+            if g.size:
+                dens, edges = np.histogram(np.log10(g), bins=60, density=True)
+                bottom.plot((edges[1:] + edges[:-1]) / 2, dens, style, color=color, lw=1.2)
+    top.set_title(plain(title if title is not None else h.name), fontsize=10)
+    top.set_xlabel(
+        "activation value (init dashed, end solid)" + (f"; {zeros:.0%} exactly 0, left out" if drop_zeros else ""),
+        fontsize=8,
+    )
+    bottom.set_xlabel(f"log10 |dL/d pre-activation| (step 0 vs step {h.step})", fontsize=8)
+    for a in (top, bottom):
+        a.set_ylabel("density", fontsize=8)
+        a.tick_params(labelsize=7)
+        a.grid(alpha=0.3)
+    handles = [matplotlib.lines.Line2D([], [], color=c, lw=1.5, label=n) for n, c in zip(h.layers, colors)]
+    top.legend(handles=handles, fontsize=7, loc="best", frameon=False)
+
+
 def pictures_figure(
     run_paths: Sequence[Path],
     panels: Sequence[str],
@@ -952,7 +1004,8 @@ def pictures_figure(
     grid = top.subplots(len(kinds), n_b, squeeze=False)
     for row, pics in zip(grid, rows_of):
         for ax, pic, t in zip(row, pics, titles):
-            (draw_boundary if pic.__class__.__name__ == "Boundary" else draw_images)(ax, pic, t)
+            draw = {"Boundary": draw_boundary, "Histograms": draw_histograms}.get(type(pic).__name__, draw_images)
+            draw(ax, pic, t)
     if bottom is not None:
         c = min(3, len(names))
         axes = bottom.subplots(-(-len(names) // c), c, squeeze=False).ravel()

@@ -161,3 +161,43 @@ def test_dlx_train_on_2d_inputs_ends_with_its_boundary_in_the_terminal(tmp_path)
     rows = [line for line in out.getvalue().splitlines() if line.startswith(" ") and "class" not in line]
     chars = {ch for row in rows for ch in row.strip()}
     assert len(rows) == 24 and len(chars) == 1 and chars <= set(MONO_CLASSES[:2])
+
+
+def test_histograms_are_the_saved_and_initial_models_own_activations_and_gradients(tmp_path):
+    import torch.nn.functional as F
+
+    from dlx.pictures import HIST_SAMPLES, histograms
+
+    run = _run(tmp_path)  # spirals, mlp 2x16 relu
+    h = histograms(run.path)
+    assert h.layers == ["act1", "act2"] and h.step == 40
+    # The oracle: the saved model's forward pass by hand, gradients by autograd.
+    w = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
+    cfg = load_config(run.config)
+    data = cfg.data.load(cfg.seed)
+    x, y = data.as_float(data.x_train[:HIST_SAMPLES]), data.y_train[:HIST_SAMPLES]
+    z1 = (x @ w["fc1.weight"].T + w["fc1.bias"]).requires_grad_()
+    a1 = z1.relu()
+    z2 = (a1 @ w["fc2.weight"].T + w["fc2.bias"]).requires_grad_()
+    a2 = z2.relu()
+    loss = F.cross_entropy(a2 @ w["out.weight"].T + w["out.bias"], y)
+    g1, g2 = torch.autograd.grad(loss, [z1, z2])
+    for got, want in zip(h.acts["end"], (a1, a2)):
+        np.testing.assert_allclose(got, want.detach().flatten().double().numpy(), rtol=1e-5, atol=1e-6)
+    for got, want in zip(h.grads["end"], (g1, g2)):
+        np.testing.assert_allclose(got, want.flatten().double().numpy(), rtol=1e-4, atol=1e-9)
+    assert not np.allclose(h.acts["init"][0], h.acts["end"][0])  # init: the weights before step 1
+
+
+def test_a_deep_sigmoid_nets_gradients_at_init_shrink_towards_the_input(tmp_path):
+    """Glorot & Bengio 2010, fig. 7: with sigmoid the back-propagated gradients at init are
+    smaller the nearer a layer is to the input; the histograms panel shows it."""
+    from dlx.pictures import histograms
+
+    run = _run(tmp_path, activation="sigmoid", init="xavier_uniform", model={"name": "mlp", "depth": 5, "width": 32})
+    h = histograms(run.path)
+    med = [float(np.median(np.abs(g))) for g in h.grads["init"]]
+    assert med[0] < med[-1] / 10
+    out = tmp_path / "h.png"
+    r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "histograms", "-o", str(out)])
+    assert r.exit_code == 0, r.output and out.stat().st_size > 10_000
