@@ -300,7 +300,14 @@ def compare(
         from .plots import compare_figure
 
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        groups = {label: [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()}
+        from .variants import figure_label
+
+        first = {}
+        for v, _, c in configs:
+            first.setdefault(v.label, c)
+        groups = {
+            figure_label(label, first[label]): [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()
+        }
         cmp.figure_path = compare_figure(
             groups, runs_dir / f"compare-{Path(config).stem}-{stamp}.png", title=f"dlx compare {Path(config).name}"
         )

@@ -112,6 +112,15 @@ def trial_configs(
     return out
 
 
+def figure_label(label: str, config: dict) -> str:
+    """A variant's label for a figure's legend: an optimizer variant says its lr (each
+    optimizer runs with its own usual lr, which the label alone does not show)."""
+    lr = (config.get("optimizer") or {}).get("lr")
+    if "optimizer=" in label and "optimizer.lr=" not in label and isinstance(lr, (int, float)):
+        return f"{label} (lr {lr:g})"
+    return label
+
+
 def _slug(label: str) -> str:
     keep = "".join(c if c.isalnum() or c in "._-" else "-" for c in label)
     return "-".join(p for p in keep.split("-") if p)

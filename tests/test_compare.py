@@ -211,3 +211,16 @@ def test_malformed_over_values_are_config_problems_not_crashes():
     assert [v.label for v in variants][0].startswith("activation={name: relu")
     with pytest.raises(ConfigError):
         trial_configs(CONFIGS / "quickstart.yaml", [], variants[:1], seeds=1)
+
+
+def test_a_compare_figure_names_each_optimizers_lr_in_its_legend():
+    from dlx.variants import figure_label
+
+    variants = make_variants(["sgd", "momentum", "adam"], [])
+    configs = trial_configs(CONFIGS / "quickstart.yaml", [], variants, 1)
+    labels = [figure_label(v.label, c) for v, _, c in configs]
+    # Each optimizer with its own usual lr: adam 0.001, though the base config says 0.01.
+    assert labels == ["optimizer=sgd (lr 0.01)", "optimizer=momentum (lr 0.01)", "optimizer=adam (lr 0.001)"]
+    # An lr the variants set themselves is in the label already.
+    [(v, _, c)] = trial_configs(CONFIGS / "quickstart.yaml", [], make_variants(["sgd"], ["optimizer.lr=0.3"]), 1)
+    assert figure_label(v.label, c) == v.label and "optimizer.lr=0.3" in v.label
