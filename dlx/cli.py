@@ -879,18 +879,8 @@ def plot(
 
     target = out if out is not None else paths[0] / "plot.png"
     try:
-        if panels or inches:
-            from .plots import DPI, check_format, panels_figure, pictures_figure
-
-            target = target if target.suffix else target.with_suffix(".png")
-            check_format(target)
-            names = [p.strip() for p in panels.split(",") if p.strip()] if panels else None
-            fig = pictures_figure(paths, names, inches, title) if names else panels_figure(paths, None, inches, title)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(target, dpi=DPI)
-            path = target
-        else:
-            path = plot_runs(paths, target, title=title)
+        names = [p.strip() for p in panels.split(",") if p.strip()] if panels else None
+        path = plot_runs(paths, target, title=title, panels=names, size=inches)
     except OSError as e:  # an unwritable path (a file type matplotlib cannot write is refused before drawing)
         from .errors import UsageError
 

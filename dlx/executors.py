@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,26 +36,17 @@ POLL_S = 0.05
 STDERR_TAIL = 2000
 
 
-@contextlib.contextmanager
 def stop_signals_raise_keyboard_interrupt():
     """SIGTERM, SIGHUP and SIGQUIT to this (parent) process act as Ctrl-C while trials run:
     KeyboardInterrupt, so the executor stops its workers (their runs end interrupted) instead
-    of dying and leaving them running in their own sessions. Main thread only; a signal
-    ignored at start stays ignored; the previous handlers come back afterwards."""
-    previous = {}
+    of dying and leaving them running in their own sessions (signals.handling: main thread
+    only, a signal ignored at start stays ignored, the previous handlers come back)."""
+    from .signals import handling
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    try:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    previous[sig] = signal.signal(sig, handler)
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return handling((signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT), handler)
 
 
 # The executor's temp folder (each attempt's result and stderr) is named after the driver's

@@ -10,6 +10,7 @@ optimizer` and tests/test_optim_conventions.py checks each against torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
@@ -309,17 +310,24 @@ def skip_dynamo_wrappers() -> None:
     _RAW_STEP = True
 
 
+@functools.lru_cache(maxsize=None)
+def _raw_step(cls: type):
+    """The step an optimizer class's step wraps (twice: the profiler's step hooks, then the
+    graph breaks), found once per class; None where it is not wrapped."""
+    import inspect
+
+    raw = inspect.unwrap(cls.step)
+    return None if raw is cls.step else raw
+
+
 def step(opt: torch.optim.Optimizer) -> None:
     """opt.step(), or where skip_dynamo_wrappers() ran, the step it wraps called directly
     under no_grad (what its wrapper does, less the torch._dynamo import and the profiler's
     step hooks, which dlx never registers). The numbers are the same."""
-    import inspect
     import sys
 
-    # The class's step is wrapped twice (the profiler's step hooks, then the graph breaks):
-    # the innermost function is the step itself.
-    raw = inspect.unwrap(type(opt).step) if _RAW_STEP else None
-    if raw is None or raw is type(opt).step or "torch._dynamo" in sys.modules:
+    raw = _raw_step(type(opt)) if _RAW_STEP else None
+    if raw is None or "torch._dynamo" in sys.modules:
         opt.step()
         return
     opt._opt_called = True  # what the wrapper tells an lr scheduler: the step came first

@@ -753,13 +753,25 @@ def panel_axes(fig) -> dict[str, Any]:
     return {ax.get_label(): ax for ax in fig.axes if ax.get_label() and not ax.get_label().startswith("<")}
 
 
-def plot_runs(run_paths: list[Path], out: Path, title: str | None = None) -> Path:
-    """One PNG of the runs (see the module docstring for its panels); returns out."""
+def plot_runs(
+    run_paths: list[Path],
+    out: Path,
+    title: str | None = None,
+    panels: Sequence[str] | None = None,
+    size: tuple[float, float] | None = None,
+) -> Path:
+    """One figure of the runs (see the module docstring for its panels), or only the named
+    panels and pictures (pictures_figure); size in inches. Returns out."""
     out = Path(out)
     if not out.suffix:
         out = out.with_suffix(".png")  # the path printed is the file written
     check_format(out)
-    fig = build_figure(load_groups(run_paths), title)
+    if panels:
+        fig = pictures_figure(run_paths, panels, size, title)
+    else:
+        fig = build_figure(load_groups(run_paths), title)
+        if size:
+            fig.set_size_inches(*size)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
     return out
@@ -804,15 +816,21 @@ def panels_figure(
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=size or (5 * cols, 3.6 * rows), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    _panel_grid(fig, names, groups)
+    if title:
+        fig.suptitle(plain(title), fontsize=12)
+    return fig
+
+
+def _panel_grid(container, names: list[str], groups: list[Group]) -> None:
+    """The named panels in a grid of at most 3 columns on a Figure or SubFigure."""
+    cols = min(3, len(names))
+    axes = container.subplots(-(-len(names) // cols), cols, squeeze=False).ravel()
     heat_range = _heat_range(groups)
     for ax, name in zip(axes, names):
         _draw_or_say(ax, name, groups, heat_range)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(plain(title), fontsize=12)
-    return fig
 
 
 def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
@@ -1007,13 +1025,7 @@ def pictures_figure(
             draw = {"Boundary": draw_boundary, "Histograms": draw_histograms}.get(type(pic).__name__, draw_images)
             draw(ax, pic, t)
     if bottom is not None:
-        c = min(3, len(names))
-        axes = bottom.subplots(-(-len(names) // c), c, squeeze=False).ravel()
-        heat_range = _heat_range(groups)
-        for ax, name in zip(axes, names):
-            _draw_or_say(ax, name, groups, heat_range)
-        for ax in axes[len(names) :]:
-            ax.set_visible(False)
+        _panel_grid(bottom, names, groups)
     if title:
         fig.suptitle(plain(title), fontsize=12)
     return fig

@@ -24,13 +24,9 @@ same data spec, model, activation and train section, and one optimizer family.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import random
-import signal
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -583,6 +579,12 @@ class StackedTrainer:
         t.active = False
         t.result = {"status": status}
 
+    def _attach(self, rec, k: int, stats, acts, pct, evaluating: bool) -> None:
+        """Trial k's slice of the stack's host statistics into its record, as Trainer's."""
+        from .trainer import attach_stats
+
+        attach_stats(rec, stats[k], evaluating, acts[k] if self.act_names else None, pct[k])
+
     def _records(self, rows: int, evaluating: bool) -> None:
         """The interval that just ended, for every active trial: records, callbacks, ends."""
         buf = self.buf[:rows].cpu().numpy().astype(np.float64)  # the interval's one sync
@@ -600,18 +602,11 @@ class StackedTrainer:
             t_eval = time.perf_counter()
             evals = self._evaluate()
             self.eval_seconds += time.perf_counter() - t_eval
-        from .probes import ACT_FIELDS
 
         for k, rec in recs.items():
             t, tr = self.trials[k], self.tr[k]
             if not rec.get("diverged"):
-                rec["weight_norm"], rec["update_ratio"] = stats[k, 0], stats[k, 1]
-                if evaluating:
-                    rec["unit_spread"] = stats[k, 2]
-                if self.act_names:
-                    for j, key in enumerate(ACT_FIELDS):
-                        rec[f"act_{key}"] = acts[k, :, j]
-                    rec["act_pct"] = pct[k]
+                self._attach(rec, k, stats, acts, pct, evaluating)
                 if evals is not None:
                     rec.update(evals[k])
             t.last = rec
@@ -695,45 +690,21 @@ class StackedTrainer:
         tr.step = self.step
         rec = tr.interval_record(self.logged_step, buf, _lr_at(tr, self.step), time.perf_counter() - self.t0)
         if not rec.get("diverged"):
-            stats, acts, pct = self._stats(False)
-            rec["weight_norm"], rec["update_ratio"] = stats[k, 0], stats[k, 1]
-            if self.act_names:
-                from .probes import ACT_FIELDS
-
-                for j, key in enumerate(ACT_FIELDS):
-                    rec[f"act_{key}"] = acts[k, :, j]
-                rec["act_pct"] = pct[k]
+            self._attach(rec, k, *self._stats(False), evaluating=False)
         self.trials[k].last = rec
         tr._emit("on_interval", rec)
 
     @property
     def _stop_reason(self) -> str:
-        return f"stopped by {'Ctrl-C' if self._signal in (None, 'SIGINT') else self._signal}"
+        from .signals import stop_reason
 
-    @contextlib.contextmanager
+        return stop_reason(self._signal)
+
     def _stop_signals_end_after_the_step(self):
         """As Trainer's: a first stop signal ends every trial after the step, a second at once."""
-        from .trainer import STOP_SIGNALS
+        from .signals import end_after_the_step
 
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self._signal = signal.Signals(signum).name
-
-        previous = {}
-        try:
-            for sig in STOP_SIGNALS:
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    previous[sig] = signal.signal(sig, handler)
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        return end_after_the_step(self)
 
 
 def _arrays(d):
@@ -761,20 +732,10 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
     from .folders import RunFolder
     from .recording import History, RunWriter
     from .trainer import Trainer
-    from .worker import run_job
+    from .worker import empty_result, run_job
 
     started = time.time() if started is None else started
-    base = {
-        "status": None,
-        "run_path": None,
-        "summary": None,
-        "metrics": None,
-        "error": None,
-        "started": started,
-        "ended": None,
-        "pid": os.getpid(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+    base = empty_result(started)
     results: list[dict | None] = [None] * len(configs)
     groups: dict[str, list[int]] = {}
     cfgs = {}

@@ -19,13 +19,10 @@ the numbers of one that was never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import math
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +40,8 @@ from .models.base import layer_weights
 from .optim import skip_dynamo_wrappers
 from .optim import step as optimizer_step
 from .probes import ACT_FIELDS, Probes
+from .signals import STOP_SIGNALS, end_after_the_step, stop_reason  # noqa: F401  (STOP_SIGNALS: tests)
 
-# Signals that ask a run to stop: each ends it like a first Ctrl-C (finish the step,
-# checkpoint, status interrupted). SIGTERM: kill, timeout, a container stop, a cluster
-# scheduler; SIGHUP: the terminal closed; SIGQUIT: Ctrl-backslash.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
 # What summary.json's "final" numbers are computed over (its "window" key says it).
 FINAL_WINDOW = (
@@ -457,37 +451,16 @@ class Trainer:
         self._eval_seconds += time.perf_counter() - t_eval
         return {**out, "window": FINAL_WINDOW}
 
-    @contextlib.contextmanager
     def _stop_signals_end_after_the_step(self):
         """While the run runs, a first stop signal (STOP_SIGNALS: Ctrl-C, kill, a closed
         terminal, Ctrl-backslash) sets a flag read between steps; a second raises
-        KeyboardInterrupt at once. The previous handlers come back afterwards. Only the main
-        thread can take signals, and a signal the process was started with ignored (nohup's
-        SIGHUP, SIGINT in a script's background job) stays ignored."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self._signal = signal.Signals(signum).name
-
-        previous = {}
-        try:
-            for sig in STOP_SIGNALS:
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    previous[sig] = signal.signal(sig, handler)
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        KeyboardInterrupt at once (signals.end_after_the_step)."""
+        return end_after_the_step(self)
 
     @property
     def stop_reason(self) -> str:
         """Why an interrupted run stopped: the signal that stopped it (Ctrl-C for SIGINT)."""
-        return f"stopped by {'Ctrl-C' if self._signal in (None, 'SIGINT') else self._signal}"
+        return stop_reason(self._signal)
 
     def interrupt(self) -> None:
         """End the run after the current step, as a first Ctrl-C does."""
@@ -640,17 +613,27 @@ class Trainer:
             return record
         # Unit spreads (symmetry) move slowly: measured at evaluation points only.
         stats = self.probes.interval_stats(spread=evaluating).cpu().numpy().astype(np.float64)
-        record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
-        if evaluating:
-            record["unit_spread"] = stats[2]
         if self.probes.time_buf is not None:
             record["time_grad"] = self.probes.time_buf.cpu().numpy().astype(np.float64)
+        act = pct = None
         if self.probes.acts:
             act = self.probes.act_stats.cpu().numpy().astype(np.float64)
-            for j, key in enumerate(ACT_FIELDS):
-                record[f"act_{key}"] = act[:, j]
-            record["act_pct"] = self.probes.act_pct.cpu().numpy().astype(np.float64)
-        return record
+            pct = self.probes.act_pct.cpu().numpy().astype(np.float64)
+        return attach_stats(record, stats, evaluating, act, pct)
+
+
+def attach_stats(record: dict[str, Any], stats, evaluating: bool, act=None, pct=None) -> dict[str, Any]:
+    """An interval record with its log step's host statistics: stats [2|3, layers] (weight
+    norm, update ratio, and at evaluations the unit spread), act [activations, ACT_FIELDS]
+    and pct [activations, PERCENTILES] (None: the model has no activation modules)."""
+    record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
+    if evaluating:
+        record["unit_spread"] = stats[2]
+    if act is not None:
+        for j, key in enumerate(ACT_FIELDS):
+            record[f"act_{key}"] = act[:, j]
+        record["act_pct"] = pct
+    return record
 
 
 def _numpy_rng_state() -> dict[str, Any]:

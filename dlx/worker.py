@@ -63,6 +63,21 @@ def _crash_once_hook() -> None:
     os._exit(137)
 
 
+def empty_result(started: float) -> dict[str, Any]:
+    """A trial's result with nothing filled in yet but its start (the format above)."""
+    return {
+        "status": None,
+        "run_path": None,
+        "summary": None,
+        "metrics": None,
+        "error": None,
+        "started": started,
+        "ended": None,
+        "pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
 def run_job(
     config: dict, runs_dir: str | Path, threads: int | None = None, started: float | None = None
 ) -> tuple[dict[str, Any], int]:
@@ -79,17 +94,7 @@ def run_job(
     from .api import train
     from .errors import DlxError
 
-    result: dict[str, Any] = {
-        "status": None,
-        "run_path": None,
-        "summary": None,
-        "metrics": None,
-        "error": None,
-        "started": started,
-        "ended": None,
-        "pid": os.getpid(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+    result = empty_result(started)
     code = 0
     try:
         r = train(config, runs_dir=runs_dir, quiet=True)
