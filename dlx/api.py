@@ -244,7 +244,8 @@ def compare(
     reach it. stack: variants that can (dlx.stacking) train together as one stacked model;
     warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
     .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
-    also saved beside the runs (.figure_path)."""
+    also saved beside the runs (.figure_path); the comparison itself is saved as
+    compare-NAME-TIME.json beside them (.record_path: `dlx report` makes its page)."""
     import datetime as dt
 
     from .executors import LocalExecutor, Trial
@@ -296,10 +297,9 @@ def compare(
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
         notes=list(executor.notes),
     )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
         from .plots import compare_figure
-
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         from .variants import figure_label
 
         first = {}
@@ -311,6 +311,10 @@ def compare(
         cmp.figure_path = compare_figure(
             groups, runs_dir / f"compare-{Path(config).stem}-{stamp}.png", title=f"dlx compare {Path(config).name}"
         )
+    from .folders import write_compare_record
+
+    # The comparison on disk (what `dlx report` draws a compare's page from).
+    cmp.record_path = write_compare_record(runs_dir, f"{Path(config).stem}-{stamp}", cmp.as_dict())
     return cmp
 
 

@@ -298,6 +298,7 @@ def _boundary_map(con, result) -> None:
     from .report import BoundaryMap, guarded
 
     con.print(guarded("checkpoint.pt", lambda: BoundaryMap(boundary(result.path, grid=96))))
+    con.print("[dim]pictures: dlx plot last --panels boundary,units,histograms · dlx animate last[/]")
 
 
 def _exit_code(status: str, signal_name: str | None = None) -> int:
@@ -473,6 +474,9 @@ def compare(
         _compare_table(con, cmp.rows, seeds, cmp.target)
         if cmp.figure_path:
             con.print(f"figure: [bold]{escape(str(cmp.figure_path))}[/]")
+        if cmp.record_path:
+            where = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
+            con.print(escape(f"all on one page: dlx report last-compare{where}"))
     raise typer.Exit(1 if cmp.failed else 0)
 
 
@@ -742,15 +746,20 @@ def _sweeps_hint(con, runs_dir: Path, sweep_: str | None) -> None:
 def report(
     target: str = typer.Argument(
         "last",
-        metavar="RUN_OR_SWEEP",
-        help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), 'last-run' or 'last-sweep'.",
+        metavar="RUN_SWEEP_OR_COMPARE",
+        help="A run or sweep folder, its id (or part of one), 'last' (the run or sweep started or resumed last), "
+        "'last-run' or 'last-sweep'; or a compare's record (the compare-*.json dlx compare names) or 'last-compare'.",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="The HTML file to write (default: report.html in the folder)."
     ),
     runs_dir: Path = RunsDirOpt,
 ):
-    """Write one self-contained HTML page (config, verdicts, tables, figures) for a run or a sweep."""
+    """Write one self-contained HTML page (config, verdicts, tables, figures, pictures) for a run, a sweep or a compare.
+
+    A compare's page puts its variants' numbers, curves, verdicts and (2-D data)
+    decision boundaries side by side.
+    """
     from .html_report import write_report
 
     path = write_report(target, out, runs_dir)
@@ -854,12 +863,26 @@ def plot(
         None,
         "--panels",
         metavar="NAME,...",
-        help="Only these panels: boundary (each run's decision surface, 2-D inputs), weights (an mlp's "
+        help="Only these panels: boundary (each run's decision surface, 2-D inputs), units (every hidden "
+        "unit's output over the input plane), warp (the input grid as each layer moves it), weights (an mlp's "
         "first layer as images), filters and feature_maps (a CNN's first convolution), histograms "
-        "(activations and gradients per layer, init vs end), loss, accuracy, "
+        "(activations and gradients per layer, init to end), loss, accuracy, "
         "time_grad, grad_heatmap, grad_lines, activations.",
     ),
     size: Optional[str] = typer.Option(None, "--size", metavar="W,H", help="The figure's size in inches, e.g. 12,4."),
+    step: Optional[int] = typer.Option(
+        None,
+        "--step",
+        min=0,
+        help="Draw the pictures (boundary, units, warp, weights, ...) at the snapshot nearest this step "
+        "instead of the end (0: the init).",
+    ),
+    units: Optional[str] = typer.Option(
+        None,
+        "--units",
+        metavar="I,J",
+        help="The two units of each layer a warp panel shows (default: the two that spread the training points most).",
+    ),
     runs_dir: Path = RunsDirOpt,
 ):
     """Draw runs as one PNG (or .svg, .pdf): loss and accuracy, gradient heatmap and lines, activations.
@@ -867,26 +890,93 @@ def plot(
     Several runs overlay; runs that differ only in their seed are drawn as a mean
     line with a band. Recurrent runs add the gradient reaching each time step.
     --panels boundary draws each run's decision surface side by side, titled with
-    the keys that tell the runs apart (dlx plot A B C --panels boundary); weights,
-    filters and feature_maps draw a first layer from the saved model; histograms
-    the activations and back-propagated gradients of every layer at init and at the end.
+    the keys that tell the runs apart (dlx plot A B C --panels boundary); units and
+    warp show what each hidden layer computes; weights, filters and feature_maps
+    draw a first layer from the saved model; histograms the activations and
+    back-propagated gradients of every layer from init to the end.
     """
     from .folders import find_run
     from .plots import plot_runs
 
     paths = [find_run(r, runs_dir) for r in runs]
     inches = _size(size)
+    pair = _pair(units)
 
     target = out if out is not None else paths[0] / "plot.png"
     try:
         names = [p.strip() for p in panels.split(",") if p.strip()] if panels else None
-        path = plot_runs(paths, target, title=title, panels=names, size=inches)
+        path = plot_runs(paths, target, title=title, panels=names, size=inches, step=step, pair=pair)
     except OSError as e:  # an unwritable path (a file type matplotlib cannot write is refused before drawing)
         from .errors import UsageError
 
         why = e.strerror or str(e)
         _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable path"))
     _console().print(f"figure: [bold]{escape(str(path))}[/]")
+
+
+def _pair(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """--units I,J."""
+    if not text:
+        return None
+    from .errors import UsageError
+
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--units {text!r}: expected two unit numbers, e.g. --units 0,1") from None
+    if min(i, j) < 0:
+        raise UsageError(f"--units {text!r}: unit numbers start at 0")
+    return i, j
+
+
+@app.command()
+@_errors
+def animate(
+    run: str = typer.Argument(
+        ..., metavar="RUN", help="A run folder, run id (or part of one), or 'last'.", show_default=False
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="The file to write: .gif (default: animation.gif in the run's folder) or .mp4 (needs ffmpeg).",
+    ),
+    panels: str = typer.Option(
+        "boundary",
+        "--panels",
+        metavar="NAME,...",
+        help="What each frame shows: boundary, and optionally units and histograms.",
+    ),
+    fps: float = typer.Option(4.0, "--fps", min=0.5, max=60, help="Frames per second."),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Animate a 2-D run's decision boundary over training, one frame per snapshot.
+
+    Each frame is the model at one of the run's snapshots (up to 30, step 0 first),
+    with its step and train loss; --panels boundary,units adds every hidden unit's
+    map, histograms the layers' activations and gradients at that step.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .animate import animate as make
+    from .folders import find_run
+
+    path = find_run(run, runs_dir)
+    target = out if out is not None else path / "animation.gif"
+    names = [p.strip() for p in panels.split(",") if p.strip()]
+    try:
+        with Progress(
+            TextColumn("frames"), BarColumn(), MofNCompleteColumn(), console=_console(stderr=True), transient=True
+        ) as bar:
+            task = bar.add_task("", total=None)
+            written, frames = make(
+                path, target, names, fps=fps, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    except OSError as e:
+        from .errors import UsageError
+
+        _fail(UsageError(f"cannot write {target}: {e.strerror or e}; pass -o with a writable path"))
+    _console().print(f"animation: [bold]{escape(str(written))}[/] ({frames} frames)")
 
 
 def _size(text: Optional[str]) -> Optional[tuple[float, float]]:

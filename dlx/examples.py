@@ -18,6 +18,9 @@ that `dlx examples` (and tests/test_examples.py) read as data:
     # expect: vanishing                         <- verdict kinds the run must show
     # test: --set train.epochs=2                <- the scaled-down run the test does
     #        (or `# test: skip <why>` for an example too slow or with nothing to run)
+    # look: boundary, units                     <- the panels that show it (dlx plot --panels),
+    #                                              optional; the examples on init, activations,
+    #                                              depth and regularization all name theirs
 
 `expect` lists every verdict kind the run shows (summary.json "verdicts"), or
 "invalid" for a config made to be refused by `dlx validate`; for a sweep spec it
@@ -46,7 +49,7 @@ from .errors import DlxError, UsageError
 VERDICT_KINDS = KINDS  # the engine owns its kinds
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
-_FIELD = re.compile(r"^(concept|expect|test)\s*:\s*(.*)$")
+_FIELD = re.compile(r"^(concept|expect|test|look)\s*:\s*(.*)$")
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Example:
     # --set overrides for the scaled-down test run; None when the test skips it.
     test_overrides: list[str] | None = None
     test_skip: str | None = None  # why the test does not run it (from `# test: skip ...`)
+    look: list[str] = field(default_factory=list)  # the panels to look at (dlx plot --panels)
     sweep: bool = False  # a `dlx sweep` spec (base: + space:), not a training config
     problems: list[str] = field(default_factory=list)  # what the header lacks or gets wrong
 
@@ -80,7 +84,15 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("basics", ("quickstart", "mnist_mlp", "teacher_regression", "mse_vs_cross_entropy", "broken")),
     (
         "initialization",
-        ("zero_init", "exploding", "tanh_normal_saturation", "vanishing_sigmoid", "relu_he", "xavier_deep_relu"),
+        (
+            "zero_init",
+            "init_boundaries",
+            "exploding",
+            "tanh_normal_saturation",
+            "vanishing_sigmoid",
+            "relu_he",
+            "xavier_deep_relu",
+        ),
     ),
     ("activations", ("activations_side_by_side", "dead_relu_high_lr")),
     ("normalization", ("unnormalized_inputs", "batchnorm", "residual_depth")),
@@ -184,6 +196,8 @@ def parse_example(path: str | Path) -> Example:
                 ex.concept = value
             elif key == "expect":
                 ex.expect = [k.strip() for k in value.split(",") if k.strip()]
+            elif key == "look":
+                ex.look = [k.strip() for k in value.split(",") if k.strip()]
             else:
                 ex.test_overrides, ex.test_skip = _parse_test(value, ex.problems)
         elif line[:1].isspace() and s.startswith("dlx "):

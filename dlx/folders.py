@@ -8,6 +8,13 @@ runs/<run_id>/
                   update ratios, unit spreads, activation statistics
   summary.json    final metrics, status, per-layer summaries, verdicts
   checkpoint.pt   model + optimizer + schedule + RNG state
+  snapshots.pt    the model's weights (state_dict) at up to SNAPSHOTS log steps spread over
+                  the run, step 0 first, within SNAPSHOT_BYTES (recording.Snapshots): the
+                  pictures at a step (dlx plot --step, dlx animate) are drawn from them.
+                  A dict {"steps": [int], "losses": [float|None], "states": [state_dict]};
+                  written with the checkpoint and at the end, so it never runs ahead of it
+runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record)
+
 A folder appears under its final name only once config.yaml and meta.json are
 complete; JSON files are replaced atomically; .jsonl files are appended and
 flushed per interval, so a crash loses at most one interval.
@@ -324,6 +331,15 @@ class RunFolder:
         buf = io.BytesIO()
         torch.save(state, buf)
         write_atomic(self.path / "checkpoint.pt", buf.getvalue())
+
+    def write_snapshots(self, snapshots: dict[str, Any]) -> None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(snapshots, buf)
+        write_atomic(self.path / SNAPSHOTS_FILE, buf.getvalue())
 
     def close(self) -> None:
         for f in self._files.values():
@@ -644,6 +660,45 @@ def verdict_kind(summary: dict[str, Any]) -> str | None:
     first = verdicts[0] if isinstance(verdicts, list) and verdicts else None
     kind = first.get("kind") if isinstance(first, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+def write_compare_record(runs_dir: Path, name: str, record: dict[str, Any]) -> Path:
+    """runs_dir/compare-NAME.json: a dlx compare's variants (mean and sd over seeds, verdict,
+    their run folders), figure and notes; `dlx report` makes the compare's page from it."""
+    path = Path(runs_dir) / f"compare-{name}.json"
+    write_json(path, record)
+    return path
+
+
+def compare_records(runs_dir: Path) -> list[Path]:
+    """Every compare record in runs_dir, oldest first (by the time that ends its name)."""
+    found = Path(runs_dir).glob("compare-*.json") if Path(runs_dir).is_dir() else []
+    return sorted(found, key=lambda p: (p.stem[-15:], p.name))
+
+
+def is_compare_record(path: Path) -> bool:
+    obj, _ = read_object(path) if Path(path).is_file() and Path(path).suffix == ".json" else (None, None)
+    return isinstance(obj, dict) and isinstance(obj.get("variants"), list)
+
+
+SNAPSHOTS_FILE = "snapshots.pt"
+
+
+def read_snapshots(path: Path) -> dict[str, Any] | None:
+    """A run folder's snapshots.pt (see the layout above), None when it has none. DlxError
+    when it is there but unreadable."""
+    import torch
+
+    f = Path(path) / SNAPSHOTS_FILE
+    if not f.is_file():
+        return None
+    try:
+        snaps = torch.load(f, map_location="cpu", weights_only=True)
+        if not (isinstance(snaps, dict) and len(snaps["steps"]) == len(snaps["states"]) == len(snaps["losses"])):
+            raise ValueError("steps, losses and states differ in length")
+    except Exception as e:
+        raise DlxError(f"{f} is not readable ({type(e).__name__}: {e}); its pictures over time are lost") from None
+    return snaps
 
 
 def load_run(path: Path) -> dict[str, Any]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import io
 import json
 import math
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+import yaml
 
 from . import fmt
 from .diagnose import LABEL
@@ -99,12 +102,18 @@ def num(x: Any, digits: int = 3) -> str:
 
 def resolve(ref: str | Path, runs_dir: Path = Path("runs")) -> Path:
     """A run or sweep folder from a path, an id (or a unique part of one), 'last' (the run or
-    sweep started or resumed most recently), 'last-run' or 'last-sweep'."""
-    from .folders import find_run, find_sweep, newest, run_folders, sweep_folders
+    sweep started or resumed most recently), 'last-run' or 'last-sweep'; or a compare's
+    record (its compare-*.json, or 'last-compare')."""
+    from .folders import compare_records, find_run, find_sweep, is_compare_record, newest, run_folders, sweep_folders
 
     p = Path(ref)
-    if (p / "sweep.json").is_file() or (p / "meta.json").is_file():
+    if (p / "sweep.json").is_file() or (p / "meta.json").is_file() or is_compare_record(p):
         return p
+    if str(ref) == "last-compare":
+        found = compare_records(runs_dir)
+        if not found:
+            raise DlxError(f"no compare in {runs_dir} yet; run one with: dlx compare CONFIG")
+        return found[-1]
     if str(ref) == "last":
         found = newest(run_folders(runs_dir) + sweep_folders(runs_dir))
         if found is None:
@@ -131,12 +140,18 @@ def is_sweep(folder: Path) -> bool:
 
 
 def write_report(ref: str | Path, out: str | Path | None = None, runs_dir: str | Path = "runs") -> Path:
-    """Render the page for a run or sweep (a folder, an id or 'last'); default out: <folder>/report.html."""
-    from .folders import write_atomic
+    """Render the page for a run or sweep (a folder, an id or 'last'; default out:
+    <folder>/report.html) or a compare (its compare-*.json or 'last-compare'; default out:
+    the same name, .html)."""
+    from .folders import is_compare_record, write_atomic
 
     folder = resolve(ref, Path(runs_dir))
-    page = sweep_page(folder) if is_sweep(folder) else run_page(folder)
-    out = Path(out) if out is not None else folder / "report.html"
+    if is_compare_record(folder):
+        page = compare_page(folder)
+        out = Path(out) if out is not None else folder.with_suffix(".html")
+    else:
+        page = sweep_page(folder) if is_sweep(folder) else run_page(folder)
+        out = Path(out) if out is not None else folder / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, page)
@@ -176,6 +191,68 @@ def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:
     except DlxError as e:  # e.g. a run that stopped before its first log interval
         return f'<p class="note">no figure: {esc(e)}</p>'
     return f'<figure><img alt="{esc(caption)}" src="{png_uri(png)}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
+
+
+def picture_kinds(meta: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The pictures that show what this run's network computes (pictures.PICTURES), from
+    its data and model: a 2-D classifier's units, an mlp on images' first-layer weights,
+    a CNN's filters and feature maps; every net with hidden activations its histograms."""
+    data = meta.get("data") or {}
+    shape, model = list(data.get("feature_shape") or []), (config.get("model") or {}).get("name")
+    kinds = []
+    if data.get("task") == "classification" and shape == [2]:
+        kinds.append("units")
+    elif model == "cnn":
+        kinds += ["filters", "feature_maps"]
+    elif model == "mlp" and (len(shape) >= 2 or shape == [784]):
+        kinds.append("weights")
+    return kinds + ["histograms"]
+
+
+def pictures_html(path: Path, meta: dict[str, Any], config: dict[str, Any]) -> str:
+    """What the network computes, from the saved model and its snapshots: a 2-D run's
+    boundary filmstrip (init to end), then its units or first layer, and the histograms."""
+    from .plots import filmstrip_figure, pictures_figure
+
+    if not (path / "checkpoint.pt").is_file() and not (path / "snapshots.pt").is_file():
+        return '<p class="note">no pictures: the run saved no model (train.checkpoint: false)</p>'
+    parts = []
+    data = meta.get("data") or {}
+    if data.get("task") == "classification" and list(data.get("feature_shape") or []) == [2]:
+        parts.append(
+            (
+                "the decision boundary from init to the end: train points filled, test hollow",
+                lambda: filmstrip_figure(path),
+            )
+        )
+    for kind in picture_kinds(meta, config):
+        parts.append((PICTURE_CAPTIONS[kind], lambda kind=kind: pictures_figure([path], [kind], title=None)))
+    html = []
+    for caption, build in parts:
+        try:
+            png = _png(build())
+        except DlxError as e:  # a model without hidden layers, a run without snapshots, ...
+            html.append(f'<p class="note">{esc(caption.split(":")[0])}: {esc(e)}</p>')
+            continue
+        html.append(
+            f'<figure><img alt="{esc(caption)}" src="{png_uri(png)}"><figcaption>{esc(caption)}</figcaption></figure>'
+        )
+    return "\n".join(html)
+
+
+PICTURE_CAPTIONS = {
+    "units": "every hidden unit's output over the input plane, layer by layer (red positive, blue negative)",
+    "weights": "the first layer's weights of each unit, as images of the input",
+    "filters": "the first convolution's filters",
+    "feature_maps": "the first convolution's outputs for one test image",
+    "histograms": "activations and back-propagated gradients per layer, from init to the end",
+}
 
 
 # ---------------------------------------------------------------- building blocks
@@ -405,6 +482,13 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     else:
         fig = '<p class="note">no figure: nothing was logged yet</p>'
     sections.append(("figures", "Figures", fig))
+    try:
+        config = yaml.safe_load(run["config"]) or {}
+    except yaml.YAMLError:
+        config = {}
+    if isinstance(config, dict):
+        pics = guarded("checkpoint.pt or snapshots.pt", pictures_html, Path(run["path"]), meta, config)
+        sections.append(("pictures", "What the network computes", pics))
     if s is not None:
         sections.append(("layers", "Per-layer table", guarded("summary.json (layers)", layers_html, s)))
     sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))
@@ -426,8 +510,6 @@ def run_page(folder: Path) -> str:
         f" &middot; started {esc(meta.get('started', ''))}"
     )
     try:
-        import yaml
-
         from .report import describe
 
         sub += f"<br>{esc(describe(yaml.safe_load(run['config'])))}"
@@ -621,3 +703,84 @@ def sweep_page(folder: Path) -> str:
     # The best trial's own sections stay out of the links: one link to the start of them is enough.
     nav = {"trials": "Trials", "params": "Parameters", "best-verdicts": "Best trial", "spec": "Spec", "meta": "Sweep"}
     return _page(f"dlx sweep {sid}", sub, sections, {k: v for k, v in nav.items() if k in {s[0] for s in sections}})
+
+
+def compare_page(record_path: Path) -> str:
+    """One page for a dlx compare (its record, folders.write_compare_record): the variants'
+    numbers and verdicts, their curves, and (2-D data) their decision boundaries side by
+    side, one seed each; then every variant's verdicts in full."""
+    from .folders import load_run, read_object
+    from .plots import compare_curves_figure, pictures_figure
+    from .variants import figure_label
+
+    rec, why = read_object(record_path)
+    if rec is None:
+        raise DlxError(f"{record_path} is not a readable compare record ({why})")
+    variants = [v for v in rec.get("variants") or [] if isinstance(v, dict)]
+    runs = {}
+    left_out = []
+    for v in variants:
+        loaded = []
+        for p in v.get("run_paths") or []:
+            try:
+                loaded.append(load_run(Path(p)))
+            except DlxError as e:
+                left_out.append(str(e))
+        runs[str(v.get("variant"))] = loaded
+    metrics = [
+        k
+        for k in ("test_acc", "test_loss", "train_loss", "train_seconds")
+        if any(isinstance(v.get(k), dict) for v in variants)
+    ]
+    head = ["variant", "runs", *[f"{k} (mean ± sd)" for k in metrics], "verdict"]
+    rows = []
+    for v in variants:
+        cells = [esc(v.get("variant")), esc(v.get("runs"))]
+        for k in metrics:
+            m = v.get(k) or {}
+            cells.append(f"{num(m.get('mean'))} ± {num(m.get('sd'), 2)}" if m.get("mean") is not None else "-")
+        cells.append(esc(LABEL.get(str(v.get("verdict", "")).split(" ")[0], v.get("verdict") or "-")))
+        rows.append(cells)
+    sections = [("variants", "Variants", _table(head, rows, left=("variant", "verdict")))]
+
+    def curves() -> str:
+        first = {label: (rs[0] if rs else None) for label, rs in runs.items()}
+        groups = {}
+        for label, rs in runs.items():
+            cfg = yaml.safe_load(first[label]["config"]) if first[label] else {}
+            groups[figure_label(label, cfg or {})] = [r["metrics"] for r in rs if r["metrics"]]
+        fig = compare_curves_figure(groups, title=f"dlx compare {Path(str(rec.get('config', ''))).name}")
+        return f'<figure><img alt="curves" src="{png_uri(_png(fig))}"><figcaption>mean over seeds, band: min to max</figcaption></figure>'
+
+    sections.append(("curves", "Curves", guarded("the runs' metrics", curves)))
+    one_each = [rs[0]["path"] for rs in runs.values() if rs and (Path(rs[0]["path"]) / "checkpoint.pt").is_file()]
+    data = (runs and next(iter(runs.values())) and next(iter(runs.values()))[0]["meta"].get("data")) or {}
+    if one_each and data.get("task") == "classification" and list(data.get("feature_shape") or []) == [2]:
+        try:
+            fig = pictures_figure(one_each, ["boundary"])
+            inner = (
+                f'<figure><img alt="decision boundaries" src="{png_uri(_png(fig))}">'
+                f"<figcaption>each variant's first seed at the end: train points filled, test hollow</figcaption></figure>"
+            )
+        except DlxError as e:
+            inner = f'<p class="note">no boundaries: {esc(e)}</p>'
+        sections.append(("boundaries", "Decision boundaries", inner))
+    verdicts = []
+    for label, rs in runs.items():
+        if rs and rs[0]["summary"]:
+            verdicts.append(f"<h3>{esc(label)} <small>(seed {esc(rs[0]['meta'].get('seed'))})</small></h3>")
+            verdicts.append(guarded("summary.json", verdicts_html, rs[0]["summary"].get("verdicts") or []))
+    sections.append(
+        ("verdicts", "Verdicts, one seed per variant", "\n".join(verdicts) or '<p class="note">no summaries</p>')
+    )
+    links = "".join(
+        f"<li>{esc(label)}: " + ", ".join(esc(Path(r["path"]).name) for r in rs) + "</li>" for label, rs in runs.items()
+    )
+    sections.append(("runs", "Run folders", f"<ul>{links}</ul>"))
+    notes = rec.get("notes") or []
+    if notes:
+        sections.append(("notes", "How they ran", "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"))
+    if left_out:
+        sections.append(("problems", "Left out", "<ul>" + "".join(f"<li>{esc(p)}</li>" for p in left_out) + "</ul>"))
+    sub = f"{len(variants)} variants x {esc(rec.get('seeds'))} seeds of {esc(rec.get('config'))}"
+    return _page(f"dlx compare {Path(str(rec.get('config', ''))).name}", sub, sections)

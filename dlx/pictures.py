@@ -44,77 +44,268 @@ class Boundary:
 
     def grid_points(self) -> np.ndarray:
         """The grid's inputs [GRID * GRID, 2], row-major from (x0, y0)."""
-        x0, x1, y0, y1 = self.extent
-        n = self.probs.shape[0]
-        xs, ys = np.linspace(x0, x1, n), np.linspace(y0, y1, n)
-        gx, gy = np.meshgrid(xs, ys)
-        return np.stack([gx.ravel(), gy.ravel()], axis=1)
+        return _grid(self.extent, self.probs.shape[0])
 
 
-def _saved(path: Path):
-    """(config dict, Config, Trainer holding the saved model in eval mode, checkpoint) of a run folder."""
+def _saved(path: Path, step: int | None = None):
+    """(config dict, Config, Trainer holding the saved model in eval mode, the step it is
+    of) of a run folder: its checkpoint (none: its last snapshot), or with `step` its
+    snapshot nearest that step."""
     import torch
     import yaml
 
     from .config import load_config
     from .errors import DlxError, UsageError
+    from .folders import read_snapshots
     from .trainer import Trainer
 
     ckpt = path / "checkpoint.pt"
-    if not ckpt.is_file():
+    snaps = read_snapshots(path)
+    if not ckpt.is_file() and not (snaps and snaps["steps"]):
         raise UsageError(
-            f"{path.name} has no checkpoint.pt, so its model is not saved: pictures are drawn from "
-            f"the saved model (train with train.checkpoint: true, the default)"
+            f"{path.name} has no checkpoint.pt and no snapshots.pt, so its model is not saved: pictures are "
+            f"drawn from the saved model (train with train.checkpoint: true, the default)"
         )
     config = yaml.safe_load((path / "config.yaml").read_text())
     cfg = load_config(config)
     trainer = Trainer(cfg, resuming=True)  # data and model as training built them, no init drawn
-    state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
-    if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
-        raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
-    trainer.model.load_state_dict(state["model"])
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
+        if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
+            raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
+        at, weights = int(state.get("step", 0)), state["model"]
+    else:  # a diverged run keeps no checkpoint: its end is its last snapshot before the blow-up
+        at, weights = int(snaps["steps"][-1]), snaps["states"][-1]
+    if step is not None and step != at:
+        snaps = snapshots(path)
+        i = int(np.argmin([abs(s - step) for s in snaps["steps"]]))
+        at, weights = int(snaps["steps"][i]), snaps["states"][i]
+    trainer.model.load_state_dict(weights)
     trainer.model.eval()
-    return config, cfg, trainer, state
+    return config, cfg, trainer, at
 
 
-def boundary(run: str | Path, grid: int = GRID) -> Boundary:
-    """The decision boundary of the run folder `run` (its saved model on a grid)."""
+def snapshots(run: str | Path) -> dict:
+    """The run folder's snapshots (folders.SNAPSHOTS_FILE); UsageError when it has none."""
+    from .errors import UsageError
+    from .folders import read_snapshots
+
+    snaps = read_snapshots(Path(run))
+    if not snaps or not snaps["steps"]:
+        raise UsageError(
+            f"{Path(run).name} has no snapshots.pt: it was trained before dlx kept the model's weights "
+            f"along the way; train it again to draw it at other steps"
+        )
+    return snaps
+
+
+def _extent(data) -> tuple[float, float, float, float]:
+    """The data's range (train and test) with MARGIN on every side."""
     import torch
 
-    from .errors import UsageError
-
-    path = Path(run)
-    config, cfg, trainer, state = _saved(path)
-    data = trainer.data
-    if data.task != "classification" or tuple(data.feature_shape) != (2,):
-        raise UsageError(
-            f"{path.name}: a boundary needs a classifier on 2-D inputs (spirals, moons, circles, xor, blobs); "
-            f"this run's data {data.name} has inputs of shape {list(data.feature_shape)} ({data.task})"
-        )
-    model = trainer.model
     xs = torch.cat([data.as_float(data.x_train), data.as_float(data.x_test)]).cpu().numpy()
     lo, hi = xs.min(0), xs.max(0)
     pad = MARGIN * np.maximum(hi - lo, 1e-6)
-    extent = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
-    b = Boundary(
+    return (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def _grid(extent, n: int) -> np.ndarray:
+    """n x n inputs over extent [n * n, 2], row-major from (x0, y0)."""
+    x0, x1, y0, y1 = extent
+    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def _check_2d(path: Path, data, what: str) -> None:
+    from .errors import UsageError
+
+    if data.task != "classification" or tuple(data.feature_shape) != (2,):
+        raise UsageError(
+            f"{path.name}: {what} needs a classifier on 2-D inputs (spirals, moons, circles, xor, blobs); "
+            f"this run's data {data.name} has inputs of shape {list(data.feature_shape)} ({data.task})"
+        )
+
+
+def _probs(trainer, points: np.ndarray) -> np.ndarray:
+    """The model's class probabilities at points [n, 2] -> [n, classes]."""
+    import torch
+
+    x = torch.as_tensor(points, dtype=torch.float32, device=trainer.device)
+    sigmoid_out = getattr(trainer.cfg.model, "output_activation", "none") == "sigmoid"
+    with torch.no_grad():
+        out = torch.cat([trainer.model(x[i : i + 8192]) for i in range(0, len(x), 8192)])
+        # Sigmoid outputs are per-class probabilities already (normalised here to sum to one).
+        probs = out / out.sum(-1, keepdim=True).clamp_min(1e-12) if sigmoid_out else out.softmax(-1)
+    return probs.double().cpu().numpy()
+
+
+def boundary(run: str | Path, grid: int = GRID, step: int | None = None) -> Boundary:
+    """The decision boundary of the run folder `run`: its saved model (or with `step` its
+    snapshot nearest that step) on a grid x grid grid over the data's range."""
+    path = Path(run)
+    config, cfg, trainer, at = _saved(path, step)
+    _check_2d(path, trainer.data, "a boundary")
+    return _boundary_of(trainer, config, path, grid, at)
+
+
+def _boundary_of(trainer, config: dict, path: Path, grid: int, step: int) -> Boundary:
+    data = trainer.data
+    extent = _extent(data)
+    return Boundary(
         name=str(config.get("name") or path.name),
         config=config,
         extent=extent,
-        probs=np.zeros((grid, grid, data.n_classes)),
+        probs=_probs(trainer, _grid(extent, grid)).reshape(grid, grid, -1),
         x_train=data.as_float(data.x_train).cpu().numpy(),
         y_train=data.y_train.cpu().numpy(),
         x_test=data.as_float(data.x_test).cpu().numpy(),
         y_test=data.y_test.cpu().numpy(),
-        step=int(state.get("step", 0)),
+        step=step,
     )
-    points = torch.as_tensor(b.grid_points(), dtype=torch.float32, device=trainer.device)
-    sigmoid_out = getattr(cfg.model, "output_activation", "none") == "sigmoid"
-    with torch.no_grad():
-        out = torch.cat([model(points[i : i + 8192]) for i in range(0, len(points), 8192)])
-        # Sigmoid outputs are per-class probabilities already (normalised here to sum to one).
-        probs = out / out.sum(-1, keepdim=True).clamp_min(1e-12) if sigmoid_out else out.softmax(-1)
-    b.probs = probs.double().cpu().numpy().reshape(grid, grid, -1)
-    return b
+
+
+def filmstrip(run: str | Path, frames: int = 6, grid: int = 100) -> list[Boundary]:
+    """The boundary at `frames` of a run's snapshots spread evenly from the init to the end."""
+    path = Path(run)
+    config, cfg, trainer, _ = _saved(path)
+    _check_2d(path, trainer.data, "a boundary")
+    snaps = snapshots(path)
+    picked = dict.fromkeys(round(i) for i in np.linspace(0, len(snaps["steps"]) - 1, frames))
+    out = []
+    for i in picked:
+        trainer.model.load_state_dict(snaps["states"][i])
+        out.append(_boundary_of(trainer, config, path, grid, int(snaps["steps"][i])))
+    return out
+
+
+def _hidden(trainer, points: np.ndarray) -> list[np.ndarray]:
+    """Each hidden layer's activation outputs at points [n, 2] (eval mode), input first."""
+    import torch
+
+    kept: list = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: kept.append(o.detach())) for _, m in trainer.model.activation_modules()
+    ]
+    try:
+        with torch.no_grad():
+            trainer.model(torch.as_tensor(points, dtype=torch.float32, device=trainer.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [o.flatten(1).double().cpu().numpy() for o in kept]
+
+
+# Grid points per axis of a unit's map (units are small: Playground's are 50 px).
+UNIT_GRID = 48
+# At most this many units of a layer in a units picture (the first ones).
+MAX_UNITS = 64
+
+
+@dataclass
+class Units:
+    """Every hidden unit's output over the input plane (TensorFlow Playground's neurons):
+    maps[j] [units, UNIT_GRID, UNIT_GRID] for hidden layer layers[j] (at most MAX_UNITS of
+    totals[j]), row 0 at y0 of extent."""
+
+    name: str
+    config: dict
+    extent: tuple[float, float, float, float]
+    layers: list[str]
+    maps: list[np.ndarray]
+    totals: list[int]
+    step: int
+
+
+def _check_hidden(path: Path, trainer, what: str) -> list[str]:
+    from .errors import UsageError
+
+    _check_2d(path, trainer.data, what)
+    layers = [n for n, _ in trainer.model.activation_modules()]
+    if not layers:
+        raise UsageError(f"{path.name}: {what} shows hidden layers, and this model has none")
+    return layers
+
+
+def units(run: str | Path, step: int | None = None, grid: int = UNIT_GRID) -> Units:
+    """Each hidden unit's output on a grid over the data's range, layer by layer, from the
+    saved model (or its snapshot nearest `step`)."""
+    path = Path(run)
+    config, cfg, trainer, at = _saved(path, step)
+    _check_hidden(path, trainer, "a units picture")
+    return _units_of(trainer, config, path, grid, at)
+
+
+def _units_of(trainer, config: dict, path: Path, grid: int, step: int) -> Units:
+    layers = [n for n, _ in trainer.model.activation_modules()]
+    extent = _extent(trainer.data)
+    outs = _hidden(trainer, _grid(extent, grid))
+    maps = [o.T[:MAX_UNITS].reshape(-1, grid, grid) for o in outs]
+    return Units(str(config.get("name") or path.name), config, extent, layers, maps, [o.shape[1] for o in outs], step)
+
+
+# Lines per axis of the grid a warp picture pushes through the net, and points per line.
+WARP_LINES = 13
+WARP_POINTS = 120
+# Training points drawn in a warp picture (the first ones).
+WARP_SAMPLES = 400
+
+
+@dataclass
+class Warp:
+    """How each layer moves the input plane (ConvNetJS's 2-D demo): per layer (the input
+    first), the grid's lines [lines, points, 2] and the training points [n, 2] in the
+    coordinates of two of its units, chosen[j]."""
+
+    name: str
+    config: dict
+    layers: list[str]
+    chosen: list[tuple[int, int]]
+    lines: list[np.ndarray]
+    points: list[np.ndarray]
+    classes: np.ndarray
+    step: int
+
+
+def warp(run: str | Path, pair: tuple[int, int] | None = None, step: int | None = None) -> Warp:
+    """The input grid and the training points as each hidden layer sees them, in two of its
+    units: `pair` (the same two in every layer), else each layer's two units that spread
+    the training points most."""
+    from .errors import UsageError
+
+    path = Path(run)
+    config, cfg, trainer, at = _saved(path, step)
+    layers = _check_hidden(path, trainer, "a warp picture")
+    data = trainer.data
+    x0, x1, y0, y1 = _extent(data)
+    t = np.linspace(0.0, 1.0, WARP_POINTS)
+    lines = [np.stack([x0 + (x1 - x0) * t, np.full_like(t, y)], 1) for y in np.linspace(y0, y1, WARP_LINES)]
+    lines += [np.stack([np.full_like(t, x), y0 + (y1 - y0) * t], 1) for x in np.linspace(x0, x1, WARP_LINES)]
+    grid_in = np.concatenate(lines)
+    pts = data.as_float(data.x_train[:WARP_SAMPLES]).cpu().numpy().astype(np.float64)
+    hidden_grid, hidden_pts = _hidden(trainer, grid_in), _hidden(trainer, pts)
+    out = Warp(
+        str(config.get("name") or path.name),
+        config,
+        ["input"],
+        [(0, 1)],
+        [np.stack(lines)],
+        [pts],
+        data.y_train[:WARP_SAMPLES].cpu().numpy(),
+        at,
+    )
+    for name, g, p in zip(layers, hidden_grid, hidden_pts):
+        n = p.shape[1]
+        if pair is not None:
+            if max(pair) >= n:
+                raise UsageError(f"--units {pair[0]},{pair[1]}: layer {name} has units 0 to {n - 1}")
+            i, j = pair
+        else:
+            i, j = (int(k) for k in np.argsort(-p.std(0), kind="stable")[:2]) if n > 1 else (0, 0)
+        out.layers.append(name)
+        out.chosen.append((i, j))
+        out.lines.append(g[:, [i, j]].reshape(len(lines), WARP_POINTS, 2))
+        out.points.append(p[:, [i, j]])
+    return out
 
 
 # At most this many images in a weights, filters or feature-maps picture (the first ones).
@@ -155,7 +346,7 @@ def _first_layer(trainer, kind: str):
     return name, layer
 
 
-def layer_images(run: str | Path, kind: str) -> Images:
+def layer_images(run: str | Path, kind: str, step: int | None = None) -> Images:
     """weights: the first Linear layer's weights per unit as images of the input (an mlp on
     MNIST: 28x28); filters: the first convolution's kernels (averaged over input channels);
     feature_maps: that convolution's outputs for the first test image. From the saved model."""
@@ -164,7 +355,7 @@ def layer_images(run: str | Path, kind: str) -> Images:
     from .errors import UsageError
 
     path = Path(run)
-    config, cfg, trainer, state = _saved(path)
+    config, cfg, trainer, at = _saved(path, step)
     data = trainer.data
     shape = tuple(data.feature_shape)
     name, layer = _first_layer(trainer, kind)
@@ -201,7 +392,7 @@ def layer_images(run: str | Path, kind: str) -> Images:
         layer=name,
         images=images[:MAX_IMAGES].double().numpy(),
         total=int(images.shape[0]),
-        step=int(state.get("step", 0)),
+        step=at,
         note=note,
     )
 
@@ -215,35 +406,59 @@ def _square(n: int) -> tuple[int, int] | None:
 HIST_SAMPLES = 512
 
 
+# The moments a histograms picture shows: init, the end, and snapshots between.
+HIST_MOMENTS = 4
+
+
 @dataclass
 class Histograms:
-    """Per hidden layer, at init and at the end (Glorot & Bengio 2010, figs. 6-7): the
-    activation outputs and the back-propagated gradients dL/d(pre-activation) of one batch
-    of the first HIST_SAMPLES training samples, in eval mode (dropout off)."""
+    """Per hidden layer, at init, a few snapshots between and the end (Glorot & Bengio 2010,
+    figs. 6-7): the activation outputs and the back-propagated gradients dL/d(pre-activation)
+    of one batch of the first HIST_SAMPLES training samples, in eval mode (dropout off)."""
 
     name: str
     config: dict
     layers: list[str]
-    acts: dict[str, list[np.ndarray]]  # "init" | "end" -> one flat array per layer
-    grads: dict[str, list[np.ndarray]]
-    step: int
+    steps: list[int]  # the moments, init first, the end last
+    acts: list[list[np.ndarray]]  # per moment, one flat array per layer
+    grads: list[list[np.ndarray]]
+
+    @property
+    def step(self) -> int:
+        return self.steps[-1]
 
 
-def histograms(run: str | Path, samples: int = HIST_SAMPLES) -> Histograms:
-    """Histograms of a run's activations and gradients at init (its init drawn again from
-    its seed: the weights its step 0 had) and at the end (its saved model)."""
+def histograms(run: str | Path, samples: int = HIST_SAMPLES, moments: int = HIST_MOMENTS) -> Histograms:
+    """Histograms of a run's activations and gradients at init, at the end (its saved model)
+    and at snapshots evenly between (up to `moments` in all). A run without snapshots
+    shows init (its init drawn again from its seed: the weights its step 0 had) and end."""
     from .errors import UsageError
+    from .folders import read_snapshots
     from .trainer import Trainer
 
     path = Path(run)
-    config, cfg, end, state = _saved(path)
-    start = Trainer(cfg)  # seeds, data, model, init: as the run built them before its step 0
-    layers = [n for n, _ in end.model.activation_modules()]
+    config, cfg, tr, at = _saved(path)
+    layers = [n for n, _ in tr.model.activation_modules()]
     if not layers:
         raise UsageError(f"{path.name}: histograms are of hidden activations, and this model has none")
-    out = Histograms(str(config.get("name") or path.name), config, layers, {}, {}, int(state.get("step", 0)))
-    for when, tr in (("init", start), ("end", end)):
-        out.acts[when], out.grads[when] = _layer_values(tr, samples)
+    snaps = read_snapshots(path) or {"steps": [], "states": []}
+    between = [i for i, s in enumerate(snaps["steps"]) if 0 < s < at]
+    # The snapshots nearest the steps that split the run evenly (moments - 1 parts).
+    targets = [at * k / (moments - 1) for k in range(1, moments - 1)]
+    picked = [min(between, key=lambda i: abs(snaps["steps"][i] - t)) for t in targets] if between else []
+    out = Histograms(str(config.get("name") or path.name), config, layers, [], [], [])
+    end = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    start = snaps["states"][0] if snaps["steps"][:1] == [0] else Trainer(cfg).model.state_dict()
+    for step, weights in [
+        (0, start),
+        *[(snaps["steps"][i], snaps["states"][i]) for i in dict.fromkeys(picked)],
+        (at, end),
+    ]:
+        tr.model.load_state_dict(weights)
+        acts, grads = _layer_values(tr, samples)
+        out.steps.append(int(step))
+        out.acts.append(acts)
+        out.grads.append(grads)
     return out
 
 
@@ -274,17 +489,22 @@ def _layer_values(trainer, samples: int) -> tuple[list[np.ndarray], list[np.ndar
     return acts, grads
 
 
-def picture(run: str | Path, kind: str):
-    """The picture `kind` (PICTURES) of a run folder."""
+def picture(run: str | Path, kind: str, step: int | None = None, pair: tuple[int, int] | None = None):
+    """The picture `kind` (PICTURES) of a run folder: of its saved model, or with `step` of
+    its snapshot nearest that step (histograms: always init to end). pair: warp's two units."""
     if kind == "boundary":
-        return boundary(run)
+        return boundary(run, step=step)
+    if kind == "units":
+        return units(run, step=step)
+    if kind == "warp":
+        return warp(run, pair, step=step)
     if kind == "histograms":
         return histograms(run)
-    return layer_images(run, kind)
+    return layer_images(run, kind, step=step)
 
 
 # The panels drawn from a run's saved model (one per run, side by side).
-PICTURES = ("boundary", "weights", "filters", "feature_maps", "histograms")
+PICTURES = ("boundary", "units", "warp", "weights", "filters", "feature_maps", "histograms")
 
 
 def varying_keys(configs: list[dict]) -> list[str]:
@@ -306,6 +526,33 @@ def varying_keys(configs: list[dict]) -> list[str]:
 
     flats = [flat({k: v for k, v in c.items() if k != "name"}) for c in configs]
     keys = [k for k in dict.fromkeys(k for f in flats for k in f) if len({repr(f.get(k)) for f in flats}) > 1]
-    # A component whose name differs: its own settings follow from the name, not worth a title.
-    named = {k for k in keys if any(k.startswith(other + ".") for other in keys)}
-    return [", ".join(f"{k}={f.get(k)}" for k in keys if k not in named) for f in flats]
+    # A component whose name differs: its own settings are worth a title only where they are
+    # not that component's defaults (init=normal, init.std=1; never init.mode=fan_in), and
+    # a learning rate always (a comparison of optimizers is one of their lrs too).
+    named = {k for k in keys if any(k.startswith(other + ".") for other in keys) and not k.endswith(".lr")}
+    usual = [_defaults(c) for c in configs]
+    return [
+        ", ".join(f"{k}={f.get(k)}" for k in keys if k not in named or (k in f and repr(f[k]) != repr(u.get(k, f[k]))))
+        for f, u in zip(flats, usual)
+    ]
+
+
+def _defaults(config: dict) -> dict:
+    """For each component of config (a top-level section with a name), its settings' default
+    values as dotted keys (init.std -> 0.01); {} where the config does not load."""
+    from .config import load_config
+
+    try:
+        cfg = load_config(config)
+    except Exception:  # noqa: BLE001  (a title is never worth an error)
+        return {}
+    out = {}
+    for section, v in config.items():
+        obj = getattr(cfg, section, None)
+        if isinstance(v, dict) and "name" in v and hasattr(obj, "model_dump"):
+            try:
+                usual = type(obj).model_validate({"name": obj.name}).model_dump()
+            except Exception:  # noqa: BLE001
+                continue
+            out.update({f"{section}.{k}": d for k, d in usual.items() if k != "name" and not isinstance(d, dict)})
+    return out

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -759,21 +760,27 @@ def plot_runs(
     title: str | None = None,
     panels: Sequence[str] | None = None,
     size: tuple[float, float] | None = None,
+    step: int | None = None,
+    pair: tuple[int, int] | None = None,
 ) -> Path:
     """One figure of the runs (see the module docstring for its panels), or only the named
-    panels and pictures (pictures_figure); size in inches. Returns out."""
+    panels and pictures (pictures_figure, with its step and pair); size in inches. Returns out."""
     out = Path(out)
     if not out.suffix:
         out = out.with_suffix(".png")  # the path printed is the file written
     check_format(out)
     if panels:
-        fig = pictures_figure(run_paths, panels, size, title)
+        fig = pictures_figure(run_paths, panels, size, title, step, pair)
     else:
         fig = build_figure(load_groups(run_paths), title)
         if size:
             fig.set_size_inches(*size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
+    with warnings.catch_warnings():
+        # Many picture rows nested in subfigures can leave matplotlib's layout solver short
+        # of a margin it wants; the figure is drawn all the same, with the sizes given.
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        fig.savefig(out, dpi=DPI)
     return out
 
 
@@ -935,56 +942,147 @@ def draw_images(ax, pic, title: str | None = None) -> None:
     ax.set_xlabel(plain(f"{pic.note} ({shown}; step {pic.step})"), fontsize=7, wrap=True)
 
 
-def draw_histograms(ax, h, title: str | None = None) -> None:
-    """pictures.Histograms in the cell of ax, split in two: activation distributions per
-    layer (top) and log10 |dL/d pre-activation| (bottom), init dashed, end solid, one colour
-    per layer from input (dark) to output (bright)."""
+def _split(where, rows: int, cols: int, **kw) -> list:
+    """rows x cols axes for one picture's parts: in `where`, a (sub)figure of its own, or
+    in the cell of an axes (removed for them)."""
+    if hasattr(where, "subplots"):
+        root = getattr(where, "figure", None) or where
+        if root.get_layout_engine() is not None:
+            kw = {}  # the layout engine spaces them; a fixed hspace on top of it is a gap
+        return where.subplots(rows, cols, squeeze=False, gridspec_kw=kw)
+    spec, fig = where.get_subplotspec(), where.figure
+    where.remove()
+    sub = spec.subgridspec(rows, cols, **kw)
+    return [[fig.add_subplot(sub[r, c]) for c in range(cols)] for r in range(rows)]
+
+
+def draw_units(ax, u, title: str | None = None) -> None:
+    """pictures.Units: one small map per hidden unit over the input plane, one mosaic per
+    layer from input to output (Playground's neurons), each unit scaled to its own largest
+    |output|: red where it is positive, blue negative, white 0."""
     import matplotlib
 
-    spec = ax.get_subplotspec()
-    fig = ax.figure
-    ax.remove()
-    top_spec, bottom_spec = spec.subgridspec(2, 1, hspace=0.35)
-    top, bottom = fig.add_subplot(top_spec), fig.add_subplot(bottom_spec)
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    axes = _split(ax, 1, len(u.layers), wspace=0.08)[0]
+    for a, name, maps, total in zip(axes, u.layers, u.maps, u.totals):
+        a.imshow(mosaic(maps[:, ::-1, :]), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        a.set_xticks([])
+        a.set_yticks([])
+        shown = f"{len(maps)} of {total}" if len(maps) < total else f"{total}"
+        a.set_xlabel(f"{name}: {shown} units", fontsize=8)
+    axes[0].set_title(plain(title if title is not None else u.name), fontsize=10, loc="left")
+    axes[-1].set_title(f"step {u.step}", fontsize=8, loc="right")
+
+
+def draw_warp(ax, w, title: str | None = None) -> None:
+    """pictures.Warp: the input plane's grid and the training points as each layer sees
+    them, in two of its units (ConvNetJS's 2-D demo): a layer that separates the classes
+    has pulled their points apart along its grid."""
+    from matplotlib.colors import to_rgb
+
+    axes = _split(ax, 1, len(w.layers), wspace=0.15)[0]
+    colors = np.array([to_rgb(c) for c in CLASS_COLORS])
+    for a, name, (i, j), lines, pts in zip(axes, w.layers, w.chosen, w.lines, w.points):
+        half = len(lines) // 2
+        for k, line in enumerate(lines):
+            a.plot(line[:, 0], line[:, 1], color="#9aa5b1" if k < half else "#c8ced6", lw=0.6, zorder=1)
+        a.scatter(pts[:, 0], pts[:, 1], s=5, c=colors[w.classes % len(colors)], linewidths=0, zorder=2)
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_xlabel("x1, x2" if name == "input" else f"{name}: units {i}, {j}", fontsize=8)
+    axes[0].set_title(plain(title if title is not None else w.name), fontsize=10, loc="left")
+    axes[-1].set_title(f"step {w.step}", fontsize=8, loc="right")
+
+
+def draw_histograms(ax, h, title: str | None = None, limits: tuple[float, float, float, float] | None = None) -> None:
+    """pictures.Histograms in the cell of ax: one column per moment (init, snapshots
+    between, the end), activation distributions per layer above and log10 |dL/d
+    pre-activation| below, one colour per layer from input (dark) to output (bright).
+    Rows share their axes, so a spread that shrinks over time or towards the input shows;
+    limits (activation lo, hi, log10 gradient lo, hi) fix them."""
+    import matplotlib
+
+    grid = _split(ax, 2, len(h.steps), hspace=0.45, wspace=0.08)
     colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(h.layers), 1)))
-    pooled = np.concatenate([a[np.isfinite(a)] for w in ("init", "end") for a in h.acts[w]] or [np.zeros(1)])
+    pooled = np.concatenate([a[np.isfinite(a)] for m in h.acts for a in m] or [np.zeros(1)])
     # Units that are off (relu: exactly 0) would be one spike hiding every other value.
     zeros = float((pooled == 0).mean()) if pooled.size else 0.0
     drop_zeros = zeros > 0.2
     if drop_zeros:
         pooled = pooled[pooled != 0]
     lo, hi = np.percentile(pooled, [0.5, 99.5]) if pooled.size else (0.0, 1.0)
-    for j, (name, color) in enumerate(zip(h.layers, colors)):
-        for when, style in (("init", "--"), ("end", "-")):
-            a = h.acts[when][j]
-            a = a[np.isfinite(a) & ((a != 0) if drop_zeros else True) & (a >= lo) & (a <= hi)]
+    logs = [np.log10(np.abs(g[np.isfinite(g) & (g != 0)])) for m in h.grads for g in m]
+    glo, ghi = np.percentile(np.concatenate(logs), [0.5, 99.5]) if any(x.size for x in logs) else (-8.0, 0.0)
+    if limits is not None:  # an animation's: the same axes in every frame
+        lo, hi, glo, ghi = limits
+    a_bins, g_bins = np.linspace(lo, hi + 1e-12, 61), np.linspace(glo, ghi + 1e-12, 61)
+    last = len(h.steps) - 1
+    for c, step in enumerate(h.steps):
+        top, bottom = grid[0][c], grid[1][c]
+        for j, color in enumerate(colors[: len(h.layers)]):
+            a = h.acts[c][j]
+            a = a[np.isfinite(a) & ((a != 0) if drop_zeros else True)]
             if a.size:
-                dens, edges = np.histogram(a, bins=60, density=True)
-                top.plot(
-                    (edges[1:] + edges[:-1]) / 2,
-                    dens,
-                    style,
-                    color=color,
-                    lw=1.2,
-                    label=f"{name} {when}" if when == "end" or j == 0 else None,
-                )
-            g = np.abs(h.grads[when][j])
+                dens, _ = np.histogram(a, bins=a_bins, density=True)
+                top.plot((a_bins[1:] + a_bins[:-1]) / 2, dens, color=color, lw=1.1)
+            g = np.abs(h.grads[c][j])
             g = g[np.isfinite(g) & (g > 0)]
             if g.size:
-                dens, edges = np.histogram(np.log10(g), bins=60, density=True)
-                bottom.plot((edges[1:] + edges[:-1]) / 2, dens, style, color=color, lw=1.2)
-    top.set_title(plain(title if title is not None else h.name), fontsize=10)
-    top.set_xlabel(
-        "activation value (init dashed, end solid)" + (f"; {zeros:.0%} exactly 0, left out" if drop_zeros else ""),
-        fontsize=8,
+                dens, _ = np.histogram(np.log10(g), bins=g_bins, density=True)
+                bottom.plot((g_bins[1:] + g_bins[:-1]) / 2, dens, color=color, lw=1.1)
+        when = " (init)" if step == 0 else " (end)" if c == last and c else ""
+        top.set_title(f"step {step}{when}", fontsize=8)
+        for a in (top, bottom):
+            a.tick_params(labelsize=6)
+            a.grid(alpha=0.3)
+            if c:
+                a.sharey(grid[0 if a is top else 1][0])
+                a.tick_params(labelleft=False)
+        top.set_xlim(lo, hi)
+        bottom.set_xlim(glo, ghi)
+    grid[0][0].set_ylabel("density", fontsize=7)
+    grid[1][0].set_ylabel("density", fontsize=7)
+    mid = len(h.steps) // 2
+    grid[0][mid].set_xlabel(
+        "activation value" + (f" ({zeros:.0%} exactly 0, left out)" if drop_zeros else ""), fontsize=7
     )
-    bottom.set_xlabel(f"log10 |dL/d pre-activation| (step 0 vs step {h.step})", fontsize=8)
-    for a in (top, bottom):
-        a.set_ylabel("density", fontsize=8)
-        a.tick_params(labelsize=7)
-        a.grid(alpha=0.3)
+    grid[1][mid].set_xlabel("log10 |dL/d pre-activation|", fontsize=7)
+    grid[0][0].text(0, 1.22, plain(title if title is not None else h.name), transform=grid[0][0].transAxes, fontsize=10)
     handles = [matplotlib.lines.Line2D([], [], color=c, lw=1.5, label=n) for n, c in zip(h.layers, colors)]
-    top.legend(handles=handles, fontsize=7, loc="best", frameon=False)
+    # Beside the last column, never over a curve.
+    grid[0][last].legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
+# The drawing of each pictures.* kind (Images: draw_images).
+PICTURE_DRAWERS = {
+    "Boundary": draw_boundary,
+    "Units": draw_units,
+    "Warp": draw_warp,
+    "Histograms": draw_histograms,
+}
+
+
+_PICTURE_HEIGHT = {"Boundary": 4.0, "Units": 3.1, "Warp": 3.1, "Histograms": 4.8}
+
+
+def _picture_width(pic) -> float:
+    name = type(pic).__name__
+    if name == "Units":
+        return max(4.2, 2.3 * len(pic.layers))
+    if name == "Warp":
+        return max(4.2, 2.6 * len(pic.layers))
+    if name == "Histograms":
+        return max(4.2, 2.3 * len(pic.steps) + 0.8)
+    return 4.2
+
+
+def draw_picture(where, pic, title: str | None = None, **kw) -> None:
+    """A pictures.* picture in `where`: a (sub)figure, or an axes (a one-axes picture
+    fills it; one of several parts is laid out in its cell)."""
+    draw = PICTURE_DRAWERS.get(type(pic).__name__, draw_images)
+    if hasattr(where, "subplots") and draw in (draw_boundary, draw_images):
+        where = where.subplots()
+    draw(where, pic, title, **kw)
 
 
 def pictures_figure(
@@ -992,10 +1090,13 @@ def pictures_figure(
     panels: Sequence[str],
     size: tuple[float, float] | None = None,
     title: str | None = None,
+    step: int | None = None,
+    pair: tuple[int, int] | None = None,
 ):
-    """`dlx plot RUN... --panels ...`: the named panels; "boundary" draws each run's
-    decision surface side by side (titled with the keys that tell the runs apart) above
-    the other panels."""
+    """`dlx plot RUN... --panels ...`: the named panels; each picture panel (boundary,
+    units, ...) is one row with the runs side by side (titled with the keys that tell them
+    apart), above the other panels. step: the snapshot nearest it instead of the end;
+    pair: the two units a warp panel shows."""
     from matplotlib.figure import Figure
 
     from .pictures import PICTURES, picture, varying_keys
@@ -1004,30 +1105,48 @@ def pictures_figure(
     others = [p for p in panels if p not in PICTURES]
     if not kinds:
         return panels_figure(list(run_paths), others, size=size, title=title)
-    rows_of = [[picture(path, kind) for path in run_paths] for kind in kinds]
+    rows_of = [[picture(path, kind, step, pair) for path in run_paths] for kind in kinds]
     configs = [pic.config for pic in rows_of[0]]
     titles = varying_keys(configs) if len(configs) > 1 else [""]
     titles = [t or pic.name for t, pic in zip(titles, rows_of[0])]
     groups = _as_groups(list(run_paths)) if others else []
     names = _panel_hits(groups, others) if others else []
     n_b = len(run_paths)
-    cols = max(n_b, min(3, len(names)) if names else 1)
+    # Inches per run of each picture row: pictures of several parts (a map per layer, a
+    # histogram per moment) get the width their parts need.
+    widths = [max(_picture_width(pic) for pic in pics) for pics in rows_of]
+    heights = [_PICTURE_HEIGHT.get(type(pics[0]).__name__, 4.0) for pics in rows_of]
     other_rows = -(-len(names) // min(3, len(names))) if names else 0
-    height = 4.0 * len(kinds) + 3.4 * other_rows
-    fig = Figure(figsize=size or (4.2 * cols, height), dpi=DPI, layout="constrained")
+    width = max(max(widths) * n_b, 4.2 * min(3, len(names)) if names else 0)
+    height = sum(heights) + 3.4 * other_rows + 0.3 * (len(kinds) + other_rows)  # room for the titles
+    fig = Figure(figsize=size or (width, height), dpi=DPI, layout="constrained")
     if names:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[4.0 * len(kinds), 3.4 * other_rows])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[sum(heights), 3.4 * other_rows])
     else:
         top, bottom = fig, None
-    grid = top.subplots(len(kinds), n_b, squeeze=False)
-    for row, pics in zip(grid, rows_of):
-        for ax, pic, t in zip(row, pics, titles):
-            draw = {"Boundary": draw_boundary, "Histograms": draw_histograms}.get(type(pic).__name__, draw_images)
-            draw(ax, pic, t)
+    # A subfigure per picture: pictures of several parts lay them out inside their own.
+    cells = top.subfigures(len(kinds), n_b, squeeze=False, height_ratios=heights)
+    for row, pics in zip(cells, rows_of):
+        for cell, pic, t in zip(row, pics, titles):
+            draw_picture(cell, pic, t)
     if bottom is not None:
         _panel_grid(bottom, names, groups)
     if title:
         fig.suptitle(plain(title), fontsize=12)
+    return fig
+
+
+def filmstrip_figure(run_path: Path, frames: int = 6):
+    """A 2-D run's decision boundary at `frames` snapshots from init to end, in one row."""
+    from matplotlib.figure import Figure
+
+    from .pictures import filmstrip
+
+    strip = filmstrip(run_path, frames)
+    fig = Figure(figsize=(2.6 * len(strip), 2.9), dpi=DPI, layout="constrained")
+    for ax, b in zip(fig.subplots(1, len(strip), squeeze=False)[0], strip):
+        draw_boundary(ax, b, f"step {b.step}")
+        ax.set_xlabel("")
     return fig
 
 

@@ -120,14 +120,29 @@ class Run:
 
         return run_series(self.path, self.meta, self.config, self.summary, self.metrics, self.probes)
 
-    def plot(self, panels: Sequence[str] | None = None, size: tuple[float, float] | None = None):
-        """A matplotlib Figure: every panel, or those named (see plots.USER_PANELS:
-        loss, accuracy, grad_heatmap, grad_lines, activations, time_grad)."""
-        from .plots import group_runs, panels_figure
+    def plot(
+        self, panels: Sequence[str] | None = None, size: tuple[float, float] | None = None, step: int | None = None
+    ):
+        """A matplotlib Figure: every panel, or those named: plots.USER_PANELS (loss,
+        accuracy, grad_heatmap, grad_lines, activations, time_grad) and, for a saved run,
+        pictures.PICTURES (boundary, units, warp, weights, filters, feature_maps,
+        histograms), those at the snapshot nearest `step` if given (default: the end)."""
+        from .pictures import PICTURES
+        from .plots import group_runs, panels_figure, pictures_figure
         from .progress import inline_figures
 
         inline_figures()
-        return panels_figure(group_runs([self.series()]), panels, size, title=f"dlx: {self.name}")
+        title = f"dlx: {self.name}"
+        if panels and any(p in PICTURES for p in panels):
+            if self.path is None:
+                from .errors import UsageError
+
+                raise UsageError(
+                    f"{', '.join(p for p in panels if p in PICTURES)}: pictures are drawn from the saved model, "
+                    f"and this run was not saved (train with save=True)"
+                )
+            return pictures_figure([self.path], list(panels), size, title, step)
+        return panels_figure(group_runs([self.series()]), panels, size, title=title)
 
     def __repr__(self) -> str:
         final = "  ".join(f"{k} {_num(self.final[k])}" for k in METRIC_KEYS if self.final.get(k) is not None)
@@ -186,6 +201,7 @@ class Comparison:
     rows: list[Any]  # compare.Row, one per variant
     runs: dict[str, list[Run]]  # variant label -> its runs, one per seed
     figure_path: Path | None = None
+    record_path: Path | None = None  # compare-NAME-TIME.json in runs_dir (folders.write_compare_record)
     failed: int = 0
     # What the executor said: which trials trained stacked, which alone and why.
     notes: list[str] = field(default_factory=list)

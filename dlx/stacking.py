@@ -611,6 +611,8 @@ class StackedTrainer:
                     rec.update(evals[k])
             t.last = rec
             tr.step, tr.logged_step, tr._row = self.step, self.step, 0
+            if not rec.get("diverged") and t.writer.snapshots.due(self.step):
+                self._sync(k)  # the snapshot is of the trial's model: give it the stack's weights
             tr._emit("on_interval", rec)
             if rec.get("diverged"):
                 self._end(k, "diverged", rec["diverged"]["message"], diverged=rec["diverged"])

@@ -391,3 +391,41 @@ def test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects(
     unexpected = [k for k in kinds if k not in ex.expect]
     assert not missing, f"expected {missing} but did not see it; {detail}"
     assert not unexpected, f"unexpected {unexpected}; {detail}"
+
+
+LOOKED_AT = ("initialization", "activations", "normalization", "regularization")
+
+
+def test_the_examples_on_init_activations_depth_and_regularization_name_the_panels_to_look_at():
+    from dlx.pictures import PICTURES
+    from dlx.plots import USER_PANELS
+
+    sections = dict(COURSE)
+    for section in LOOKED_AT:
+        for name in sections[section]:
+            ex = find_example(name, CONFIGS)
+            if ex.sweep:
+                continue
+            assert ex.look, f"{name}: no '# look:' line naming the panels that show it"
+    for ex in EXAMPLES:
+        unknown = [p for p in ex.look if p not in PICTURES + USER_PANELS]
+        assert not unknown, f"{ex.name}: '# look:' names no panel {unknown}"
+        if ex.look:
+            shown = [c for c in ex.commands if c.startswith("dlx plot") and "--panels" in c]
+            assert shown and shown[0].split("--panels ")[1].split()[0] == ",".join(ex.look), ex.name
+
+
+@pytest.mark.parametrize("ex", [e for e in EXAMPLES if e.look], ids=lambda e: e.name)
+def test_each_examples_look_panels_draw_from_a_short_run_of_it(ex, tmp_path, monkeypatch):
+    import dlx
+    from dlx.plots import plot_runs
+
+    if _data_name(ex) in FILE_DATA:
+        if not _has_mnist():
+            pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+        monkeypatch.setenv("DLX_DATA_DIR", str(MNIST_DIR))
+    monkeypatch.setenv("DLX_CACHE_DIR", str(tmp_path / "cache"))
+    sets = [*(ex.test_overrides or []), "train.epochs=null", "train.steps=4", "train.log_every=2"]
+    run = dlx.train(ex.path, sets, runs_dir=tmp_path / "runs", quiet=True)
+    out = plot_runs([run.path], tmp_path / "look.png", panels=ex.look)
+    assert out.stat().st_size > 10_000

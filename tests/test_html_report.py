@@ -22,13 +22,14 @@ from dlx.errors import DlxError
 from dlx.executors import TrialResult
 from dlx.html_report import resolve, write_report
 
-SECTIONS_RUN = ("verdicts", "metrics", "figures", "layers", "config", "meta")
+SECTIONS_RUN = ("verdicts", "metrics", "figures", "pictures", "layers", "config", "meta")
 SECTIONS_SWEEP = (
     "trials",
     "params",
     "best-verdicts",
     "best-metrics",
     "best-figures",
+    "best-pictures",
     "best-layers",
     "best-config",
     "spec",
@@ -376,3 +377,53 @@ def test_leaky_units_below_zero_are_shown_negative_not_dead(run_dir, tmp_path):
     page = write_report(write_doctored_run(run_dir, tmp_path / "leaky", activations=acts)).read_text()
     table = section(page, "layers").split("Activations at the last log step")[1]
     assert ">negative<" in table and ">dead<" not in table and ">100%<" in table
+
+
+def test_a_run_report_shows_what_the_network_computes_boundary_filmstrip_units_histograms(run_dir, run_html):
+    pics = section(run_html.read_text(), "pictures")
+    for caption in (
+        "the decision boundary from init to the end",
+        "every hidden unit",
+        "activations and back-propagated gradients",
+    ):
+        assert caption in pics
+    shots = images(pics)
+    assert len(shots) == 3
+    from PIL import Image
+
+    strip = Image.open(io.BytesIO(shots[0]))
+    assert strip.size[0] > 4 * strip.size[1]  # six boundaries in a row
+
+
+def test_a_compare_report_puts_variants_curves_verdicts_and_boundaries_side_by_side(tmp_path):
+    runs = tmp_path / "runs"
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(dict(FAST, name="cmp")))
+    cmp = dlx.compare(base, over=["init=zeros,kaiming_normal"], seeds=1, runs_dir=runs, quiet=True, max_parallel=1)
+    assert cmp.record_path.is_file() and cmp.record_path.parent == runs
+    out = write_report("last-compare", runs_dir=runs)
+    assert out == cmp.record_path.with_suffix(".html")
+    page = out.read_text()
+    variants = section(page, "variants")
+    assert "init=zeros" in variants and "init=kaiming_normal" in variants
+    assert "symmetric units" in variants.lower() or "symmetry" in variants.lower()
+    assert len(images(section(page, "curves"))) == 1
+    assert len(images(section(page, "boundaries"))) == 1
+    verdicts = section(page, "verdicts")
+    assert verdicts.index("init=zeros") < verdicts.index("init=kaiming_normal")
+    for rs in cmp.runs.values():
+        assert Path(rs[0].path).name in section(page, "runs")
+    dom, console = browse(out, tmp_path, "--dump-dom")
+    assert console == [] and '<section id="boundaries">' in dom
+
+
+def test_run_plot_draws_picture_panels_of_a_saved_run_and_says_why_not_for_an_unsaved_one(tmp_path):
+    from dlx.errors import UsageError
+
+    run = dlx.train(FAST, runs_dir=tmp_path / "runs", quiet=True)
+    fig = run.plot(panels=["boundary", "units", "loss"], step=0)
+    titles = [ax.get_xlabel() for ax in fig.axes]
+    assert any(t.startswith("step 0") for t in titles)  # the init's boundary
+    unsaved = dlx.train(FAST, save=False, quiet=True)
+    with pytest.raises(UsageError, match="not saved"):
+        unsaved.plot(panels=["boundary"])

@@ -171,6 +171,7 @@ def test_histograms_are_the_saved_and_initial_models_own_activations_and_gradien
     run = _run(tmp_path)  # spirals, mlp 2x16 relu
     h = histograms(run.path)
     assert h.layers == ["act1", "act2"] and h.step == 40
+    assert h.steps[0] == 0 and h.steps[-1] == 40 and len(h.steps) == 4  # init, two snapshots between, end
     # The oracle: the saved model's forward pass by hand, gradients by autograd.
     w = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
     cfg = load_config(run.config)
@@ -182,11 +183,11 @@ def test_histograms_are_the_saved_and_initial_models_own_activations_and_gradien
     a2 = z2.relu()
     loss = F.cross_entropy(a2 @ w["out.weight"].T + w["out.bias"], y)
     g1, g2 = torch.autograd.grad(loss, [z1, z2])
-    for got, want in zip(h.acts["end"], (a1, a2)):
+    for got, want in zip(h.acts[-1], (a1, a2)):
         np.testing.assert_allclose(got, want.detach().flatten().double().numpy(), rtol=1e-5, atol=1e-6)
-    for got, want in zip(h.grads["end"], (g1, g2)):
+    for got, want in zip(h.grads[-1], (g1, g2)):
         np.testing.assert_allclose(got, want.flatten().double().numpy(), rtol=1e-4, atol=1e-9)
-    assert not np.allclose(h.acts["init"][0], h.acts["end"][0])  # init: the weights before step 1
+    assert not np.allclose(h.acts[0][0], h.acts[-1][0])  # init: the weights before step 1
 
 
 def test_a_deep_sigmoid_nets_gradients_at_init_shrink_towards_the_input(tmp_path):
@@ -196,7 +197,7 @@ def test_a_deep_sigmoid_nets_gradients_at_init_shrink_towards_the_input(tmp_path
 
     run = _run(tmp_path, activation="sigmoid", init="xavier_uniform", model={"name": "mlp", "depth": 5, "width": 32})
     h = histograms(run.path)
-    med = [float(np.median(np.abs(g))) for g in h.grads["init"]]
+    med = [float(np.median(np.abs(g))) for g in h.grads[0]]
     assert med[0] < med[-1] / 10
     out = tmp_path / "h.png"
     r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "histograms", "-o", str(out)])

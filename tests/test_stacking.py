@@ -16,7 +16,7 @@ import torch
 
 from dlx.config import load_config
 from dlx.executors import LocalExecutor, Trial
-from dlx.folders import load_run
+from dlx.folders import load_run, read_snapshots
 from dlx.stacking import plan_stacks, run_stacked, why_not
 from dlx.worker import run_job
 
@@ -153,6 +153,12 @@ def test_the_checkpoint_of_a_stacked_trial_is_its_separate_runs(tmp_path):
         assert torch.equal(cs["rng"]["generator"], ca["rng"]["generator"])
         assert torch.equal(cs["rng"]["torch"], ca["rng"]["torch"])
         assert cs["data"] == ca["data"]
+        # The pictures over training: the same snapshots as the separate run's.
+        ss, sa = read_snapshots(Path(s["run_path"])), read_snapshots(Path(alone["run_path"]))
+        assert ss["steps"] == sa["steps"] and len(ss["steps"]) > 3
+        for a, b in zip(ss["states"], sa["states"]):
+            for k in b:
+                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
 
 def test_a_stacked_trial_stopped_midway_resumes_alone_to_the_uninterrupted_numbers(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -560,7 +561,10 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
 
     r = dlx("sweep", "--resume", folder.name, "--runs-dir", "runs", "--max-parallel", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr + r.stdout
-    assert f"{done_before} done before" in r.stdout
+    # A trial that finished its last step as the Ctrl-C came lands in its folder uncounted;
+    # the resume finds it there and counts it (never fewer than the sweep recorded).
+    m = re.search(r"(\d+) done before", r.stdout)
+    assert m and done_before <= int(m.group(1)) < 5, r.stdout
     assert sorted(p.name for p in (folder / "trials").iterdir()) == [f"trial-{i:04d}" for i in range(5)]
     results = json.loads((folder / "results.json").read_text())
     assert results["done"] == 5 and json.loads((folder / "sweep.json").read_text())["status"] == "completed"
