@@ -969,7 +969,13 @@ def draw_units(ax, u, title: str | None = None) -> None:
         a.set_xticks([])
         a.set_yticks([])
         shown = f"{len(maps)} of {total}" if len(maps) < total else f"{total}"
-        a.set_xlabel(f"{name}: {shown} units", fontsize=8)
+        scale = max(float(np.abs(maps).max()), 1e-12)
+        # What the maps cannot show by themselves (each is scaled to its own range).
+        same = len(maps) > 1 and float(np.abs(maps - maps[:1]).max()) <= 1e-6 * scale
+        flat = float((maps.max((1, 2)) - maps.min((1, 2))).max()) <= 1e-6 * scale
+        said = ["all the same map"] if same else []
+        said += ["flat: no input changes them"] if flat else []
+        a.set_xlabel(f"{name}: {shown} units" + "".join(f"\n{x}" for x in said), fontsize=8)
     axes[0].set_title(plain(title if title is not None else u.name), fontsize=10, loc="left")
     axes[-1].set_title(f"step {u.step}", fontsize=8, loc="right")
 

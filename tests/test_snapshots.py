@@ -167,3 +167,13 @@ def test_dlx_animate_refuses_what_it_cannot_write_with_the_fix(tmp_path, monkeyp
     (run.path / "snapshots.pt").unlink()
     r = CliRunner().invoke(app, ["animate", str(run.path)])
     assert r.exit_code == 2 and "no snapshots.pt" in r.output
+
+
+def test_the_units_panel_says_when_every_unit_of_a_layer_is_the_same_map(tmp_path):
+    from dlx.plots import pictures_figure
+
+    zero = _run(tmp_path, init="zeros", steps=8)
+    labels = [ax.get_xlabel() for ax in pictures_figure([zero.path], ["units"]).axes]
+    assert labels and all("all the same map" in t for t in labels)
+    he = _run(tmp_path, steps=8)
+    assert not any("the same map" in ax.get_xlabel() for ax in pictures_figure([he.path], ["units"]).axes)
