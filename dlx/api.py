@@ -150,6 +150,7 @@ def train(
         probes=jsonable(hist.probes),
         meta=dict(folder.meta) if folder else {},
         config=cfg.resolved(),
+        instruments=hist.instruments,
     )
     for cb in shown:
         if hasattr(cb, "show_result"):
@@ -180,6 +181,7 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
         meta=d["meta"],
         config=config if isinstance(config, dict) else {},
         problems=d["problems"],
+        instruments=d["instruments"],
     )
 
 
@@ -410,7 +412,11 @@ def _resume_state(path: Path, cfg, folder: RunFolder):
         raise DlxError(
             f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); the run cannot be resumed from it"
         )
-    if state.get("config") != cfg.resolved():
+    now = cfg.resolved()
+    saved = state.get("config")
+    if isinstance(saved, dict) and "instruments" not in saved and not cfg.instruments.active:
+        now.pop("instruments", None)  # a checkpoint from before the instruments section
+    if saved != now:
         raise DlxError(
             f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "
             f"(was it edited?); restore it, or start a new run from the edited config"
@@ -421,5 +427,6 @@ def _resume_state(path: Path, cfg, folder: RunFolder):
         [m for m in read_jsonl(path / "metrics.jsonl") if m.get("step", 0) <= logged],
         [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
         state.get("init_check"),
+        [r for r in read_jsonl(path / "instruments.jsonl") if r.get("step", 0) <= logged],
     )
     return cfg, folder, hist, state

@@ -156,6 +156,27 @@ class Train(Section):
         return self
 
 
+class InstrumentsSection(Section):
+    """Research instruments (dlx/instruments.py), each off unless turned on, measured at log
+    steps `every` apart on the first `batch` training samples, outside the training step."""
+
+    sharpness: bool = Field(False, description="top Hessian eigenvalue (Lanczos) against the lr's stability threshold")
+    trace: bool = Field(False, description="Hessian trace (Hutchinson)")
+    noise: bool = Field(False, description="per-sample gradient SNR per layer and the gradient noise scale B_simple")
+    spectra: bool = Field(False, description="singular values, stable and effective rank, distance from init per layer")
+    every: Annotated[Union[PositiveInt, Literal["auto"]], _positive_int_or("auto")] = Field(
+        "auto",
+        description="steps between measurements (auto: about 20 over the run, never costing more than training)",
+    )
+    batch: PositiveInt = Field(256, le=65536, description="the probe batch: the first N training samples")
+    lanczos: PositiveInt = Field(20, le=200, description="Lanczos iterations for the top eigenvalue")
+    hutchinson: PositiveInt = Field(32, le=10_000, description="Rademacher vectors for the trace")
+
+    @property
+    def active(self) -> bool:
+        return self.sharpness or self.trace or self.noise or self.spectra
+
+
 class Config(Section):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -166,6 +187,7 @@ class Config(Section):
     optimizer: OPTIMIZERS.field_type() = Field(default_factory=lambda: SGD(name="sgd"))  # type: ignore[valid-type]
     regularization: Regularization = Field(default_factory=Regularization)
     train: Train = Field(default_factory=Train)
+    instruments: InstrumentsSection = Field(default_factory=InstrumentsSection)
 
     model_config = ConfigDict(validate_default=True)
     _located: Any = PrivateAttr(None)  # where each key came from, for problems found later

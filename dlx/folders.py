@@ -8,6 +8,9 @@ runs/<run_id>/
                   update ratios, unit spreads, activation statistics
   summary.json    final metrics, status, per-layer summaries, verdicts
   checkpoint.pt   model + optimizer + schedule + RNG state
+  instruments.jsonl  only with an instruments: section: one line per measurement (sharpness
+                  against the lr's threshold, Hessian trace, gradient noise, weight spectra,
+                  each instrument's seconds), dlx.instruments
   snapshots.pt    the model's weights (state_dict) at up to SNAPSHOTS log steps spread over
                   the run, step 0 first, within SNAPSHOT_BYTES (recording.Snapshots): the
                   pictures at a step (dlx plot --step, dlx animate) are drawn from them.
@@ -305,7 +308,9 @@ class RunFolder:
             ) from None
 
     def append(self, name: str, record: dict[str, Any]) -> None:
-        f = self._files[name]
+        f = self._files.get(name)
+        if f is None:  # a series only some runs have (instruments.jsonl): opened at its first line
+            f = self._files[name] = open(self.path / name, "a", encoding="utf-8")
         f.write(json.dumps(jsonable(record)) + "\n")
         f.flush()
 
@@ -369,8 +374,10 @@ class RunFolder:
         resumed run writes them again, so no step appears twice."""
         for tmp in self.path.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)  # a write_atomic cut off by a kill: never a file anyone reads
-        for name in ("metrics.jsonl", "probes.jsonl"):
+        for name in SERIES:
             path = self.path / name
+            if name not in ("metrics.jsonl", "probes.jsonl") and not path.is_file():
+                continue
             keep = []
             for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
                 try:
@@ -682,6 +689,8 @@ def is_compare_record(path: Path) -> bool:
 
 
 SNAPSHOTS_FILE = "snapshots.pt"
+# The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).
+SERIES = ("metrics.jsonl", "probes.jsonl", "instruments.jsonl")
 
 
 def read_snapshots(path: Path) -> dict[str, Any] | None:
@@ -731,6 +740,9 @@ def load_run(path: Path) -> dict[str, Any]:
         "summary": summary,
         "metrics": check_series(read_jsonl(path / "metrics.jsonl", problems), problems, "metrics.jsonl"),
         "probes": check_series(read_jsonl(path / "probes.jsonl", problems), problems, "probes.jsonl"),
+        "instruments": [r for r in read_jsonl(path / "instruments.jsonl", problems) if is_int(r.get("step"))]
+        if (path / "instruments.jsonl").is_file()
+        else [],
         "problems": problems,
     }
 

@@ -63,6 +63,7 @@ class History:
         self.grad_rows: list[np.ndarray] = []
         self.last: dict[str, Any] = {}
         self.init_check: list[dict[str, Any]] | None = None
+        self.instruments: list[dict[str, Any]] = []  # dlx.instruments records, one per measurement
 
     def on_start(self, trainer):
         from .initcheck import init_check_for
@@ -74,9 +75,14 @@ class History:
             self.init_check = init_check_for(trainer)
 
     def restore(
-        self, metrics: list[dict[str, Any]], probes: list[dict[str, Any]], init_check: list[dict[str, Any]] | None
+        self,
+        metrics: list[dict[str, Any]],
+        probes: list[dict[str, Any]],
+        init_check: list[dict[str, Any]] | None,
+        instruments: list[dict[str, Any]] = (),
     ) -> None:
         """The series of a resumed run's earlier sessions, from its files (as on_interval kept them)."""
+        self.instruments = list(instruments)
         self.metrics = [{k: m[k] for k in SCALAR_KEYS if k in m} for m in metrics]
         self.probes = list(probes)
         self.grad_rows = [_floats(p["grad_norm"]) for p in probes]
@@ -91,6 +97,9 @@ class History:
         self.grad_rows.append(record["grad_norm"])
         # The latest value of each probe (unit spreads come only with evaluations).
         self.last.update({k: record[k] for k in PROBE_KEYS if k in record})
+
+    def on_instruments(self, trainer, record):
+        self.instruments.append(jsonable(record))
 
     @property
     def grad(self) -> np.ndarray:
@@ -318,6 +327,9 @@ class RunWriter:
         if not record.get("diverged") and self.snapshots.due(trainer.step):
             self.snapshots.take(trainer, record.get("train_loss"))
         self.folder.heartbeat()  # after the records: a fresh heartbeat means they are on disk
+
+    def on_instruments(self, trainer, record):
+        self.folder.append("instruments.jsonl", record)
 
     def on_checkpoint(self, trainer):
         self.folder.write_checkpoint(checkpoint_state(trainer, self.hist.init_check))

@@ -78,6 +78,8 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     # What reading the folder found wrong, each naming its file (the part was left out).
     problems: list[str] = field(default_factory=list, repr=False)
+    # dlx.instruments records (sharpness, trace, noise, spectra), one per measurement.
+    instruments: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def verdict(self) -> str:

@@ -233,6 +233,12 @@ class Trainer:
         self.early_stopping = EarlyStopping(es.metric, es.patience, es.min_delta) if es is not None else None
         if self.early_stopping is not None:
             self.callbacks.insert(0, self.early_stopping)
+        self.instruments = None
+        if cfg.instruments.active:
+            from .instruments import Instruments
+
+            self.instruments = Instruments(cfg.instruments)
+            self.callbacks.append(self.instruments)
         self.step = 0  # steps completed (between steps); the step's own number during one
         self._stop: tuple[str, str | None] | None = None
         # The data order: one permutation per epoch, drawn from this generator.
@@ -508,6 +514,7 @@ class Trainer:
                 "eval_seconds": self._eval_seconds,
             },
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
+            "instruments": self.instruments.state_dict() if self.instruments is not None else None,
             "data": self.data_fingerprint,
         }
 
@@ -554,6 +561,8 @@ class Trainer:
         self._elapsed, self._eval_seconds = float(loop["time"]), float(loop["eval_seconds"])
         if self.early_stopping is not None and state.get("early_stopping") is not None:
             self.early_stopping.load_state_dict(state["early_stopping"])
+        if self.instruments is not None and state.get("instruments") is not None:
+            self.instruments.load_state_dict(state["instruments"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and rng.get("cuda") is not None:
