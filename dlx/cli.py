@@ -931,6 +931,65 @@ def _pair(text: Optional[str]) -> Optional[tuple[int, int]]:
 
 @app.command()
 @_errors
+def landscape(
+    runs: List[str] = typer.Argument(
+        ..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The figure to write (default: landscape.png in the first run's folder)."
+    ),
+    directions: str = typer.Option(
+        "pca",
+        "--directions",
+        help="The plane's directions: pca (the trajectory's own two principal directions) or random "
+        "(filter-normalised, Li et al. 2018).",
+    ),
+    grid: int = typer.Option(25, "--grid", min=5, max=101, help="Grid points per axis of the plane."),
+    between: bool = typer.Option(
+        False,
+        "--between",
+        help="Also the loss on the straight line from the first run's final weights to the second's.",
+    ),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Draw the loss landscape around runs' weights: the line from init to end, and a 2-D slice with the training path.
+
+    One column per run (a residual and a plain net side by side: dlx landscape A B).
+    The loss is the training loss on the first 1024 samples, from the saved model and
+    its snapshots.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .folders import find_run
+    from .landscape import landscape_figure
+    from .plots import check_format
+
+    paths = [find_run(r, runs_dir) for r in runs]
+    if between and len(paths) < 2:
+        from .errors import UsageError
+
+        raise UsageError("--between needs two runs: dlx landscape RUN_A RUN_B --between")
+    target = out if out is not None else paths[0] / "landscape.png"
+    check_format(target)
+    with Progress(
+        TextColumn("loss evaluations"), BarColumn(), MofNCompleteColumn(), console=_console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("", total=None)
+        fig = landscape_figure(
+            paths, directions, grid, between, progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target)
+    except OSError as e:
+        from .errors import UsageError
+
+        _fail(UsageError(f"cannot write the figure {target}: {e.strerror or e}; pass -o with a writable path"))
+    _console().print(f"figure: [bold]{escape(str(target))}[/]")
+
+
+@app.command()
+@_errors
 def animate(
     run: str = typer.Argument(
         ..., metavar="RUN", help="A run folder, run id (or part of one), or 'last'.", show_default=False

@@ -286,6 +286,7 @@ class Context:
     time_grad: Any = None
     init_check: list[dict[str, Any]] | None = None
     first: dict[str, Any] = field(default_factory=dict)
+    instruments: list[dict[str, Any]] = field(default_factory=list)  # dlx.instruments records
 
     def __post_init__(self):
         grad = np.asarray(self.grad, dtype=float)
@@ -798,6 +799,31 @@ def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
     ]
 
 
+def _sharpness_over(ctx: Context) -> tuple[str, dict[str, Any]] | None:
+    """With the sharpness instrument on: the measurement where the sharpness stood furthest
+    above the lr's stability threshold, as text for an lr verdict and its evidence (edge
+    of stability, Cohen et al. 2021: past the threshold a step leaves the local quadratic's
+    stable range). None when it never went past it, or was not measured."""
+    best = None
+    for r in ctx.instruments:
+        sh = r.get("sharpness") or {}
+        top = sh.get("preconditioned_top") if sh.get("preconditioned") else sh.get("top")
+        thr, lr = sh.get("threshold"), r.get("lr")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (top, thr, lr)) or thr <= 0:
+            continue
+        if top > thr and (best is None or top / thr > best[0]):
+            best = (top / thr, r["step"], top, thr, lr, sh)
+    if best is None:
+        return None
+    ratio, step, top, thr, lr, sh = best
+    which = "the preconditioned sharpness" if sh.get("preconditioned") else "the sharpness (top Hessian eigenvalue)"
+    text = (
+        f"; {which} at step {step} was {_fmt(top)}: sharpness x lr = {_fmt(top * lr)} > {_fmt(thr * lr)} "
+        f"({sh.get('rule')}), so each step leaves the local quadratic's stable range (edge of stability)"
+    )
+    return text, {"sharpness": top, "sharpness_threshold": thr, "sharpness_step": step, "sharpness_ratio": ratio}
+
+
 def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
     d = _divergence(ctx)
     if d is not None:
@@ -813,6 +839,9 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
             "grad_growth": peak / step1 if step1 > 0 else None,
         }
         cause = _lr_text(ctx) + ("" if _clipped(ctx) else ", no gradient clipping")
+        sharp = _sharpness_over(ctx)
+        if sharp:
+            ev.update(sharp[1])
         return [
             _verdict(
                 "lr_too_high",
@@ -820,7 +849,7 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
                 ev,
                 f"learning rate too high: the loss went non-finite at step {d.get('step')}, with a sane "
                 f"start (init check in range, step-1 gradient norm {_fmt(step1)}) and gradients growing "
-                f"to {_fmt(peak)} before it",
+                f"to {_fmt(peak)} before it" + (sharp[0] if sharp else ""),
                 cause + ": each step overshoots, and the overshoot grows",
                 _try(
                     ctx,
@@ -887,6 +916,10 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
     else:
         return []
     ev["sane_start"] = sane
+    sharp = _sharpness_over(ctx)
+    if sharp:
+        msg += sharp[0]
+        ev.update(sharp[1])
     cause = _lr_text(ctx)
     if not _clipped(ctx):
         cause += ", no gradient clipping"

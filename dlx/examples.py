@@ -100,6 +100,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
         "optimizers",
         (
             "batch_size_gd_vs_sgd",
+            "edge_of_stability",
             "lr_too_low",
             "lr_too_high",
             "momentum_nesterov",

@@ -246,6 +246,24 @@ def pictures_html(path: Path, meta: dict[str, Any], config: dict[str, Any]) -> s
     return "\n".join(html)
 
 
+def instruments_html(run: dict[str, Any]) -> str:
+    """The research instruments: what they said (summary.json) and their panels."""
+    from .plots import load_run_series, panel_names, panels_figure
+
+    notes = ((run["summary"] or {}).get("instruments") or {}).get("notes") or []
+    html = "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
+    series = load_run_series(Path(run["path"]))
+    names = [n for n in panel_names([series]) if n.split(":")[0] in ("sharpness", "noise", "spectra")]
+    if names:
+        fig = panels_figure([series], list(dict.fromkeys(n.split(":")[0] for n in names)))
+        html += (
+            f'<figure><img alt="instruments" src="{png_uri(_png(fig))}"><figcaption>sharpness against the '
+            f"step size's stability threshold (trace dotted), gradient noise scale against the batch size, "
+            f"singular values against the init's random edge</figcaption></figure>"
+        )
+    return html
+
+
 PICTURE_CAPTIONS = {
     "units": "every hidden unit's output over the input plane, layer by layer (red positive, blue negative)",
     "weights": "the first layer's weights of each unit, as images of the input",
@@ -489,6 +507,8 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     if isinstance(config, dict):
         pics = guarded("checkpoint.pt or snapshots.pt", pictures_html, Path(run["path"]), meta, config)
         sections.append(("pictures", "What the network computes", pics))
+    if run.get("instruments"):
+        sections.append(("instruments", "Instruments", guarded("instruments.jsonl", instruments_html, run)))
     if s is not None:
         sections.append(("layers", "Per-layer table", guarded("summary.json (layers)", layers_html, s)))
     sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))

@@ -424,3 +424,75 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None) -> dict[
     finally:
         model.train(was_training)
     return rec
+
+
+# ------------------------------------------------------------------ what they say
+
+
+def digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The instruments of a run in a few sentences (summary.json "instruments"): the
+    sharpness's course against its threshold, the noise scale against the batch size, the
+    layers' ranks, and what the instruments cost."""
+    from .fmt import num
+
+    if not records:
+        return None
+    notes: list[str] = []
+    sharp = [(r["step"], r["sharpness"]) for r in records if r.get("sharpness")]
+    if sharp:
+        key = "preconditioned_top" if any(s.get("preconditioned") for _, s in sharp) else "top"
+        vals = [(st, s.get(key)) for st, s in sharp if isinstance(s.get(key), (int, float))]
+        thr = next((s.get("threshold") for _, s in reversed(sharp) if s.get("threshold")), None)
+        rule = sharp[-1][1].get("rule", "")
+        if vals:
+            (s0, v0), (s1, v1) = vals[0], vals[-1]
+            peak_step, peak = max(vals, key=lambda t: t[1])
+            what = "preconditioned sharpness" if key != "top" else "sharpness"
+            text = f"{what}: {num(v0)} at step {s0}, peak {num(peak)} at step {peak_step}, {num(v1)} at step {s1}"
+            if thr:
+                text += f"; threshold {num(thr)} ({rule})"
+                late = [v for _, v in vals[len(vals) // 2 :]]
+                if peak > thr:
+                    text += ": the sharpness went past it (each step left the local quadratic's stable range)"
+                if late and min(late) > 0.8 * thr and max(late) < 1.25 * thr and peak > 0.9 * thr:
+                    text += (
+                        "; it hovered at the threshold over the second half: the edge of stability (Cohen et al. 2021)"
+                    )
+            else:
+                text += f" ({rule})"
+            notes.append(text)
+    noise = [r["noise"] for r in records if r.get("noise")]
+    if noise:
+        last = noise[-1]
+        b, batch = last.get("b_simple"), last.get("batch")
+        if b is None:
+            notes.append(
+                f"gradient noise: at the end the mean gradient is lost in the per-sample noise (B_simple beyond "
+                f"measure) at batch size {batch}"
+            )
+        elif batch:
+            if b > 4 * batch:
+                rel = f"{b / batch:.0f}x the batch size {batch}: a bigger batch would still make nearly proportionally more progress per step"
+            elif b < batch / 4:
+                rel = f"{batch / b:.0f}x below the batch size {batch}: a smaller batch would make about as much progress per sample, at less cost"
+            else:
+                rel = f"near the batch size {batch}: the batch is about the noise scale"
+            notes.append(f"gradient noise scale B_simple = {num(b)} at the end (McCandlish et al. 2018), {rel}")
+    spectra = [r["spectra"] for r in records if r.get("spectra")]
+    if spectra:
+        last = spectra[-1]
+        low = [n for n, s in last.items() if s.get("count", 0) > 1 and s.get("stable_rank", 2) < 1.05]
+        ranks = ", ".join(f"{n} {num(s.get('stable_rank'), 2)}" for n, s in last.items())
+        notes.append(f"stable rank at the end: {ranks}")
+        if low:
+            notes.append(
+                f"{', '.join(low)} rank ~1: every unit of the layer does the same (the symmetry of a constant init)"
+            )
+        moved = {n: s.get("from_init") for n, s in last.items() if isinstance(s.get("from_init"), (int, float))}
+        if moved:
+            notes.append("distance from init |W-W0|/|W0|: " + ", ".join(f"{n} {num(v, 2)}" for n, v in moved.items()))
+    seconds: dict[str, float] = {}
+    for r in records:
+        for k, v in (r.get("seconds") or {}).items():
+            seconds[k] = seconds.get(k, 0.0) + float(v)
+    return {"measurements": len(records), "notes": notes, "seconds": {k: round(v, 4) for k, v in seconds.items()}}

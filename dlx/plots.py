@@ -181,6 +181,7 @@ class Run:
     acts: dict[str, np.ndarray]
     tg_steps: np.ndarray  # [K]
     time_grad: np.ndarray  # [K, R, T]
+    instruments: list[dict[str, Any]] = field(default_factory=list)  # dlx.instruments records
 
     @property
     def diverged_step(self) -> int | None:
@@ -211,7 +212,13 @@ def load_run_series(path: Path) -> Run:
     except yaml.YAMLError:
         config = {}
     return run_series(
-        Path(path), d["meta"], config if isinstance(config, dict) else {}, d["summary"] or {}, d["metrics"], d["probes"]
+        Path(path),
+        d["meta"],
+        config if isinstance(config, dict) else {},
+        d["summary"] or {},
+        d["metrics"],
+        d["probes"],
+        d["instruments"],
     )
 
 
@@ -222,6 +229,7 @@ def run_series(
     summary: dict[str, Any],
     metrics: list[dict[str, Any]],
     probes: list[dict[str, Any]],
+    instruments: Sequence[dict[str, Any]] = (),
 ) -> Run:
     """The series of one run from its records, read from a folder or kept in memory
     (an unsaved run: no meta, so names come from its summary)."""
@@ -244,6 +252,7 @@ def run_series(
         acts=act_series(probes),
         tg_steps=tg_steps,
         time_grad=tg,
+        instruments=list(instruments),
     )
 
 
@@ -325,6 +334,12 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
         names.append("accuracy")
     if any(r.time_grad.size for g in groups for r in g.runs):
         names.append("time_grad")
+    for kind in ("sharpness", "noise"):
+        if any(rec.get(kind) for g in groups for r in g.runs for rec in r.instruments):
+            names.append(kind)
+    for i, g in enumerate(groups[:MAX_GROUP_ROWS]):
+        if any(rec.get("spectra") for rec in g.first.instruments):
+            names.append(f"spectra:{i}")
     for i, g in enumerate(groups[:MAX_GROUP_ROWS]):
         if g.first.grad.size:
             names += [f"grad_heatmap:{i}", f"grad_lines:{i}"]
@@ -371,6 +386,12 @@ def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, f
     elif kind == "activations":
         i, _, layer = rest.partition(":")
         draw_activations(ax, groups[int(i)], layer, color=f"C{int(i) % 10}")
+    elif kind == "sharpness":
+        draw_sharpness(ax, groups)
+    elif kind == "noise":
+        draw_noise(ax, groups)
+    elif kind == "spectra":
+        draw_spectra(ax, groups[int(rest)])
     else:
         raise ValueError(
             f"unknown panel {name!r}; panels: loss, accuracy, time_grad, grad_heatmap:G, "
@@ -388,6 +409,114 @@ def _draw_or_say(ax, name: str, groups: list[Group], heat_range) -> None:
         ax.cla()
         ax.set_label(name)
         _empty(ax, f"cannot draw {name.split(':')[0]}:\na run's files have an unexpected shape\n({type(e).__name__})")
+
+
+def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of records[...][kind][key], the finite numbers only."""
+    pts = [
+        (r["step"], r[kind][key])
+        for r in records
+        if isinstance(r.get(kind), dict) and isinstance(r[kind].get(key), (int, float)) and math.isfinite(r[kind][key])
+    ]
+    return (
+        (np.array([p[0] for p in pts]), np.array([p[1] for p in pts], dtype=float))
+        if pts
+        else (np.zeros(0), np.zeros(0))
+    )
+
+
+def draw_sharpness(ax, groups: list[Group]) -> None:
+    """The top Hessian eigenvalue over steps per run (Adam: the preconditioned one), its
+    stability threshold dashed in the same colour (2/lr, ...), the trace dotted on the right."""
+    twin = None
+    for i, g in enumerate(groups):
+        color = f"C{i % 10}"
+        for j, r in enumerate(g.runs):
+            recs = r.instruments
+            pre = any((x.get("sharpness") or {}).get("preconditioned") for x in recs)
+            steps, top = _series(recs, "sharpness", "preconditioned_top" if pre else "top")
+            ax.plot(
+                steps,
+                top,
+                "-",
+                color=color,
+                lw=1.4,
+                label=(g.label + (" (preconditioned)" if pre else "")) if j == 0 else None,
+            )
+            ts, thr = _series(recs, "sharpness", "threshold")
+            if len(ts) and j == 0:
+                rule = (recs[-1].get("sharpness") or {}).get("rule", "")
+                ax.plot(ts, thr, "--", color=color, lw=1.0, alpha=0.8, label=f"threshold {rule.split(':')[0]}")
+            tsteps, trace = _series(recs, "trace", "value")
+            if len(tsteps) and j == 0:
+                twin = twin or ax.twinx()
+                twin.plot(tsteps, trace, ":", color=color, lw=1.0)
+    ax.set_title("sharpness (top Hessian eigenvalue) vs threshold", fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel("top eigenvalue")
+    ax.grid(alpha=0.3)
+    if twin is not None:
+        twin.set_ylabel("trace (dotted)", fontsize=8)
+        twin.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def draw_noise(ax, groups: list[Group]) -> None:
+    """The gradient noise scale B_simple over steps per run, its batch size dashed."""
+    for i, g in enumerate(groups):
+        color = f"C{i % 10}"
+        r = g.first
+        steps, b = _series(r.instruments, "noise", "b_simple")
+        ax.plot(steps, b, "-", color=color, lw=1.4, label=f"{g.label} B_simple")
+        bs, batch = _series(r.instruments, "noise", "batch")
+        if len(bs):
+            ax.plot(bs, batch, "--", color=color, lw=1.0, label=f"batch size {int(batch[-1])}")
+    if ax.get_lines():
+        ax.set_yscale("log")
+    ax.set_title("gradient noise scale B_simple = tr(Sigma)/|G|^2", fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel("samples")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def draw_spectra(ax, g: Group) -> None:
+    """Each layer's singular values at the first and last measurement (dashed: first),
+    divided by the largest one a random matrix of the init's variance would have (the
+    Marchenko-Pastur edge; 1 dotted): above it, training has grown structure."""
+    import matplotlib
+
+    recs = [x for x in g.first.instruments if x.get("spectra")]
+    first, last = recs[0], recs[-1]
+    names = list(last["spectra"])
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.85, max(len(names), 1)))
+    scaled = False
+    for name, color in zip(names, colors):
+        for rec, style in ((first, "--"), (last, "-")):
+            sp = rec["spectra"].get(name) or {}
+            sv = np.asarray(sp.get("singular") or [], dtype=float)
+            if not sv.size:
+                continue
+            edge = sp.get("mp_edge")
+            y = sv / edge if edge else sv
+            scaled = scaled or bool(edge)
+            x = (np.arange(len(sv)) + 0.5) / max(sp.get("count", len(sv)), 1)
+            ax.plot(
+                x,
+                y,
+                style,
+                color=color,
+                lw=1.2,
+                label=f"{name} (rank {sp.get('stable_rank', 0):.2g})" if style == "-" else None,
+            )
+    if scaled:
+        ax.axhline(1.0, color="0.4", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_title(f"{g.label}: singular values, step {first['step']} dashed, {last['step']} solid", fontsize=10)
+    ax.set_xlabel("index / count (largest first)")
+    ax.set_ylabel("singular value / init's random edge" if scaled else "singular value")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", frameon=False, title="stable rank at the end", title_fontsize=7)
 
 
 def _div(g: Group) -> int | None:
@@ -800,7 +929,17 @@ def check_format(out: Path) -> None:
 
 # What Run.plot(panels=[...]) takes: a name for each kind of panel (a group's panels
 # are drawn for its first group; "activations" means every activation panel).
-USER_PANELS = ("loss", "accuracy", "time_grad", "grad_heatmap", "grad_lines", "activations")
+USER_PANELS = (
+    "loss",
+    "accuracy",
+    "time_grad",
+    "grad_heatmap",
+    "grad_lines",
+    "activations",
+    "sharpness",
+    "noise",
+    "spectra",
+)
 
 
 def panels_figure(
@@ -849,9 +988,10 @@ def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
     names: list[str] = []
     for p in panels:
         if p not in USER_PANELS:
+            from .pictures import PICTURES
             from .registry import closest
 
-            choices = [*USER_PANELS, "boundary", "weights", "filters", "feature_maps", "histograms"]
+            choices = [*USER_PANELS, *PICTURES]
             hint = closest(p, choices)
             raise UsageError(
                 f"unknown panel {p!r}"

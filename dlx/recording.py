@@ -148,6 +148,14 @@ def _activation_summaries(trainer, hist: History) -> list[dict[str, Any]]:
     ]
 
 
+def _instruments_digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not records:
+        return None
+    from .instruments import digest
+
+    return digest(records)
+
+
 def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
     cfg = trainer.cfg
     data = trainer.data
@@ -163,6 +171,7 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         task=data.task,
         time_grad=hist.last.get("time_grad"),
         init_check=hist.init_check,
+        instruments=hist.instruments,
         chance_loss=chance_loss(
             data.y_train.cpu().numpy(),
             data.task,
@@ -205,6 +214,8 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
             # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).
             "time_grad": hist.last.get("time_grad"),
             "init_check": hist.init_check,
+            # What the research instruments said (dlx.instruments.digest), when they were on.
+            "instruments": _instruments_digest(hist.instruments),
         }
     )
 

@@ -619,6 +619,19 @@ class LossSpark:
         return float("nan")
 
 
+def instruments_text(summary: dict[str, Any]) -> Text | None:
+    """The research instruments' sentences (dlx.instruments.digest), when the run had them."""
+    d = summary.get("instruments")
+    if not isinstance(d, dict) or not d.get("notes"):
+        return None
+    t = Text("instruments", style="bold")
+    cost = ", ".join(f"{k} {v:.2g} s" for k, v in (d.get("seconds") or {}).items())
+    t.append(f" ({d.get('measurements')} measurements; {cost})\n", style="dim")
+    for note in d["notes"]:
+        t.append(f"  {note}\n")
+    return t
+
+
 def run_report(
     summary: dict[str, Any],
     meta: dict[str, Any] | None = None,
@@ -653,6 +666,7 @@ def run_report(
     part("summary.json, probes.jsonl (time steps)", lambda: _spaced(*time_strips(summary, probes)))
     parts.append(Text(""))
     part("summary.json (verdicts)", verdict_text, summary)
+    part("summary.json (instruments)", instruments_text, summary)
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.
     part("summary.json (final)", final_text, summary, status or (run_status(meta) if meta else None))

@@ -120,7 +120,7 @@ class Run:
         """The run's series as plots.py reads them (for plots.draw_panel and friends)."""
         from .plots import run_series
 
-        return run_series(self.path, self.meta, self.config, self.summary, self.metrics, self.probes)
+        return run_series(self.path, self.meta, self.config, self.summary, self.metrics, self.probes, self.instruments)
 
     def plot(
         self, panels: Sequence[str] | None = None, size: tuple[float, float] | None = None, step: int | None = None

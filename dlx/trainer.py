@@ -270,11 +270,18 @@ class Trainer:
             return F.mse_loss
         k = data.n_classes
         # Outputs are (N, k), or (N, T, k) for a many-to-many sequence task with y (N, T).
+        classes = torch.arange(k, device=self.device)
+
+        def one_hot(y, dtype):
+            # By comparison, not F.one_hot: that one reads y's values on the host, which
+            # torch.func.vmap (per-sample gradients) and a capturable step cannot.
+            return (y.unsqueeze(-1) == classes).to(dtype)
+
         if loss == "mse":
-            return lambda out, y: F.mse_loss(out, F.one_hot(y, k).to(out.dtype))
+            return lambda out, y: F.mse_loss(out, one_hot(y, out.dtype))
         if sigmoid_out:
             # Sigmoid outputs are per-class probabilities: cross-entropy is binary, per class.
-            return lambda out, y: F.binary_cross_entropy(out, F.one_hot(y, k).to(out.dtype))
+            return lambda out, y: F.binary_cross_entropy(out, one_hot(y, out.dtype))
         if data.y_train.dim() > 1:
             return lambda out, y: F.cross_entropy(out.reshape(-1, k), y.reshape(-1))
         return F.cross_entropy

@@ -234,3 +234,15 @@ def test_a_run_records_its_instruments_and_a_resume_records_the_same(tmp_path):
         assert a["sharpness"]["top"] == pytest.approx(b["sharpness"]["top"], rel=1e-6)
         assert a["noise"]["b_simple"] == pytest.approx(b["noise"]["b_simple"], rel=1e-6)
         assert a["spectra"]["fc1"]["from_init"] == pytest.approx(b["spectra"]["fc1"]["from_init"], rel=1e-6)
+
+
+def test_the_edge_of_stability_example_sharpens_to_2_over_lr_and_stays_there(tmp_path):
+    run = dlx.train("edge_of_stability", runs_dir=tmp_path / "runs", quiet=True)
+    sharp = [(r["step"], r["sharpness"]["top"], r["sharpness"]["threshold"]) for r in run.instruments]
+    thr = sharp[0][2]
+    assert thr == pytest.approx(2 / 0.1)
+    assert sharp[0][1] < 0.5 * thr  # it starts flat
+    second_half = [top for step, top, _ in sharp if step >= 500]
+    assert 0.8 * thr < min(second_half) and max(second_half) < 1.25 * thr  # and hovers at 2/lr
+    notes = " ".join(run.summary["instruments"]["notes"])
+    assert "edge of stability" in notes and "threshold 20" in notes
