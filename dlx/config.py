@@ -166,11 +166,12 @@ class InstrumentsSection(Section):
     spectra: bool = Field(False, description="singular values, stable and effective rank, distance from init per layer")
     every: Annotated[Union[PositiveInt, Literal["auto"]], _positive_int_or("auto")] = Field(
         "auto",
-        description="steps between measurements (auto: about 20 over the run, never costing more than training)",
+        description="steps between measurements (auto: at most about 20 over the run, never costing more than "
+        "the training so far)",
     )
     batch: PositiveInt = Field(256, le=65536, description="the probe batch: the first N training samples")
-    lanczos: PositiveInt = Field(20, le=200, description="Lanczos iterations for the top eigenvalue")
-    hutchinson: PositiveInt = Field(32, le=10_000, description="Rademacher vectors for the trace")
+    lanczos: PositiveInt = Field(12, le=200, description="Lanczos iterations for the top eigenvalue")
+    hutchinson: PositiveInt = Field(16, le=10_000, description="Rademacher vectors for the trace")
 
     @property
     def active(self) -> bool:

@@ -65,14 +65,19 @@ class LossFunction:
         out = functional_call(self.model, (params, self.buffers), (x,))
         return self.loss_fn(out, y)
 
+    forward_mode = True  # jvp of grad works for this model (until it fails once)
+
     def hvp(self, params: dict[str, torch.Tensor], v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """H v, forward-over-reverse (jvp of grad); reverse-over-reverse where an op has no
-        forward-mode derivative (the recurrent layers' fused kernels)."""
-        try:
-            return jvp(grad(self), (params,), (v,))[1]
-        except (NotImplementedError, RuntimeError):
-            _, back = vjp(grad(self), params)
-            return back(v)[0]
+        forward-mode derivative (the recurrent layers' fused kernels), remembered after the
+        first failure so later products do not pay for it again."""
+        if self.forward_mode:
+            try:
+                return jvp(grad(self), (params,), (v,))[1]
+            except (NotImplementedError, RuntimeError):
+                self.forward_mode = False
+        _, back = vjp(grad(self), params)
+        return back(v)[0]
 
 
 def _flat(d: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
@@ -278,27 +283,36 @@ class Instruments:
     """A trainer callback: at log steps `every` apart (step 0 included), the configured
     instruments on the probe batch; each record goes to the callbacks as on_instruments
     (History keeps it, RunWriter writes instruments.jsonl). With every: auto the interval
-    is about a twentieth of the run, stretched so that the instruments never take more
-    time than the training steps between them (a run stays within 2x its plain time)."""
+    is about a twentieth of the run, and a measurement waits until the training has taken
+    at least as long as the instruments so far and the next one together: after the
+    step-0 measurement a run stays within 2x its plain time."""
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.next_step = 0
         self.init_weights: dict[str, torch.Tensor] | None = None
-        self._train_time = 0.0  # training seconds since the last evaluation (auto interval)
-        self._t_last: float | None = None
+        self.forward_mode = True  # see LossFunction.hvp
+        self._spent = 0.0  # seconds the instruments took (this session)
+        self._last_cost = 0.0
+        self._t0: float | None = None
 
     # -- the trainer's events
     def on_start(self, trainer):
         if trainer.step == 0 or self.init_weights is None:
             self.init_weights = {n: w.detach().clone() for n, w in self._weights(trainer).items()}
+        self._t0 = time.perf_counter()
         if trainer.step == 0:
             self._measure(trainer)
-        self._t_last = time.perf_counter()
 
     def on_interval(self, trainer, record):
         if record.get("diverged") or trainer.step < self.next_step:
             return
+        if self.cfg.every == "auto":
+            # The budget: the instruments never take more time than the training did (a run
+            # stays within 2x its plain time, the step-0 measurement aside).
+            trained = time.perf_counter() - self._t0 - self._spent
+            if self._spent + self._last_cost > trained:
+                return
         self._measure(trainer)
 
     # -- checkpoint
@@ -322,20 +336,12 @@ class Instruments:
         return max(trainer.cfg.train.log_every, trainer.total_steps // 20)
 
     def _measure(self, trainer) -> None:
-        now = time.perf_counter()
-        trained = now - self._t_last if self._t_last is not None else 0.0
-        rec = measure(trainer, self.cfg, self.init_weights)
-        cost = sum(rec["seconds"].values())
-        every = self.interval(trainer)
-        if self.cfg.every == "auto" and trainer.step > 0 and trained > 0:
-            # Instruments no costlier than the training between them: stretch the interval.
-            per_step = trained / max(trainer.step - rec.get("_since", trainer.step - every), 1)
-            every = max(every, math.ceil(cost / max(per_step, 1e-9)))
-        rec.pop("_since", None)
-        self.next_step = trainer.step + every
-        rec["next"] = self.next_step
+        t = time.perf_counter()
+        rec = measure(trainer, self.cfg, self.init_weights, self)
+        self._last_cost = time.perf_counter() - t
+        self._spent += self._last_cost
+        self.next_step = trainer.step + self.interval(trainer)
         trainer._emit("on_instruments", rec)
-        self._t_last = time.perf_counter()
 
 
 def _layers(f: LossFunction, trainer) -> dict[str, list[str]]:
@@ -348,8 +354,9 @@ def _layers(f: LossFunction, trainer) -> dict[str, list[str]]:
     return groups
 
 
-def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-    """One record of the instruments `cfg` turns on, for the trainer's model now."""
+def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=None) -> dict[str, Any]:
+    """One record of the instruments `cfg` turns on, for the trainer's model now (memo:
+    an Instruments, which remembers whether forward-mode Hessian products work)."""
     from .initcheck import weight_moments
     from .models.base import layer_weights
 
@@ -360,6 +367,8 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None) -> dict[
     n = min(cfg.batch, len(data.x_train))
     x, y = data.as_float(data.x_train[:n]), data.y_train[:n]
     f = LossFunction(model, trainer.loss_fn, x, y)
+    if memo is not None:
+        f.forward_mode = memo.forward_mode
     params = f.params()
     dim = sum(p.numel() for p in params.values())
     dev = x.device
@@ -423,6 +432,8 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None) -> dict[
             rec["seconds"]["spectra"] = time.perf_counter() - t
     finally:
         model.train(was_training)
+        if memo is not None:
+            memo.forward_mode = f.forward_mode
     return rec
 
 

@@ -24,7 +24,16 @@ TINY = {
     "optimizer": {"name": "sgd", "lr": 0.1},
     "train": {"steps": 20, "batch_size": 32, "log_every": 5},
 }
-ALL = {"sharpness": True, "trace": True, "noise": True, "spectra": True, "every": 5, "batch": 64}
+ALL = {
+    "sharpness": True,
+    "trace": True,
+    "noise": True,
+    "spectra": True,
+    "every": 5,
+    "batch": 64,
+    "lanczos": 30,
+    "hutchinson": 32,
+}
 
 
 def _config(**over) -> dict:
