@@ -248,14 +248,14 @@ def pictures_html(path: Path, meta: dict[str, Any], config: dict[str, Any]) -> s
 
 def instruments_html(run: dict[str, Any]) -> str:
     """The research instruments: what they said (summary.json) and their panels."""
-    from .plots import load_run_series, panel_names, panels_figure
+    from .plots import group_runs, load_run_series, panel_names, panels_figure
 
     notes = ((run["summary"] or {}).get("instruments") or {}).get("notes") or []
     html = "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
-    series = load_run_series(Path(run["path"]))
-    names = [n for n in panel_names([series]) if n.split(":")[0] in ("sharpness", "noise", "spectra")]
+    groups = group_runs([load_run_series(Path(run["path"]))])
+    names = [n for n in panel_names(groups) if n.split(":")[0] in ("sharpness", "noise", "spectra")]
     if names:
-        fig = panels_figure([series], list(dict.fromkeys(n.split(":")[0] for n in names)))
+        fig = panels_figure(groups, list(dict.fromkeys(n.split(":")[0] for n in names)))
         html += (
             f'<figure><img alt="instruments" src="{png_uri(_png(fig))}"><figcaption>sharpness against the '
             f"step size's stability threshold (trace dotted), gradient noise scale against the batch size, "

@@ -375,7 +375,14 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
     gen = torch.Generator(device="cpu")
     gen.manual_seed(trainer.cfg.seed * 1_000_003 + trainer.step)  # its own stream: training's untouched
     lr = float(trainer.optimizer.param_groups[0]["lr"])
-    rec: dict[str, Any] = {"step": trainer.step, "lr": lr, "probe_batch": n, "parameters": dim, "seconds": {}}
+    rec: dict[str, Any] = {
+        "step": trainer.step,
+        "lr": lr,
+        "probe_batch": n,  # the first n training samples
+        "mode": "eval (dropout off, batch norm with its running statistics), data loss only",
+        "parameters": dim,
+        "seconds": {},
+    }
     try:
         if cfg.sharpness or cfg.trace:
             thr, rule, pre = threshold(trainer.cfg.optimizer, lr)

@@ -467,7 +467,8 @@ def draw_noise(ax, groups: list[Group]) -> None:
         color = f"C{i % 10}"
         r = g.first
         steps, b = _series(r.instruments, "noise", "b_simple")
-        ax.plot(steps, b, "-", color=color, lw=1.4, label=f"{g.label} B_simple")
+        # Markers: a measurement whose mean gradient is lost in the noise has no B_simple.
+        ax.plot(steps, b, "-o", color=color, lw=1.4, ms=3, label=f"{g.label} B_simple")
         bs, batch = _series(r.instruments, "noise", "batch")
         if len(bs):
             ax.plot(bs, batch, "--", color=color, lw=1.0, label=f"batch size {int(batch[-1])}")
@@ -512,7 +513,7 @@ def draw_spectra(ax, g: Group) -> None:
     if scaled:
         ax.axhline(1.0, color="0.4", ls=":", lw=1)
     ax.set_yscale("log")
-    ax.set_title(f"{g.label}: singular values, step {first['step']} dashed, {last['step']} solid", fontsize=10)
+    ax.set_title(f"singular values: step {first['step']} dashed, {last['step']} solid", fontsize=10)
     ax.set_xlabel("index / count (largest first)")
     ax.set_ylabel("singular value / init's random edge" if scaled else "singular value")
     ax.grid(alpha=0.3)

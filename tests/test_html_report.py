@@ -427,3 +427,12 @@ def test_run_plot_draws_picture_panels_of_a_saved_run_and_says_why_not_for_an_un
     unsaved = dlx.train(FAST, save=False, quiet=True)
     with pytest.raises(UsageError, match="not saved"):
         unsaved.plot(panels=["boundary"])
+
+
+def test_a_run_with_instruments_gets_their_words_and_panels_on_its_page(tmp_path):
+    c = dict(FAST, instruments={"sharpness": True, "noise": True, "spectra": True, "every": 4})
+    run = dlx.train(c, runs_dir=tmp_path / "runs", quiet=True)
+    page = write_report(run.path).read_text()
+    inst = section(page, "instruments")
+    assert "sharpness:" in inst and "gradient noise scale" in inst and "stable rank" in inst
+    assert len(images(inst)) == 1

@@ -255,3 +255,12 @@ def test_the_edge_of_stability_example_sharpens_to_2_over_lr_and_stays_there(tmp
     assert 0.8 * thr < min(second_half) and max(second_half) < 1.25 * thr  # and hovers at 2/lr
     notes = " ".join(run.summary["instruments"]["notes"])
     assert "edge of stability" in notes and "threshold 20" in notes
+
+
+def test_an_lr_verdict_cites_the_sharpness_past_its_threshold(tmp_path):
+    sets = ["optimizer.lr=1.0", "train.steps=300", "instruments.every=25", "instruments.lanczos=8"]
+    run = dlx.train("edge_of_stability", sets, runs_dir=tmp_path / "runs", quiet=True)
+    lr = next(v for v in run.summary["verdicts"] if v["kind"] == "lr_too_high")
+    assert "sharpness x lr = 7.5 > 2 (2/lr)" in lr["message"] and "edge of stability" in lr["message"]
+    assert lr["evidence"]["sharpness_threshold"] == pytest.approx(2.0)
+    assert lr["evidence"]["sharpness"] == pytest.approx(run.instruments[0]["sharpness"]["top"])
