@@ -248,7 +248,7 @@ def pictures_html(path: Path, meta: dict[str, Any], config: dict[str, Any]) -> s
 
 def instruments_html(run: dict[str, Any]) -> str:
     """The research instruments: what they said (summary.json) and their panels."""
-    from .plots import group_runs, load_run_series, panel_names, panels_figure
+    from .plots import group_runs, load_run_series, panel_names, panels_figure, pictures_figure
 
     notes = ((run["summary"] or {}).get("instruments") or {}).get("notes") or []
     html = "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
@@ -260,6 +260,16 @@ def instruments_html(run: dict[str, Any]) -> str:
             f'<figure><img alt="instruments" src="{png_uri(_png(fig))}"><figcaption>sharpness against the '
             f"step size's stability threshold (trace dotted), gradient noise scale against the batch size, "
             f"singular values against the init's random edge</figcaption></figure>"
+        )
+    if (Path(run["path"]) / "snapshots.pt").is_file():
+        try:
+            fig = pictures_figure([Path(run["path"])], ["landscape"], title=None)
+        except DlxError as e:  # fewer than 3 snapshots, ...
+            return html + f'<p class="note">no landscape: {esc(e)}</p>'
+        html += (
+            f'<figure><img alt="loss landscape" src="{png_uri(_png(fig))}"><figcaption>the training loss from '
+            f"the init to the end along a straight line, and around the end with the path it took "
+            f"(dlx landscape)</figcaption></figure>"
         )
     return html
 

@@ -190,6 +190,59 @@ def plane(
     return Plane(m.name, m.config, xs, ys, loss, coords.float().numpy(), steps, directions, explained)
 
 
+@dataclass
+class Landscape:
+    """A run's landscape picture: the line from init to end and the plane with its path."""
+
+    name: str
+    config: dict
+    line: Line
+    plane: Plane
+
+
+def landscape(
+    run: str | Path, directions: str = "pca", grid: int = GRID, progress: Callable[[int, int], None] | None = None
+) -> Landscape:
+    """The line and the plane of a run (pictures.picture's "landscape")."""
+    total = POINTS + grid
+    ln = line(run, progress=(lambda i, n: progress(i, total)) if progress else None)
+    pl = plane(run, grid, directions, progress=(lambda i, n: progress(POINTS + i, total)) if progress else None)
+    return Landscape(pl.name, pl.config, ln, pl)
+
+
+def draw_landscape(where, pic: Landscape, title: str | None = None) -> None:
+    """The line (log loss against alpha) above the plane (log loss contours, the trajectory
+    from the init's square to the end's star), in `where`: a (sub)figure or an axes' cell."""
+    from .plots import _split, plain
+
+    (top,), (bottom,) = _split(where, 2, 1, height_ratios=[1, 1.5])
+    ln, pl = pic.line, pic.plane
+    top.plot(ln.alphas, ln.loss, "-", color="C0", lw=1.5)
+    for a in (0, 1):
+        top.axvline(a, color="0.6", ls=":", lw=1)
+    top.set_yscale("log")
+    top.set_title(plain(title if title is not None else pic.name), fontsize=10)
+    top.set_xlabel(f"0: {ln.start}, 1: {ln.end} (the straight line between their weights)", fontsize=8)
+    top.set_ylabel("train loss")
+    top.grid(alpha=0.3)
+    z = np.log10(np.clip(pl.loss, 1e-12, None))
+    cs = bottom.contourf(pl.xs, pl.ys, z, levels=20, cmap="viridis")
+    bottom.contour(pl.xs, pl.ys, z, levels=20, colors="white", linewidths=0.3, alpha=0.5)
+    t = pl.trajectory
+    bottom.plot(t[:, 0], t[:, 1], "-o", color="#ff7f0e", ms=3, lw=1.2)
+    bottom.plot(t[0, 0], t[0, 1], "s", color="white", mec="black", ms=7, label=f"step {pl.steps[0]} (init)")
+    bottom.plot(t[-1, 0], t[-1, 1], "*", color="red", mec="black", ms=12, label=f"step {pl.steps[-1]} (end)")
+    bottom.figure.colorbar(cs, ax=bottom, label="log10 train loss", shrink=0.8)
+    how = (
+        f"the trajectory's 2 principal directions ({pl.explained:.0%} of its variance)"
+        if pl.directions == "pca" and pl.explained is not None
+        else "2 filter-normalised random directions (Li et al. 2018)"
+    )
+    bottom.set_xlabel(how, fontsize=8)
+    # Above the plane, never over it.
+    bottom.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+
+
 def landscape_figure(
     runs: list[Path],
     directions: str = "pca",
@@ -197,8 +250,8 @@ def landscape_figure(
     between: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
-    """One column per run: the line from init to end above, the plane with the trajectory
-    below; `between` adds the line between the first two runs' final weights."""
+    """One column per run (draw_landscape), titled with what differs; `between` adds a
+    column with the line between the first two runs' final weights."""
     from matplotlib.figure import Figure
 
     from .pictures import varying_keys
@@ -212,46 +265,22 @@ def landscape_figure(
         if progress:
             progress(done[0], total)
 
-    lines = [line(r, progress=tick) for r in runs]
-    planes = [plane(r, grid, directions, progress=tick) for r in runs]
-    titles = varying_keys([p.config for p in planes]) if len(runs) > 1 else [""]
-    titles = [t or p.name for t, p in zip(titles, planes)]
+    pics = [landscape(r, directions, grid, progress=tick) for r in runs]
+    titles = varying_keys([p.config for p in pics]) if len(runs) > 1 else [""]
+    titles = [t or p.name for t, p in zip(titles, pics)]
     cols = len(runs) + (1 if between else 0)
     fig = Figure(figsize=(4.6 * cols, 8.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, cols, squeeze=False, height_ratios=[1, 1.5])
-    for k, (ln, pl, title) in enumerate(zip(lines, planes, titles)):
-        ax = axes[0][k]
-        ax.plot(ln.alphas, ln.loss, "-", color="C0", lw=1.5)
-        ax.axvline(0, color="0.6", ls=":", lw=1)
-        ax.axvline(1, color="0.6", ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_title(plain(title), fontsize=10)
-        ax.set_xlabel("0: init, 1: end (the straight line between their weights)", fontsize=8)
-        ax.set_ylabel("train loss")
-        ax.grid(alpha=0.3)
-        ax = axes[1][k]
-        z = np.log10(np.clip(pl.loss, 1e-12, None))
-        cs = ax.contourf(pl.xs, pl.ys, z, levels=20, cmap="viridis")
-        ax.contour(pl.xs, pl.ys, z, levels=20, colors="white", linewidths=0.3, alpha=0.5)
-        t = pl.trajectory
-        ax.plot(t[:, 0], t[:, 1], "-o", color="#ff7f0e", ms=3, lw=1.2)
-        ax.plot(t[0, 0], t[0, 1], "s", color="white", mec="black", ms=7, label=f"step {pl.steps[0]} (init)")
-        ax.plot(t[-1, 0], t[-1, 1], "*", color="red", mec="black", ms=12, label=f"step {pl.steps[-1]} (end)")
-        fig.colorbar(cs, ax=ax, label="log10 train loss", shrink=0.8)
-        how = (
-            f"the trajectory's 2 principal directions ({pl.explained:.0%} of its variance)"
-            if pl.directions == "pca" and pl.explained is not None
-            else "2 filter-normalised random directions (Li et al. 2018)"
-        )
-        ax.set_xlabel(how, fontsize=8)
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+    cells = fig.subfigures(1, cols, squeeze=False)[0]
+    for cell, pic, title in zip(cells, pics, titles):
+        draw_landscape(cell, pic, title)
     if between:
         ln = line(runs[0], runs[1], progress=tick)
-        ax = axes[0][-1]
+        ax, _ = cells[-1].subplots(2, 1, height_ratios=[1, 1.5])
+        _.set_visible(False)
         ax.plot(ln.alphas, ln.loss, "-", color="C3", lw=1.5)
         ax.set_yscale("log")
         ax.set_title(plain(f"{ln.start} -> {ln.end}"), fontsize=10)
         ax.set_xlabel("0: the first run's end, 1: the second's", fontsize=8)
+        ax.set_ylabel("train loss")
         ax.grid(alpha=0.3)
-        axes[1][-1].set_visible(False)
     return fig

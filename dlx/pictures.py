@@ -500,11 +500,15 @@ def picture(run: str | Path, kind: str, step: int | None = None, pair: tuple[int
         return warp(run, pair, step=step)
     if kind == "histograms":
         return histograms(run)
+    if kind == "landscape":
+        from .landscape import landscape
+
+        return landscape(run)
     return layer_images(run, kind, step=step)
 
 
 # The panels drawn from a run's saved model (one per run, side by side).
-PICTURES = ("boundary", "units", "warp", "weights", "filters", "feature_maps", "histograms")
+PICTURES = ("boundary", "units", "warp", "weights", "filters", "feature_maps", "histograms", "landscape")
 
 
 def varying_keys(configs: list[dict]) -> list[str]:

@@ -1089,7 +1089,8 @@ def _split(where, rows: int, cols: int, **kw) -> list:
     if hasattr(where, "subplots"):
         root = getattr(where, "figure", None) or where
         if root.get_layout_engine() is not None:
-            kw = {}  # the layout engine spaces them; a fixed hspace on top of it is a gap
+            # The layout engine spaces them; a fixed hspace on top of it is a gap.
+            kw = {k: v for k, v in kw.items() if k not in ("hspace", "wspace")}
         return where.subplots(rows, cols, squeeze=False, gridspec_kw=kw)
     spec, fig = where.get_subplotspec(), where.figure
     where.remove()
@@ -1200,16 +1201,23 @@ def draw_histograms(ax, h, title: str | None = None, limits: tuple[float, float,
     grid[0][last].legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
+def _draw_landscape(where, pic, title=None, **kw):
+    from .landscape import draw_landscape
+
+    draw_landscape(where, pic, title)
+
+
 # The drawing of each pictures.* kind (Images: draw_images).
 PICTURE_DRAWERS = {
     "Boundary": draw_boundary,
     "Units": draw_units,
     "Warp": draw_warp,
     "Histograms": draw_histograms,
+    "Landscape": _draw_landscape,
 }
 
 
-_PICTURE_HEIGHT = {"Boundary": 4.0, "Units": 3.1, "Warp": 3.1, "Histograms": 4.8}
+_PICTURE_HEIGHT = {"Boundary": 4.0, "Units": 3.1, "Warp": 3.1, "Histograms": 4.8, "Landscape": 8.0}
 
 
 def _picture_width(pic) -> float:

@@ -435,4 +435,4 @@ def test_a_run_with_instruments_gets_their_words_and_panels_on_its_page(tmp_path
     page = write_report(run.path).read_text()
     inst = section(page, "instruments")
     assert "sharpness:" in inst and "gradient noise scale" in inst and "stable rank" in inst
-    assert len(images(inst)) == 1
+    assert len(images(inst)) == 2  # the panels, and the landscape

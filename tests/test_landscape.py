@@ -98,3 +98,13 @@ def test_dlx_landscape_draws_a_spirals_run_and_the_residual_example_side_by_side
     assert w > h  # three columns: residual, plain, the line between them
     r = CliRunner().invoke(app, ["landscape", str(res.path), "--directions", "sideways"])
     assert r.exit_code == 2 and "pca" in r.output and "Traceback" not in r.output
+
+
+def test_the_landscape_is_a_picture_panel_for_dlx_plot_and_the_api(tmp_path):
+    run = _run(tmp_path)
+    fig = run.plot(panels=["landscape"])
+    labels = " ".join(ax.get_xlabel() for ax in fig.axes)
+    assert "0: init, 1: end" in labels and "principal directions" in labels
+    out = tmp_path / "p.png"
+    r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "landscape,loss", "-o", str(out)])
+    assert r.exit_code == 0, r.output
