@@ -931,6 +931,47 @@ def _pair(text: Optional[str]) -> Optional[tuple[int, int]]:
 
 @app.command()
 @_errors
+def lab(
+    config: Optional[str] = typer.Argument(
+        None, help="An example's name to start from (the page's example menu).", show_default=False
+    ),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="The port (0: any free one)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="The address to bind. Anything but loopback prints an access token every request needs.",
+    ),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser; print the URL only."),
+    max_active: int = typer.Option(4, "--max-active", min=1, max=64, help="Trainings at once, all pages together."),
+    runs_dir: Path = RunsDirOpt,
+):
+    """A live page in the browser: change a knob, press play, watch the network react.
+
+    Every lab run is a normal run folder (dlx runs lists them). Needs the extra:
+    pip install 'dlx[lab]'. Ctrl-C stops the server and its runs as Ctrl-C stops dlx
+    train (interrupted, checkpointed, resumable).
+    """
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        from .errors import UsageError
+
+        raise UsageError("dlx lab needs its web server: pip install 'dlx[lab]'") from None
+    from .lab import serve
+
+    con = _console()
+
+    def echo(url: str, token: Optional[str]) -> None:
+        con.print(f"dlx lab: [bold]{escape(url)}[/]  (Ctrl-C stops it)")
+        if token:
+            con.print(escape(f"bound to {host}: every request needs the token {token} (in the URL above)"))
+
+    serve(config, host, port, runs_dir, not no_browser, max_active, echo)
+
+
+@app.command()
+@_errors
 def landscape(
     runs: List[str] = typer.Argument(
         ..., metavar="RUN", help="Run folders, run ids (or parts of them), or 'last'.", show_default=False
