@@ -354,8 +354,11 @@ class Lab:
             r.thread.join(max(0.0, t - time.monotonic()))
 
 
-def create_app(runs_dir: str | Path = "runs", token: str | None = None, max_active: int = MAX_ACTIVE):
-    """The starlette app of `dlx lab` (tests build it directly)."""
+def create_app(
+    runs_dir: str | Path = "runs", token: str | None = None, max_active: int = MAX_ACTIVE, config: str | None = None
+):
+    """The starlette app of `dlx lab` (tests build it directly); config: a config file or an
+    example's name the page starts from (refused here, before serving, if it does not load)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
@@ -365,6 +368,20 @@ def create_app(runs_dir: str | Path = "runs", token: str | None = None, max_acti
     from starlette.staticfiles import StaticFiles
 
     lab = Lab(Path(runs_dir), max_active, token)
+    initial = None
+    if config:
+        from .examples import resolve_config
+
+        path = resolve_config(config)
+        text = path.read_text()
+        try:
+            _config({"yaml": text})
+        except LabError as e:
+            from .errors import UsageError
+
+            why = "; ".join(f"{p['key']}: {p['message']}" for p in e.problems) or e.message
+            raise UsageError(f"{config}: {why}") from None
+        initial = {"name": str(config), "yaml": text}
 
     class Guard(BaseHTTPMiddleware):
         async def dispatch(self, request, call_next):
@@ -486,8 +503,12 @@ def create_app(runs_dir: str | Path = "runs", token: str | None = None, max_acti
             raise LabError(404, str(e)) from None
         return PlainTextResponse(ex.path.read_text())
 
+    async def initial_config(request):
+        return JSONResponse(initial or {})
+
     routes = [
         Route("/", index),
+        Route("/api/initial", initial_config),
         Route("/api/check", check, methods=["POST"]),
         Route("/api/runs", start, methods=["POST"]),
         Route("/api/runs/{run}/{action}", control, methods=["POST"]),
@@ -525,10 +546,8 @@ def serve(config: str | None, host: str, port: int, runs_dir: Path, open_browser
     except ValueError:
         loopback = host == "localhost"
     token = None if loopback else secrets.token_urlsafe(16)
-    app = create_app(runs_dir, token, max_active)
+    app = create_app(runs_dir, token, max_active, config)
     url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
-    if config:
-        url += ("&" if token else "?") + f"config={config}"
     echo(url, token)
     if open_browser:
         import webbrowser

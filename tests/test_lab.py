@@ -222,16 +222,62 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         page.screenshot(path=str(ARTIFACTS / "lab-relu-he.png"), full_page=True)
         assert after != before and classes == 3
         assert page.evaluate("window.dlxLab.slots.A.verdict.kind") != "vanishing"
-        # Updates arrive within one log interval plus 200 ms (an interval of this net: ~10 ms).
-        latency = page.evaluate("window.dlxLab.latency")
+        # A bad value: dlx's own config error, next to its control.
+        _set(page, "optimizer.lr", "-1")
+        page.click("#reset")
+        page.wait_for_selector("[data-key='optimizer.lr'] + .err", timeout=10_000)
+        assert "greater than" in page.locator("[data-key='optimizer.lr'] + .err").inner_text()
+        # The quickstart example, run B: updates arrive within one log interval plus 200 ms.
+        page.check("input[name=slot][value=B]")
+        page.select_option("#example", "quickstart")
+        page.wait_for_function("() => window.dlxLab.example && window.dlxLab.example.includes('quickstart')")
+        page.fill("#sets", "train.epochs=null\ntrain.steps=300")
+        seen = page.evaluate("window.dlxLab.latency.length")
+        page.click("#play")
+        page.wait_for_function("() => window.dlxLab.slots.B && window.dlxLab.slots.B.done", timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "lab-quickstart-b.png"), full_page=True)
+        latency = page.evaluate("window.dlxLab.latency")[seen:]
         med = statistics.median(latency)
-        (ARTIFACTS / "lab-latency.json").write_text(
-            json.dumps({"median_ms": med, "max_ms": max(latency), "n": len(latency)})
-        )
-        assert med < 200
-        assert errors == []
+        report = {"median_ms": med, "max_ms": max(latency), "n": len(latency)}
+        (ARTIFACTS / "lab-latency.json").write_text(json.dumps(report))
+        assert len(latency) >= 30 and med < 200 and max(latency) < 1000, report
+        # The only console error: the browser's note on the deliberately refused request (400).
+        assert [e for e in errors if "400 (Bad Request)" not in e] == [] and len(errors) <= 1
         # Every lab run is a normal run folder.
         from dlx.folders import list_runs
 
         runs = list_runs(tmp_path / "runs")
-        assert len(runs) >= 2 and all(r["name"].startswith("lab-a") for r in runs)
+        assert {r["name"] for r in runs} == {"lab-a", "quickstart"} and len(runs) == 3
+
+
+def test_stopping_the_server_ends_its_runs_checkpointed_and_resumable(tmp_path):
+    import dlx
+
+    with Server(tmp_path / "runs") as srv:
+        long = {**QUICK, "train": {**QUICK["train"], "steps": 10**6}}
+        status, data = _post(srv.url + "/api/runs", {"session": "s", "config": long})
+        assert status == 200
+        run = srv.app.state.lab.runs[data["run"]]
+        t = time.monotonic() + 30
+        while len(run.events) < 5 and time.monotonic() < t:
+            time.sleep(0.05)
+    # The server stops (Ctrl-C): its runs end as Ctrl-C ends dlx train.
+    assert run.done and run.status == "interrupted"
+    from dlx.folders import list_runs
+
+    (folder,) = list_runs(tmp_path / "runs")
+    assert folder["status"] == "interrupted"
+    resumed = dlx.load_run(folder["run_id"], runs_dir=tmp_path / "runs")
+    assert (resumed.path / "checkpoint.pt").is_file()
+
+
+def test_dlx_lab_config_is_where_the_page_starts_and_a_bad_one_is_refused_before_serving(tmp_path):
+    from starlette.testclient import TestClient
+
+    from dlx.errors import UsageError
+
+    with TestClient(create_app(tmp_path / "runs", config="quickstart")) as client:
+        r = client.get("/api/initial")
+        assert r.json()["name"] == "quickstart" and "spirals" in r.json()["yaml"]
+    with pytest.raises(UsageError, match="did you mean the example .quickstart."):
+        create_app(tmp_path / "runs", config="quickstrt")

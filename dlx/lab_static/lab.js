@@ -46,12 +46,16 @@ function sets() { return document.getElementById("sets").value.split("\n").map((
 function showProblems(data) {
   const box = document.getElementById("problems");
   document.querySelectorAll(".bad").forEach((el) => el.classList.remove("bad"));
+  document.querySelectorAll(".err").forEach((el) => el.remove());
   if (!data) { box.textContent = ""; return; }
   const lines = [data.error || "error"];
   for (const p of data.problems || []) {
-    lines.push(`${p.key}: ${p.message}`);
-    const el = document.querySelector(`[data-key="${p.key}"]`) || (p.key.startsWith("model") ? document.querySelector('[data-key="model.depth"]') : null);
-    if (el) el.classList.add("bad");
+    const el = document.querySelector(`[data-key="${p.key}"]`) || (p.key.startsWith("model") ? document.querySelector('[data-key="model.width"]') : null);
+    if (el) {  // the message next to the control it is about
+      el.classList.add("bad");
+      const span = document.createElement("span"); span.className = "err"; span.textContent = p.message;
+      el.insertAdjacentElement("afterend", span);
+    } else lines.push(`${p.key}: ${p.message}`);
   }
   box.textContent = lines.join("\n");
 }
@@ -216,6 +220,10 @@ document.getElementById("play").onclick = () => control("play");
 document.getElementById("pause").onclick = () => control("pause");
 document.getElementById("step").onclick = () => control("step");
 document.getElementById("reset").onclick = () => start(false);  // same config, same seed: the same init
+// `dlx lab CONFIG`: start from that config (its YAML replaces the controls, as an example does).
+api("/api/initial").then((r) => {
+  if (r.ok && r.data.yaml) { lab.example = r.data.yaml; document.getElementById("yaml").textContent = r.data.yaml; document.getElementById("problems").textContent = `starting from ${r.data.name}`; }
+});
 api("/api/examples").then((r) => {
   const sel = document.getElementById("example");
   for (const ex of r.data || []) { const o = document.createElement("option"); o.value = ex.name; o.textContent = ex.name; o.title = ex.claim; sel.appendChild(o); }
