@@ -71,6 +71,10 @@ def test_a_wheel_installed_outside_the_clone_trains_and_copies_its_examples_by_n
     where = _run([bin_ / "python", "-c", "import dlx; print(dlx.__file__)"], work, env).stdout.strip()
     assert Path(where).resolve().is_relative_to(venv.resolve()), f"dlx imported from {where}, not the wheel"
 
+    # The lab's page ships in the wheel (package data, no network at run time).
+    pkg = Path(where).parent
+    assert {"index.html", "lab.js", "lab.css"} <= {p.name for p in (pkg / "lab_static").iterdir()}
+
     _run([bin_ / "dlx", "train", "quickstart", "--set", "train.epochs=1", "-q"], work, env)
     (run,) = (work / "runs").iterdir()
     assert (run / "summary.json").is_file()
