@@ -931,6 +931,35 @@ def _pair(text: Optional[str]) -> Optional[tuple[int, int]]:
 
 @app.command()
 @_errors
+def backprop(
+    config: str = typer.Argument(
+        ...,
+        metavar="CONFIG",
+        help="An mlp config (a YAML file or an example's name): its init and first batch; or 'mazur' for "
+        "Mazur's worked example (2-2-2 sigmoid, squared error, lr 0.5).",
+        show_default=False,
+    ),
+    samples: int = typer.Option(1, "--samples", min=1, max=64, help="Training samples in the batch traced."),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Work one step of backpropagation by hand: every value, derivative, delta and gradient, with its formula.
+
+    Forward values layer by layer, the loss, then backward: dE/da, each delta with the
+    activation's derivative, each weight gradient as delta times the layer's input, the
+    gradient descent update; then the same step by autograd, and the largest difference.
+    """
+    from .backprop import from_config, mazur, trace
+    from .config import load_config
+
+    net = mazur() if config == "mazur" else from_config(load_config(config, list(set_ or [])), samples)
+    lines, _ = trace(net)
+    con = _console()
+    for line in lines:
+        con.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_errors
 def lab(
     config: Optional[str] = typer.Argument(
         None, help="An example's name to start from (the page's example menu).", show_default=False

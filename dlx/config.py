@@ -164,6 +164,9 @@ class InstrumentsSection(Section):
     trace: bool = Field(False, description="Hessian trace (Hutchinson)")
     noise: bool = Field(False, description="per-sample gradient SNR per layer and the gradient noise scale B_simple")
     spectra: bool = Field(False, description="singular values, stable and effective rank, distance from init per layer")
+    hessian: bool = Field(
+        False, description="the whole Hessian's eigenvalues, exactly (tiny nets: at most 1,000 parameters)"
+    )
     every: Annotated[Union[PositiveInt, Literal["auto"]], _positive_int_or("auto")] = Field(
         "auto",
         description="steps between measurements (auto: at most about 20 over the run, never costing more than "
@@ -175,7 +178,7 @@ class InstrumentsSection(Section):
 
     @property
     def active(self) -> bool:
-        return self.sharpness or self.trace or self.noise or self.spectra
+        return self.sharpness or self.trace or self.noise or self.spectra or self.hessian
 
 
 class Config(Section):

@@ -81,7 +81,7 @@ class Example:
 # holds every shipped example to exactly one section); examples that are in no
 # section (a --dir folder of one's own) are listed last, under "other".
 COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("basics", ("quickstart", "mnist_mlp", "teacher_regression", "mse_vs_cross_entropy", "broken")),
+    ("basics", ("quickstart", "backprop_by_hand", "mnist_mlp", "teacher_regression", "mse_vs_cross_entropy", "broken")),
     (
         "initialization",
         (
@@ -101,6 +101,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "batch_size_gd_vs_sgd",
             "edge_of_stability",
+            "saddle_points",
             "lr_too_low",
             "lr_too_high",
             "momentum_nesterov",

@@ -354,11 +354,12 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
 
 def layers_html(summary: dict[str, Any]) -> str:
     """The per-layer gradient table of `dlx show` (report.layer_table), with a log-scale bar."""
-    from .report import LAYER_HEADERS, layer_rows
+    from .report import LAYER_HEADERS, layer_rows, shows_sparsity
 
     if not summary.get("layers"):
         return '<p class="note">no per-layer statistics</p>'
     rows = []
+    sparse = shows_sparsity(layer_rows(summary))
     for r in layer_rows(summary):
         bar = f'<span style="width:{max(3, round(100 * r["bar"]))}%"></span>' if r["bar"] is not None else ""
         rows.append(
@@ -371,9 +372,10 @@ def layers_html(summary: dict[str, Any]) -> str:
                 bar,
                 num(r["weight_norm"]),
                 num(r["update_ratio"]),
+                *([f"{r['near_zero']:.0%}" if r.get("near_zero") is not None else "-"] if sparse else []),
             ]
         )
-    head = list(LAYER_HEADERS)
+    head = list(LAYER_HEADERS) + (["|w|<1e-3"] if sparse else [])
     table = _table(head, rows, left=("layer", "shape", "log median"))
     table = table.replace('<td class="l"><span', '<td class="l bar"><span')
     out = [f"<h3>Gradient L2 norm per layer (input layer first)</h3>{table}"]

@@ -209,6 +209,36 @@ def _preconditioner(
     return torch.cat(parts).rsqrt() if parts else None
 
 
+# The exact Hessian is built from one Hessian-vector product per parameter: tiny nets only.
+EXACT_HESSIAN_MAX = 1000
+
+
+def hessian_spectrum(f: "LossFunction", params: dict[str, torch.Tensor], dim: int) -> dict[str, Any]:
+    """Every eigenvalue of the Hessian (float64, eigvalsh of the symmetrised matrix of its
+    Hessian-vector products on the unit vectors): at a saddle some are negative, at a
+    minimum none (up to rounding)."""
+    from .errors import DlxError
+
+    if dim > EXACT_HESSIAN_MAX:
+        raise DlxError(
+            f"instruments.hessian: the exact Hessian of {dim:,} parameters is too big (at most "
+            f"{EXACT_HESSIAN_MAX:,}); use instruments.sharpness for its top eigenvalue"
+        )
+    names = f.names
+    eye = torch.eye(dim, dtype=next(iter(params.values())).dtype, device=next(iter(params.values())).device)
+    cols = [_flat(f.hvp(params, _unflat(eye[i], params, names)), names).detach() for i in range(dim)]
+    h = torch.stack(cols).double()
+    ev = torch.linalg.eigvalsh((h + h.T) / 2)
+    scale = float(ev.abs().max()) if len(ev) else 0.0
+    neg = ev[ev < -1e-6 * max(scale, 1e-30)]
+    return {
+        "min": float(ev[0]),
+        "max": float(ev[-1]),
+        "negative": int(len(neg)),
+        "eigenvalues": ev.tolist(),
+    }
+
+
 # ------------------------------------------------------------------ gradient noise
 
 
@@ -417,6 +447,10 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
                 t = time.perf_counter()
                 rec["trace"] = hutchinson(hv, dim, cfg.hutchinson, gen, dev)
                 rec["seconds"]["trace"] = time.perf_counter() - t
+        if getattr(cfg, "hessian", False):
+            t = time.perf_counter()
+            rec["hessian"] = hessian_spectrum(f, params, dim)
+            rec["seconds"]["hessian"] = time.perf_counter() - t
         if cfg.noise:
             t = time.perf_counter()
             bs = trainer.batch_size
@@ -509,6 +543,23 @@ def digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
         moved = {n: s.get("from_init") for n, s in last.items() if isinstance(s.get("from_init"), (int, float))}
         if moved:
             notes.append("distance from init |W-W0|/|W0|: " + ", ".join(f"{n} {num(v, 2)}" for n, v in moved.items()))
+    hess = [(r["step"], r["hessian"]) for r in records if r.get("hessian")]
+    if hess:
+
+        def said(step, h):
+            top = max(abs(h["max"]), 1e-30)
+            return f"step {step}: {h['negative']} negative, the lowest {num(h['min'])} ({h['min'] / top:+.1%} of the largest)"
+
+        worst = min(hess, key=lambda t: t[1]["min"] / max(abs(t[1]["max"]), 1e-30))
+        notes.append(
+            "Hessian eigenvalues (exact): "
+            + said(*hess[0])
+            + "; most negative at "
+            + said(*worst)
+            + "; at the end, "
+            + said(*hess[-1])
+            + " (negative ones: a saddle, which descent leaves along them; none: a minimum)"
+        )
     seconds: dict[str, float] = {}
     for r in records:
         for k, v in (r.get("seconds") or {}).items():

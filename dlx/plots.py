@@ -334,6 +334,8 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
         names.append("accuracy")
     if any(r.time_grad.size for g in groups for r in g.runs):
         names.append("time_grad")
+    if any(any(l.get("near_zero") is not None for l in r.summary.get("layers") or []) for g in groups for r in g.runs):
+        names.append("sparsity")
     for kind in ("sharpness", "noise"):
         if any(rec.get(kind) for g in groups for r in g.runs for rec in r.instruments):
             names.append(kind)
@@ -386,6 +388,8 @@ def draw_panel(ax, name: str, runs: Sequence[Any], *, heat_range: tuple[float, f
     elif kind == "activations":
         i, _, layer = rest.partition(":")
         draw_activations(ax, groups[int(i)], layer, color=f"C{int(i) % 10}")
+    elif kind == "sparsity":
+        draw_sparsity(ax, groups)
     elif kind == "sharpness":
         draw_sharpness(ax, groups)
     elif kind == "noise":
@@ -423,6 +427,28 @@ def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndar
         if pts
         else (np.zeros(0), np.zeros(0))
     )
+
+
+def draw_sparsity(ax, groups: list[Group]) -> None:
+    """Per layer, the share of weights with |w| < 1e-3 at the end (recording.NEAR_ZERO), one
+    bar per run group (the mean over its seeds): L1 zeroes weights, L2 only shrinks them."""
+    width = 0.8 / max(len(groups), 1)
+    names: list[str] = []
+    for i, g in enumerate(groups):
+        per: dict[str, list[float]] = {}
+        for r in g.runs:
+            for l in r.summary.get("layers") or []:
+                if l.get("near_zero") is not None:
+                    per.setdefault(l["name"], []).append(l["near_zero"])
+        names = names or list(per)
+        xs = np.arange(len(names)) + i * width - 0.4 + width / 2
+        ax.bar(xs, [float(np.mean(per.get(n, [0.0]))) for n in names], width, color=f"C{i % 10}", label=g.label)
+    ax.set_xticks(np.arange(len(names)), names, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("weights with |w| < 1e-3")
+    ax.set_title("sparsity per layer at the end", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
 def draw_sharpness(ax, groups: list[Group]) -> None:
@@ -937,6 +963,7 @@ USER_PANELS = (
     "grad_heatmap",
     "grad_lines",
     "activations",
+    "sparsity",
     "sharpness",
     "noise",
     "spectra",

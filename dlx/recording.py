@@ -111,8 +111,24 @@ def _floats(x: Any) -> np.ndarray:
     return np.array(x, dtype=np.float64)
 
 
+# A weight is "near zero" below this |value|: what L1's constant pull leaves of the weights
+# it zeroes (its steps keep them within about lr of 0: l1_vs_l2 at lr 0.003, 82-98% of each
+# layer's weights below 1e-3 with l1 0.001, against 1-33% with l2 0.003, at equal accuracy).
+NEAR_ZERO = 1e-3
+
+
 def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
+    import torch
+
+    from .models.base import layer_weights
+
     grad, out = hist.grad, []
+    sparse = {}
+    with torch.no_grad():
+        for name, m in trainer.model.init_targets():
+            ws = layer_weights(m)
+            if ws and ws[0].numel():
+                sparse[name] = float((ws[0].abs() < NEAR_ZERO).float().mean())
     for j, (name, _) in enumerate(trainer.probes.layers):
         col = grad[:, j] if grad.size else np.zeros(0)
         fin = col[np.isfinite(col)]
@@ -129,6 +145,8 @@ def _layer_summaries(trainer, hist: History) -> list[dict[str, Any]]:
         for key in ("weight_norm", "update_ratio", "unit_spread"):
             if key in hist.last:
                 entry[key] = hist.last[key][j]
+        if name in sparse:
+            entry["near_zero"] = sparse[name]  # the share of weights with |w| < NEAR_ZERO at the end
         out.append(entry)
     return out
 

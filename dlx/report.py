@@ -116,10 +116,16 @@ def layer_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "grad_last": g.get("last"),
                 "weight_norm": l.get("weight_norm"),
                 "update_ratio": l.get("update_ratio"),
+                "near_zero": l.get("near_zero"),
                 "bar": bar,
             }
         )
     return rows
+
+
+def shows_sparsity(rows: list[dict[str, Any]]) -> bool:
+    """Whether the |w| < 1e-3 column is worth showing: some layer has 5% of its weights there."""
+    return any((r.get("near_zero") or 0) >= 0.05 for r in rows)
 
 
 LAYER_HEADERS = ("layer", "shape", "first", "median", "last", "log median", "|W|", "|dW|/|W|")
@@ -133,16 +139,18 @@ def layer_table(summary: dict[str, Any]) -> Table:
         show_edge=False,
         pad_edge=False,
     )
-    for col in LAYER_HEADERS:
+    rows = layer_rows(summary)
+    sparse = shows_sparsity(rows)
+    for col in LAYER_HEADERS + (("|w|<1e-3",) if sparse else ()):
         # Layer names are never cut (block12.fc_b): the bar column gives way first.
         t.add_column(
             col,
             justify="left" if col in ("layer", "shape", "log median") else "right",
             no_wrap=col in ("layer", "shape"),
         )
-    for r in layer_rows(summary):
+    for r in rows:
         bar = Text("█" * max(1, round(r["bar"] * 12)), style="cyan") if r["bar"] is not None else Text("")
-        t.add_row(
+        cells = [
             r["layer"],
             r["shape"],
             num(r["grad_first"]),
@@ -151,7 +159,10 @@ def layer_table(summary: dict[str, Any]) -> Table:
             bar,
             num(r["weight_norm"]),
             num(r["update_ratio"]),
-        )
+        ]
+        if sparse:
+            cells.append(f"{r['near_zero']:.0%}" if r.get("near_zero") is not None else "-")
+        t.add_row(*cells)
     return t
 
 

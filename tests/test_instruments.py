@@ -264,3 +264,33 @@ def test_an_lr_verdict_cites_the_sharpness_past_its_threshold(tmp_path):
     assert "sharpness x lr = 7.5 > 2 (2/lr)" in lr["message"] and "edge of stability" in lr["message"]
     assert lr["evidence"]["sharpness_threshold"] == pytest.approx(2.0)
     assert lr["evidence"]["sharpness"] == pytest.approx(run.instruments[0]["sharpness"]["top"])
+
+
+def test_the_exact_hessian_has_negative_eigenvalues_on_the_saddle_plateau_and_hardly_any_at_the_end(tmp_path):
+    run = dlx.train("saddle_points", runs_dir=tmp_path / "runs", quiet=True)
+    loss = {m["step"]: m["train_loss"] for m in run.metrics}
+    h = {r["step"]: r["hessian"] for r in run.instruments}
+    plateau = [s for s in h if 0 < s <= 100 and loss[s] > 0.6]
+    assert plateau, loss
+    for s in plateau:
+        assert h[s]["negative"] >= 5 and h[s]["min"] < -0.05 * h[s]["max"]  # a saddle
+    end = h[max(h)]
+    assert end["min"] > -0.01 * end["max"] and loss[max(h)] < 0.2  # a minimum, up to flat directions
+    assert "Hessian eigenvalues (exact)" in " ".join(run.summary["instruments"]["notes"])
+
+
+def test_the_exact_hessian_matches_autograd_and_refuses_big_nets():
+    from dlx.errors import DlxError
+    from dlx.instruments import hessian_spectrum
+
+    tr = _trained(_config())
+    cfg = load_config(_config()).instruments
+    h = _hessian(tr, cfg.batch)
+    tr.model.eval()
+    f = LossFunction(tr.model, tr.loss_fn, tr.data.as_float(tr.data.x_train[: cfg.batch]), tr.data.y_train[: cfg.batch])
+    got = hessian_spectrum(f, f.params(), h.shape[0])
+    np.testing.assert_allclose(got["eigenvalues"], torch.linalg.eigvalsh(h).numpy(), atol=1e-4)
+    big = Trainer(load_config(_config(model={"name": "mlp", "depth": 2, "width": 64})))
+    f = LossFunction(big.model, big.loss_fn, big.data.as_float(big.data.x_train[:8]), big.data.y_train[:8])
+    with pytest.raises(DlxError, match="too big"):
+        hessian_spectrum(f, f.params(), sum(p.numel() for p in f.params().values()))

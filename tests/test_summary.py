@@ -76,3 +76,25 @@ def test_the_mnist_stand_in_is_shaped_typed_and_scaled_like_the_real_data(data, 
     for key in ("name", "feature_shape", "task", "n_classes", "out_dim", "sequence_target", "scale", "shift"):
         assert getattr(stand_in, key) == getattr(real, key), key
     assert stand_in.x_train.dtype == real.x_train.dtype and stand_in.y_train.dtype == real.y_train.dtype
+
+
+def test_l1_leaves_more_weights_near_zero_than_l2_at_equal_accuracy(tmp_path):
+    import dlx
+
+    short = ["train.steps=400"]
+    l2 = dlx.train("l1_vs_l2", short, runs_dir=tmp_path / "runs", quiet=True)
+    l1 = dlx.train(
+        "l1_vs_l2", [*short, "regularization.l2=0", "regularization.l1=0.001"], runs_dir=tmp_path / "runs", quiet=True
+    )
+    near = lambda run: {l["name"]: l["near_zero"] for l in run.summary["layers"]}  # noqa: E731
+    assert all(near(l1)[k] > near(l2)[k] + 0.3 for k in ("fc1", "fc2"))
+    assert abs(l1.summary["final"]["test_acc"] - l2.summary["final"]["test_acc"]) < 0.05
+    # The oracle: the share of the saved weights below 1e-3.
+    import torch
+
+    w = torch.load(l1.path / "checkpoint.pt", weights_only=True)["model"]["fc2.weight"]
+    assert near(l1)["fc2"] == (w.abs() < 1e-3).float().mean().item()
+    from dlx.plots import pictures_figure
+
+    fig = pictures_figure([l2.path, l1.path], ["sparsity"])
+    assert any("sparsity" in ax.get_title() for ax in fig.axes)
