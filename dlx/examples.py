@@ -119,6 +119,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "gradients_through_time",
             "rnn_vs_lstm_adding",
+            "seq_mnist_rnn_vs_lstm",
             "lstm_gru_parameters",
             "exploding_rnn",
             "truncated_bptt",
