@@ -238,6 +238,7 @@ def compare(
     figure: bool = True,
     quiet: bool | None = None,
     on_result=None,
+    ensemble: bool = False,
 ):
     """Run one setup across optimizers (each with its usual hyperparameters) and/or any keys
     (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
@@ -246,7 +247,8 @@ def compare(
     reach it. stack: variants that can (dlx.stacking) train together as one stacked model;
     warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
     .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
-    also saved beside the runs (.figure_path); the comparison itself is saved as
+    also saved beside the runs (.figure_path); ensemble=True also averages each variant's
+    seed runs' predictions (dlx.ensemble: .ensembles[label]); the comparison itself is saved as
     compare-NAME-TIME.json beside them (.record_path: `dlx report` makes its page)."""
     import datetime as dt
 
@@ -299,6 +301,15 @@ def compare(
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
         notes=list(executor.notes),
     )
+    if ensemble:
+        from .ensemble import ensemble as average
+
+        for label, rs in runs_of.items():
+            paths = [r.path for r in rs if r.path is not None and r.status == "completed"]
+            try:
+                cmp.ensembles[label] = average(paths)
+            except DlxError as e:
+                cmp.ensembles[label] = {"error": str(e)}
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
         from .plots import compare_figure

@@ -449,6 +449,11 @@ def compare(
     no_stack: bool = NoStackOpt,
     fresh_processes: bool = FreshOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the table's numbers as JSON."),
+    ensemble: bool = typer.Option(
+        False,
+        "--ensemble",
+        help="Also average each variant's seed runs' predictions: the ensemble's test metrics beside its members'.",
+    ),
 ):
     """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
     from .api import compare as run_compare
@@ -467,17 +472,44 @@ def compare(
         stack=not no_stack,
         warm=not fresh_processes,
         quiet=as_json,
+        ensemble=ensemble,
     )
     if as_json:
         typer.echo(json.dumps(cmp.as_dict(), indent=2))
     else:
         _compare_table(con, cmp.rows, seeds, cmp.target)
+        if cmp.ensembles:
+            _ensemble_table(con, cmp.ensembles)
         if cmp.figure_path:
             con.print(f"figure: [bold]{escape(str(cmp.figure_path))}[/]")
         if cmp.record_path:
             where = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
             con.print(escape(f"all on one page: dlx report last-compare{where}"))
     raise typer.Exit(1 if cmp.failed else 0)
+
+
+def _ensemble_table(con, ensembles: dict) -> None:
+    """Each variant's ensemble (its seeds' averaged predictions) against its members."""
+    from rich.table import Table
+
+    from .fmt import num
+
+    t = Table(title="ensembles: the seeds' averaged predictions, on the first seed's test set", title_justify="left")
+    for col in ("variant", "members", "test_acc", "member mean", "test_loss", "member mean"):
+        t.add_column(col, justify="left" if col == "variant" else "right", overflow="fold")
+    for label, e in ensembles.items():
+        if "error" in e:
+            t.add_row(label, "-", e["error"], "", "", "")
+            continue
+        t.add_row(
+            label,
+            str(e["members"]),
+            num(e.get("test_acc")),
+            num(e.get("member_test_acc_mean")),
+            num(e.get("test_loss")),
+            num(e.get("member_test_loss_mean")),
+        )
+    con.print(t)
 
 
 def _compare_table(con, rows, seeds, goal) -> None:

@@ -204,6 +204,8 @@ class Comparison:
     runs: dict[str, list[Run]]  # variant label -> its runs, one per seed
     figure_path: Path | None = None
     record_path: Path | None = None  # compare-NAME-TIME.json in runs_dir (folders.write_compare_record)
+    # With ensemble=True: per variant, its seed runs' averaged predictions (dlx.ensemble).
+    ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: int = 0
     # What the executor said: which trials trained stacked, which alone and why.
     notes: list[str] = field(default_factory=list)
@@ -227,6 +229,7 @@ class Comparison:
             "figure": str(self.figure_path) if self.figure_path else None,
             "notes": self.notes,
             "variants": [r.as_dict() for r in self.rows],
+            **({"ensembles": self.ensembles} if self.ensembles else {}),
         }
 
     def plot(self, size: tuple[float, float] | None = None):
