@@ -112,7 +112,10 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
             "sweep_mnist_tpe",
         ),
     ),
-    ("regularization", ("small_data_overfits", "l1_vs_l2", "dropout", "ensembles", "early_stopping")),
+    (
+        "regularization",
+        ("small_data_overfits", "mnist_augmentation", "l1_vs_l2", "dropout", "ensembles", "early_stopping"),
+    ),
     ("CNN", ("cnn_mnist", "cnn_pooling", "two_3x3_vs_5x5", "conv_1x1_groups", "dilated_receptive_field")),
     (
         "RNN",

@@ -64,6 +64,8 @@ def why_not(cfg) -> str | None:
         return f"optimizer {name}: the stack steps sgd, momentum, nesterov, adam and adamw"
     if getattr(cfg.optimizer, "amsgrad", False):
         return f"{name} with amsgrad: the stack does not keep its running maximum"
+    if getattr(cfg.data, "augment", None) is not None:
+        return "data augmentation draws its shifts and rotations per run: a run with it trains alone"
     if cfg.instruments.active:
         return "instruments measure one model's Hessian and per-sample gradients: a run with them trains alone"
     return None

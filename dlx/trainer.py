@@ -244,6 +244,11 @@ class Trainer:
         # The data order: one permutation per epoch, drawn from this generator.
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
+        self.augment = None
+        if self.data.augment is not None:  # random shifts and rotations of training batches
+            from .augment import Augment
+
+            self.augment = Augment(*self.data.augment, self.data.feature_shape, cfg.seed, self.device)
         self._perm: torch.Tensor | None = None
         # The unfinished log interval: its rows of probes.buf, and the step before its first.
         # logged_step is the last step whose interval the callbacks have seen.
@@ -383,6 +388,8 @@ class Trainer:
                         self._perm = torch.randperm(n, device=self.device, generator=self.generator)
                     idx = self._perm[pos * bs : (pos + 1) * bs]
                     xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                if self.augment is not None:
+                    xb = self.augment(xb)
                 self.step += 1  # during the step, trainer.step is its own (1-based) number
                 # Every interval holds log_every steps (only the run's last may hold fewer):
                 # an evaluation never cuts one short (a 1-step interval is one batch's noise).
@@ -502,6 +509,8 @@ class Trainer:
             "python": random.getstate(),
             "generator": self.generator.get_state(),
         }
+        if self.augment is not None:
+            rng["augment"] = self.augment.generator.get_state()
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -580,6 +589,8 @@ class Trainer:
         )
         random.setstate(_tuples(rng["python"]))
         self.generator.set_state(rng["generator"])
+        if self.augment is not None and rng.get("augment") is not None:
+            self.augment.generator.set_state(rng["augment"])
 
     def interval_record(self, first: int, buf: np.ndarray, lr: float, elapsed: float) -> dict[str, Any]:
         """An interval's record from its probe rows on the host (buf [rows, layers + 2]):

@@ -37,6 +37,8 @@ class Dataset:
     sequence_target: bool = False  # y has a time axis: (N, T) classes or (N, T, d) values
     scale: float = 1.0
     shift: float = 0.0
+    # (largest shift in pixels, largest rotation in degrees) of training batches, or None.
+    augment: tuple[float, float] | None = None
 
     @property
     def feature_shape(self) -> tuple[int, ...]:

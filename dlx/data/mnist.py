@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import DlxError
 from ..paths import Directory
@@ -461,11 +461,22 @@ class MNISTFiles(DataSpec):
         )
 
 
+class Augmentation(BaseModel):
+    """Random per-image shifts (pixels) and rotations (degrees) of training batches."""
+
+    model_config = ConfigDict(extra="forbid")
+    shift: float = Field(2.0, ge=0, le=14, description="the largest shift, in pixels")
+    rotate: float = Field(10.0, ge=0, le=180, description="the largest rotation, in degrees")
+
+
 @DATASETS.register("mnist")
 class MNIST(MNISTFiles):
     """The real MNIST digits (60k train / 10k test, 28x28 grey), kept as uint8."""
 
     flatten: bool = Field(True, description="True: (N, 784) for MLPs; False: (N, 1, 28, 28) for CNNs")
+    augment: Augmentation | None = Field(
+        None, description="random shifts and rotations of each training batch (dlx/augment.py)"
+    )
 
     def feature_shape(self):
         return (SIDE * SIDE,) if self.flatten else (1, SIDE, SIDE)
@@ -492,4 +503,5 @@ class MNIST(MNISTFiles):
             n_classes=N_CLASSES,
             scale=scale,
             shift=shift,
+            augment=(self.augment.shift, self.augment.rotate) if self.augment else None,
         )
