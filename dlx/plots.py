@@ -334,7 +334,10 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
         names.append("accuracy")
     if any(r.time_grad.size for g in groups for r in g.runs):
         names.append("time_grad")
-    if any(any(l.get("near_zero") is not None for l in r.summary.get("layers") or []) for g in groups for r in g.runs):
+    # Weights near zero, where some layer of some run has many (L1): like the tables' column.
+    if any(
+        any((l.get("near_zero") or 0) >= 0.05 for l in r.summary.get("layers") or []) for g in groups for r in g.runs
+    ):
         names.append("sparsity")
     for kind in ("sharpness", "noise"):
         if any(rec.get(kind) for g in groups for r in g.runs for rec in r.instruments):
