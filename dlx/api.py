@@ -158,6 +158,22 @@ def train(
     return run
 
 
+def _without_new_defaults(now: Any, saved: Any) -> Any:
+    """`now` less the keys a checkpoint from an older dlx lacks where they hold what changes
+    nothing (null, none, off: data.imbalance, train.balance, an instruments section with
+    every instrument off), so such a run still resumes."""
+    if not isinstance(now, dict) or not isinstance(saved, dict):
+        return now
+    out = {}
+    for k, v in now.items():
+        if k not in saved and (
+            v in (None, "none", False) or (isinstance(v, dict) and not any(x is True for x in v.values()))
+        ):
+            continue
+        out[k] = _without_new_defaults(v, saved.get(k))
+    return out
+
+
 def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
     """A run from its folder (a path, a run id or a unique part of it, 'last', or
     SWEEP/trial-NNNN): the same Run that dlx.train returns, read from disk. Its status is
@@ -423,10 +439,8 @@ def _resume_state(path: Path, cfg, folder: RunFolder):
         raise DlxError(
             f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); the run cannot be resumed from it"
         )
-    now = cfg.resolved()
+    now = _without_new_defaults(cfg.resolved(), state.get("config"))
     saved = state.get("config")
-    if isinstance(saved, dict) and "instruments" not in saved and not cfg.instruments.active:
-        now.pop("instruments", None)  # a checkpoint from before the instruments section
     if saved != now:
         raise DlxError(
             f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "

@@ -88,6 +88,11 @@ class Train(Section):
         description="samples per step; full: the whole training set (batch gradient descent); "
         "the last partial batch of an epoch is dropped",
     )
+    balance: Literal["none", "oversample", "undersample", "weighted"] = Field(
+        "none",
+        description="for imbalanced classes: repeat the rarer classes' samples, cut the commoner ones, "
+        "or weight the cross-entropy by 1/class frequency",
+    )
     loss: Literal["cross_entropy", "mse"] = Field(
         "cross_entropy", description="the training loss (sigmoid outputs with cross_entropy: binary, per class)"
     )

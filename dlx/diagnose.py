@@ -44,6 +44,7 @@ KINDS = (
     "not_learning",
     "slow",
     "overfitting",
+    "ignored_class",
     "healthy",
 )
 # What each root cause produces: a verdict of these kinds found beside it is its symptom.
@@ -232,6 +233,7 @@ LABEL = {
     "slow": "slow progress",
     "not_learning": "lack of learning",
     "overfitting": "overfitting",
+    "ignored_class": "an ignored class",
     "healthy": "health",
 }
 SATURATING = {
@@ -287,6 +289,7 @@ class Context:
     init_check: list[dict[str, Any]] | None = None
     first: dict[str, Any] = field(default_factory=dict)
     instruments: list[dict[str, Any]] = field(default_factory=list)  # dlx.instruments records
+    classes: dict[str, Any] | None = None  # summary.json "classes": counts, test recall, confusion
 
     def __post_init__(self):
         grad = np.asarray(self.grad, dtype=float)
@@ -1490,9 +1493,56 @@ def diagnose(ctx: Context) -> list[dict]:
     out += _not_learning(ctx, curve, out)
     out += _slow(ctx, result, out)
     out += _overfitting(ctx, curve)
+    out += _ignored_class(ctx)
     if not out:
         out.append(_healthy(ctx, curve, result))
     return _order(out, sane)
+
+
+# A class is "ignored" when its test recall is at most IGNORED_RECALL while the accuracy
+# over all classes is at least IGNORED_HIDDEN_BY: the average hides it.
+IGNORED_RECALL = 0.3
+IGNORED_HIDDEN_BY = 0.7
+
+
+def _ignored_class(ctx: Context) -> list[dict]:
+    c = ctx.classes
+    if not c:
+        return []
+    recall, counts = c.get("recall") or [], c.get("test_counts") or []
+    total = sum(counts)
+    if not total:
+        return []
+    acc = sum(r * n for r, n in zip(recall, counts) if r is not None) / total
+    low = [i for i, r in enumerate(recall) if r is not None and r <= IGNORED_RECALL]
+    if not low or acc < IGNORED_HIDDEN_BY:
+        return []
+    train = c.get("train_counts") or []
+    k = low[0]
+    share = train[k] / max(sum(train), 1) if train else None
+    most = max(train) if train else 0
+    ev = {"class": k, "recall": recall[k], "accuracy": acc, "train_share": share, "train_counts": train}
+    cause = (
+        f"class {k} is {share:.1%} of the training set ({train[k]} samples against {most} of the commonest): "
+        f"never predicting it costs the loss little"
+        if share is not None
+        else None
+    )
+    balance = (ctx.section("train") or {}).get("balance", "none")
+    items = ["train.balance: weighted (the loss weighs each class by 1/its frequency)", "train.balance: oversample"]
+    if balance != "none":
+        items = [f"a stronger remedy than train.balance: {balance} (more data of class {k}, or train longer)"]
+    return [
+        _verdict(
+            "ignored_class",
+            [],
+            ev,
+            f"an ignored class: the test accuracy is {acc:.2f}, but class {k} is recalled {recall[k]:.0%} of the time "
+            f"({int(round(recall[k] * counts[k]))} of its {counts[k]} test samples): the average hides it",
+            cause,
+            _try(ctx, items),
+        )
+    ]
 
 
 def headline(verdicts: list[dict]) -> str:

@@ -114,7 +114,15 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "regularization",
-        ("small_data_overfits", "mnist_augmentation", "l1_vs_l2", "dropout", "ensembles", "early_stopping"),
+        (
+            "small_data_overfits",
+            "class_imbalance",
+            "mnist_augmentation",
+            "l1_vs_l2",
+            "dropout",
+            "ensembles",
+            "early_stopping",
+        ),
     ),
     ("CNN", ("cnn_mnist", "cnn_pooling", "two_3x3_vs_5x5", "conv_1x1_groups", "dilated_receptive_field")),
     (

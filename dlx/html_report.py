@@ -352,6 +352,27 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
     return "\n".join(cards)
 
 
+def classes_html(summary: dict[str, Any]) -> str:
+    """Per class: training and test samples, test recall, the confusion matrix's row."""
+    c = summary["classes"]
+    k = len(c["recall"])
+    rows = [
+        [
+            str(i),
+            str(c["train_counts"][i]),
+            str(c["test_counts"][i]),
+            f"{c['recall'][i]:.0%}" if c["recall"][i] is not None else "-",
+            *[str(v) for v in c["confusion"][i]],
+        ]
+        for i in range(k)
+    ]
+    head = ["class", "train", "test", "recall", *[f"predicted {j}" for j in range(k)]]
+    return (
+        _table(head, rows)
+        + '<p class="note">test set; the confusion matrix: rows the true class, columns the predicted</p>'
+    )
+
+
 def layers_html(summary: dict[str, Any]) -> str:
     """The per-layer gradient table of `dlx show` (report.layer_table), with a log-scale bar."""
     from .report import LAYER_HEADERS, layer_rows, shows_sparsity
@@ -522,6 +543,10 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
     if run.get("instruments"):
         sections.append(("instruments", "Instruments", guarded("instruments.jsonl", instruments_html, run)))
     if s is not None:
+        from .report import classes_worth_showing
+
+        if guarded("summary.json (classes)", classes_worth_showing, s) is True:
+            sections.append(("classes", "Per class", guarded("summary.json (classes)", classes_html, s)))
         sections.append(("layers", "Per-layer table", guarded("summary.json (layers)", layers_html, s)))
     sections.append(("config", "Config", f"<pre>{esc(run['config'])}</pre>"))
     sections.append(("meta", "Run", guarded("meta.json", meta_html, meta, s, status)))

@@ -335,9 +335,7 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
     if any(r.time_grad.size for g in groups for r in g.runs):
         names.append("time_grad")
     # Weights near zero, where some layer of some run has many (L1): like the tables' column.
-    if any(
-        any((l.get("near_zero") or 0) >= 0.05 for l in r.summary.get("layers") or []) for g in groups for r in g.runs
-    ):
+    if any(_sparse_layers(r) for g in groups for r in g.runs):
         names.append("sparsity")
     for kind in ("sharpness", "noise"):
         if any(rec.get(kind) for g in groups for r in g.runs for rec in r.instruments):
@@ -432,6 +430,22 @@ def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndar
     )
 
 
+def _near_zero(run: Run) -> dict[str, float]:
+    """Layer name -> its share of near-zero weights (summary.json), what of it is well formed."""
+    from .report import _fraction
+
+    layers = run.summary.get("layers") if isinstance(run.summary, dict) else None
+    out = {}
+    for l in layers if isinstance(layers, list) else []:
+        if isinstance(l, dict) and isinstance(l.get("name"), str) and _fraction(l.get("near_zero")) is not None:
+            out[l["name"]] = _fraction(l["near_zero"])
+    return out
+
+
+def _sparse_layers(run: Run) -> bool:
+    return any(v >= 0.05 for v in _near_zero(run).values())
+
+
 def draw_sparsity(ax, groups: list[Group]) -> None:
     """Per layer, the share of weights with |w| < 1e-3 at the end (recording.NEAR_ZERO), one
     bar per run group (the mean over its seeds): L1 zeroes weights, L2 only shrinks them."""
@@ -440,9 +454,8 @@ def draw_sparsity(ax, groups: list[Group]) -> None:
     for i, g in enumerate(groups):
         per: dict[str, list[float]] = {}
         for r in g.runs:
-            for l in r.summary.get("layers") or []:
-                if l.get("near_zero") is not None:
-                    per.setdefault(l["name"], []).append(l["near_zero"])
+            for name, v in _near_zero(r).items():
+                per.setdefault(name, []).append(v)
         names = names or list(per)
         xs = np.arange(len(names)) + i * width - 0.4 + width / 2
         ax.bar(xs, [float(np.mean(per.get(n, [0.0]))) for n in names], width, color=f"C{i % 10}", label=g.label)
@@ -1030,6 +1043,8 @@ def _panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
                 + f" (panels: {', '.join(choices)})"
             )
         hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
+        if p == "sparsity" and not hits and any(_near_zero(r) for g in groups for r in g.runs):
+            hits = ["sparsity"]  # asked for: drawn even where no layer reaches the default figure's 5%
         if not hits:
             raise UsageError(
                 f"this run has no {p!r} panel (it has: {', '.join(dict.fromkeys(n.split(':')[0] for n in available))})"

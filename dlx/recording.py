@@ -174,9 +174,47 @@ def _instruments_digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return digest(records)
 
 
+# Per-class numbers (summary.json "classes") for classifiers with at most this many classes.
+MAX_CLASS_TABLE = 20
+
+
+def _per_class(trainer, outcome) -> dict[str, Any] | None:
+    """Per class: training samples, test samples, test recall, and the test confusion matrix
+    (rows: the true class, columns: the predicted), from the model at the end, eval mode."""
+    import torch
+
+    data = trainer.data
+    if data.task != "classification" or data.sequence_target or outcome.status == "diverged" or not trainer.resumable:
+        return None
+    k = int(data.n_classes)
+    if k > MAX_CLASS_TABLE or len(data.y_test) == 0:
+        return None
+    model = trainer.model
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            preds = torch.cat(
+                [model(data.as_float(data.x_test[i : i + 4096])).argmax(-1) for i in range(0, len(data.x_test), 4096)]
+            )
+    finally:
+        model.train(was)
+    y = data.y_test
+    conf = torch.bincount(y * k + preds, minlength=k * k).reshape(k, k).cpu()
+    test_counts = conf.sum(1)
+    recall = [float(conf[i, i] / test_counts[i]) if test_counts[i] else None for i in range(k)]
+    return {
+        "train_counts": torch.bincount(data.y_train, minlength=k).cpu().tolist(),
+        "test_counts": test_counts.tolist(),
+        "recall": recall,
+        "confusion": conf.tolist(),
+    }
+
+
 def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
     cfg = trainer.cfg
     data = trainer.data
+    classes = _per_class(trainer, outcome)
     ctx = DiagnosisContext(
         names=trainer.probes.names,
         grad=hist.grad,
@@ -190,6 +228,7 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
         time_grad=hist.last.get("time_grad"),
         init_check=hist.init_check,
         instruments=hist.instruments,
+        classes=classes,
         chance_loss=chance_loss(
             data.y_train.cpu().numpy(),
             data.task,
@@ -234,6 +273,8 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
             "init_check": hist.init_check,
             # What the research instruments said (dlx.instruments.digest), when they were on.
             "instruments": _instruments_digest(hist.instruments),
+            # Per class (classifiers): training and test samples, test recall, confusion matrix.
+            "classes": classes,
         }
     )
 

@@ -116,16 +116,21 @@ def layer_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "grad_last": g.get("last"),
                 "weight_norm": l.get("weight_norm"),
                 "update_ratio": l.get("update_ratio"),
-                "near_zero": l.get("near_zero"),
+                "near_zero": _fraction(l.get("near_zero")),
                 "bar": bar,
             }
         )
     return rows
 
 
+def _fraction(v: Any) -> float | None:
+    """A share between 0 and 1 from a summary, or None (a damaged file holds anything)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
+
+
 def shows_sparsity(rows: list[dict[str, Any]]) -> bool:
     """Whether the |w| < 1e-3 column is worth showing: some layer has 5% of its weights there."""
-    return any((r.get("near_zero") or 0) >= 0.05 for r in rows)
+    return any((_fraction(r.get("near_zero")) or 0) >= 0.05 for r in rows if isinstance(r, dict))
 
 
 LAYER_HEADERS = ("layer", "shape", "first", "median", "last", "log median", "|W|", "|dW|/|W|")
@@ -630,6 +635,56 @@ class LossSpark:
         return float("nan")
 
 
+def classes_worth_showing(summary: dict[str, Any]) -> bool:
+    """The per-class table is shown where it tells something: unequal classes in training
+    (the commonest over 1.5x the rarest) or a class recalled less than half the time."""
+    c = summary.get("classes")
+    if not isinstance(c, dict):
+        return False
+    recall, train, test = c.get("recall"), c.get("train_counts"), c.get("test_counts")
+    conf = c.get("confusion")
+    k = len(recall) if isinstance(recall, list) else 0
+    # The shape dlx wrote, or nothing (a damaged summary is shown without the table).
+    if not k or not all(isinstance(x, list) and len(x) == k for x in (train, test)):
+        return False
+    if not isinstance(conf, list) or len(conf) != k or not all(isinstance(r, list) and len(r) == k for r in conf):
+        return False
+    if not all(r is None or _fraction(r) is not None for r in recall) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in train + test
+    ):
+        return False
+    nonzero = [n for n in train if n]
+    uneven = bool(nonzero) and max(nonzero) > 1.5 * min(nonzero)
+    return uneven or any(r is not None and r < 0.5 for r in recall)
+
+
+def class_table(summary: dict[str, Any]) -> Table | None:
+    """Per class: training and test samples, test recall, and its row of the confusion matrix."""
+    if not classes_worth_showing(summary):
+        return None
+    c = summary["classes"]
+    k = len(c["recall"])
+    t = Table(
+        title="Per class (test set; confusion: rows true, columns predicted)",
+        title_justify="left",
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for col in ("class", "train", "test", "recall", *[f"->{j}" for j in range(k)]):
+        t.add_column(col, justify="right")
+    for i in range(k):
+        r = c["recall"][i]
+        t.add_row(
+            str(i),
+            str(c["train_counts"][i]),
+            str(c["test_counts"][i]),
+            Text(f"{r:.0%}" if r is not None else "-", style="bold red" if r is not None and r < 0.5 else ""),
+            *[str(v) for v in c["confusion"][i]],
+        )
+    return t
+
+
 def instruments_text(summary: dict[str, Any]) -> Text | None:
     """The research instruments' sentences (dlx.instruments.digest), when the run had them."""
     d = summary.get("instruments")
@@ -678,6 +733,7 @@ def run_report(
     parts.append(Text(""))
     part("summary.json (verdicts)", verdict_text, summary)
     part("summary.json (instruments)", instruments_text, summary)
+    part("summary.json (classes)", lambda: _spaced(class_table(summary)))
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.
     part("summary.json (final)", final_text, summary, status or (run_status(meta) if meta else None))

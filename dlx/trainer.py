@@ -195,6 +195,7 @@ class Trainer:
         self.device = resolve_device(t.device)
         seed_everything(cfg.seed)
         data = data if data is not None else cfg.data.load(cfg.seed)
+        data = self._class_balance(data)
         self._check_data(data)
         self.data = data.to(self.device)
         self.model = cfg.model.build(self.data, cfg)
@@ -264,6 +265,25 @@ class Trainer:
         self._busy = False  # inside a step or its interval read-out: no clean state to checkpoint
 
     # ------------------------------------------------------------------ setup
+    def _class_balance(self, data: Dataset) -> Dataset:
+        """data.imbalance (the last class made rare), then train.balance's resampling."""
+        from .data.base import make_imbalanced, rebalance
+
+        ratio = getattr(self.cfg.data, "imbalance", None)
+        balance = self.cfg.train.balance
+        one_label = data.task == "classification" and not data.sequence_target
+        if ratio:
+            if not one_label:
+                raise SpecError(("data", "imbalance"), "only for classification data with one label per sample")
+            data = make_imbalanced(data, ratio)
+        if balance != "none" and not one_label:
+            raise SpecError(("train", "balance"), "only for classification data with one label per sample")
+        if balance == "weighted" and self.cfg.train.loss != "cross_entropy":
+            raise SpecError(("train", "balance"), "weighted weighs the cross-entropy: use train.loss: cross_entropy")
+        if balance in ("oversample", "undersample"):
+            data = rebalance(data, balance)
+        return data
+
     def _check_data(self, data: Dataset) -> None:
         if data.task == "regression" and self.cfg.train.loss == "cross_entropy":
             raise SpecError(("train", "loss"), f"data '{data.name}' is a regression task; use loss: mse")
@@ -289,6 +309,11 @@ class Trainer:
             return lambda out, y: F.binary_cross_entropy(out, one_hot(y, out.dtype))
         if data.y_train.dim() > 1:
             return lambda out, y: F.cross_entropy(out.reshape(-1, k), y.reshape(-1))
+        if self.cfg.train.balance == "weighted":
+            # Each class weighs N / (K n_k): every class counts as much as the others in all.
+            counts = torch.bincount(data.y_train, minlength=k).clamp_min(1).to(torch.float32)
+            weight = (len(data.y_train) / (k * counts)).to(self.device)
+            return lambda out, y: F.cross_entropy(out, y, weight=weight)
         return F.cross_entropy
 
     def _accuracy(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

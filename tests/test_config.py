@@ -116,6 +116,7 @@ def test_minimal_config_resolves_with_defaults_filled_in(tmp_path):
         "n_train": 1000,
         "n_test": 500,
         "normalize": True,
+        "imbalance": None,
         "noise": 0.05,
         "classes": 3,
         "turns": 1.0,

@@ -415,3 +415,30 @@ def test_resume_refuses_data_changed_since_the_stop_and_needs_no_init_weights_fi
     resumed = dlx.train(resume=r.path, runs_dir=runs_dir, quiet=True)
     assert resumed.status == "completed"
     assert no_times(resumed.metrics) == no_times(whole.metrics)
+
+
+def test_a_checkpoint_from_before_new_config_keys_still_resumes(tmp_path):
+    """A run started by an older dlx has no data.imbalance, train.balance or instruments
+    in its saved config; where the new keys hold their do-nothing defaults it resumes."""
+    import copy
+
+    import torch
+    from conftest import TINY
+
+    import dlx
+
+    c = copy.deepcopy(TINY)
+    c["train"] = {"steps": 40, "batch_size": 32, "log_every": 10, "checkpoint_every": 10}
+
+    class StopAt:
+        def on_interval(self, trainer, record):
+            if trainer.step == 20:
+                trainer.interrupt()
+
+    first = dlx.train(c, runs_dir=tmp_path, quiet=True, callbacks=[StopAt()])
+    ckpt = first.path / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["data"]["imbalance"], state["config"]["train"]["balance"], state["config"]["instruments"]
+    torch.save(state, ckpt)
+    resumed = dlx.train(resume=first.path, runs_dir=tmp_path, quiet=True)
+    assert resumed.status == "completed" and resumed.summary["steps"] == 40

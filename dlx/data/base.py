@@ -81,6 +81,12 @@ class DataSpec(Spec):
     n_train: PositiveInt = 1000
     n_test: PositiveInt = 500
     normalize: bool = Field(True, description="standardise inputs with train-set statistics")
+    imbalance: float | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="classification: the last class keeps 1/imbalance of its samples, in training and test",
+    )
 
     def feature_shape(self) -> tuple[int, ...] | None:
         """The shape of one input sample, known without loading (None: only after load)."""
@@ -116,3 +122,31 @@ class DataSpec(Spec):
         pass. Generated data is cheap to load, so by default it is; data read from files
         (MNIST) overrides this to read and download nothing."""
         return self.load(seed)
+
+
+def make_imbalanced(data: Dataset, ratio: float) -> Dataset:
+    """The last class keeps ceil(n / ratio) of its n samples (its first ones, in the data's
+    own random order), in the training and the test set alike: the test set is drawn as
+    the world the model will meet, where the rare class is rare too."""
+    minority = int(data.n_classes) - 1
+
+    def cut(x, y):
+        idx = torch.nonzero(y == minority).flatten()
+        keep = torch.cat([torch.nonzero(y != minority).flatten(), idx[: max(1, math.ceil(len(idx) / ratio))]])
+        keep = keep.sort().values
+        return x[keep], y[keep]
+
+    x_train, y_train = cut(data.x_train, data.y_train)
+    x_test, y_test = cut(data.x_test, data.y_test)
+    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+def rebalance(data: Dataset, how: str) -> Dataset:
+    """oversample: every class's training samples repeated (cycling) up to the largest
+    class's count; undersample: cut to the smallest's. In the data's own order, deterministic."""
+    y = data.y_train
+    groups = [torch.nonzero(y == k).flatten() for k in range(int(data.n_classes))]
+    groups = [g for g in groups if len(g)]
+    n = max(len(g) for g in groups) if how == "oversample" else min(len(g) for g in groups)
+    picked = torch.cat([g.repeat(math.ceil(n / len(g)))[:n] for g in groups]).sort().values
+    return replace(data, x_train=data.x_train[picked], y_train=data.y_train[picked])
