@@ -186,6 +186,17 @@ class InstrumentsSection(Section):
         return self.sharpness or self.trace or self.noise or self.spectra or self.hessian
 
 
+class Pretrain(Section):
+    """Greedy layer-wise pretraining (Hinton & Salakhutdinov 2006, Bengio et al. 2007): before
+    the first step, each hidden layer in turn is trained as an autoencoder on the output of
+    the layers below it (already pretrained), then the whole net trains as usual."""
+
+    kind: Literal["autoencoder"] = Field("autoencoder", description="what each layer learns: to reconstruct its input")
+    steps: PositiveInt = Field(300, le=100_000, description="autoencoder steps per layer")
+    lr: float = Field(0.01, gt=0, le=10, description="the autoencoders' Adam learning rate")
+    batch_size: PositiveInt = Field(64, le=65536)
+
+
 class Config(Section):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -197,6 +208,7 @@ class Config(Section):
     regularization: Regularization = Field(default_factory=Regularization)
     train: Train = Field(default_factory=Train)
     instruments: InstrumentsSection = Field(default_factory=InstrumentsSection)
+    pretrain: Pretrain | None = Field(None, description="greedy layer-wise autoencoder pretraining (mlp)")
 
     model_config = ConfigDict(validate_default=True)
     _located: Any = PrivateAttr(None)  # where each key came from, for problems found later

@@ -90,6 +90,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
             "exploding",
             "tanh_normal_saturation",
             "vanishing_sigmoid",
+            "layerwise_pretraining",
             "relu_he",
             "xavier_deep_relu",
         ),

@@ -202,6 +202,11 @@ class Trainer:
         if not self._resuming:
             cfg.init.init_model(self.model)
         self.model.to(self.device)
+        self.pretrained: list[dict[str, Any]] | None = None
+        if cfg.pretrain is not None and not self._resuming:
+            from .pretrain import pretrain
+
+            self.pretrained = pretrain(self)  # the reconstruction loss of each layer, before and after
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if dlx.OWNS_PROCESS:
             skip_dynamo_wrappers()
