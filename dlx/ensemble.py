@@ -34,7 +34,7 @@ def ensemble(run_paths: list[str | Path]) -> dict[str, Any]:
     sigmoid_out = getattr(cfg0.model, "output_activation", "none") == "sigmoid"
     outs = []
     for p in paths:
-        _, cfg, tr, _ = _saved(p)
+        tr = first if p == paths[0] else _saved(p)[2]  # the first is built already
         with torch.no_grad():
             out = torch.cat([tr.model(x[i : i + 4096].to(tr.device)) for i in range(0, len(x), 4096)]).double().cpu()
         if classify:

@@ -740,9 +740,7 @@ def load_run(path: Path) -> dict[str, Any]:
         "summary": summary,
         "metrics": check_series(read_jsonl(path / "metrics.jsonl", problems), problems, "metrics.jsonl"),
         "probes": check_series(read_jsonl(path / "probes.jsonl", problems), problems, "probes.jsonl"),
-        "instruments": [r for r in read_jsonl(path / "instruments.jsonl", problems) if is_int(r.get("step"))]
-        if (path / "instruments.jsonl").is_file()
-        else [],
+        "instruments": read_jsonl(path / "instruments.jsonl", problems),
         "problems": problems,
     }
 

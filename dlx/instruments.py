@@ -190,7 +190,7 @@ def threshold(optimizer_cfg, lr: float) -> tuple[float | None, str, bool]:
 
 
 def _preconditioner(
-    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], names: list[str], optimizer_cfg
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], optimizer_cfg
 ) -> torch.Tensor | None:
     """P^-1/2 as a flat vector for Adam (sqrt(v_hat)+eps) and RMSprop (sqrt(v)+eps); None before
     the optimizer has state."""
@@ -306,6 +306,13 @@ def spectrum(w: torch.Tensor, w0: torch.Tensor | None, init_var: float | None) -
     return out
 
 
+def weight_matrices(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Each probed layer's (first) weight: the matrices whose spectra are measured."""
+    from .models.base import layer_weights
+
+    return {name: ws[0] for name, m in model.init_targets() if (ws := layer_weights(m))}
+
+
 # ------------------------------------------------------------------ the callback
 
 
@@ -329,7 +336,7 @@ class Instruments:
     # -- the trainer's events
     def on_start(self, trainer):
         if trainer.step == 0 or self.init_weights is None:
-            self.init_weights = {n: w.detach().clone() for n, w in self._weights(trainer).items()}
+            self.init_weights = {n: w.detach().clone() for n, w in weight_matrices(trainer.model).items()}
         self._t0 = time.perf_counter()
         if trainer.step == 0:
             self._measure(trainer)
@@ -354,10 +361,6 @@ class Instruments:
         self.init_weights = state["init_weights"]
 
     # -- measuring
-    def _weights(self, trainer) -> dict[str, torch.Tensor]:
-        from .models.base import layer_weights
-
-        return {name: ws[0] for name, m in trainer.model.init_targets() if (ws := layer_weights(m))}
 
     def interval(self, trainer) -> int:
         c = self.cfg
@@ -388,7 +391,6 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
     """One record of the instruments `cfg` turns on, for the trainer's model now (memo:
     an Instruments, which remembers whether forward-mode Hessian products work)."""
     from .initcheck import weight_moments
-    from .models.base import layer_weights
 
     model = trainer.model
     was_training = model.training
@@ -419,7 +421,7 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
             scale = None
             if pre:
                 named = dict(model.named_parameters())
-                scale = _preconditioner(trainer.optimizer, [named[k] for k in f.names], f.names, trainer.cfg.optimizer)
+                scale = _preconditioner(trainer.optimizer, [named[k] for k in f.names], trainer.cfg.optimizer)
 
             def hv(v: torch.Tensor, scale=None) -> torch.Tensor:
                 if scale is not None:
@@ -459,16 +461,13 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
         if cfg.spectra:
             t = time.perf_counter()
             spectra = {}
-            for name, m in model.init_targets():
-                ws = layer_weights(m)
-                if not ws:
-                    continue
+            for name, w in weight_matrices(model).items():
                 try:
-                    _, var, _ = weight_moments(trainer.cfg.init, ws[0])
+                    _, var, _ = weight_moments(trainer.cfg.init, w)
                 except Exception:  # noqa: BLE001  (a scheme without a variance: no expected edge)
                     var = None
                 w0 = init_weights.get(name) if init_weights else None
-                spectra[name] = spectrum(ws[0], w0, var)
+                spectra[name] = spectrum(w, w0, var)
             rec["spectra"] = spectra
             rec["seconds"]["spectra"] = time.perf_counter() - t
     finally:

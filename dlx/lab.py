@@ -165,63 +165,48 @@ def _finite(v) -> float | None:
 
 def _pictures(trainer) -> dict[str, Any]:
     """Activation histograms per layer and, for a 2-D classifier, the decision surface and
-    the units' maps: the model in eval mode on fixed inputs, between steps."""
-    import torch
-
-    from .pictures import _extent, _grid
+    the units' maps: the model in eval mode on fixed inputs, between steps (pictures.py's
+    own readings of a model)."""
+    from .pictures import _extent, _grid, _hidden, _probs
 
     model, data = trainer.model, trainer.data
     out: dict[str, Any] = {}
+    names = [n for n, _ in model.activation_modules()]
     was = model.training
     model.eval()
-    kept: list = []
-    mods = model.activation_modules()
-    hooks = [m.register_forward_hook(lambda m, i, o: kept.append(o.detach())) for _, m in mods]
     try:
-        with torch.no_grad():
-            model(data.as_float(data.x_train[:256]))
-            hist = []
-            for (name, _), o in zip(mods, kept):
-                v = o.flatten().float().cpu().numpy()
-                v = v[np.isfinite(v)]
-                if v.size:
-                    counts, edges = np.histogram(v, bins=24)
-                    hist.append(
-                        {"layer": name, "counts": counts.tolist(), "lo": float(edges[0]), "hi": float(edges[-1])}
-                    )
-            out["hist"] = hist
-            kept.clear()
-            if data.task == "classification" and tuple(data.feature_shape) == (2,):
-                extent = _extent(data)
-                pts = torch.as_tensor(_grid(extent, SURFACE_GRID), dtype=torch.float32, device=trainer.device)
-                probs = model(pts).softmax(-1)
-                conf, pred = probs.max(-1)
-                xy = data.as_float(data.x_train[:POINTS]).cpu().numpy()
-                out["surface"] = {
-                    "n": SURFACE_GRID,
-                    "extent": extent,
-                    "points": [
-                        [round(float(a), 3), round(float(b), 3), int(c)]
-                        for (a, b), c in zip(xy, data.y_train[:POINTS].cpu())
-                    ],
-                    "pred": pred.cpu().tolist(),
-                    "conf": [round(float(c), 3) for c in conf.cpu()],
-                    "classes": int(data.n_classes),
+        hist = []
+        for name, o in zip(names, _hidden(trainer, data.as_float(data.x_train[:256]))):
+            v = o.ravel()
+            v = v[np.isfinite(v)]
+            if v.size:
+                counts, edges = np.histogram(v, bins=24)
+                hist.append({"layer": name, "counts": counts.tolist(), "lo": float(edges[0]), "hi": float(edges[-1])})
+        out["hist"] = hist
+        if data.task == "classification" and tuple(data.feature_shape) == (2,):
+            extent = _extent(data)
+            probs = _probs(trainer, _grid(extent, SURFACE_GRID))
+            xy = data.as_float(data.x_train[:POINTS]).cpu().numpy()
+            out["surface"] = {
+                "n": SURFACE_GRID,
+                "extent": extent,
+                "points": [
+                    [round(float(a), 3), round(float(b), 3), int(c)]
+                    for (a, b), c in zip(xy, data.y_train[:POINTS].cpu())
+                ],
+                "pred": probs.argmax(-1).tolist(),
+                "conf": [round(float(c), 3) for c in probs.max(-1)],
+                "classes": int(data.n_classes),
+            }
+            out["units"] = [
+                {
+                    "layer": name,
+                    "maps": [[round(float(x), 3) for x in o[:, j]] for j in range(min(o.shape[1], MAX_UNITS))],
+                    "total": int(o.shape[1]),
                 }
-                kept.clear()
-                model(torch.as_tensor(_grid(extent, UNIT_GRID), dtype=torch.float32, device=trainer.device))
-                out["units"] = [
-                    {
-                        "layer": name,
-                        "maps": [[round(float(x), 3) for x in o[:, j]] for j in range(min(o.shape[1], MAX_UNITS))],
-                        "total": int(o.shape[1]),
-                    }
-                    for (name, _), o in zip(mods, kept)
-                    if o.dim() == 2
-                ]
+                for name, o in zip(names, _hidden(trainer, _grid(extent, UNIT_GRID)))
+            ]
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was)
     return out
 
@@ -266,23 +251,14 @@ class LabRun:
 
     def verdict(self) -> dict[str, Any] | None:
         """The verdict as it forms: the diagnosis of the intervals so far."""
-        from .diagnose import Context, diagnose, headline
+        from .diagnose import diagnose, headline
+        from .recording import diagnosis_context
 
         tr, hist = self.trainer, self.hist
         if tr is None or hist is None or not hist.metrics:
             return None
         try:
-            ctx = Context(
-                names=tr.probes.names,
-                grad=hist.grad,
-                last=hist.last,
-                act_names=tr.probes.act_names,
-                dead_check=tr.cfg.activation.units_can_die,
-                metrics=hist.metrics,
-                config=tr.cfg.resolved(),
-                task=tr.data.task,
-                init_check=hist.init_check,
-            )
+            ctx = diagnosis_context(tr, hist)
             vs = diagnose(ctx)
         except Exception as e:  # noqa: BLE001  (a verdict that cannot form yet is no reason to stop)
             return {"kind": None, "message": f"no verdict yet ({type(e).__name__})"}

@@ -60,7 +60,8 @@ def _saved(path: Path, step: int | None = None):
     from .trainer import Trainer
 
     ckpt = path / "checkpoint.pt"
-    snaps = read_snapshots(path)
+    # The snapshots (a file of up to 4 MB) are read only when the checkpoint will not do.
+    snaps = read_snapshots(path) if not ckpt.is_file() or step is not None else None
     if not ckpt.is_file() and not (snaps and snaps["steps"]):
         raise UsageError(
             f"{path.name} has no checkpoint.pt and no snapshots.pt, so its model is not saved: pictures are "
@@ -77,7 +78,8 @@ def _saved(path: Path, step: int | None = None):
     else:  # a diverged run keeps no checkpoint: its end is its last snapshot before the blow-up
         at, weights = int(snaps["steps"][-1]), snaps["states"][-1]
     if step is not None and step != at:
-        snaps = snapshots(path)
+        if not (snaps and snaps["steps"]):
+            snaps = snapshots(path)  # says there are none
         i = int(np.argmin([abs(s - step) for s in snaps["steps"]]))
         at, weights = int(snaps["steps"][i]), snaps["states"][i]
     trainer.model.load_state_dict(weights)
@@ -178,8 +180,9 @@ def filmstrip(run: str | Path, frames: int = 6, grid: int = 100) -> list[Boundar
     return out
 
 
-def _hidden(trainer, points: np.ndarray) -> list[np.ndarray]:
-    """Each hidden layer's activation outputs at points [n, 2] (eval mode), input first."""
+def _hidden(trainer, points) -> list[np.ndarray]:
+    """Each hidden layer's activation outputs [n, units] (flattened past the first axis) at
+    points (an array or a model-ready tensor of inputs), input first, without gradients."""
     import torch
 
     kept: list = []

@@ -211,17 +211,17 @@ def _per_class(trainer, outcome) -> dict[str, Any] | None:
     }
 
 
-def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
-    cfg = trainer.cfg
-    data = trainer.data
-    classes = _per_class(trainer, outcome)
-    ctx = DiagnosisContext(
+def diagnosis_context(trainer, hist: History, diverged=None, classes=None) -> DiagnosisContext:
+    """What the diagnosis reads of a trainer and its history: at the end (summarize) or
+    while it runs (dlx lab's verdict as it forms)."""
+    cfg, data = trainer.cfg, trainer.data
+    return DiagnosisContext(
         names=trainer.probes.names,
         grad=hist.grad,
         last=hist.last,
         act_names=trainer.probes.act_names,
         dead_check=cfg.activation.units_can_die,
-        diverged=outcome.diverged,
+        diverged=diverged,
         metrics=hist.metrics,
         config=cfg.resolved(),
         task=data.task,
@@ -237,6 +237,11 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
             getattr(cfg.model, "output_activation", "none") == "sigmoid",
         ),
     )
+
+
+def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, Any]:
+    classes = _per_class(trainer, outcome)
+    ctx = diagnosis_context(trainer, hist, outcome.diverged, classes)
     verdicts = diagnose(ctx)
     result = run_outcome(ctx)
     tests = [m for m in hist.metrics if m.get("test_loss") is not None]
