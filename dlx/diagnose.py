@@ -6,7 +6,9 @@ Each verdict is a plain dict, so it goes into summary.json as it is:
   evidence  the numbers the verdict rests on
   message   one line: what was seen, with the evidence
   cause     the likely cause, read from the resolved config (None for healthy)
-  remedy    what to try, as config changes (None for healthy)
+  remedy    what to try, in words (None for healthy)
+  fixes     the remedy as data: [{"set": [--set overrides], "text": ...}], the most direct
+            first; what `dlx fix` runs ([] for healthy and for a symptom: its root's fix it)
 
 The engine reads one small `Context` (probe series, metrics history, resolved
 config, the task's chance-level loss), never the run folder or the trainer, so
@@ -351,11 +353,67 @@ def _list(items: Sequence[str], word: str = "or") -> str:
     return ", ".join(items[:-1]) + f", {word} " + items[-1]
 
 
-def _try(ctx: "Context", items: Sequence[str]) -> str:
-    """The remedy line: config changes to try, the most direct first; never a key the
-    config would refuse for this model (ModelSpec.honoured(): lstm has no batch norm)."""
+@dataclass(frozen=True)
+class Fix:
+    """One remedy as data: the `--set` overrides that make it (all of them together), and
+    why it helps. The verdict's prose remedy is made from these (Fix.text); `dlx fix` runs them."""
+
+    sets: tuple[str, ...]
+    why: str = ""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(s.partition("=")[0] for s in self.sets)
+
+    @property
+    def text(self) -> str:
+        body = " + ".join(f"{k}: {v}" for k, _, v in (s.partition("=") for s in self.sets))
+        return f"{body} ({self.why})" if self.why else body
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"set": list(self.sets), "text": self.text}
+
+
+def _fix(*sets: str, why: str = "") -> Fix:
+    return Fix(tuple(sets), why)
+
+
+def _try(ctx: "Context", items: Sequence["str | Fix | None"]) -> tuple[str, list[Fix]]:
+    """The remedy: config changes to try, the most direct first, as prose and as the Fixes
+    among them (the rest is advice no --set expresses: more data, a smaller model). Never a
+    key the config would refuse for this model (ModelSpec.honoured(): lstm has no batch norm)."""
     refused = _unhonoured_keys(ctx)
-    return f"{_list([i for i in items if not any(i.startswith(k) for k in refused)])}."
+
+    def allowed(item: "str | Fix") -> bool:
+        keys = item.keys if isinstance(item, Fix) else (item,)
+        return not any(key.startswith(k) for key in keys for k in refused)
+
+    accepts = _accepts(ctx)
+    kept = [i for i in items if i and allowed(i) and (not isinstance(i, Fix) or accepts(i))]
+    fixes = list(dict.fromkeys(i for i in kept if isinstance(i, Fix)))
+    return f"{_list([i.text if isinstance(i, Fix) else i for i in kept])}.", fixes
+
+
+def _accepts(ctx: "Context"):
+    """A test of whether the run's config takes a fix's overrides (the config's schema decides:
+    an rnn takes no leaky_relu, MNIST has no 120000 training samples); a config that does not
+    load by itself (a hand-built partial context) takes every fix."""
+    from .config import load_config
+    from .errors import DlxError
+
+    try:
+        load_config(ctx.config)
+    except Exception:
+        return lambda fix: True
+
+    def accepts(fix: Fix) -> bool:
+        try:
+            load_config(ctx.config, list(fix.sets))
+        except DlxError:
+            return False
+        return True
+
+    return accepts
 
 
 def _unhonoured_keys(ctx: "Context") -> set[str]:
@@ -376,9 +434,19 @@ def _verdict(
     evidence: dict[str, Any],
     message: str,
     cause: str | None = None,
-    remedy: str | None = None,
+    remedy: "tuple[str, list[Fix]] | str | None" = None,
 ) -> dict[str, Any]:
-    return {"kind": kind, "layers": layers, "evidence": evidence, "message": message, "cause": cause, "remedy": remedy}
+    """A verdict dict; `remedy` is _try()'s (prose, fixes), or prose alone (no --set expresses it)."""
+    text, fixes = remedy if isinstance(remedy, tuple) else (remedy, [])
+    return {
+        "kind": kind,
+        "layers": layers,
+        "evidence": evidence,
+        "message": message,
+        "cause": cause,
+        "remedy": text,
+        "fixes": [f.as_dict() for f in fixes],
+    }
 
 
 # ---------------------------------------------------------------- reading the config
@@ -415,9 +483,43 @@ def _lr_text(ctx: Context) -> str:
     return text + ("" if sched in (None, "constant") else f" ({sched} schedule)")
 
 
-def _lr_lower(ctx: Context, by: float = 10.0) -> str:
+def _number(x: float) -> str:
+    """x with 2 significant digits, as YAML reads a float (1.0e-05: PyYAML takes 1e-05 for a string)."""
+    text = f"{x:.2g}"
+    return text.replace("e", ".0e") if "e" in text and "." not in text else text
+
+
+def _lr_times(ctx: Context, factor: float, why: str = "") -> Fix | str:
+    """The optimizer's lr times factor, as a Fix (prose when the lr is unknown)."""
     lr = ctx.section("optimizer").get("lr")
-    return f"optimizer.lr: {lr / by:.2g}" if isinstance(lr, (int, float)) and lr > 0 else "a smaller optimizer.lr"
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
+        return _fix(f"optimizer.lr={_number(lr * factor)}", why=why)
+    return f"a {'smaller' if factor < 1 else 'larger'} optimizer.lr"
+
+
+def _lr_lower(ctx: Context, by: float = 10.0, why: str = "") -> Fix | str:
+    return _lr_times(ctx, 1 / by, why)
+
+
+def _adam(why: str = "") -> Fix:
+    """Adam with its own usual hyperparameters (the mapping replaces the whole optimizer
+    section: sgd's lr of 0.1 would be far too large for adam)."""
+    return _fix("optimizer={name: adam}", why=why)
+
+
+def _clip(ctx: Context) -> Fix | None:
+    return None if _clipped(ctx) else _fix("regularization.clip_norm=1.0")
+
+
+def _steps_done(ctx: Context) -> int | None:
+    steps = [m.get("step") for m in ctx.metrics if isinstance(m.get("step"), int)]
+    return max(steps) if steps else None
+
+
+def _more_steps(ctx: Context, why: str = "twice the steps") -> Fix | str:
+    """Twice the steps the run took, as a Fix (prose when the run logged none)."""
+    done = _steps_done(ctx)
+    return _fix(f"train.steps={2 * done}", why=why) if done else "more steps (train.steps)"
 
 
 def _reg(ctx: Context) -> dict[str, Any]:
@@ -437,9 +539,9 @@ def _norm_none(ctx: Context) -> bool:
     return _reg(ctx).get("norm", "none") in (None, "none")
 
 
-def _batch_norm_remedy(ctx: Context) -> str:
+def _batch_norm_remedy(ctx: Context) -> Fix | None:
     """Batch norm as a remedy, where the model has it (mlp, cnn, resnet) and it is off."""
-    return "regularization.norm: batch" if ctx.model in ("mlp", "cnn", "resnet") and _norm_none(ctx) else ""
+    return _fix("regularization.norm=batch") if ctx.model in ("mlp", "cnn", "resnet") and _norm_none(ctx) else None
 
 
 def _good_init(activation: str) -> str:
@@ -451,11 +553,26 @@ def _good_init(activation: str) -> str:
     return "kaiming_normal" if activation in RELU_FAMILY else "xavier_uniform"
 
 
-def _skip_remedy(ctx: Context) -> str | None:
+def _more_data(ctx: Context) -> Fix | str:
+    n = ctx.section("data").get("n_train")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return _fix(f"data.n_train={2 * n}", why="more data")
+    return "more data"
+
+
+def _skip_remedy(ctx: Context) -> Fix | None:
+    model = ctx.section("model")
     if ctx.model == "mlp":
-        return "a residual model (model.name: resnet)"
-    if ctx.model == "resnet" and ctx.section("model").get("residual") is False:
-        return "model.residual: true (skip connections carry the gradient past every block)"
+        # The same width, two layers per block: as deep as the mlp, with skips.
+        widths = model.get("widths") or [model.get("width") or 64]
+        depth = model.get("depth") if model.get("widths") is None else len(widths)
+        blocks = max(1, int(depth or 2) // 2)
+        return _fix(
+            f"model={{name: resnet, blocks: {blocks}, width: {max(widths)}}}",
+            why="a residual model: skip connections carry the gradient past every block",
+        )
+    if ctx.model == "resnet" and model.get("residual") is False:
+        return _fix("model.residual=true", why="skip connections carry the gradient past every block")
     return None
 
 
@@ -566,18 +683,14 @@ def _diverged(ctx: Context) -> list[dict]:
             f"gradients were already {_fmt(step1)} at step 1: {_init_text(ctx)} through "
             f"{_depth(ctx)} {act} layers scales the signal up at every layer"
         )
-        remedy = _try(ctx, [f"init: {_good_init(act)}", "regularization.clip_norm: 1.0", _batch_norm_remedy(ctx)])
+        remedy = _try(ctx, [_fix(f"init={_good_init(act)}"), _clip(ctx), _batch_norm_remedy(ctx)])
     else:
         cause = f"{_lr_text(ctx)}: steps too large for this loss surface"
         if not _clipped(ctx):
             cause += ", no gradient clipping"
         remedy = _try(
             ctx,
-            [
-                _lr_lower(ctx),
-                "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
-                "optimizer.schedule: warmup",
-            ],
+            [_lr_lower(ctx), _clip(ctx), _fix("optimizer.schedule=warmup")],
         )
     layers = list(d.get("layers") or ([d["layer"]] if d.get("layer") else []))
     peak_text = f"; largest finite gradient norm before it {_fmt(peak)}" if peak is not None else ""
@@ -626,7 +739,7 @@ def _symmetry(ctx: Context) -> list[dict]:
             {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
             f"symmetric units: every unit in {', '.join(same)} is identical (unit spread < {SYMMETRY_SPREAD:g})",
             cause,
-            _try(ctx, [f"init: {_good_init(act)} (random weights break the symmetry); {dropout}"]),
+            _try(ctx, [_fix(f"init={_good_init(act)}", why=f"random weights break the symmetry; {dropout}")]),
         )
     ]
 
@@ -659,13 +772,13 @@ def _across_layers(ctx: Context) -> list[dict]:
             parts.append("and no normalization")
         remedy = []
         if act in SATURATING:
-            remedy.append("activation: relu + init: kaiming_normal")
+            remedy.append(_fix("activation=relu", "init=kaiming_normal"))
         elif act in RELU_FAMILY and not _he_like(ctx.init):
-            remedy.append("init: kaiming_normal")
+            remedy.append(_fix("init=kaiming_normal"))
         remedy.append(_batch_norm_remedy(ctx))
-        remedy.append(_skip_remedy(ctx) or "")
+        remedy.append(_skip_remedy(ctx))
         if ctx.section("optimizer").get("name") == "sgd":
-            remedy.append("adam (per-weight step sizes)")
+            remedy.append(_adam("per-weight step sizes"))
         return [
             _verdict(
                 "vanishing",
@@ -701,23 +814,26 @@ def _across_layers(ctx: Context) -> list[dict]:
                 f"{steps or 'the'} time steps"
             )
             remedy = [
-                "init: orthogonal (gain 1: singular values 1) or init: default",
-                "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
-                "model.name: lstm or gru (a gated, additive state)" if ctx.model == "rnn" else "",
+                _fix("init=orthogonal", why="gain 1: singular values 1")
+                if ctx.init != "orthogonal" or ctx.section("init").get("gain", 1) != 1
+                else None,
+                _fix("init=default") if ctx.init != "default" else None,
+                _clip(ctx),
+                _fix("model.name=lstm", why="or gru: a gated, additive state") if ctx.model == "rnn" else None,
             ]
         elif step1 > EXPLODING_NORM / 10 or _init_unscaled(ctx):
             # Large from the start: the init (and depth) scale the signal up layer after layer.
             cause = f"{_init_text(ctx)} through {depth} {act} layers"
             remedy = [
-                f"init: {_good_init(act)}",
-                "regularization.clip_norm: 1.0",
+                _fix(f"init={_good_init(act)}") if ctx.init != _good_init(act) else None,
+                _clip(ctx),
                 _batch_norm_remedy(ctx),
                 _lr_lower(ctx),
             ]
         else:
             # Ordinary at step 1, huge later: the steps grew the weights.
             cause = f"gradients grew from {_fmt(step1)} at step 1 under {_lr_text(ctx)}"
-            remedy = [_lr_lower(ctx), "regularization.clip_norm: 1.0", _batch_norm_remedy(ctx)]
+            remedy = [_lr_lower(ctx), _clip(ctx), _batch_norm_remedy(ctx)]
         if not _clipped(ctx):
             cause += ", no gradient clipping"
         return [_verdict("exploding", layers, ev, msg, cause, _try(ctx, remedy))]
@@ -738,13 +854,13 @@ def _dead_units(ctx: Context) -> list[dict]:
     if isinstance(bias, (int, float)) and bias < 0:
         # Every pre-activation starts pushed down by the bias: the units are off from step 0.
         cause = f"a negative init bias ({bias}) pushes relu units below zero for every input"
-        remedy = [f"init: {{name: {ctx.init}, bias: 0}}", "activation: leaky_relu", _batch_norm_remedy(ctx)]
+        remedy = [_fix("init.bias=0"), _fix("activation=leaky_relu"), _batch_norm_remedy(ctx)]
     else:
         cause = f"relu units pushed below zero for every input, with {_lr_text(ctx)}"
         remedy = [
-            "activation: leaky_relu",
+            _fix("activation=leaky_relu") if ctx.activation != "leaky_relu" else None,
             _lr_lower(ctx, 3),
-            "init: kaiming_normal" if not _he_like(ctx.init) else "",
+            _fix("init=kaiming_normal") if not _he_like(ctx.init) else None,
             _batch_norm_remedy(ctx),
         ]
     return [
@@ -793,9 +909,9 @@ def _saturation(ctx: Context, curve: _Curve | None) -> list[dict]:
             _try(
                 ctx,
                 [
-                    f"init: {_good_init(act)}" if ctx.init != _good_init(act) else "",
+                    _fix(f"init={_good_init(act)}") if ctx.init != _good_init(act) else None,
                     _batch_norm_remedy(ctx),
-                    "activation: relu + init: kaiming_normal",
+                    _fix("activation=relu", "init=kaiming_normal"),
                 ],
             ),
         )
@@ -856,11 +972,7 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
                 cause + ": each step overshoots, and the overshoot grows",
                 _try(
                     ctx,
-                    [
-                        f"{_lr_lower(ctx)} (a tenth)",
-                        "optimizer.schedule: warmup",
-                        "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
-                    ],
+                    [_lr_lower(ctx, 10, "a tenth"), _fix("optimizer.schedule=warmup"), _clip(ctx)],
                 ),
             )
         ]
@@ -937,9 +1049,10 @@ def _lr_too_high(ctx: Context, curve: _Curve | None, sane: bool) -> list[dict]:
             _try(
                 ctx,
                 [
-                    f"{_lr_lower(ctx, 10)} (a tenth)" if big else f"{_lr_lower(ctx, 3)} (a third)",
-                    "optimizer.schedule: warmup or cosine",
-                    "regularization.clip_norm: 1.0" if not _clipped(ctx) else "",
+                    _lr_lower(ctx, 10, "a tenth") if big else _lr_lower(ctx, 3, "a third"),
+                    _fix("optimizer.schedule=warmup"),
+                    _fix("optimizer.schedule=cosine"),
+                    _clip(ctx),
                 ],
             ),
         )
@@ -983,10 +1096,10 @@ def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list
         remedy = _try(
             ctx,
             [
-                "more steps (train.epochs / train.steps)",
-                "a larger optimizer.lr" if opt.get("name") == "sgd" else "a different optimizer.lr",
-                "optimizer.name: adam" if opt.get("name") != "adam" else "",
-                "model.name: lstm or gru" if ctx.model == "rnn" else "",
+                _more_steps(ctx),
+                _lr_times(ctx, 10) if opt.get("name") == "sgd" else "a different optimizer.lr",
+                _adam() if opt.get("name") != "adam" else None,
+                _fix("model.name=lstm", why="or gru") if ctx.model == "rnn" else None,
             ],
         )
     return [
@@ -1061,10 +1174,12 @@ def _overfitting(ctx: Context, curve: _Curve | None) -> list[dict]:
             _try(
                 ctx,
                 [
-                    "regularization.l2: 1e-4" if not reg.get("l2") else "a larger regularization.l2",
-                    "regularization.dropout: 0.2" if not reg.get("dropout") else "",
-                    "regularization.early_stopping: {patience: 5}" if not reg.get("early_stopping") else "",
-                    "more data (data.n_train)",
+                    _fix("regularization.l2=1.0e-4")
+                    if not reg.get("l2")
+                    else _fix(f"regularization.l2={_number(float(reg['l2']) * 10)}"),
+                    _fix("regularization.dropout=0.2") if not reg.get("dropout") else None,
+                    _fix("regularization.early_stopping={patience: 5}") if not reg.get("early_stopping") else None,
+                    _more_data(ctx),
                     "a smaller model",
                 ],
             ),
@@ -1127,9 +1242,9 @@ def _init_scale(ctx: Context) -> list[dict]:
         if act in RELU_FAMILY and way == "shrinks":
             cause += " (a ReLU zeroes half its inputs: Var(W) = 2/fan_in keeps the gain at 1, He et al. 2015)"
         remedy = [
-            f"init: {fit} (its variance keeps the gain near 1 for {act})" if scheme != fit else _batch_norm_remedy(ctx),
-            _batch_norm_remedy(ctx) if scheme != fit else "",
-            _skip_remedy(ctx) or "",
+            _fix(f"init={fit}", why=f"its variance keeps the gain near 1 for {act}") if scheme != fit else None,
+            _batch_norm_remedy(ctx),
+            _skip_remedy(ctx),
         ]
         return [_verdict("init_scale", [r["layer"] for r in rows], ev, msg, cause, _try(ctx, remedy))]
     sat = SATURATING_STD.get(act)
@@ -1152,7 +1267,10 @@ def _init_scale(ctx: Context) -> list[dict]:
                 f"point (~{sat:g}): the units start saturated, their derivatives near 0"
             )
             cause = f"{_init_text(ctx)} is too large for {SATURATING.get(act, act)}"
-            remedy = [f"init: {fit} (pre-activations of std ~1)" if scheme != fit else "", _batch_norm_remedy(ctx)]
+            remedy = [
+                _fix(f"init={fit}", why="pre-activations of std ~1") if scheme != fit else None,
+                _batch_norm_remedy(ctx),
+            ]
             return [_verdict("init_scale", ev["saturated_layers"], ev, msg, cause, _try(ctx, remedy))]
     return []
 
@@ -1189,7 +1307,7 @@ def _lr_too_low(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[di
         return []
     lr = ctx.section("optimizer").get("lr")
     f = _lr_factor(med)
-    new_lr = f"optimizer.lr: {lr * f:.2g} ({f:.0f}x)" if isinstance(lr, (int, float)) else "a larger optimizer.lr"
+    new_lr = _lr_times(ctx, f, f"{f:.0f}x")
     ev = {
         "update_ratio_median": med,
         "update_ratio": dict(zip(ctx.names, vals)),
@@ -1209,8 +1327,8 @@ def _lr_too_low(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[di
                 ctx,
                 [
                     new_lr,
-                    "optimizer.name: adam" if ctx.section("optimizer").get("name") in ("sgd",) else "",
-                    "more steps (train.steps)",
+                    _adam() if ctx.section("optimizer").get("name") in ("sgd",) else None,
+                    _more_steps(ctx),
                 ],
             ),
         )
@@ -1310,20 +1428,18 @@ def _slow(ctx: Context, out: dict[str, Any], found: list[dict]) -> list[dict]:
     if out.get("kind") != "slow" or any(v["kind"] in ("not_learning", "lr_too_low") for v in found):
         return []
     opt = ctx.section("optimizer")
-    lr = opt.get("lr")
     falling = out["fall_last_half"] > STILL_FALLING
     ev = {k: out.get(k) for k in ("progress", "accuracy_progress", "fall_last_half", "final_train_loss", "steps")}
-    steps = ctx.section("train").get("steps")
-    more = f"train.steps: {2 * steps}" if isinstance(steps, int) else "more train.epochs"
-    up = f"optimizer.lr: {lr * 3:.2g} (3x)" if isinstance(lr, (int, float)) else "a larger optimizer.lr"
+    more = _more_steps(ctx)
+    up = _lr_times(ctx, 3, "3x")
     if falling:
         cause = f"{_lr_text(ctx)}: still falling after {out['steps']} steps, at this pace it needs many more"
-        remedy = [more, up, "optimizer.name: adam" if opt.get("name") != "adam" else ""]
+        remedy = [more, up, _adam() if opt.get("name") != "adam" else None]
     else:
         cause = f"{_lr_text(ctx)}: the loss has flattened far from a fit (too small a step, or too small a model)"
         remedy = [
             up,
-            "optimizer.name: adam" if opt.get("name") != "adam" else "",
+            _adam() if opt.get("name") != "adam" else None,
             "a wider or deeper model (model.width / model.depth)",
         ]
     return [
@@ -1354,6 +1470,7 @@ def _order(found: list[dict], sane: bool) -> list[dict]:
         v["symptom_of"] = root["kind"]
         v["cause"] = f"a symptom of the {LABEL[root['kind']]} above"
         v["remedy"] = f"the remedy for the {LABEL[root['kind']]} above."
+        v["fixes"] = []  # the root's fixes fix it
     return roots + [v for v in found if v.get("symptom_of")]
 
 
@@ -1419,12 +1536,15 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
             f"{model} over {span} steps: its gates have not (yet) learned to keep the cell state; "
             f"the gradient still shrinks {_fmt(e['decay_per_step'])} per step"
         )
-    remedy = [
-        "model.name: lstm or gru (a gated, additive state carries the gradient)"
-        if model == "rnn"
-        else "more steps (gates open as they learn) or init: {name: default, bias: 1.0} (forget gates open)"
-    ]
+    if model == "rnn":
+        remedy = [_fix("model.name=lstm", why="or gru: a gated, additive state carries the gradient")]
+    else:
+        remedy = [
+            _more_steps(ctx, "gates open as they learn"),
+            _fix("init={name: default, bias: 1.0}", why="forget gates open"),
+        ]
     remedy.append("an attention model that sees every step directly")
+    text, fixes = _try(ctx, remedy)
     clip = f"clip_norm: {_reg(ctx)['clip_norm']} (set here)" if _reg(ctx).get("clip_norm") else "gradient clipping"
     tail = (
         f" Not a fix: {clip} only tames exploding gradients, and a shorter train.tbptt cuts the long path on purpose."
@@ -1439,7 +1559,7 @@ def _vanishing_through_time(ctx: Context) -> list[dict]:
             f"{_fmt(e['last'])}); it keeps >= {TIME_REACH:g} of it only {e['reach_steps']} of "
             f"{span} steps back",
             cause,
-            _try(ctx, remedy) + tail,
+            (text + tail, fixes),
         )
     ]
 
@@ -1529,7 +1649,10 @@ def _ignored_class(ctx: Context) -> list[dict]:
         else None
     )
     balance = (ctx.section("train") or {}).get("balance", "none")
-    items = ["train.balance: weighted (the loss weighs each class by 1/its frequency)", "train.balance: oversample"]
+    items: list[str | Fix] = [
+        _fix("train.balance=weighted", why="the loss weighs each class by 1/its frequency"),
+        _fix("train.balance=oversample"),
+    ]
     if balance != "none":
         items = [f"a stronger remedy than train.balance: {balance} (more data of class {k}, or train longer)"]
     return [

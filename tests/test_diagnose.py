@@ -87,11 +87,11 @@ def test_a_healthy_run_gets_healthy_and_nothing_else():
     assert v["evidence"]["final_loss"] < 0.1
 
 
-def test_every_verdict_carries_the_six_keys_and_a_one_line_message():
+def test_every_verdict_carries_the_seven_keys_and_a_one_line_message():
     vs = diagnose(ctx(grad=healthy_grad() * np.array([1e-7, 1e-5, 1e-3, 1]), metrics=metrics(np.full(40, LN3))))
     assert kinds(vs) == ["vanishing", "not_learning"]
     for v in vs:
-        assert set(v) - {"symptom_of"} == {"kind", "layers", "evidence", "message", "cause", "remedy"}
+        assert set(v) - {"symptom_of"} == {"kind", "layers", "evidence", "message", "cause", "remedy", "fixes"}
         assert "\n" not in v["message"] and v["message"]
         assert v["cause"] and v["remedy"]
     # The plateau is the vanishing gradients' symptom, and says so.
@@ -322,7 +322,7 @@ def test_regression_compares_with_predicting_the_mean():
     )
     v = only(diagnose(c), "not_learning")
     assert "predicting the mean (0.167)" in v["message"]
-    assert "lstm or gru" in v["remedy"]
+    assert "model.name: lstm (or gru" in v["remedy"]
 
 
 def test_not_learning_needs_a_known_chance_level():
@@ -377,7 +377,7 @@ def test_a_gradient_that_dies_going_back_in_time_is_vanishing_through_time():
     assert ev["reach_steps"] == 31  # 0.8^30 = 1.2e-3 >= 1e-3 > 0.8^31
     assert "t=1" in v["message"]
     assert "rnn with tanh over 100 steps" in v["cause"]
-    assert "lstm or gru" in v["remedy"] and "tbptt" in v["remedy"] and "clipping" in v["remedy"]
+    assert "model.name: lstm (or gru" in v["remedy"] and "tbptt" in v["remedy"] and "clipping" in v["remedy"]
 
 
 def test_a_gradient_that_underflows_to_zero_still_reads_as_vanishing_through_time():

@@ -172,7 +172,7 @@ PATHOLOGICAL = {
             train={"loss": "mse", "steps": 150},
         ),
         "vanishing_through_time",
-        "model.name: lstm or gru",
+        "model.name: lstm (or gru",
     ),
     "overfitting_100_samples": (
         case(
