@@ -381,7 +381,7 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
             f"run {rid} is still running (pid {meta.get('pid')}); stop it first "
             f"(Ctrl-C in its terminal), then resume it"
         )
-    if status in ("completed", "diverged"):
+    if status in ("completed", "diverged", "pruned"):
         raise UsageError(
             f"run {rid} has finished ({status}); there is nothing to resume. To train more, start "
             f"a new run from its config ({path / 'config.yaml'}, with more train.steps or "

@@ -424,6 +424,16 @@ FreshOpt = typer.Option(
 )
 
 
+PruneOpt = typer.Option(
+    None,
+    "--prune-on",
+    metavar="KINDS",
+    help="Stop a trial once one of these verdicts has held for 3 log intervals after a warm-up of a "
+    "fifth of its steps (status pruned): symmetry, dead_units, vanishing, vanishing_through_time, "
+    "not_learning. Tune with --set train.prune.patience=N / train.prune.warmup=F.",
+)
+
+
 @app.command()
 @_errors
 def compare(
@@ -454,9 +464,11 @@ def compare(
         "--ensemble",
         help="Also average each variant's seed runs' predictions: the ensemble's test metrics beside its members'.",
     ),
+    prune_on: Optional[str] = PruneOpt,
 ):
     """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
     from .api import compare as run_compare
+    from .pruning import prune_sets
 
     con = _console(stderr=as_json)
     cmp = run_compare(
@@ -465,7 +477,7 @@ def compare(
         over=over or [],
         seeds=seeds,
         target=target,
-        overrides=set_ or [],
+        overrides=[*(set_ or []), *prune_sets(prune_on)],
         runs_dir=runs_dir,
         max_parallel=max_parallel,
         retries=retries,
@@ -607,6 +619,7 @@ def sweep(
     no_stack: bool = NoStackOpt,
     fresh_processes: bool = FreshOpt,
     as_json: bool = typer.Option(False, "--json", help="Print results.json (trials best first) at the end."),
+    prune_on: Optional[str] = PruneOpt,
 ):
     """Search over config keys (grid, random or TPE); every trial is a dlx train run.
 
@@ -620,10 +633,14 @@ def sweep(
     from .sweeper import Sweep, find_sweep, plan, run_sweep
 
     con = _console(stderr=as_json)
-    if resume and (spec or set_):
+    if resume and (spec or set_ or prune_on):
         raise UsageError(
-            "--resume takes the spec and --set values stored in the sweep folder; give either SPEC or --resume SWEEP"
+            "--resume takes the spec and --set (and --prune-on) values stored in the sweep folder; "
+            "give either SPEC or --resume SWEEP"
         )
+    from .pruning import prune_sets
+
+    set_ = [*(set_ or []), *prune_sets(prune_on)]
     if not resume and spec is None:
         raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
     ex = _executor(

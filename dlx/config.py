@@ -30,6 +30,7 @@ from pydantic import (
 
 from .activations import ACTIVATIONS
 from .data import DATASETS
+from .diagnose import SUSTAINED_FROM
 from .errors import ConfigError, Problem
 from .examples import resolve_config
 from .init import INITS
@@ -80,6 +81,39 @@ class Regularization(Section):
     )
 
 
+class Prune(Section):
+    on: list[str] = Field(
+        min_length=1,
+        description="verdict kinds that stop the run while it trains (status pruned): "
+        "symmetry, dead_units, vanishing, vanishing_through_time, not_learning",
+    )
+    # The share of a run the verdict engine itself reads as the init's transient.
+    warmup: float = Field(
+        SUSTAINED_FROM, ge=0, lt=1, description="the fraction of the steps trained before any verdict may stop the run"
+    )
+    patience: PositiveInt = Field(3, le=1000, description="log intervals in a row the verdict must hold")
+
+    @field_validator("on")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        from .diagnose import NOT_PRUNABLE, PRUNABLE
+
+        for kind in v:
+            if kind in NOT_PRUNABLE:
+                raise ValueError(
+                    f"{kind!r} is not safe to stop a run on: {NOT_PRUNABLE[kind]}; "
+                    f"the kinds that are: {', '.join(PRUNABLE)}"
+                )
+            if kind not in PRUNABLE:
+                hint = closest(kind, list(PRUNABLE))
+                raise ValueError(
+                    f"unknown verdict kind {kind!r}"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                    + f"; one of {', '.join(PRUNABLE)}"
+                )
+        return list(dict.fromkeys(v))
+
+
 class Train(Section):
     epochs: PositiveInt | None = Field(None, description="passes over the training set (5 unless steps is given)")
     steps: PositiveInt | None = Field(None, description="optimizer steps in all, instead of epochs")
@@ -114,6 +148,11 @@ class Train(Section):
     )
     tbptt: PositiveInt | None = Field(
         None, description="recurrent models: backpropagate through at most this many steps"
+    )
+    prune: Prune | None = Field(
+        None,
+        description="stop the run once a verdict in prune.on has held for prune.patience log intervals "
+        "after the warm-up (compare and sweep: --prune-on)",
     )
     checkpoint: bool = Field(
         True,

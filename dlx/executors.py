@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed")
+STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed", "pruned")
 POLL_S = 0.05
 STDERR_TAIL = 2000
 
@@ -80,7 +80,7 @@ class TrialResult:
     """How a trial ended; error is a person-readable reason for config_error / failed / crashed."""
 
     id: str
-    status: str  # completed | diverged | interrupted | failed | config_error | crashed
+    status: str  # completed | diverged | pruned | interrupted | failed | config_error | crashed
     run_path: Path | None
     summary: dict | None
     metrics: list | None

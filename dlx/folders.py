@@ -52,7 +52,7 @@ import numpy as np
 
 from .errors import DlxError
 
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 
 # A running run rewrites its heartbeat at log intervals, but at most this often:
 # a tiny run logs hundreds of intervals a second and each rewrite is an fsync.

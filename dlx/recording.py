@@ -271,6 +271,8 @@ def summarize(trainer, hist: History, outcome, run_id: str | None) -> dict[str, 
             # How far it got (converged, still improving, slow, ...), apart from how its gradients flowed.
             "outcome": {k: v for k, v in result.items() if k != "where"},
             "diverged": outcome.diverged,
+            # train.prune stopped it: which verdict, from which step (dlx.pruning).
+            "pruned": trainer.pruner.record if getattr(trainer, "pruner", None) is not None else None,
             "layers": _layer_summaries(trainer, hist),
             "activations": _activation_summaries(trainer, hist),
             # ||dL/dh_t|| at the last log step, [recurrent layer, t] (recurrent models only).

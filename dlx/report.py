@@ -36,7 +36,14 @@ VERDICT_STYLE = {
     "lr_too_low": "bold yellow",
     "slow": "bold yellow",
 }
-STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+STATUS_STYLE = {
+    "completed": "green",
+    "diverged": "red",
+    "failed": "red",
+    "interrupted": "yellow",
+    "running": "cyan",
+    "pruned": "magenta",
+}
 
 
 def num(x: Any, digits: int = 3) -> str:

@@ -714,6 +714,7 @@ class Sweep:
             "params": st.params,
             "run": str(dest.relative_to(self.folder)) if dest.is_dir() else None,
             "seconds": summary.get("train_seconds"),
+            "steps": summary.get("steps"),
             "verdict": verdict_kind(summary),
             "node": getattr(result, "node", None),
             "attempts": getattr(result, "attempts", 1),
@@ -745,6 +746,12 @@ class Sweep:
                 )
         if row["value"] is not None and row["status"] == "completed":
             self.study.tell(number, row["value"])
+        elif row["status"] == "pruned":
+            # Stopped on its verdict (train.prune): the strategy learns it as pruned, at the
+            # value it had reached (TPE ranks pruned trials by their last reported value).
+            if trial is not None and row["value"] is not None:
+                trial.report(row["value"], step=int(row.get("steps") or 0))
+            self.study.tell(number, state=TrialState.PRUNED)
         else:
             self.study.tell(number, state=TrialState.FAIL)
 
@@ -770,6 +777,7 @@ class Sweep:
             "params": params,
             "run": str(folder.relative_to(self.folder)),
             "seconds": summary.get("train_seconds"),
+            "steps": summary.get("steps"),
             "verdict": verdict_kind(summary),
             "node": None,
             "attempts": None,
@@ -812,8 +820,10 @@ class Sweep:
         """Finished trials, best first; trials without a value (diverged, failed) last."""
         sign = -1 if self.plan.spec.goal == "max" else 1
         rows = list(self.rows.values())
+        # A pruned trial's value is where it stood when it was stopped: after every finished one.
         return sorted(
-            (r for r in rows if r["value"] is not None), key=lambda r: (sign * r["value"], r["trial"])
+            (r for r in rows if r["value"] is not None),
+            key=lambda r: (r.get("status") == "pruned", sign * r["value"], r["trial"]),
         ) + sorted((r for r in rows if r["value"] is None), key=lambda r: r["trial"])
 
     def best(self) -> dict | None:

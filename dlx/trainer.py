@@ -74,7 +74,7 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Outcome:
-    status: str  # completed | diverged | interrupted | failed
+    status: str  # completed | diverged | interrupted | failed | pruned (train.prune stopped it)
     reason: str | None
     step: int
     epoch: float
@@ -245,6 +245,13 @@ class Trainer:
 
             self.instruments = Instruments(cfg.instruments)
             self.callbacks.append(self.instruments)
+        self.pruner = None
+        if t.prune is not None:
+            from .pruning import Pruner
+
+            # Last: it reads the History the interval's record has just been added to.
+            self.pruner = Pruner(t.prune)
+            self.callbacks.append(self.pruner)
         self.step = 0  # steps completed (between steps); the step's own number during one
         self._stop: tuple[str, str | None] | None = None
         # The data order: one permutation per epoch, drawn from this generator.
@@ -561,6 +568,7 @@ class Trainer:
             },
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
             "instruments": self.instruments.state_dict() if self.instruments is not None else None,
+            "pruner": self.pruner.state_dict() if self.pruner is not None else None,
             "data": self.data_fingerprint,
         }
 
@@ -609,6 +617,8 @@ class Trainer:
             self.early_stopping.load_state_dict(state["early_stopping"])
         if self.instruments is not None and state.get("instruments") is not None:
             self.instruments.load_state_dict(state["instruments"])
+        if self.pruner is not None and state.get("pruner") is not None:
+            self.pruner.load_state_dict(state["pruner"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and rng.get("cuda") is not None:
