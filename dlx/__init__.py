@@ -12,6 +12,7 @@ __all__ = [
     "train",
     "compare",
     "sweep",
+    "fix",
     "load_run",
     "runs",
     "check",
@@ -38,6 +39,10 @@ def __getattr__(name):
         from .sweeper import sweep
 
         return sweep
+    if name == "fix":
+        from .remedies import fix
+
+        return fix
     if name == "load_config":
         from .config import load_config
 

@@ -266,28 +266,71 @@ def compare(
     also saved beside the runs (.figure_path); ensemble=True also averages each variant's
     seed runs' predictions (dlx.ensemble: .ensembles[label]); the comparison itself is saved as
     compare-NAME-TIME.json beside them (.record_path: `dlx report` makes its page)."""
+    from .variants import make_variants
+
+    if seeds < 1:
+        raise UsageError(f"seeds must be at least 1, got {seeds}")
+    return run_variants(
+        config,
+        lambda: make_variants(list(optimizers) if optimizers else None, list(over)),
+        seeds=seeds,
+        target=target,
+        overrides=overrides,
+        runs_dir=runs_dir,
+        max_parallel=max_parallel,
+        retries=retries,
+        stack=stack,
+        warm=warm,
+        figure=figure,
+        quiet=quiet,
+        on_result=on_result,
+        ensemble=ensemble,
+    )
+
+
+def run_variants(
+    config: str | Path,
+    variants,
+    *,
+    seeds: int = 3,
+    target: str | None = None,
+    overrides: Iterable[str] = (),
+    runs_dir: str | Path = "runs",
+    max_parallel: int | None = None,
+    retries: int = 2,
+    stack: bool = True,
+    warm: bool = True,
+    figure: bool = True,
+    quiet: bool | None = None,
+    on_result=None,
+    ensemble: bool = False,
+    what: str = "compare",
+    first_seed: int | None = None,
+    name: str | None = None,
+):
+    """compare()'s engine, for any list of variants (dlx.variants.Variant: a label and its --set
+    overrides), or a function that makes them (called while the workers start): each variant
+    `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here)."""
     import datetime as dt
 
     from .executors import LocalExecutor, Trial
     from .progress import TrialsProgress
     from .results import Comparison
-    from .variants import aggregate, make_variants, parse_target, trial_configs
+    from .variants import aggregate, parse_target, trial_configs
 
-    if seeds < 1:
-        raise UsageError(f"seeds must be at least 1, got {seeds}")
     goal = parse_target(target)
     executor = LocalExecutor(max_parallel=max_parallel, retries=retries, stack=stack, warm=warm)
     # The workers import torch while the variants' configs are built and checked here.
     executor.start_workers()
     try:
-        variants = make_variants(list(optimizers) if optimizers else None, list(over))
-        configs = trial_configs(config, list(overrides), variants, seeds)
+        variants = variants() if callable(variants) else list(variants)
+        configs = trial_configs(config, list(overrides), variants, seeds, first_seed)
     except BaseException:
         executor.stop_workers()
         raise
     runs_dir = Path(runs_dir)
     trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
-    progress = TrialsProgress(len(trials), "compare", quiet)
+    progress = TrialsProgress(len(trials), what, quiet)
     executor.on_note = progress.note
     if figure:
         # matplotlib loads in the background while the trials train (the driver only waits).
@@ -327,6 +370,8 @@ def compare(
             except DlxError as e:
                 cmp.ensembles[label] = {"error": str(e)}
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    title = f"dlx {what} {name or Path(config).name}"
+    name = name or Path(config).stem
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
         from .plots import compare_figure
         from .variants import figure_label
@@ -337,13 +382,11 @@ def compare(
         groups = {
             figure_label(label, first[label]): [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()
         }
-        cmp.figure_path = compare_figure(
-            groups, runs_dir / f"compare-{Path(config).stem}-{stamp}.png", title=f"dlx compare {Path(config).name}"
-        )
+        cmp.figure_path = compare_figure(groups, runs_dir / f"compare-{name}-{stamp}.png", title=title)
     from .folders import write_compare_record
 
     # The comparison on disk (what `dlx report` draws a compare's page from).
-    cmp.record_path = write_compare_record(runs_dir, f"{Path(config).stem}-{stamp}", cmp.as_dict())
+    cmp.record_path = write_compare_record(runs_dir, f"{name}-{stamp}", cmp.as_dict())
     return cmp
 
 

@@ -1,6 +1,6 @@
 """The `dlx` command line: the only module that prints or exits.
 
-Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged, 128 + the
+Exit codes: 0 completed, 1 failed, 2 bad config or usage, 3 diverged, 4 pruned (train.prune), 128 + the
 signal's number interrupted (130 Ctrl-C, 143 SIGTERM). Heavy imports (torch) happen
 inside commands so `dlx --help` answers at once.
 """
@@ -45,7 +45,7 @@ if hasattr(getattr(typer.core, "_TyperParameter", None), "display_type"):  # typ
     typer.core.TyperOption.display_type_rich = _type_label
     typer.core.TyperArgument.display_type_rich = _type_label
 
-EXIT = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
+EXIT = {"completed": 0, "failed": 1, "diverged": 3, "pruned": 4, "interrupted": 130}
 
 SetOpt = typer.Option(
     None,
@@ -217,7 +217,7 @@ def train(
     Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) finishes the current step, writes a
     checkpoint and exits 128 + the signal's number (130 for Ctrl-C, 143 for
     SIGTERM); --resume RUN continues it. Exit code 0 completed, 2 bad config,
-    3 diverged.
+    3 diverged, 4 pruned (train.prune stopped it on its verdict).
     """
     from .api import resume_target
     from .api import train as run_train
@@ -277,6 +277,10 @@ def train(
         con.print(run_report(result.summary, metrics=result.metrics, probes=probes))
         _boundary_map(con, result)
     con.print(f"run folder: [bold]{escape(str(result.path))}[/]")
+    fixes = any(v.get("fixes") for v in result.verdicts if isinstance(v, dict))
+    if fixes and result.path and not as_json and result.status != "interrupted":
+        where = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
+        con.print(escape(f"run the remedies over seeds and keep the one that works: dlx fix {result.path.name}{where}"))
     if result.status == "interrupted" and result.path and (result.path / "checkpoint.pt").is_file():
         con.print(
             escape(
@@ -498,6 +502,114 @@ def compare(
             where = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
             con.print(escape(f"all on one page: dlx report last-compare{where}"))
     raise typer.Exit(1 if cmp.failed else 0)
+
+
+@app.command()
+@_errors
+def fix(
+    run: str = typer.Argument(
+        "last", help="The run: a folder, a run id, 'last' or SWEEP/trial-NNNN.", show_default=True
+    ),
+    seeds: int = typer.Option(
+        3, "--seeds", min=1, help="Runs per remedy (and of the original), seeds seed, seed+1, ..."
+    ),
+    budget: Optional[int] = typer.Option(
+        None, "--budget", min=1, metavar="STEPS", help="Train every variant this many steps (default: the run's own)."
+    ),
+    max_fixes: int = typer.Option(
+        4, "--max-fixes", min=1, help="Remedies to try, the most direct of each root verdict first."
+    ),
+    rounds: int = typer.Option(
+        2,
+        "--rounds",
+        min=1,
+        help="2: also try, on top of the best remedy that removed its verdict, the remedies of the "
+        "next verdict its runs show; 1: the run's own verdicts only.",
+    ),
+    pair: bool = typer.Option(False, "--pair", help="Also try the two best remedies together."),
+    runs_dir: Path = RunsDirOpt,
+    max_parallel: Optional[int] = typer.Option(
+        None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."
+    ),
+    no_stack: bool = NoStackOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print fix.json at the end."),
+):
+    """Run a run's remedies and prove which one works: the original config and each remedy of
+    its verdicts over several seeds; per remedy, whether the verdict is gone, the metric's
+    change (mean +- sd) and the time it cost. The winner's config lands in the run folder
+    (fixed.yaml) with the command to run it; `dlx report RUN` shows it as "what fixed it".
+    Exit code 0 a remedy worked (or nothing to fix), 1 none did."""
+    from .remedies import fix as run_fix
+
+    con = _console(stderr=as_json)
+    report = run_fix(
+        run,
+        seeds=seeds,
+        budget=budget,
+        max_fixes=max_fixes,
+        rounds=rounds,
+        pair=pair,
+        runs_dir=runs_dir,
+        max_parallel=max_parallel,
+        stack=not no_stack,
+        quiet=as_json,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        raise typer.Exit(0 if report.winner or not report.rows else 1)
+    if not report.rows:
+        con.print(escape(report.note or "nothing to fix"))
+        raise typer.Exit(0)
+    _fix_table(con, report)
+    if report.winner:
+        w = report.winner
+        con.print(
+            f"[bold green]fixed:[/] {escape(w['label'])}: {escape(', '.join(w['targets']))} gone on "
+            f"{w['gone']}/{w['runs']} seeds"
+        )
+        con.print(f"config: [bold]{escape(str(report.fixed_path))}[/]")
+        con.print(f"run it: [bold]{escape(str(report.command))}[/]")
+    else:
+        con.print(f"[yellow]{escape(report.note or 'no remedy worked')}[/]")
+    if report.note and report.winner:
+        con.print(escape(report.note), style="dim")
+    con.print(escape(f"the trainings on one page: dlx report {report.compare_record}"), style="dim")
+    raise typer.Exit(0 if report.winner else 1)
+
+
+def _fix_table(con, report) -> None:
+    """One row per remedy (the original first): verdict gone, the metric's mean +- sd and change, seconds."""
+    from rich.table import Table
+
+    from .fmt import num
+    from .remedies import _change_text, _gone_text, _mean_sd_text
+
+    t = Table(
+        title=f"dlx fix {report.run.name}: {', '.join(report.verdicts)}; {report.metric} over {report.seeds} seed(s)",
+        title_justify="left",
+    )
+    t.add_column("remedy", overflow="fold", ratio=1)
+    t.add_column("verdict", justify="right", no_wrap=True)
+    t.add_column(report.metric, justify="right", no_wrap=True)
+    t.add_column("change", justify="right", no_wrap=True)
+    t.add_column("s/run", justify="right", no_wrap=True)
+    for r in report.rows:
+        win = report.winner is r
+        change = _change_text(r)
+        style = "green" if r.get("clear") else ("red" if change.startswith("-") and report.goal == "max" else "")
+        t.add_row(
+            ("* " if win else "") + r["label"],
+            _gone_text(r),
+            _mean_sd_text(r),
+            f"[{style}]{change}[/]" if style and change else change,
+            num(r.get("seconds")),
+            style="bold" if win else None,
+        )
+    con.print(t)
+    con.print(
+        "verdict: the seeds whose runs show the verdict (original) or no longer do (remedy)",
+        style="dim",
+    )
 
 
 def _ensemble_table(con, ensembles: dict) -> None:

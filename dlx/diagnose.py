@@ -528,6 +528,11 @@ def _lr_lower(ctx: Context, by: float = 10.0, why: str = "") -> Fix | str:
     return _lr_times(ctx, 1 / by, why)
 
 
+def _small_lr(ctx: Context) -> bool:
+    lr = ctx.section("optimizer").get("lr")
+    return isinstance(lr, (int, float)) and lr < 0.01
+
+
 def _adam(why: str = "") -> Fix:
     """Adam with its own usual hyperparameters (the mapping replaces the whole optimizer
     section: sgd's lr of 0.1 would be far too large for adam)."""
@@ -778,7 +783,14 @@ def _symmetry(ctx: Context) -> list[dict]:
             {n: float(s) for n, s in zip(ctx.names, spread) if s is not None and math.isfinite(s)},
             f"symmetric units: every unit in {', '.join(same)} is identical (unit spread < {SYMMETRY_SPREAD:g})",
             cause,
-            _try(ctx, [_fix(f"init={_good_init(act)}", why=f"random weights break the symmetry; {dropout}")]),
+            _try(
+                ctx,
+                [
+                    _fix(f"init={_good_init(act)}", why=f"random weights break the symmetry; {dropout}"),
+                    # A saturating unit also starts slow at depth: ReLU with He init learns at once.
+                    _fix("activation=relu", "init=kaiming_normal") if act in SATURATING else None,
+                ],
+            ),
         )
     ]
 
@@ -1126,17 +1138,18 @@ def _not_learning(ctx: Context, curve: _Curve | None, found: list[dict]) -> list
         remedy = f"the remedy for the {LABEL[causes[0]]} above first."
     else:
         opt = ctx.section("optimizer")
-        lr = opt.get("lr")
         cause = f"{_lr_text(ctx)} for {steps} steps"
         if ctx.model in RECURRENT:
             cause += f" ({ctx.model}: a long-range task may need many more steps to leave the plateau)"
-        elif opt.get("name") == "sgd" and isinstance(lr, (int, float)) and lr < 0.01:
+        elif opt.get("name") == "sgd" and _small_lr(ctx):
             cause += ": sgd steps this small barely move the weights"
         remedy = _try(
             ctx,
             [
                 _more_steps(ctx),
-                _lr_times(ctx, 10) if opt.get("name") == "sgd" else "a different optimizer.lr",
+                (_lr_times(ctx, 10) if _small_lr(ctx) else _lr_times(ctx, 3))
+                if opt.get("name") == "sgd"
+                else "a different optimizer.lr",
                 _adam() if opt.get("name") != "adam" else None,
                 _fix("model.name=lstm", why="or gru") if ctx.model == "rnn" else None,
             ],

@@ -16,7 +16,11 @@ runs/<run_id>/
                   pictures at a step (dlx plot --step, dlx animate) are drawn from them.
                   A dict {"steps": [int], "losses": [float|None], "states": [state_dict]};
                   written with the checkpoint and at the end, so it never runs ahead of it
-runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record)
+  fix.json        only after `dlx fix RUN`: the remedies it ran over seeds, whether each
+                  removed the verdict, the metric's mean and sd, the winner (write_fix_record)
+  fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
+runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
+                  trainings are one too (compare-fix-<run>-<time>.json)
 
 A folder appears under its final name only once config.yaml and meta.json are
 complete; JSON files are replaced atomically; .jsonl files are appended and
@@ -675,6 +679,31 @@ def write_compare_record(runs_dir: Path, name: str, record: dict[str, Any]) -> P
     path = Path(runs_dir) / f"compare-{name}.json"
     write_json(path, record)
     return path
+
+
+FIX_RECORD, FIXED_CONFIG = "fix.json", "fixed.yaml"
+
+
+def write_fix_record(run_path: Path, record: dict[str, Any], fixed_yaml: str | None) -> tuple[Path, Path | None]:
+    """A run's fix.json (and, when a remedy won, fixed.yaml: its config). A new fix replaces
+    the last one's files: fixed.yaml never outlives the record that names it."""
+    run_path = Path(run_path)
+    fixed = run_path / FIXED_CONFIG
+    if fixed_yaml is not None:
+        write_atomic(fixed, fixed_yaml)
+    else:
+        fixed.unlink(missing_ok=True)
+    write_json(run_path / FIX_RECORD, record)
+    return run_path / FIX_RECORD, (fixed if fixed_yaml is not None else None)
+
+
+def read_fix_record(run_path: Path) -> dict[str, Any] | None:
+    """The run's fix.json when it has a readable one (None otherwise: no fix was run, or it is damaged)."""
+    path = Path(run_path) / FIX_RECORD
+    if not path.is_file():
+        return None
+    obj, _ = read_object(path)
+    return obj if isinstance(obj, dict) and isinstance(obj.get("rows"), list) else None
 
 
 def compare_records(runs_dir: Path) -> list[Path]:

@@ -352,6 +352,46 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
     return "\n".join(cards)
 
 
+def fix_html(record: dict[str, Any]) -> str:
+    """`dlx fix`'s record (fix.json): per remedy, the verdict gone on how many seeds, the
+    metric's mean +- sd and change against the original, seconds per run; the winner and how
+    to run it."""
+    from .remedies import _change_text, _gone_text, _mean_sd_text
+
+    metric = str(record.get("metric", "metric"))
+    rows, classes = [], []
+    for r in record["rows"]:
+        if not isinstance(r, dict) or not isinstance(r.get("label"), str):
+            continue
+        r = {"runs": 0, "gone": 0, **r}
+        won = r["label"] == record.get("winner")
+        rows.append(
+            [
+                esc(("winner: " if won else "") + r["label"]),
+                esc(_gone_text(r)),
+                esc(_mean_sd_text(r)),
+                esc(_change_text(r)),
+                num(r.get("seconds")),
+            ]
+        )
+        classes.append("best" if won else "")
+    intro = (
+        f"<p>The original config and each remedy of its verdicts "
+        f"({esc(', '.join(map(str, record.get('verdicts') or [])))}), {esc(record.get('seeds'))} seed(s) each"
+        + (f", {esc(record.get('budget'))} steps" if record.get("budget") else "")
+        + f", {esc(record.get('when', ''))}.</p>"
+    )
+    table = _table(["remedy", "verdict", metric, "change", "s/run"], rows, left=["remedy"], classes=classes)
+    if record.get("winner"):
+        end = (
+            f'<p><span class="label">Fixed by:</span> {esc(record["winner"])}; its config: '
+            f"<code>{esc(record.get('fixed'))}</code>, run it with <code>{esc(record.get('command'))}</code></p>"
+        )
+    else:
+        end = f'<p class="note">{esc(record.get("note") or "no remedy removed the verdict")}</p>'
+    return intro + table + end
+
+
 def classes_html(summary: dict[str, Any]) -> str:
     """Per class: training and test samples, test recall, the confusion matrix's row."""
     c = summary["classes"]
@@ -522,6 +562,11 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
             ("verdicts", "Verdicts", guarded("summary.json (verdicts)", verdicts_html, s.get("verdicts") or []))
         )
         sections.append(("metrics", "Final metrics", guarded("summary.json (final)", metrics_html, s, status)))
+    from .folders import read_fix_record
+
+    record = read_fix_record(Path(run["path"]))
+    if record is not None:
+        sections.append(("fixed", "What fixed it", guarded("fix.json", fix_html, record)))
     if run["metrics"]:
         fig = guarded(
             "metrics.jsonl or probes.jsonl",
