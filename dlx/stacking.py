@@ -151,10 +151,17 @@ class StackedMLP:
                 self.ops.append(("act", name, m))
             else:
                 raise ValueError(f"layer {name} ({type(m).__name__}) cannot be stacked")
-        self.weights = [self.param[f"{op[1]}.weight"] for op in self.ops if op[0] == "linear"]
-        self.biases = [self.param[f"{op[1]}.bias"] for op in self.ops if op[0] == "linear"]
+        self.use(params)
         self.watching = False
         self.outs: dict[str, torch.Tensor] = {}
+
+    def use(self, params: list) -> None:
+        """Step from these stacked parameters (in the models' parameter order): at the start,
+        and when trials that ended leave the stack (StackedTrainer._shrink)."""
+        self.param = dict(zip(self.param, params))
+        self.K = params[0].shape[0]
+        self.weights = [self.param[f"{op[1]}.weight"] for op in self.ops if op[0] == "linear"]
+        self.biases = [self.param[f"{op[1]}.bias"] for op in self.ops if op[0] == "linear"]
 
     def __call__(self, x):
         import torch
@@ -227,6 +234,23 @@ class StackedOptimizer:
             self.bc2_sqrt = ((1 - b2**steps) ** 0.5).float().to(dev)
             self.exp_avg = torch.zeros(self.K, P, device=dev)
             self.exp_avg_sq = torch.zeros(self.K, P, device=dev)
+
+    # The per-trial rows ([K, ...]) and the per-step columns ([steps, K]) of the state.
+    ROWS = ("wd", "momentum", "damp", "nesterov", "buf", "wd_coupled", "wd_decoupled", "one_minus_beta1")
+    ROWS += ("beta2", "one_minus_beta2", "eps", "exp_avg", "exp_avg_sq")
+    COLUMNS = ("lr_table", "step_size", "bc2_sqrt")
+
+    def keep(self, idx, params: list) -> None:
+        """Only the trials idx (a device index tensor) step on, from these parameters."""
+        self.params, self.K = params, params[0].shape[0]
+        for name in self.ROWS:
+            v = getattr(self, name, None)
+            if v is not None:
+                setattr(self, name, v.index_select(0, idx))
+        for name in self.COLUMNS:
+            v = getattr(self, name, None)
+            if v is not None:
+                setattr(self, name, v.index_select(1, idx.to(v.device)))
 
     def _flat(self, tensors):
         return torch_cat([t.reshape(self.K, -1) for t in tensors])
@@ -626,6 +650,38 @@ class StackedTrainer:
                 tr._emit("on_checkpoint")
             if tr._stop is not None:
                 self._end(k, *tr._stop)
+        if not all(t.active for t in self.trials):
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Drop the trials that ended (diverged, stopped early, pruned) from the stack: the
+        others step on without computing theirs. Every [K, ...] tensor keeps the rows of the
+        trials still active, in their order; their numbers are unchanged."""
+        import torch
+
+        keep = [k for k, t in enumerate(self.trials) if t.active]
+        if not keep or len(keep) == self.K:
+            return
+        idx = torch.tensor(keep, device=self.device)
+        with torch.no_grad():
+            self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
+        self.model.use(self.params)
+        self.optimizer.keep(idx, self.params)
+        self.lr_table = self.lr_table.index_select(1, idx.cpu())
+        for name in ("l1", "l2", "clip_norm", "clip_value", "act_stats", "act_pct", "last_ratio"):
+            setattr(self, name, getattr(self, name).index_select(0, idx))
+        self.buf = self.buf.index_select(1, idx)
+        if self._prev is not None:
+            self._prev = [w.index_select(0, idx) for w in self._prev]
+        if not self.shared:
+            self.x, self.y = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            self.x_test, self.y_test = self.x_test.index_select(0, idx), self.y_test.index_select(0, idx)
+        if self.perms is not None:
+            self.perms = self.perms.index_select(0, idx)
+        self.generators = [self.generators[k] for k in keep]
+        self.trials = [self.trials[k] for k in keep]
+        self.tr = [self.tr[k] for k in keep]
+        self.K = len(keep)
 
     def run(self) -> None:
         with self._stop_signals_end_after_the_step():

@@ -147,3 +147,32 @@ def test_compare_prunes_and_counts_pruned_runs(tmp_path):
     rows = {r["variant"]: r for r in json.loads(result.stdout)["variants"]}
     assert rows["activation=sigmoid"]["statuses"] == {"pruned": 1}
     assert rows["activation=relu"]["statuses"] == {"completed": 1}
+
+
+def test_a_pruned_trial_leaves_its_stack_and_every_trial_keeps_its_separate_runs_numbers(tmp_path):
+    """A stack of adam trials of one deep sigmoid net: the zero-init ones are pruned on their
+    symmetry and leave the stack (it steps on with the others); each trial, pruned or not,
+    holds the numbers of its separate run."""
+    from test_stacking import _same_runs
+
+    from dlx.stacking import run_stacked
+    from dlx.worker import run_job
+
+    base = yaml.safe_load((CONFIGS / "vanishing_sigmoid.yaml").read_text())
+    base["model"]["depth"] = 4
+    base["train"] = {"steps": 120, "batch_size": 64, "log_every": 10, "eval_every": 40, "prune": {"on": ["symmetry"]}}
+    configs = []
+    for i, (init, lr) in enumerate(
+        [("zeros", 0.01), ("kaiming_normal", 0.01), ("zeros", 0.003), ("xavier_uniform", 0.003)]
+    ):
+        configs.append({**base, "seed": i, "name": f"t{i}", "init": init, "optimizer": {"name": "adam", "lr": lr}})
+    stacked = run_stacked(configs, [tmp_path / "s"] * len(configs))
+    assert [s["status"] for s in stacked] == ["pruned", "completed", "pruned", "completed"]
+    for c, s in zip(configs, stacked):
+        alone, _ = run_job(c, tmp_path / "a")
+        assert s["summary"]["pruned"] == alone["summary"]["pruned"]
+        assert s["summary"]["steps"] == alone["summary"]["steps"]
+        if s["status"] == "completed":
+            # (A zero-init net's outputs tie across classes: its accuracy depends on how argmax
+            # breaks float ties, stacked or not, so only the survivors are compared number for number.)
+            _same_runs(s, alone)
