@@ -673,6 +673,13 @@ def verdict_kind(summary: dict[str, Any]) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def pruned_kind(summary: dict[str, Any]) -> str | None:
+    """The verdict kind train.prune stopped the run on (summary.json "pruned"); None if it was not pruned."""
+    pruned = summary.get("pruned")
+    kind = pruned.get("verdict") if isinstance(pruned, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def write_compare_record(runs_dir: Path, name: str, record: dict[str, Any]) -> Path:
     """runs_dir/compare-NAME.json: a dlx compare's variants (mean and sd over seeds, verdict,
     their run folders), figure and notes; `dlx report` makes the compare's page from it."""

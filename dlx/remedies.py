@@ -92,20 +92,27 @@ def candidates(summary: dict[str, Any], max_fixes: int = MAX_FIXES) -> tuple[lis
     roots = [v for v in verdicts if v.get("kind") not in (None, "healthy") and not v.get("symptom_of")]
     out: dict[tuple[str, ...], Candidate] = {}
     for v in roots:
+        # A fix answers its root and the symptoms the root explains: all must go.
+        kinds = [v["kind"], *(s.get("kind") for s in verdicts if s.get("symptom_of") == v["kind"])]
         for f in v.get("fixes") or []:
             sets = tuple(f.get("set") or ())
             if not sets:
                 continue
             if sets in out:
-                out[sets].targets.append(v["kind"])
+                out[sets].targets = list(dict.fromkeys([*out[sets].targets, *kinds]))
             else:
-                out[sets] = Candidate(_label(sets), list(sets), [v["kind"]], str(f.get("text") or ""))
+                out[sets] = Candidate(_label(sets), list(sets), kinds, str(f.get("text") or ""))
     # One remedy per root in turn first, so two roots both get tried within max_fixes.
     by_root = [[c for c in out.values() if c.targets[0] == v["kind"]] for v in roots]
     order: list[Candidate] = []
     for i in range(max(map(len, by_root), default=0)):
         order += [cs[i] for cs in by_root if i < len(cs)]
     return [v["kind"] for v in roots], order[:max_fixes]
+
+
+def _kinds(summary: dict[str, Any]) -> list[str]:
+    """Every verdict kind of a summary but healthy: what the original row checks on each seed."""
+    return [v["kind"] for v in summary.get("verdicts") or [] if isinstance(v, dict) and v.get("kind") != "healthy"]
 
 
 def fix(
@@ -183,7 +190,7 @@ def fix(
         report.compare_record = report.compare_record or cmp.record_path
         return [{**_row(c, cmp.runs.get(c.label, []), metric, goal), "round": round_} for c in cs]
 
-    report.rows = train([Candidate(ORIGINAL, [], roots), *cands], 1)
+    report.rows = train([Candidate(ORIGINAL, [], _kinds(r.summary)), *cands], 1)
     for round_ in range(2, rounds + 1):
         # The best remedy that removed its verdict may reveal the next problem (zero init fixed,
         # a sigmoid net still vanishes): that verdict's remedies, on top of it.

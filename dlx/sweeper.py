@@ -59,7 +59,7 @@ from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
 from .examples import resolve_config, shipped
 from .executors import STATUSES
-from .folders import final_metrics, find_sweep, read_object, verdict_kind
+from .folders import final_metrics, find_sweep, pruned_kind, read_object, verdict_kind
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -716,6 +716,7 @@ class Sweep:
             "seconds": summary.get("train_seconds"),
             "steps": summary.get("steps"),
             "verdict": verdict_kind(summary),
+            "pruned": pruned_kind(summary),
             "node": getattr(result, "node", None),
             "attempts": getattr(result, "attempts", 1),
             "error": error or (getattr(result, "error", None) if result is not None else None),
@@ -779,6 +780,7 @@ class Sweep:
             "seconds": summary.get("train_seconds"),
             "steps": summary.get("steps"),
             "verdict": verdict_kind(summary),
+            "pruned": pruned_kind(summary),
             "node": None,
             "attempts": None,
             "error": None,

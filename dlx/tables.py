@@ -318,6 +318,8 @@ def sweep_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str
     def outcome(r: dict[str, Any]) -> Text:
         if r["status"] == "completed":
             return Text(r.get("verdict") or "-")
+        if r["status"] == "pruned" and isinstance(r.get("pruned"), str):
+            return Text(f"pruned: {r['pruned']}", style=STATUS_STYLE["pruned"])
         return Text(r["status"], style=STATUS_STYLE.get(r["status"], "red"))
 
     def value(v: Any) -> str:

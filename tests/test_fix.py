@@ -109,7 +109,8 @@ def test_candidates_take_each_root_verdicts_fixes_in_turn_and_skip_symptoms():
     roots, cs = candidates(summary, max_fixes=3)
     assert roots == ["init_scale", "lr_too_high"]
     assert [c.sets for c in cs] == [["init=x"], ["optimizer.lr=0.01"], ["a=1"]]
-    assert cs[2].targets == ["init_scale", "lr_too_high"]  # one fix answering both
+    assert cs[0].targets == ["init_scale", "not_learning"]  # a root and the symptom it explains
+    assert cs[2].targets == ["init_scale", "not_learning", "lr_too_high"]  # one fix answering both
     assert isinstance(cs[0], Candidate) and cs[0].label == "init: x"
 
 

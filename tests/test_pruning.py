@@ -108,9 +108,13 @@ def test_a_sweep_prunes_the_broken_trial_tells_optuna_and_keeps_the_healthy_one(
     # The strategy knows: Optuna's journal holds the trial as PRUNED.
     states = _journal_states(folder)
     assert states[0] == "PRUNED" and states[1] == "COMPLETE", states
-    # The best trial is a finished one.
+    # The best trial is a finished one; the table says what the pruned one was stopped on.
     assert json.loads((folder / "results.json").read_text())["rows"][0]["trial"] == 1
-    assert "pruned" in result.output
+    assert f"pruned: {summary['pruned']['verdict']}" in result.output
+    # dlx fix works on a sweep's trial (its config's train.prune is off for the fix's runs).
+    report = dlx.fix(f"{folder.name}/trial-0000", seeds=1, max_fixes=1, rounds=1, runs_dir=tmp_path / "runs")
+    assert report.rows[0]["statuses"] == {"completed": 1} and report.rows[0]["runs"] == 1
+    assert (folder / "trials" / "trial-0000" / "fix.json").is_file()
 
 
 def _journal_states(folder: Path) -> dict[int, str]:
