@@ -133,8 +133,8 @@ def fix(
     run: a run folder, id, 'last' or SWEEP/trial-NNNN. budget: train every variant this many
     steps (default: as many as the run's config asks). rounds: 2 also tries, on top of the best
     remedy that removed its verdict, the remedies of the next verdict its runs show. pair: also
-    try the two best remedies together. The trainings land in runs_dir (and a compare record, so `dlx report` draws
-    them); fix.json and fixed.yaml land in the run's folder."""
+    try the two best remedies together. The trainings land in runs_dir (with a compare record
+    per round, which `dlx report` draws); fix.json and fixed.yaml land in the run's folder."""
     import time
 
     from .api import load_run, run_variants
@@ -315,8 +315,8 @@ def _judge(report: FixReport) -> None:
     ok = [r for r in report.rows[1:] if r["runs"] and r["gone"] == r["runs"] and r["improved"]]
     if ok:
         report.winner = max(ok, key=_rank)
-    elif report.note is None:
-        report.note = (
+    else:
+        report.note = (f"{report.note}; " if report.note else "") + (
             f"no remedy removed its verdict on every seed and improved {report.metric}; "
             f"try more steps (--budget) or read the verdicts of the runs it trained"
         )
