@@ -7,7 +7,7 @@
 Both sides run the same `dlx sweep` end to end from the command line (a grid of 4 inits x
 2 learning rates x 3 activations on an 8-layer MLP, 600 steps per trial): the plain sweep,
 and the sweep with --prune-on symmetry,dead_units,vanishing,not_learning (train.prune's
-defaults: a warm-up of a fifth of the steps, 3 log intervals in a row). Measured per side:
+defaults: a warm-up of a tenth of the steps, 3 log intervals in a row). Measured per side:
 the training steps of all trials together (summary.json "steps"), the wall seconds, the
 best trial and its metric, and which trials were pruned on what. The question: the same
 best trial, in at most 60% of the steps? And was any trial the plain sweep calls healthy

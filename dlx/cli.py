@@ -433,7 +433,7 @@ PruneOpt = typer.Option(
     "--prune-on",
     metavar="KINDS",
     help="Stop a trial once one of these verdicts has held for 3 log intervals after a warm-up of a "
-    "fifth of its steps (status pruned): symmetry, dead_units, vanishing, vanishing_through_time, "
+    "tenth of its steps (status pruned): symmetry, dead_units, vanishing, vanishing_through_time, "
     "not_learning. Tune with --set train.prune.patience=N / train.prune.warmup=F.",
 )
 

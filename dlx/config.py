@@ -30,7 +30,7 @@ from pydantic import (
 
 from .activations import ACTIVATIONS
 from .data import DATASETS
-from .diagnose import SUSTAINED_FROM
+from .diagnose import PRUNE_WARMUP
 from .errors import ConfigError, Problem
 from .examples import resolve_config
 from .init import INITS
@@ -87,9 +87,8 @@ class Prune(Section):
         description="verdict kinds that stop the run while it trains (status pruned): "
         "symmetry, dead_units, vanishing, vanishing_through_time, not_learning",
     )
-    # The share of a run the verdict engine itself reads as the init's transient.
     warmup: float = Field(
-        SUSTAINED_FROM, ge=0, lt=1, description="the fraction of the steps trained before any verdict may stop the run"
+        PRUNE_WARMUP, ge=0, lt=1, description="the fraction of the steps trained before any verdict may stop the run"
     )
     patience: PositiveInt = Field(3, le=1000, description="log intervals in a row the verdict must hold")
 

@@ -60,12 +60,23 @@ class Pruner:
         step = int(record["step"])
         if step < self.warmup * trainer.total_steps:
             return
-        from .diagnose import diagnose
+        from .diagnose import STILL_FALLING, diagnose, outcome
         from .recording import diagnosis_context
 
+        ctx = diagnosis_context(trainer, self.hist)
         found = {}
-        for v in diagnose(diagnosis_context(trainer, self.hist)):
+        for v in diagnose(ctx):
             found.setdefault(v["kind"], v)
+        if "not_learning" in found and "not_learning" in self.on:
+            # Mid-run, a loss at chance holds only when the engine found why (it is a symptom
+            # of a root verdict) and the loss is flat. Measured: 4 of 42 healthy runs (a
+            # shallow sigmoid net on circles, LSTMs and GRUs on the adding task) sat flat at
+            # chance past a warm-up of 0.2 (to steps 100-140) before they learned, no cause found; a
+            # 10-layer relu net at 93% of chance at step 70 of 155, falling, ended at 0.754.
+            v = found["not_learning"]
+            fall = outcome(ctx).get("fall_last_half")
+            if not v.get("symptom_of") or (isinstance(fall, float) and fall > STILL_FALLING):
+                del found["not_learning"]
         for kind in self.on:
             if kind in found:
                 self.held[kind] = self.held.get(kind, 0) + 1

@@ -46,8 +46,8 @@ def test_a_vanishing_run_is_pruned_with_its_verdict_and_step_and_its_folder_read
     assert s["status"] == "pruned"
     p = s["pruned"]
     assert p["verdict"] == "vanishing" and "vanishing gradients" in p["message"]
-    # After the warm-up (a fifth of 155 steps), then 3 log intervals in a row.
-    assert p["since"] >= 0.2 * s["total_steps"] and p["step"] == p["since"] + 20 and p["checks"] == 3
+    # After the warm-up (a tenth of 155 steps), then 3 log intervals in a row.
+    assert p["since"] >= 0.1 * s["total_steps"] and p["step"] == p["since"] + 20 and p["checks"] == 3
     assert s["steps"] == p["step"] < s["total_steps"]
     assert f"pruned at step {p['step']}" in s["reason"]
     # Complete and readable: final numbers, verdicts, metrics to the step it stopped at, a checkpoint.
@@ -74,11 +74,32 @@ def test_pruning_judges_the_run_so_far_and_changes_nothing_before_it_stops():
     assert strip(pruned.metrics) == strip(full.metrics[:n])
 
 
-@pytest.mark.parametrize("name", ["quickstart", "relu_he", "batchnorm", "lr_schedules"])
-def test_a_healthy_run_is_never_pruned(name):
-    run = dlx.train(str(CONFIGS / f"{name}.yaml"), prune_sets(ALL), save=False)
+@pytest.mark.parametrize(
+    "name,sets",
+    [
+        ("quickstart", []),
+        ("relu_he", []),
+        ("batchnorm", []),
+        ("lr_schedules", []),
+        # Near chance for half its steps, but falling all the while: it ends healthy (0.754).
+        ("vanishing_sigmoid", ["activation=relu"]),
+    ],
+)
+def test_a_healthy_run_is_never_pruned(name, sets):
+    run = dlx.train(str(CONFIGS / f"{name}.yaml"), [*sets, *prune_sets(ALL)], save=False)
     assert run.summary["status"] == "completed", run.summary["pruned"]
     assert run.summary["pruned"] is None
+
+
+@pytest.mark.parametrize("name", ["sigmoid_shallow_adam_circles", "lstm_adding_15_steps"])
+def test_a_plateau_with_no_cause_found_is_not_pruned_on_not_learning(name):
+    """Both sit flat at chance past the warm-up, then learn: a not_learning with no root
+    verdict behind it never stops a run."""
+    from test_verdict_quality import HEALTHY
+
+    run = dlx.train(HEALTHY[name], prune_sets(ALL), save=False)
+    assert run.summary["status"] == "completed", run.summary["pruned"]
+    assert run.verdicts[0]["kind"] == "healthy"
 
 
 def _grid_sweep(tmp_path: Path) -> Path:
