@@ -546,3 +546,15 @@ def test_a_high_loss_with_accuracy_far_above_chance_is_not_not_learning():
     assert "not_learning" not in kinds(diagnose(c))
     stuck = ctx(metrics=[{**m, "test_acc": 0.34} for m in metrics(np.full(40, LN3))])
     assert "not_learning" in kinds(diagnose(stuck))
+
+
+def test_pre_activations_a_norm_layer_rescales_are_no_saturated_start():
+    """The init check measures W x; with batch norm before each activation the units see
+    unit-variance inputs, so a large init saturates nothing at step 0."""
+    hot = [{"layer": f"fc{i}", "measured_var": 100.0} for i in range(1, 5)]
+    plain = diagnose(ctx(config=config("tanh", "normal"), init_check=hot, metrics=metrics(np.full(40, LN3))))
+    assert kinds(plain)[0] == "init_scale"
+    normed = diagnose(
+        ctx(config=config("tanh", "normal", norm="batch"), init_check=hot, metrics=metrics(np.full(40, LN3)))
+    )
+    assert "init_scale" not in kinds(normed)
