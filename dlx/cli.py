@@ -582,7 +582,7 @@ def _fix_table(con, report) -> None:
     from rich.table import Table
 
     from .fmt import num
-    from .remedies import _change_text, _gone_text, _mean_sd_text
+    from .remedies import change_text, gone_text, mean_sd_text
 
     t = Table(
         title=f"dlx fix {report.run.name}: {', '.join(report.verdicts)}; {report.metric} over {report.seeds} seed(s)",
@@ -595,12 +595,12 @@ def _fix_table(con, report) -> None:
     t.add_column("s/run", justify="right", no_wrap=True)
     for r in report.rows:
         win = report.winner is r
-        change = _change_text(r)
+        change = change_text(r)
         style = "green" if r.get("clear") else ("red" if change.startswith("-") and report.goal == "max" else "")
         t.add_row(
             ("* " if win else "") + r["label"],
-            _gone_text(r),
-            _mean_sd_text(r),
+            gone_text(r),
+            mean_sd_text(r),
             f"[{style}]{change}[/]" if style and change else change,
             num(r.get("seconds")),
             style="bold" if win else None,

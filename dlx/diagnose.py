@@ -637,11 +637,11 @@ def _running_median(x: np.ndarray, h: int) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     if not len(x):
         return x.copy()
-    padded = np.concatenate([np.full(h, np.nan), x, np.full(h, np.nan)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
-    if np.isnan(x).any():  # never from _finite_series; kept exact for any caller
+    if np.isnan(x).any():  # never from _finite_series; kept exact (a NaN window is NaN) for any caller
         return np.array([np.median(x[max(0, i - h) : i + h + 1]) for i in range(len(x))])
-    return np.nanmedian(windows, axis=1)
+    # NaN padding cuts the windows at the ends: nanmedian skips it.
+    padded = np.concatenate([np.full(h, np.nan), x, np.full(h, np.nan)])
+    return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1), axis=1)
 
 
 @dataclass

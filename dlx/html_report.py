@@ -356,7 +356,7 @@ def fix_html(record: dict[str, Any]) -> str:
     """`dlx fix`'s record (fix.json): per remedy, the verdict gone on how many seeds, the
     metric's mean +- sd and change against the original, seconds per run; the winner and how
     to run it."""
-    from .remedies import _change_text, _gone_text, _mean_sd_text
+    from .remedies import change_text, gone_text, mean_sd_text
 
     metric = str(record.get("metric", "metric"))
     rows, classes = [], []
@@ -368,9 +368,9 @@ def fix_html(record: dict[str, Any]) -> str:
         rows.append(
             [
                 esc(("winner: " if won else "") + r["label"]),
-                esc(_gone_text(r)),
-                esc(_mean_sd_text(r)),
-                esc(_change_text(r)),
+                esc(gone_text(r)),
+                esc(mean_sd_text(r)),
+                esc(change_text(r)),
                 num(r.get("seconds")),
             ]
         )

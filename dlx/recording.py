@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import dump_yaml
 from .diagnose import Context as DiagnosisContext
-from .diagnose import chance_loss, diagnose, headline
+from .diagnose import diagnose, headline
 from .diagnose import outcome as run_outcome
 from .folders import RunFolder, command_line, git_commit, jsonable, now, read_snapshots, versions
 
@@ -213,7 +213,7 @@ def _per_class(trainer, outcome) -> dict[str, Any] | None:
 
 def diagnosis_context(trainer, hist: History, diverged=None, classes=None) -> DiagnosisContext:
     """What the diagnosis reads of a trainer and its history: at the end (summarize) or
-    while it runs (dlx lab's verdict as it forms)."""
+    while it runs (dlx lab's verdict as it forms, train.prune at every log interval)."""
     cfg, data = trainer.cfg, trainer.data
     return DiagnosisContext(
         names=trainer.probes.names,
@@ -229,13 +229,7 @@ def diagnosis_context(trainer, hist: History, diverged=None, classes=None) -> Di
         init_check=hist.init_check,
         instruments=hist.instruments,
         classes=classes,
-        chance_loss=chance_loss(
-            data.y_train.cpu().numpy(),
-            data.task,
-            cfg.train.loss,
-            data.n_classes,
-            getattr(cfg.model, "output_activation", "none") == "sigmoid",
-        ),
+        chance_loss=trainer.chance_loss,
     )
 
 

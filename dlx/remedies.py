@@ -58,11 +58,13 @@ class FixReport:
     compare_record: Path | None = None
     seconds: float = 0.0
     note: str | None = None
+    # When the fix ran: stamped once, so fix.json and `dlx fix --json` say the same.
+    when: str = field(default_factory=lambda: dt.datetime.now().isoformat(sep=" ", timespec="seconds"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "run": str(self.run),
-            "when": dt.datetime.now().isoformat(sep=" ", timespec="seconds"),
+            "when": self.when,
             "metric": self.metric,
             "goal": self.goal,
             "seeds": self.seeds,
@@ -80,7 +82,7 @@ class FixReport:
     def __repr__(self) -> str:
         lines = [f"<dlx fix {self.run}: {self.metric} over {self.seeds} seed(s)>"]
         for r in self.rows:
-            lines.append(f"  {r['label']}: {_gone_text(r)}, {self.metric} {_mean_sd_text(r)} {_change_text(r)}")
+            lines.append(f"  {r['label']}: {gone_text(r)}, {self.metric} {mean_sd_text(r)} {change_text(r)}")
         lines.append(f"  winner: {self.winner['label']}" if self.winner else f"  {self.note or 'no winner'}")
         return "\n".join(lines)
 
@@ -206,7 +208,7 @@ def fix(
             report.note = "no pair tried: fewer than two remedies improved on the original, or they set the same keys"
     _judge(report)
     report.seconds = time.perf_counter() - t0
-    _write(report, r, config, base)
+    _write(report, config, base)
     return report
 
 
@@ -288,10 +290,6 @@ def _row(c: Candidate, runs: list, metric: str, goal: str) -> dict[str, Any]:
     }
 
 
-def _better(a: float, b: float, goal: str) -> bool:
-    return a > b if goal == "max" else a < b
-
-
 def _rank(r: dict[str, Any]) -> tuple[int, float]:
     """Larger is better: runs with a final number first (one that diverged has none), then the mean."""
     sign = 1 if r.get("goal", "max") == "max" else -1
@@ -336,11 +334,11 @@ def _best_pair(report: FixReport) -> Candidate | None:
     return None
 
 
-def _write(report: FixReport, run, config: Path, base: list[str]) -> None:
+def _write(report: FixReport, config: Path, base: list[str]) -> None:
     import yaml
 
     from .config import load_config
-    from .folders import write_fix_record
+    from .folders import FIXED_CONFIG, write_fix_record
 
     text = None
     w = report.winner
@@ -352,17 +350,17 @@ def _write(report: FixReport, run, config: Path, base: list[str]) -> None:
         header = [
             f"# dlx fix of run {report.run.name}: {w['label']}",
             f"# {', '.join(w['targets'])} gone in {w['gone']}/{w['runs']} seeds; {report.metric} "
-            f"{_mean_sd_text(w)} against {_mean_sd_text(orig)} for the original config",
+            f"{mean_sd_text(w)} against {mean_sd_text(orig)} for the original config",
         ]
         text = "\n".join(header) + "\n" + yaml.safe_dump(resolved, sort_keys=False)
-    fixed_path = report.run / "fixed.yaml"
+    fixed_path = report.run / FIXED_CONFIG
     report.fixed_path = fixed_path if w is not None else None
     report.command = f"dlx train {fixed_path}" if w is not None else None
     report.record_path, report.fixed_path = write_fix_record(report.run, report.as_dict(), text)
 
 
-# ---------------------------------------------------------------- text (the CLI and the report share it)
-def _mean_sd_text(r: dict[str, Any]) -> str:
+# ---------------------------------------------------------------- text (the CLI, the report and repr share it)
+def mean_sd_text(r: dict[str, Any]) -> str:
     from .fmt import num
 
     if r.get("mean") is None:
@@ -370,7 +368,7 @@ def _mean_sd_text(r: dict[str, Any]) -> str:
     return f"{num(r['mean'])} ± {num(r['sd'])}" if r.get("runs", 0) > 1 else num(r["mean"])
 
 
-def _change_text(r: dict[str, Any]) -> str:
+def change_text(r: dict[str, Any]) -> str:
     from .fmt import num
 
     c = r.get("change")
@@ -380,7 +378,7 @@ def _change_text(r: dict[str, Any]) -> str:
     return text.strip()
 
 
-def _gone_text(r: dict[str, Any]) -> str:
+def gone_text(r: dict[str, Any]) -> str:
     if r["label"] == ORIGINAL:
         return f"has it {r['runs'] - r['gone']}/{r['runs']}"
     return f"gone {r['gone']}/{r['runs']}"

@@ -573,6 +573,16 @@ class Trainer:
         }
 
     @functools.cached_property
+    def chance_loss(self) -> float | None:
+        """The training loss of the best constant prediction on this run's training labels
+        (diagnose.chance_loss): computed once, not at every diagnosis of the run so far."""
+        from .diagnose import chance_loss
+
+        d = self.data
+        sigmoid_out = getattr(self.cfg.model, "output_activation", "none") == "sigmoid"
+        return chance_loss(d.y_train.cpu().numpy(), d.task, self.cfg.train.loss, d.n_classes, sigmoid_out)
+
+    @functools.cached_property
     def data_fingerprint(self) -> str:
         """A hash of the training and test arrays: a resume refuses data changed since the
         run stopped (a file swapped or cut short, a download replaced), which would otherwise
