@@ -23,6 +23,18 @@ FRAME_PANELS = ("boundary", "units", "histograms")
 # Grid points per axis of a frame's boundary (the still picture has pictures.GRID).
 FRAME_GRID = 120
 DPI = 100
+# At most this many frames. dlx keeps up to recording.SNAPSHOTS (30) snapshots, so this binds
+# only on a snapshots.pt from elsewhere (one of 3000 states ran for minutes and took GBs): more
+# are subsampled evenly, first and last kept, so an animation's time and memory stay bounded.
+MAX_FRAMES = 60
+
+
+def frame_indices(n: int, cap: int | None = None) -> list[int]:
+    """Which of n snapshots become frames: all of them up to cap (MAX_FRAMES), else cap spread evenly."""
+    cap = MAX_FRAMES if cap is None else cap
+    if n <= cap:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (cap - 1)) for i in range(cap)})
 
 
 def animate(
@@ -31,10 +43,12 @@ def animate(
     panels: Sequence[str] = ("boundary",),
     fps: float = 4.0,
     progress: Callable[[int, int], None] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[Path, int]:
     """Write the animation of the run folder `run` to out (.gif, or .mp4 with ffmpeg);
-    returns (out, frames). progress(done, total) is called after each frame."""
-    from .folders import write_atomic
+    returns (out, frames). progress(done, total) is called after each frame. notes gets a
+    line for each thing left out (a damaged checkpoint.pt, snapshots past MAX_FRAMES)."""
+    from .folders import SNAPSHOTS_FILE, write_atomic
     from .pictures import Histograms, _boundary_of, _check_2d, _layer_values, _saved, _units_of, snapshots
 
     out = Path(out)
@@ -47,17 +61,26 @@ def animate(
     if unknown or not panels:
         raise UsageError(f"--panels {','.join(panels)}: a frame shows {', '.join(FRAME_PANELS)}")
     path = Path(run)
-    config, cfg, trainer, _ = _saved(path)
+    notes = notes if notes is not None else []
+    # Only the trainer (data, model) is used: with a damaged checkpoint.pt, its last snapshot will do.
+    config, cfg, trainer, _ = _saved(path, notes=notes)
     _check_2d(path, trainer.data, "an animation")
-    snaps = snapshots(path)
+    snaps = snapshots(path)  # memory-mapped: each state is read when its frame is drawn
+    picked = frame_indices(len(snaps["steps"]))
+    if len(picked) < len(snaps["steps"]):
+        notes.append(
+            f"{path / SNAPSHOTS_FILE} holds {len(snaps['steps'])} snapshots; {len(picked)} of them, "
+            f"evenly spread, are the frames (at most MAX_FRAMES, {MAX_FRAMES})"
+        )
     layers = [n for n, _ in trainer.model.activation_modules()]
     if ("units" in panels or "histograms" in panels) and not layers:
         raise UsageError(f"{path.name}: units and histograms show hidden layers, and this model has none")
     name = str(config.get("name") or path.name)
-    total = len(snaps["steps"])
+    total = len(picked)
     pics = []
-    for step, weights, loss in zip(snaps["steps"], snaps["states"], snaps["losses"]):
-        trainer.model.load_state_dict(weights)
+    for i in picked:
+        step, loss = snaps["steps"][i], snaps["losses"][i]
+        trainer.model.load_state_dict(snaps["states"][i])
         frame = {"step": int(step), "loss": loss}
         if "boundary" in panels:
             frame["boundary"] = _boundary_of(trainer, config, path, FRAME_GRID, int(step))

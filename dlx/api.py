@@ -30,14 +30,21 @@ if TYPE_CHECKING:
 def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> Config:
     """Everything `train` checks before its first step, without training or writing.
 
-    Validates the config, loads the data and builds the model, optimizer and init
-    (a weights file must fit the model, an .npz must hold all four arrays).
+    Validates the config, reads the data and builds the model, optimizer and init
+    (a weights file must fit the model, an .npz must hold all four arrays). Read-only:
+    data still to be downloaded is not fetched (training fetches it), no folder is made.
     """
     from .config import load_config
+    from .errors import ConfigError, SpecError
     from .trainer import Trainer
 
     cfg = load_config(config, list(overrides))
-    Trainer(cfg)
+    try:
+        data = cfg.data.peek(cfg.seed)
+    except SpecError as e:  # as Trainer reports it: a config problem with its YAML line
+        located = cfg.problem(e.path, e.message)
+        raise ConfigError([located], located.source if located.line else None) from None
+    Trainer(cfg, data=data)
     return cfg
 
 
@@ -131,10 +138,13 @@ def train(
         oom = out_of_memory_message(e, trainer, folder)
         if folder is not None and folder.meta.get("status") == "running":
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            folder.update_meta(
-                status=status, ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=traceback.format_exc()
-            )
-            folder.close()
+            try:
+                folder.update_meta(
+                    status=status, ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=traceback.format_exc()
+                )
+            except OSError:
+                pass  # a full disk (often what failed the run): meta.json says `running`, read as stopped
+            folder.close()  # always: a worker's next job must not find this run still locked
             e.dlx_run_path = folder.path  # type: ignore[attr-defined]  (for the CLI's message)
         if oom:
             raise DlxError(oom) from e  # the person's fix is a smaller batch, not a traceback
@@ -466,17 +476,15 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
 
 
 def _resume_state(path: Path, cfg, folder: RunFolder):
-    import torch
-
-    from .folders import read_jsonl
+    from .errors import DamagedFile
+    from .folders import CHECKPOINT_FILE, read_jsonl, read_tensors
     from .recording import History
 
     try:
-        state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a damaged file
+        state = read_tensors(path / CHECKPOINT_FILE)
+    except DamagedFile as e:
         raise DlxError(
-            f"{path / 'checkpoint.pt'} cannot be read as a dlx checkpoint (damaged, or not one: "
-            f"{type(e).__name__}); the run cannot be resumed from it"
+            f"{e.path} cannot be read as a dlx checkpoint ({e.reason}); the run cannot be resumed from it"
         ) from None
     if not isinstance(state, dict) or "loop" not in state:
         raise DlxError(

@@ -324,8 +324,9 @@ def validate(
     """Check a config without training: every problem at once, with its line.
 
     Runs the same checks as `dlx train` up to its first step: the schema, then
-    loading the data and building the model (so a weights file that does not
-    fit, or an .npz without y_test, is caught here too).
+    reading the data and building the model (so a weights file that does not
+    fit, or an .npz without y_test, is caught here too). Writes nothing and
+    downloads nothing: data still to be fetched is fetched by `dlx train`.
     """
     from .api import check
     from .report import describe
@@ -1064,14 +1065,17 @@ def plot(
     pair = _pair(units)
 
     target = out if out is not None else paths[0] / "plot.png"
+    notes: list[str] = []  # a run's damaged checkpoint.pt or snapshots.pt: named, its pictures left out
     try:
         names = [p.strip() for p in panels.split(",") if p.strip()] if panels else None
-        path = plot_runs(paths, target, title=title, panels=names, size=inches, step=step, pair=pair)
+        path = plot_runs(paths, target, title=title, panels=names, size=inches, step=step, pair=pair, notes=notes)
     except OSError as e:  # an unwritable path (a file type matplotlib cannot write is refused before drawing)
         from .errors import UsageError
 
         why = e.strerror or str(e)
         _fail(UsageError(f"cannot write the figure {target}: {why}; pass -o with a writable path"))
+    for note in notes:
+        _console().print(f"[yellow]left out:[/] {escape(note)}", highlight=False)
     _console().print(f"figure: [bold]{escape(str(path))}[/]")
 
 
@@ -1129,7 +1133,8 @@ def lab(
     host: str = typer.Option(
         "127.0.0.1",
         "--host",
-        help="The address to bind. Anything but loopback prints an access token every request needs.",
+        help="The address to bind (loopback unless you say otherwise). The lab answers only requests "
+        "addressed to it, carrying the token in the printed URL.",
     ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser; print the URL only."),
     max_active: int = typer.Option(4, "--max-active", min=1, max=64, help="Trainings at once, all pages together."),
@@ -1138,8 +1143,9 @@ def lab(
     """A live page in the browser: change a knob, press play, watch the network react.
 
     Every lab run is a normal run folder (dlx runs lists them). Needs the extra:
-    pip install 'dlx[lab]'. Ctrl-C stops the server and its runs as Ctrl-C stops dlx
-    train (interrupted, checkpointed, resumable).
+    pip install 'dlx\\[lab]'. The printed URL carries the server's access token:
+    only a page opened from it can drive the lab. Ctrl-C stops the server and its
+    runs as Ctrl-C stops dlx train (interrupted, checkpointed, resumable).
     """
     try:
         import starlette  # noqa: F401
@@ -1148,14 +1154,14 @@ def lab(
         from .errors import UsageError
 
         raise UsageError("dlx lab needs its web server: pip install 'dlx[lab]'") from None
-    from .lab import serve
+    from .lab import is_loopback, serve
 
     con = _console()
 
-    def echo(url: str, token: Optional[str]) -> None:
-        con.print(f"dlx lab: [bold]{escape(url)}[/]  (Ctrl-C stops it)")
-        if token:
-            con.print(escape(f"bound to {host}: every request needs the token {token} (in the URL above)"))
+    def echo(url: str, token: str) -> None:
+        con.print(f"dlx lab: [bold]{escape(url)}[/]  (Ctrl-C stops it)", soft_wrap=True)
+        if not is_loopback(host):
+            con.print(escape(f"bound to {host}, beyond this machine: only a page opened from this URL can use it"))
 
     serve(config, host, port, runs_dir, not no_browser, max_active, echo)
 
@@ -1206,9 +1212,12 @@ def landscape(
         TextColumn("loss evaluations"), BarColumn(), MofNCompleteColumn(), console=_console(stderr=True), transient=True
     ) as bar:
         task = bar.add_task("", total=None)
+        notes: list[str] = []  # a run's damaged file: named, that run left out
         fig = landscape_figure(
-            paths, directions, grid, between, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            paths, directions, grid, between, progress=lambda d, t: bar.update(task, completed=d, total=t), notes=notes
         )
+    for note in notes:
+        _console().print(f"[yellow]left out:[/] {escape(note)}", highlight=False)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(target)
@@ -1242,7 +1251,8 @@ def animate(
 ):
     """Animate a 2-D run's decision boundary over training, one frame per snapshot.
 
-    Each frame is the model at one of the run's snapshots (up to 30, step 0 first),
+    Each frame is the model at one of the run's snapshots (up to 30, step 0 first; a file
+    of more is subsampled to animate.MAX_FRAMES),
     with its step and train loss; --panels boundary,units adds every hidden unit's
     map, histograms the layers' activations and gradients at that step.
     """
@@ -1254,18 +1264,26 @@ def animate(
     path = find_run(run, runs_dir)
     target = out if out is not None else path / "animation.gif"
     names = [p.strip() for p in panels.split(",") if p.strip()]
+    notes: list[str] = []  # what was left out (a damaged checkpoint.pt, frames past the cap)
     try:
         with Progress(
             TextColumn("frames"), BarColumn(), MofNCompleteColumn(), console=_console(stderr=True), transient=True
         ) as bar:
             task = bar.add_task("", total=None)
             written, frames = make(
-                path, target, names, fps=fps, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                path,
+                target,
+                names,
+                fps=fps,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                notes=notes,
             )
     except OSError as e:
         from .errors import UsageError
 
         _fail(UsageError(f"cannot write {target}: {e.strerror or e}; pass -o with a writable path"))
+    for note in notes:
+        _console().print(f"[yellow]left out:[/] {escape(note)}", highlight=False)
     _console().print(f"animation: [bold]{escape(str(written))}[/] ({frames} frames)")
 
 

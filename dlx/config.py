@@ -366,6 +366,18 @@ class _Loader(yaml.SafeLoader):
             ) from None
 
 
+# YAML 1.1 (PyYAML's default) reads yes/no/on/off as booleans, so the documented
+# `train.prune: {on: [symmetry]}` arrived as {True: [...]} and was rejected. Configs read
+# booleans the YAML 1.2 way: only true/false (any case PyYAML knows); `on`, `yes`, ... stay
+# strings, and a bool field still takes them (pydantic reads "yes"/"on" as True).
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def safe_load(text: str):
     """yaml.safe_load with the limits of _Loader (YAMLError past them)."""
     loader = _Loader(text)

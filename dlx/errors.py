@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class DlxError(Exception):
@@ -54,6 +55,16 @@ class UsageError(DlxError):
     """The command was called wrongly (a missing file, an unknown option value)."""
 
     exit_code = 2
+
+
+class DamagedFile(DlxError):
+    """A file of tensors (checkpoint.pt, snapshots.pt, a weights file) that cannot be read as
+    one: damaged, or crafted to hold more than tensors. Views leave out what needs it, naming it."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path} cannot be read: {reason}")
 
 
 class SpecError(DlxError):

@@ -73,6 +73,10 @@ class Trial:
     id: str
     config: dict
     runs_dir: Path
+    # A run folder of this trial's config that stopped (a sweep's driver was stopped, a full
+    # disk): the worker continues it from its checkpoint (dlx train --resume), alone, never
+    # stacked. The Ray executor trains on other machines and starts such a trial over.
+    resume: Path | None = None
 
 
 @dataclass
@@ -272,7 +276,14 @@ class LocalExecutor:
 
     def _job(self, pulled: list[Trial], indices: list[int], result_path: Path) -> dict:
         return {
-            "trials": [{"config": pulled[i].config, "runs_dir": str(pulled[i].runs_dir)} for i in indices],
+            "trials": [
+                {
+                    "config": pulled[i].config,
+                    "runs_dir": str(pulled[i].runs_dir),
+                    **({"resume": str(pulled[i].resume)} if pulled[i].resume else {}),
+                }
+                for i in indices
+            ],
             "result_path": str(result_path),
             "threads": self.threads_per_trial,
             "driver": os.getpid(),  # the worker stops when this process is gone
@@ -421,10 +432,13 @@ class LocalExecutor:
             new.append(i)
         if not new:
             return None
-        groups, notes = plan_stacks([queue.pulled[i].config for i in new], self.max_parallel)
+        # A trial continuing a stopped run resumes its own checkpoint: it runs alone.
+        resuming = [i for i in new if queue.pulled[i].resume]
+        fresh = [i for i in new if i not in resuming]
+        groups, notes = plan_stacks([queue.pulled[i].config for i in fresh], self.max_parallel) if fresh else ([], [])
         for note in notes:
             self._note(note)
-        planned.extend([[new[k] for k in g] for g in groups])
+        planned.extend([[i] for i in resuming] + [[fresh[k] for k in g] for g in groups])
         return planned.pop(0), 1
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DlxError
+from .errors import DamagedFile, DlxError
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 
@@ -65,6 +65,8 @@ HEARTBEAT_EVERY_S = 2.0
 # exceed the longest log interval (steps + evaluation) of a live run: calling a
 # live run interrupted invites a --resume into a folder still being written.
 STALE_AFTER_S = 30 * 60
+# The errors of a disk with no room left: space freed, what failed on them can run again.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def jsonable(obj: Any) -> Any:
@@ -244,7 +246,33 @@ def take_lock(folder: Path) -> int | None:
     return fd
 
 
-def _holder(meta: dict[str, Any]) -> str:
+def lock_pid(folder: Path) -> int | None:
+    """The pid of the process holding take_lock's flock on `folder` now, from /proc/locks
+    (Linux); None where that cannot be read. The pid a folder's meta records is its last
+    writer's, which may be dead while a newer process (a resume still opening) holds it."""
+    try:
+        st = os.stat(folder)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 4065 08:01:1234 0 EOF": device major:minor in hex, inode in
+    # decimal; a waiter's line has "->" after the number and holds nothing.
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == where and parts[4].isdigit():
+            pid = int(parts[4])
+            return pid if pid > 0 else None  # 0/-1: a holder outside this pid namespace
+    return None
+
+
+def lock_holder(folder: Path, meta: dict[str, Any] | None) -> str:
+    """Who holds a folder's lock, for a refusal: the live holder's pid where the system says
+    (lock_pid), else the pid and host its meta recorded."""
+    pid = lock_pid(folder)
+    if pid is not None:
+        return f"pid {pid} on {socket.gethostname()}"
+    meta = meta if isinstance(meta, dict) else {}
     return f"pid {meta.get('pid')} on {meta.get('host') or 'this machine'}" if meta.get("pid") else "another process"
 
 
@@ -307,8 +335,8 @@ class RunFolder:
             self._lock_fd = take_lock(self.path)
         except BlockingIOError:
             raise DlxError(
-                f"run {self.path.name} is being written by another process ({_holder(self.meta)}); one process "
-                f"writes a run at a time: wait for it to end, or stop it, then resume"
+                f"run {self.path.name} is being written by another process ({lock_holder(self.path, self.meta)}); "
+                f"one process writes a run at a time: wait for it to end, or stop it, then resume"
             ) from None
 
     def append(self, name: str, record: dict[str, Any]) -> None:
@@ -414,6 +442,33 @@ def land_run(src: Path, dest: Path) -> bool:
     except FileExistsError:
         shutil.rmtree(src, ignore_errors=True)
         return False
+
+
+def finished_summary(run: Path) -> dict[str, Any] | None:
+    """A run folder's summary.json if the run ended for good (FINISHED); None for a folder
+    without one (a run stopped, failed or cut off by a full disk before its end was written).
+    The folder, not the worker's word, says how a run ended: a run whose last write after
+    its summary failed is still whole."""
+    summary = read_object(Path(run) / SUMMARY_FILE)[0]
+    if summary is None:
+        return None
+    if "status" not in summary:  # a summary that leaves it out: the status meta.json ended with
+        summary = {**summary, "status": (read_object(Path(run) / META_FILE)[0] or {}).get("status")}
+    return summary if summary["status"] in FINISHED else None
+
+
+def resumable_run(attempts: Path) -> Path | None:
+    """The run folder under `attempts` (a sweep trial's staging folder: one run folder per
+    attempt) that `dlx train --resume` can continue: interrupted or failed, not finished, no
+    live writer, with a checkpoint; the newest such. None when there is none."""
+    found = []
+    for run in Path(attempts).glob("*"):
+        meta = read_object(run / META_FILE)[0] if run.is_dir() and not run.name.startswith(".") else None
+        if meta is None or not (run / CHECKPOINT_FILE).is_file() or finished_summary(run) is not None:
+            continue
+        if run_status(meta, run) in ("interrupted", "failed"):
+            found.append(run)
+    return newest(found)
 
 
 def now() -> str:
@@ -725,24 +780,57 @@ def is_compare_record(path: Path) -> bool:
 
 
 SNAPSHOTS_FILE = "snapshots.pt"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+META_FILE = "meta.json"
+CONFIG_FILE = "config.yaml"
+# A run's statuses once it has ended for good (its summary.json written): never resumed.
+FINISHED = ("completed", "diverged", "pruned")
 # The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).
 SERIES = ("metrics.jsonl", "probes.jsonl", "instruments.jsonl")
 
 
-def read_snapshots(path: Path) -> dict[str, Any] | None:
-    """A run folder's snapshots.pt (see the layout above), None when it has none. DlxError
-    when it is there but unreadable."""
+def read_tensors(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """What torch.save wrote to path (tensors in dicts and lists): the one place dlx reads
+    .pt files. DamagedFile, naming the file, when it cannot: truncated, random bytes, or a
+    pickle of anything but tensors. weights_only=True always, so such a file runs no code;
+    torch's own message is not passed on (it advises weights_only=False, which would).
+    mmap: the tensors stay on disk until used (a huge snapshots.pt is not read whole)."""
+    import pickle
+
     import torch
 
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        # weights_only's unpickler refuses a class or function ("Unsupported global: ...")
+        # and any opcode it does not know (random bytes).
+        crafted = "global" in str(e).lower()
+        reason = (
+            "it holds Python objects, not only tensors (dlx never runs code from a file)"
+            if crafted
+            else "it is not a file torch.save wrote (damaged?)"
+        )
+    except OSError as e:
+        reason = f"{e.strerror or type(e).__name__}"
+    except Exception:  # torch raises RuntimeError, EOFError, ... for a truncated zip
+        reason = "it is damaged (truncated?) or not a file torch.save wrote"
+    raise DamagedFile(path, reason)
+
+
+def read_snapshots(path: Path, mmap: bool = False) -> dict[str, Any] | None:
+    """A run folder's snapshots.pt (see the layout above), None when it has none. DamagedFile
+    when it is there but unreadable. mmap: see read_tensors."""
     f = Path(path) / SNAPSHOTS_FILE
     if not f.is_file():
         return None
+    snaps = read_tensors(f, mmap=mmap)
     try:
-        snaps = torch.load(f, map_location="cpu", weights_only=True)
-        if not (isinstance(snaps, dict) and len(snaps["steps"]) == len(snaps["states"]) == len(snaps["losses"])):
-            raise ValueError("steps, losses and states differ in length")
-    except Exception as e:
-        raise DlxError(f"{f} is not readable ({type(e).__name__}: {e}); its pictures over time are lost") from None
+        ok = isinstance(snaps, dict) and len(snaps["steps"]) == len(snaps["states"]) == len(snaps["losses"])
+    except SHAPE_ERRORS:
+        ok = False
+    if not ok:
+        raise DamagedFile(f, "not the snapshots dlx writes (steps, losses and states of one length)")
     return snaps
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from . import fmt
 from .diagnose import LABEL
-from .errors import DlxError
+from .errors import DamagedFile, DlxError
 
 # Verdict kinds by how urgently they need a fix: a red card stops the reader, amber asks
 # for a look, green says nothing to do. Unknown kinds (added later) default to amber.
@@ -183,6 +183,8 @@ def guarded(what: str, build, *args) -> str:
         return build(*args)
     except SHAPE_ERRORS as e:
         return f'<p class="note">{esc(what)} has an unexpected shape here ({esc(type(e).__name__)}: {esc(e)}); left out</p>'
+    except DamagedFile as e:  # a .pt file that is not tensors (folders.read_tensors)
+        return f'<p class="note">{esc(e)}; left out</p>'
 
 
 def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:

@@ -15,7 +15,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from .errors import SpecError
+from .errors import DamagedFile, SpecError
+from .folders import read_tensors
 from .paths import StartFile
 from .registry import Registry, Spec
 
@@ -212,8 +213,10 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".npz":
             with np.load(path) as z:
                 return {k: torch.from_numpy(np.array(z[k])) for k in z.files}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file: say which and why
+        obj = read_tensors(path)
+    except DamagedFile as e:  # torch's own text would advise weights_only=False: never
+        raise SpecError(PATH, str(e)) from None
+    except Exception as e:  # a corrupt or foreign .npz: say which and why
         raise SpecError(PATH, f"cannot read {path}: {e}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]

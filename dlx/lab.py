@@ -9,10 +9,14 @@ LabStream callback turns each log interval into an event (metrics, the interval'
 per-layer gradient norms, activation histograms, for 2-D data the decision surface and
 unit maps, the verdict as it forms) that the page receives by server-sent events.
 
-Bound to 127.0.0.1 unless --host says otherwise; then every request must carry the
-token printed at start (?token= or the X-DLX-Token header). One active training per
-browser session and MAX_ACTIVE in all; requests are checked (JSON, known keys, sizes)
-and answered with an error, never a crash.
+The lab answers only its own page (see `guard`): a request must name the lab's own
+address in its Host header (DNS rebinding), carry the per-server token printed in the
+URL at start (?token= or the X-DLX-Token header; as Jupyter does, on loopback too), and
+a state-changing call must be a JSON body with the lab's own Origin or none (cross-site
+request forgery: a "simple" cross-origin POST needs no preflight). Bound to 127.0.0.1
+unless --host says otherwise. One active training per browser session and MAX_ACTIVE
+in all, stopping runs counted until they end; requests are checked (JSON, known keys,
+sizes) and answered with a 4xx, never a crash.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -46,6 +51,17 @@ PICTURE_EVERY_S = 0.25
 VERDICT_EVERY_S = 1.0
 # A run of the lab trains this many steps unless its config says otherwise (it can be paused).
 DEFAULT_STEPS = 3000
+# Finished runs kept for their status and event stream (older ones are released: memory
+# stays flat however many runs a page starts), and how long a start waits for the run it
+# replaces to end (it ends within one step; a run still loading its data counts as active).
+KEEP_FINISHED = 16
+REPLACE_WAIT_S = 10.0
+# Names a loopback-bound lab answers to: a page reached under any other Host header was
+# loaded from another site's name (DNS rebinding) and is refused.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+# Keys of an event that carry pictures: only the newest event keeps them (older ones are
+# superseded on the page), so a run's memory grows by its curves alone.
+PICTURE_KEYS = ("hist", "surface", "units")
 
 
 class LabError(Exception):
@@ -61,7 +77,7 @@ def _config(body: dict) -> Any:
     validated by dlx (every problem, each with its key), sized for the lab."""
     import yaml
 
-    from .config import load_config
+    from .config import load_config, safe_load
     from .errors import ConfigError, DlxError
 
     if not isinstance(body, dict):
@@ -69,8 +85,8 @@ def _config(body: dict) -> Any:
     raw = body.get("config")
     if raw is None and isinstance(body.get("yaml"), str):
         try:
-            raw = yaml.safe_load(body["yaml"])
-        except yaml.YAMLError as e:
+            raw = safe_load(body["yaml"])  # dlx's own YAML reading: `on:` is a key, as in a file
+        except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer past Python's digit limit
             raise LabError(400, f"the YAML does not parse: {' '.join(str(e).split())[:300]}") from None
     if not isinstance(raw, dict):
         raise LabError(400, "config must be a mapping of dlx config keys (as in a config file)")
@@ -81,7 +97,7 @@ def _config(body: dict) -> Any:
     try:
         cfg = load_config(raw, [s.strip() for s in sets if s.strip()])
     except ConfigError as e:
-        problems = [{"key": p.path, "message": p.message} for p in e.problems]
+        problems = [{"key": p.path, "message": _no_path_facts(p.path, p.message)} for p in e.problems]
         raise LabError(400, "the config has problems", problems) from None
     except DlxError as e:
         raise LabError(400, str(e)) from None
@@ -91,6 +107,14 @@ def _config(body: dict) -> Any:
     return cfg
 
 
+def _no_path_facts(key: str, message: str) -> str:
+    """A problem with a file the config names, said without telling whether the path exists
+    (a reply is no way to probe the user's disk)."""
+    if key.split(".")[0] == "data" and key.split(".")[-1] in ("path", "root"):
+        return "not a usable file or folder for this key (the lab does not say which check failed)"
+    return message
+
+
 def _check_size(cfg) -> None:
     """Refuse a model too big for a live page (parameters counted on the meta device)."""
     import torch
@@ -98,7 +122,7 @@ def _check_size(cfg) -> None:
     from .errors import DlxError
 
     try:
-        data = cfg.data.load(cfg.seed)
+        data = cfg.data.peek(cfg.seed)  # read-only: a check downloads nothing and creates no folder
         with torch.device("meta"):
             model = cfg.model.build(data, cfg)
         n = sum(p.numel() for p in model.parameters())
@@ -123,6 +147,8 @@ class LabStream:
 
     def on_start(self, trainer):
         self.run.trainer = trainer
+        if self.run.stop_asked:  # stopped while it was being built
+            trainer.interrupt()
         self.run.push(self._event(trainer, None, pictures=True))
         self.run.wait_while_paused()
 
@@ -136,8 +162,6 @@ class LabStream:
             self.run.stepping = False
             self.run.paused.set()
         self.run.wait_while_paused()
-        if self.run.stop_asked:
-            trainer.interrupt()
 
     def on_end(self, trainer, outcome):
         self.run.push({**self._event(trainer, None, pictures=True), "status": outcome.status, "final": True})
@@ -238,8 +262,17 @@ class LabRun:
     def push(self, ev: dict[str, Any]) -> None:
         from .folders import jsonable
 
+        ev = jsonable(ev)
         with self.cond:
-            self.events.append(jsonable(ev))
+            if any(k in ev for k in PICTURE_KEYS):
+                # The newest pictures supersede the older ones: drop those (a new dict, so a
+                # stream sending the old one right now still sends it whole).
+                for j in range(len(self.events) - 1, -1, -1):
+                    old = self.events[j]
+                    if any(k in old for k in PICTURE_KEYS):
+                        self.events[j] = {k: v for k, v in old.items() if k not in PICTURE_KEYS}
+                        break
+            self.events.append(ev)
             self.cond.notify_all()
 
     def wait_while_paused(self) -> None:
@@ -284,13 +317,20 @@ class LabRun:
             self.status = "failed"
             self.push({"run": self.id, "error": self.error, "final": True})
         finally:
+            # Released: a finished run keeps its events and status, not its model and data.
+            self.trainer = self.hist = None
             self.done = True
             with self.cond:
                 self.cond.notify_all()
 
     def stop(self) -> None:
+        """End the run after its current step (as a first Ctrl-C ends dlx train): interrupted,
+        checkpointed, resumable; a paused run is woken to end."""
         self.stop_asked = True
         self.paused.clear()
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.interrupt()
 
 
 class Lab:
@@ -302,48 +342,144 @@ class Lab:
         self.token = token
         self.runs: dict[str, LabRun] = {}
         self.lock = threading.Lock()
+        self.closing = False
 
     def active(self, session: str | None = None) -> list[LabRun]:
         return [r for r in self.runs.values() if not r.done and (session is None or r.session == session)]
 
     def start(self, session: str, slot: str, cfg, playing: bool) -> LabRun:
+        """A new run in this session's slot; the run it replaces ends first (within a step),
+        so --max-active counts every training thread, stopping ones too."""
         with self.lock:
-            # A session trains one run per slot: a new one there replaces (stops) the old.
-            for r in self.active(session):
-                if r.slot == slot:
-                    r.stop()
-            if len([r for r in self.active(session) if not r.stop_asked]) >= 2:
+            replaced = [r for r in self.active(session) if r.slot == slot]
+            for r in replaced:
+                r.stop()
+        for r in replaced:
+            r.thread.join(REPLACE_WAIT_S)
+        with self.lock:
+            if len(self.active(session)) >= 2:
                 raise LabError(429, "this page already trains two runs (A and B); pause or reset one")
-            if len([r for r in self.active() if not r.stop_asked]) >= self.max_active:
+            if len(self.active()) >= self.max_active:
                 raise LabError(429, f"the lab already trains {self.max_active} runs; try again when one ends")
+            self._release_finished()
             run = LabRun(cfg, self.runs_dir, session, slot, playing)
             self.runs[run.id] = run
         run.start()
         return run
 
-    def stop_all(self, wait: float = 30.0) -> None:
-        """Ctrl-C on the server: every run ends as a Ctrl-C ends dlx train (interrupted, checkpointed)."""
+    def _release_finished(self) -> None:
+        """Forget all but the newest KEEP_FINISHED finished runs (their folders stay on disk)."""
+        done = [rid for rid, r in self.runs.items() if r.done]
+        for rid in done[: max(0, len(done) - KEEP_FINISHED)]:
+            del self.runs[rid]
+
+    def ask_all_to_stop(self) -> None:
+        """The server is stopping: every run ends after its current step."""
+        self.closing = True
         for r in list(self.runs.values()):
             r.stop()
+
+    def stop_all(self, wait: float = 30.0) -> None:
+        """Ctrl-C on the server: every run ends as a Ctrl-C ends dlx train (interrupted, checkpointed)."""
+        self.ask_all_to_stop()
         t = time.monotonic() + wait
         for r in list(self.runs.values()):
             r.thread.join(max(0.0, t - time.monotonic()))
 
 
+def allowed_hosts(host: str) -> tuple[str, ...] | None:
+    """The Host names a lab bound to `host` answers to: loopback's names on loopback, the
+    address it was given otherwise; None (any name) for a wildcard bind (0.0.0.0, ::), where
+    the machine's names are not known and the token alone keeps other pages out."""
+    name = host.strip("[]").lower()
+    if name in ("0.0.0.0", "::", ""):
+        return None
+    if is_loopback(name):
+        return LOOPBACK_NAMES + ((name,) if name not in LOOPBACK_NAMES else ())
+    return (name,)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def host_name(header: str) -> str | None:
+    """The name in a Host header ('127.0.0.1:8765', '[::1]:8765', 'localhost'), lowercased;
+    None where it is not one."""
+    try:
+        parts = urlsplit("//" + header)
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError:
+        return None
+    return parts.hostname
+
+
+class Guard:
+    """Every request passes here first (a plain ASGI middleware, so event streams flow
+    unbuffered). Refused: a Host that is not the lab's own (DNS rebinding: another site's
+    name resolved to 127.0.0.1), a missing or wrong token, and a state-changing call that
+    is not a JSON body from the lab's own page (cross-site request forgery). A refusal says
+    why in a sentence and gives nothing away: no path, no run, no config."""
+
+    def __init__(self, app, token: str, hosts: tuple[str, ...] | None):
+        self.app, self.token, self.hosts = app, token, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        why = self.refusal(Request(scope))
+        if why is not None:
+            status, message = why
+            return await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def refusal(self, request) -> tuple[int, str] | None:
+        host = request.headers.get("host", "")
+        name = host_name(host)
+        if name is None or (self.hosts is not None and name not in self.hosts):
+            return 421, "this lab answers only requests addressed to its own host name"
+        if request.url.path.startswith("/static/"):
+            return None  # the page's script and style: public, no state, nothing of the user's
+        given = request.query_params.get("token") or request.headers.get("x-dlx-token") or ""
+        if not secrets.compare_digest(given.encode(), self.token.encode()):
+            return 403, "this lab needs its access token: open the URL that dlx lab printed (with its ?token=)"
+        if request.method not in ("GET", "HEAD"):
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return 415, "a state-changing request must be a JSON body (Content-Type: application/json)"
+            origin = request.headers.get("origin")
+            if origin is not None and origin.lower() != f"{request.url.scheme}://{host}".lower():
+                return 403, "this lab takes state-changing requests only from its own page"
+        return None
+
+
 def create_app(
-    runs_dir: str | Path = "runs", token: str | None = None, max_active: int = MAX_ACTIVE, config: str | None = None
+    runs_dir: str | Path = "runs",
+    token: str | None = None,
+    max_active: int = MAX_ACTIVE,
+    config: str | None = None,
+    host: str = "127.0.0.1",
 ):
-    """The starlette app of `dlx lab` (tests build it directly); config: a config file or an
+    """The starlette app of `dlx lab` (tests build it directly). token: the per-server
+    secret every request carries (a fresh one when None: app.state.lab.token); host: the
+    address it is bound to, whose names it answers to; config: a config file or an
     example's name the page starts from (refused here, before serving, if it does not load)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    lab = Lab(Path(runs_dir), max_active, token)
+    lab = Lab(Path(runs_dir), max_active, token or secrets.token_urlsafe(24))
     initial = None
     if config:
         from .examples import resolve_config
@@ -359,20 +495,11 @@ def create_app(
             raise UsageError(f"{config}: {why}") from None
         initial = {"name": str(config), "yaml": text}
 
-    class Guard(BaseHTTPMiddleware):
-        async def dispatch(self, request, call_next):
-            if lab.token is not None:
-                given = request.query_params.get("token") or request.headers.get("x-dlx-token")
-                if not given or not secrets.compare_digest(given, lab.token):
-                    return JSONResponse({"error": "this lab needs its access token (?token=...)"}, status_code=403)
-            try:
-                return await call_next(request)
-            except LabError as e:
-                return JSONResponse({"error": e.message, "problems": e.problems}, status_code=e.status)
-            except Exception as e:  # noqa: BLE001  (a bug answers 500 and the server goes on)
-                return JSONResponse(
-                    {"error": f"the lab failed on this request ({type(e).__name__}: {e})"}, status_code=500
-                )
+    async def refused(request, e: LabError):
+        return JSONResponse({"error": e.message, "problems": e.problems}, status_code=e.status)
+
+    async def failed(request, e: Exception):  # a bug answers 500 and the server goes on
+        return JSONResponse({"error": f"the lab failed on this request ({type(e).__name__})"}, status_code=500)
 
     async def body(request: Request) -> dict:
         raw = await request.body()
@@ -380,8 +507,8 @@ def create_app(
             raise LabError(413, f"the request is over {MAX_BODY} bytes")
         try:
             obj = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise LabError(400, f"the request body is not JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, an integer of 5000 digits, deep nesting
+            raise LabError(400, f"the request body is not JSON ({getattr(e, 'msg', e)})") from None
         if not isinstance(obj, dict):
             raise LabError(400, "the request body must be a JSON object")
         return obj
@@ -395,11 +522,11 @@ def create_app(
     def the_run(run_id: str) -> LabRun:
         run = lab.runs.get(run_id)
         if run is None:
-            raise LabError(404, f"no run {run_id!r} in this lab")
+            raise LabError(404, f"no run {run_id[:40]!r} in this lab")
         return run
 
     async def index(request):
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def check(request):
         b = await body(request)
@@ -412,11 +539,14 @@ def create_app(
         slot = b.get("slot", "A")
         if slot not in ("A", "B"):
             raise LabError(400, "slot must be A or B")
+        if lab.closing:
+            raise LabError(503, "the lab is stopping")
         cfg = await asyncio.to_thread(_config, b)
-        run = lab.start(session, slot, cfg, bool(b.get("play", True)))
+        run = await asyncio.to_thread(lab.start, session, slot, cfg, bool(b.get("play", True)))
         return JSONResponse({"run": run.id, "slot": slot, "yaml": _yaml(cfg)})
 
     async def control(request):
+        await body(request)
         run = the_run(request.path_params["run"])
         action = request.path_params["action"]
         if action == "play":
@@ -429,18 +559,28 @@ def create_app(
         elif action == "stop":
             run.stop()
         else:
-            raise LabError(404, f"no action {action!r}: play, pause, step or stop")
+            raise LabError(404, f"no action {action[:40]!r}: play, pause, step or stop")
         return JSONResponse({"run": run.id, "status": run.status})
 
     async def status(request):
         run = the_run(request.path_params["run"])
+        trainer = run.trainer
         return JSONResponse(
-            {"run": run.id, "status": run.status, "path": str(run.path) if run.path else None, "error": run.error}
+            {
+                "run": run.id,
+                "status": run.status,
+                "step": trainer.step if trainer is not None else None,
+                "path": str(run.path) if run.path else None,
+                "error": run.error,
+            }
         )
 
     async def events(request):
         run = the_run(request.path_params["run"])
-        start_at = int(request.query_params.get("from", "0") or 0)
+        try:
+            start_at = int(request.query_params.get("from", "0") or 0)
+        except ValueError:
+            raise LabError(400, "from must be an event number") from None
 
         async def stream():
             i = max(0, start_at)
@@ -500,7 +640,12 @@ def create_app(
         yield
         await asyncio.to_thread(lab.stop_all)  # the server stops: its runs end checkpointed
 
-    app = Starlette(routes=routes, middleware=[Middleware(Guard)], lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard, token=lab.token, hosts=allowed_hosts(host))],
+        exception_handlers={LabError: refused, Exception: failed},
+        lifespan=lifespan,
+    )
     app.state.lab = lab
     return app
 
@@ -511,22 +656,50 @@ def _yaml(cfg) -> str:
     return dump_yaml(cfg.resolved())
 
 
+def url_of(host: str, port: int, token: str) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/?token={token}"
+
+
 def serve(config: str | None, host: str, port: int, runs_dir: Path, open_browser: bool, max_active: int, echo) -> None:
-    """Run the lab server until Ctrl-C (which stops its runs as Ctrl-C stops dlx train)."""
-    import ipaddress
+    """Run the lab server until Ctrl-C or SIGTERM, which end its runs as they end dlx train
+    (each after its current step: interrupted, checkpointed, resumable), then the server.
+
+    The socket is bound here, before serving, so that --port 0 prints the port it got and a
+    port in use is a clear message."""
+    import socket
 
     import uvicorn
 
+    from .errors import UsageError
+
+    app = create_app(runs_dir, None, max_active, config, host)
+    lab = app.state.lab
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    token = None if loopback else secrets.token_urlsafe(16)
-    app = create_app(runs_dir, token, max_active, config)
-    url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
-    echo(url, token)
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        raise UsageError(
+            f"dlx lab cannot listen on {host}:{port}: {e.strerror or e}; pick another --port (0: any free one) "
+            f"or --host"
+        ) from None
+    bound = sock.getsockname()[1]
+    url = url_of(host, bound, lab.token)
+    echo(url, lab.token)
+
+    class LabServer(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            # First the runs: each ends after its step, so the open event streams end with
+            # them and the server's graceful shutdown does not wait on a stream forever.
+            lab.ask_all_to_stop()
+            super().handle_exit(sig, frame)
+
+    # timeout_graceful_shutdown: a stream whose client never reads cannot hold the stop up.
+    server = LabServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=20))
     if open_browser:
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server.run(sockets=[sock])

@@ -55,11 +55,11 @@ class Plane:
 class _Model:
     """A run's model as a function of one flat parameter vector (buffers at their final values)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, notes: list[str] | None = None):
         from .pictures import _saved
 
         self.path = Path(path)
-        self.config, self.cfg, self.trainer, self.step = _saved(self.path)
+        self.config, self.cfg, self.trainer, self.step = _saved(self.path, notes=notes)
         tr = self.trainer
         self.name = str(self.config.get("name") or Path(path).name)
         self.names = [n for n, p in tr.model.named_parameters() if p.requires_grad]
@@ -108,17 +108,18 @@ def line(
     lo: float = -0.25,
     hi: float = 1.25,
     progress: Callable[[int, int], None] | None = None,
+    notes: list[str] | None = None,
 ) -> Line:
     """The loss along the line from the run's init to its final weights, or (other) from
-    its final weights to the other run's."""
+    its final weights to the other run's. notes: see pictures._saved."""
     from .errors import UsageError
 
-    a = _Model(Path(run))
+    a = _Model(Path(run), notes)
     if other is None:
         _, traj = a.trajectory()
         start, end, start_name, end_name = traj[0], a.final, "init", "end"
     else:
-        b = _Model(Path(other))
+        b = _Model(Path(other), notes)
         if [tuple(s) for s in a.shapes] != [tuple(s) for s in b.shapes]:
             raise UsageError(
                 f"{a.name} and {b.name} have different architectures: no straight line joins their weights"
@@ -153,13 +154,15 @@ def plane(
     directions: str = "pca",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    notes: list[str] | None = None,
 ) -> Plane:
-    """The loss on a grid x grid slice through the run's final weights, its trajectory on it."""
+    """The loss on a grid x grid slice through the run's final weights, its trajectory on it.
+    notes: see pictures._saved."""
     from .errors import UsageError
 
     if directions not in ("pca", "random"):
         raise UsageError(f"--directions {directions!r}: pca (the trajectory's own plane) or random (Li et al.)")
-    m = _Model(Path(run))
+    m = _Model(Path(run), notes)
     steps, traj = m.trajectory()
     rel = (traj - m.final).double()
     explained = None
@@ -201,12 +204,19 @@ class Landscape:
 
 
 def landscape(
-    run: str | Path, directions: str = "pca", grid: int = GRID, progress: Callable[[int, int], None] | None = None
+    run: str | Path,
+    directions: str = "pca",
+    grid: int = GRID,
+    progress: Callable[[int, int], None] | None = None,
+    notes: list[str] | None = None,
 ) -> Landscape:
-    """The line and the plane of a run (pictures.picture's "landscape")."""
+    """The line and the plane of a run (pictures.picture's "landscape"); notes: see pictures._saved."""
     total = POINTS + grid
-    ln = line(run, progress=(lambda i, n: progress(i, total)) if progress else None)
-    pl = plane(run, grid, directions, progress=(lambda i, n: progress(POINTS + i, total)) if progress else None)
+    ln = line(run, progress=(lambda i, n: progress(i, total)) if progress else None, notes=notes)
+    # The plane reads the same files: a note about them is given once, by the line.
+    pl = plane(
+        run, grid, directions, progress=(lambda i, n: progress(POINTS + i, total)) if progress else None, notes=[]
+    )
     return Landscape(pl.name, pl.config, ln, pl)
 
 
@@ -249,11 +259,15 @@ def landscape_figure(
     grid: int = GRID,
     between: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    notes: list[str] | None = None,
 ):
     """One column per run (draw_landscape), titled with what differs; `between` adds a
-    column with the line between the first two runs' final weights."""
+    column with the line between the first two runs' final weights. Given `notes`, a run
+    whose checkpoint.pt or snapshots.pt is damaged is left out with a line in notes (the
+    others drawn); without, or when none is left, DamagedFile."""
     from matplotlib.figure import Figure
 
+    from .errors import DamagedFile
     from .pictures import varying_keys
     from .plots import DPI, plain
 
@@ -265,10 +279,21 @@ def landscape_figure(
         if progress:
             progress(done[0], total)
 
-    pics = [landscape(r, directions, grid, progress=tick) for r in runs]
-    titles = varying_keys([p.config for p in pics]) if len(runs) > 1 else [""]
+    pics, damaged = [], []
+    for r in runs:
+        try:
+            pics.append(landscape(r, directions, grid, progress=tick, notes=notes))
+        except DamagedFile as e:
+            if notes is None:
+                raise
+            damaged.append(e)
+            notes.append(f"{e}; run {Path(r).name} left out")
+    if not pics:
+        raise damaged[0]
+    between = between and not damaged  # the line joins the first two runs' weights: both needed
+    titles = varying_keys([p.config for p in pics]) if len(pics) > 1 else [""]
     titles = [t or p.name for t, p in zip(titles, pics)]
-    cols = len(runs) + (1 if between else 0)
+    cols = len(pics) + (1 if between else 0)
     fig = Figure(figsize=(4.6 * cols, 8.4), dpi=DPI, layout="constrained")
     cells = fig.subfigures(1, cols, squeeze=False)[0]
     for cell, pic, title in zip(cells, pics, titles):

@@ -47,31 +47,42 @@ class Boundary:
         return _grid(self.extent, self.probs.shape[0])
 
 
-def _saved(path: Path, step: int | None = None):
+def _saved(path: Path, step: int | None = None, notes: list[str] | None = None):
     """(config dict, Config, Trainer holding the saved model in eval mode, the step it is
     of) of a run folder: its checkpoint (none: its last snapshot), or with `step` its
-    snapshot nearest that step."""
-    import torch
-    import yaml
-
-    from .config import load_config
-    from .errors import DlxError, UsageError
-    from .folders import read_snapshots
+    snapshot nearest that step. A damaged checkpoint raises DamagedFile; given `notes`, it is
+    instead left out for the last snapshot, and a line naming it is appended to notes."""
+    from .config import load_config, safe_load
+    from .errors import DamagedFile, DlxError, UsageError
+    from .folders import CHECKPOINT_FILE, read_snapshots, read_tensors
     from .trainer import Trainer
 
-    ckpt = path / "checkpoint.pt"
+    ckpt = path / CHECKPOINT_FILE
     # The snapshots (a file of up to 4 MB) are read only when the checkpoint will not do.
-    snaps = read_snapshots(path) if not ckpt.is_file() or step is not None else None
+    snaps = read_snapshots(path, mmap=True) if not ckpt.is_file() or step is not None else None
     if not ckpt.is_file() and not (snaps and snaps["steps"]):
         raise UsageError(
             f"{path.name} has no checkpoint.pt and no snapshots.pt, so its model is not saved: pictures are "
             f"drawn from the saved model (train with train.checkpoint: true, the default)"
         )
-    config = yaml.safe_load((path / "config.yaml").read_text())
+    config = safe_load((path / "config.yaml").read_text())
     cfg = load_config(config)
     trainer = Trainer(cfg, resuming=True)  # data and model as training built them, no init drawn
+    state = None
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
+        try:
+            state = read_tensors(ckpt, map_location=trainer.device)
+            if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+                raise DamagedFile(ckpt, "it holds no model weights, so it is not a dlx checkpoint")
+        except DamagedFile as e:
+            # Damaged, or crafted to run code: never used. The run's end is then its last
+            # snapshot (as for a diverged run), when the caller can say so.
+            snaps = snaps if snaps is not None or notes is None else read_snapshots(path, mmap=True)
+            if notes is None or not (snaps and snaps["steps"]):
+                raise
+            notes.append(f"{e}; left out, the model drawn is its last snapshot (step {int(snaps['steps'][-1])})")
+            state = None
+    if state is not None:
         if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
             raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
         at, weights = int(state.get("step", 0)), state["model"]
@@ -92,7 +103,8 @@ def snapshots(run: str | Path) -> dict:
     from .errors import UsageError
     from .folders import read_snapshots
 
-    snaps = read_snapshots(Path(run))
+    # Memory-mapped: a view touches the states it draws, never the whole file at once.
+    snaps = read_snapshots(Path(run), mmap=True)
     if not snaps or not snaps["steps"]:
         raise UsageError(
             f"{Path(run).name} has no snapshots.pt: it was trained before dlx kept the model's weights "

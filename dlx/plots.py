@@ -934,15 +934,16 @@ def plot_runs(
     size: tuple[float, float] | None = None,
     step: int | None = None,
     pair: tuple[int, int] | None = None,
+    notes: list[str] | None = None,
 ) -> Path:
     """One figure of the runs (see the module docstring for its panels), or only the named
-    panels and pictures (pictures_figure, with its step and pair); size in inches. Returns out."""
+    panels and pictures (pictures_figure, with its step, pair and notes); size in inches. Returns out."""
     out = Path(out)
     if not out.suffix:
         out = out.with_suffix(".png")  # the path printed is the file written
     check_format(out)
     if panels:
-        fig = pictures_figure(run_paths, panels, size, title, step, pair)
+        fig = pictures_figure(run_paths, panels, size, title, step, pair, notes=notes)
     else:
         fig = build_figure(load_groups(run_paths), title)
         if size:
@@ -1292,26 +1293,41 @@ def pictures_figure(
     title: str | None = None,
     step: int | None = None,
     pair: tuple[int, int] | None = None,
+    notes: list[str] | None = None,
 ):
     """`dlx plot RUN... --panels ...`: the named panels; each picture panel (boundary,
     units, ...) is one row with the runs side by side (titled with the keys that tell them
     apart), above the other panels. step: the snapshot nearest it instead of the end;
-    pair: the two units a warp panel shows."""
+    pair: the two units a warp panel shows. Given `notes`, a run whose checkpoint.pt or
+    snapshots.pt is damaged has its pictures left out, with a line in notes; without, or
+    when no run's pictures are left, DamagedFile."""
     from matplotlib.figure import Figure
 
+    from .errors import DamagedFile
     from .pictures import PICTURES, picture, varying_keys
 
     kinds = [p for p in panels if p in PICTURES]
     others = [p for p in panels if p not in PICTURES]
     if not kinds:
         return panels_figure(list(run_paths), others, size=size, title=title)
-    rows_of = [[picture(path, kind, step, pair) for path in run_paths] for kind in kinds]
+    per_run, damaged = [], []
+    for path in run_paths:
+        try:
+            per_run.append([picture(path, kind, step, pair) for kind in kinds])
+        except DamagedFile as e:
+            if notes is None:
+                raise
+            damaged.append(e)
+            notes.append(f"{e}; the pictures of run {Path(path).name} are left out")
+    if not per_run:
+        raise damaged[0]
+    rows_of = [list(row) for row in zip(*per_run)]  # one row per kind, one picture per run
     configs = [pic.config for pic in rows_of[0]]
     titles = varying_keys(configs) if len(configs) > 1 else [""]
     titles = [t or pic.name for t, pic in zip(titles, rows_of[0])]
     groups = _as_groups(list(run_paths)) if others else []
     names = _panel_hits(groups, others) if others else []
-    n_b = len(run_paths)
+    n_b = len(per_run)
     # Inches per run of each picture row: pictures of several parts (a map per layer, a
     # histogram per moment) get the width their parts need.
     widths = [max(_picture_width(pic) for pic in pics) for pics in rows_of]

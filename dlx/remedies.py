@@ -140,7 +140,8 @@ def fix(
     import time
 
     from .api import load_run, run_variants
-    from .folders import find_run
+    from .errors import DlxError
+    from .folders import CONFIG_FILE, FINISHED, SUMMARY_FILE, find_run, read_object
     from .variants import Variant
 
     if seeds < 1:
@@ -152,6 +153,15 @@ def fix(
     config = path / "config.yaml"
     if not config.is_file():
         raise UsageError(f"run {path.name} has no config.yaml: nothing to rerun")
+    if not r.summary.get("verdicts") and r.status in FINISHED:
+        # It ended for good, so "let it finish" would never come true: the file is the problem.
+        _, why = read_object(path / SUMMARY_FILE)
+        state = why or f"{SUMMARY_FILE}: holds no verdicts"
+        raise DlxError(
+            f"run {path.name} is {r.status}, but fix reads what went wrong from its {SUMMARY_FILE}, and that "
+            f"is not usable ({state}); restore the file, or train the run again (dlx train "
+            f"{path / CONFIG_FILE}) and fix the new run"
+        )
     if not r.summary.get("verdicts"):
         raise UsageError(
             f"run {path.name} has no verdicts yet ({r.status}): fix reads what went wrong from a finished "

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from . import fmt
 from .diagnose import LABEL
+from .errors import DamagedFile
 from .folders import SHAPE_ERRORS
 
 # Red: the run is wrecked (NaN, steps blowing up). Yellow: it runs, but a layer, a
@@ -761,6 +762,8 @@ def guarded(what: str, build, *args) -> Any:
             Console(file=io.StringIO(), width=120).print(piece)
     except (*SHAPE_ERRORS, NotRenderableError) as e:
         piece = Text(f"({what} has an unexpected shape here: {type(e).__name__}: {e}; left out)", style="yellow")
+    except DamagedFile as e:  # a .pt file that is not tensors (folders.read_tensors)
+        piece = Text(f"({e}; left out)", style="yellow")
     return piece
 
 

@@ -877,7 +877,12 @@ def _run_chunk(trials: list[_Trial], results: list, base: dict) -> None:
         for t in trials:
             if t.folder.meta.get("status") == "running":
                 oom = out_of_memory_message(e, t.trainer, t.folder)
-                t.folder.update_meta(status="failed", ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=tb)
+                try:
+                    t.folder.update_meta(
+                        status="failed", ended=now(), reason=oom or f"{type(e).__name__}: {e}", error=tb
+                    )
+                except OSError:
+                    pass  # a full disk (what failed the stack, often): its folder says `running`, read as stopped
                 t.folder.close()
             results[t.index] = {
                 **base,

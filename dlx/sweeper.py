@@ -30,14 +30,18 @@ The sweep folder (the parent is its only writer):
       results.json   one row per finished trial (params, metric, status, run), best first
       best.yaml      the best trial's resolved config, ready for `dlx train`
       trials/trial-0000/ ...   one run folder per trial, landed by an atomic rename
-      .staging/      attempts in flight (removed as each trial lands)
+      .staging/      attempts in flight (removed as each trial lands), and those of trials
+                     to run again: stopped, failed or crashed
 
 Trials keep one index (0..N-1, the folder name) across interruptions: a trial that
-was in flight when the sweep stopped is re-asked with the same parameters on --resume.
+was in flight when the sweep stopped is re-asked with the same parameters on --resume,
+and continues its stopped run from that run's checkpoint; so is a trial that failed or
+crashed (a full disk, say).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -59,7 +63,17 @@ from .config import _dedupe, _Located, _message, load_config_text, parse_yaml
 from .errors import ConfigError, DlxError, Problem, UsageError
 from .examples import resolve_config, shipped
 from .executors import STATUSES
-from .folders import final_metrics, find_sweep, pruned_kind, read_object, verdict_kind
+from .folders import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    final_metrics,
+    find_sweep,
+    finished_summary,
+    pruned_kind,
+    read_object,
+    resumable_run,
+    verdict_kind,
+)
 from .registry import Section, closest
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -69,6 +83,10 @@ MAX_GRID = 10_000  # more points than anyone means to run: almost surely a mista
 # TPE proposes from a model of the results only after this many random trials; Optuna's
 # default of 10 would leave a 12-trial sweep all random, so small sweeps start earlier.
 TPE_STARTUP = 10
+# Trials that ended without a whole run folder (a full disk, a bug, a worker dying on every
+# attempt): recorded and shown, and run again by --resume, from their checkpoint where they
+# wrote one (their attempts stay in .staging for it). A config error is not: it would fail alike.
+RERUN = ("failed", "crashed")
 
 
 class Metric(Section):
@@ -387,6 +405,7 @@ class SweepTrial:
     params: dict[str, Any]
     config: dict | None  # None when the combination is invalid (error says why)
     error: str | None = None
+    resume: Path | None = None  # a stopped run of this trial to continue from its checkpoint
 
 
 def _now() -> str:
@@ -519,14 +538,17 @@ class Sweep:
         """One driver per sweep folder for the life of this process (folders.take_lock), taken
         before anything in the folder is rewritten: a second `--resume` of a sweep being run is
         refused, naming the holder."""
-        from .folders import _holder, take_lock
+        from .folders import lock_holder, take_lock
 
         try:
             self._lock_fd = take_lock(self.folder)
         except BlockingIOError:
+            # The live holder, not the pid sweep.json names: that is the last driver's, which is
+            # dead when the holder is a resume still opening the folder.
+            meta = read_object(self.folder / "sweep.json")[0] or self.meta
             raise DlxError(
-                f"sweep {self.folder.name} is being run by another process ({_holder(self.meta)}); one process "
-                f"runs a sweep at a time: wait for it to end, or stop it, then dlx sweep --resume"
+                f"sweep {self.folder.name} is being run by another process ({lock_holder(self.folder, meta)}); one "
+                f"process runs a sweep at a time: wait for it to end, or stop it, then dlx sweep --resume"
             ) from None
 
     def unlock(self) -> None:
@@ -578,20 +600,33 @@ class Sweep:
         its landed folder, or for a config error from the journal's own record. A trial left
         in flight is re-asked with exactly its parameters: for a grid, its grid point by
         index (it may have been asked and never given its parameters). A grid point the
-        journal never recorded (its record lost) is asked too, so every point runs once."""
+        journal never recorded (its record lost) is asked too, so every point runs once. A
+        trial that failed or crashed (RERUN) is asked again the same way; a re-asked trial whose
+        stopped attempt is in .staging continues it from its checkpoint (see pending)."""
         from optuna.trial import TrialState
 
-        shutil.rmtree(self.folder / ".staging", ignore_errors=True)  # attempts of the stopped run
+        # .staging keeps the stopped run's attempts: a trial in flight resumes from its checkpoint.
         results, damaged = self._read_results()
         grid = self.plan.grid() if self.plan.spec.strategy == "grid" else None
         indices = set()
         rebuilt = 0
-        for t in self.study.get_trials(deepcopy=False):
+        trials = self.study.get_trials(deepcopy=False)
+        # A failed trial run again by a resume has two told records; the later one counts.
+        last_told = {
+            t.user_attrs["dlx_index"]: t.number
+            for t in trials
+            if isinstance(t.user_attrs.get("dlx_index"), int) and "dlx_status" in t.user_attrs
+        }
+        for t in trials:
             i = t.user_attrs.get("dlx_index")
             if not isinstance(i, int):
                 continue
             if t.state == TrialState.FAIL and "dlx_status" not in t.user_attrs:
                 continue  # an attempt an earlier resume found stale; a later trial re-asks its index
+            if "dlx_status" in t.user_attrs and t.number < last_told[i]:
+                if t.state == TrialState.RUNNING:
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                continue  # an earlier attempt of an index run again since
             if i in indices or (grid is not None and i >= len(grid)):
                 if t.state == TrialState.RUNNING:
                     self.study.tell(t.number, state=TrialState.FAIL)  # a duplicate ask: drop it
@@ -601,11 +636,13 @@ class Sweep:
                 continue  # not asked yet: pending() will
             if t.state != TrialState.RUNNING and "dlx_status" in t.user_attrs:
                 row = results.get(i) or self._row_from_folder(i, t.params) or self._row_from_journal(i, t)
-                rebuilt += i not in results
-                self.rows[i] = row
-                continue
+                if row.get("status") not in RERUN:
+                    rebuilt += i not in results
+                    self.rows[i] = row
+                    continue
+                # Failed or crashed (a full disk, say): asked again below, from its checkpoint if any.
             row = results.get(i) or self._row_from_folder(i, t.params)
-            if t.state == TrialState.RUNNING and row is not None and row.get("status") != "interrupted":
+            if t.state == TrialState.RUNNING and row is not None and row.get("status") not in ("interrupted", *RERUN):
                 # It landed, then the sweep stopped before telling Optuna: tell it now.
                 self.rows[i] = row
                 self._tell(t.number, row)
@@ -633,8 +670,20 @@ class Sweep:
         elif rebuilt:
             self.notes.append(f"results.json lacked {rebuilt} finished trial(s); rebuilt them from their folders")
         self._next_index = max([self.plan.total if grid is not None else 0, *[i + 1 for i in indices]])
+        self._clean_staging()
         self.meta.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed=_now())
         self._write_results()
+
+    def _clean_staging(self) -> None:
+        """Remove the attempts of trials that are done for good (a duplicate of a landed trial,
+        a config error); a trial still to run keeps its attempts, to resume from their checkpoint."""
+        staging = self.folder / ".staging"
+        for d in staging.glob("trial-*"):
+            i = _trial_index(d.name)
+            if i is not None and i in self.rows and self.rows[i].get("status") not in RERUN:
+                shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.rmdir()  # only once empty
 
     # ------------------------------------------------------------ running
 
@@ -687,25 +736,58 @@ class Sweep:
                 )
                 continue
             config["name"] = f"{self.plan.slug}-t{index:04d}"
-            yield SweepTrial(index, trial.number, params, config)
+            yield SweepTrial(index, trial.number, params, config, resume=self._resumable(index, config))
+
+    def _resumable(self, index: int, config: dict) -> Path | None:
+        """A stopped attempt of this trial to continue from its checkpoint (--resume after a
+        stop or a full disk): only one of exactly this config, else the trial starts over."""
+        run = resumable_run(self.staging(index))
+        if run is None:
+            return None
+        try:
+            written = yaml.safe_load((run / CONFIG_FILE).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        return run if written == config else None
 
     def record(
         self, st: SweepTrial, result: Any = None, status: str | None = None, error: str | None = None
     ) -> dict | None:
         """Land a finished trial's run folder, write the results, tell the strategy.
 
-        An interrupted trial (Ctrl-C) is not recorded: --resume runs it again.
+        An interrupted trial (Ctrl-C) is not recorded: --resume runs it again. The run folder
+        says how a trial ended: one with a finished run's summary.json lands with its status
+        whatever the worker reported; one without never lands, and its trial (failed) keeps
+        its attempts in .staging for --resume to continue.
         """
-        from .folders import land_run
+        from .folders import FINISHED, land_run
 
         status = status or result.status
         if status == "interrupted":
             return None
+        error = error or (getattr(result, "error", None) if result is not None else None)
         dest = self._trial_dir(st.index)
-        if result is not None and result.run_path is not None and Path(result.run_path).is_dir():
-            land_run(Path(result.run_path), dest)  # False: a duplicate attempt, dropped
-        shutil.rmtree(self.staging(st.index), ignore_errors=True)
+        run = Path(result.run_path) if result is not None and result.run_path is not None else None
+        run = run if run is not None and run.is_dir() else None
         summary = (result.summary if result is not None else None) or {}
+        whole = finished_summary(run) if run is not None else None
+        if whole is None and result is not None and status in RERUN:
+            # A worker whose failure report hit the full disk too names no folder: a whole
+            # run of this trial may still be there (it ended, then a later write failed).
+            ended = [r for r in self.staging(st.index).glob("*") if r.is_dir() and finished_summary(r)]
+            if ended:
+                run, whole = ended[0], finished_summary(ended[0])
+        if whole is not None:
+            # The folder says how the run ended: its summary is written, so it ended so,
+            # whatever failed after (its checkpoint on a full disk, say).
+            status, summary = whole["status"], whole
+            error = None
+            land_run(run, dest)  # False: a duplicate attempt, dropped
+        elif run is not None and status in FINISHED:
+            status = "failed"  # a folder without its summary never lands: it is run again
+            error = error or f"its run folder {run} has no {SUMMARY_FILE}"
+        if status not in RERUN:
+            shutil.rmtree(self.staging(st.index), ignore_errors=True)
         value = final_metrics(summary).get(self.plan.spec.metric.name)
         row = {
             "trial": st.index,
@@ -719,7 +801,7 @@ class Sweep:
             "pruned": pruned_kind(summary),
             "node": getattr(result, "node", None),
             "attempts": getattr(result, "attempts", 1),
-            "error": error or (getattr(result, "error", None) if result is not None else None),
+            "error": error,
         }
         self.rows[st.index] = row
         self._write_results()  # before telling: a stop in between is recovered from the folder
@@ -916,11 +998,19 @@ class Sweep:
             write_atomic(self.folder / "best.yaml", head + config)
 
     def finish(self, status: str) -> None:
-        if status == "completed":
-            shutil.rmtree(self.folder / ".staging", ignore_errors=True)
-        self.meta.update(status=status, ended=_now())
-        self._write_results()
-        self.unlock()
+        from .folders import DISK_FULL
+
+        try:
+            if status == "completed":
+                self._clean_staging()
+            self.meta.update(status=status, ended=_now())
+            self._write_results()
+        except OSError as e:
+            # A full disk: sweep.json keeps `running`, read as interrupted once the lock is let go.
+            if e.errno not in DISK_FULL:
+                raise
+        finally:
+            self.unlock()
 
 
 def _trial_index(name: str) -> int | None:
@@ -1061,10 +1151,21 @@ def run_sweep(sweep: Sweep, executor: Any, on_row: Callable[[dict], Any] | None 
         for st in sweep.pending():
             tid = f"trial-{st.index:04d}"
             by_id[tid] = st
-            yield Trial(id=tid, config=st.config, runs_dir=sweep.staging(st.index))
+            yield Trial(id=tid, config=st.config, runs_dir=sweep.staging(st.index), resume=st.resume)
+
+    from .folders import DISK_FULL
 
     try:
         executor.run(trials(), on_result=lambda r: sweep.record(by_id[r.id], r))
+    except OSError as e:
+        sweep.finish("interrupted")
+        if e.errno not in DISK_FULL:
+            raise
+        # The sweep's own files could not be written: its trials were stopped (resumable).
+        raise DlxError(
+            f"{e.strerror or e} writing {e.filename or sweep.folder}: the sweep stopped after {sweep.done} of "
+            f"{sweep.plan.total} trials. Free some space, then finish it with: dlx sweep --resume {sweep.folder}"
+        ) from None
     except BaseException:
         sweep.finish("interrupted")
         raise

@@ -2,12 +2,13 @@
 it and exits; `python -m dlx.worker --serve` (a warm worker) reads one job per line and
 answers each with a line {"code": N} on stdout once its result is written, until EOF.
 
-A job (stdin): {"trials": [{"config": {...}, "runs_dir": "..."}, ...], "result_path": "...",
-  "threads": N, "driver": PID, "stack": true}; several trials are trained together as one
-  stacked model where dlx.stacking can (else one after another).
+A job (stdin): {"trials": [{"config": {...}, "runs_dir": "...", "resume": "RUN"?}, ...],
+  "result_path": "...", "threads": N, "driver": PID, "stack": true}; several trials are trained
+  together as one stacked model where dlx.stacking can (else one after another). A trial with
+  "resume" continues that stopped run folder from its checkpoint, alone (a sweep's --resume).
 Output: {"results": [one per trial], "pid"} written atomically to result_path, each result
   {"status", "run_path", "summary", "metrics", "error", "started", "ended", "pid",
-   "cuda_visible_devices"}
+   "cuda_visible_devices"}, and "note" where a run to resume could not be and started over
 Exit codes (a warm worker's per-job code is its line's): 0 a finished run (completed / diverged / interrupted), 2 a ConfigError /
 DlxError (the user's mistake: retrying cannot help), 1 a Python error in training
 (status "failed", the traceback in "error"); anything else (a signal, os._exit) is
@@ -79,11 +80,18 @@ def empty_result(started: float) -> dict[str, Any]:
 
 
 def run_job(
-    config: dict, runs_dir: str | Path, threads: int | None = None, started: float | None = None
+    config: dict,
+    runs_dir: str | Path,
+    threads: int | None = None,
+    started: float | None = None,
+    resume: str | Path | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Train one config in this process: (result dict, exit code), as described above.
 
-    The Ray executor calls this inside its tasks; `main` wraps it for a subprocess.
+    resume: a stopped run folder of this config to continue from its checkpoint (as `dlx
+    train --resume` does) instead of starting over; if it cannot be resumed (a damaged
+    checkpoint), the config starts over in runs_dir. The Ray executor calls this inside its
+    tasks; `main` wraps it for a subprocess.
     """
     started = time.time() if started is None else started
     import torch
@@ -97,7 +105,17 @@ def run_job(
     result = empty_result(started)
     code = 0
     try:
-        r = train(config, runs_dir=runs_dir, quiet=True)
+        r = None
+        if resume is not None:
+            try:
+                r = train(resume=resume, runs_dir=runs_dir, quiet=True)
+            except DlxError as e:
+                if getattr(e, "dlx_run_path", None) or getattr(e.__cause__, "dlx_run_path", None):
+                    raise  # it resumed, then failed in training (out of memory): that is its result
+                # Refused before its first step (the folder changed nothing): start over.
+                result["note"] = f"could not resume {resume} ({e}); started over"
+        if r is None:
+            r = train(config, runs_dir=runs_dir, quiet=True)
         result.update(status=r.status, run_path=str(r.path) if r.path else None, summary=r.summary, metrics=r.metrics)
     except DlxError as e:
         # ConfigError and the like: a sentence for the user, each problem on one line.
@@ -151,7 +169,8 @@ def run_trials(job: dict, started: float | None = None) -> tuple[list[dict[str, 
     (the worst of 0, 2, 1). With "stack" (the default) trials dlx.stacking can train together
     are; the rest run one after another."""
     trials = job.get("trials") or [{"config": job["config"], "runs_dir": job["runs_dir"]}]
-    if len(trials) > 1 and job.get("stack", True):
+    # A trial resuming a stopped run continues its own checkpoint: never in a stack.
+    if len(trials) > 1 and job.get("stack", True) and not any(t.get("resume") for t in trials):
         from .stacking import run_stacked
 
         started = time.time() if started is None else started
@@ -164,7 +183,7 @@ def run_trials(job: dict, started: float | None = None) -> tuple[list[dict[str, 
         return results, (1 if 1 in codes else max(codes))
     out, code = [], 0
     for t in trials:
-        result, c = run_job(t["config"], t["runs_dir"], job.get("threads"), started=started)
+        result, c = run_job(t["config"], t["runs_dir"], job.get("threads"), started=started, resume=t.get("resume"))
         out.append(result)
         code = 1 if 1 in (code, c) else max(code, c)
         started = None

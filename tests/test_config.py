@@ -1029,3 +1029,33 @@ def test_validate_and_train_exit_2_for_a_problem_found_by_building(tmp_path):
         assert p.returncode == 2, (cmd, p.stderr)
         assert f"{path}:3: data.path" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_train_prune_on_written_as_documented_in_plain_yaml_is_a_key(tmp_path):
+    """YAML 1.1 reads a bare `on` as true; configs read it as the key train.prune documents."""
+    cfg = load_config(write(tmp_path, "data: spirals\nmodel: mlp\ntrain:\n  prune: {on: [symmetry]}\n"))
+    assert cfg.train.prune.on == ["symmetry"]
+    block = write(tmp_path, "data: spirals\nmodel: mlp\ntrain:\n  prune:\n    on:\n      - dead_units\n", "b.yaml")
+    assert load_config(block).train.prune.on == ["dead_units"]
+    assert load_config(
+        write(tmp_path, "data: spirals\nmodel: mlp\n", "s.yaml"), ["train.prune.on=[symmetry]"]
+    ).train.prune.on == ["symmetry"]
+    assert load_config(
+        write(tmp_path, "data: spirals\nmodel: mlp\n", "t.yaml"), ["train.prune={on: [symmetry]}"]
+    ).train.prune.on == ["symmetry"]
+
+
+def test_true_and_false_stay_booleans_and_yes_no_on_off_still_set_a_boolean(tmp_path):
+    from dlx.config import safe_load
+
+    assert safe_load("a: true\nb: False\nc: TRUE\nd: yes\ne: off\nf: 'true'") == {
+        "a": True,
+        "b": False,
+        "c": True,
+        "d": "yes",
+        "e": "off",
+        "f": "true",
+    }
+    # A boolean field still takes yes/no/on/off, as it did when YAML made them booleans.
+    assert load_config(write(tmp_path, "data: {name: spirals, normalize: no}\nmodel: mlp\n")).data.normalize is False
+    assert load_config(write(tmp_path, "data: {name: spirals, normalize: on}\nmodel: mlp\n", "o.yaml")).data.normalize

@@ -125,3 +125,22 @@ def test_a_healthy_run_has_nothing_to_fix(runs_dir):
 def test_fix_of_a_missing_run_says_what_to_give(runs_dir):
     result = CliRunner().invoke(app, ["fix", "nope", "--runs-dir", str(runs_dir)])
     assert result.exit_code != 0 and "Traceback" not in result.output and "nope" in result.output
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_fix_of_a_completed_run_without_a_usable_summary_says_so_and_what_to_do(runs_dir, tiny, damage):
+    from dlx.folders import SUMMARY_FILE
+
+    run = dlx.train(tiny, runs_dir=runs_dir, quiet=True)
+    summary = run.path / SUMMARY_FILE
+    if damage == "missing":
+        summary.unlink()
+    else:
+        summary.write_text('{"verdicts": [')
+    result = CliRunner().invoke(app, ["fix", str(run.path), "--runs-dir", str(runs_dir)])
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and "let it finish" not in result.output
+    said = " ".join(result.output.split())
+    assert f"its {SUMMARY_FILE}" in said and ("missing" in said if damage == "missing" else "unreadable" in said)
+    assert "train the run again" in said

@@ -34,6 +34,7 @@ class Server:
 
     def __init__(self, runs_dir: Path, token: str | None = None, max_active: int = 4):
         self.app = create_app(runs_dir, token, max_active)
+        self.token = self.app.state.lab.token
         self.port = _free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -54,13 +55,18 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def page(self) -> str:
+        """The URL dlx lab prints: the page with its token."""
+        return f"{self.url}/?token={self.token}"
 
-def _post(url: str, body, token: str | None = None) -> tuple[int, dict]:
+
+def _post(url: str, body, token: str | None = None, headers: dict | None = None) -> tuple[int, dict]:
     import httpx
 
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    headers = {"x-dlx-token": token} if token else {}
-    r = httpx.post(url, content=data, headers=headers, timeout=30)
+    sent = {"content-type": "application/json", **({"x-dlx-token": token} if token else {}), **(headers or {})}
+    r = httpx.post(url, content=data, headers=sent, timeout=30)
     return r.status_code, (r.json() if r.headers.get("content-type", "").startswith("application/json") else {})
 
 
@@ -94,16 +100,24 @@ def test_malformed_and_hostile_requests_get_an_error_and_the_server_stays_up(tmp
             ({"session": "../..", "config": QUICK}, 400, "session"),
             ({"session": "s", "config": QUICK, "slot": "C"}, 400, "slot"),
             (b"x" * 100_000, 413, "bytes"),
+            # Integers past Python's 4300-digit limit, as JSON and as YAML: refused, not a 500.
+            (b'{"session": "s", "config": {"seed": ' + b"9" * 5000 + b"}}", 400, "not JSON"),
+            ({"session": "s", "yaml": "seed: " + "9" * 5000}, 400, "does not parse"),
+            (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400, "not JSON"),
         ]
         for body, code, says in cases:
-            status, data = _post(api, body)
+            status, data = _post(api, body, srv.token)
             assert status == code and says in json.dumps(data), (body[:80] if isinstance(body, bytes) else body, data)
         # 50 concurrent starts from 50 pages: at most max_active train, the rest are told to wait.
         results = []
 
         def one(i):
             results.append(
-                _post(api, {"session": f"page{i}", "config": {**QUICK, "train": {**QUICK["train"], "steps": 400}}})
+                _post(
+                    api,
+                    {"session": f"page{i}", "config": {**QUICK, "train": {**QUICK["train"], "steps": 400}}},
+                    srv.token,
+                )
             )
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
@@ -116,45 +130,105 @@ def test_malformed_and_hostile_requests_get_an_error_and_the_server_stays_up(tmp
         assert all("try again" in d["error"] for c, d in results if c == 429)
         lab = srv.app.state.lab
         assert len(lab.active()) <= 3
-        status, _ = _post(srv.url + "/api/runs/nope/play", {})
+        status, _ = _post(srv.url + "/api/runs/nope/play", {}, srv.token)
         assert status == 404
         import httpx
 
-        assert httpx.get(srv.url + "/", timeout=10).status_code == 200  # still up
+        r = httpx.get(f"{srv.url}/api/runs/nope/events/stream?from=x", headers={"x-dlx-token": srv.token})
+        assert r.status_code == 404
+        # A reply never tells whether a path exists: a file that is not a .npz and no file at all.
+        (tmp_path / "notes.txt").write_text("hello")
+        said = [
+            _post(
+                srv.url + "/api/check",
+                {"config": {**QUICK, "data": {"name": "arrays", "path": str(path)}}},
+                srv.token,
+            )
+            for path in (tmp_path / "notes.txt", tmp_path / "nothing-here.npz", tmp_path / "nothing-here.txt")
+        ]
+        assert said[0] == said[1] == said[2] and said[0][0] == 400, said
+        assert str(tmp_path) not in json.dumps(said[0][1])
+        assert httpx.get(srv.page, timeout=10).status_code == 200  # still up
 
 
-def test_a_lab_bound_beyond_loopback_refuses_requests_without_its_token(tmp_path):
+def _lab_threads() -> int:
+    return sum(t.name.startswith("dlx-lab-") and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_new_run_in_a_slot_stops_the_old_one_within_a_step_and_max_active_holds_for_every_thread(tmp_path):
+    app = create_app(tmp_path / "runs", max_active=2)
+    lab = app.state.lab
+    # Long log intervals: the old lab stopped a replaced run only at its next interval.
+    slow = {**QUICK, "train": {"steps": 10**6, "batch_size": 32, "log_every": 10000}}
+    from dlx.config import load_config
+
+    cfg = load_config(slow)
+    most, runs = 0, []
+    for _ in range(12):
+        runs.append(lab.start("page", "A", cfg, True))
+        most = max(most, _lab_threads())
+        t = time.monotonic() + 30
+        while runs[-1].trainer is None and time.monotonic() < t:  # let it reach its steps
+            time.sleep(0.01)
+        most = max(most, _lab_threads())
+    assert most <= 2  # the new run and, at most, the one it replaces while it ends
+    assert all(r.done and r.status == "interrupted" for r in runs[:-1])
+    lab.stop_all()
+    assert _lab_threads() == 0 and runs[-1].status == "interrupted"
+
+
+def test_finished_runs_are_released_so_memory_stays_flat_over_100_runs(tmp_path):
+    from dlx.config import load_config
+    from dlx.lab import KEEP_FINISHED
+
+    def rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        pytest.skip("no /proc/self/status")
+
+    lab = create_app(tmp_path / "runs").state.lab
+    cfg = load_config({**QUICK, "train": {"steps": 20, "batch_size": 32, "log_every": 10}})
+    rss = {}
+    for i in range(100):
+        run = lab.start("page", "A", cfg, True)
+        run.thread.join(60)
+        assert run.status == "completed"
+        if i in (19, 99):
+            rss[i] = rss_mb()
+    held = list(lab.runs.values())
+    assert len(held) <= KEEP_FINISHED + 1 and all(r.trainer is None and r.hist is None for r in held)
+    # Before: +3.7 MB a run, never freed (300 MB over these 80 runs).
+    assert rss[99] - rss[19] < 40, rss
+
+
+def test_every_request_needs_the_labs_token_on_loopback_too(tmp_path):
+    import httpx
+
     with Server(tmp_path / "runs", token="s3cret") as srv:
-        import httpx
-
         assert httpx.get(srv.url + "/", timeout=10).status_code == 403
         assert httpx.get(srv.url + "/?token=wrong", timeout=10).status_code == 403
         assert httpx.get(srv.url + "/?token=s3cret", timeout=10).status_code == 200
+        assert httpx.get(srv.url + "/api/examples", timeout=10).status_code == 403
+        assert httpx.get(srv.url + "/static/lab.js", timeout=10).status_code == 200  # the page's own script
         status, data = _post(srv.url + "/api/runs", {"session": "s", "config": QUICK})
         assert status == 403 and "token" in data["error"]
         status, data = _post(srv.url + "/api/runs", {"session": "s", "config": QUICK}, token="s3cret")
         assert status == 200
+    # Without a token given, each server makes its own.
+    a, b = create_app(tmp_path / "r").state.lab.token, create_app(tmp_path / "r").state.lab.token
+    assert a != b and len(a) >= 24
 
 
-def test_dlx_lab_refuses_a_non_loopback_bind_without_printing_a_token(monkeypatch):
-    import dlx.lab as lab
+def test_the_lab_answers_only_the_names_of_the_address_it_is_bound_to():
+    from dlx.lab import allowed_hosts, host_name
 
-    seen = {}
-    monkeypatch.setattr(lab, "uvicorn", None, raising=False)
-
-    def fake_run(app, host, port, log_level):
-        seen["app"] = app
-
-    import uvicorn as uv
-
-    monkeypatch.setattr(uv, "run", fake_run)
-    printed = []
-    lab.serve(None, "0.0.0.0", 9999, Path("runs"), False, 2, lambda url, token: printed.append((url, token)))
-    url, token = printed[0]
-    assert token and f"token={token}" in url and seen["app"].state.lab.token == token
-    printed.clear()
-    lab.serve(None, "127.0.0.1", 9999, Path("runs"), False, 2, lambda url, token: printed.append((url, token)))
-    assert printed[0][1] is None and seen["app"].state.lab.token is None
+    assert set(allowed_hosts("127.0.0.1")) == {"127.0.0.1", "localhost", "::1"}
+    assert set(allowed_hosts("::1")) == {"127.0.0.1", "localhost", "::1"}
+    assert allowed_hosts("192.168.1.7") == ("192.168.1.7",)
+    assert allowed_hosts("0.0.0.0") is None  # a wildcard bind: the token alone keeps other pages out
+    assert host_name("127.0.0.1:8765") == "127.0.0.1" and host_name("[::1]:8765") == "::1"
+    assert host_name("Attacker.Example:80") == "attacker.example" and host_name("a:b:c") is None
 
 
 @pytest.fixture
@@ -185,7 +259,7 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(srv.url + "/")
+        page.goto(srv.page)
         for key, value in {
             "activation": "sigmoid",
             "model.depth": "10",
@@ -255,7 +329,7 @@ def test_stopping_the_server_ends_its_runs_checkpointed_and_resumable(tmp_path):
 
     with Server(tmp_path / "runs") as srv:
         long = {**QUICK, "train": {**QUICK["train"], "steps": 10**6}}
-        status, data = _post(srv.url + "/api/runs", {"session": "s", "config": long})
+        status, data = _post(srv.url + "/api/runs", {"session": "s", "config": long}, srv.token)
         assert status == 200
         run = srv.app.state.lab.runs[data["run"]]
         t = time.monotonic() + 30
@@ -276,8 +350,232 @@ def test_dlx_lab_config_is_where_the_page_starts_and_a_bad_one_is_refused_before
 
     from dlx.errors import UsageError
 
-    with TestClient(create_app(tmp_path / "runs", config="quickstart")) as client:
+    app = create_app(tmp_path / "runs", config="quickstart")
+    with TestClient(app, base_url="http://127.0.0.1", headers={"x-dlx-token": app.state.lab.token}) as client:
         r = client.get("/api/initial")
         assert r.json()["name"] == "quickstart" and "spirals" in r.json()["yaml"]
     with pytest.raises(UsageError, match="did you mean the example .quickstart."):
         create_app(tmp_path / "runs", config="quickstrt")
+
+
+# ---------------------------------------------------------------- a real `dlx lab` process
+
+
+class LabProcess:
+    """`dlx lab --port 0` as a user starts it: its own process, the URL read from what it prints."""
+
+    def __init__(self, runs_dir: Path):
+        import re
+        import subprocess
+        import sys
+
+        env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dlx", "lab", "--port", "0", "--no-browser", "--runs-dir", str(runs_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        line = self.proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", line)
+        assert found, line + self.proc.stdout.read(2000) if self.proc.poll() is not None else line
+        self.port, self.token = int(found[1]), found[2]
+        self.page = found[0]
+        self.url = f"http://127.0.0.1:{self.port}"
+        import httpx
+
+        t = time.monotonic() + 30  # the URL is printed just before the server takes requests
+        while time.monotonic() < t:
+            try:
+                if httpx.get(self.page, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def status(self, run: str) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/runs/{run}", headers={"x-dlx-token": self.token}, timeout=10).json()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def lab_process(tmp_path):
+    proc = LabProcess(tmp_path / "runs")
+    yield proc
+    proc.close()
+
+
+def _hostile_requests(lab: LabProcess, tmp_path: Path) -> list[tuple[str, int, str]]:
+    """Each attack as another web page (or a careless caller) would send it: (what, status, error)."""
+    import httpx
+
+    start = json.dumps({"session": "evil", "config": QUICK})
+    own = {"host": f"127.0.0.1:{lab.port}", "origin": lab.url}
+    runs = f"{lab.url}/api/runs"
+    out = []
+
+    def send(what, method, url, headers, content=None):
+        r = httpx.request(method, url, headers=headers, content=content, timeout=30)
+        out.append((what, r.status_code, r.text))
+
+    # DNS rebinding: the attacker's name resolves to 127.0.0.1; the browser sends its Host (even
+    # with the token, had it leaked, nothing is answered).
+    for path in ("/", "/api/examples", "/api/initial", "/api/runs/x", "/api/runs/x/events/stream"):
+        send(f"rebinding GET {path}", "GET", f"{lab.url}{path}?token={lab.token}", {"host": "attacker.example"})
+    send(
+        "rebinding start",
+        "POST",
+        runs,
+        {"host": f"attacker.example:{lab.port}", "content-type": "application/json", "x-dlx-token": lab.token},
+        start,
+    )
+    # Cross-site request forgery: "simple" requests a page on another site may send without a preflight.
+    send("csrf text/plain", "POST", runs, {"content-type": "text/plain", "origin": "http://evil.example"}, start)
+    send(
+        "csrf form",
+        "POST",
+        runs,
+        {"content-type": "application/x-www-form-urlencoded", "origin": "http://evil.example"},
+        "a=1",
+    )
+    send("csrf with the token, text/plain", "POST", f"{runs}?token={lab.token}", {"content-type": "text/plain"}, start)
+    send(
+        "csrf with the token, another origin",
+        "POST",
+        runs,
+        {"content-type": "application/json", "origin": "http://evil.example", "x-dlx-token": lab.token},
+        start,
+    )
+    send(
+        "csrf with the token, a sandboxed frame",
+        "POST",
+        runs,
+        {"content-type": "application/json", "origin": "null", "x-dlx-token": lab.token},
+        start,
+    )
+    send("no token", "POST", runs, {**own, "content-type": "application/json"}, start)
+    return out
+
+
+def test_other_web_pages_cannot_drive_a_real_dlx_lab_and_its_own_page_still_plays_pauses_and_steps(
+    browser, tmp_path, lab_process
+):
+    import http.server
+
+    import httpx
+
+    lab, runs_dir = lab_process, tmp_path / "runs"
+    refused = _hostile_requests(lab, tmp_path)
+    assert all(400 <= code < 500 for _, code, _ in refused), refused
+    assert all(lab.token not in text and str(tmp_path) not in text for _, _, text in refused), refused
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), "a refused request started a run"
+    # Checking a config writes nothing: no data folder made, nothing downloaded (only training fetches).
+    anywhere = tmp_path / "ANY" / "DIR"
+    mnist = {**QUICK, "data": {"name": "mnist", "root": str(anywhere), "download": True}}
+    status, data = _post(f"{lab.url}/api/check", {"config": mnist}, lab.token)
+    assert status == 200 and not (tmp_path / "ANY").exists(), data
+    # The same attacks from a real browser: a page on another origin posts to the lab.
+    evil_dir = tmp_path / "evil"
+    evil_dir.mkdir()
+    body = json.dumps({"session": "evil", "config": QUICK})
+    (evil_dir / "index.html").write_text(
+        f"""<!doctype html><form id="f" method="POST" action="{lab.url}/api/runs" enctype="text/plain">
+<input name='{body[:-1]}, "x": "' value='"}}'></form>
+<script>
+fetch("{lab.url}/api/runs", {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+  body: {json.dumps(body)}}}).catch(() => null).finally(() => {{ document.title = "sent"; document.getElementById("f").submit(); }});
+</script>"""
+    )
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(evil_dir))  # noqa: E731
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://localhost:{evil.server_address[1]}/")
+        page.wait_for_url(f"{lab.url}/api/runs", timeout=30_000)  # the form was sent, and answered
+        assert "token" in page.content()  # refused: no token
+        page.close()
+    finally:
+        evil.shutdown()
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), "another site's page started a run"
+
+    # The lab's own page, opened from the printed URL, plays, pauses, steps and shows its run.
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(lab.page)
+    for key, value in {"train.steps": "4000", "data.n_train": "500", "model.width": "16"}.items():
+        _set(page, key, value)
+    page.click("#play")
+    page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.events >= 3", timeout=60_000)
+    page.click("#pause")
+    run = page.evaluate("window.dlxLab.slots.A.run")
+    t = time.monotonic() + 30
+    while lab.status(run)["status"] != "paused" and time.monotonic() < t:
+        time.sleep(0.05)
+    paused = lab.status(run)
+    assert paused["status"] == "paused" and 0 < paused["step"] < 4000
+    time.sleep(0.3)
+    assert lab.status(run)["step"] == paused["step"]  # paused: no step is taken
+    page.click("#step")  # one log interval (10 steps), then paused again
+    t = time.monotonic() + 30
+    while lab.status(run)["step"] == paused["step"] and time.monotonic() < t:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stepped = lab.status(run)
+    assert stepped["status"] == "paused" and stepped["step"] == paused["step"] + 10
+    page.click("#play")
+    page.wait_for_function("() => window.dlxLab.slots.A.done", timeout=120_000)
+    assert "completed" in page.locator("#slot-A .status").inner_text()
+    assert lab.status(run)["status"] == "completed" and errors == []
+    from dlx.folders import list_runs
+
+    (only,) = list_runs(runs_dir)
+    assert only["status"] == "completed" and only["name"] == "lab-a"
+    r = httpx.get(f"{lab.url}/api/runs/{run}", headers={"x-dlx-token": lab.token, "host": "evil.example"}, timeout=10)
+    assert r.status_code == 421
+
+
+def test_ctrl_c_on_dlx_lab_ends_a_long_interval_run_interrupted_with_a_checkpoint_that_resumes(tmp_path, lab_process):
+    import signal
+
+    import dlx
+    from dlx.folders import list_runs
+
+    lab, runs_dir = lab_process, tmp_path / "runs"
+    # One log interval of 10000 steps of a 512-wide net outlasts the old 30 s wait for the interval.
+    wide = {
+        "data": {"name": "spirals", "n_train": 2000},
+        "model": {"name": "mlp", "depth": 3, "width": 512},
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "train": {"steps": 20000, "batch_size": 64, "log_every": 10000, "eval_every": 10000},
+    }
+    status, data = _post(f"{lab.url}/api/runs", {"session": "s", "config": wide}, lab.token)
+    assert status == 200, data
+    t = time.monotonic() + 60
+    while (lab.status(data["run"])["step"] or 0) < 5 and time.monotonic() < t:
+        time.sleep(0.05)
+    assert lab.status(data["run"])["step"] >= 5
+    lab.proc.send_signal(signal.SIGINT)
+    lab.proc.wait(timeout=60)  # the run ends after its step, then the server
+    printed = lab.proc.stdout.read()
+    assert "terminate called" not in printed and "Traceback" not in printed, printed
+    (folder,) = list_runs(runs_dir)
+    assert folder["status"] == "interrupted"
+    path = runs_dir / folder["run_id"]
+    assert (path / "checkpoint.pt").is_file()
+
+    class StopAtOnce:  # resume it, and stop at its first step: it goes on from its checkpoint
+        def on_start(self, trainer):
+            self.step = trainer.step
+            trainer.interrupt()
+
+    probe = StopAtOnce()
+    dlx.train(resume=str(path), callbacks=[probe], quiet=True)
+    assert 5 <= probe.step < 10000

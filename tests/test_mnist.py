@@ -435,3 +435,27 @@ def test_dlx_train_downloads_mnist_with_a_progress_bar_then_trains(tmp_path, mir
     cached = sorted(f.name for f in (tmp_path / "cache" / "mnist").iterdir())
     assert cached == sorted(f"{n}.gz" for n in M.FILES)
     assert "verdict:" in p.stdout
+
+
+def test_checking_a_config_never_downloads_or_creates_a_folder(tmp_path, monkeypatch):
+    """dlx validate and dlx.check with download: true and no files anywhere: ok, read-only;
+    only training fetches. The model is checked on stand-ins of the real shape and count."""
+    from typer.testing import CliRunner
+
+    import dlx
+    from dlx.cli import app
+
+    fetched = []
+    monkeypatch.setattr(M, "download", lambda *a, **k: fetched.append(a) or pytest.fail("checking downloaded"))
+    root = tmp_path / "any" / "dir"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data: {{name: mnist, root: {root}, download: true, mirrors: ['http://127.0.0.1:9/']}}\n"
+        "model: {name: mlp}\ntrain: {batch_size: 64}\n"
+    )
+    r = CliRunner().invoke(app, ["validate", str(cfg)])
+    assert r.exit_code == 0 and r.output.startswith("ok"), r.output
+    dlx.check(str(cfg), ["data.name=seq_mnist", "model.name=rnn"])
+    data = dlx.check(str(cfg)).data.peek(0)  # what the lab's size check reads
+    assert data.x_train.shape == (M.N_TRAIN, 784) and len(data.y_test) == M.N_TEST
+    assert fetched == [] and not (tmp_path / "any").exists() and not (tmp_path / "cache").exists()

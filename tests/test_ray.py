@@ -90,15 +90,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_or_malformed_address_is_a_sentence_not_a_hang():
-    pytest.importorskip("ray")
+def test_an_unreachable_or_malformed_address_is_a_sentence_not_a_hang(monkeypatch):
+    ray = pytest.importorskip("ray")
     from dlx.ray_executor import RayExecutor
 
     port = _free_port()  # nothing listens there
-    t = time.monotonic()
+    tried = []
+    # Refused by the port probe, never handed to ray.init (which retries for minutes).
+    monkeypatch.setattr(ray, "init", lambda *a, **k: tried.append(k) or pytest.fail("ray.init was called"))
     with pytest.raises(DlxError) as e:
         RayExecutor(f"127.0.0.1:{port}")
-    assert time.monotonic() - t < 10  # ray.init alone would retry for minutes
+    assert tried == []
     assert f"127.0.0.1:{port}" in str(e.value) and "ray start --head" in str(e.value)
     with pytest.raises(UsageError, match="not HOST:PORT"):
         RayExecutor("head-node-without-port")
@@ -465,16 +467,13 @@ def test_ctrl_c_cancels_the_running_trial_and_the_driver_exits_promptly(cluster,
         mine = f"dlx-scratch/{started['pid']}-*"
         _wait_for(lambda: list(cluster.ray_tmp.rglob(mine)), 10, "the trial's scratch folder")
         time.sleep(1.0)
-        t = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        took = time.monotonic() - t
+        out, _ = proc.communicate(timeout=30)  # promptly: a trial of 10**6 steps is not waited for
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130 and "stopped cleanly" in out, out[-3000:]
-    assert took < 15
     assert not (work / "runs").exists() or list((work / "runs").iterdir()) == []
     # The task was cancelled, not left training: its scratch folder is gone within the grace time.
     _wait_for(lambda: not list(cluster.ray_tmp.rglob(mine)), 10, "the cancelled task's scratch folder to be removed")

@@ -620,3 +620,238 @@ def test_a_trial_is_found_as_sweep_slash_trial(tmp_path, base):
     assert find_run("last/trial-0000", tmp_path / "runs") == trial
     with pytest.raises(Exception, match="no run 'trial-0001'"):
         find_run("last/trial-0001", tmp_path / "runs")
+
+
+# ---------------------------------------------------------------- a full disk, a stopped driver, a second resume
+
+# Checkpoints every 4 steps, a metrics line every 2: a trial cut off midway has a checkpoint to
+# resume from and lines past it to drop. One thread: a resumed run is the uninterrupted one exactly.
+STEPPED = {"steps": 12, "batch_size": 32, "log_every": 2, "checkpoint_every": 4, "threads": 1}
+TIMES = {"time", "train_seconds", "samples_per_s", "run_id"}
+
+
+def no_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+
+
+def series(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+class InProcessExecutor:
+    """Trains the trials in this process with the worker's own code (dlx.worker.run_trials) and
+    tells them back as LocalExecutor does: one job per trial, or with stack=True every trial in
+    one job (stacked as dlx.stacking can). A trial stopped by a signal stops the run as the
+    driver's Ctrl-C does: KeyboardInterrupt once its job has ended."""
+
+    def __init__(self, stack: bool = False):
+        self.stack = stack
+        self.seen: list = []  # the executors.Trial objects pulled, in order
+
+    def run(self, trials, on_result=None):
+        from dlx.worker import run_trials
+
+        jobs = [list(trials)] if self.stack else ([t] for t in trials)
+        out = []
+        for job in jobs:
+            self.seen += job
+            wire = [
+                {"config": t.config, "runs_dir": str(t.runs_dir), **({"resume": str(t.resume)} if t.resume else {})}
+                for t in job
+            ]
+            results, _ = run_trials(json.loads(json.dumps({"trials": wire, "stack": True})))  # as sent to a worker
+            for t, r in zip(job, results):
+                res = TrialResult(
+                    id=t.id,
+                    status=r["status"],
+                    run_path=Path(r["run_path"]) if r.get("run_path") else None,
+                    summary=r.get("summary"),
+                    metrics=r.get("metrics"),
+                    attempts=1,
+                    error=r.get("error"),
+                )
+                out.append(res)
+                on_result(res)
+            if any(r["status"] == "interrupted" for r in results):
+                raise KeyboardInterrupt
+        return out
+
+
+def full_disk(monkeypatch, fills: dict[int, str]) -> None:
+    """The disk fills up under these trials' run folders (trial index -> the file whose first
+    write is the last that fits): every later atomic write there fails with ENOSPC, the
+    status a failing run tries to record included, as on a real full disk."""
+    import errno
+
+    import dlx.folders
+
+    real = dlx.folders.write_atomic
+    full: set[int] = set()
+
+    def write_atomic(path, text):
+        m = re.search(r"[/\\]\.staging[/\\]trial-(\d{4})[/\\]", str(path))
+        index = int(m.group(1)) if m else None
+        if index in full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+        if index in fills and Path(path).name == fills[index]:
+            full.add(index)
+
+    monkeypatch.setattr(dlx.folders, "write_atomic", write_atomic)
+
+
+def reference_run(sw: Sweep, index: int, runs_dir: Path) -> Path:
+    """Trial `index` of the sweep trained once, never stopped."""
+    import dlx
+
+    config = sw.plan.config(sw.plan.grid_point(index))
+    config["name"] = f"{sw.plan.slug}-t{index:04d}"
+    return dlx.train(config, runs_dir=runs_dir, quiet=True).path
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["alone", "stacked"])
+def test_a_full_disk_records_each_trial_as_its_folder_says_and_resume_reruns_the_failed_ones(
+    tmp_path, monkeypatch, stack
+):
+    base = write(tmp_path / "base.yaml", dict(TINY, train=STEPPED))
+    sw = Sweep.create(plan(grid_spec(tmp_path, base)), tmp_path / "runs")
+    # Trial 1's disk fills once its summary is written (its last checkpoint then fails); alone,
+    # trial 2's fills at its first checkpoint, mid-run. A stack fails as one: trial 1 ends it.
+    fills = {1: "summary.json"} if stack else {1: "summary.json", 2: "checkpoint.pt"}
+    with monkeypatch.context() as m:
+        full_disk(m, fills)
+        run_sweep(sw, InProcessExecutor(stack=stack))
+    rows = sw.rows
+    # A folder whose summary is written is the run it says, not `failed`.
+    assert rows[1]["status"] == "completed" and rows[1]["error"] is None
+    failed = sorted(i for i, r in rows.items() if r["status"] != "completed")
+    assert failed and all(rows[i]["status"] == "failed" for i in failed)
+    assert all("No space left on device" in rows[i]["error"] for i in failed)
+    if not stack:
+        assert failed == [2]
+    landed = sorted(p.name for p in (sw.folder / "trials").iterdir())
+    assert landed == [f"trial-{i:04d}" for i in sorted(set(rows) - set(failed))]
+    assert all((sw.folder / "trials" / name / "summary.json").is_file() for name in landed)
+    # An incomplete folder stays in .staging, for the resume.
+    assert all(any(sw.staging(i).iterdir()) for i in failed)
+
+    again = InProcessExecutor(stack=stack)  # space freed
+    resumed = run_sweep(Sweep.open(sw.folder), again)
+    assert [t.id for t in again.seen] == [f"trial-{i:04d}" for i in failed]  # only what failed
+    assert all(r["status"] == "completed" for r in resumed.rows.values()) and resumed.done == 4
+    assert sorted(p.name for p in (sw.folder / "trials").iterdir()) == [f"trial-{i:04d}" for i in range(4)]
+    assert all((sw.folder / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(4))
+    assert not (sw.folder / ".staging").exists()
+    assert json.loads((sw.folder / "sweep.json").read_text())["status"] == "completed"
+    if not stack:
+        # Trial 2 continued from the checkpoint it wrote before the disk filled, to the numbers
+        # of a run never stopped.
+        assert again.seen[0].resume is not None
+        run = sw.folder / "trials" / "trial-0002"
+        meta = json.loads((run / "meta.json").read_text())
+        assert [r["step"] for r in meta["resumes"]] == [4]
+        ref = reference_run(resumed, 2, tmp_path / "reference")
+        assert no_times(series(run)) == no_times(series(ref))
+        assert (
+            json.loads((run / "summary.json").read_text())["final"]
+            == json.loads((ref / "summary.json").read_text())["final"]
+        )
+    assert FakeExecutor().run(Sweep.open(sw.folder).pending()) == []  # nothing left
+
+
+def test_a_resumed_sweep_continues_its_interrupted_trial_from_its_checkpoint_not_from_step_0(tmp_path, monkeypatch):
+    import signal
+
+    from dlx.trainer import Trainer
+
+    base = write(tmp_path / "base.yaml", dict(TINY, train=STEPPED))
+    sw = Sweep.create(
+        plan(spec(tmp_path, base, strategy="grid", trials=None, space={"optimizer.lr": [0.1, 0.03, 0.01]})),
+        tmp_path / "runs",
+    )
+    real = Trainer._train_step
+
+    def step(self, row, xb, yb):  # the driver is stopped (SIGINT) during trial 1's step 7
+        if self.cfg.name.endswith("-t0001") and self.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, row, xb, yb)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", step)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(sw, InProcessExecutor())
+    assert sorted(sw.rows) == [0]
+    [stopped] = list(sw.staging(1).iterdir())
+    assert json.loads((stopped / "meta.json").read_text())["status"] == "interrupted"
+
+    again = InProcessExecutor()
+    resumed = run_sweep(Sweep.open(sw.folder), again)  # opening keeps the stopped attempt
+    assert sorted((t.id, t.resume) for t in again.seen) == [("trial-0001", stopped), ("trial-0002", None)]
+    assert resumed.done == 3 and all(r["status"] == "completed" for r in resumed.rows.values())
+    run = sw.folder / "trials" / "trial-0001"
+    meta = json.loads((run / "meta.json").read_text())
+    assert [r["step"] for r in meta["resumes"]] == [7]  # from its checkpoint, not step 0
+    steps = [r["step"] for r in series(run)]
+    assert steps == sorted(set(steps)) and steps[0] == 2  # every step once, the first ones kept
+    ref = reference_run(resumed, 1, tmp_path / "reference")
+    assert no_times(series(run)) == no_times(series(ref))
+    assert (
+        json.loads((run / "summary.json").read_text())["final"]
+        == json.loads((ref / "summary.json").read_text())["final"]
+    )
+
+
+def test_a_worker_resumes_a_trial_from_its_stopped_run_alone_never_in_a_stack(tmp_path, monkeypatch):
+    """The executor hands a worker process the run to resume (what the sweep's test above does in-process)."""
+    import signal
+
+    import dlx
+    from dlx.executors import Trial
+    from dlx.trainer import Trainer
+
+    cfg = dict(TINY, name="resumable", train=STEPPED)
+    real = Trainer._train_step
+
+    def step(self, row, xb, yb):
+        if self.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, row, xb, yb)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", step)
+        stopped = dlx.train(cfg, runs_dir=tmp_path / "a", quiet=True)
+    assert stopped.status == "interrupted"
+    ex = LocalExecutor(max_parallel=1, retries=0)
+    a, b = ex.run([Trial("a", cfg, tmp_path / "a", resume=stopped.path), Trial("b", dict(cfg, seed=1), tmp_path / "b")])
+    assert a.status == b.status == "completed" and a.run_path == stopped.path
+    meta = json.loads((a.run_path / "meta.json").read_text())
+    assert [r["step"] for r in meta["resumes"]] == [5] and "stacked" not in meta
+    assert "stacked" not in json.loads((b.run_path / "meta.json").read_text())
+    ref = dlx.train(cfg, runs_dir=tmp_path / "reference", quiet=True).path
+    assert no_times(series(a.run_path)) == no_times(series(ref))
+
+
+HOLD_LOCK = (
+    "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+    "print('locked', flush=True); sys.stdin.read()"
+)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="the lock's holder is read from /proc/locks (Linux)")
+def test_a_refused_resume_names_the_live_holder_of_the_sweep_not_its_dead_last_driver(tmp_path, base):
+    sw = stopped_grid(tmp_path, base)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    meta = json.loads((sw.folder / "sweep.json").read_text())
+    (sw.folder / "sweep.json").write_text(json.dumps({**meta, "pid": dead}))  # the stopped driver, gone
+    # The live holder: a resume that has taken the lock and not yet written its pid anywhere.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(sw.folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DlxError, match=rf"being run by another process \(pid {holder.pid} on ") as e:
+            Sweep.open(sw.folder)
+        assert f"pid {dead} " not in str(e.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)

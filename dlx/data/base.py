@@ -117,6 +117,12 @@ class DataSpec(Spec):
         """Build or read the data on the CPU; the trainer moves it to the device."""
         raise NotImplementedError
 
+    def peek(self, seed: int) -> Dataset:
+        """The data as load() makes it, for checking a config (`dlx validate`, dlx.check, the
+        lab): reads what is already here, never fetches, creates or deletes a file. Generated
+        data is simply made; data still to be downloaded (MNIST) is its stand_in()."""
+        return self.load(seed)
+
     def stand_in(self, seed: int) -> Dataset:
         """Samples shaped, typed and labelled as load() makes them, for `dlx summary`'s forward
         pass. Generated data is cheap to load, so by default it is; data read from files

@@ -324,16 +324,17 @@ def _in_cache(path: Path) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _read_all(stamp: tuple) -> tuple[np.ndarray, ...]:
+def _read_all(stamp: tuple, drop_bad: bool = True) -> tuple[np.ndarray, ...]:
     # Keyed by path/size/mtime so a sweep in one process parses the files once,
     # yet a replaced file is read again. The arrays are read-only views.
+    # drop_bad False (checking a config): a damaged cached copy is named, never removed.
     out = []
     for (p, _, _), name in zip(stamp, FILES):
         path = Path(p)
         try:
             out.append(read_verified(path, name))
         except CorruptFile as e:
-            if not _in_cache(path):
+            if not (drop_bad and _in_cache(path)):
                 raise  # the user's own folder: say what is wrong, never delete their files
             # dlx's cache holds only what dlx downloaded: drop the bad copy so the
             # next run fetches a good one instead of failing on it again.
@@ -440,20 +441,39 @@ class MNISTFiles(DataSpec):
         if self.download and locate(self.root) is None:
             _download_or_explain(self.root, self.mirrors, report=report)
 
+    def load(self, seed: int) -> Dataset:
+        return self.read(seed, fetch=True)
+
+    def peek(self, seed: int) -> Dataset:
+        # Checking a config never fetches: files not here yet (download: true, else the
+        # validator above refused) are checked as stand-ins of the real shape.
+        if locate(self.root) is None:
+            return self._blank(self.n_train, self.n_test)
+        return self.read(seed, fetch=False)
+
+    def read(self, seed: int, fetch: bool) -> Dataset:
+        """The data; fetch: download missing files (when download is true) and drop a damaged
+        copy from dlx's cache. Without it nothing is created or deleted."""
+        raise NotImplementedError
+
     def _scale_shift(self) -> tuple[float, float]:
         return (1.0 / (255.0 * STD), -MEAN / STD) if self.normalize else (1.0, 0.0)
 
     def stand_in(self, seed: int) -> Dataset:
         """Two blank images of feature_shape(), without finding or downloading a file."""
-        x = torch.zeros((2, *self.feature_shape()), dtype=torch.uint8)
-        y = torch.zeros(2, dtype=torch.long)
+        return self._blank(2, 2)
+
+    def _blank(self, n_train: int, n_test: int) -> Dataset:
+        # One zero image repeated by expand(): as many samples as asked (batch sizes are
+        # checked against n_train) in the memory of one.
+        one = torch.zeros((1, *self.feature_shape()), dtype=torch.uint8)
         scale, shift = self._scale_shift()
         return Dataset(
             name=self.name,
-            x_train=x,
-            y_train=y,
-            x_test=x,
-            y_test=y,
+            x_train=one.expand(n_train, *one.shape[1:]),
+            y_train=torch.zeros(1, dtype=torch.long).expand(n_train),
+            x_test=one.expand(n_test, *one.shape[1:]),
+            y_test=torch.zeros(1, dtype=torch.long).expand(n_test),
             task="classification",
             n_classes=N_CLASSES,
             scale=scale,
@@ -481,13 +501,13 @@ class MNIST(MNISTFiles):
     def feature_shape(self):
         return (SIDE * SIDE,) if self.flatten else (1, SIDE, SIDE)
 
-    def load(self, seed: int) -> Dataset:
+    def read(self, seed: int, fetch: bool) -> Dataset:
         root = locate(self.root)
         if root is None:
-            if not self.download:
+            if not (self.download and fetch):
                 raise DlxError(_not_found_message(self.root))
             root = _download_or_explain(self.root, self.mirrors)
-        x_tr, y_tr, x_te, y_te = _read_all(_stamp(root))
+        x_tr, y_tr, x_te, y_te = _read_all(_stamp(root), fetch)
 
         i_tr = _subset(self.n_train, N_TRAIN, seed, 0)
         i_te = _subset(self.n_test, N_TEST, seed, 1)

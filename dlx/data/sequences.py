@@ -150,8 +150,8 @@ class SeqMNIST(MNISTFiles):
     def feature_shape(self):
         return (SIDE, SIDE)
 
-    def load(self, seed: int) -> Dataset:
-        d = self._images().load(seed)
+    def read(self, seed: int, fetch: bool) -> Dataset:
+        d = self._images().read(seed, fetch)
         # (N, 1, 28, 28) uint8 -> (N, 28, 28): rows are the time steps, pixels the features.
         return Dataset(
             name="seq_mnist",

@@ -9,11 +9,13 @@ const CLASS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 const lab = { slots: {}, latency: [], session };
 window.dlxLab = lab;
 
+// Every call carries the server's token (from the URL dlx lab printed) in a header; a
+// state-changing one is a JSON body, which another site's page cannot send without the
+// lab's consent (the server refuses it otherwise).
 function api(path, body) {
-  const sep = path.includes("?") ? "&" : "?";
-  const url = path + (token ? `${sep}token=${encodeURIComponent(token)}` : "");
-  const opts = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
-  return fetch(url, opts).then(async (r) => ({ ok: r.ok, status: r.status, data: await r.json().catch(() => ({})) }));
+  const headers = { "X-DLX-Token": token || "" };
+  const opts = body === undefined ? { headers } : { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  return fetch(path, opts).then(async (r) => ({ ok: r.ok, status: r.status, data: await r.json().catch(() => ({})) }));
 }
 
 function slot() { return document.querySelector("input[name=slot]:checked").value; }
@@ -230,8 +232,7 @@ api("/api/examples").then((r) => {
   // An example replaces the controls: its own config file runs (plus the advanced lines).
   sel.onchange = () => {
     if (!sel.value) { lab.example = null; document.getElementById("controls").classList.remove("example"); return; }
-    const url = `/api/examples/${encodeURIComponent(sel.value)}` + (token ? `?token=${encodeURIComponent(token)}` : "");
-    fetch(url).then((r) => r.text()).then((text) => { lab.example = text; document.getElementById("yaml").textContent = text; });
+    fetch(`/api/examples/${encodeURIComponent(sel.value)}`, { headers: { "X-DLX-Token": token || "" } }).then((r) => r.text()).then((text) => { lab.example = text; document.getElementById("yaml").textContent = text; });
   };
 });
 for (const el of document.querySelectorAll("[data-key]")) el.addEventListener("change", () => showProblems(null));
