@@ -37,6 +37,8 @@ def test_help_keeps_square_brackets_that_rich_markup_would_eat():
     flat = " ".join(_help("sweep").split())
     assert "pip install 'dlx[ray]'" in flat
     assert "pip install 'dlx'" not in flat
+    flat = " ".join(_help("lab").split())
+    assert "pip install 'dlx[lab]'" in flat and "pip install 'dlx'" not in flat
 
 
 def test_value_options_name_what_they_take():
