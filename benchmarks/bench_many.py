@@ -46,7 +46,7 @@ PY = sys.executable
 
 
 def _dlx(*args: str) -> list[str]:
-    return [PY, "-m", "dlx.cli", *args]
+    return [PY, "-m", "dlx.cli.app", *args]
 
 
 def sweep_spec(folder: Path) -> Path:

@@ -63,7 +63,7 @@ def make_spec(folder: Path, steps: int) -> Path:
 
 
 def run_once(spec: Path, runs: Path, prune: bool, stack: bool) -> dict:
-    cmd = [sys.executable, "-m", "dlx.cli", "sweep", str(spec), "--runs-dir", str(runs)]
+    cmd = [sys.executable, "-m", "dlx.cli.app", "sweep", str(spec), "--runs-dir", str(runs)]
     cmd += ["--prune-on", PRUNE_ON] if prune else []
     cmd += [] if stack else ["--no-stack"]
     t0 = time.perf_counter()

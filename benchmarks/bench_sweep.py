@@ -56,7 +56,7 @@ def run_once(spec: Path, parallel: int, runs: Path) -> float:
         [
             sys.executable,
             "-m",
-            "dlx.cli",
+            "dlx.cli.app",
             "sweep",
             str(spec),
             "--runs-dir",

@@ -1,3 +1,3 @@
-from .cli import main
+from dlx.cli.app import main
 
 main()

@@ -14,13 +14,13 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .errors import DlxError, UsageError
-from .folders import RunFolder, now
-from .results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
+from dlx.core.errors import DlxError, UsageError
+from dlx.records.folders import RunFolder, now
+from dlx.results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .recording import History
+    from dlx.config.loader import Config
+    from dlx.records.recording import History
 
 # The config schema, the recorder and the trainer import torch (~1.5 s): they are imported
 # inside the functions that train, so load_run(), runs() and `dlx runs` / `dlx show` start
@@ -34,9 +34,9 @@ def check(config: str | Path | dict | Config, overrides: Iterable[str] = ()) -> 
     (a weights file must fit the model, an .npz must hold all four arrays). Read-only:
     data still to be downloaded is not fetched (training fetches it), no folder is made.
     """
-    from .config import load_config
-    from .errors import ConfigError, SpecError
-    from .trainer import Trainer
+    from dlx.config.loader import load_config
+    from dlx.core.errors import ConfigError, SpecError
+    from dlx.run.trainer import Trainer
 
     cfg = load_config(config, list(overrides))
     try:
@@ -96,9 +96,9 @@ def train(
     its own folder and with its own config.yaml; on CPU it ends with exactly the
     numbers of a run that was never stopped.
     """
-    from .config import load_config
-    from .recording import History, RunWriter, summarize
-    from .trainer import Trainer
+    from dlx.config.loader import load_config
+    from dlx.records.recording import History, RunWriter, summarize
+    from dlx.run.trainer import Trainer
 
     state = None
     if resume is not None:
@@ -111,7 +111,7 @@ def train(
         folder = RunFolder(Path(runs_dir), cfg.name) if save else None
         hist = History()
         writer = RunWriter(folder, hist) if folder else None
-    from .progress import default_progress
+    from dlx.views.progress import default_progress
 
     shown = default_progress(quiet)
     cbs = [hist, *([writer] if writer else []), *shown, *callbacks]
@@ -149,7 +149,7 @@ def train(
         if oom:
             raise DlxError(oom) from e  # the person's fix is a smaller batch, not a traceback
         raise
-    from .folders import jsonable
+    from dlx.records.folders import jsonable
 
     summary = writer.summary if writer else summarize(trainer, hist, outcome, None)
     run = Run(
@@ -190,8 +190,8 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
     the status now (a `running` run whose process is gone is `interrupted`)."""
     import yaml
 
-    from .folders import find_run
-    from .folders import load_run as read_run
+    from dlx.records.folders import find_run
+    from dlx.records.folders import load_run as read_run
 
     d = read_run(find_run(run, Path(runs_dir)))
     try:
@@ -222,9 +222,9 @@ def runs(
     (RUN_SORT_KEYS), best first (highest accuracy, lowest loss, most steps, newest last);
     rows without the value go last. Returns a RunList (.table(), .load(i); .skipped names
     the folders left out as unreadable, each with why)."""
-    from .folders import STATUSES, find_sweep, list_runs
-    from .registry import closest
-    from .results import RunList
+    from dlx.core.registry import closest
+    from dlx.records.folders import STATUSES, find_sweep, list_runs
+    from dlx.results import RunList
 
     for value, valid, what in ((status, STATUSES, "status"), (sort, RUN_SORT_KEYS, "sort column")):
         if value is not None and value not in valid:
@@ -270,13 +270,13 @@ def compare(
     (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
     `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
     max_parallel at once (default: the CPU cores). target="test_acc=0.9" also counts steps to
-    reach it. stack: variants that can (dlx.stacking) train together as one stacked model;
+    reach it. stack: variants that can (dlx.many.stacking) train together as one stacked model;
     warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
     .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
     also saved beside the runs (.figure_path); ensemble=True also averages each variant's
-    seed runs' predictions (dlx.ensemble: .ensembles[label]); the comparison itself is saved as
+    seed runs' predictions (dlx.many.ensemble: .ensembles[label]); the comparison itself is saved as
     compare-NAME-TIME.json beside them (.record_path: `dlx report` makes its page)."""
-    from .variants import make_variants
+    from dlx.many.variants import make_variants
 
     if seeds < 1:
         raise UsageError(f"seeds must be at least 1, got {seeds}")
@@ -318,15 +318,15 @@ def run_variants(
     first_seed: int | None = None,
     name: str | None = None,
 ):
-    """compare()'s engine, for any list of variants (dlx.variants.Variant: a label and its --set
+    """compare()'s engine, for any list of variants (dlx.many.variants.Variant: a label and its --set
     overrides), or a function that makes them (called while the workers start): each variant
     `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here)."""
     import datetime as dt
 
-    from .executors import LocalExecutor, Trial
-    from .progress import TrialsProgress
-    from .results import Comparison
-    from .variants import aggregate, parse_target, trial_configs
+    from dlx.many.executors import LocalExecutor, Trial
+    from dlx.many.variants import aggregate, parse_target, trial_configs
+    from dlx.results import Comparison
+    from dlx.views.progress import TrialsProgress
 
     goal = parse_target(target)
     executor = LocalExecutor(max_parallel=max_parallel, retries=retries, stack=stack, warm=warm)
@@ -371,7 +371,7 @@ def run_variants(
         notes=list(executor.notes),
     )
     if ensemble:
-        from .ensemble import ensemble as average
+        from dlx.many.ensemble import ensemble as average
 
         for label, rs in runs_of.items():
             paths = [r.path for r in rs if r.path is not None and r.status == "completed"]
@@ -383,8 +383,8 @@ def run_variants(
     title = f"dlx {what} {name or Path(config).name}"
     name = name or Path(config).stem
     if figure and any(r.metrics for rs in runs_of.values() for r in rs):
-        from .plots import compare_figure
-        from .variants import figure_label
+        from dlx.many.variants import figure_label
+        from dlx.views.plots import compare_figure
 
         first = {}
         for v, _, c in configs:
@@ -393,7 +393,7 @@ def run_variants(
             figure_label(label, first[label]): [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()
         }
         cmp.figure_path = compare_figure(groups, runs_dir / f"compare-{name}-{stamp}.png", title=title)
-    from .folders import write_compare_record
+    from dlx.records.folders import write_compare_record
 
     # The comparison on disk (what `dlx report` draws a compare's page from).
     cmp.record_path = write_compare_record(runs_dir, f"{name}-{stamp}", cmp.as_dict())
@@ -424,7 +424,7 @@ def _trial_run(result) -> Run:
 
 def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path, Config]:
     """The folder and config of a run that --resume can continue; UsageError saying why not otherwise."""
-    from .folders import find_run, run_status
+    from dlx.records.folders import find_run, run_status
 
     path = find_run(run, Path(runs_dir))
     meta = RunFolder.existing(path).meta
@@ -446,8 +446,8 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
             f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
             f"one. Set train.checkpoint_every in the config so runs checkpoint as they go."
         )
-    from .config import load_config
-    from .paths import resuming
+    from dlx.config.loader import load_config
+    from dlx.core.paths import resuming
 
     with resuming():  # its init weights file may be gone: the checkpoint has the weights
         return path, load_config(path / "config.yaml")
@@ -476,9 +476,9 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
 
 
 def _resume_state(path: Path, cfg, folder: RunFolder):
-    from .errors import DamagedFile
-    from .folders import CHECKPOINT_FILE, read_jsonl, read_tensors
-    from .recording import History
+    from dlx.core.errors import DamagedFile
+    from dlx.records.folders import CHECKPOINT_FILE, read_jsonl, read_tensors
+    from dlx.records.recording import History
 
     try:
         state = read_tensors(path / CHECKPOINT_FILE)

@@ -28,7 +28,7 @@ class Table(list):
         self.columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
 
     def _cells(self) -> list[list[str]]:
-        from .fmt import num
+        from dlx.core.fmt import num
 
         return [
             [
@@ -78,7 +78,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     # What reading the folder found wrong, each naming its file (the part was left out).
     problems: list[str] = field(default_factory=list, repr=False)
-    # dlx.instruments records (sharpness, trace, noise, spectra), one per measurement.
+    # dlx.run.instruments records (sharpness, trace, noise, spectra), one per measurement.
     instruments: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
@@ -110,7 +110,7 @@ class Run:
         if kind == "activations":
             return as_table(self.summary.get("activations") or [])
         if kind == "layers":
-            from .report import layer_rows
+            from dlx.views.report import layer_rows
 
             rows = layer_rows(self.summary)
             return as_table(rows, list(rows[0]) if rows else None)
@@ -118,7 +118,7 @@ class Run:
 
     def series(self):
         """The run's series as plots.py reads them (for plots.draw_panel and friends)."""
-        from .plots import run_series
+        from dlx.views.plots import run_series
 
         return run_series(self.path, self.meta, self.config, self.summary, self.metrics, self.probes, self.instruments)
 
@@ -129,15 +129,15 @@ class Run:
         accuracy, grad_heatmap, grad_lines, activations, time_grad) and, for a saved run,
         pictures.PICTURES (boundary, units, warp, weights, filters, feature_maps,
         histograms), those at the snapshot nearest `step` if given (default: the end)."""
-        from .pictures import PICTURES
-        from .plots import group_runs, panels_figure, pictures_figure
-        from .progress import inline_figures
+        from dlx.views.pictures import PICTURES
+        from dlx.views.plots import group_runs, panels_figure, pictures_figure
+        from dlx.views.progress import inline_figures
 
         inline_figures()
         title = f"dlx: {self.name}"
         if panels and any(p in PICTURES for p in panels):
             if self.path is None:
-                from .errors import UsageError
+                from dlx.core.errors import UsageError
 
                 raise UsageError(
                     f"{', '.join(p for p in panels if p in PICTURES)}: pictures are drawn from the saved model, "
@@ -152,7 +152,7 @@ class Run:
         return f"<dlx run {self.name}: {self.status}; {self.verdict}; {final or 'no final metrics'}; {where}>"
 
     def _repr_html_(self) -> str:
-        from .html_report import verdicts_html
+        from dlx.views.html_report import verdicts_html
 
         final = "".join(
             f"<td><b>{html.escape(k)}</b> {_num(self.final[k])}</td>"
@@ -181,7 +181,7 @@ class RunList(list):
 
     def load(self, i: int) -> Run:
         """Row i as a full Run (its series and summary read from the folder)."""
-        from .api import load_run
+        from dlx.api import load_run
 
         return load_run(self[i]["path"])
 
@@ -204,7 +204,7 @@ class Comparison:
     runs: dict[str, list[Run]]  # variant label -> its runs, one per seed
     figure_path: Path | None = None
     record_path: Path | None = None  # compare-NAME-TIME.json in runs_dir (folders.write_compare_record)
-    # With ensemble=True: per variant, its seed runs' averaged predictions (dlx.ensemble).
+    # With ensemble=True: per variant, its seed runs' averaged predictions (dlx.many.ensemble).
     ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: int = 0
     # What the executor said: which trials trained stacked, which alone and why.
@@ -234,8 +234,8 @@ class Comparison:
 
     def plot(self, size: tuple[float, float] | None = None):
         """Loss and accuracy curves per variant: mean line, band over seeds (a Figure)."""
-        from .plots import compare_curves_figure
-        from .progress import inline_figures
+        from dlx.views.plots import compare_curves_figure
+        from dlx.views.progress import inline_figures
 
         inline_figures()
         groups = {label: [r.metrics for r in runs if r.metrics] for label, runs in self.runs.items()}
@@ -266,6 +266,6 @@ class Comparison:
 
 
 def _num(x: Any, digits: int = 3) -> str:
-    from .fmt import num
+    from dlx.core.fmt import num
 
     return num(x, digits)

@@ -9,7 +9,7 @@ import pytest
 from conftest import CONFIGS
 
 import dlx
-from dlx.errors import UsageError
+from dlx.core.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_the_run_tables_hold_the_summary_numbers(trained):
 
 def test_plot_draws_the_named_panels_for_a_saved_and_an_unsaved_run(trained):
     r, _ = trained
-    from dlx.plots import panel_axes
+    from dlx.views.plots import panel_axes
 
     fig = r.plot(panels=["loss", "grad_heatmap", "activations"])
     names = list(panel_axes(fig))

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import dlx
-from dlx.config import load_config
-from dlx.data import Dataset
-from dlx.errors import ConfigError
-from dlx.models.attention import SCORINGS, AttentionSpec, scoring_params
-from dlx.summary import model_summary
-from dlx.trainer import Trainer
+from dlx.components.data import Dataset
+from dlx.components.models.attention import SCORINGS, AttentionSpec, scoring_params
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.run.summary import model_summary
+from dlx.run.trainer import Trainer
 
 T = 10
 SCORING_NAMES = ["additive", "dot", "scaled_dot", "bilinear"]

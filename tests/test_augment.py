@@ -8,7 +8,7 @@ import math
 import torch
 
 import dlx
-from dlx.augment import Augment, warp
+from dlx.run.augment import Augment, warp
 
 
 def test_the_warp_is_the_identity_at_zero_and_a_one_pixel_shift_moves_every_pixel_by_one():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dlx.backprop import from_config, mazur, trace
-from dlx.cli import app
-from dlx.config import load_config
+from dlx.cli.app import app
+from dlx.config.loader import load_config
+from dlx.run.backprop import from_config, mazur, trace
 
 
 def test_mazurs_worked_example_gives_his_numbers():
@@ -38,7 +38,7 @@ def test_the_trace_of_a_config_equals_autograd(config, sets, samples):
     _, nums = trace(net)
     assert nums["autograd_diff"] < 1e-6
     # The gradients are the model's own: the same step on the dlx model by autograd.
-    from dlx.trainer import Trainer
+    from dlx.run.trainer import Trainer
 
     tr = Trainer(load_config(config, sets))
     model = tr.model.double()

@@ -114,8 +114,8 @@ def test_python_module_and_console_script_agree():
 def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from dlx.cli import app
-    from dlx.trainer import Trainer
+    from dlx.cli.app import app
+    from dlx.run.trainer import Trainer
 
     real = Trainer._train_step
 
@@ -162,8 +162,8 @@ def test_a_running_run_whose_process_is_gone_is_interrupted_everywhere(tmp_path,
     # One function (runs.run_status) decides: dlx show, dlx runs, the HTML report and the
     # Python API (runs.load_run) all say interrupted, with or without a summary yet.
     import dlx as dlx_api
-    from dlx.folders import load_run
-    from dlx.html_report import write_report
+    from dlx.records.folders import load_run
+    from dlx.views.html_report import write_report
 
     runs = tmp_path / "runs"
     folder = dlx_api.train(dict(tiny, name="killed"), runs_dir=runs).path

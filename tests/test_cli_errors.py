@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dlx.activations import ACTIVATIONS
+from dlx.components.activations import ACTIVATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

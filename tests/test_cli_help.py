@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from dlx.cli import app
+from dlx.cli.app import app
 
 COMMANDS = ["train", "validate", "show", "summary", "compare", "sweep", "runs", "report", "examples", "plot", "list"]
 
@@ -75,7 +75,7 @@ def test_the_completion_script_completes_command_names():
 def test_dlx_help_imports_no_torch():
     """--help answers at once: torch and the other heavy modules load inside the commands."""
     code = (
-        "import sys\nsys.argv = ['dlx', '--help']\nfrom dlx.cli import main\ntry:\n    main()\n"
+        "import sys\nsys.argv = ['dlx', '--help']\nfrom dlx.cli.app import main\ntry:\n    main()\n"
         "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'optuna') "
         "if m in sys.modules))"
     )
@@ -106,7 +106,7 @@ def test_reading_runs_imports_no_torch(tmp_path):
     for args in (["runs"], ["show", "last"]):
         code = (
             f"import sys\nsys.argv = ['dlx', *{args!r}, '--runs-dir', {str(tmp_path / 'runs')!r}]\n"
-            "from dlx.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "from dlx.cli.app import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
         )
         p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -7,8 +7,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from dlx.cli import app
-from dlx.config import EarlyStopping, Regularization, Train
+from dlx.cli.app import app
+from dlx.config.loader import EarlyStopping, Regularization, Train
 
 # What a Python or pydantic repr would leak: a class call, a typing construct, Python literals.
 REPR = re.compile(

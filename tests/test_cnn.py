@@ -13,11 +13,11 @@ import torch
 from conftest import ROOT
 
 import dlx
-from dlx.config import load_config
-from dlx.errors import ConfigError
-from dlx.models import MODELS
-from dlx.models.cnn import receptive_fields
-from dlx.summary import model_summary
+from dlx.components.models import MODELS
+from dlx.components.models.cnn import receptive_fields
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.run.summary import model_summary
 
 
 @pytest.fixture(autouse=True)
@@ -242,8 +242,8 @@ def test_receptive_fields_are_the_inputs_a_unit_gets_a_gradient_from(convs):
     # Oracle: with all-positive weights and biases, positive inputs and relu, every
     # input in a unit's receptive field has a nonzero gradient (avg pools: a max pool
     # passes the gradient to one input of its window).
-    from dlx.activations import ACTIVATIONS
-    from dlx.models.cnn import CNN, layer_names
+    from dlx.components.activations import ACTIVATIONS
+    from dlx.components.models.cnn import CNN, layer_names
 
     specs = layer_specs(
         {"conv": 1, "kernel": 3, "padding": 1},

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import CONFIGS
 
-from dlx.errors import ConfigError, UsageError
-from dlx.variants import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
+from dlx.core.errors import ConfigError, UsageError
+from dlx.many.variants import aggregate, make_variants, parse_target, split_values, steps_to, trial_configs
 
 
 @dataclass
@@ -193,7 +193,7 @@ def test_dlx_compare_no_stack_trains_each_trial_alone_and_says_nothing_of_stacks
 def test_compare_figure_draws_a_band_over_seeds(tmp_path):
     import matplotlib.image
 
-    from dlx.plots import _band, compare_figure
+    from dlx.views.plots import _band, compare_figure
 
     runs = [
         [{"step": 10, "test_loss": 1.0}, {"step": 20, "test_loss": 0.5}],
@@ -214,7 +214,7 @@ def test_malformed_over_values_are_config_problems_not_crashes():
 
 
 def test_a_compare_figure_names_each_optimizers_lr_in_its_legend():
-    from dlx.variants import figure_label
+    from dlx.many.variants import figure_label
 
     variants = make_variants(["sgd", "momentum", "adam"], [])
     configs = trial_configs(CONFIGS / "quickstart.yaml", [], variants, 1)

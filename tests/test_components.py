@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from dlx.activations import ACTIVATIONS
-from dlx.config import load_config
-from dlx.errors import DlxError
-from dlx.init import INITS
-from dlx.models.mlp import MLP, DropConnectLinear
-from dlx.optim import OPTIMIZERS, SCHEDULES
-from dlx.probes import unit_spread
+from dlx.components.activations import ACTIVATIONS
+from dlx.components.init import INITS
+from dlx.components.models.mlp import MLP, DropConnectLinear
+from dlx.components.optim import OPTIMIZERS, SCHEDULES
+from dlx.config.loader import load_config
+from dlx.core.errors import DlxError
+from dlx.run.probes import unit_spread
 
 XS = [-3.0, -1.0, -0.25, 0.0, 0.25, 1.0, 3.0]
 

@@ -1,6 +1,6 @@
 """The config contract: every mistake a user can make is reported at once, located, never a traceback.
 
-Each test is one behaviour of `dlx.config.load_config` on YAML written to tmp_path
+Each test is one behaviour of `dlx.config.loader.load_config` on YAML written to tmp_path
 (or on a dict). Problems must carry the key path, the YAML line (or the --set that
 introduced them) and, for names, the valid choices and the closest one.
 """
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import dlx
-from dlx.activations import ACTIVATIONS
-from dlx.config import Config, load_config
-from dlx.data import DATASETS
-from dlx.errors import ConfigError, Problem, UsageError
-from dlx.init import INITS
-from dlx.optim import OPTIMIZERS, SCHEDULES
+from dlx.components.activations import ACTIVATIONS
+from dlx.components.data import DATASETS
+from dlx.components.init import INITS
+from dlx.components.optim import OPTIMIZERS, SCHEDULES
+from dlx.config.loader import Config, load_config
+from dlx.core.errors import ConfigError, Problem, UsageError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -1046,7 +1046,7 @@ def test_train_prune_on_written_as_documented_in_plain_yaml_is_a_key(tmp_path):
 
 
 def test_true_and_false_stay_booleans_and_yes_no_on_off_still_set_a_boolean(tmp_path):
-    from dlx.config import safe_load
+    from dlx.config.loader import safe_load
 
     assert safe_load("a: true\nb: False\nc: TRUE\nd: yes\ne: off\nf: 'true'") == {
         "a": True,

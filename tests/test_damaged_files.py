@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 import dlx
 from dlx import animate as animate_module
-from dlx.cli import app
-from dlx.errors import DamagedFile
-from dlx.folders import CHECKPOINT_FILE, SNAPSHOTS_FILE, read_snapshots, read_tensors
+from dlx.cli.app import app
+from dlx.core.errors import DamagedFile
+from dlx.records.folders import CHECKPOINT_FILE, SNAPSHOTS_FILE, read_snapshots, read_tensors
 
 MARKER = "dlx-crafted-pickle-ran"
 
@@ -130,7 +130,7 @@ def test_animate_of_thousands_of_snapshots_draws_at_most_max_frames(trained, tmp
 
 
 def test_frame_indices_keep_every_snapshot_up_to_the_cap_then_spread_evenly():
-    from dlx.animate import frame_indices
+    from dlx.views.animate import frame_indices
 
     assert frame_indices(3, 5) == [0, 1, 2]
     picked = frame_indices(3000, 60)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import dlx
-from dlx.diagnose import KINDS, TIME_VANISHING_RATIO, VANISHING_RATIO, Context, chance_loss, diagnose, headline
-from dlx.report import verdict_text
+from dlx.diagnosis.engine import KINDS, TIME_VANISHING_RATIO, VANISHING_RATIO, Context, chance_loss, diagnose, headline
+from dlx.views.report import verdict_text
 
 LN3 = math.log(3)
 NAMES = ["fc1", "fc2", "fc3", "out"]

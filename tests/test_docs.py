@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 
-from dlx.data import mnist as M
+from dlx.components.data import mnist as M
 
 README = (ROOT / "README.md").read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import dlx
-from dlx.ensemble import ensemble
+from dlx.many.ensemble import ensemble
 
 
 def test_the_ensemble_beats_its_mean_member_and_is_the_average_of_their_probabilities(tmp_path):
@@ -25,7 +25,7 @@ def test_the_ensemble_beats_its_mean_member_and_is_the_average_of_their_probabil
     assert e["members"] == 3
     assert e["test_acc"] > e["member_test_acc_mean"] and e["test_loss"] < e["member_test_loss_mean"]
     # The oracle: the saved models by hand, their softmax averaged, on the first run's test set.
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     paths = [r.path for r in cmp.runs[label]]
     probs = []

@@ -13,9 +13,8 @@ import yaml
 from conftest import CONFIGS, MNIST_DIR
 from typer.testing import CliRunner
 
-from dlx.cli import app
-from dlx.errors import ConfigError, UsageError
-from dlx.examples import (
+from dlx.cli.app import app
+from dlx.config.catalogue import (
     COURSE,
     VERDICT_KINDS,
     course,
@@ -25,6 +24,7 @@ from dlx.examples import (
     parse_example,
     resolve_config,
 )
+from dlx.core.errors import ConfigError, UsageError
 
 EXAMPLES = load_examples(CONFIGS)
 RUNNABLE = [e for e in EXAMPLES if e.runnable]
@@ -50,7 +50,7 @@ def test_every_config_has_a_claim_command_concept_expected_verdict_and_test_line
     "ex", [e for e in EXAMPLES if not e.sweep and e.expect != ["invalid"]], ids=lambda e: e.path.name
 )
 def test_every_training_example_validates_as_written_and_with_its_test_overrides(ex):
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     load_config(ex.path)
     if ex.test_overrides is not None:
@@ -65,7 +65,7 @@ def _config_commands(ex):
     line of a header: one override list per variant that the command would run."""
     import shlex
 
-    from dlx.variants import make_variants
+    from dlx.many.variants import make_variants
 
     out = []
     for cmd in ex.commands:
@@ -102,7 +102,7 @@ def _config_commands(ex):
 )
 def test_every_command_in_a_header_names_a_config_and_overrides_that_validate(ex):
     """The commands are what a reader copies: each one must run as printed (from the repo root)."""
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     commands = _config_commands(ex)
     assert commands, f"{ex.path.name}: no dlx train/summary/compare command"
@@ -118,7 +118,7 @@ def test_every_command_in_a_header_names_a_config_and_overrides_that_validate(ex
 def test_an_example_that_expects_invalid_is_refused_by_validation():
     invalid = [e for e in EXAMPLES if e.expect == ["invalid"]]
     assert invalid, "broken.yaml shows what dlx says about a bad config"
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     for ex in invalid:
         with pytest.raises(ConfigError) as err:
@@ -183,7 +183,7 @@ def test_a_test_skip_line_keeps_an_example_out_of_the_run_test(tmp_path):
 
 
 def test_expected_kinds_are_the_engines_kinds():
-    from dlx.diagnose import KINDS
+    from dlx.diagnosis.engine import KINDS
 
     assert set(VERDICT_KINDS) == set(KINDS)
 
@@ -270,7 +270,7 @@ def test_the_examples_ship_inside_the_package_and_the_clones_configs_is_the_same
 
 
 def test_a_bare_example_name_is_the_shipped_example_and_an_existing_path_wins(tmp_path, monkeypatch):
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     monkeypatch.chdir(tmp_path)
     assert resolve_config("quickstart") == resolve_config("quickstart.yaml") == default_dir() / "quickstart.yaml"
@@ -299,7 +299,7 @@ def test_a_missing_config_says_not_found_with_the_example_it_may_mean(tmp_path, 
 
 
 def test_every_config_command_and_the_sweep_take_an_example_name(tmp_path, monkeypatch):
-    from dlx.sweeper import plan
+    from dlx.many.sweeper import plan
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
@@ -318,8 +318,8 @@ def test_every_config_command_and_the_sweep_take_an_example_name(tmp_path, monke
 
 
 def test_examples_copy_writes_the_file_and_what_it_needs_and_says_how_to_run_it(tmp_path):
-    from dlx.config import load_config
-    from dlx.sweeper import plan
+    from dlx.config.loader import load_config
+    from dlx.many.sweeper import plan
 
     runner = CliRunner()
     r = runner.invoke(app, ["examples", "copy", "sweep_optimizers", str(tmp_path / "mine")])
@@ -397,8 +397,8 @@ LOOKED_AT = ("initialization", "activations", "normalization", "regularization")
 
 
 def test_the_examples_on_init_activations_depth_and_regularization_name_the_panels_to_look_at():
-    from dlx.pictures import PICTURES
-    from dlx.plots import USER_PANELS
+    from dlx.views.pictures import PICTURES
+    from dlx.views.plots import USER_PANELS
 
     sections = dict(COURSE)
     for section in LOOKED_AT:
@@ -418,7 +418,7 @@ def test_the_examples_on_init_activations_depth_and_regularization_name_the_pane
 @pytest.mark.parametrize("ex", [e for e in EXAMPLES if e.look], ids=lambda e: e.name)
 def test_each_examples_look_panels_draw_from_a_short_run_of_it(ex, tmp_path, monkeypatch):
     import dlx
-    from dlx.plots import plot_runs
+    from dlx.views.plots import plot_runs
 
     if _data_name(ex) in FILE_DATA:
         if not _has_mnist():

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-from dlx.executors import LocalExecutor, Trial
-from dlx.folders import load_run
+from dlx.many.executors import LocalExecutor, Trial
+from dlx.records.folders import load_run
 
 
 def _cfg(seed: int = 0, lr: float = 0.01, steps: int = 5) -> dict:
@@ -114,7 +114,7 @@ def test_ctrl_c_or_sigterm_stops_the_workers_and_their_runs_end_interrupted(runs
         textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
-        from dlx.executors import LocalExecutor, Trial
+        from dlx.many.executors import LocalExecutor, Trial
         trials = [Trial(f"t{{i}}", json.loads({json.dumps(json.dumps(long))}), Path({str(runs_dir)!r}))
                   for i in range(2)]
         try:
@@ -212,7 +212,7 @@ def test_killed_sweep_and_compare_drivers_leave_no_worker_running_and_no_temp_fo
     within seconds, each run ends `interrupted` (resumable, checkpointed), the executor's temp
     folder is removed, and a SIGKILLed sweep reads `interrupted`, not `running`. The four
     drivers run at once: one start-up cost for the lot."""
-    from dlx.folders import sweep_folders, sweep_status
+    from dlx.records.folders import sweep_folders, sweep_status
 
     long = copy.deepcopy(TINY)
     long["train"] = {"steps": 100000, "batch_size": 32, "log_every": 1}
@@ -272,6 +272,6 @@ def test_killed_sweep_and_compare_drivers_leave_no_worker_running_and_no_temp_fo
 
 
 def _alive(pid: int) -> bool:
-    from dlx.folders import pid_alive
+    from dlx.records.folders import pid_alive
 
     return pid_alive(pid)

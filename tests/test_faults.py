@@ -28,8 +28,8 @@ import yaml
 from conftest import CONFIGS, MNIST_DIR, ROOT, TINY
 
 from dlx import folders as R
-from dlx.data import mnist as M
-from dlx.errors import DlxError
+from dlx.components.data import mnist as M
+from dlx.core.errors import DlxError
 
 HAVE_MNIST = all((MNIST_DIR / f"{n}.gz").is_file() for n in M.FILES)
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST files not found in {MNIST_DIR}")
@@ -57,7 +57,7 @@ def invoke(args: list[str]):
     """The CLI in this process (monkeypatches apply); returns click's Result."""
     from typer.testing import CliRunner
 
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -309,7 +309,7 @@ def test_heartbeat_is_rewritten_at_intervals_but_at_most_every_few_seconds(tmp_p
 def _oom_at_step(monkeypatch, step: int):
     import torch
 
-    from dlx.trainer import Trainer
+    from dlx.run.trainer import Trainer
 
     real = Trainer._train_step
 
@@ -658,7 +658,7 @@ import numpy as np
 import torch
 
 import dlx
-from dlx.errors import ConfigError
+from dlx.core.errors import ConfigError
 
 torch.set_num_threads(1)
 folder = sys.argv[1]
@@ -740,8 +740,8 @@ def test_hostile_npz_files_are_config_errors_before_any_large_allocation(tmp_pat
 def test_a_full_disk_at_start_says_so_and_leaves_no_write_test_file(tmp_path, monkeypatch):
     import errno
 
-    from dlx.errors import DlxError
-    from dlx.folders import prepare_runs_dir
+    from dlx.core.errors import DlxError
+    from dlx.records.folders import prepare_runs_dir
 
     real = Path.write_text
 
@@ -758,7 +758,7 @@ def test_a_full_disk_at_start_says_so_and_leaves_no_write_test_file(tmp_path, mo
 
 
 def test_a_failed_atomic_write_leaves_no_temp_file_and_a_deleted_folder_is_named_not_the_temp(tmp_path, monkeypatch):
-    from dlx.folders import write_atomic
+    from dlx.records.folders import write_atomic
 
     def fail(src, dst):
         raise OSError(28, "No space left on device")
@@ -778,7 +778,7 @@ def test_figure_titles_are_text_not_tex_and_an_unknown_file_type_is_refused_befo
     from typer.testing import CliRunner
 
     import dlx
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     cfg = dict(TINY, train={"steps": 8, "batch_size": 32, "log_every": 4})
     run = dlx.train(cfg, runs_dir=tmp_path / "runs", quiet=True).path
@@ -788,7 +788,7 @@ def test_figure_titles_are_text_not_tex_and_an_unknown_file_type_is_refused_befo
     # Only the user's text is escaped: matplotlib's own labels (10^-1 ticks on a log axis) stay TeX.
     from matplotlib.text import Text
 
-    from dlx.plots import build_figure, load_groups
+    from dlx.views.plots import build_figure, load_groups
 
     fig = build_figure(load_groups([run]), title="costs $5")
     assert fig._suptitle.get_text() == r"costs \$5"
@@ -802,7 +802,7 @@ def test_a_second_ctrl_c_still_names_the_run_folder_and_how_to_resume(tmp_path, 
     from test_resume import ctrl_c_in_step
     from typer.testing import CliRunner
 
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     cfg = tiny_yaml(tmp_path, epochs=50, checkpoint_every=10)  # a checkpoint at step 12, then two Ctrl-C at 20
     ctrl_c_in_step(monkeypatch, at=20, presses=2)

@@ -10,10 +10,10 @@ from conftest import CONFIGS
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.config import load_config
-from dlx.html_report import run_page
-from dlx.remedies import Candidate, FixReport, _judge, candidates
+from dlx.cli.app import app
+from dlx.config.loader import load_config
+from dlx.many.remedies import Candidate, FixReport, _judge, candidates
+from dlx.views.html_report import run_page
 
 # Four of the pathological examples, scaled down (2 seeds, 2 remedies, 1 round); each names
 # the verdict the run must show and the remedy expected to win (measured: BENCHMARKS.md).
@@ -129,7 +129,7 @@ def test_fix_of_a_missing_run_says_what_to_give(runs_dir):
 
 @pytest.mark.parametrize("damage", ["missing", "damaged"])
 def test_fix_of_a_completed_run_without_a_usable_summary_says_so_and_what_to_do(runs_dir, tiny, damage):
-    from dlx.folders import SUMMARY_FILE
+    from dlx.records.folders import SUMMARY_FILE
 
     run = dlx.train(tiny, runs_dir=runs_dir, quiet=True)
     summary = run.path / SUMMARY_FILE

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from dlx.config import load_config
-from dlx.diagnose import KINDS, Context, Fix, diagnose
-from dlx.errors import ConfigError
-from dlx.examples import load_examples
+from dlx.config.catalogue import load_examples
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.diagnosis.engine import KINDS, Context, Fix, diagnose
 
 LN3 = math.log(3)
 NAMES = ["l1", "l2", "l3", "out"]

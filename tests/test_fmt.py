@@ -1,4 +1,4 @@
-"""dlx.fmt.num: the one number formatter, and each caller's digits kept as they were."""
+"""dlx.core.fmt.num: the one number formatter, and each caller's digits kept as they were."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from dlx.diagnose import _fmt as diagnose_fmt
-from dlx.fmt import num
-from dlx.html_report import num as html_num
-from dlx.report import init_num as initcheck_num
-from dlx.report import num as report_num
+from dlx.core.fmt import num
+from dlx.diagnosis.engine import _fmt as diagnose_fmt
+from dlx.views.html_report import num as html_num
+from dlx.views.report import init_num as initcheck_num
+from dlx.views.report import num as report_num
 
 VALUES = [
     0.0,
@@ -48,7 +48,7 @@ VALUES = [
 ]
 
 
-# The formatters as they were before dlx.fmt, kept here as the oracle of "outputs unchanged".
+# The formatters as they were before dlx.core.fmt, kept here as the oracle of "outputs unchanged".
 def old_report_num(x, digits=3):
     if x is None:
         return "-"

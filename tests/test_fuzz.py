@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dlx
-from dlx.config import Config, dump_yaml, load_config, load_config_text, parse_yaml
-from dlx.errors import ConfigError, DlxError, Problem, UsageError
+from dlx.config.loader import Config, dump_yaml, load_config, load_config_text, parse_yaml
+from dlx.core.errors import ConfigError, DlxError, Problem, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -722,7 +722,7 @@ TINY = (
 def only_problem(path: Path, sets=()) -> Problem:
     from unittest import mock
 
-    from dlx.trainer import Trainer
+    from dlx.run.trainer import Trainer
 
     # "Refused at once": from the config text alone, before any data is made or model built.
     with mock.patch.object(Trainer, "__init__", side_effect=AssertionError("a bad config reached the build")) as built:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
+from dlx.cli.app import app
 
 ODD = st.one_of(
     st.sampled_from(
@@ -93,8 +93,8 @@ SWEEP_FILES = ["sweep.json", "results.json"]
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory):
     """One real run and one real two-trial sweep, never changed: each case damages copies."""
-    from dlx.executors import TrialResult
-    from dlx.sweeper import Sweep, plan, run_sweep
+    from dlx.many.executors import TrialResult
+    from dlx.many.sweeper import Sweep, plan, run_sweep
 
     root = tmp_path_factory.mktemp("originals")
     cfg = copy.deepcopy(TINY)

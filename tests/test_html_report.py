@@ -18,9 +18,9 @@ import yaml
 from conftest import TINY
 
 import dlx
-from dlx.errors import DlxError
-from dlx.executors import TrialResult
-from dlx.html_report import resolve, write_report
+from dlx.core.errors import DlxError
+from dlx.many.executors import TrialResult
+from dlx.views.html_report import resolve, write_report
 
 SECTIONS_RUN = ("verdicts", "metrics", "figures", "pictures", "layers", "config", "meta")
 SECTIONS_SWEEP = (
@@ -330,7 +330,7 @@ def screenshot(page: Path, tmp_path: Path, height: int) -> tuple[np.ndarray, lis
 
 def test_the_console_check_catches_a_page_that_loads_or_runs_anything(tmp_path):
     """Guards the browser test itself: a page breaking the report's policy must be caught."""
-    from dlx.html_report import CSP
+    from dlx.views.html_report import CSP
 
     bad = tmp_path / "bad.html"
     bad.write_text(
@@ -418,7 +418,7 @@ def test_a_compare_report_puts_variants_curves_verdicts_and_boundaries_side_by_s
 
 
 def test_run_plot_draws_picture_panels_of_a_saved_run_and_says_why_not_for_an_unsaved_one(tmp_path):
-    from dlx.errors import UsageError
+    from dlx.core.errors import UsageError
 
     run = dlx.train(FAST, runs_dir=tmp_path / "runs", quiet=True)
     fig = run.plot(panels=["boundary", "units", "loss"], step=0)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import dlx
-from dlx.config import load_config
-from dlx.data.base import make_imbalanced, rebalance
-from dlx.trainer import Trainer
+from dlx.components.data.base import make_imbalanced, rebalance
+from dlx.config.loader import load_config
+from dlx.run.trainer import Trainer
 
 
 def test_imbalance_makes_the_last_class_rare_in_train_and_test_and_rebalancing_evens_it():

@@ -10,11 +10,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from dlx.activations import ACTIVATIONS
-from dlx.config import load_config
-from dlx.initcheck import OK_FACTOR, init_check, init_check_for, mean_square
-from dlx.report import init_check_table
-from dlx.trainer import Trainer
+from dlx.components.activations import ACTIVATIONS
+from dlx.config.loader import load_config
+from dlx.run.initcheck import OK_FACTOR, init_check, init_check_for, mean_square
+from dlx.run.trainer import Trainer
+from dlx.views.report import init_check_table
 
 
 @pytest.fixture(autouse=True)
@@ -246,7 +246,7 @@ def test_train_init_check_prints_the_table_before_training(tmp_path, tiny):
     import yaml
     from typer.testing import CliRunner
 
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     tiny["train"].update(epochs=1, threads=1)
     path = tmp_path / "tiny.yaml"

@@ -73,7 +73,7 @@ def test_a_wheel_installed_outside_the_clone_trains_and_copies_its_examples_by_n
 
     # The lab's page ships in the wheel (package data, no network at run time).
     pkg = Path(where).parent
-    assert {"index.html", "lab.js", "lab.css"} <= {p.name for p in (pkg / "lab_static").iterdir()}
+    assert {"index.html", "lab.js", "lab.css"} <= {p.name for p in (pkg / "lab" / "static").iterdir()}
 
     _run([bin_ / "dlx", "train", "quickstart", "--set", "train.epochs=1", "-q"], work, env)
     (run,) = (work / "runs").iterdir()

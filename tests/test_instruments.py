@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import dlx
-from dlx.config import load_config
-from dlx.instruments import LossFunction, _flat, _unflat, measure, per_sample_grads, threshold
-from dlx.trainer import Trainer
+from dlx.config.loader import load_config
+from dlx.run.instruments import LossFunction, _flat, _unflat, measure, per_sample_grads, threshold
+from dlx.run.trainer import Trainer
 
 TINY = {
     "seed": 0,
@@ -280,8 +280,8 @@ def test_the_exact_hessian_has_negative_eigenvalues_on_the_saddle_plateau_and_ha
 
 
 def test_the_exact_hessian_matches_autograd_and_refuses_big_nets():
-    from dlx.errors import DlxError
-    from dlx.instruments import hessian_spectrum
+    from dlx.core.errors import DlxError
+    from dlx.run.instruments import hessian_spectrum
 
     tr = _trained(_config())
     cfg = load_config(_config()).instruments

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
-from dlx.lab import create_app  # noqa: E402
+from dlx.lab.server import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("DLX_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
@@ -160,7 +160,7 @@ def test_a_new_run_in_a_slot_stops_the_old_one_within_a_step_and_max_active_hold
     lab = app.state.lab
     # Long log intervals: the old lab stopped a replaced run only at its next interval.
     slow = {**QUICK, "train": {"steps": 10**6, "batch_size": 32, "log_every": 10000}}
-    from dlx.config import load_config
+    from dlx.config.loader import load_config
 
     cfg = load_config(slow)
     most, runs = 0, []
@@ -178,8 +178,8 @@ def test_a_new_run_in_a_slot_stops_the_old_one_within_a_step_and_max_active_hold
 
 
 def test_finished_runs_are_released_so_memory_stays_flat_over_100_runs(tmp_path):
-    from dlx.config import load_config
-    from dlx.lab import KEEP_FINISHED
+    from dlx.config.loader import load_config
+    from dlx.lab.server import KEEP_FINISHED
 
     def rss_mb() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -221,7 +221,7 @@ def test_every_request_needs_the_labs_token_on_loopback_too(tmp_path):
 
 
 def test_the_lab_answers_only_the_names_of_the_address_it_is_bound_to():
-    from dlx.lab import allowed_hosts, host_name
+    from dlx.lab.server import allowed_hosts, host_name
 
     assert set(allowed_hosts("127.0.0.1")) == {"127.0.0.1", "localhost", "::1"}
     assert set(allowed_hosts("::1")) == {"127.0.0.1", "localhost", "::1"}
@@ -318,7 +318,7 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         # The only console error: the browser's note on the deliberately refused request (400).
         assert [e for e in errors if "400 (Bad Request)" not in e] == [] and len(errors) <= 1
         # Every lab run is a normal run folder.
-        from dlx.folders import list_runs
+        from dlx.records.folders import list_runs
 
         runs = list_runs(tmp_path / "runs")
         assert {r["name"] for r in runs} == {"lab-a", "quickstart"} and len(runs) == 3
@@ -337,7 +337,7 @@ def test_stopping_the_server_ends_its_runs_checkpointed_and_resumable(tmp_path):
             time.sleep(0.05)
     # The server stops (Ctrl-C): its runs end as Ctrl-C ends dlx train.
     assert run.done and run.status == "interrupted"
-    from dlx.folders import list_runs
+    from dlx.records.folders import list_runs
 
     (folder,) = list_runs(tmp_path / "runs")
     assert folder["status"] == "interrupted"
@@ -348,7 +348,7 @@ def test_stopping_the_server_ends_its_runs_checkpointed_and_resumable(tmp_path):
 def test_dlx_lab_config_is_where_the_page_starts_and_a_bad_one_is_refused_before_serving(tmp_path):
     from starlette.testclient import TestClient
 
-    from dlx.errors import UsageError
+    from dlx.core.errors import UsageError
 
     app = create_app(tmp_path / "runs", config="quickstart")
     with TestClient(app, base_url="http://127.0.0.1", headers={"x-dlx-token": app.state.lab.token}) as client:
@@ -534,7 +534,7 @@ fetch("{lab.url}/api/runs", {{method: "POST", mode: "no-cors", headers: {{"Conte
     page.wait_for_function("() => window.dlxLab.slots.A.done", timeout=120_000)
     assert "completed" in page.locator("#slot-A .status").inner_text()
     assert lab.status(run)["status"] == "completed" and errors == []
-    from dlx.folders import list_runs
+    from dlx.records.folders import list_runs
 
     (only,) = list_runs(runs_dir)
     assert only["status"] == "completed" and only["name"] == "lab-a"
@@ -546,7 +546,7 @@ def test_ctrl_c_on_dlx_lab_ends_a_long_interval_run_interrupted_with_a_checkpoin
     import signal
 
     import dlx
-    from dlx.folders import list_runs
+    from dlx.records.folders import list_runs
 
     lab, runs_dir = lab_process, tmp_path / "runs"
     # One log interval of 10000 steps of a 512-wide net outlasts the old 30 s wait for the interval.

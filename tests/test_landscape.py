@@ -12,9 +12,9 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.folders import read_snapshots
-from dlx.landscape import SAMPLES, _filter_normalised, _Model, line, plane
+from dlx.cli.app import app
+from dlx.records.folders import read_snapshots
+from dlx.views.landscape import SAMPLES, _filter_normalised, _Model, line, plane
 
 
 def _run(tmp_path, **over):
@@ -26,8 +26,8 @@ def _run(tmp_path, **over):
 
 def _loss_of(run, state) -> float:
     """The oracle: the model built from the config, loaded with `state`, its mean loss."""
-    from dlx.config import load_config
-    from dlx.trainer import Trainer
+    from dlx.config.loader import load_config
+    from dlx.run.trainer import Trainer
 
     tr = Trainer(load_config(run.config), resuming=True)
     tr.model.load_state_dict(state)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dlx.cli import app
-from dlx.errors import DlxError
-from dlx.folders import find_run, find_sweep
-from dlx.html_report import resolve
+from dlx.cli.app import app
+from dlx.core.errors import DlxError
+from dlx.records.folders import find_run, find_sweep
+from dlx.views.html_report import resolve
 
 
 def _run(runs: Path, name: str, started: str, resumed: str | None = None) -> Path:

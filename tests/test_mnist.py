@@ -21,9 +21,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from dlx.data import DATASETS
-from dlx.data import mnist as M
-from dlx.errors import DlxError
+from dlx.components.data import DATASETS
+from dlx.components.data import mnist as M
+from dlx.core.errors import DlxError
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 HAVE_REAL = all((REAL / f"{n}.gz").is_file() for n in M.FILES)
@@ -443,7 +443,7 @@ def test_checking_a_config_never_downloads_or_creates_a_folder(tmp_path, monkeyp
     from typer.testing import CliRunner
 
     import dlx
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     fetched = []
     monkeypatch.setattr(M, "download", lambda *a, **k: fetched.append(a) or pytest.fail("checking downloaded"))

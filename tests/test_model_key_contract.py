@@ -17,11 +17,11 @@ import pytest
 import torch
 from test_cnn import bars_npz
 
-from dlx.config import Config, load_config
-from dlx.errors import ConfigError
-from dlx.models import MODEL_DEPENDENT_KEYS, MODELS
-from dlx.report import describe
-from dlx.trainer import Trainer
+from dlx.components.models import MODEL_DEPENDENT_KEYS, MODELS
+from dlx.config.loader import Config, load_config
+from dlx.core.errors import ConfigError
+from dlx.run.trainer import Trainer
+from dlx.views.report import describe
 
 SPIRALS = {"name": "spirals", "n_train": 16, "n_test": 8}
 # Classification (so loss: mse changes the loss) and T = 4 > tbptt: 1 (so truncation cuts).

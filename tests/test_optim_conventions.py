@@ -16,8 +16,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.optim import OPTIMIZERS
+from dlx.cli.app import app
+from dlx.components.optim import OPTIMIZERS
 
 
 def _param(*values: float) -> nn.Parameter:
@@ -246,12 +246,12 @@ def test_dlx_own_processes_step_without_importing_torch_dynamo_to_the_same_numbe
     import sys
 
     import dlx
-    from dlx.optim import OPTIMIZERS
+    from dlx.components.optim import OPTIMIZERS
 
     names = sorted(OPTIMIZERS.names())
     script = f"""
-import json, sys, dlx
-dlx.OWNS_PROCESS = True
+import json, sys, dlx, dlx.core.version
+dlx.core.version.OWNS_PROCESS = True
 out = {{}}
 for name in {names!r}:
     run = dlx.train({json.dumps(_tiny())}, [f"optimizer.name={{name}}", "optimizer.schedule.name=cosine"],

@@ -11,10 +11,10 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.config import load_config
-from dlx.errors import UsageError
-from dlx.pictures import boundary, varying_keys
+from dlx.cli.app import app
+from dlx.config.loader import load_config
+from dlx.core.errors import UsageError
+from dlx.views.pictures import boundary, varying_keys
 
 
 def _run(tmp_path, **over):
@@ -64,7 +64,7 @@ def test_dlx_plot_panels_boundary_draws_runs_side_by_side_titled_by_what_differs
 
     img = matplotlib.image.imread(out)
     assert img.shape[1] > img.shape[0] and img[..., :3].std() > 0.05
-    from dlx.plots import pictures_figure
+    from dlx.views.plots import pictures_figure
 
     fig = pictures_figure([x.path for x in runs], ["boundary"])
     titles = [ax.get_title() for ax in fig.axes]
@@ -99,7 +99,7 @@ def _mnist(tmp_path, mnist_dir, **over):
 
 
 def test_an_mnist_mlps_first_layer_weights_are_28x28_images_of_the_saved_weights(tmp_path, mnist_dir):
-    from dlx.pictures import layer_images
+    from dlx.views.pictures import layer_images
 
     run = _mnist(tmp_path, mnist_dir)
     pic = layer_images(run.path, "weights")
@@ -113,7 +113,7 @@ def test_an_mnist_mlps_first_layer_weights_are_28x28_images_of_the_saved_weights
 def test_a_cnns_filters_and_feature_maps_come_from_its_saved_weights(tmp_path, mnist_dir):
     import torch.nn.functional as F
 
-    from dlx.pictures import layer_images
+    from dlx.views.pictures import layer_images
 
     run = _mnist(
         tmp_path,
@@ -143,7 +143,7 @@ def test_dlx_train_on_2d_inputs_ends_with_its_boundary_in_the_terminal(tmp_path)
 
     from rich.console import Console
 
-    from dlx.report import MONO_CLASSES, BoundaryMap
+    from dlx.views.report import MONO_CLASSES, BoundaryMap
 
     cfg = copy.deepcopy(TINY)
     cfg["train"] = {"steps": 20, "batch_size": 32, "log_every": 10}
@@ -166,7 +166,7 @@ def test_dlx_train_on_2d_inputs_ends_with_its_boundary_in_the_terminal(tmp_path)
 def test_histograms_are_the_saved_and_initial_models_own_activations_and_gradients(tmp_path):
     import torch.nn.functional as F
 
-    from dlx.pictures import HIST_SAMPLES, histograms
+    from dlx.views.pictures import HIST_SAMPLES, histograms
 
     run = _run(tmp_path)  # spirals, mlp 2x16 relu
     h = histograms(run.path)
@@ -193,7 +193,7 @@ def test_histograms_are_the_saved_and_initial_models_own_activations_and_gradien
 def test_a_deep_sigmoid_nets_gradients_at_init_shrink_towards_the_input(tmp_path):
     """Glorot & Bengio 2010, fig. 7: with sigmoid the back-propagated gradients at init are
     smaller the nearer a layer is to the input; the histograms panel shows it."""
-    from dlx.pictures import histograms
+    from dlx.views.pictures import histograms
 
     run = _run(tmp_path, activation="sigmoid", init="xavier_uniform", model={"name": "mlp", "depth": 5, "width": 32})
     h = histograms(run.path)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import dlx
 from dlx import plots
-from dlx.cli import app
+from dlx.cli.app import app
 
 RNN = {
     "seed": 0,

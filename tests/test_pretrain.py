@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import dlx
-from dlx.config import load_config
-from dlx.errors import ConfigError
-from dlx.trainer import Trainer
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.run.trainer import Trainer
 
 
 def test_each_layer_learns_to_reconstruct_its_input_and_the_output_layer_is_left_alone():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import dlx
-from dlx.config import load_config
-from dlx.trainer import Trainer
+from dlx.config.loader import load_config
+from dlx.run.trainer import Trainer
 
 SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__")
 
@@ -130,8 +130,8 @@ class _TinyModel(torch.nn.Module):
 
 
 def test_a_layer_with_several_matrices_gets_one_norm_over_all_of_them():
-    from dlx.activations import ACTIVATIONS
-    from dlx.probes import Probes
+    from dlx.components.activations import ACTIVATIONS
+    from dlx.run.probes import Probes
 
     model = _TinyModel()
     probes = Probes(model, ACTIVATIONS.parse("relu"), log_every=2, device=torch.device("cpu"))

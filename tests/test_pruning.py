@@ -12,11 +12,11 @@ from conftest import CONFIGS
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.config import load_config
-from dlx.diagnose import KINDS, NOT_PRUNABLE, PRUNABLE
-from dlx.errors import ConfigError
-from dlx.pruning import prune_sets
+from dlx.cli.app import app
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.diagnosis.engine import KINDS, NOT_PRUNABLE, PRUNABLE
+from dlx.run.pruning import prune_sets
 
 ALL = list(PRUNABLE)
 # A 10-layer sigmoid net (configs/vanishing_sigmoid.yaml), 155 steps: vanishing from the start.
@@ -180,8 +180,8 @@ def test_a_pruned_trial_leaves_its_stack_and_every_trial_keeps_its_separate_runs
     holds the numbers of its separate run."""
     from test_stacking import _same_runs
 
-    from dlx.stacking import run_stacked
-    from dlx.worker import run_job
+    from dlx.many.stacking import run_stacked
+    from dlx.many.worker import run_job
 
     base = yaml.safe_load((CONFIGS / "vanishing_sigmoid.yaml").read_text())
     base["model"]["depth"] = 4

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-from dlx.errors import DlxError, UsageError
-from dlx.executors import Trial
-from dlx.ray_executor import MISSING_RAY, materialize_run, read_tree
+from dlx.core.errors import DlxError, UsageError
+from dlx.many.executors import Trial
+from dlx.many.ray_executor import MISSING_RAY, materialize_run, read_tree
 
 STEPS = 2500  # about 2 s of training per trial on one core: long enough to be killed mid-way
 
@@ -77,7 +77,7 @@ def test_a_file_name_leaving_the_run_folder_is_refused_and_no_folder_appears(tmp
 
 def test_without_ray_installed_the_executor_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
-    from dlx.ray_executor import RayExecutor
+    from dlx.many.ray_executor import RayExecutor
 
     with pytest.raises(UsageError) as e:
         RayExecutor("127.0.0.1:6379")
@@ -92,7 +92,7 @@ def _free_port() -> int:
 
 def test_an_unreachable_or_malformed_address_is_a_sentence_not_a_hang(monkeypatch):
     ray = pytest.importorskip("ray")
-    from dlx.ray_executor import RayExecutor
+    from dlx.many.ray_executor import RayExecutor
 
     port = _free_port()  # nothing listens there
     tried = []
@@ -273,8 +273,8 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     import ray
     import dlx
-    from dlx.executors import Trial
-    from dlx.ray_executor import RayExecutor
+    from dlx.many.executors import Trial
+    from dlx.many.ray_executor import RayExecutor
 
     spec = json.loads(Path(sys.argv[1]).read_text())
     ex = RayExecutor(spec["address"], num_cpus=1, max_retries=2, env=spec["env"])
@@ -490,7 +490,7 @@ def test_dlx_sweep_with_an_unreachable_ray_address_fails_before_making_a_sweep(t
         [
             sys.executable,
             "-m",
-            "dlx.cli",
+            "dlx.cli.app",
             "sweep",
             "s.yaml",
             "--executor",

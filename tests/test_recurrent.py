@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 import dlx
-from dlx.config import load_config
-from dlx.errors import ConfigError
-from dlx.summary import model_summary
-from dlx.trainer import Trainer
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.run.summary import model_summary
+from dlx.run.trainer import Trainer
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 

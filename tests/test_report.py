@@ -11,9 +11,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.folders import load_run
-from dlx.report import MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark, run_report
+from dlx.cli.app import app
+from dlx.records.folders import load_run
+from dlx.views.report import MONO_RAMP, NONFINITE_MARK, RAMP_RGB, SPARK, ZERO_MARK, HeatStrip, LossSpark, run_report
 
 RNN = {
     "seed": 0,
@@ -193,7 +193,7 @@ def test_dlx_train_ends_with_the_pictures(tmp_path):
 
 
 def test_the_activation_table_shows_dead_for_relu_and_negative_for_leaky_units():
-    from dlx.report import activation_table
+    from dlx.views.report import activation_table
 
     relu = {
         "activations": [{"name": "act1", "mean": 0.3, "std": 0.5, "saturated": 0.0, "dead": 0.25, "negative": None}]

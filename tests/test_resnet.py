@@ -7,9 +7,9 @@ import torch
 from test_cnn import bars_npz
 
 import dlx
-from dlx.config import load_config
-from dlx.errors import ConfigError
-from dlx.summary import model_summary
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
+from dlx.run.summary import model_summary
 
 
 @pytest.fixture(autouse=True)

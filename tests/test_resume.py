@@ -22,9 +22,9 @@ import yaml
 from conftest import CONFIGS, ROOT, interrupt_when
 
 import dlx
-from dlx.errors import ConfigError, DlxError, UsageError
-from dlx.folders import read_jsonl, run_status
-from dlx.trainer import STOP_SIGNALS, Trainer
+from dlx.core.errors import ConfigError, DlxError, UsageError
+from dlx.records.folders import read_jsonl, run_status
+from dlx.run.trainer import STOP_SIGNALS, Trainer
 
 # Everything resume must restore is in play: Adam's moments, a cosine schedule,
 # dropout masks (torch RNG), mini-batch order (n_train 256 / batch 24: epochs of 10
@@ -352,7 +352,7 @@ def test_a_truncated_checkpoint_is_a_clear_error_and_leaves_the_run_as_it_was(ru
 def test_resume_with_a_config_or_set_is_a_usage_error(tmp_path, runs_dir):
     from typer.testing import CliRunner
 
-    from dlx.cli import app
+    from dlx.cli.app import app
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(SHORT))

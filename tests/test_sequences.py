@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlx.config import load_config
-from dlx.data import DATASETS
-from dlx.errors import ConfigError
+from dlx.components.data import DATASETS
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError
 
 SMALL = {"n_train": 200, "n_test": 50}
 

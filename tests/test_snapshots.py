@@ -12,11 +12,11 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 import dlx
-from dlx.cli import app
-from dlx.config import load_config
-from dlx.errors import UsageError
-from dlx.folders import read_snapshots
-from dlx.recording import SNAPSHOTS
+from dlx.cli.app import app
+from dlx.config.loader import load_config
+from dlx.core.errors import UsageError
+from dlx.records.folders import read_snapshots
+from dlx.records.recording import SNAPSHOTS
 
 
 def _config(steps: int = 40, log_every: int = 2, **over) -> dict:
@@ -46,7 +46,7 @@ def test_a_run_keeps_its_weights_at_evenly_spread_log_steps_each_equal_to_a_run_
     assert snaps["losses"][0] is None and all(isinstance(x, float) for x in snaps["losses"][1:])
     # The oracle: a run of the same config trained for just s steps ends with those weights
     # (step 0: the init a fresh Trainer draws from the seed).
-    from dlx.trainer import Trainer
+    from dlx.run.trainer import Trainer
 
     for i in (0, 11, 29):
         s = steps[i]
@@ -60,7 +60,7 @@ def test_a_run_keeps_its_weights_at_evenly_spread_log_steps_each_equal_to_a_run_
 
 
 def test_a_big_model_keeps_fewer_snapshots_within_the_byte_budget(tmp_path, monkeypatch):
-    import dlx.recording as rec
+    import dlx.records.recording as rec
 
     size = sum(4 * n for n in (2 * 16, 16, 16 * 16, 16, 16 * 3, 3))  # the mlp 2x16's float32 weights
     monkeypatch.setattr(rec, "SNAPSHOT_BYTES", 5 * size)
@@ -90,7 +90,7 @@ def test_a_resumed_run_has_the_snapshots_of_a_run_never_stopped(tmp_path):
 
 
 def test_units_are_each_hidden_units_output_over_the_plane(tmp_path):
-    from dlx.pictures import _grid, units
+    from dlx.views.pictures import _grid, units
 
     run = _run(tmp_path)
     u = units(run.path, grid=20)
@@ -108,7 +108,7 @@ def test_units_are_each_hidden_units_output_over_the_plane(tmp_path):
 
 
 def test_warp_moves_the_grid_and_the_points_through_each_layer(tmp_path):
-    from dlx.pictures import WARP_LINES, WARP_POINTS, warp
+    from dlx.views.pictures import WARP_LINES, WARP_POINTS, warp
 
     run = _run(tmp_path)
     w = warp(run.path)
@@ -170,7 +170,7 @@ def test_dlx_animate_refuses_what_it_cannot_write_with_the_fix(tmp_path, monkeyp
 
 
 def test_the_units_panel_says_when_every_unit_of_a_layer_is_the_same_map(tmp_path):
-    from dlx.plots import pictures_figure
+    from dlx.views.plots import pictures_figure
 
     zero = _run(tmp_path, init="zeros", steps=8)
     labels = [ax.get_xlabel() for ax in pictures_figure([zero.path], ["units"]).axes]

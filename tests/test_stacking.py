@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from dlx.config import load_config
-from dlx.executors import LocalExecutor, Trial
-from dlx.folders import load_run, read_snapshots
-from dlx.stacking import plan_stacks, run_stacked, why_not
-from dlx.worker import run_job
+from dlx.config.loader import load_config
+from dlx.many.executors import LocalExecutor, Trial
+from dlx.many.stacking import plan_stacks, run_stacked, why_not
+from dlx.many.worker import run_job
+from dlx.records.folders import load_run, read_snapshots
 
 BASE = {
     "seed": 0,
@@ -287,7 +287,7 @@ def test_a_stacked_worker_killed_once_is_retried_and_its_trials_complete(tmp_pat
 def test_a_grid_sweep_stacks_its_trials_and_a_tpe_sweep_does_not(tmp_path):
     import yaml
 
-    from dlx.sweeper import Sweep, plan, run_sweep
+    from dlx.many.sweeper import Sweep, plan, run_sweep
 
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(_cfg(0)))
     for strategy, extra in (("grid", {}), ("tpe", {"trials": 3})):

@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import CONFIGS
 
-from dlx.config import load_config
-from dlx.summary import model_summary
+from dlx.config.loader import load_config
+from dlx.run.summary import model_summary
 
 
 def test_mlp_summary_counts_match_the_formula_and_the_model(tiny):
@@ -94,7 +94,7 @@ def test_l1_leaves_more_weights_near_zero_than_l2_at_equal_accuracy(tmp_path):
 
     w = torch.load(l1.path / "checkpoint.pt", weights_only=True)["model"]["fc2.weight"]
     assert near(l1)["fc2"] == (w.abs() < 1e-3).float().mean().item()
-    from dlx.plots import pictures_figure
+    from dlx.views.plots import pictures_figure
 
     fig = pictures_figure([l2.path, l1.path], ["sparsity"])
     assert any("sparsity" in ax.get_title() for ax in fig.axes)

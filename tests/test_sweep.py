@@ -16,11 +16,11 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, interrupt_when
 
-from dlx.config import load_config
-from dlx.errors import ConfigError, DlxError
-from dlx.executors import LocalExecutor, TrialResult, gpu_slots
-from dlx.folders import land_run, list_runs, sweep_status
-from dlx.sweeper import Sweep, find_sweep, plan, run_sweep
+from dlx.config.loader import load_config
+from dlx.core.errors import ConfigError, DlxError
+from dlx.many.executors import LocalExecutor, TrialResult, gpu_slots
+from dlx.many.sweeper import Sweep, find_sweep, plan, run_sweep
+from dlx.records.folders import land_run, list_runs, sweep_status
 
 
 def write(path: Path, data) -> Path:
@@ -312,10 +312,10 @@ def resume_via_cli(folder: Path, monkeypatch) -> str:
     """`dlx sweep --resume` in this process, trials told by the FakeExecutor: its output."""
     from typer.testing import CliRunner
 
-    import dlx.cli
+    import dlx.cli.app
 
-    monkeypatch.setattr(dlx.cli, "_executor", lambda *a: FakeExecutor(folders=True))
-    res = CliRunner().invoke(dlx.cli.app, ["sweep", "--resume", str(folder), "--runs-dir", str(folder.parent)])
+    monkeypatch.setattr(dlx.cli.app, "_executor", lambda *a: FakeExecutor(folders=True))
+    res = CliRunner().invoke(dlx.cli.app.app, ["sweep", "--resume", str(folder), "--runs-dir", str(folder.parent)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     return res.output
 
@@ -426,7 +426,7 @@ def test_any_spec_file_name_gives_valid_trial_names(tmp_path, base, filename):
 
 
 def test_a_trial_config_error_shows_its_problems_not_a_header(tmp_path, monkeypatch):
-    from dlx.worker import run_job
+    from dlx.many.worker import run_job
 
     bad = copy.deepcopy(TINY)
     bad["model"]["widht"] = 8
@@ -465,7 +465,7 @@ def test_gpu_slots_share_or_span_gpus():
 
 
 def test_each_local_trial_gets_its_gpu_slot_as_cuda_visible_devices(tmp_path):
-    from dlx.executors import Trial
+    from dlx.many.executors import Trial
 
     cfg = dict(TINY, train={"steps": 2, "batch_size": 32, "log_every": 2, "device": "cpu"})
     ex = LocalExecutor(gpus_per_trial=0.5, gpus=2, threads_per_trial=1)
@@ -481,7 +481,7 @@ def test_each_local_trial_gets_its_gpu_slot_as_cuda_visible_devices(tmp_path):
 
 def dlx(*args, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dlx.cli", *args],
+        [sys.executable, "-m", "dlx.cli.app", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -537,7 +537,7 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
     write(base, cfg)
     path = spec(tmp_path, base, trials=5)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dlx.cli", "sweep", str(path), "--runs-dir", "runs", "--max-parallel", "2"],
+        [sys.executable, "-m", "dlx.cli.app", "sweep", str(path), "--runs-dir", "runs", "--max-parallel", "2"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -602,15 +602,15 @@ def test_the_python_api_runs_and_resumes_a_sweep(tmp_path, base):
         dlx.sweep(path, runs_dir=tmp_path / "runs", executor=FakeExecutor(stop_after=1))
     sw = dlx.sweep(resume="last", runs_dir=tmp_path / "runs", executor=FakeExecutor())
     assert sw.done == 3 and sw.best()["value"] == max(r["value"] for r in sw.rows.values())
-    import dlx.sweeper  # the module never shadows the function
+    import dlx.many.sweeper  # the module never shadows the function
 
-    assert callable(dlx.sweep) and dlx.sweep is dlx.sweeper.sweep
+    assert callable(dlx.sweep) and dlx.sweep is dlx.many.sweeper.sweep
     with pytest.raises(dlx.DlxError):
         dlx.sweep(path, resume="last", runs_dir=tmp_path / "runs")
 
 
 def test_a_trial_is_found_as_sweep_slash_trial(tmp_path, base):
-    from dlx.folders import find_run
+    from dlx.records.folders import find_run
 
     sw = Sweep.create(plan(spec(tmp_path, base, trials=1)), tmp_path / "runs")
     trial = sw.folder / "trials" / "trial-0000"
@@ -639,9 +639,9 @@ def series(run: Path) -> list[dict]:
 
 
 class InProcessExecutor:
-    """Trains the trials in this process with the worker's own code (dlx.worker.run_trials) and
+    """Trains the trials in this process with the worker's own code (dlx.many.worker.run_trials) and
     tells them back as LocalExecutor does: one job per trial, or with stack=True every trial in
-    one job (stacked as dlx.stacking can). A trial stopped by a signal stops the run as the
+    one job (stacked as dlx.many.stacking can). A trial stopped by a signal stops the run as the
     driver's Ctrl-C does: KeyboardInterrupt once its job has ended."""
 
     def __init__(self, stack: bool = False):
@@ -649,7 +649,7 @@ class InProcessExecutor:
         self.seen: list = []  # the executors.Trial objects pulled, in order
 
     def run(self, trials, on_result=None):
-        from dlx.worker import run_trials
+        from dlx.many.worker import run_trials
 
         jobs = [list(trials)] if self.stack else ([t] for t in trials)
         out = []
@@ -683,9 +683,9 @@ def full_disk(monkeypatch, fills: dict[int, str]) -> None:
     status a failing run tries to record included, as on a real full disk."""
     import errno
 
-    import dlx.folders
+    import dlx.records.folders
 
-    real = dlx.folders.write_atomic
+    real = dlx.records.folders.write_atomic
     full: set[int] = set()
 
     def write_atomic(path, text):
@@ -697,7 +697,7 @@ def full_disk(monkeypatch, fills: dict[int, str]) -> None:
         if index in fills and Path(path).name == fills[index]:
             full.add(index)
 
-    monkeypatch.setattr(dlx.folders, "write_atomic", write_atomic)
+    monkeypatch.setattr(dlx.records.folders, "write_atomic", write_atomic)
 
 
 def reference_run(sw: Sweep, index: int, runs_dir: Path) -> Path:
@@ -762,7 +762,7 @@ def test_a_full_disk_records_each_trial_as_its_folder_says_and_resume_reruns_the
 def test_a_resumed_sweep_continues_its_interrupted_trial_from_its_checkpoint_not_from_step_0(tmp_path, monkeypatch):
     import signal
 
-    from dlx.trainer import Trainer
+    from dlx.run.trainer import Trainer
 
     base = write(tmp_path / "base.yaml", dict(TINY, train=STEPPED))
     sw = Sweep.create(
@@ -806,8 +806,8 @@ def test_a_worker_resumes_a_trial_from_its_stopped_run_alone_never_in_a_stack(tm
     import signal
 
     import dlx
-    from dlx.executors import Trial
-    from dlx.trainer import Trainer
+    from dlx.many.executors import Trial
+    from dlx.run.trainer import Trainer
 
     cfg = dict(TINY, name="resumable", train=STEPPED)
     real = Trainer._train_step

@@ -18,7 +18,7 @@ import torch
 
 import dlx
 
-SYMMETRIC = 1e-6  # dlx.diagnose.SYMMETRY_SPREAD
+SYMMETRIC = 1e-6  # dlx.diagnosis.engine.SYMMETRY_SPREAD
 BROKEN = 1e-4  # 100x the threshold; float noise in a symmetric layer is ~1e-7
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from dlx.config import load_config
-from dlx.data import DATASETS, Dataset
-from dlx.errors import DlxError
+from dlx.components.data import DATASETS, Dataset
+from dlx.config.loader import load_config
+from dlx.core.errors import DlxError
 
 CLASSIFIERS = {"spirals": 3, "moons": 2, "circles": 2, "xor": 2, "blobs": 3}
 ALL = [*CLASSIFIERS, "teacher"]

@@ -1,6 +1,6 @@
 """The tables of `dlx runs` and `dlx compare` at 80 and 120 columns, as a user sees them
 (real subprocesses, COLUMNS set): every line fits, no number is cut, every number is the
---json value written by dlx.fmt.num, and what was left out is said under the table."""
+--json value written by dlx.core.fmt.num, and what was left out is said under the table."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from conftest import CONFIGS
 from rich.console import Console
 
-from dlx.fmt import num
-from dlx.folders import find_run
-from dlx.tables import compare_table, runs_table, short_id, sweep_table
-from dlx.variants import Row
+from dlx.core.fmt import num
+from dlx.many.variants import Row
+from dlx.records.folders import find_run
+from dlx.views.tables import compare_table, runs_table, short_id, sweep_table
 
 WIDTHS = (80, 120)
 TINY = ["--set", "train.steps=10", "--set", "data.n_train=64", "--set", "data.n_test=64", "--set", "model.width=8"]
@@ -184,7 +184,7 @@ def render(fitted, width: int) -> str:
     con = Console(
         width=max(width, fitted.width), file=io.StringIO(), highlight=False, soft_wrap=True, color_system=None
     )
-    con.print(fitted.table, crop=False)  # as dlx.cli prints it: wider where it cannot fit
+    con.print(fitted.table, crop=False)  # as dlx.cli.app prints it: wider where it cannot fit
     con.width = width
     for line in fitted.notes():
         con.print(line, soft_wrap=False)

@@ -10,9 +10,9 @@ import torch
 from conftest import CONFIGS, TINY
 
 import dlx
-from dlx.config import load_config
-from dlx.errors import DlxError
-from dlx.trainer import Trainer
+from dlx.config.loader import load_config
+from dlx.core.errors import DlxError
+from dlx.run.trainer import Trainer
 
 
 def median_grad(result, layer):
@@ -331,8 +331,8 @@ def test_threads_default_to_one_for_small_nets_and_grow_with_the_work_per_step(m
     """train.threads unset: one thread per THREAD_FLOPS of forward+backward work a step (a
     second thread only slows a small net down, and fights for the cores on a busy machine),
     never more than the process had; a given train.threads is kept."""
-    import dlx.trainer as tr
-    from dlx.config import load_config
+    import dlx.run.trainer as tr
+    from dlx.config.loader import load_config
 
     monkeypatch.setattr(tr, "_THREAD_BUDGET", 4)
     before = torch.get_num_threads()

@@ -13,7 +13,7 @@ import copy
 import pytest
 from conftest import train_in_parallel
 
-from dlx.diagnose import KINDS
+from dlx.diagnosis.engine import KINDS
 
 BASE = {
     "seed": 0,

@@ -1,0 +1,158 @@
+"""The in-memory dataset every model trains on, and the base of data specs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import torch
+from pydantic import Field, PositiveInt, model_validator
+
+from dlx.core.registry import Registry, Spec
+
+DATASETS = Registry("data")
+
+# Generated data is made whole in memory (float64 while numpy builds it): past this many
+# numbers, a slip like n_train: 1e12 failed deep inside numpy (MemoryError) or ate the machine.
+# 2^28 is 1 GiB as float32; MNIST in full is 55M numbers.
+MAX_NUMBERS = 2**28
+
+
+@dataclass
+class Dataset:
+    """Train/test tensors, kept whole on the training device.
+
+    x may be stored compactly (MNIST as uint8); a batch is turned into float as
+    x.float() * scale + shift, so normalisation costs nothing up front.
+    """
+
+    name: str
+    x_train: torch.Tensor  # (N, *feature_shape)
+    y_train: torch.Tensor  # (N,) int64 class ids, or (N, out_dim) float32 targets
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str  # "classification" | "regression"
+    n_classes: int | None = None
+    sequence_target: bool = False  # y has a time axis: (N, T) classes or (N, T, d) values
+    scale: float = 1.0
+    shift: float = 0.0
+    # (largest shift in pixels, largest rotation in degrees) of training batches, or None.
+    augment: tuple[float, float] | None = None
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def in_dim(self) -> int:
+        return math.prod(self.feature_shape)
+
+    @property
+    def out_dim(self) -> int:
+        if self.task == "classification":
+            return int(self.n_classes)
+        return int(self.y_train.shape[-1])
+
+    def to(self, device: torch.device) -> "Dataset":
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
+        )
+
+    def as_float(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as float32 model input (the per-batch normalisation)."""
+        if self.scale == 1.0 and self.shift == 0.0:
+            return x.float()
+        if x.dtype == torch.float32:  # never in place on the caller's (dataset's) tensor
+            return x.mul(self.scale).add_(self.shift)
+        return x.float().mul_(self.scale).add_(self.shift)  # .float() made a fresh tensor
+
+
+class DataSpec(Spec):
+    """Common keys: how many samples, and whether to standardise the inputs."""
+
+    task: ClassVar[str] = "classification"
+    # Whether y has a time axis (many-to-many); None: known only once loaded (arrays).
+    sequence_target: ClassVar[bool | None] = False
+    n_train: PositiveInt = 1000
+    n_test: PositiveInt = 500
+    normalize: bool = Field(True, description="standardise inputs with train-set statistics")
+    imbalance: float | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="classification: the last class keeps 1/imbalance of its samples, in training and test",
+    )
+
+    def feature_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input sample, known without loading (None: only after load)."""
+        return None
+
+    def numbers_per_sample(self) -> int | None:
+        """How many numbers making one sample takes (None: known only once loaded)."""
+        shape = self.feature_shape()
+        return math.prod(shape) if shape is not None else None
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self):
+        per_sample = self.numbers_per_sample()
+        samples = (self.n_train or 0) + (self.n_test or 0)
+        if per_sample is not None and samples * per_sample > MAX_NUMBERS:
+            raise ValueError(
+                f"n_train + n_test = {samples:,} samples of {per_sample:,} numbers each is "
+                f"{samples * per_sample:,} numbers, more than the {MAX_NUMBERS:,} dlx builds in "
+                f"memory; use fewer or smaller samples"
+            )
+        return self
+
+    def prepare(self, report=None) -> None:
+        """Fetch whatever load() needs from outside (a download), reporting progress as
+        report(name, done_bytes, total_bytes_or_None). Most data needs nothing."""
+
+    def load(self, seed: int) -> Dataset:
+        """Build or read the data on the CPU; the trainer moves it to the device."""
+        raise NotImplementedError
+
+    def peek(self, seed: int) -> Dataset:
+        """The data as load() makes it, for checking a config (`dlx validate`, dlx.check, the
+        lab): reads what is already here, never fetches, creates or deletes a file. Generated
+        data is simply made; data still to be downloaded (MNIST) is its stand_in()."""
+        return self.load(seed)
+
+    def stand_in(self, seed: int) -> Dataset:
+        """Samples shaped, typed and labelled as load() makes them, for `dlx summary`'s forward
+        pass. Generated data is cheap to load, so by default it is; data read from files
+        (MNIST) overrides this to read and download nothing."""
+        return self.load(seed)
+
+
+def make_imbalanced(data: Dataset, ratio: float) -> Dataset:
+    """The last class keeps ceil(n / ratio) of its n samples (its first ones, in the data's
+    own random order), in the training and the test set alike: the test set is drawn as
+    the world the model will meet, where the rare class is rare too."""
+    minority = int(data.n_classes) - 1
+
+    def cut(x, y):
+        idx = torch.nonzero(y == minority).flatten()
+        keep = torch.cat([torch.nonzero(y != minority).flatten(), idx[: max(1, math.ceil(len(idx) / ratio))]])
+        keep = keep.sort().values
+        return x[keep], y[keep]
+
+    x_train, y_train = cut(data.x_train, data.y_train)
+    x_test, y_test = cut(data.x_test, data.y_test)
+    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+def rebalance(data: Dataset, how: str) -> Dataset:
+    """oversample: every class's training samples repeated (cycling) up to the largest
+    class's count; undersample: cut to the smallest's. In the data's own order, deterministic."""
+    y = data.y_train
+    groups = [torch.nonzero(y == k).flatten() for k in range(int(data.n_classes))]
+    groups = [g for g in groups if len(g)]
+    n = max(len(g) for g in groups) if how == "oversample" else min(len(g) for g in groups)
+    picked = torch.cat([g.repeat(math.ceil(n / len(g)))[:n] for g in groups]).sort().values
+    return replace(data, x_train=data.x_train[picked], y_train=data.y_train[picked])

@@ -1,8 +1,0 @@
-"""Datasets: synthetic tasks, a user's arrays, MNIST, sequence tasks. Importing registers them all."""
-
-from .base import DATASETS, Dataset, DataSpec  # noqa: F401
-
-# Registration order is the order `dlx list data` shows: the synthetic sets first.
-# isort: off
-from . import synthetic, mnist, sequences  # noqa: F401,E402  (registration side effect)
-# isort: on

@@ -1,0 +1,207 @@
+"""The variants of `dlx compare` / `dlx.compare()`: one config per (variant, seed), and the
+aggregation of the finished runs' summaries over seeds. Compare never trains by itself:
+api.compare hands these configs to an executor. (Not compare.py: that module would
+shadow the dlx.compare() function.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlx.config.loader import load_config
+from dlx.core.errors import UsageError
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def split_values(text: str) -> list[str]:
+    """'a,b,[1,2],{x: 1}' -> ['a', 'b', '[1,2]', '{x: 1}']: commas inside brackets stay."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def parse_over(items: list[str]) -> list[tuple[str, list[str]]]:
+    """--over key=v1,v2 options -> [(key, [v1, v2])], in the order given."""
+    axes = []
+    for item in items:
+        key, eq, values = item.partition("=")
+        vals = split_values(values)
+        if not eq or not key.strip() or not vals:
+            raise UsageError(f"--over {item!r}: expected KEY=V1,V2,..., e.g. --over activation=tanh,relu")
+        axes.append((key.strip(), vals))
+    return axes
+
+
+@dataclass
+class Variant:
+    label: str  # e.g. "optimizer=adam activation=tanh"
+    sets: list[str]  # --set style overrides that make it
+
+
+def make_variants(optimizers: list[str] | None, over: list[str]) -> list[Variant]:
+    """The cartesian product of --optimizers and every --over axis."""
+    axes = parse_over(over)
+    if optimizers:
+        # Each optimizer with its own usual hyperparameters (lr included): a fair
+        # comparison does not give Adam SGD's learning rate. --over optimizer.lr=...
+        # sets one for all.
+        axes.insert(0, ("optimizer", [f"{{name: {o}}}" for o in optimizers]))
+    if not axes:
+        raise UsageError("nothing to compare: give --optimizers A,B or --over KEY=V1,V2")
+    out = []
+    for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in axes]):
+        label = " ".join(f"{k}={_short(v)}" for k, v in combo)
+        out.append(Variant(label, [f"{k}={v}" for k, v in combo]))
+    return out
+
+
+def _short(value: str) -> str:
+    """A variant's label: {name: adam} -> adam. Malformed YAML keeps its text here; the
+    config check that follows reports it as a problem with the --set that made it."""
+    from dlx.config.loader import safe_load
+
+    try:
+        parsed = safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, dict) and set(parsed) == {"name"}:
+        return str(parsed["name"])
+    return value
+
+
+def trial_configs(
+    config: str | Path, sets: list[str], variants: list[Variant], seeds: int, first_seed: int | None = None
+) -> list[tuple[Variant, int, dict]]:
+    """Validated, resolved configs for every (variant, seed); all problems before any run."""
+    base = load_config(config, sets)
+    seed0 = base.seed if first_seed is None else first_seed
+    out, problems = [], []
+    from dlx.core.errors import ConfigError
+
+    for v in variants:
+        for s in range(seeds):
+            try:
+                cfg = load_config(config, [*sets, *v.sets, f"seed={seed0 + s}"])
+            except ConfigError as e:
+                problems += [p for p in e.problems if p not in problems]
+                break
+            resolved = cfg.resolved()
+            resolved["name"] = f"{base.name or 'compare'}-{_slug(v.label)}-s{seed0 + s}"[:64]
+            out.append((v, seed0 + s, resolved))
+    if problems:
+        raise ConfigError(problems, str(config))
+    return out
+
+
+def figure_label(label: str, config: dict) -> str:
+    """A variant's label for a figure's legend: an optimizer variant says its lr (each
+    optimizer runs with its own usual lr, which the label alone does not show)."""
+    lr = (config.get("optimizer") or {}).get("lr")
+    if "optimizer=" in label and "optimizer.lr=" not in label and isinstance(lr, (int, float)):
+        return f"{label} (lr {lr:g})"
+    return label
+
+
+def _slug(label: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "._-" else "-" for c in label)
+    return "-".join(p for p in keep.split("-") if p)
+
+
+def steps_to(metrics: list[dict], target: tuple[str, float] | None) -> int | None:
+    """The first logged step at which the target metric is reached (losses: at or below)."""
+    if target is None:
+        return None
+    key, value = target
+    for m in metrics:
+        v = m.get(key)
+        if v is None:
+            continue
+        if (v <= value) if key.endswith("loss") else (v >= value):
+            return m["step"]
+    return None
+
+
+def parse_target(text: str | None) -> tuple[str, float] | None:
+    if not text:
+        return None
+    key, eq, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not eq or key not in METRICS or math.isnan(number):
+        raise UsageError(
+            f"--target {text!r}: expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}, "
+            f"e.g. --target test_acc=0.95"
+        )
+    return key, number
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+@dataclass
+class Row:
+    label: str
+    runs: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    verdict: str = ""
+    run_paths: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "variant": self.label,
+            "runs": self.runs,
+            "statuses": self.statuses,
+            "verdict": self.verdict,
+            "run_paths": self.run_paths,
+        }
+        for k, (m, s) in self.stats.items():
+            d[k] = {"mean": m, "sd": s}
+        return d
+
+
+def aggregate(label: str, results: list[Any], target: tuple[str, float] | None) -> Row:
+    """Mean and sample sd over seeds of each final metric, steps to target, wall time."""
+    row = Row(label, len(results))
+    for r in results:
+        row.statuses[r.status] = row.statuses.get(r.status, 0) + 1
+        if r.run_path:
+            row.run_paths.append(str(r.run_path))
+    summaries = [r.summary for r in results if r.summary]
+    for k in METRICS:
+        row.stats[k] = _mean_sd([s.get("final", {}).get(k) for s in summaries])
+    row.stats["train_seconds"] = _mean_sd([s.get("train_seconds") for s in summaries])
+    if target is not None:
+        reached = [steps_to(r.metrics or [], target) for r in results]
+        row.stats[f"steps_to_{target[0]}"] = _mean_sd([float(x) for x in reached if x is not None])
+        row.statuses["reached_target"] = sum(x is not None for x in reached)
+    kinds = [s["verdicts"][0]["kind"] for s in summaries if s.get("verdicts")]
+    if kinds:
+        common = max(set(kinds), key=kinds.count)
+        row.verdict = common if kinds.count(common) == len(kinds) else f"{common} ({kinds.count(common)}/{len(kinds)})"
+    return row
