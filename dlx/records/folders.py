@@ -1,39 +1,5 @@
-"""The run and sweep folders: the only code that knows their layout (see DESIGN.md, the contract).
-
-runs/<run_id>/
-  config.yaml     the resolved config, defaults filled in
-  meta.json       status, times, seed, device, versions, git commit, command line, layers
-  metrics.jsonl   one line per log interval (train loss/acc, lr, time; test metrics when evaluated)
-  probes.jsonl    one line per log interval: per-step gradient norms, weight norms,
-                  update ratios, unit spreads, activation statistics
-  summary.json    final metrics, status, per-layer summaries, verdicts
-  checkpoint.pt   model + optimizer + schedule + RNG state
-  instruments.jsonl  only with an instruments: section: one line per measurement (sharpness
-                  against the lr's threshold, Hessian trace, gradient noise, weight spectra,
-                  each instrument's seconds), dlx.run.instruments
-  snapshots.pt    the model's weights (state_dict) at up to SNAPSHOTS log steps spread over
-                  the run, step 0 first, within SNAPSHOT_BYTES (recording.Snapshots): the
-                  pictures at a step (dlx plot --step, dlx animate) are drawn from them.
-                  A dict {"steps": [int], "losses": [float|None], "states": [state_dict]};
-                  written with the checkpoint and at the end, so it never runs ahead of it
-  fix.json        only after `dlx fix RUN`: the remedies it ran over seeds, whether each
-                  removed the verdict, the metric's mean and sd, the winner (write_fix_record)
-  fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
-runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
-                  trainings are one too (compare-fix-<run>-<time>.json)
-
-A folder appears under its final name only once config.yaml and meta.json are
-complete; JSON files are replaced atomically; .jsonl files are appended and
-flushed per interval, so a crash loses at most one interval.
-
-Liveness: meta.json of a run in progress says status `running` with the pid,
-host and boot_id of its process and a "heartbeat" time, rewritten at log
-intervals (at most every HEARTBEAT_EVERY_S). A killed process cannot change its
-status, so readers judge a `running` run with `run_status(meta)`: it is
-`interrupted` when its process is gone (same host: the pid is dead, or the
-machine rebooted since) or when its heartbeat is older than STALE_AFTER_S
-(the only evidence for a run started on another host).
-"""
+"""The run and sweep folders: reading and writing them (their layout, every file name, is
+dlx.records.layout)."""
 
 from __future__ import annotations
 
@@ -55,6 +21,19 @@ from typing import Any
 import numpy as np
 
 from dlx.core.errors import DamagedFile, DlxError
+from dlx.records.layout import (  # noqa: F401  (the layout's names, also read from here)
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FIX_RECORD,
+    FIXED_CONFIG,
+    INSTRUMENTS_FILE,
+    META_FILE,
+    METRICS_FILE,
+    PROBES_FILE,
+    SERIES,
+    SNAPSHOTS_FILE,
+    SUMMARY_FILE,
+)
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 
@@ -743,7 +722,6 @@ def write_compare_record(runs_dir: Path, name: str, record: dict[str, Any]) -> P
     return path
 
 
-FIX_RECORD, FIXED_CONFIG = "fix.json", "fixed.yaml"
 
 
 def write_fix_record(run_path: Path, record: dict[str, Any], fixed_yaml: str | None) -> tuple[Path, Path | None]:
@@ -779,15 +757,8 @@ def is_compare_record(path: Path) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("variants"), list)
 
 
-SNAPSHOTS_FILE = "snapshots.pt"
-SUMMARY_FILE = "summary.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-META_FILE = "meta.json"
-CONFIG_FILE = "config.yaml"
 # A run's statuses once it has ended for good (its summary.json written): never resumed.
 FINISHED = ("completed", "diverged", "pruned")
-# The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).
-SERIES = ("metrics.jsonl", "probes.jsonl", "instruments.jsonl")
 
 
 def read_tensors(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
