@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import dlx  # noqa: E402
-from dlx import recording  # noqa: E402
+from dlx.records import recording  # noqa: E402
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 

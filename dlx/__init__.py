@@ -24,10 +24,14 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("train", "compare", "load_run", "runs", "check"):
+    if name in ("train", "load_run", "runs", "check"):
         from dlx import api
 
         return getattr(api, name)
+    if name == "compare":
+        from dlx.many.compare import compare
+
+        return compare
     if name in ("Run", "RunResult", "Comparison", "RunList"):
         from dlx import results
 

@@ -8,15 +8,14 @@ dlx.train(resume="last")   # continue an interrupted run from its checkpoint.pt
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from dlx.core.errors import DlxError, UsageError
 from dlx.records.folders import RunFolder, now
-from dlx.results import Run, RunResult  # noqa: F401  (RunResult: the older name of Run)
+from dlx.records.layout import CHECKPOINT_FILE, CONFIG_FILE, INSTRUMENTS_FILE, METRICS_FILE, PROBES_FILE
+from dlx.results import Run, RunResult, load_run  # noqa: F401  (RunResult: the older name of Run; load_run: dlx.load_run)
 
 if TYPE_CHECKING:
     from dlx.config.loader import Config
@@ -124,7 +123,7 @@ def train(
                 raise
             except Exception as e:  # shapes or keys that differ: the model code changed since
                 raise DlxError(
-                    f"{folder.path / 'checkpoint.pt'} does not fit the run built from its config.yaml "
+                    f"{folder.path / CHECKPOINT_FILE} does not fit the run built from its config.yaml "
                     f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it cannot be "
                     f"resumed"
                 ) from None
@@ -184,33 +183,6 @@ def _without_new_defaults(now: Any, saved: Any) -> Any:
     return out
 
 
-def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
-    """A run from its folder (a path, a run id or a unique part of it, 'last', or
-    SWEEP/trial-NNNN): the same Run that dlx.train returns, read from disk. Its status is
-    the status now (a `running` run whose process is gone is `interrupted`)."""
-    import yaml
-
-    from dlx.records.folders import find_run
-    from dlx.records.folders import load_run as read_run
-
-    d = read_run(find_run(run, Path(runs_dir)))
-    try:
-        config = yaml.safe_load(d["config"]) or {}
-    except yaml.YAMLError:
-        config = {}
-    return Run(
-        path=d["path"],
-        status=d["status"],
-        summary=d["summary"] or {},
-        metrics=d["metrics"],
-        probes=d["probes"],
-        meta=d["meta"],
-        config=config if isinstance(config, dict) else {},
-        problems=d["problems"],
-        instruments=d["instruments"],
-    )
-
-
 RUN_SORT_KEYS = ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "started")
 
 
@@ -248,180 +220,6 @@ def runs(
     return out
 
 
-def compare(
-    config: str | Path,
-    *,
-    optimizers: Iterable[str] | None = None,
-    over: Iterable[str] = (),
-    seeds: int = 3,
-    target: str | None = None,
-    overrides: Iterable[str] = (),
-    runs_dir: str | Path = "runs",
-    max_parallel: int | None = None,
-    retries: int = 2,
-    stack: bool = True,
-    warm: bool = True,
-    figure: bool = True,
-    quiet: bool | None = None,
-    on_result=None,
-    ensemble: bool = False,
-):
-    """Run one setup across optimizers (each with its usual hyperparameters) and/or any keys
-    (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
-    `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
-    max_parallel at once (default: the CPU cores). target="test_acc=0.9" also counts steps to
-    reach it. stack: variants that can (dlx.many.stacking) train together as one stacked model;
-    warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
-    .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
-    also saved beside the runs (.figure_path); ensemble=True also averages each variant's
-    seed runs' predictions (dlx.many.ensemble: .ensembles[label]); the comparison itself is saved as
-    compare-NAME-TIME.json beside them (.record_path: `dlx report` makes its page)."""
-    from dlx.many.variants import make_variants
-
-    if seeds < 1:
-        raise UsageError(f"seeds must be at least 1, got {seeds}")
-    return run_variants(
-        config,
-        lambda: make_variants(list(optimizers) if optimizers else None, list(over)),
-        seeds=seeds,
-        target=target,
-        overrides=overrides,
-        runs_dir=runs_dir,
-        max_parallel=max_parallel,
-        retries=retries,
-        stack=stack,
-        warm=warm,
-        figure=figure,
-        quiet=quiet,
-        on_result=on_result,
-        ensemble=ensemble,
-    )
-
-
-def run_variants(
-    config: str | Path,
-    variants,
-    *,
-    seeds: int = 3,
-    target: str | None = None,
-    overrides: Iterable[str] = (),
-    runs_dir: str | Path = "runs",
-    max_parallel: int | None = None,
-    retries: int = 2,
-    stack: bool = True,
-    warm: bool = True,
-    figure: bool = True,
-    quiet: bool | None = None,
-    on_result=None,
-    ensemble: bool = False,
-    what: str = "compare",
-    first_seed: int | None = None,
-    name: str | None = None,
-):
-    """compare()'s engine, for any list of variants (dlx.many.variants.Variant: a label and its --set
-    overrides), or a function that makes them (called while the workers start): each variant
-    `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here)."""
-    import datetime as dt
-
-    from dlx.many.executors import LocalExecutor, Trial
-    from dlx.many.variants import aggregate, parse_target, trial_configs
-    from dlx.results import Comparison
-    from dlx.views.progress import TrialsProgress
-
-    goal = parse_target(target)
-    executor = LocalExecutor(max_parallel=max_parallel, retries=retries, stack=stack, warm=warm)
-    # The workers import torch while the variants' configs are built and checked here.
-    executor.start_workers()
-    try:
-        variants = variants() if callable(variants) else list(variants)
-        configs = trial_configs(config, list(overrides), variants, seeds, first_seed)
-    except BaseException:
-        executor.stop_workers()
-        raise
-    runs_dir = Path(runs_dir)
-    trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
-    progress = TrialsProgress(len(trials), what, quiet)
-    executor.on_note = progress.note
-    if figure:
-        # matplotlib loads in the background while the trials train (the driver only waits).
-        threading.Thread(target=_preload_plots, daemon=True).start()
-
-    def done(result):
-        progress.advance()
-        if on_result is not None:
-            on_result(result)
-
-    try:
-        results = executor.run(trials, on_result=done)
-    finally:
-        executor.stop_workers()
-        progress.close()
-    by_variant: dict[str, list] = {}
-    for (v, _, _), r in zip(configs, results):
-        by_variant.setdefault(v.label, []).append(r)
-    rows = [aggregate(label, rs, goal) for label, rs in by_variant.items()]
-    runs_of = {label: [_trial_run(r) for r in rs] for label, rs in by_variant.items()}
-    cmp = Comparison(
-        config=str(config),
-        seeds=seeds,
-        target=goal,
-        rows=rows,
-        runs=runs_of,
-        failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
-        notes=list(executor.notes),
-    )
-    if ensemble:
-        from dlx.many.ensemble import ensemble as average
-
-        for label, rs in runs_of.items():
-            paths = [r.path for r in rs if r.path is not None and r.status == "completed"]
-            try:
-                cmp.ensembles[label] = average(paths)
-            except DlxError as e:
-                cmp.ensembles[label] = {"error": str(e)}
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    title = f"dlx {what} {name or Path(config).name}"
-    name = name or Path(config).stem
-    if figure and any(r.metrics for rs in runs_of.values() for r in rs):
-        from dlx.many.variants import figure_label
-        from dlx.views.plots import compare_figure
-
-        first = {}
-        for v, _, c in configs:
-            first.setdefault(v.label, c)
-        groups = {
-            figure_label(label, first[label]): [r.metrics for r in rs if r.metrics] for label, rs in runs_of.items()
-        }
-        cmp.figure_path = compare_figure(groups, runs_dir / f"compare-{name}-{stamp}.png", title=title)
-    from dlx.records.folders import write_compare_record
-
-    # The comparison on disk (what `dlx report` draws a compare's page from).
-    cmp.record_path = write_compare_record(runs_dir, f"{name}-{stamp}", cmp.as_dict())
-    return cmp
-
-
-def _preload_plots() -> None:
-    with contextlib.suppress(Exception):
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-        import matplotlib.lines  # noqa: F401
-
-
-def _trial_run(result) -> Run:
-    """An executor's trial result as a Run (its series read from its folder when it has one)."""
-    if result.run_path and Path(result.run_path, "meta.json").is_file():
-        try:
-            return load_run(result.run_path)
-        except DlxError:
-            pass
-    return Run(
-        path=Path(result.run_path) if result.run_path else None,
-        status=result.status,
-        summary=result.summary or {},
-        metrics=result.metrics or [],
-    )
-
-
 def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path, Config]:
     """The folder and config of a run that --resume can continue; UsageError saying why not otherwise."""
     from dlx.records.folders import find_run, run_status
@@ -437,11 +235,11 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
     if status in ("completed", "diverged", "pruned"):
         raise UsageError(
             f"run {rid} has finished ({status}); there is nothing to resume. To train more, start "
-            f"a new run from its config ({path / 'config.yaml'}, with more train.steps or "
+            f"a new run from its config ({path / CONFIG_FILE}, with more train.steps or "
             f"train.epochs) or from its weights (init: {{name: from_file, path: "
-            f"{path / 'checkpoint.pt'}}})"
+            f"{path / CHECKPOINT_FILE}}})"
         )
-    if not (path / "checkpoint.pt").is_file():
+    if not (path / CHECKPOINT_FILE).is_file():
         raise UsageError(
             f"run {rid} ({status}) has no checkpoint.pt to resume from: it stopped before writing "
             f"one. Set train.checkpoint_every in the config so runs checkpoint as they go."
@@ -450,7 +248,7 @@ def resume_target(run: str | Path, runs_dir: str | Path = "runs") -> tuple[Path,
     from dlx.core.paths import resuming
 
     with resuming():  # its init weights file may be gone: the checkpoint has the weights
-        return path, load_config(path / "config.yaml")
+        return path, load_config(path / CONFIG_FILE)
 
 
 def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder, History, dict[str, Any]]:
@@ -488,21 +286,21 @@ def _resume_state(path: Path, cfg, folder: RunFolder):
         ) from None
     if not isinstance(state, dict) or "loop" not in state:
         raise DlxError(
-            f"{path / 'checkpoint.pt'} has no resume state (written by an older dlx); the run cannot be resumed from it"
+            f"{path / CHECKPOINT_FILE} has no resume state (written by an older dlx); the run cannot be resumed from it"
         )
     now = _without_new_defaults(cfg.resolved(), state.get("config"))
     saved = state.get("config")
     if saved != now:
         raise DlxError(
-            f"{path / 'config.yaml'} differs from the config saved in its checkpoint.pt "
+            f"{path / CONFIG_FILE} differs from the config saved in its checkpoint.pt "
             f"(was it edited?); restore it, or start a new run from the edited config"
         )
     logged = int(state["loop"]["logged_step"])
     hist = History()
     hist.restore(
-        [m for m in read_jsonl(path / "metrics.jsonl") if m.get("step", 0) <= logged],
-        [p for p in read_jsonl(path / "probes.jsonl") if p.get("step", 0) <= logged],
+        [m for m in read_jsonl(path / METRICS_FILE) if m.get("step", 0) <= logged],
+        [p for p in read_jsonl(path / PROBES_FILE) if p.get("step", 0) <= logged],
         state.get("init_check"),
-        [r for r in read_jsonl(path / "instruments.jsonl") if r.get("step", 0) <= logged],
+        [r for r in read_jsonl(path / INSTRUMENTS_FILE) if r.get("step", 0) <= logged],
     )
     return cfg, folder, hist, state

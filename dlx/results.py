@@ -181,8 +181,6 @@ class RunList(list):
 
     def load(self, i: int) -> Run:
         """Row i as a full Run (its series and summary read from the folder)."""
-        from dlx.api import load_run
-
         return load_run(self[i]["path"])
 
     def __repr__(self) -> str:
@@ -269,3 +267,30 @@ def _num(x: Any, digits: int = 3) -> str:
     from dlx.core.fmt import num
 
     return num(x, digits)
+
+
+def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
+    """A run from its folder (a path, a run id or a unique part of it, 'last', or
+    SWEEP/trial-NNNN): the same Run that dlx.train returns, read from disk. Its status is
+    the status now (a `running` run whose process is gone is `interrupted`)."""
+    import yaml
+
+    from dlx.records.folders import find_run
+    from dlx.records.folders import load_run as read_run
+
+    d = read_run(find_run(run, Path(runs_dir)))
+    try:
+        config = yaml.safe_load(d["config"]) or {}
+    except yaml.YAMLError:
+        config = {}
+    return Run(
+        path=d["path"],
+        status=d["status"],
+        summary=d["summary"] or {},
+        metrics=d["metrics"],
+        probes=d["probes"],
+        meta=d["meta"],
+        config=config if isinstance(config, dict) else {},
+        problems=d["problems"],
+        instruments=d["instruments"],
+    )

@@ -16,10 +16,10 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 import dlx
-from dlx import animate as animate_module
 from dlx.cli.app import app
 from dlx.core.errors import DamagedFile
 from dlx.records.folders import CHECKPOINT_FILE, SNAPSHOTS_FILE, read_snapshots, read_tensors
+from dlx.views import animate as animate_module
 
 MARKER = "dlx-crafted-pickle-ran"
 

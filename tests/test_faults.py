@@ -27,9 +27,10 @@ import pytest
 import yaml
 from conftest import CONFIGS, MNIST_DIR, ROOT, TINY
 
-from dlx import folders as R
 from dlx.components.data import mnist as M
 from dlx.core.errors import DlxError
+from dlx.records import folders as R
+from dlx.records import runs as RF  # the module RunFolder looks its helpers up in (patched below)
 
 HAVE_MNIST = all((MNIST_DIR / f"{n}.gz").is_file() for n in M.FILES)
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST files not found in {MNIST_DIR}")
@@ -122,7 +123,7 @@ def test_a_run_id_taken_by_another_starter_is_never_shared(tmp_path, monkeypatch
     exists, its temp folder is held by another starter, the rename loses a race."""
     runs = tmp_path / "runs"
     ids = iter(["same", "same", "same", "held", "raced", "fresh"])
-    monkeypatch.setattr(R, "new_run_id", lambda name: next(ids))
+    monkeypatch.setattr(RF, "new_run_id", lambda name: next(ids))
     first = R.RunFolder(runs, "x")
     first.open("a: 1\n", {})
     first.close()
@@ -135,7 +136,7 @@ def test_a_run_id_taken_by_another_starter_is_never_shared(tmp_path, monkeypatch
             (Path(dst) / "meta.json").write_text("{}")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(R.os, "rename", lose_the_race)
+    monkeypatch.setattr(RF.os, "rename", lose_the_race)
     second = R.RunFolder(runs, "x")
     second.open("a: 2\n", {})
     second.close()
@@ -288,7 +289,7 @@ def test_heartbeat_is_rewritten_at_intervals_but_at_most_every_few_seconds(tmp_p
     meta = json.loads((folder.path / "meta.json").read_text())
     assert meta["status"] == "running" and meta["heartbeat"]
     writes = []
-    monkeypatch.setattr(R, "write_json", lambda path, obj: writes.append(obj["heartbeat"]))
+    monkeypatch.setattr(RF, "write_json", lambda path, obj: writes.append(obj["heartbeat"]))
     for _ in range(10):  # intervals in quick succession: the one written at open() is fresh enough
         folder.heartbeat()
     assert writes == []

@@ -12,7 +12,7 @@ from conftest import CONFIGS
 from dlx.config.catalogue import load_examples
 from dlx.config.loader import load_config
 from dlx.core.errors import ConfigError
-from dlx.diagnosis.engine import KINDS, Context, Fix, diagnose
+from dlx.diagnosis.engine import KINDS, Context, Fix, diagnose, schema_accepts
 
 LN3 = math.log(3)
 NAMES = ["l1", "l2", "l3", "out"]
@@ -61,6 +61,7 @@ def _contexts(config: dict) -> list[Context]:
         last={"act_dead": [0.0] * 3, "act_saturated": [0.0] * 3, "unit_spread": [1.0] * 4, "update_ratio": [1e-3] * 4},
         metrics=_metrics(_falling()),
         config=config,
+        accepts=schema_accepts(config, load_config),  # as dlx.run.history.diagnosis_context passes it
         task="classification",
         chance_loss=LN3,
     )

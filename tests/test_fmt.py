@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlx.core.fmt import num
-from dlx.diagnosis.engine import _fmt as diagnose_fmt
+from dlx.diagnosis.verdicts import fmt as diagnose_fmt
 from dlx.views.html_report import num as html_num
 from dlx.views.report import init_num as initcheck_num
 from dlx.views.report import num as report_num

@@ -179,7 +179,7 @@ def test_a_new_run_in_a_slot_stops_the_old_one_within_a_step_and_max_active_hold
 
 def test_finished_runs_are_released_so_memory_stays_flat_over_100_runs(tmp_path):
     from dlx.config.loader import load_config
-    from dlx.lab.server import KEEP_FINISHED
+    from dlx.lab.runs import KEEP_FINISHED
 
     def rss_mb() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -221,7 +221,7 @@ def test_every_request_needs_the_labs_token_on_loopback_too(tmp_path):
 
 
 def test_the_lab_answers_only_the_names_of_the_address_it_is_bound_to():
-    from dlx.lab.server import allowed_hosts, host_name
+    from dlx.lab.guard import allowed_hosts, host_name
 
     assert set(allowed_hosts("127.0.0.1")) == {"127.0.0.1", "localhost", "::1"}
     assert set(allowed_hosts("::1")) == {"127.0.0.1", "localhost", "::1"}

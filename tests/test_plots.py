@@ -12,8 +12,8 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 import dlx
-from dlx import plots
 from dlx.cli.app import app
+from dlx.views import plots
 
 RNN = {
     "seed": 0,

@@ -90,7 +90,8 @@ def test_a_resumed_run_has_the_snapshots_of_a_run_never_stopped(tmp_path):
 
 
 def test_units_are_each_hidden_units_output_over_the_plane(tmp_path):
-    from dlx.views.pictures import _grid, units
+    from dlx.views.pictures import plane_grid as _grid
+    from dlx.views.pictures import units
 
     run = _run(tmp_path)
     u = units(run.path, grid=20)

@@ -163,7 +163,7 @@ def test_the_checkpoint_of_a_stacked_trial_is_its_separate_runs(tmp_path):
 
 def test_a_stacked_trial_stopped_midway_resumes_alone_to_the_uninterrupted_numbers(tmp_path, monkeypatch):
     import dlx
-    from dlx import stacking
+    from dlx.many import stacking
 
     configs = [_cfg(0), _cfg(1, optimizer={"name": "momentum", "lr": 0.02})]
     configs[1]["optimizer"] = {"name": "adamw", "lr": 0.005}
@@ -310,7 +310,7 @@ def test_a_grid_sweep_stacks_its_trials_and_a_tpe_sweep_does_not(tmp_path):
 
 
 def test_a_stack_of_big_nets_is_cut_to_fit_its_parameter_budget(tmp_path, monkeypatch):
-    from dlx import stacking
+    from dlx.many import stacking
 
     per_trial = 2 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3  # the BASE net's parameters
     monkeypatch.setattr(stacking, "MAX_STACK_PARAMS", 2 * per_trial)  # two per stack

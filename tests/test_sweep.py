@@ -313,8 +313,9 @@ def resume_via_cli(folder: Path, monkeypatch) -> str:
     from typer.testing import CliRunner
 
     import dlx.cli.app
+    import dlx.cli.many
 
-    monkeypatch.setattr(dlx.cli.app, "_executor", lambda *a: FakeExecutor(folders=True))
+    monkeypatch.setattr(dlx.cli.many, "_executor", lambda *a: FakeExecutor(folders=True))
     res = CliRunner().invoke(dlx.cli.app.app, ["sweep", "--resume", str(folder), "--runs-dir", str(folder.parent)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     return res.output
@@ -683,9 +684,10 @@ def full_disk(monkeypatch, fills: dict[int, str]) -> None:
     status a failing run tries to record included, as on a real full disk."""
     import errno
 
-    import dlx.records.folders
+    import dlx.records.jsonio
+    import dlx.records.runs
 
-    real = dlx.records.folders.write_atomic
+    real = dlx.records.jsonio.write_atomic
     full: set[int] = set()
 
     def write_atomic(path, text):
@@ -697,7 +699,8 @@ def full_disk(monkeypatch, fills: dict[int, str]) -> None:
         if index in fills and Path(path).name == fills[index]:
             full.add(index)
 
-    monkeypatch.setattr(dlx.records.folders, "write_atomic", write_atomic)
+    for module in (dlx.records.jsonio, dlx.records.runs):  # write_json's writes, and RunFolder's own
+        monkeypatch.setattr(module, "write_atomic", write_atomic)
 
 
 def reference_run(sw: Sweep, index: int, runs_dir: Path) -> Path:

@@ -18,7 +18,7 @@ from torch import nn
 from dlx.core.errors import DamagedFile, SpecError
 from dlx.core.paths import StartFile
 from dlx.core.registry import Registry, Spec
-from dlx.records.folders import read_tensors
+from dlx.core.tensorfile import read_tensors
 
 INITS = Registry("init")
 # Init values past this size are mistakes (float32 weights overflow to inf at 3.4e38; the

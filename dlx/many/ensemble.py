@@ -21,12 +21,13 @@ def ensemble(run_paths: list[str | Path]) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from dlx.core.errors import UsageError
-    from dlx.views.pictures import _saved
+    from dlx.records.layout import CHECKPOINT_FILE
+    from dlx.records.model import saved_model
 
-    paths = [Path(p) for p in run_paths if (Path(p) / "checkpoint.pt").is_file()]
+    paths = [Path(p) for p in run_paths if (Path(p) / CHECKPOINT_FILE).is_file()]
     if len(paths) < 2:
         raise UsageError("an ensemble needs at least two saved runs (--seeds 2 or more, train.checkpoint: true)")
-    _, cfg0, first, _ = _saved(paths[0])
+    _, cfg0, first, _ = saved_model(paths[0])
     data = first.data
     x = data.as_float(data.x_test)
     y = data.y_test
@@ -34,7 +35,7 @@ def ensemble(run_paths: list[str | Path]) -> dict[str, Any]:
     sigmoid_out = getattr(cfg0.model, "output_activation", "none") == "sigmoid"
     outs = []
     for p in paths:
-        tr = first if p == paths[0] else _saved(p)[2]  # the first is built already
+        tr = first if p == paths[0] else saved_model(p)[2]  # the first is built already
         with torch.no_grad():
             out = torch.cat([tr.model(x[i : i + 4096].to(tr.device)) for i in range(0, len(x), 4096)]).double().cpu()
         if classify:

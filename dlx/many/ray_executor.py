@@ -160,7 +160,7 @@ def run_trial_task(trial_id: str, config: dict, threads: int) -> dict[str, Any]:
     """The body of one Ray task: train config on this node, return result + run files."""
     import ray
 
-    from dlx.many.worker import run_job
+    from dlx.many.jobs import run_job
 
     started = time.time()
     ctx = ray.get_runtime_context()

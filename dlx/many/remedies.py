@@ -2,7 +2,7 @@
 
 A verdict's remedies are data (diagnose.Fix: the --set overrides that make each one). Fix
 runs the run's own config and each remedy of its root verdicts as one seeded comparison
-(api.run_variants: stacked, warm workers, every training a normal run folder), then says
+(many.compare.run_variants: stacked, warm workers, every training a normal run folder), then says
 per remedy whether the verdict it answers is gone on every seed, how the final metric moved
 (mean and sd over seeds against the original's), and what it cost in time. The winner is
 the remedy that removed its verdict on every seed and raised the metric most; its config is
@@ -21,7 +21,10 @@ from typing import Any, Sequence
 
 from dlx.core.errors import UsageError
 
-ORIGINAL = "original"
+# The texts of a remedy's row (the CLI's table, the HTML report's, FixReport's repr) live in the
+# views, which show them; ORIGINAL is the row of the run's own config.
+from dlx.views.labels import ORIGINAL, change_text, gone_text, mean_sd_text
+
 # At most this many remedies by default: the most direct ones of each root verdict come first.
 MAX_FIXES = 4
 
@@ -139,10 +142,11 @@ def fix(
     per round, which `dlx report` draws); fix.json and fixed.yaml land in the run's folder."""
     import time
 
-    from dlx.api import load_run, run_variants
     from dlx.core.errors import DlxError
+    from dlx.many.compare import run_variants
     from dlx.many.variants import Variant
     from dlx.records.folders import CONFIG_FILE, FINISHED, SUMMARY_FILE, find_run, read_object
+    from dlx.results import load_run
 
     if seeds < 1:
         raise UsageError(f"seeds must be at least 1, got {seeds}")
@@ -367,28 +371,3 @@ def _write(report: FixReport, config: Path, base: list[str]) -> None:
     report.fixed_path = fixed_path if w is not None else None
     report.command = f"dlx train {fixed_path}" if w is not None else None
     report.record_path, report.fixed_path = write_fix_record(report.run, report.as_dict(), text)
-
-
-# ---------------------------------------------------------------- text (the CLI, the report and repr share it)
-def mean_sd_text(r: dict[str, Any]) -> str:
-    from dlx.core.fmt import num
-
-    if r.get("mean") is None:
-        return "-"
-    return f"{num(r['mean'])} ± {num(r['sd'])}" if r.get("runs", 0) > 1 else num(r["mean"])
-
-
-def change_text(r: dict[str, Any]) -> str:
-    from dlx.core.fmt import num
-
-    c = r.get("change")
-    text = "" if c is None else ("+" if c >= 0 else "") + num(c)
-    if r.get("runs") and len(r.get("values", [])) < r["runs"]:
-        text += f" ({r['runs'] - len(r['values'])} diverged)"
-    return text.strip()
-
-
-def gone_text(r: dict[str, Any]) -> str:
-    if r["label"] == ORIGINAL:
-        return f"has it {r['runs'] - r['gone']}/{r['runs']}"
-    return f"gone {r['gone']}/{r['runs']}"

@@ -1,7 +1,6 @@
 """The variants of `dlx compare` / `dlx.compare()`: one config per (variant, seed), and the
 aggregation of the finished runs' summaries over seeds. Compare never trains by itself:
-api.compare hands these configs to an executor. (Not compare.py: that module would
-shadow the dlx.compare() function.)
+many.compare hands these configs to an executor.
 """
 
 from __future__ import annotations
@@ -17,6 +16,9 @@ import yaml
 
 from dlx.config.loader import load_config
 from dlx.core.errors import UsageError
+
+# A variant's legend label is the views' (the HTML report draws it too); importable from here as before.
+from dlx.views.labels import figure_label as figure_label
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -110,15 +112,6 @@ def trial_configs(
     if problems:
         raise ConfigError(problems, str(config))
     return out
-
-
-def figure_label(label: str, config: dict) -> str:
-    """A variant's label for a figure's legend: an optimizer variant says its lr (each
-    optimizer runs with its own usual lr, which the label alone does not show)."""
-    lr = (config.get("optimizer") or {}).get("lr")
-    if "optimizer=" in label and "optimizer.lr=" not in label and isinstance(lr, (int, float)):
-        return f"{label} (lr {lr:g})"
-    return label
 
 
 def _slug(label: str) -> str:

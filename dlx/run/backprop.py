@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-# The derivative of each activation written from its output a or input z, as the notes do.
-DERIVATIVES = {
-    "sigmoid": ("a (1 - a)", lambda z, a: a * (1 - a)),
-    "tanh": ("1 - a^2", lambda z, a: 1 - a * a),
-    "relu": ("1 if z > 0 else 0", lambda z, a: (z > 0).to(z.dtype)),
-    "identity": ("1", lambda z, a: torch.ones_like(z)),
-}
-FUNCTIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
+from dlx.components.activations import ACTIVATIONS
+
+# The derivative of each activation written from its output a or input z, as the notes do:
+# the activations whose spec declares one (dlx.components.activations: sigmoid, tanh, relu, identity).
+DERIVATIVES = {n: d for n in ACTIVATIONS.names() if (d := ACTIVATIONS.get(n).derivative) is not None}
+FUNCTIONS = {n: ACTIVATIONS.parse(n).build(1) for n in DERIVATIVES}  # each activation's own module
 
 
 @dataclass

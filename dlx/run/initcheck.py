@@ -70,6 +70,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Beyond this pre-activation std a saturating activation's derivative is under ~10% of its
+# peak: a fact of each activation (its spec's saturating_std), read here by name.
+from dlx.components.activations import SATURATING_STD
+
 # The check runs on this many training samples: Var(y) for a fixed W is an average
 # over the batch, and 256 samples pin the batch part of it to a few percent.
 INIT_BATCH = 256
@@ -99,9 +103,6 @@ KEEP_FACTOR = 1.5
 # Below this fraction of W x's mean square, a spread across units is rounding
 # error: the units are identical.
 IDENTICAL_REL = 1e-10
-# Beyond this pre-activation std a saturating activation's derivative is under ~10%
-# of its peak: tanh'(2) = 0.07, softsign'(2) = 0.11, sigmoid'(4) = 0.018 (peak 0.25).
-SATURATING_STD = {"tanh": 2.0, "softsign": 2.0, "sigmoid": 4.0}
 # E[f(z)^2] for z ~ N(m, v) is integrated in t = (z - m)/sqrt(v) over [-TAIL_SD, TAIL_SD]
 # (the normal mass beyond 12 sd is ~4e-33) by composite Gauss-Legendre in float64,
 # GL_NODES per panel. Panels: EVEN_PANELS equal ones for the normal's own scale, and

@@ -44,7 +44,7 @@ class Pruner:
             setattr(self, k, {str(a): int(b) for a, b in (state.get(k) or {}).items()})
 
     def on_start(self, trainer):
-        from dlx.records.recording import History
+        from dlx.run.history import History
 
         # The run's own History when it keeps one (dlx train, compare, sweep); else one of ours.
         self.hist = next((cb for cb in trainer.callbacks if isinstance(cb, History)), None)
@@ -61,7 +61,7 @@ class Pruner:
         if step < self.warmup * trainer.total_steps:
             return
         from dlx.diagnosis.engine import STILL_FALLING, diagnose, outcome
-        from dlx.records.recording import diagnosis_context
+        from dlx.run.history import diagnosis_context
 
         ctx = diagnosis_context(trainer, self.hist)
         found = {}

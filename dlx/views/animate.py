@@ -17,12 +17,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dlx.core.errors import UsageError
+from dlx.views.panel_registry import FRAME_PANELS
+from dlx.views.style import DPI
 
-# What a frame can show, in the order it shows them.
-FRAME_PANELS = ("boundary", "units", "histograms")
 # Grid points per axis of a frame's boundary (the still picture has pictures.GRID).
 FRAME_GRID = 120
-DPI = 100
 # At most this many frames. dlx keeps up to recording.SNAPSHOTS (30) snapshots, so this binds
 # only on a snapshots.pt from elsewhere (one of 3000 states ran for minutes and took GBs): more
 # are subsampled evenly, first and last kept, so an animation's time and memory stay bounded.
@@ -48,8 +47,10 @@ def animate(
     """Write the animation of the run folder `run` to out (.gif, or .mp4 with ffmpeg);
     returns (out, frames). progress(done, total) is called after each frame. notes gets a
     line for each thing left out (a damaged checkpoint.pt, snapshots past MAX_FRAMES)."""
-    from dlx.records.folders import SNAPSHOTS_FILE, write_atomic
-    from dlx.views.pictures import Histograms, _boundary_of, _check_2d, _layer_values, _saved, _units_of, snapshots
+    from dlx.records.folders import write_atomic
+    from dlx.records.layout import SNAPSHOTS_FILE
+    from dlx.records.model import saved_model, snapshots
+    from dlx.views.pictures import Histograms, boundary_of, check_2d, layer_values, units_of
 
     out = Path(out)
     if out.suffix.lower() not in (".gif", ".mp4"):
@@ -63,8 +64,8 @@ def animate(
     path = Path(run)
     notes = notes if notes is not None else []
     # Only the trainer (data, model) is used: with a damaged checkpoint.pt, its last snapshot will do.
-    config, cfg, trainer, _ = _saved(path, notes=notes)
-    _check_2d(path, trainer.data, "an animation")
+    config, cfg, trainer, _ = saved_model(path, notes=notes)
+    check_2d(path, trainer.data, "an animation")
     snaps = snapshots(path)  # memory-mapped: each state is read when its frame is drawn
     picked = frame_indices(len(snaps["steps"]))
     if len(picked) < len(snaps["steps"]):
@@ -83,11 +84,11 @@ def animate(
         trainer.model.load_state_dict(snaps["states"][i])
         frame = {"step": int(step), "loss": loss}
         if "boundary" in panels:
-            frame["boundary"] = _boundary_of(trainer, config, path, FRAME_GRID, int(step))
+            frame["boundary"] = boundary_of(trainer, config, path, FRAME_GRID, int(step))
         if "units" in panels:
-            frame["units"] = _units_of(trainer, config, path, 32, int(step))
+            frame["units"] = units_of(trainer, config, path, 32, int(step))
         if "histograms" in panels:
-            acts, grads = _layer_values(trainer, 512)
+            acts, grads = layer_values(trainer, 512)
             frame["histograms"] = Histograms(name, config, layers, [int(step)], [acts], [grads])
         pics.append(frame)
     limits = _histogram_limits([f["histograms"] for f in pics]) if "histograms" in panels else None
@@ -125,7 +126,7 @@ def _render(frame: dict, panels: list[str], name: str, total_steps: int, limits)
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from dlx.views.plots import draw_picture
+    from dlx.views.picture_panels import draw_picture
 
     widths = {"boundary": 4.4, "units": 1.9 * len(frame["units"].layers) if "units" in frame else 0, "histograms": 3.6}
     ratios = [widths[p] for p in panels]

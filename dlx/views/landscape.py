@@ -11,7 +11,7 @@
   biases and norm layers left out), Li et al.'s choice for comparing minima's sharpness.
 
 The loss is the data loss (regularization left out) on the first SAMPLES training samples,
-in eval mode; the model is rebuilt from config.yaml as pictures.py does.
+in eval mode; the model is rebuilt from config.yaml by saved.saved_model, as for the pictures.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ class _Model:
     """A run's model as a function of one flat parameter vector (buffers at their final values)."""
 
     def __init__(self, path: Path, notes: list[str] | None = None):
-        from dlx.views.pictures import _saved
+        from dlx.records.model import saved_model
 
         self.path = Path(path)
-        self.config, self.cfg, self.trainer, self.step = _saved(self.path, notes=notes)
+        self.config, self.cfg, self.trainer, self.step = saved_model(self.path, notes=notes)
         tr = self.trainer
         self.name = str(self.config.get("name") or Path(path).name)
         self.names = [n for n, p in tr.model.named_parameters() if p.requires_grad]
@@ -90,7 +90,7 @@ class _Model:
 
     def trajectory(self) -> tuple[list[int], torch.Tensor]:
         """(steps, [snapshots, P] flat weights) of the run's snapshots, the final weights last."""
-        from dlx.views.pictures import snapshots
+        from dlx.records.model import snapshots
 
         snaps = snapshots(self.path)
         steps = [int(s) for s in snaps["steps"]]
@@ -111,7 +111,7 @@ def line(
     notes: list[str] | None = None,
 ) -> Line:
     """The loss along the line from the run's init to its final weights, or (other) from
-    its final weights to the other run's. notes: see pictures._saved."""
+    its final weights to the other run's. notes: see saved.saved_model."""
     from dlx.core.errors import UsageError
 
     a = _Model(Path(run), notes)
@@ -157,7 +157,7 @@ def plane(
     notes: list[str] | None = None,
 ) -> Plane:
     """The loss on a grid x grid slice through the run's final weights, its trajectory on it.
-    notes: see pictures._saved."""
+    notes: see saved.saved_model."""
     from dlx.core.errors import UsageError
 
     if directions not in ("pca", "random"):
@@ -210,7 +210,7 @@ def landscape(
     progress: Callable[[int, int], None] | None = None,
     notes: list[str] | None = None,
 ) -> Landscape:
-    """The line and the plane of a run (pictures.picture's "landscape"); notes: see pictures._saved."""
+    """The line and the plane of a run (pictures.picture's "landscape"); notes: see saved.saved_model."""
     total = POINTS + grid
     ln = line(run, progress=(lambda i, n: progress(i, total)) if progress else None, notes=notes)
     # The plane reads the same files: a note about them is given once, by the line.
@@ -223,9 +223,9 @@ def landscape(
 def draw_landscape(where, pic: Landscape, title: str | None = None) -> None:
     """The line (log loss against alpha) above the plane (log loss contours, the trajectory
     from the init's square to the end's star), in `where`: a (sub)figure or an axes' cell."""
-    from dlx.views.plots import _split, plain
+    from dlx.views.style import plain, split_axes
 
-    (top,), (bottom,) = _split(where, 2, 1, height_ratios=[1, 1.5])
+    (top,), (bottom,) = split_axes(where, 2, 1, height_ratios=[1, 1.5])
     ln, pl = pic.line, pic.plane
     top.plot(ln.alphas, ln.loss, "-", color="C0", lw=1.5)
     for a in (0, 1):
@@ -268,8 +268,8 @@ def landscape_figure(
     from matplotlib.figure import Figure
 
     from dlx.core.errors import DamagedFile
-    from dlx.views.pictures import varying_keys
-    from dlx.views.plots import DPI, plain
+    from dlx.views.labels import varying_keys
+    from dlx.views.style import DPI, plain
 
     total = len(runs) * (POINTS + grid) + (POINTS if between else 0)
     done = [0]

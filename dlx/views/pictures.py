@@ -2,7 +2,7 @@
 boundary of a run on 2-D inputs (spirals, moons, circles, xor, blobs); an mlp's first-layer
 weights as images of its input (MNIST: 28x28); a CNN's first filters and their feature maps.
 
-The model is the run's checkpoint.pt, rebuilt from its config.yaml (no init drawn) and
+The model is the run's checkpoint.pt (saved.py), rebuilt from its config.yaml (no init drawn) and
 evaluated on a grid over the data's range; the data are made again from the config and
 seed, as training made them, and checked against the hash the checkpoint keeps. So the
 picture is of exactly the model the run ended with.
@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from dlx.records.model import saved_model, snapshots
+
+# Importable from here as before (dlx.many.ensemble, dlx.results and tests take them from pictures).
+from dlx.views.labels import varying_keys as varying_keys
+from dlx.views.panel_registry import PICTURES as PICTURES
 
 # Grid points per axis of a boundary picture (GRID x GRID model evaluations).
 GRID = 200
@@ -44,76 +50,10 @@ class Boundary:
 
     def grid_points(self) -> np.ndarray:
         """The grid's inputs [GRID * GRID, 2], row-major from (x0, y0)."""
-        return _grid(self.extent, self.probs.shape[0])
+        return plane_grid(self.extent, self.probs.shape[0])
 
 
-def _saved(path: Path, step: int | None = None, notes: list[str] | None = None):
-    """(config dict, Config, Trainer holding the saved model in eval mode, the step it is
-    of) of a run folder: its checkpoint (none: its last snapshot), or with `step` its
-    snapshot nearest that step. A damaged checkpoint raises DamagedFile; given `notes`, it is
-    instead left out for the last snapshot, and a line naming it is appended to notes."""
-    from dlx.config.loader import load_config, safe_load
-    from dlx.core.errors import DamagedFile, DlxError, UsageError
-    from dlx.records.folders import CHECKPOINT_FILE, read_snapshots, read_tensors
-    from dlx.run.trainer import Trainer
-
-    ckpt = path / CHECKPOINT_FILE
-    # The snapshots (a file of up to 4 MB) are read only when the checkpoint will not do.
-    snaps = read_snapshots(path, mmap=True) if not ckpt.is_file() or step is not None else None
-    if not ckpt.is_file() and not (snaps and snaps["steps"]):
-        raise UsageError(
-            f"{path.name} has no checkpoint.pt and no snapshots.pt, so its model is not saved: pictures are "
-            f"drawn from the saved model (train with train.checkpoint: true, the default)"
-        )
-    config = safe_load((path / "config.yaml").read_text())
-    cfg = load_config(config)
-    trainer = Trainer(cfg, resuming=True)  # data and model as training built them, no init drawn
-    state = None
-    if ckpt.is_file():
-        try:
-            state = read_tensors(ckpt, map_location=trainer.device)
-            if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-                raise DamagedFile(ckpt, "it holds no model weights, so it is not a dlx checkpoint")
-        except DamagedFile as e:
-            # Damaged, or crafted to run code: never used. The run's end is then its last
-            # snapshot (as for a diverged run), when the caller can say so.
-            snaps = snaps if snaps is not None or notes is None else read_snapshots(path, mmap=True)
-            if notes is None or not (snaps and snaps["steps"]):
-                raise
-            notes.append(f"{e}; left out, the model drawn is its last snapshot (step {int(snaps['steps'][-1])})")
-            state = None
-    if state is not None:
-        if state.get("data") is not None and state["data"] != trainer.data_fingerprint:
-            raise DlxError(f"{path.name}: the data made from its config differ from the data it trained on")
-        at, weights = int(state.get("step", 0)), state["model"]
-    else:  # a diverged run keeps no checkpoint: its end is its last snapshot before the blow-up
-        at, weights = int(snaps["steps"][-1]), snaps["states"][-1]
-    if step is not None and step != at:
-        if not (snaps and snaps["steps"]):
-            snaps = snapshots(path)  # says there are none
-        i = int(np.argmin([abs(s - step) for s in snaps["steps"]]))
-        at, weights = int(snaps["steps"][i]), snaps["states"][i]
-    trainer.model.load_state_dict(weights)
-    trainer.model.eval()
-    return config, cfg, trainer, at
-
-
-def snapshots(run: str | Path) -> dict:
-    """The run folder's snapshots (folders.SNAPSHOTS_FILE); UsageError when it has none."""
-    from dlx.core.errors import UsageError
-    from dlx.records.folders import read_snapshots
-
-    # Memory-mapped: a view touches the states it draws, never the whole file at once.
-    snaps = read_snapshots(Path(run), mmap=True)
-    if not snaps or not snaps["steps"]:
-        raise UsageError(
-            f"{Path(run).name} has no snapshots.pt: it was trained before dlx kept the model's weights "
-            f"along the way; train it again to draw it at other steps"
-        )
-    return snaps
-
-
-def _extent(data) -> tuple[float, float, float, float]:
+def plane_extent(data) -> tuple[float, float, float, float]:
     """The data's range (train and test) with MARGIN on every side."""
     import torch
 
@@ -123,14 +63,14 @@ def _extent(data) -> tuple[float, float, float, float]:
     return (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
 
 
-def _grid(extent, n: int) -> np.ndarray:
+def plane_grid(extent, n: int) -> np.ndarray:
     """n x n inputs over extent [n * n, 2], row-major from (x0, y0)."""
     x0, x1, y0, y1 = extent
     gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def _check_2d(path: Path, data, what: str) -> None:
+def check_2d(path: Path, data, what: str) -> None:
     from dlx.core.errors import UsageError
 
     if data.task != "classification" or tuple(data.feature_shape) != (2,):
@@ -140,7 +80,7 @@ def _check_2d(path: Path, data, what: str) -> None:
         )
 
 
-def _probs(trainer, points: np.ndarray) -> np.ndarray:
+def class_probs(trainer, points: np.ndarray) -> np.ndarray:
     """The model's class probabilities at points [n, 2] -> [n, classes]."""
     import torch
 
@@ -157,19 +97,19 @@ def boundary(run: str | Path, grid: int = GRID, step: int | None = None) -> Boun
     """The decision boundary of the run folder `run`: its saved model (or with `step` its
     snapshot nearest that step) on a grid x grid grid over the data's range."""
     path = Path(run)
-    config, cfg, trainer, at = _saved(path, step)
-    _check_2d(path, trainer.data, "a boundary")
-    return _boundary_of(trainer, config, path, grid, at)
+    config, cfg, trainer, at = saved_model(path, step)
+    check_2d(path, trainer.data, "a boundary")
+    return boundary_of(trainer, config, path, grid, at)
 
 
-def _boundary_of(trainer, config: dict, path: Path, grid: int, step: int) -> Boundary:
+def boundary_of(trainer, config: dict, path: Path, grid: int, step: int) -> Boundary:
     data = trainer.data
-    extent = _extent(data)
+    extent = plane_extent(data)
     return Boundary(
         name=str(config.get("name") or path.name),
         config=config,
         extent=extent,
-        probs=_probs(trainer, _grid(extent, grid)).reshape(grid, grid, -1),
+        probs=class_probs(trainer, plane_grid(extent, grid)).reshape(grid, grid, -1),
         x_train=data.as_float(data.x_train).cpu().numpy(),
         y_train=data.y_train.cpu().numpy(),
         x_test=data.as_float(data.x_test).cpu().numpy(),
@@ -181,18 +121,18 @@ def _boundary_of(trainer, config: dict, path: Path, grid: int, step: int) -> Bou
 def filmstrip(run: str | Path, frames: int = 6, grid: int = 100) -> list[Boundary]:
     """The boundary at `frames` of a run's snapshots spread evenly from the init to the end."""
     path = Path(run)
-    config, cfg, trainer, _ = _saved(path)
-    _check_2d(path, trainer.data, "a boundary")
+    config, cfg, trainer, _ = saved_model(path)
+    check_2d(path, trainer.data, "a boundary")
     snaps = snapshots(path)
     picked = dict.fromkeys(round(i) for i in np.linspace(0, len(snaps["steps"]) - 1, frames))
     out = []
     for i in picked:
         trainer.model.load_state_dict(snaps["states"][i])
-        out.append(_boundary_of(trainer, config, path, grid, int(snaps["steps"][i])))
+        out.append(boundary_of(trainer, config, path, grid, int(snaps["steps"][i])))
     return out
 
 
-def _hidden(trainer, points) -> list[np.ndarray]:
+def hidden_outputs(trainer, points) -> list[np.ndarray]:
     """Each hidden layer's activation outputs [n, units] (flattened past the first axis) at
     points (an array or a model-ready tensor of inputs), input first, without gradients."""
     import torch
@@ -234,7 +174,7 @@ class Units:
 def _check_hidden(path: Path, trainer, what: str) -> list[str]:
     from dlx.core.errors import UsageError
 
-    _check_2d(path, trainer.data, what)
+    check_2d(path, trainer.data, what)
     layers = [n for n, _ in trainer.model.activation_modules()]
     if not layers:
         raise UsageError(f"{path.name}: {what} shows hidden layers, and this model has none")
@@ -245,15 +185,15 @@ def units(run: str | Path, step: int | None = None, grid: int = UNIT_GRID) -> Un
     """Each hidden unit's output on a grid over the data's range, layer by layer, from the
     saved model (or its snapshot nearest `step`)."""
     path = Path(run)
-    config, cfg, trainer, at = _saved(path, step)
+    config, cfg, trainer, at = saved_model(path, step)
     _check_hidden(path, trainer, "a units picture")
-    return _units_of(trainer, config, path, grid, at)
+    return units_of(trainer, config, path, grid, at)
 
 
-def _units_of(trainer, config: dict, path: Path, grid: int, step: int) -> Units:
+def units_of(trainer, config: dict, path: Path, grid: int, step: int) -> Units:
     layers = [n for n, _ in trainer.model.activation_modules()]
-    extent = _extent(trainer.data)
-    outs = _hidden(trainer, _grid(extent, grid))
+    extent = plane_extent(trainer.data)
+    outs = hidden_outputs(trainer, plane_grid(extent, grid))
     maps = [o.T[:MAX_UNITS].reshape(-1, grid, grid) for o in outs]
     return Units(str(config.get("name") or path.name), config, extent, layers, maps, [o.shape[1] for o in outs], step)
 
@@ -288,16 +228,16 @@ def warp(run: str | Path, pair: tuple[int, int] | None = None, step: int | None 
     from dlx.core.errors import UsageError
 
     path = Path(run)
-    config, cfg, trainer, at = _saved(path, step)
+    config, cfg, trainer, at = saved_model(path, step)
     layers = _check_hidden(path, trainer, "a warp picture")
     data = trainer.data
-    x0, x1, y0, y1 = _extent(data)
+    x0, x1, y0, y1 = plane_extent(data)
     t = np.linspace(0.0, 1.0, WARP_POINTS)
     lines = [np.stack([x0 + (x1 - x0) * t, np.full_like(t, y)], 1) for y in np.linspace(y0, y1, WARP_LINES)]
     lines += [np.stack([np.full_like(t, x), y0 + (y1 - y0) * t], 1) for x in np.linspace(x0, x1, WARP_LINES)]
     grid_in = np.concatenate(lines)
     pts = data.as_float(data.x_train[:WARP_SAMPLES]).cpu().numpy().astype(np.float64)
-    hidden_grid, hidden_pts = _hidden(trainer, grid_in), _hidden(trainer, pts)
+    hidden_grid, hidden_pts = hidden_outputs(trainer, grid_in), hidden_outputs(trainer, pts)
     out = Warp(
         str(config.get("name") or path.name),
         config,
@@ -370,7 +310,7 @@ def layer_images(run: str | Path, kind: str, step: int | None = None) -> Images:
     from dlx.core.errors import UsageError
 
     path = Path(run)
-    config, cfg, trainer, at = _saved(path, step)
+    config, cfg, trainer, at = saved_model(path, step)
     data = trainer.data
     shape = tuple(data.feature_shape)
     name, layer = _first_layer(trainer, kind)
@@ -449,10 +389,10 @@ def histograms(run: str | Path, samples: int = HIST_SAMPLES, moments: int = HIST
     shows init (its init drawn again from its seed: the weights its step 0 had) and end."""
     from dlx.core.errors import UsageError
     from dlx.records.folders import read_snapshots
-    from dlx.run.trainer import Trainer
+    from dlx.records.model import init_weights
 
     path = Path(run)
-    config, cfg, tr, at = _saved(path)
+    config, cfg, tr, at = saved_model(path)
     layers = [n for n, _ in tr.model.activation_modules()]
     if not layers:
         raise UsageError(f"{path.name}: histograms are of hidden activations, and this model has none")
@@ -463,21 +403,21 @@ def histograms(run: str | Path, samples: int = HIST_SAMPLES, moments: int = HIST
     picked = [min(between, key=lambda i: abs(snaps["steps"][i] - t)) for t in targets] if between else []
     out = Histograms(str(config.get("name") or path.name), config, layers, [], [], [])
     end = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    start = snaps["states"][0] if snaps["steps"][:1] == [0] else Trainer(cfg).model.state_dict()
+    start = snaps["states"][0] if snaps["steps"][:1] == [0] else init_weights(cfg)
     for step, weights in [
         (0, start),
         *[(snaps["steps"][i], snaps["states"][i]) for i in dict.fromkeys(picked)],
         (at, end),
     ]:
         tr.model.load_state_dict(weights)
-        acts, grads = _layer_values(tr, samples)
+        acts, grads = layer_values(tr, samples)
         out.steps.append(int(step))
         out.acts.append(acts)
         out.grads.append(grads)
     return out
 
 
-def _layer_values(trainer, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def layer_values(trainer, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(activation outputs, dL/d inputs of each activation) of one batch, per hidden layer."""
     model = trainer.model
     model.eval()
@@ -520,58 +460,3 @@ def picture(run: str | Path, kind: str, step: int | None = None, pair: tuple[int
 
         return landscape(run)
     return layer_images(run, kind, step=step)
-
-
-# The panels drawn from a run's saved model (one per run, side by side).
-PICTURES = ("boundary", "units", "warp", "weights", "filters", "feature_maps", "histograms", "landscape")
-
-
-def varying_keys(configs: list[dict]) -> list[str]:
-    """For each config, the keys (dotted) whose values differ between the configs, as
-    'key=value' text: what tells runs drawn side by side apart (init=zeros, ...)."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and "name" in v and len(configs) > 1:
-                out[key] = v.get("name")  # a component: its name first
-                out.update(flat({kk: vv for kk, vv in v.items() if kk != "name"}, key + "."))
-            elif isinstance(v, dict):
-                out.update(flat(v, key + "."))
-            else:
-                out[key] = v
-        return out
-
-    flats = [flat({k: v for k, v in c.items() if k != "name"}) for c in configs]
-    keys = [k for k in dict.fromkeys(k for f in flats for k in f) if len({repr(f.get(k)) for f in flats}) > 1]
-    # A component whose name differs: its own settings are worth a title only where they are
-    # not that component's defaults (init=normal, init.std=1; never init.mode=fan_in), and
-    # a learning rate always (a comparison of optimizers is one of their lrs too).
-    named = {k for k in keys if any(k.startswith(other + ".") for other in keys) and not k.endswith(".lr")}
-    usual = [_defaults(c) for c in configs]
-    return [
-        ", ".join(f"{k}={f.get(k)}" for k in keys if k not in named or (k in f and repr(f[k]) != repr(u.get(k, f[k]))))
-        for f, u in zip(flats, usual)
-    ]
-
-
-def _defaults(config: dict) -> dict:
-    """For each component of config (a top-level section with a name), its settings' default
-    values as dotted keys (init.std -> 0.01); {} where the config does not load."""
-    from dlx.config.loader import load_config
-
-    try:
-        cfg = load_config(config)
-    except Exception:  # noqa: BLE001  (a title is never worth an error)
-        return {}
-    out = {}
-    for section, v in config.items():
-        obj = getattr(cfg, section, None)
-        if isinstance(v, dict) and "name" in v and hasattr(obj, "model_dump"):
-            try:
-                usual = type(obj).model_validate({"name": obj.name}).model_dump()
-            except Exception:  # noqa: BLE001
-                continue
-            out.update({f"{section}.{k}": d for k, d in usual.items() if k != "name" and not isinstance(d, dict)})
-    return out

@@ -58,7 +58,7 @@ def _stderr_console():
 
 
 def _stats(record: dict[str, Any]) -> str:
-    from dlx.views.report import num
+    from dlx.core.fmt import num
 
     stats = f"loss {num(record['train_loss'], 4)}"
     if record.get("train_acc") is not None:

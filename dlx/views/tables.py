@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlx.core.fmt import num
-from dlx.views.report import STATUS_STYLE
+from dlx.views.style import STATUS_STYLE
 
 GAP = 3  # characters between two columns: " │ " (no outer edge, no edge padding)
 WORDS_MIN = 10  # a wrapping column (words) is never narrower than this (or its longest cell)

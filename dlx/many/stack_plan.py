@@ -1,0 +1,101 @@
+"""Which trials stack (dlx.many.stacking): why_not says why a config cannot, stack_key which
+trials can share a stack, plan_stacks how a list of trials is cut into stacks for the slots."""
+
+from __future__ import annotations
+
+import json
+
+# At most this many trials per stack (one process): more add little and cost memory.
+MAX_STACK = 32
+# A stack holds at most this many parameters (K x one trial's): 80 MB of float32 per copy
+# (weights, gradients, two Adam moments, the probes' copy before a step).
+MAX_STACK_PARAMS = 20_000_000
+# ... and its batches at most this many input numbers (K x batch x features): a stack of
+# full-batch MNIST runs would otherwise hold K float copies of the training set at once.
+MAX_STACK_INPUTS = 1 << 26
+SGD_FAMILY = ("sgd", "momentum", "nesterov")
+ADAM_FAMILY = ("adam", "adamw")
+
+
+def why_not(cfg) -> str | None:
+    """Why this config cannot be trained stacked, or None if it can."""
+    reg = cfg.regularization
+    if cfg.model.name != "mlp":
+        return f"model {cfg.model.name}: only the mlp is stacked so far"
+    if reg.dropout:
+        return "dropout draws its masks from one random stream per run; stacked runs would draw other masks"
+    if reg.dropconnect:
+        return "dropconnect draws its masks from one random stream per run; stacked runs would draw other masks"
+    if reg.norm == "batch":
+        return "batch norm keeps running statistics per run, which the stack does not hold yet"
+    if cfg.activation.learns:  # a fact of the activation's spec (prelu: "its slopes")
+        return f"{cfg.activation.name} learns {cfg.activation.learns}, which the stack does not hold yet"
+    name = cfg.optimizer.name
+    if name not in SGD_FAMILY + ADAM_FAMILY:
+        return f"optimizer {name}: the stack steps sgd, momentum, nesterov, adam and adamw"
+    if getattr(cfg.optimizer, "amsgrad", False):
+        return f"{name} with amsgrad: the stack does not keep its running maximum"
+    if getattr(cfg.data, "augment", None) is not None:
+        return "data augmentation draws its shifts and rotations per run: a run with it trains alone"
+    if cfg.instruments.active:
+        return "instruments measure one model's Hessian and per-sample gradients: a run with them trains alone"
+    return None
+
+
+def stack_key(cfg) -> str:
+    """Configs with equal keys can train as one stack: one architecture, data of one shape
+    and one loop; seeds, inits, learning rates and the optimizer's other numbers may differ."""
+    r = cfg.resolved()
+    family = "sgd" if cfg.optimizer.name in SGD_FAMILY else "adam"
+    reg = {k: v for k, v in r["regularization"].items() if k in ("dropout", "dropconnect", "norm")}
+    return json.dumps([r["data"], r["model"], r["activation"], r["train"], reg, family], sort_keys=True, default=str)
+
+
+def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[str]]:
+    """Jobs for these trial configs: lists of positions, each a stack (or one trial), and
+    notes for the person: what was stacked, what was not and why. Stacks are split while
+    there are fewer jobs than slots, so every core gets work."""
+    from dlx.config.loader import load_config
+    from dlx.core.errors import DlxError
+
+    groups: dict[str, list[int]] = {}
+    singles: list[int] = []
+    reasons: dict[str, int] = {}
+    for i, c in enumerate(configs):
+        try:
+            cfg = load_config(c)
+        except DlxError:
+            singles.append(i)  # its worker reports the config error
+            continue
+        why = why_not(cfg)
+        if why is not None:
+            singles.append(i)
+            reasons[why] = reasons.get(why, 0) + 1
+            continue
+        groups.setdefault(stack_key(cfg), []).append(i)
+    jobs: list[list[int]] = []
+    for members in groups.values():
+        if len(members) == 1:
+            singles.append(members[0])
+            continue
+        jobs += [members[k : k + MAX_STACK] for k in range(0, len(members), MAX_STACK)]
+    while len(jobs) + len(singles) < slots and jobs and max(map(len, jobs)) > 1:
+        big = max(jobs, key=len)
+        jobs.remove(big)
+        half = (len(big) + 1) // 2
+        jobs += [big[:half], big[half:]]
+    jobs = [j for j in jobs if len(j) > 1] + [[i] for j in jobs if len(j) == 1 for i in j]
+    notes = []
+    stacked = [j for j in jobs if len(j) > 1]
+    if stacked:
+        sizes = ", ".join(str(len(j)) for j in stacked)
+        notes.append(
+            f"stacked: {sum(map(len, stacked))} of {len(configs)} trials train as {len(stacked)} stacked "
+            f"model(s) of {sizes} (--no-stack trains each alone)"
+        )
+    for why, n in reasons.items():
+        notes.append(f"not stacked: {n} trial(s): {why}")
+    return stacked + [j for j in jobs if len(j) == 1] + [[i] for i in sorted(singles)], notes
+
+
+# ---------------------------------------------------------------------- the stacked model
