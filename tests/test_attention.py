@@ -191,3 +191,49 @@ def test_a_head_that_does_not_fit_the_targets_is_a_config_error(marked):
     with pytest.raises(ConfigError) as e:
         dlx.train(config(marked[0], head="many_to_many"), save=False)
     assert "use head: many_to_one" in problems(e)["model.head"]
+
+
+def test_attention_maps_are_softmax_of_scaled_queries_and_keys_and_dlx_plot_draws_them(marked, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlx.cli.app import app
+    from dlx.views.pictures import attention
+
+    path, x_te, _ = marked
+    cfg = config(path, blocks=1, heads=2, positional="none")
+    run = dlx.train(cfg, ["train.steps=8"], runs_dir=tmp_path / "runs", quiet=True)
+    pic = attention(run.path)
+    assert pic.layers == ["block1.attn", "pool"]
+    block, pool = pic.maps
+    assert block.shape == (2, T, T) and pool.shape == (1, 1, T)
+    for m in pic.maps:
+        np.testing.assert_allclose(m.sum(-1), 1.0, atol=1e-6)  # each query's row is a distribution
+    # The oracle: softmax(Q K^T / sqrt(d_head)) by hand from the saved weights, test sequence 0.
+    w = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
+    h = torch.as_tensor(x_te[:1]) @ w["embed.weight"].T + w["embed.bias"]  # positional: none
+    q = (h @ w["block1.attn.q.weight"].T + w["block1.attn.q.bias"]).view(T, 2, 8).transpose(0, 1)
+    k = (h @ w["block1.attn.k.weight"].T + w["block1.attn.k.bias"]).view(T, 2, 8).transpose(0, 1)
+    want = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+    np.testing.assert_allclose(block, want.double().numpy(), rtol=1e-5, atol=1e-6)
+    out = tmp_path / "attention.png"
+    r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "attention", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_attention_picture_of_a_model_without_attention_is_refused(tiny, tmp_path):
+    from dlx.core.errors import UsageError
+    from dlx.views.pictures import attention
+
+    run = dlx.train(tiny, runs_dir=tmp_path / "runs", quiet=True)
+    with pytest.raises(UsageError, match="needs model: attention; this run's model is mlp"):
+        attention(run.path)
+
+
+def test_attention_maps_leave_the_training_mode_as_it_was(marked):
+    cfg = load_config(config(marked[0], blocks=1, heads=2))
+    model = cfg.model.build(cfg.data.load(0), cfg)
+    model.train()
+    maps = model.attention_maps(torch.as_tensor(marked[1][:3]))
+    assert model.training and [n for n, _ in maps] == ["block1.attn", "pool"]
+    assert maps[0][1].shape == (3, 2, T, T) and not maps[0][1].requires_grad

@@ -558,3 +558,20 @@ def test_pre_activations_a_norm_layer_rescales_are_no_saturated_start():
         ctx(config=config("tanh", "normal", norm="batch"), init_check=hot, metrics=metrics(np.full(40, LN3)))
     )
     assert "init_scale" not in kinds(normed)
+
+
+def test_the_lr_verdicts_sharpness_sentence_says_a_minibatch_rule_is_only_an_indication():
+    from types import SimpleNamespace
+
+    from dlx.diagnosis.checks.lr import sharpness_over
+
+    def at(step, top, full_batch):
+        sh = {"top": top, "threshold": 20.0, "rule": "2/lr", "full_batch": full_batch}
+        return {"step": step, "lr": 0.1, "sharpness": sh}
+
+    # Past the threshold at init only, then below it: the steps never went past it.
+    assert sharpness_over(SimpleNamespace(instruments=[at(0, 90.0, True), at(50, 10.0, True)])) is None
+    full = sharpness_over(SimpleNamespace(instruments=[at(0, 90.0, True), at(50, 30.0, True)]))
+    assert full[1]["sharpness_step"] == 50 and "stable range" in full[0]
+    mini = sharpness_over(SimpleNamespace(instruments=[at(50, 30.0, False)]))
+    assert "only an indication" in mini[0] and "stable range" not in mini[0]

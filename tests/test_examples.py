@@ -358,14 +358,28 @@ def _has_mnist() -> bool:
     return (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
 
 
+def _selected_examples(session) -> set[str]:
+    """The examples whose scaled-down test this session runs (after -k / node ids), so that
+    `pytest tests/test_examples.py -k zero_init` trains one example, not all fifty."""
+    name = "test_each_example_scaled_down_shows_exactly_the_verdicts_its_header_expects"
+    return {
+        item.callspec.params["ex"].name
+        for item in session.items
+        if getattr(item, "originalname", None) == name and hasattr(item, "callspec")
+    }
+
+
 @pytest.fixture(scope="module")
-def example_summaries(tmp_path_factory):
-    """Every runnable example scaled down by its `# test:` line, trained once, a run per core."""
+def example_summaries(request, tmp_path_factory):
+    """Every selected runnable example scaled down by its `# test:` line, trained once, a run per core."""
     from conftest import train_in_parallel
 
     env = {"DLX_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    selected = _selected_examples(request.session)
     jobs = {}
     for ex in RUNNABLE:
+        if ex.name not in selected:
+            continue
         if _data_name(ex) in FILE_DATA:
             if not _has_mnist():
                 continue

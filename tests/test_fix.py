@@ -4,6 +4,7 @@ improve its final metric; the winner's config lands beside the run, and the repo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import CONFIGS
@@ -12,8 +13,10 @@ from typer.testing import CliRunner
 import dlx
 from dlx.cli.app import app
 from dlx.config.loader import load_config
-from dlx.many.remedies import Candidate, FixReport, _judge, candidates
+from dlx.many.remedies import Candidate, FixReport, _judge, _split, candidates
 from dlx.views.html_report import run_page
+from dlx.views.html_run import fix_html
+from dlx.views.labels import kinds_text, needed_text
 
 # Four of the pathological examples, scaled down (2 seeds, 2 remedies, 1 round); each names
 # the verdict the run must show and the remedy expected to win (measured: BENCHMARKS.md).
@@ -30,7 +33,8 @@ def test_fix_finds_a_remedy_that_removes_the_verdict_and_improves_the_metric(nam
     kind, expected = SCALED[name]
     run = dlx.train(str(CONFIGS / f"{name}.yaml"), runs_dir=runs_dir, quiet=True)
     assert kind in [v["kind"] for v in run.verdicts]
-    report = dlx.fix(run.path, seeds=2, max_fixes=2, rounds=1, runs_dir=runs_dir, quiet=True)
+    # parts=False: the combined winners' parts are the next test's (here they would double the trainings).
+    report = dlx.fix(run.path, seeds=2, max_fixes=2, rounds=1, runs_dir=runs_dir, quiet=True, parts=False)
     original, w = report.rows[0], report.winner
     assert original["label"] == "original" and original["runs"] == 2
     assert w is not None, report
@@ -144,3 +148,148 @@ def test_fix_of_a_completed_run_without_a_usable_summary_says_so_and_what_to_do(
     said = " ".join(result.output.split())
     assert f"its {SUMMARY_FILE}" in said and ("missing" in said if damage == "missing" else "unreadable" in said)
     assert "train the run again" in said
+
+
+def _kinds_of(run_path: str) -> set[str] | None:
+    """The oracle: a trial's verdict kinds, read from its own summary.json (None: it has none)."""
+    from dlx.records.folders import SUMMARY_FILE
+
+    verdicts = json.loads((Path(run_path) / SUMMARY_FILE).read_text()).get("verdicts")
+    return {v["kind"] for v in verdicts} if verdicts else None
+
+
+def _gone_by_kind(run_paths: list[str], targets: list[str]) -> dict[str, int]:
+    seen = [_kinds_of(p) for p in run_paths]
+    return {k: sum(s is not None and k not in s for s in seen) for k in targets}
+
+
+def test_fix_counts_each_verdict_apart_and_runs_a_combined_remedy_part_by_part(runs_dir):
+    # zero_init scaled down (its own test: line): the relu + He init remedy removes symmetry and
+    # its symptoms; Xavier removes symmetry but leaves not_learning, which a single count hid.
+    scaled = ["data.n_train=1000", "train.epochs=3", "train.log_every=6"]
+    run = dlx.train(str(CONFIGS / "zero_init.yaml"), scaled, runs_dir=runs_dir, quiet=True)
+    report = dlx.fix(run.path, seeds=2, max_fixes=2, rounds=1, runs_dir=runs_dir, quiet=True)
+    w = report.winner
+    assert w is not None and len(w["set"]) == 2, report
+    # Per verdict, each row counts what its trials' summaries say.
+    for r in report.rows:
+        assert list(r["gone_by_kind"]) == r["targets"] and len(r["run_paths"]) == r["runs"] == 2
+        assert r["gone_by_kind"] == _gone_by_kind(r["run_paths"], r["targets"]), r["label"]
+    assert report.rows[0]["gone_by_kind"] == dict.fromkeys(report.rows[0]["targets"], 0)  # the original has them all
+    # The combined winner, part by part: each override alone, over the same seeds, in its own runs,
+    # counted against the winner's verdicts.
+    parts = w["parts"]
+    assert [p["set"] for p in parts] == [[s] for s in w["set"]]
+    assert [p["label"] for p in parts] == ["activation: relu", "init: kaiming_normal"]
+    for p in parts:
+        assert p["runs"] == 2 and not set(p["run_paths"]) & {x for r in report.rows for x in r["run_paths"]}
+        assert p["gone_by_kind"] == _gone_by_kind(p["run_paths"], w["targets"]), p["label"]
+        seen = [_kinds_of(x) for x in p["run_paths"]]
+        assert p["gone"] == sum(s is not None and not s & set(w["targets"]) for s in seen)
+    assert w["needed"]["enough"] == [p["label"] for p in parts if p["gone"] == p["runs"]]
+    for k, who in w["needed"]["by_kind"].items():
+        assert who == [p["label"] for p in parts if p["gone_by_kind"][k] == p["runs"]]
+    # Relu with zero weights keeps every unit a copy of the others: the activation alone never
+    # removes symmetry (measured: He init alone does).
+    assert parts[0]["gone_by_kind"]["symmetry"] == 0
+    # fix.json: the old keys as they were, the new ones added.
+    record = json.loads((run.path / "fix.json").read_text())
+    row = next(r for r in record["rows"] if r["label"] == w["label"])
+    assert row["gone"] == w["gone"] and row["targets"] == w["targets"] and record["winner"] == w["label"]
+    assert row["gone_by_kind"] == w["gone_by_kind"] and row["parts"] == parts and "seen" not in row
+    # The terminal at 80 columns: a verdict a line, the parts' table and what they say, no line cut.
+    from rich.console import Console
+
+    from dlx.cli.many import _fix_table
+
+    con = Console(width=80, record=True, force_terminal=False)
+    _fix_table(con, report)
+    out = con.export_text()
+    assert max(map(len, out.splitlines())) <= 80, out
+    assert "symmetry seen 2/2" in out and "one part at a time (the same 2 seeds)" in out
+    assert f"not_learning gone {report.rows[1]['gone_by_kind']['not_learning']}/2" in out
+    assert "→ " + needed_text(w, "test_acc").split("; ")[0] in out
+    page = run_page(run.path)
+    assert "one part at a time" in page and "Which part:" in page
+
+
+def _split_rows():
+    """An original and two remedies over 2 seeds: init=x alone, and act=r + init=x together."""
+    both, alone = ["symmetry", "not_learning"], ["symmetry", "not_learning"]
+    orig = {**_row("original", [0.3, 0.3], gone=0, targets=both), "seen": [set(both)] * 2}
+    init = {**_row("init=x", [0.4, 0.4], gone=0, targets=alone), "seen": [{"not_learning"}] * 2}
+    combo = {**_row("act=r + init=x", [0.9, 0.9], targets=both), "set": ["act=r", "init=x"], "seen": [set()] * 2}
+    init["set"] = ["init=x"]
+    return [orig, init, combo]
+
+
+def test_a_combined_remedys_parts_are_counted_against_its_own_verdicts_and_an_override_run_alone_is_not_rerun():
+    report = FixReport(run=None, metric="test_acc", goal="max", seeds=2, budget=None, verdicts=["symmetry"])
+    report.rows = _split_rows()
+    _judge(report)
+    asked = []
+
+    def train(cs):
+        asked.extend(c.sets for c in cs)
+        # act=r alone: symmetry stays on one seed, not_learning on both.
+        return [
+            {
+                **_row(c.label, [0.3, 0.35], gone=0),
+                "set": c.sets,
+                "seen": [{"symmetry", "not_learning"}, {"not_learning"}],
+            }
+            for c in cs
+        ]
+
+    _split(report, train)
+    combo = report.rows[2]
+    assert asked == [["act=r"]]  # init=x ran as a remedy of its own, over the same seeds
+    act, init = combo["parts"]
+    assert act["gone_by_kind"] == {"symmetry": 1, "not_learning": 0} and act["gone"] == 0
+    assert init["gone_by_kind"] == {"symmetry": 2, "not_learning": 0} and init["gone"] == 0
+    assert combo["needed"] == {"enough": [], "by_kind": {"symmetry": ["init=x"], "not_learning": []}}
+    assert needed_text(combo) == "both are needed: init=x alone removes symmetry; no part alone removes not_learning"
+    assert "parts" not in report.rows[1]  # one override: nothing to split
+
+
+@pytest.mark.parametrize(
+    "gone, expected",
+    [
+        ((2, 0), "a=1 is what removed the verdicts; b=1 alone does not"),
+        ((2, 2), "either part alone removes the verdicts"),
+        ((0, 0), "only together: no part alone removes any of its verdicts on every seed"),
+    ],
+)
+def test_which_part_fixed_a_combined_remedy_is_said_from_the_parts_counts(gone, expected):
+    whole = {**_row("a=1 + b=1", [0.9, 0.91]), "set": ["a=1", "b=1"]}
+    whole["parts"] = [
+        {**_row(label, [0.9, 0.91], gone=g), "gone_by_kind": {"vanishing": g}} for label, g in zip(("a=1", "b=1"), gone)
+    ]
+    whole["needed"] = {
+        "enough": [p["label"] for p in whole["parts"] if p["gone"] == 2],
+        "by_kind": {"vanishing": [p["label"] for p in whole["parts"] if p["gone"] == 2]},
+    }
+    assert needed_text(whole) == expected
+    # A part that removes the verdicts but ends clearly worse than both together is said to.
+    whole["parts"][0].update(mean=0.5, values=[0.5, 0.5], sd=0.0)
+    if gone[0] == 2:
+        assert needed_text(whole, "test_acc").endswith(
+            "; yet test_acc is 0.5 with " + ("it" if gone == (2, 0) else "a=1") + " alone, 0.905 with all parts"
+        )
+
+
+def test_a_fix_record_written_before_verdicts_were_counted_apart_still_reads():
+    # fix.json of an earlier dlx: rows with one "gone" count for all their verdicts, no parts.
+    record = {
+        "metric": "test_acc",
+        "seeds": 2,
+        "verdicts": ["vanishing"],
+        "winner": "a=1",
+        "rows": [
+            {"label": "original", "runs": 2, "gone": 0, "mean": 0.3, "sd": 0.0, "values": [0.3, 0.3]},
+            {"label": "a=1", "runs": 2, "gone": 2, "mean": 0.9, "sd": 0.0, "values": [0.9, 0.9], "change": 0.6},
+        ],
+    }
+    html = fix_html(record)
+    assert "has it 2/2" in html and "gone 2/2" in html and "winner: a=1" in html and "one part" not in html
+    assert kinds_text(record["rows"][1]) == "gone 2/2"

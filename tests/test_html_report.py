@@ -436,3 +436,58 @@ def test_a_run_with_instruments_gets_their_words_and_panels_on_its_page(tmp_path
     inst = section(page, "instruments")
     assert "sharpness:" in inst and "gradient noise scale" in inst and "stable rank" in inst
     assert len(images(inst)) == 2  # the panels, and the landscape
+
+
+LONG = "optimizer.betas=[0.9, 0.999], optimizer.lr=0.0003, optimizer.weight_decay=0.0001, model=lstm, model.hidden=64"
+
+
+def _compare_record(tmp_path: Path) -> Path:
+    """A compare record of three variants with long labels (no run folders: the page's table alone)."""
+    stat = {"mean": 0.8123, "sd": 0.0123}
+    verdicts = ("healthy", "dead_units (2/3)", "lr_too_high")
+    variants = [
+        {"variant": f"{LONG}, seed_set={i}", "runs": 3, "verdict": v, "run_paths": []}
+        | {k: stat for k in ("test_acc", "test_loss", "train_loss", "train_seconds")}
+        for i, v in enumerate(verdicts)
+    ]
+    path = tmp_path / "compare-long.json"
+    path.write_text(json.dumps({"config": "long.yaml", "seeds": 3, "variants": variants}))
+    return path
+
+
+def test_the_compare_pages_verdict_cells_hold_the_whole_verdict_words(tmp_path):
+    from dlx.views.html_report import compare_page
+
+    table = section(compare_page(_compare_record(tmp_path)), "variants")
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<tr>(?:<td[^>]*>.*?</td>){2}<td[^>]*>(.*?)</td>", table)]
+    # Before: the kind's first word looked up, "(2/3)" dropped, and healthy read "health".
+    assert cells == ["healthy", "dead units (2/3)", "too-high learning rate"]
+    assert table.count(f"{LONG}, seed_set=") == 3  # each variant's label whole
+
+
+def test_the_compare_pages_verdict_column_stays_in_view_at_1400_px(tmp_path):
+    """In headless Chromium at 1400 x 900: every verdict cell lies inside the window, its text on
+    view (not scrolled off to the right of a table of long labels); a screenshot for the eye."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page_file = tmp_path / "compare.html"
+    from dlx.views.html_report import compare_page
+
+    page_file.write_text(compare_page(_compare_record(tmp_path)))
+    artifacts = Path(os.environ.get("DLX_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(page_file.resolve().as_uri())
+            boxes = page.eval_on_selector_all(
+                "#variants tbody tr td:nth-child(3)",
+                "cells => cells.map(c => { const r = c.getBoundingClientRect(); const s = c.closest('.scroll');"
+                " const v = s.getBoundingClientRect(); return [r.left, r.right, v.left, v.right, c.innerText]; })",
+            )
+            page.screenshot(path=str(artifacts / "compare-verdicts-1400.png"))
+        finally:
+            browser.close()
+    assert [b[4] for b in boxes] == ["healthy", "dead units (2/3)", "too-high learning rate"]
+    for left, right, view_left, view_right, _ in boxes:
+        assert view_left <= left and right <= min(view_right, 1400)

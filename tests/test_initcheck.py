@@ -178,6 +178,47 @@ def test_recurrent_layers_are_not_applicable_and_get_no_numbers(tmp_path):
     assert rows[-1]["layer"] == "out" and rows[-1]["fan_in"] == 8
 
 
+@pytest.mark.parametrize("init", ["default", "xavier_uniform", "kaiming_normal", "lecun_normal", "orthogonal"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_recurrent_weight_law_is_what_the_cells_are_drawn_with(cell, init):
+    from dlx.components.init import INITS
+    from dlx.components.models.recurrent import RecurrentNet
+    from dlx.run.initcheck import weight_moments
+
+    # An input of 16 features under 64 hidden units: Linear's 1/(3 fan_in) would be 4x the
+    # cells' own 1/(3 hidden) for W_ih (W_hh's fan_in is the hidden size, so it cannot tell).
+    torch.manual_seed(0)
+    net = RecurrentNet(cell, 16, 1, 64, 1, False, "many_to_one", "tanh", 0.0, None, 4)
+    spec = INITS.parse(init)
+    spec.init_model(net)
+    layer = net.stack["l0"]
+    for w in (layer.W_ih, layer.W_hh):
+        mean, s2, _ = weight_moments(spec, w, layer)
+        # The oracle: the drawn weights' own mean square (>= 1024 entries: within ~5% of the law).
+        assert float(w.detach().double().square().mean()) == pytest.approx(s2 + mean * mean, rel=0.2)
+
+
+def test_recurrent_rows_say_what_each_matrix_was_drawn_with(tmp_path):
+    cfg = {
+        "seed": 0,
+        "data": {"name": "parity", "n_train": 64, "n_test": 16},
+        "model": {"name": "gru", "hidden": 8},
+        "activation": "tanh",
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"steps": 1, "batch_size": 16, "threads": 1},
+    }
+    rows = init_check_for(Trainer(load_config(cfg)))
+    gru = rows[0]
+    assert gru["verdict"] == "not applicable" and gru["predicted_var"] is None
+    assert gru["rule"].startswith("1/(3 hidden)") and gru["weight_var"] == pytest.approx(1 / 24)
+    assert "W_ih 0.0417, W_hh 0.0417" in gru["note"]
+    assert rows[-1]["rule"].startswith("1/(3 fan_in)")  # the Linear head keeps Linear's default
+    xavier = init_check_for(Trainer(load_config({**cfg, "init": "xavier_uniform"})))[0]
+    # W_ih [24, 1] and W_hh [24, 8] differ in fans: no one s^2 for the row, each in the note.
+    assert xavier["weight_var"] is None
+    assert f"W_ih {2 / 25:.3g}, W_hh {2 / 32:.3g}" in xavier["note"]
+
+
 def test_the_check_leaves_parameters_buffers_mode_and_random_stream_as_they_were(tmp_path):
     tr = trainer(
         tmp_path,

@@ -324,6 +324,144 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         assert {r["name"] for r in runs} == {"lab-a", "quickstart"} and len(runs) == 3
 
 
+# Each knob of the page and where it reads a resolved config (the oracle is dlx's own resolving).
+def _knobs_of(cfg: dict) -> dict[str, str]:
+    m, train = cfg["model"], cfg["train"]
+    return {
+        "data.name": cfg["data"]["name"],
+        "data.noise": str(cfg["data"]["noise"]),
+        "data.n_train": str(cfg["data"]["n_train"]),
+        "model.depth": str(m["depth"]),
+        "model.width": str(m["width"]),
+        "activation": cfg["activation"]["name"],
+        "init": cfg["init"]["name"],
+        "regularization.norm": cfg["regularization"]["norm"],
+        "optimizer.name": cfg["optimizer"]["name"],
+        "optimizer.lr": str(cfg["optimizer"]["lr"]),
+        "train.batch_size": str(train["batch_size"]),
+        "train.steps": "" if train["steps"] is None else str(train["steps"]),
+        "regularization.dropout": str(cfg["regularization"]["dropout"]),
+        "regularization.l2": str(cfg["regularization"]["l2"]),
+    }
+
+
+def _knobs_on(page) -> dict[str, str]:
+    return page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('[data-key]')]"
+        ".filter((e) => e.type !== 'checkbox').map((e) => [e.dataset.key, e.value]))"
+    )
+
+
+def _num(text: str) -> float:
+    return float(text) if text else float("nan")
+
+
+def test_an_example_sets_every_knob_a_knob_changed_then_trains_and_the_final_verdict_is_dlx_shows(browser, tmp_path):
+    import subprocess
+    import sys
+
+    from dlx.config.catalogue import find_example
+    from dlx.lab.runs import lab_config
+    from dlx.records.folders import list_runs
+    from dlx.records.layout import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with Server(tmp_path / "runs") as srv:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.page)
+        # Before play: the network the default knobs build (3 hidden layers and the output).
+        page.wait_for_selector("#slot-A canvas.net[data-layers]", timeout=20_000)
+        assert page.locator("#slot-A canvas.net").get_attribute("data-layers") == "4"
+        page.screenshot(path=str(ARTIFACTS / "lab-before-play.png"), full_page=True)
+        # A net trains in A; meanwhile the relu_he example is chosen: every knob shows it.
+        for key, value in {"train.steps": "100000", "data.n_train": "500", "model.width": "16"}.items():
+            _set(page, key, value)
+        page.click("#play")
+        page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.events >= 2", timeout=60_000)
+        page.select_option("#example", "relu_he")
+        want = _knobs_of(lab_config({"yaml": find_example("relu_he").path.read_text()}).resolved())
+        page.wait_for_function("() => document.querySelector('[data-key=\"model.depth\"]').value === '10'")
+        page.wait_for_function("() => document.querySelector('[data-key=\"optimizer.name\"]').value === 'sgd'")
+        shown = _knobs_on(page)
+        for key in ("data.noise", "optimizer.lr", "regularization.dropout", "regularization.l2"):  # 0.1 and "0.1"
+            assert _num(shown.pop(key)) == _num(want.pop(key)), key
+        assert shown == want
+        assert page.locator("[data-key='train.steps']").get_attribute("placeholder") == "5 epochs"
+        # A knob changed now trains: the example's YAML plus that change (play replaces the running net).
+        _set(page, "optimizer.lr", "0.03")
+        _set(page, "train.steps", "150")
+        replaced = page.evaluate("window.dlxLab.slots.A.run")
+        page.click("#play")
+        page.wait_for_function(  # the new run's end (the replaced one ends too, interrupted)
+            "(old) => { const a = window.dlxLab.slots.A; return a.run !== old && a.done && a.verdict && a.verdict.final; }",
+            arg=replaced,
+            timeout=120_000,
+        )
+        page.check("input[name=slot][value=B]")  # B shows its network before play, beside A
+        page.wait_for_selector("#slot-B canvas.net[data-layers]", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "lab-example-done-and-b.png"), full_page=True)
+        runs = {r["name"]: r for r in list_runs(tmp_path / "runs")}
+        assert set(runs) == {"lab-a", "relu-he"} and runs["lab-a"]["status"] == "interrupted"
+        folder = tmp_path / "runs" / runs["relu-he"]["run_id"]
+        import yaml
+
+        trained = yaml.safe_load((folder / CONFIG_FILE).read_text())
+        assert trained["optimizer"]["lr"] == 0.03 and trained["train"]["steps"] == 150
+        assert trained["model"]["depth"] == 10 and trained["optimizer"]["name"] == "sgd"
+        assert page.locator("[data-key='optimizer.lr']").input_value() == "0.03"
+        # The verdict after "completed" is the run's own: summary.json's, as `dlx show` prints it.
+        assert "completed" in page.locator("#slot-A .status").inner_text()
+        message = page.locator("#slot-A .verdict .message").inner_text()
+        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        assert (
+            message == summary["verdict"]
+            and page.evaluate("window.dlxLab.slots.A.verdict.kind") == (summary["verdicts"][0]["kind"])
+        )
+        env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}
+        shown_by_cli = subprocess.run(
+            [sys.executable, "-m", "dlx", "show", str(folder)], capture_output=True, text=True, env=env, timeout=120
+        ).stdout
+        assert f"verdict: {message}" in shown_by_cli
+        # The loss chart: labelled axes whose ticks cover every loss drawn.
+        chart = page.locator("#slot-A canvas.curves")
+        assert chart.get_attribute("data-x-label") == "step" and chart.get_attribute("data-y-label") == "loss"
+        y_ticks = json.loads(chart.get_attribute("data-y-ticks"))
+        x_ticks = json.loads(chart.get_attribute("data-x-ticks"))
+        labels = json.loads(chart.get_attribute("data-y-tick-labels"))
+        losses = [
+            v
+            for line in (folder / METRICS_FILE).read_text().splitlines()
+            for k, v in json.loads(line).items()
+            if k in ("train_loss", "test_loss") and v is not None
+        ]
+        assert len(y_ticks) >= 2 and len(set(labels)) == len(labels)  # never "1.1" at both ends
+        assert min(y_ticks) <= min(losses) and max(y_ticks) >= max(losses)
+        scale = chart.get_attribute("data-y-scale")
+        assert scale == ("log" if max(losses) / min(losses) >= 10 else "linear")
+        assert x_ticks[0] == 0 and 100 <= x_ticks[-1] <= 150
+        # A and B side by side at 1400 px.
+        a, b = page.locator("#slot-A").bounding_box(), page.locator("#slot-B").bounding_box()
+        assert abs(a["y"] - b["y"]) < 1 and b["x"] >= a["x"] + a["width"]
+        assert b["x"] + b["width"] <= 1400
+        assert errors == []
+
+
+def test_the_loss_axis_keeps_a_flat_loss_flat_and_goes_log_over_decades(browser, tmp_path):
+    with Server(tmp_path / "runs") as srv:
+        page = browser.new_page()
+        page.goto(srv.page)
+        axis = "(v) => { const a = lossAxis(v); return {scale: a.scale, ticks: a.ticks, at: v.map(a.f)}; }"
+        flat = page.evaluate(axis, [1.1, 1.098, 1.101, 1.099])
+        # Linear from zero: a 0.3% wobble spans under 1% of the axis height, no zig-zag.
+        assert flat["scale"] == "linear" and flat["ticks"][0] == 0 and flat["ticks"][-1] >= 1.101
+        assert max(flat["at"]) - min(flat["at"]) < 0.01
+        falling = page.evaluate(axis, [2.3, 0.4, 0.02])
+        assert falling["scale"] == "log" and falling["ticks"][0] <= 0.02 and falling["ticks"][-1] >= 2.3
+        assert all(0 <= t <= 1 for t in falling["at"])
+
+
 def test_stopping_the_server_ends_its_runs_checkpointed_and_resumable(tmp_path):
     import dlx
 

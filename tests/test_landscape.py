@@ -47,6 +47,27 @@ def test_the_line_runs_from_the_init_to_the_final_weights(tmp_path):
     assert ln.loss[-1] < ln.loss[0]
 
 
+def test_the_default_line_samples_alpha_0_and_1_and_its_markers_sit_on_the_measured_losses(tmp_path):
+    from dlx.views.landscape import draw_landscape, landscape
+
+    run = _run(tmp_path)
+    pic = landscape(run.path, grid=3)
+    ln = pic.line
+    assert ln.alphas[0] <= -0.25 and ln.alphas[-1] >= 1.25  # a little beyond both ends
+    (i0,), (i1,) = np.flatnonzero(ln.alphas == 0.0), np.flatnonzero(ln.alphas == 1.0)
+    snaps = read_snapshots(run.path)
+    final = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
+    assert ln.loss[i0] == pytest.approx(_loss_of(run, snaps["states"][0]), rel=1e-5)
+    assert ln.loss[i1] == pytest.approx(_loss_of(run, final), rel=1e-5)
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    draw_landscape(fig, pic)
+    top = fig.axes[0]
+    marks = [(float(x[0]), float(y[0])) for x, y in (ln_.get_data() for ln_ in top.get_lines()) if len(x) == 1]
+    assert marks == [(0.0, pytest.approx(ln.loss[i0])), (1.0, pytest.approx(ln.loss[i1]))]
+
+
 def test_the_plane_is_centred_on_the_final_weights_and_the_trajectory_ends_there(tmp_path):
     run = _run(tmp_path)
     final = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]

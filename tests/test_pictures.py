@@ -202,3 +202,39 @@ def test_a_deep_sigmoid_nets_gradients_at_init_shrink_towards_the_input(tmp_path
     out = tmp_path / "h.png"
     r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "histograms", "-o", str(out)])
     assert r.exit_code == 0, r.output and out.stat().st_size > 10_000
+
+
+def test_each_layers_activation_histogram_spans_its_own_range_not_the_widest_layers():
+    """A layer whose activations are 1e-4 wide beside one 1 wide: on a shared axis it would
+    be one bar; each row's bins and x-axis span that layer's own values."""
+    from matplotlib.figure import Figure
+
+    from dlx.views.picture_panels import draw_histograms, own_bins
+    from dlx.views.pictures import Histograms
+
+    rng = np.random.default_rng(0)
+    narrow, wide = 0.5 + 1e-4 * rng.standard_normal(4000), rng.standard_normal(4000)
+    grads = [1e-3 * rng.standard_normal(4000), rng.standard_normal(4000)]
+    h = Histograms("two", {}, ["act1", "act2"], [0, 10], [[narrow, wide], [wide, narrow]], [grads, grads])
+    for values in (narrow, wide):
+        bins = own_bins(values)
+        lo, hi = np.percentile(values, [0.5, 99.5])
+        np.testing.assert_allclose([bins[0], bins[-1]], [lo, hi])
+        inside = ((values >= bins[0]) & (values <= bins[-1])).mean()
+        assert inside >= 0.98  # nearly every value lands in a bin, not one bar of them
+        counts, _ = np.histogram(values, bins)
+        assert (counts > 0).sum() > len(counts) // 2  # a shape, spread over the bins
+    fig = Figure()
+    draw_histograms(fig, h)
+    rows = np.array(fig.axes).reshape(3, 2)  # act1, act2, then the gradients; one column per moment
+    for r, c, values in ((0, 0, narrow), (1, 0, wide), (0, 1, wide), (1, 1, narrow)):
+        lo, hi = rows[r, c].get_xlim()
+        np.testing.assert_allclose([lo, hi], np.percentile(values, [0.5, 99.5]), rtol=1e-9)
+    assert np.ptp(rows[0, 0].get_xlim()) < 1e-3 < 1.0 < np.ptp(rows[1, 0].get_xlim())
+
+
+def test_a_constant_layer_gets_bins_around_its_value():
+    from dlx.views.picture_panels import own_bins
+
+    bins = own_bins(np.full(100, 0.25))
+    assert bins[0] < 0.25 < bins[-1] and np.all(np.diff(bins) > 0)

@@ -213,3 +213,71 @@ def test_a_run_without_summary_or_probes_still_plots(runs, tmp_path):
     (folder / "metrics.jsonl").write_text((runs["relu0"] / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     assert plots.panel_names([folder]) == ["loss", "accuracy"]
     assert matplotlib.image.imread(plots.plot_runs([folder], tmp_path / "y.png")).shape[1] == 1500
+
+
+def _texts(fig) -> str:
+    """Every text the figure draws (titles, legend entries, labels), its lines joined by spaces."""
+    from matplotlib.text import Text
+
+    return " ".join(t.get_text().replace("\n", " ") for t in fig.findobj(Text))
+
+
+def test_a_label_wraps_onto_lines_between_its_parts_and_keeps_every_character():
+    from dlx.views.labels import wrap_label
+
+    text = "optimizer.betas=[0.9, 0.999], optimizer.lr=0.0003, model=lstm, model.hidden=32 (seeds 0, 1, 2)"
+    for width in (12, 30, 60, 200):
+        lines = wrap_label(text, width).split("\n")
+        assert "\n".join(lines).replace("\n", " ") == text  # a break replaces a space, nothing is cut
+        assert all(len(line) <= width for line in lines if ", " in line)  # longer only where it cannot break
+    assert wrap_label(text, 30).split("\n")[0] == "optimizer.betas=[0.9, 0.999],"  # a value's list stays whole
+
+
+def test_figures_of_runs_differing_in_betas_and_model_keep_every_differing_value_whole(tmp_path):
+    """Two adam betas and an RNN against an LSTM: the titles and legends name each value in
+    full (before, group labels were cut at 48 characters and after 3 keys: "optimizer.betas=[0.9, 0.9…")."""
+    fast = {"epochs": None, "steps": 8, "batch_size": 32, "log_every": 4, "threads": 1}
+    where = tmp_path / "runs"
+    betas = [
+        dlx.train(
+            _cfg(optimizer={"name": "adam", "lr": lr, "betas": b, "weight_decay": wd}, train=fast),
+            runs_dir=where,
+            quiet=True,
+        )
+        for b, lr, wd in (([0.9, 0.999], 0.01, 0.0), ([0.9, 0.95], 0.003, 0.0001))
+    ]
+    fig = plots.pictures_figure([r.path for r in betas], ["boundary", "loss"])
+    texts = _texts(fig)
+    for value in ("optimizer.betas=[0.9, 0.999]", "optimizer.betas=[0.9, 0.95]", "optimizer.weight_decay=0.0001"):
+        assert texts.count(value) >= 2  # the picture's title and the loss legend
+    # Drawn, each title stays within its own picture's cell and the legend within its axes:
+    # a one-line title of three keys ran into the next picture's.
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    for sub in fig.subfigs[0].subfigs:
+        for t in sub.findobj(Text):
+            if "optimizer.betas" in t.get_text():
+                box = t.get_window_extent()
+                assert sub.bbox.x0 - 1 <= box.x0 and box.x1 <= sub.bbox.x1 + 1, t.get_text()
+    loss = plots.panel_axes(fig)["loss"]
+    assert loss.get_legend().get_window_extent().x1 <= loss.bbox.x1 + 1
+    rec = [
+        dlx.train(_cfg(RNN, model={"name": m, "hidden": 8}, optimizer={"name": "adam", "lr": lr}), runs_dir=where)
+        for m, lr in (("rnn", 0.01), ("lstm", 0.003))
+    ]
+    groups = plots.load_groups([r.path for r in rec])
+    assert [g.label.split(" (seed")[0] for g in groups] == [
+        "model=rnn, optimizer.lr=0.01",
+        "model=lstm, optimizer.lr=0.003",
+    ]
+    fig = plots.build_figure(groups)
+    texts = _texts(fig)
+    for g in groups:
+        assert g.label in texts  # the loss legend, the time-step legend and each group's row titles
+    compare = plots.compare_curves_figure({g.label: [r.metrics for r in g.runs] for g in groups})
+    assert all(g.label in _texts(compare) for g in groups)
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    for name, f in (("betas", plots.pictures_figure([r.path for r in betas], ["boundary", "loss"])), ("rnn", fig)):
+        f.savefig(out / f"{name}.png", dpi=plots.DPI)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import CONFIGS, TINY
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -205,3 +206,176 @@ def test_the_activation_table_shows_dead_for_relu_and_negative_for_leaky_units()
     assert "dead" in text and "negative" not in text and "25%" in text
     text, _ = render(activation_table(leaky))
     assert "negative" in text and "dead" not in text and "100%" in text
+
+
+# ---------------------------------------------------------------- 80 columns: nothing cut
+NUMBER_CUT = re.compile(r"[\d.]…|…[\d.]")  # rich's ellipsis inside a number: 1.19e-…
+
+
+def _rows_by_header(text: str, title: str) -> list[dict[str, str]]:
+    """The rows of a fitted table (from its title on) as {header: cell}."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(title))
+    header = next(l for l in lines[start:] if "┃" in l and "layer" in l)
+    heads = [h.strip() for h in header.split("┃")]
+    rows, i = [], lines.index(header, start) + 2
+    while i < len(lines) and "│" in lines[i]:
+        rows.append(dict(zip(heads, (c.strip() for c in lines[i].split("│")))))
+        i += 1
+    return rows
+
+
+def _assert_wrapped_between_words(printed: list[str], unwrapped: str) -> None:
+    """Every logical line of `unwrapped` is printed as its words, broken only at its spaces,
+    each continuation line indented deeper than the line it continues."""
+    at = 0
+    for logical in unwrapped.split("\n"):
+        first = printed[at].rstrip()
+        assert logical.startswith(first), (logical, first)
+        rest, at = logical[len(first) :], at + 1
+        lead = len(logical) - len(logical.lstrip(" "))
+        while rest:
+            assert rest[0] == " ", f"broken inside a word: {first!r} + {rest!r}"
+            piece = printed[at]
+            assert piece.startswith(" " * (lead + 1)), f"continuation not indented: {piece!r}"
+            assert rest.lstrip(" ").startswith(piece.strip()), (rest, piece)
+            rest, at = rest.lstrip(" ")[len(piece.strip()) :], at + 1
+
+
+def test_dlx_train_at_80_columns_cuts_no_number_and_wraps_the_verdict_between_words(tmp_path, monkeypatch):
+    import json
+
+    from dlx.core.fmt import num
+    from dlx.views.report import verdict_text
+
+    monkeypatch.chdir(tmp_path)  # a short run folder path: "run folder: runs/<id>" fits 80 columns
+    small = ["--set", "data.n_train=1000", "--set", "train.epochs=3", "--set", "train.log_every=6"]
+    r = _dlx("train", CONFIGS / "vanishing_sigmoid.yaml", "--runs-dir", "runs", *small)
+    assert r.exit_code == 0, r.output
+    out = r.output
+    too_wide = [l for l in out.splitlines() if len(l.rstrip()) > 80]
+    assert not too_wide, too_wide
+    assert not NUMBER_CUT.search(out)
+    [folder] = (tmp_path / "runs").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+
+    # The per-layer table's numbers are summary.json's, whole (fmt.num), in every column shown.
+    rows = _rows_by_header(out, "Per-layer gradient L2 norm")
+    keys = {
+        "first": lambda l: l["grad_norm"]["first"],
+        "median": lambda l: l["grad_norm"]["median"],
+        "last": lambda l: l["grad_norm"]["last"],
+        "|W|": lambda l: l["weight_norm"],
+        "|dW|/|W|": lambda l: l["update_ratio"],
+    }
+    assert [row["layer"] for row in rows] == [l["name"] for l in summary["layers"]]
+    assert "median" in rows[0] and "|dW|/|W|" in rows[0]
+    for row, layer in zip(rows, summary["layers"]):
+        for head, value in keys.items():
+            if head in row:
+                assert row[head] == num(value(layer)), (layer["name"], head)
+
+    # The verdict, its cause and remedy: long lines broken only at their spaces, indented under their text.
+    assert summary["verdicts"][0]["kind"] == "vanishing"
+    unwrapped = verdict_text(summary).plain
+    lines = out.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("verdict: "))
+    printed = lines[start:]
+    _assert_wrapped_between_words(printed, unwrapped)
+    assert len(printed[: printed.index("")]) > len(unwrapped.split("\n"))  # it did need wrapping
+
+
+def test_dlx_show_at_80_columns_fits_and_cuts_no_number(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "data.n_train=1000", "--set", "train.epochs=3", "--set", "train.log_every=6"]
+    assert _dlx("train", CONFIGS / "vanishing_sigmoid.yaml", "--runs-dir", "runs", "-q", *small).exit_code == 0
+    r = _dlx("show", "last", "--runs-dir", "runs")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].startswith("run ") and "started" in r.output  # the head: fields whole, on two lines
+    assert not [l for l in lines if len(l.rstrip()) > 80 and not l.startswith(("Var(y)", "["))]
+    assert not NUMBER_CUT.search(r.output)
+    assert "verdict: vanishing gradients" in r.output
+
+
+def _layers_summary(n: int = 4, name: str = "block12.conv_b") -> dict:
+    """A summary of n layers with small gradients and sparse weights: every optional column shown."""
+    return {
+        "layers": [
+            {
+                "name": f"{name}{i}",
+                "shape": [[256, 2], [256, 64]],
+                "grad_norm": {"first": 1.19e-5 * 10**i, "median": 2.5e-6 * 10**i, "last": 3.3e-7 * 10**i},
+                "weight_norm": 12.345,
+                "update_ratio": 1.0e-4,
+                "near_zero": 0.5,
+            }
+            for i in range(n)
+        ]
+    }
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_layer_table_leaves_columns_out_in_order_and_says_so_rather_than_cut_a_number(width):
+    from dlx.core.fmt import num
+    from dlx.views.report import layer_table
+
+    summary = _layers_summary()
+    text, _ = render(layer_table(summary), width=width)
+    assert max(len(l.rstrip()) for l in text.splitlines()) <= width
+    assert not NUMBER_CUT.search(text)
+    rows = _rows_by_header(text, "Per-layer gradient L2 norm")
+    shown = set(rows[0])
+    for row, l in zip(rows, summary["layers"]):
+        assert row["layer"] == l["name"] and row["median"] == num(l["grad_norm"]["median"])
+        assert row["|dW|/|W|"] == num(l["update_ratio"]) and row["|w|<1e-3"] == "50%"
+    # Left out in the stated order: the bar, first, |W|, shape, last; the note names each.
+    order = ["log median", "first", "|W|", "shape", "last"]
+    left = [k for k in order if k not in shown]
+    assert left == order[: len(left)] and left
+    note = " ".join(text.split(f"not shown at {width} columns:")[1].split())
+    assert note.startswith(", ".join(left) + " (dlx show RUN --json shows all)")
+
+
+def test_ten_classes_fit_80_columns_with_every_count_whole():
+    from dlx.views.report import class_table
+
+    k = 10
+    conf = [[1000 if i == j else 7 * j for j in range(k)] for i in range(k)]
+    summary = {
+        "classes": {"recall": [0.4] * k, "train_counts": [6000] * k, "test_counts": [1063] * k, "confusion": conf}
+    }
+    wide, _ = render(class_table(summary), width=160)
+    assert "not shown" not in wide and "->9" in wide
+    text, _ = render(class_table(summary), width=80)
+    assert max(len(l.rstrip()) for l in text.splitlines()) <= 80
+    body = [l for l in text.splitlines() if "│" in l]
+    assert len(body) == k
+    for i, line in enumerate(body):
+        assert line.split("│")[-1].split() == [str(v) for v in conf[i]]  # every count, whole, in order
+    assert "not shown at 80 columns: train" in text and "1063" in text  # test kept: train went first
+
+
+def test_the_progress_line_gives_up_its_bar_then_its_numbers_never_its_totals_or_times():
+    from rich.progress import Progress
+
+    from dlx.views.progress import BAR_MIN, train_line
+
+    p = Progress()
+    task_id = p.add_task("train", total=12000, completed=11000, stats=["loss 0.1234", "acc 0.987", "test_acc 0.955"])
+    task = p.tasks[task_id]
+    whole = "train 11000/12000 steps loss 0.1234 acc 0.987 test_acc 0.955 0:00:00 ETA -:--:--"  # not started
+    assert train_line(task, 200).plain.replace("━", "").replace("  ", " ") == whole  # the bar, 40 cells
+    assert train_line(task, 200).plain.count("━") == 40
+    assert train_line(task, len(whole)).plain == whole  # no room for a bar: the numbers stay
+    narrow = train_line(task, len(whole) + BAR_MIN + 1).plain
+    assert narrow.count("━") == BAR_MIN and len(narrow) == len(whole) + BAR_MIN + 1
+    # Narrower than the totals and times alone: drawn wider (the terminal wraps it), never cut.
+    assert train_line(task, 30).plain == "train 11000/12000 steps 0:00:00 ETA -:--:--"
+    for width in (60, 50):
+        line = train_line(task, width).plain
+        assert len(line) <= width and "━" not in line
+        assert "11000/12000 steps" in line and line.endswith("0:00:00 ETA -:--:--")
+        kept = line.split(" steps")[1].split(" 0:00:00")[0].strip()
+        assert kept or width < 60
+        assert whole.split("steps ")[1].startswith(kept)  # the numbers go from the last

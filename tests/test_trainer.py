@@ -350,3 +350,104 @@ def test_threads_default_to_one_for_small_nets_and_grow_with_the_work_per_step(m
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)  # the other tests in this process keep their threads
+
+
+def _eval_passes_over_the_test_set(trainer_cls, monkeypatch) -> list[int]:
+    """Spy: the step of every eval-mode forward pass whose input is the whole test set
+    (the tiny test sets fit one evaluation chunk), from whichever code makes it."""
+    seen: list[int] = []
+    build = trainer_cls._build
+
+    def spying_build(self, *a, **k):
+        build(self, *a, **k)
+        x_test = self.data.as_float(self.data.x_test)
+
+        def hook(module, inputs):
+            x = inputs[0]
+            if not module.training and x.shape == x_test.shape and torch.equal(x, x_test):
+                seen.append(self.step)
+
+        self.model.register_forward_pre_hook(hook)
+
+    monkeypatch.setattr(trainer_cls, "_build", spying_build)
+    return seen
+
+
+def test_the_final_test_metrics_and_the_per_class_table_come_from_one_pass(tiny, runs_dir, monkeypatch):
+    passes = _eval_passes_over_the_test_set(Trainer, monkeypatch)
+    r = dlx.train(tiny, runs_dir=runs_dir, quiet=True)
+    evaluated = [m["step"] for m in r.metrics if "test_loss" in m]
+    # One pass per scheduled evaluation; the last one serves the final test_* and the table.
+    assert passes == evaluated and passes[-1] == r.summary["steps"]
+    classes, final = r.summary["classes"], r.summary["final"]
+    # The oracle: the saved model, evaluated by hand with torch.
+    tr = Trainer(load_config(r.config), resuming=True)
+    tr.model.load_state_dict(torch.load(r.path / "checkpoint.pt", weights_only=True)["model"])
+    tr.model.eval()
+    with torch.no_grad():
+        out = tr.model(tr.data.as_float(tr.data.x_test))
+    pred, y, k = out.argmax(-1), tr.data.y_test, tr.data.n_classes
+    assert classes["confusion"] == [[int(((y == i) & (pred == j)).sum()) for j in range(k)] for i in range(k)]
+    assert classes["recall"] == pytest.approx([float((pred[y == i] == i).float().mean()) for i in range(k)])
+    assert final["test_acc"] == pytest.approx(float((pred == y).float().mean()))
+    assert final["test_acc"] == pytest.approx(sum(classes["confusion"][i][i] for i in range(k)) / len(y))
+    assert final["test_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-5)
+
+
+def test_a_run_stopped_between_evaluations_evaluates_the_test_set_once_at_the_end(tiny, runs_dir, monkeypatch):
+    class CtrlC:
+        def on_interval(self, trainer, record):
+            if record["step"] == tiny["train"]["log_every"]:
+                trainer.interrupt()  # a first Ctrl-C: ends after the next step, mid-interval
+
+    passes = _eval_passes_over_the_test_set(Trainer, monkeypatch)
+    r = dlx.train(tiny, runs_dir=runs_dir, quiet=True, callbacks=[CtrlC()])
+    assert r.status == "interrupted" and not any("test_loss" in m for m in r.metrics)
+    assert passes == [r.summary["steps"]]  # _final_metrics' pass; the table reuses it
+    confusion = r.summary["classes"]["confusion"]
+    assert sum(map(sum, confusion)) == tiny["data"]["n_test"]
+    assert r.summary["final"]["test_acc"] == pytest.approx(sum(row[i] for i, row in enumerate(confusion)) / 128)
+
+
+def test_kept_test_predictions_are_redone_when_the_weights_change(tiny):
+    t = Trainer(load_config(tiny))
+    t.run()
+    first = t.test_predictions().clone()
+    with torch.no_grad():
+        for p in t.model.parameters():
+            p.mul_(-1.0)  # an in-place edit, as load_state_dict makes: the kept ones are stale
+        t.model.eval()
+        oracle = t.model(t.data.as_float(t.data.x_test)).argmax(-1)
+        t.model.train()
+    assert torch.equal(t.test_predictions(), oracle) and not torch.equal(first, oracle)
+
+
+def test_chunked_evaluation_equals_one_pass_over_the_whole_set(tiny, monkeypatch):
+    from dlx.run import evaluation
+
+    t = Trainer(load_config(tiny))
+    t.run()
+    whole = t.evaluate("train")
+    monkeypatch.setattr(evaluation, "EVAL_BATCH_CPU", 7)  # 256 samples: 36 full chunks and a short one
+    chunked = t.evaluate("train")
+    assert chunked["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-5)
+    assert chunked["train_acc"] == pytest.approx(whole["train_acc"])
+
+
+def test_a_large_training_sets_final_train_metrics_are_over_a_stated_seeded_sample(tiny, monkeypatch):
+    from dlx.run import evaluation
+
+    monkeypatch.setattr(evaluation, "FINAL_TRAIN_SAMPLES", 100)  # tiny's 256 samples count as large
+    r = dlx.train(tiny, save=False, quiet=True)
+    final = r.summary["final"]
+    assert final["window"].startswith("seeded random 100 of the 256 training samples")
+    # The oracle: the same model, by hand over the rows a generator seeded with the run's seed picks.
+    t = Trainer(load_config(tiny))
+    t.run()
+    rows = torch.randperm(256, generator=torch.Generator().manual_seed(tiny["seed"]))[:100]
+    with torch.no_grad():
+        t.model.eval()
+        out = t.model(t.data.as_float(t.data.x_train[rows]))
+    y = t.data.y_train[rows]
+    assert final["train_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-5)
+    assert final["train_acc"] == pytest.approx(float((out.argmax(-1) == y).float().mean()))

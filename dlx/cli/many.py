@@ -125,6 +125,12 @@ def fix(
         "next verdict its runs show; 1: the run's own verdicts only.",
     ),
     pair: bool = typer.Option(False, "--pair", help="Also try the two best remedies together."),
+    no_parts: bool = typer.Option(
+        False,
+        "--no-parts",
+        help="Skip running each override of a combined remedy that worked alone (by default they run, "
+        "over the same seeds, to say which part fixed it).",
+    ),
     runs_dir: Path = RunsDirOpt,
     max_parallel: Optional[int] = typer.Option(
         None, "--max-parallel", min=1, help="Runs at once (default: CPU cores)."
@@ -133,8 +139,9 @@ def fix(
     as_json: bool = typer.Option(False, "--json", help="Print fix.json at the end."),
 ):
     """Run a run's remedies and prove which one works: the original config and each remedy of
-    its verdicts over several seeds; per remedy, whether the verdict is gone, the metric's
-    change (mean +- sd) and the time it cost. The winner's config lands in the run folder
+    its verdicts over several seeds; per remedy, on how many seeds each verdict is gone, the
+    metric's change (mean +- sd) and the time it cost; a combined remedy that worked is run
+    part by part, to say which part fixed it. The winner's config lands in the run folder
     (fixed.yaml) with the command to run it; `dlx report RUN` shows it as "what fixed it".
     Exit code 0 a remedy worked (or nothing to fix), 1 none did."""
     from dlx.many.remedies import fix as run_fix
@@ -151,6 +158,7 @@ def fix(
         max_parallel=max_parallel,
         stack=not no_stack,
         quiet=as_json,
+        parts=not no_parts,
     )
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -161,10 +169,7 @@ def fix(
     _fix_table(con, report)
     if report.winner:
         w = report.winner
-        con.print(
-            f"[bold green]fixed:[/] {escape(w['label'])}: {escape(', '.join(w['targets']))} gone on "
-            f"{w['gone']}/{w['runs']} seeds"
-        )
+        con.print(f"[bold green]fixed by[/] {escape(w['label'])}: its verdicts gone on {w['gone']}/{w['runs']} seeds")
         con.print(f"config: [bold]{escape(str(report.fixed_path))}[/]")
         con.print(f"run it: [bold]{escape(str(report.command))}[/]")
     else:
@@ -176,38 +181,60 @@ def fix(
 
 
 def _fix_table(con, report) -> None:
-    """One row per remedy (the original first): verdict gone, the metric's mean +- sd and change, seconds."""
-    from rich.table import Table
+    """One row per remedy (the original first): each verdict seen (original) or gone (remedy) on
+    how many seeds, the metric's mean +- sd and change, seconds; under it, each combined remedy
+    that removed its verdicts part by part, and which part fixed it."""
+    from dlx.views.labels import needed_text
+
+    print_fitted(con, _fix_fitted(report, report.rows, "remedy", con.width), "--json shows all")
+    con.print("verdicts: the seeds on which the original shows each, a remedy no longer does", style="dim")
+    for r in report.rows:
+        if not r.get("parts"):
+            continue
+        con.print()
+        title = f"{r['label']}, one part at a time (the same {r['runs']} seeds)"
+        print_fitted(con, _fix_fitted(report, r["parts"], "part alone", con.width, title), "--json shows all")
+        # One clause a line: the finding first, then what qualifies it.
+        for i, clause in enumerate(needed_text(r, report.metric).split("; ")):
+            con.print(("[bold]→[/] " if i == 0 else "  ") + escape(clause))
+
+
+def _fix_fitted(report, rows, first: str, width: int, title: str | None = None):
+    """The fix table of `rows` (remedies or one remedy's parts), fitted to `width`: a verdict per
+    line, so that which verdict a remedy removes and which it leaves is read, not inferred."""
+    from rich.text import Text
 
     from dlx.core.fmt import num
-    from dlx.many.remedies import change_text, gone_text, mean_sd_text
+    from dlx.views.labels import ORIGINAL, change_text, kind_counts, mean_sd_text
+    from dlx.views.tables import Column, Step, fit
 
-    t = Table(
-        title=f"dlx fix {report.run.name}: {', '.join(report.verdicts)}; {report.metric} over {report.seeds} seed(s)",
-        title_justify="left",
-    )
-    t.add_column("remedy", overflow="fold", ratio=1)
-    t.add_column("verdict", justify="right", no_wrap=True)
-    t.add_column(report.metric, justify="right", no_wrap=True)
-    t.add_column("change", justify="right", no_wrap=True)
-    t.add_column("s/run", justify="right", no_wrap=True)
-    for r in report.rows:
+    def verdicts(r) -> Text:
+        text = Text()
+        for i, (line, k, n) in enumerate(kind_counts(r)):
+            # Gone on every seed green, on none red; the original's own counts plain.
+            style = "" if r["label"] == ORIGINAL or not n else ("green" if k == n else "red" if k == 0 else "yellow")
+            text.append(("\n" if i else "") + line, style=style)
+        return text
+
+    def change(r) -> Text:
+        c = change_text(r)
+        style = "green" if r.get("clear") else ("red" if c.startswith("-") and report.goal == "max" else "")
+        return Text(c, style=style)
+
+    def label(r) -> Text:
         win = report.winner is r
-        change = change_text(r)
-        style = "green" if r.get("clear") else ("red" if change.startswith("-") and report.goal == "max" else "")
-        t.add_row(
-            ("* " if win else "") + r["label"],
-            gone_text(r),
-            mean_sd_text(r),
-            f"[{style}]{change}[/]" if style and change else change,
-            num(r.get("seconds")),
-            style="bold" if win else None,
-        )
-    con.print(t)
-    con.print(
-        "verdict: the seeds whose runs show the verdict (original) or no longer do (remedy)",
-        style="dim",
-    )
+        return Text(("* " if win else "") + r["label"], style="bold" if win else "")
+
+    cols = [
+        Column(first, first, [label(r) for r in rows], justify="left", wrap=True),
+        Column("verdicts", "verdicts", [verdicts(r) for r in rows], justify="left"),
+        Column(report.metric, report.metric, [Text(mean_sd_text(r)) for r in rows]),
+        Column("change", "change", [change(r) for r in rows]),
+        Column("seconds", "s/run", [Text(num(r.get("seconds"))) for r in rows]),
+    ]
+    if title is None:
+        title = f"dlx fix {report.run.name}: {', '.join(report.verdicts)}; {report.metric} over {report.seeds} seed(s)"
+    return fit(cols, width, [Step(drop="seconds")], title=title)
 
 
 def _ensemble_table(con, ensembles: dict) -> None:

@@ -119,10 +119,13 @@ def train(
     callbacks = [] if (quiet or as_json) else [TerminalProgress(con)]
     callbacks[:0] = [InitCheckPrinter(con)] if init_check else []  # printed before the progress bar starts
     if not (quiet or as_json):
-        con.print(
-            f"[bold]dlx train[/] {escape(f'--resume {path.name}' if resume is not None else str(config))}: "
-            f"{escape(describe(cfg.resolved()))}"
-        )
+        from rich.text import Text
+
+        from dlx.views.report import Hanging
+
+        head = Text("dlx train ", style="bold")
+        head.append(f"{f'--resume {path.name}' if resume is not None else config}: {describe(cfg.resolved())}")
+        con.print(Hanging(head, labels=("dlx train ",)))  # wrapped between words, under the config
     if resume is not None:
         result = run_train(resume=path, runs_dir=runs_dir, callbacks=callbacks, quiet=True)
     else:
@@ -142,7 +145,10 @@ def train(
     fixes = any(v.get("fixes") for v in result.verdicts if isinstance(v, dict))
     if fixes and result.path and not as_json and result.status != "interrupted":
         where = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
-        con.print(escape(f"run the remedies over seeds and keep the one that works: dlx fix {result.path.name}{where}"))
+        say, command = "run the remedies over seeds and keep the one that works:", f"dlx fix {result.path.name}{where}"
+        # Too wide for one line: the command on its own line, whole (to copy).
+        sep = " " if len(say) + 1 + len(command) <= con.width else "\n  "
+        con.print(escape(say + sep + command))
     if result.status == "interrupted" and result.path and (result.path / CHECKPOINT_FILE).is_file():
         con.print(
             escape(

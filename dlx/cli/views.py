@@ -56,7 +56,8 @@ def show(
     if r.summary.get("init_check"):  # the step-0 init-theory table
         from dlx.views.report import guarded, init_check_table
 
-        con.print(guarded(f"{SUMMARY_FILE} (init_check)", init_check_table, r.summary["init_check"]))
+        # Not soft-wrapped: its caption (the notes under it) wraps between words at the terminal's width.
+        con.print(guarded(f"{SUMMARY_FILE} (init_check)", init_check_table, r.summary["init_check"]), soft_wrap=False)
     con.print(f"run folder: [bold]{escape(str(r.path))}[/]")
 
 

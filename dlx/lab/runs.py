@@ -110,6 +110,38 @@ def _check_size(cfg) -> None:
         raise LabError(400, "at most 200,000 training samples in the lab")
 
 
+def lab_network(cfg) -> dict[str, Any]:
+    """The network a config builds, for the page to draw before play: its input shape and
+    each layer that holds parameters (kind, weight shape, parameter count), in order; built
+    on the meta device (no memory, no initialization, nothing written)."""
+    import torch
+
+    from dlx.core.errors import DlxError
+
+    try:
+        data = cfg.data.peek(cfg.seed)
+        with torch.device("meta"):
+            model = cfg.model.build(data, cfg)
+    except DlxError as e:
+        raise LabError(400, str(e)) from None
+    layers = []
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if not own:
+            continue
+        weight = getattr(module, "weight", None)
+        shape = weight.shape if isinstance(weight, torch.Tensor) else own[0].shape
+        layers.append(
+            {"name": name, "kind": type(module).__name__, "shape": list(shape), "params": sum(p.numel() for p in own)}
+        )
+    return {
+        "input": list(data.feature_shape),
+        "layers": layers,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "task": data.task,
+    }
+
+
 class LabStream:
     """A trainer callback: each log interval becomes an event for the page; pause, step and
     stop are obeyed between intervals (pause: the thread waits, nothing is lost)."""
@@ -138,7 +170,13 @@ class LabStream:
         self.run.wait_while_paused()
 
     def on_end(self, trainer, outcome):
-        self.run.push({**self._event(trainer, None, pictures=True), "status": outcome.status, "final": True})
+        ev = {**self._event(trainer, None, pictures=True), "status": outcome.status, "final": True}
+        # The final verdict is the one summary.json holds (the writer summarized the run just
+        # before this callback): never a mid-run one left over from an earlier interval.
+        final = self.run.final_verdict()
+        if final is not None:
+            ev["verdict"] = final
+        self.run.push(ev)
 
     def _event(self, trainer, record, pictures: bool) -> dict[str, Any]:
         ev: dict[str, Any] = {"run": self.run.id, "step": trainer.step, "total": trainer.total_steps, "t": time.time()}
@@ -228,6 +266,7 @@ class LabRun:
         self.trainer = None
         self.error: str | None = None
         self.hist = None
+        self.writer = None
         self.thread = threading.Thread(target=self._train, name=f"dlx-lab-{self.id}", daemon=True)
 
     def start(self) -> None:
@@ -271,6 +310,19 @@ class LabRun:
             return {"kind": None, "message": f"no verdict yet ({type(e).__name__})"}
         return {"kind": vs[0]["kind"] if vs else None, "message": headline(vs), "kinds": [v["kind"] for v in vs]}
 
+    def final_verdict(self) -> dict[str, Any] | None:
+        """The verdict of the finished run: summary.json's, as `dlx show` prints it."""
+        summary = self.writer.summary if self.writer is not None else None
+        if not summary:
+            return None
+        vs = summary.get("verdicts") or []
+        return {
+            "kind": vs[0]["kind"] if vs else None,
+            "message": summary.get("verdict"),
+            "kinds": [v["kind"] for v in vs],
+            "final": True,
+        }
+
     def _train(self) -> None:
         from dlx.records.folders import RunFolder
         from dlx.records.recording import History, RunWriter
@@ -281,7 +333,7 @@ class LabRun:
                 self.cfg = self.cfg.model_copy(update={"name": f"lab-{self.slot.lower()}"})
             folder = RunFolder(self.runs_dir, self.cfg.name)
             self.hist = History()
-            writer = RunWriter(folder, self.hist)
+            writer = self.writer = RunWriter(folder, self.hist)
             trainer = Trainer(self.cfg, callbacks=[self.hist, writer, LabStream(self)])
             outcome = trainer.run()
             self.path = folder.path
@@ -292,7 +344,7 @@ class LabRun:
             self.push({"run": self.id, "error": self.error, "final": True})
         finally:
             # Released: a finished run keeps its events and status, not its model and data.
-            self.trainer = self.hist = None
+            self.trainer = self.hist = self.writer = None
             self.done = True
             with self.cond:
                 self.cond.notify_all()

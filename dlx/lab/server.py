@@ -28,8 +28,18 @@ import secrets
 import threading
 from pathlib import Path
 
+from dlx.core.jsonable import jsonable
 from dlx.lab.guard import Guard, allowed_hosts, is_loopback  # noqa: F401  (is_loopback: for the CLI)
-from dlx.lab.runs import KEEP_FINISHED, MAX_ACTIVE, MAX_BODY, Lab, LabError, LabRun, lab_config  # noqa: F401
+from dlx.lab.runs import (  # noqa: F401
+    KEEP_FINISHED,
+    MAX_ACTIVE,
+    MAX_BODY,
+    Lab,
+    LabError,
+    LabRun,
+    lab_config,
+    lab_network,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -102,9 +112,23 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def check(request):
+        """The config a body trains, resolved (the page sets every knob from it), and its
+        network (drawn before play). With "report": true, as the page checks its knobs while
+        a person edits them, a config's problems answer 200 {"ok": false, ...}: a config being
+        edited is a finding for the page, not a failed request for the browser's console."""
         b = await body(request)
-        cfg = await asyncio.to_thread(lab_config, b)
-        return JSONResponse({"ok": True, "yaml": _yaml(cfg)})
+
+        def resolve():
+            cfg = lab_config(b)
+            return {"ok": True, "yaml": _yaml(cfg), "config": cfg.resolved(), "network": lab_network(cfg)}
+
+        try:
+            answer = await asyncio.to_thread(resolve)
+        except LabError as e:
+            if b.get("report") is not True or e.status != 400:
+                raise
+            return JSONResponse({"ok": False, "error": e.message, "problems": e.problems})
+        return JSONResponse(jsonable(answer))
 
     async def start(request):
         b = await body(request)
@@ -115,8 +139,11 @@ def create_app(
         if lab.closing:
             raise LabError(503, "the lab is stopping")
         cfg = await asyncio.to_thread(lab_config, b)
+        network = await asyncio.to_thread(lab_network, cfg)
         run = await asyncio.to_thread(lab.start, session, slot, cfg, bool(b.get("play", True)))
-        return JSONResponse({"run": run.id, "slot": slot, "yaml": _yaml(cfg)})
+        return JSONResponse(
+            jsonable({"run": run.id, "slot": slot, "yaml": _yaml(cfg), "config": cfg.resolved(), "network": network})
+        )
 
     async def control(request):
         await body(request)

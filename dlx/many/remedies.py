@@ -3,11 +3,14 @@
 A verdict's remedies are data (diagnose.Fix: the --set overrides that make each one). Fix
 runs the run's own config and each remedy of its root verdicts as one seeded comparison
 (many.compare.run_variants: stacked, warm workers, every training a normal run folder), then says
-per remedy whether the verdict it answers is gone on every seed, how the final metric moved
-(mean and sd over seeds against the original's), and what it cost in time. The winner is
-the remedy that removed its verdict on every seed and raised the metric most; its config is
-written beside the run (fixed.yaml), with the record of the whole fix (fix.json), which the
-run's HTML report shows as "what fixed it". (Not fix.py: that module would shadow dlx.fix().)
+per remedy on how many seeds each verdict it answers (its root and the symptoms the root
+explains) is gone, separately, how the final metric moved (mean and sd over seeds against the
+original's), and what it cost in time. The winner is the remedy that removed all its verdicts
+on every seed and raised the metric most. A combined remedy (several overrides at once) that
+removed them is then run part by part, each override alone over the same seeds, which says
+which part was needed. The winner's config is written beside the run (fixed.yaml), with the
+record of the whole fix (fix.json), which the run's HTML report shows as "what fixed it".
+(Not fix.py: that module would shadow dlx.fix().)
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from dlx.core.errors import UsageError
 
 # The texts of a remedy's row (the CLI's table, the HTML report's, FixReport's repr) live in the
 # views, which show them; ORIGINAL is the row of the run's own config.
-from dlx.views.labels import ORIGINAL, change_text, gone_text, mean_sd_text
+from dlx.views.labels import ORIGINAL, change_text, kinds_text, mean_sd_text, needed_text
+
+# Row keys that live only while the fix runs (what a next round would try, each seed's
+# verdict kinds): fix.json keeps what was run and counted.
+_INTERNAL = ("next", "seen")
 
 # At most this many remedies by default: the most direct ones of each root verdict come first.
 MAX_FIXES = 4
@@ -73,7 +80,7 @@ class FixReport:
             "seeds": self.seeds,
             "budget": self.budget,
             "verdicts": self.verdicts,
-            "rows": [{k: v for k, v in r.items() if k != "next"} for r in self.rows],
+            "rows": [{k: v for k, v in r.items() if k not in _INTERNAL} for r in self.rows],
             "winner": self.winner["label"] if self.winner else None,
             "fixed": str(self.fixed_path) if self.fixed_path else None,
             "command": self.command,
@@ -85,7 +92,11 @@ class FixReport:
     def __repr__(self) -> str:
         lines = [f"<dlx fix {self.run}: {self.metric} over {self.seeds} seed(s)>"]
         for r in self.rows:
-            lines.append(f"  {r['label']}: {gone_text(r)}, {self.metric} {mean_sd_text(r)} {change_text(r)}")
+            lines.append(f"  {r['label']}: {kinds_text(r)}; {self.metric} {mean_sd_text(r)} {change_text(r)}".rstrip())
+            for p in r.get("parts") or []:
+                lines.append(f"    {p['label']} alone: {kinds_text(p)}; {self.metric} {mean_sd_text(p)}")
+            if r.get("parts"):
+                lines.append(f"    -> {needed_text(r, self.metric)}")
         lines.append(f"  winner: {self.winner['label']}" if self.winner else f"  {self.note or 'no winner'}")
         return "\n".join(lines)
 
@@ -132,13 +143,15 @@ def fix(
     max_parallel: int | None = None,
     stack: bool = True,
     quiet: bool | None = None,
+    parts: bool = True,
 ) -> FixReport:
     """Run a run's remedies against its own config over `seeds` seeds (see the module doc).
 
     run: a run folder, id, 'last' or SWEEP/trial-NNNN. budget: train every variant this many
     steps (default: as many as the run's config asks). rounds: 2 also tries, on top of the best
     remedy that removed its verdict, the remedies of the next verdict its runs show. pair: also
-    try the two best remedies together. The trainings land in runs_dir (with a compare record
+    try the two best remedies together. parts: run each override of a combined remedy that
+    removed its verdicts alone over the same seeds (row["parts"]). The trainings land in runs_dir (with a compare record
     per round, which `dlx report` draws); fix.json and fixed.yaml land in the run's folder."""
     import time
 
@@ -221,6 +234,8 @@ def fix(
         else:
             report.note = "no pair tried: fewer than two remedies improved on the original, or they set the same keys"
     _judge(report)
+    if parts:
+        _split(report, lambda cs: train(cs, 0))
     report.seconds = time.perf_counter() - t0
     _write(report, config, base)
     return report
@@ -265,8 +280,16 @@ def _metric(summary: dict[str, Any]) -> tuple[str, str]:
     return "test_loss", "min"
 
 
+def _count(seen: list[set[str] | None], targets: Sequence[str]) -> tuple[int, dict[str, int]]:
+    """Of runs whose verdict kinds are `seen` (None: a run with no verdicts, which crashed and so
+    proves nothing gone): on how many none of `targets` appeared, and per target on how many it
+    did not."""
+    gone = sum(kinds is not None and not kinds & set(targets) for kinds in seen)
+    return gone, {k: sum(kinds is not None and k not in kinds for kinds in seen) for k in targets}
+
+
 def _row(c: Candidate, runs: list, metric: str, goal: str) -> dict[str, Any]:
-    values, still, seconds, heads, statuses = [], 0, [], [], {}
+    values, seen, seconds, heads, statuses = [], [], [], [], {}
     for run in runs:
         s = run.summary or {}
         statuses[run.status] = statuses.get(run.status, 0) + 1
@@ -274,8 +297,7 @@ def _row(c: Candidate, runs: list, metric: str, goal: str) -> dict[str, Any]:
         if isinstance(v, (int, float)) and math.isfinite(v):
             values.append(float(v))
         kinds = {x.get("kind") for x in s.get("verdicts") or [] if isinstance(x, dict)}
-        if not s.get("verdicts") or kinds & set(c.targets):
-            still += 1  # a run with no verdicts (it crashed) proves nothing gone
+        seen.append(kinds if s.get("verdicts") else None)
         if isinstance(s.get("train_seconds"), (int, float)):
             seconds.append(float(s["train_seconds"]))
         heads.append(s.get("verdicts", [{}])[0].get("kind") if s.get("verdicts") else run.status)
@@ -285,13 +307,17 @@ def _row(c: Candidate, runs: list, metric: str, goal: str) -> dict[str, Any]:
     mean = statistics.fmean(values) if values else None
     sd = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
     common = max(set(heads), key=heads.count) if heads else None
+    gone, by_kind = _count(seen, c.targets)
     return {
         "label": c.label,
         "text": c.text,
         "set": c.sets,
         "targets": c.targets,
         "runs": len(runs),
-        "gone": len(runs) - still,  # seeds on which none of its target verdicts appeared
+        "gone": gone,  # seeds on which none of its target verdicts appeared
+        # Per target verdict, the seeds on which it did not appear: a remedy that removes the
+        # root but leaves a symptom says so ("symmetry gone 3/3, not_learning gone 0/3").
+        "gone_by_kind": by_kind,
         "mean": mean,
         "sd": sd,
         "values": values,
@@ -301,6 +327,7 @@ def _row(c: Candidate, runs: list, metric: str, goal: str) -> dict[str, Any]:
         "run_paths": [str(x.path) for x in runs if x.path is not None],
         "goal": goal,
         "next": nxt,  # not written: fix.json keeps what was run
+        "seen": seen,  # not written: each seed's verdict kinds, which a combined remedy's parts are counted against
     }
 
 
@@ -334,6 +361,51 @@ def _judge(report: FixReport) -> None:
         )
 
 
+def _split(report: FixReport, train: Any) -> None:
+    """Each combined remedy (several overrides) that removed its verdicts on every seed, part by
+    part: each override alone over the same seeds, counted against the combined remedy's own
+    verdicts (row["parts"]), and which parts alone remove which verdict (row["needed"]). An
+    override already run alone (a remedy of its own) is not run again. train(candidates) -> rows."""
+    orig = report.rows[0]
+    combined = [r for r in report.rows[1:] if len(r["set"]) > 1 and r["runs"] and r["gone"] == r["runs"]]
+    if report.winner in combined:  # the winner's parts first, should a later one fail
+        combined.remove(report.winner)
+        combined.insert(0, report.winner)
+    alone = {r["set"][0]: r for r in report.rows if len(r["set"]) == 1 and "seen" in r}
+    todo = list(dict.fromkeys(s for r in combined for s in r["set"] if s not in alone))
+    if todo:
+        # Each part is trained against every verdict any combined remedy answers; each combined
+        # remedy then counts its own verdicts from the seeds' kinds.
+        targets = list(dict.fromkeys(k for r in combined for k in r["targets"]))
+        ran = train([Candidate(_label([s]), [s], targets, "alone") for s in todo])
+        alone.update({r["set"][0]: r for r in ran})
+    for r in combined:
+        r["parts"] = []
+        for s in r["set"]:
+            p = alone[s]
+            gone, by_kind = _count(p["seen"], r["targets"])
+            change = p["mean"] - orig["mean"] if p["mean"] is not None and orig["mean"] is not None else None
+            r["parts"].append(
+                {
+                    **{k: p.get(k) for k in ("label", "set", "runs", "mean", "sd", "values", "seconds", "run_paths")},
+                    "targets": r["targets"],
+                    "gone": gone,
+                    "gone_by_kind": by_kind,
+                    "change": change,
+                }
+            )
+        full = [p for p in r["parts"] if p["runs"] and p["gone"] == p["runs"]]
+        r["needed"] = {
+            # the parts that alone remove every verdict of the remedy on every seed
+            "enough": [p["label"] for p in full],
+            # per verdict, the parts that alone remove it on every seed
+            "by_kind": {
+                k: [p["label"] for p in r["parts"] if p["runs"] and p["gone_by_kind"][k] == p["runs"]]
+                for k in r["targets"]
+            },
+        }
+
+
 def _best_pair(report: FixReport) -> Candidate | None:
     """The two best-ranked remedies that improved on the original, together (if their keys differ)."""
     orig = report.rows[0]
@@ -363,9 +435,11 @@ def _write(report: FixReport, config: Path, base: list[str]) -> None:
         orig = report.rows[0]
         header = [
             f"# dlx fix of run {report.run.name}: {w['label']}",
-            f"# {', '.join(w['targets'])} gone in {w['gone']}/{w['runs']} seeds; {report.metric} "
+            f"# {kinds_text(w)} (all gone on {w['gone']}/{w['runs']} seeds); {report.metric} "
             f"{mean_sd_text(w)} against {mean_sd_text(orig)} for the original config",
         ]
+        if w.get("parts"):
+            header.append(f"# part by part: {needed_text(w, report.metric)}")
         text = "\n".join(header) + "\n" + yaml.safe_dump(resolved, sort_keys=False)
     fixed_path = report.run / FIXED_CONFIG
     report.fixed_path = fixed_path if w is not None else None

@@ -17,6 +17,7 @@ scheme fixes s^2:
     normal(mean, std)                std^2             (the mean moves every unit alike)
     uniform(low, high)               (high - low)^2/12
     default (PyTorch's own)          1/(3 * fan_in)    (kaiming_uniform with a = sqrt(5))
+      a recurrent cell's W_ih, W_hh  1/(3 * hidden)    (U(+-1/sqrt(hidden)), PyTorch's RNN/LSTM/GRU)
     orthogonal                       gain^2/max(fan_in, fan_out)  (unit-norm rows or columns)
     zeros / constant                 0: all units of a layer are identical
     from_file                        the loaded weights' own variance
@@ -56,7 +57,10 @@ connection in between changes it, and those rows show none.
 Models: Linear and Conv2d layers are checked (MLP, CNN, ResNet, and the linear
 maps inside attention). A recurrent layer carries a state through time with
 two matrices; this per-layer formula does not describe it, and its row says
-"not applicable" rather than giving a made-up number.
+"not applicable" rather than giving a made-up number. Its row still says what
+the scheme drew (rule; s^2 where W_ih and W_hh share one, both in the note): the
+schemes set each whole matrix (the gates stacked) with its own fans, and
+`default` keeps the cell's U(+-1/sqrt(hidden)), not Linear's 1/(3 fan_in).
 """
 
 from __future__ import annotations
@@ -182,8 +186,17 @@ def _fans(w: torch.Tensor) -> tuple[int, int]:
     return w[0].numel(), w.shape[0] * receptive
 
 
-def weight_moments(spec, w: torch.Tensor) -> tuple[float, float, str]:
-    """(mean, variance s^2, rule) of the weights the init scheme `spec` draws for matrix w."""
+def _recurrent_hidden(layer: nn.Module | None) -> int | None:
+    """The state size of a recurrent cell (whose own init is U(+-1/sqrt(hidden))), else None."""
+    from dlx.components.models.recurrent import RecurrentLayer
+
+    return layer.hidden if isinstance(layer, RecurrentLayer) else None
+
+
+def weight_moments(spec, w: torch.Tensor, layer: nn.Module | None = None) -> tuple[float, float, str]:
+    """(mean, variance s^2, rule) of the weights the init scheme `spec` draws for matrix w
+    of `layer`. The layer matters only to `default`, which keeps the layer's own init: a
+    recurrent cell's is U(+-1/sqrt(hidden)) for W_ih and W_hh alike, whatever their fans."""
     name = _name(spec)
     fan_in, fan_out = _fans(w)
     if name == "zeros":
@@ -207,6 +220,9 @@ def weight_moments(spec, w: torch.Tensor) -> tuple[float, float, str]:
         g = "1" if spec.gain == 1 else f"{spec.gain:g}^2"
         return 0.0, spec.gain**2 / max(w.shape[0], fan_in), g + "/max(fan_in, fan_out)"
     if name == "default":
+        hidden = _recurrent_hidden(layer)
+        if hidden:
+            return 0.0, 1.0 / (3 * hidden), "1/(3 hidden) (PyTorch's recurrent default)"
         return 0.0, 1.0 / (3 * fan_in), "1/(3 fan_in) (PyTorch default)"
     # from_file, or a scheme added later: the theory with the weights' own statistics.
     wd = w.detach().double()
@@ -385,6 +401,11 @@ def _rows(targets, checked: dict[int, _Layer], cfg) -> list[dict[str, Any]]:
                 if len(ws) > 1
                 else f"{type(module).__name__} is not a Linear or Conv2d layer"
             )
+            if len(ws) > 1:
+                # No prediction, but what was drawn is a fact the table's title and note show.
+                rule, s2, drawn = _matrices_law(cfg.init, module, ws)
+                row.update(rule=rule, weight_var=s2)
+                row["note"] += f"; drawn with s^2 = {drawn}"
             continue
         w = ws[0]
         fan_in, fan_out = _fans(w)
@@ -445,6 +466,17 @@ def _rows(targets, checked: dict[int, _Layer], cfg) -> list[dict[str, Any]]:
         prev = st if measured > 0 else None
     # Plain JSON, as summary.json will hold it: an overflow's inf/NaN become None.
     return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
+
+
+def _matrices_law(spec, module: nn.Module, ws: list[torch.Tensor]) -> tuple[str, float | None, str]:
+    """A layer with several weight matrices (a recurrent cell's W_ih, W_hh): (the rules, the
+    s^2 they share or None where they differ, each matrix's s^2 by its parameter name)."""
+    names = {id(p): n for n, p in module.named_parameters(recurse=False)}
+    laws = [(names.get(id(w), f"weight {i}"), *weight_moments(spec, w, module)) for i, w in enumerate(ws)]
+    rule = "; ".join(dict.fromkeys(r for *_, r in laws))
+    s2s = [s2 for _, _, s2, _ in laws]
+    shared = s2s[0] if all(math.isclose(s, s2s[0], rel_tol=1e-12) for s in s2s) else None
+    return rule, shared, ", ".join(f"{n} {s2:.3g}" for n, _, s2, _ in laws)
 
 
 def _input_square(activation: nn.Module | None, st: _Layer) -> float:

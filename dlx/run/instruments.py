@@ -6,17 +6,22 @@ layers all work).
 - sharpness: the top eigenvalue of the Hessian of the training loss, by Lanczos on
   Hessian-vector products (full reorthogonalisation; its residual says how converged it
   is), against the step size's stability threshold: 2/lr for gradient descent, (2+2b)/lr
-  with heavy-ball momentum b, (2+2b)/(lr(1+2b)) with Nesterov (Cohen et al. 2021); for
-  Adam the preconditioned sharpness, the top eigenvalue of P^-1/2 H P^-1/2 with P its
+  with heavy-ball momentum b, (2+2b)/(lr(1-d)) with dampening d, (2+2b)/(lr(1+2b)) with
+  Nesterov (Cohen et al. 2021); weight decay and l2 shift every eigenvalue up by wd, so
+  lambda_max + wd meets the rule (the threshold recorded is the rule minus wd); for Adam
+  the preconditioned sharpness, the top eigenvalue of P^-1/2 (H + wd) P^-1/2 with P its
   sqrt(v_hat)+eps, against (2+2b1)/((1-b1) lr) (38/lr at b1 = 0.9; Cohen et al. 2022).
-  Other optimizers: no threshold (said so).
+  Other optimizers: no threshold (said so). The rules are for full-batch steps: with
+  minibatches the record's rule says it is only an indication.
 - trace: the Hessian's trace, by Hutchinson's estimator with Rademacher vectors (its
   standard error beside it), exact (one Hessian-vector product per parameter) when the
   model has no more parameters than the estimator would use vectors.
-- noise: per-sample gradients (vmap over grad) of the probe batch: per layer the gradient
-  signal-to-noise ratio of a minibatch of the run's batch size, |G|^2 / (tr(Sigma)/B), and
-  the simple gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018),
-  with |G|^2 estimated without bias (|mean g|^2 - tr(Sigma)/n).
+- noise: per-sample gradients of the trained loss (class weights included; vmap over
+  grad) of the probe batch: per layer the gradient signal-to-noise ratio of a minibatch
+  of the run's batch size, |G|^2 / (tr(Sigma)/B (N-B)/(N-1)), and the simple gradient
+  noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), with Sigma the
+  training set's (N samples) population covariance and |G|^2 estimated without bias for
+  a probe drawn from it, exact when the probe is the whole set (gradient_noise).
 - spectra: each layer's singular values, stable rank (|W|_F^2 / s_max^2), effective rank
   (exp of the entropy of s/sum s; Roy & Vetterli 2007), distance from init
   (|W - W0|_F / |W0|_F) and the largest singular value the init scheme's random matrix
@@ -167,25 +172,64 @@ def hutchinson(
     }
 
 
-def threshold(optimizer_cfg, lr: float) -> tuple[float | None, str, bool]:
+def hessian_shift(optimizer_cfg, l2: float = 0.0) -> float:
+    """What the optimizer adds to every eigenvalue of the data loss's Hessian: coupled weight
+    decay (wd*w added to the gradient, every torch optimizer here but AdamW) and the config's
+    l2 penalty (l2*w on the weights; biases and norm layers left out, so l2 is an upper
+    bound on how far it moves the top eigenvalue). AdamW's decay is decoupled: no shift."""
+    wd = 0.0 if optimizer_cfg.name == "adamw" else float(getattr(optimizer_cfg, "weight_decay", 0.0) or 0.0)
+    return wd + float(l2 or 0.0)
+
+
+def threshold(optimizer_cfg, lr: float, l2: float = 0.0) -> tuple[float | None, str, bool]:
     """(the sharpness the step size tolerates, its rule as text, whether the sharpness is
-    the preconditioned one) for an optimizer config at learning rate lr."""
+    the preconditioned one) for an optimizer config at learning rate lr, with the config's
+    l2 penalty.
+
+    The rules are for full-batch steps on the local quadratic. Heavy ball in PyTorch's form
+    (v = b v + (1-d) g, w -= lr v) is stable while lr (1-d) lambda < 2+2b, so the threshold
+    is (2+2b)/(lr(1-d)). Weight decay wd and l2 add to every Hessian eigenvalue (the
+    optimizer descends loss + wd/2 |w|^2), so lambda_max + wd is what meets the rule: for
+    the plain sharpness the threshold returned is the rule minus that shift (the bound on
+    the data loss's lambda_max); for a preconditioned one the shift goes into the
+    preconditioned operator instead (measure), as P^-1/2 wd P^-1/2 is no uniform shift."""
     name = optimizer_cfg.name
     if lr <= 0:
         return None, "lr 0: no threshold", False
+    shift = hessian_shift(optimizer_cfg, l2)
     if name in ("adam", "adamw"):
         b1 = float(optimizer_cfg.betas[0])
-        return (2 + 2 * b1) / ((1 - b1) * lr), f"(2+2b1)/((1-b1) lr), b1={b1:g}: preconditioned", True
+        rule = f"(2+2b1)/((1-b1) lr), b1={b1:g}: preconditioned"
+        if shift:
+            rule += f", the Hessian shifted by weight decay/l2 {shift:g}"
+        if name == "adamw" and float(optimizer_cfg.weight_decay):
+            rule += "; AdamW's decoupled decay left out"
+        return (2 + 2 * b1) / ((1 - b1) * lr), rule, True
     if name == "rmsprop" and float(getattr(optimizer_cfg, "momentum", 0.0)) == 0:
-        return 2 / lr, "2/lr: preconditioned", True
+        return (
+            2 / lr,
+            "2/lr: preconditioned" + (f", the Hessian shifted by weight decay/l2 {shift:g}" if shift else ""),
+            True,
+        )
     if name in ("sgd", "momentum", "nesterov"):
         b = float(getattr(optimizer_cfg, "momentum", 0.0))
+        d = float(getattr(optimizer_cfg, "dampening", 0.0)) if b else 0.0  # torch ignores d without momentum
         nesterov = name == "nesterov" or bool(getattr(optimizer_cfg, "nesterov", False))
         if b == 0:
-            return 2 / lr, "2/lr", False
-        if nesterov:
-            return (2 + 2 * b) / (lr * (1 + 2 * b)), f"(2+2b)/(lr(1+2b)), Nesterov b={b:g}", False
-        return (2 + 2 * b) / lr, f"(2+2b)/lr, momentum b={b:g}", False
+            thr, rule = 2 / lr, "2/lr"
+        elif nesterov:
+            thr, rule = (2 + 2 * b) / (lr * (1 + 2 * b)), f"(2+2b)/(lr(1+2b)), Nesterov b={b:g}"
+        elif d >= 1:
+            # (1-d) = 0: after its first step the gradient never enters the velocity again.
+            return None, f"momentum b={b:g} with dampening 1: no stability threshold", False
+        elif d:
+            thr, rule = (2 + 2 * b) / (lr * (1 - d)), f"(2+2b)/(lr(1-d)), momentum b={b:g}, dampening d={d:g}"
+        else:
+            thr, rule = (2 + 2 * b) / lr, f"(2+2b)/lr, momentum b={b:g}"
+        if shift:
+            thr -= shift
+            rule = f"{rule}, minus weight decay/l2 {shift:g}: lambda_max + {shift:g} against the rule"
+        return thr, rule, False
     return None, f"{name}: no stability threshold known; sharpness shown alone", False
 
 
@@ -207,6 +251,23 @@ def _preconditioner(
             return None
         parts.append(d.reshape(-1))
     return torch.cat(parts).rsqrt() if parts else None
+
+
+def _shift_vector(trainer, f: "LossFunction", params: dict[str, torch.Tensor], l2: float) -> torch.Tensor | None:
+    """The diagonal the optimizer adds to the data loss's Hessian, flat: coupled weight decay
+    on every parameter (none for AdamW's decoupled one), l2 on the penalised weights only;
+    None when it is zero."""
+    wd = hessian_shift(trainer.cfg.optimizer, 0.0)
+    if not wd and not l2:
+        return None
+    penalised = {id(w) for w in getattr(trainer, "penalty_weights", [])}
+    named = dict(trainer.model.named_parameters())
+    return torch.cat(
+        [
+            torch.full((params[k].numel(),), wd + (l2 if id(named[k]) in penalised else 0.0), device=params[k].device)
+            for k in f.names
+        ]
+    ).to(next(iter(params.values())).dtype)
 
 
 # The exact Hessian is built from one Hessian-vector product per parameter: tiny nets only.
@@ -244,36 +305,87 @@ def hessian_spectrum(f: "LossFunction", params: dict[str, torch.Tensor], dim: in
 
 def per_sample_grads(f: LossFunction, params: dict[str, torch.Tensor], chunk: int = PER_SAMPLE_CHUNK):
     """Yields the per-sample gradients of the probe batch, `chunk` samples at a time:
-    dict name -> [chunk, *shape] (vmap over grad of the one-sample loss)."""
+    dict name -> [chunk, *shape], scaled so that their mean is the gradient of the trained
+    loss on the whole probe batch.
 
-    def one(p, x, y):
-        return f(p, x.unsqueeze(0), y.unsqueeze(0))
+    Each sample's gradient is J_i^T (n dL/dout_i): the model's vector-Jacobian product at
+    that sample with n times the batch loss's gradient with respect to that sample's output
+    (vmap over grad). For a plain mean-reduced loss this is the one-sample loss's gradient;
+    for a class-weighted cross entropy (which divides by the sum of the batch's weights,
+    so the weights would cancel in a one-sample loss) it is n w_i / sum(w) times it: the
+    trained loss, class weights included. In eval mode a sample's output depends on its
+    input alone, so the mean is the batch gradient exactly."""
+    n = len(f.x)
+    with torch.no_grad():
+        out = functional_call(f.model, (params, f.buffers), (f.x,))
+    dout = torch.func.grad(lambda o: f.loss_fn(o, f.y))(out.detach()) * n
+
+    def one(p, x, d):
+        return (functional_call(f.model, (p, f.buffers), (x.unsqueeze(0),)) * d.unsqueeze(0)).sum()
 
     g = vmap(grad(one), in_dims=(None, 0, 0))
-    for i in range(0, len(f.x), chunk):
-        yield g(params, f.x[i : i + chunk], f.y[i : i + chunk])
+    for i in range(0, n, chunk):
+        yield g(params, f.x[i : i + chunk], dout[i : i + chunk])
+
+
+def _moments(f: LossFunction, params: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """The per-sample gradients' mean and summed squared deviations (M2) per parameter, in
+    float64, chunks merged by Chan et al.'s pairwise update: no |sum g|^2/n - sum g^2
+    cancellation when the spread is small next to the mean."""
+    mean = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in params.items()}
+    m2 = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in params.items()}
+    seen = 0
+    for g in per_sample_grads(f, params):
+        c = len(next(iter(g.values())))
+        for k in params:
+            gk = g[k].double()
+            cm = gk.mean(0)
+            delta = cm - mean[k]
+            m2[k] += ((gk - cm) ** 2).sum(0) + delta**2 * (seen * c / (seen + c))
+            mean[k] += delta * (c / (seen + c))
+        seen += c
+    return mean, m2
 
 
 def gradient_noise(
-    f: LossFunction, params: dict[str, torch.Tensor], layers: dict[str, list[str]], batch: int
+    f: LossFunction,
+    params: dict[str, torch.Tensor],
+    layers: dict[str, list[str]],
+    batch: int,
+    population: int | None = None,
 ) -> dict[str, Any]:
-    """Per layer and in all: |G|^2 (unbiased), tr(Sigma) (the per-sample gradients' summed
-    variance), the SNR of a minibatch of `batch`, |G|^2 / (tr(Sigma)/batch), and B_simple."""
+    """Per layer and in all: |G|^2 and tr(Sigma) of the training set (`population` samples;
+    the probe's n when None) estimated from the probe's n per-sample gradients, the SNR of
+    a minibatch of `batch`, and B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018).
+
+    Sigma is the population covariance of the N per-sample gradients (divided by N), and a
+    minibatch of B drawn without replacement has E|g_B|^2 = |G|^2 + tr(Sigma)/B (N-B)/(N-1).
+    From the probe, drawn the same way: tr(Sigma) = (N-1)/N s^2 with s^2 the probe's
+    unbiased (n-1) variance, and |G|^2 = |mean g|^2 - s^2 (1/n - 1/N), both unbiased and
+    both exact when the probe is the whole training set (the correction is then 0: a
+    full-batch run's |G|^2 is measured, not estimated). The SNR of a minibatch is |G|^2
+    over its noise tr(Sigma)/B (N-B)/(N-1): None where the batch is the whole set (no noise)
+    or |G|^2 is not above 0 (the mean gradient lost in the noise)."""
     n = len(f.x)
-    s1 = {k: torch.zeros_like(v) for k, v in params.items()}
-    s2 = {k: torch.zeros_like(v) for k, v in params.items()}
-    for g in per_sample_grads(f, params):
-        for k in params:
-            s1[k] += g[k].sum(0)
-            s2[k] += (g[k] ** 2).sum(0)
-    out: dict[str, Any] = {"batch": batch, "samples": n, "layers": {}}
+    pop = int(population or n)
+    if pop < n:
+        raise ValueError(f"gradient_noise: the probe has {n} samples, more than the population {pop}")
+    mean, m2 = _moments(f, params)
+    s2_scale = 1.0 / (n - 1) if n > 1 else 0.0
+    fpc = (pop - batch) / (pop - 1) if pop > 1 and batch < pop else 0.0  # a minibatch's finite-population term
+    out: dict[str, Any] = {"batch": batch, "samples": n, "population": pop, "full_batch": batch >= pop, "layers": {}}
     tot_g2 = tot_tr = 0.0
     for layer, names in layers.items():
-        mean_sq = sum(float(((s1[k] / n) ** 2).sum()) for k in names)
-        tr = sum(float(((s2[k] - s1[k] ** 2 / n) / (n - 1)).sum()) for k in names)  # unbiased variance
-        g2 = mean_sq - tr / n
+        s2 = sum(float(m2[k].sum()) for k in names) * s2_scale
+        tr = s2 * (pop - 1) / pop
+        g2 = sum(float((mean[k] ** 2).sum()) for k in names) - s2 * (1 / n - 1 / pop)
         tot_g2, tot_tr = tot_g2 + g2, tot_tr + tr
-        out["layers"][layer] = {"grad_sq": g2, "tr_sigma": tr, "snr": g2 / (tr / batch) if tr > 0 else None}
+        noise = tr / batch * fpc
+        out["layers"][layer] = {
+            "grad_sq": g2,
+            "tr_sigma": tr,
+            "snr": g2 / noise if noise > 0 and g2 > 0 else None,
+        }
     out["grad_sq"], out["tr_sigma"] = tot_g2, tot_tr
     # |G|^2 estimated at or below 0: the noise swamps the mean gradient (B_simple is huge).
     out["b_simple"] = tot_tr / tot_g2 if tot_g2 > 0 else None
@@ -283,8 +395,11 @@ def gradient_noise(
 # ------------------------------------------------------------------ spectra
 
 
-def spectrum(w: torch.Tensor, w0: torch.Tensor | None, init_var: float | None) -> dict[str, Any]:
-    """A weight's singular values (as a matrix [out, everything else]) and what they say."""
+def spectrum(
+    w: torch.Tensor, w0: torch.Tensor | None, init_var: float | None, edge: float | None = None
+) -> dict[str, Any]:
+    """A weight's singular values (as a matrix [out, everything else]) and what they say;
+    mp_edge: `edge`, or else the random-matrix edge of iid entries of variance init_var."""
     m = w.detach().reshape(w.shape[0], -1).double()
     s = torch.linalg.svdvals(m)
     top = float(s[0]) if len(s) else 0.0
@@ -301,16 +416,57 @@ def spectrum(w: torch.Tensor, w0: torch.Tensor | None, init_var: float | None) -
     if w0 is not None:
         d0 = float(w0.reshape(m.shape).double().norm())
         out["from_init"] = float((m - w0.reshape(m.shape).double()).norm()) / d0 if d0 > 0 else None
-    if init_var is not None and init_var > 0:
-        out["mp_edge"] = math.sqrt(init_var) * (math.sqrt(m.shape[0]) + math.sqrt(m.shape[1]))
+    if edge is None and init_var is not None and init_var > 0:
+        edge = math.sqrt(init_var) * (math.sqrt(m.shape[0]) + math.sqrt(m.shape[1]))
+    if edge:
+        out["mp_edge"] = edge
+    return out
+
+
+def _named_matrices(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """(name, layer, matrix) for every weight matrix of the init targets: a one-matrix layer's
+    under the layer's name (fc1), a recurrent cell's W_ih and W_hh (whole, the gates stacked:
+    the matrices the init schemes draw) under their parameter names (lstm.l0.W_hh)."""
+    from dlx.components.models.base import layer_weights
+
+    out = []
+    for name, layer in model.init_targets():
+        ws = layer_weights(layer)
+        if len(ws) == 1:
+            out.append((name, layer, ws[0]))
+            continue
+        own = {id(p): n for n, p in layer.named_parameters(recurse=False)}
+        out += [(f"{name}.{own.get(id(w), i)}", layer, w) for i, w in enumerate(ws)]
     return out
 
 
 def weight_matrices(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Each probed layer's (first) weight: the matrices whose spectra are measured."""
-    from dlx.components.models.base import layer_weights
+    """Every weight matrix of the probed layers, the recurrent one included (its W_hh decides
+    vanishing and exploding through time): the matrices whose spectra are measured."""
+    return {name: w for name, _, w in _named_matrices(model)}
 
-    return {name: ws[0] for name, m in model.init_targets() if (ws := layer_weights(m))}
+
+def weight_spectra(
+    model: torch.nn.Module, init, init_weights: dict[str, torch.Tensor] | None
+) -> dict[str, dict[str, Any]]:
+    """spectrum() of every weight matrix, against the largest singular value the init scheme
+    `init` would draw for it: s (sqrt(m) + sqrt(n)) for iid entries of the variance the scheme
+    gives that matrix of that layer (a recurrent cell's default is its own U(+-1/sqrt(hidden)),
+    not Linear's 1/(3 fan_in)); exactly the gain for orthogonal, whose singular values all are."""
+    from dlx.run.initcheck import weight_moments
+
+    scheme = getattr(type(init), "registry_name", getattr(init, "name", None))
+    spectra = {}
+    for name, layer, w in _named_matrices(model):
+        w0 = init_weights.get(name) if init_weights else None
+        try:
+            # from_file's variance is the loaded weights' own: those at init, where they are kept.
+            _, var, _ = weight_moments(init, w0 if w0 is not None else w, layer)
+        except Exception:  # noqa: BLE001  (a scheme without a variance: no expected edge)
+            var = None
+        edge = float(init.gain) if scheme == "orthogonal" else None
+        spectra[name] = spectrum(w, w0, var, edge)
+    return spectra
 
 
 # ------------------------------------------------------------------ the callback
@@ -320,9 +476,11 @@ class Instruments:
     """A trainer callback: at log steps `every` apart (step 0 included), the configured
     instruments on the probe batch; each record goes to the callbacks as on_instruments
     (History keeps it, RunWriter writes instruments.jsonl). With every: auto the interval
-    is about a twentieth of the run, and a measurement waits until the training has taken
-    at least as long as the instruments so far and the next one together: after the
-    step-0 measurement a run stays within 2x its plain time."""
+    is about a twentieth of the run, step 0 and the run's last step are always measured,
+    and one in between waits until the training has taken at least as long as the
+    instruments so far, the next one and the last one (reserved) together: the
+    instruments take no longer than the training, unless the step-0 and last measurements
+    alone do (a measurement dearer than the whole run: then those two are all)."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -342,14 +500,21 @@ class Instruments:
             self._measure(trainer)
 
     def on_interval(self, trainer, record):
-        if record.get("diverged") or trainer.step < self.next_step:
+        if record.get("diverged"):
             return
         if self.cfg.every == "auto":
-            # The budget: the instruments never take more time than the training did (a run
-            # stays within 2x its plain time, the step-0 measurement aside).
-            trained = time.perf_counter() - self._t0 - self._spent
-            if self._spent + self._last_cost > trained:
+            if trainer.step >= trainer.total_steps:
+                self._measure(trainer)  # the end: what the digest reports "at the end"
                 return
+            if trainer.step < self.next_step:
+                return
+            # The budget: the instruments so far, this one and the last one (reserved) take
+            # no longer than the training did.
+            trained = time.perf_counter() - self._t0 - self._spent
+            if self._spent + 2 * self._last_cost > trained:
+                return
+        elif trainer.step < self.next_step:
+            return
         self._measure(trainer)
 
     # -- checkpoint
@@ -390,8 +555,6 @@ def _layers(f: LossFunction, trainer) -> dict[str, list[str]]:
 def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=None) -> dict[str, Any]:
     """One record of the instruments `cfg` turns on, for the trainer's model now (memo:
     an Instruments, which remembers whether forward-mode Hessian products work)."""
-    from dlx.run.initcheck import weight_moments
-
     model = trainer.model
     was_training = model.training
     model.eval()
@@ -409,33 +572,49 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
     lr = float(trainer.optimizer.param_groups[0]["lr"])
     rec: dict[str, Any] = {
         "step": trainer.step,
+        "total_steps": trainer.total_steps,  # the digest tells the end from the last measurement
         "lr": lr,
         "probe_batch": n,  # the first n training samples
+        "train_samples": len(data.x_train),
         "mode": "eval (dropout off, batch norm with its running statistics), data loss only",
         "parameters": dim,
         "seconds": {},
     }
     try:
         if cfg.sharpness or cfg.trace:
-            thr, rule, pre = threshold(trainer.cfg.optimizer, lr)
-            scale = None
+            l2 = float(trainer.cfg.regularization.l2 or 0.0)
+            thr, rule, pre = threshold(trainer.cfg.optimizer, lr, l2)
+            full = trainer.batch_size >= len(data.x_train)
+            if not full:
+                rule += "; a full-batch rule: with minibatch steps only an indication"
+            scale = shift = None
             if pre:
                 named = dict(model.named_parameters())
                 scale = _preconditioner(trainer.optimizer, [named[k] for k in f.names], trainer.cfg.optimizer)
+                shift = _shift_vector(trainer, f, params, l2)
 
-            def hv(v: torch.Tensor, scale=None) -> torch.Tensor:
+            def hv(v: torch.Tensor, scale=None, shift=None) -> torch.Tensor:
                 if scale is not None:
                     v = v * scale
                 out = _flat(f.hvp(params, _unflat(v, params, f.names)), f.names).detach()
+                if shift is not None:  # weight decay / l2: the optimizer descends H + diag(shift)
+                    out = out + shift * v
                 return out * scale if scale is not None else out
 
             if cfg.sharpness:
                 t = time.perf_counter()
                 top = lanczos(hv, dim, cfg.lanczos, gen, dev)
                 top.pop("ritz")
-                sharp = {**top, "threshold": thr, "rule": rule, "preconditioned": False}
+                sharp = {
+                    **top,
+                    "threshold": thr,
+                    "rule": rule,
+                    "preconditioned": False,
+                    "shift": hessian_shift(trainer.cfg.optimizer, l2),
+                    "full_batch": full,
+                }
                 if scale is not None:  # the preconditioned sharpness is the one the threshold is for
-                    pre_top = lanczos(lambda v: hv(v, scale), dim, cfg.lanczos, gen, dev)
+                    pre_top = lanczos(lambda v: hv(v, scale, shift), dim, cfg.lanczos, gen, dev)
                     sharp.update(
                         preconditioned=True,
                         preconditioned_top=pre_top["top"],
@@ -456,19 +635,11 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
         if cfg.noise:
             t = time.perf_counter()
             bs = trainer.batch_size
-            rec["noise"] = gradient_noise(f, params, _layers(f, trainer), bs)
+            rec["noise"] = gradient_noise(f, params, _layers(f, trainer), bs, len(data.x_train))
             rec["seconds"]["noise"] = time.perf_counter() - t
         if cfg.spectra:
             t = time.perf_counter()
-            spectra = {}
-            for name, w in weight_matrices(model).items():
-                try:
-                    _, var, _ = weight_moments(trainer.cfg.init, w)
-                except Exception:  # noqa: BLE001  (a scheme without a variance: no expected edge)
-                    var = None
-                w0 = init_weights.get(name) if init_weights else None
-                spectra[name] = spectrum(w, w0, var)
-            rec["spectra"] = spectra
+            rec["spectra"] = weight_spectra(model, trainer.cfg.init, init_weights)
             rec["seconds"]["spectra"] = time.perf_counter() - t
     finally:
         model.train(was_training)
@@ -477,90 +648,5 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
     return rec
 
 
-# ------------------------------------------------------------------ what they say
-
-
-def digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The instruments of a run in a few sentences (summary.json "instruments"): the
-    sharpness's course against its threshold, the noise scale against the batch size, the
-    layers' ranks, and what the instruments cost."""
-    from dlx.core.fmt import num
-
-    if not records:
-        return None
-    notes: list[str] = []
-    sharp = [(r["step"], r["sharpness"]) for r in records if r.get("sharpness")]
-    if sharp:
-        key = "preconditioned_top" if any(s.get("preconditioned") for _, s in sharp) else "top"
-        vals = [(st, s.get(key)) for st, s in sharp if isinstance(s.get(key), (int, float))]
-        thr = next((s.get("threshold") for _, s in reversed(sharp) if s.get("threshold")), None)
-        rule = sharp[-1][1].get("rule", "")
-        if vals:
-            (s0, v0), (s1, v1) = vals[0], vals[-1]
-            peak_step, peak = max(vals, key=lambda t: t[1])
-            what = "preconditioned sharpness" if key != "top" else "sharpness"
-            text = f"{what}: {num(v0)} at step {s0}, peak {num(peak)} at step {peak_step}, {num(v1)} at step {s1}"
-            if thr:
-                text += f"; threshold {num(thr)} ({rule})"
-                late = [v for _, v in vals[len(vals) // 2 :]]
-                if peak > thr:
-                    text += ": the sharpness went past it (each step left the local quadratic's stable range)"
-                if late and min(late) > 0.8 * thr and max(late) < 1.25 * thr and peak > 0.9 * thr:
-                    text += (
-                        "; it hovered at the threshold over the second half: the edge of stability (Cohen et al. 2021)"
-                    )
-            else:
-                text += f" ({rule})"
-            notes.append(text)
-    noise = [r["noise"] for r in records if r.get("noise")]
-    if noise:
-        last = noise[-1]
-        b, batch = last.get("b_simple"), last.get("batch")
-        if b is None:
-            notes.append(
-                f"gradient noise: at the end the mean gradient is lost in the per-sample noise (B_simple beyond "
-                f"measure) at batch size {batch}"
-            )
-        elif batch:
-            if b > 4 * batch:
-                rel = f"{b / batch:.0f}x the batch size {batch}: a bigger batch would still make nearly proportionally more progress per step"
-            elif b < batch / 4:
-                rel = f"{batch / b:.0f}x below the batch size {batch}: a smaller batch would make about as much progress per sample, at less cost"
-            else:
-                rel = f"near the batch size {batch}: the batch is about the noise scale"
-            notes.append(f"gradient noise scale B_simple = {num(b)} at the end (McCandlish et al. 2018), {rel}")
-    spectra = [r["spectra"] for r in records if r.get("spectra")]
-    if spectra:
-        last = spectra[-1]
-        low = [n for n, s in last.items() if s.get("count", 0) > 1 and s.get("stable_rank", 2) < 1.05]
-        ranks = ", ".join(f"{n} {num(s.get('stable_rank'), 2)}" for n, s in last.items())
-        notes.append(f"stable rank at the end: {ranks}")
-        if low:
-            notes.append(
-                f"{', '.join(low)} rank ~1: every unit of the layer does the same (the symmetry of a constant init)"
-            )
-        moved = {n: s.get("from_init") for n, s in last.items() if isinstance(s.get("from_init"), (int, float))}
-        if moved:
-            notes.append("distance from init |W-W0|/|W0|: " + ", ".join(f"{n} {num(v, 2)}" for n, v in moved.items()))
-    hess = [(r["step"], r["hessian"]) for r in records if r.get("hessian")]
-    if hess:
-
-        def said(step, h):
-            top = max(abs(h["max"]), 1e-30)
-            return f"step {step}: {h['negative']} negative, the lowest {num(h['min'])} ({h['min'] / top:+.1%} of the largest)"
-
-        worst = min(hess, key=lambda t: t[1]["min"] / max(abs(t[1]["max"]), 1e-30))
-        notes.append(
-            "Hessian eigenvalues (exact): "
-            + said(*hess[0])
-            + "; most negative at "
-            + said(*worst)
-            + "; at the end, "
-            + said(*hess[-1])
-            + " (negative ones: a saddle, which descent leaves along them; none: a minimum)"
-        )
-    seconds: dict[str, float] = {}
-    for r in records:
-        for k, v in (r.get("seconds") or {}).items():
-            seconds[k] = seconds.get(k, 0.0) + float(v)
-    return {"measurements": len(records), "notes": notes, "seconds": {k: round(v, 4) for k, v in seconds.items()}}
+# What they say: dlx.run.instrument_notes (torch-free); digest kept importable from here.
+from dlx.run.instrument_notes import digest  # noqa: E402, F401

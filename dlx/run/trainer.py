@@ -39,14 +39,10 @@ from dlx.config.loader import Config
 from dlx.core import version
 from dlx.core.errors import ConfigError, DlxError, SpecError
 from dlx.core.signals import STOP_SIGNALS, end_after_the_step, stop_reason  # noqa: F401  (STOP_SIGNALS: tests)
+from dlx.run import evaluation
+from dlx.run.evaluation import EVAL_BATCH, FINAL_WINDOW  # noqa: F401  (EVAL_BATCH: many.stacking)
 from dlx.run.probes import ACT_FIELDS, Probes
 from dlx.run.stopping import EarlyStopping
-
-EVAL_BATCH = 8192  # test-set forward passes in chunks of this many samples
-# What summary.json's "final" numbers are computed over (its "window" key says it).
-FINAL_WINDOW = (
-    "train_*: one pass over the whole training set in eval mode after the last step; test_*: the test set then"
-)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -335,26 +331,25 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
 
-    @torch.no_grad()
-    def evaluate(self, split: str = "test") -> dict[str, float]:
-        """Loss and accuracy on the test (or training) set, in eval mode (dropout off, BN
-        running stats): `{split}_loss`, `{split}_acc`."""
-        self.model.eval()
-        x, y = (self.data.x_test, self.data.y_test) if split == "test" else (self.data.x_train, self.data.y_train)
-        total_loss = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
-        for i in range(0, len(x), EVAL_BATCH):
-            out = self.model(self.data.as_float(x[i : i + EVAL_BATCH]))
-            yb = y[i : i + EVAL_BATCH]
-            total_loss += self.loss_fn(out, yb) * len(yb)
-            if self.data.task == "classification":
-                correct += (out.argmax(-1) == yb).float().mean() * len(yb)
-        self.model.train()
-        n = max(len(x), 1)
-        res = {f"{split}_loss": float(total_loss) / n}  # the one host read of the evaluation
-        if self.data.task == "classification":
-            res[f"{split}_acc"] = float(correct) / n
+    def evaluate(self, split: str = "test", rows: torch.Tensor | None = None) -> dict[str, float]:
+        """`{split}_loss`, `{split}_acc` on the test (or training) set, or those rows of it, in
+        eval mode (evaluation.evaluate); a classifier's test pass keeps its predictions."""
+        res, preds = evaluation.evaluate(self.model, self.data, self.loss_fn, self.device, split, rows)
+        if preds is not None:
+            self._test_predictions = (evaluation.weights_version(self.model, self.step), preds)
         return res
+
+    def test_predictions(self) -> torch.Tensor:
+        """The class predictions on the test set of the model as it is now: the last test
+        pass's when the weights have not changed since (at the end: the final test_* and the
+        per-class table come from one pass), else a fresh evaluate("test")'s."""
+        if self.data.task != "classification":
+            raise ValueError("test_predictions: only a classifier predicts classes")
+        kept = getattr(self, "_test_predictions", None)
+        if kept is None or kept[0] != evaluation.weights_version(self.model, self.step):
+            self.evaluate("test")
+            kept = self._test_predictions
+        return kept[1]
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Outcome:
@@ -454,23 +449,22 @@ class Trainer:
         return outcome
 
     def _final_metrics(self, status: str, last: dict[str, Any]) -> dict[str, Any]:
-        """The run's final numbers over stated windows (FINAL_WINDOW): train_* from one pass
-        over the whole training set in eval mode after the last step, test_* from the test set
-        then. The last interval's mean (a few noisy batches, with dropout on) is not used:
-        it put train accuracy 0.45 next to test accuracy 0.73. A diverged run, or one stopped
-        mid-step by a second Ctrl-C, keeps the last interval's numbers (labelled so)."""
+        """The run's final numbers over stated windows (evaluation.FINAL_WINDOW): train_* from
+        one pass over the training set in eval mode after the last step (a seeded sample of a
+        large one: evaluation.final_train_window), test_* from the test set then (the last
+        interval's pass, whose predictions also make the per-class table). The last interval's
+        mean (a few noisy batches, with dropout on) is not used: it put train accuracy 0.45
+        next to test accuracy 0.73. A diverged run, or one stopped mid-step by a second
+        Ctrl-C, keeps the last interval's numbers (labelled so)."""
         if status == "diverged" or not self.resumable:
             out = {k: last[k] for k in ("train_loss", "train_acc") if last.get(k) is not None}
             return {**out, "window": "last log interval"} if out else {}
         t_eval = time.perf_counter()
-        out = self.evaluate("train")
-        out.update(
-            {k: last[k] for k in ("test_loss", "test_acc") if last.get(k) is not None}
-            if "test_loss" in last
-            else self.evaluate("test")
-        )
+        rows, window = evaluation.final_train_window(len(self.data.x_train), self.cfg.seed, self.device)
+        out = self.evaluate("train", rows)
+        out.update(evaluation.final_test(last) or self.evaluate("test"))
         self._eval_seconds += time.perf_counter() - t_eval
-        return {**out, "window": FINAL_WINDOW}
+        return {**out, "window": window}
 
     def _stop_signals_end_after_the_step(self):
         """While the run runs, a first stop signal (STOP_SIGNALS: Ctrl-C, kill, a closed

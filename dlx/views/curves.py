@@ -38,7 +38,7 @@ def draw_curves(
         if diverged is not None:
             ax.axvline(diverged, color=NONFINITE_COLOR, ls=":", lw=1.2)
         if (shown or diverged is not None) and len(groups) > 1:  # one group: the title names it
-            handles.append(Line2D([], [], color=color, lw=2, label=plain(label)))
+            handles.append(Line2D([], [], color=color, lw=2, label=legend_label(ax, label, 8)))
     if any(d is not None for _, _, d in groups):
         handles.append(Line2D([], [], color=NONFINITE_COLOR, ls=":", label="diverged"))
     if len(drawn_keys) > 1:  # a style legend only when both styles are on the axes
@@ -57,6 +57,14 @@ def draw_curves(
         empty(ax, f"no finite {ylabel} logged")
     ax.grid(alpha=0.3)
     return bool(drawn_keys)
+
+
+def legend_label(ax, text: str, fontsize: float, share: float = 0.6) -> str:
+    """A group's label for a legend on `ax`: whole, on lines of at most `share` of the axes'
+    width (labels.wrap_label), drawn as written (style.plain)."""
+    from dlx.views.labels import chars_in, wrap_label
+
+    return plain(wrap_label(text, chars_in(share * ax.bbox.width / ax.figure.dpi, fontsize)))
 
 
 def _log_worthy(runs: list[list[dict]], keys: list[str]) -> bool:
@@ -119,7 +127,7 @@ def draw_time_grad(ax, groups: list[Group]) -> None:
                     color=color,
                     ls=styles[row % 4],
                     lw=1.6,
-                    label=plain(g.label) if row == 0 else None,
+                    label=legend_label(ax, g.label, 7) if row == 0 else None,
                 )
                 if len(runs) > 1:
                     ax.fill_between(
@@ -164,7 +172,13 @@ def draw_sparsity(ax, groups: list[Group]) -> None:
                 per.setdefault(name, []).append(v)
         names = names or list(per)
         xs = np.arange(len(names)) + i * width - 0.4 + width / 2
-        ax.bar(xs, [float(np.mean(per.get(n, [0.0]))) for n in names], width, color=f"C{i % 10}", label=g.label)
+        ax.bar(
+            xs,
+            [float(np.mean(per.get(n, [0.0]))) for n in names],
+            width,
+            color=f"C{i % 10}",
+            label=legend_label(ax, g.label, 7, 0.5),
+        )
     ax.set_xticks(np.arange(len(names)), names, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("weights with |w| < 1e-3")
@@ -189,7 +203,7 @@ def draw_sharpness(ax, groups: list[Group]) -> None:
                 "-",
                 color=color,
                 lw=1.4,
-                label=(g.label + (" (preconditioned)" if pre else "")) if j == 0 else None,
+                label=legend_label(ax, g.label + (" (preconditioned)" if pre else ""), 7) if j == 0 else None,
             )
             ts, thr = _series(recs, "sharpness", "threshold")
             if len(ts) and j == 0:
@@ -216,7 +230,7 @@ def draw_noise(ax, groups: list[Group]) -> None:
         r = g.first
         steps, b = _series(r.instruments, "noise", "b_simple")
         # Markers: a measurement whose mean gradient is lost in the noise has no B_simple.
-        ax.plot(steps, b, "-o", color=color, lw=1.4, ms=3, label=f"{g.label} B_simple")
+        ax.plot(steps, b, "-o", color=color, lw=1.4, ms=3, label=legend_label(ax, f"{g.label} B_simple", 7))
         bs, batch = _series(r.instruments, "noise", "batch")
         if len(bs):
             ax.plot(bs, batch, "--", color=color, lw=1.0, label=f"batch size {int(batch[-1])}")

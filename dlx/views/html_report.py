@@ -329,6 +329,22 @@ def sweep_page(folder: Path) -> str:
     return page(f"dlx sweep {sid}", sub, sections, {k: v for k, v in nav.items() if k in {s[0] for s in sections}})
 
 
+# A table cell's text that may wrap (the page's cells do not): long words stay whole.
+_WRAP = "white-space: normal; display: inline-block; min-width: 12em; max-width: 28em"
+
+
+def verdict_words(verdict: Any) -> str:
+    """A compare record's verdict (the kind most seeds share, "dead_units (2/3)" when not all
+    do) in words, whole: "dead units (2/3)"; "healthy" for the healthy kind (its label,
+    "health", is the noun the sentences use: "signs of health")."""
+    text = str(verdict or "").strip()
+    if not text:
+        return "-"
+    kind, _, rest = text.partition(" ")
+    words = "healthy" if kind == "healthy" else LABEL.get(kind, kind)
+    return f"{words} {rest}".strip()
+
+
 def compare_page(record_path: Path) -> str:
     """One page for a dlx compare (its record, folders.write_compare_record): the variants'
     numbers and verdicts, their curves, and (2-D data) their decision boundaries side by
@@ -355,16 +371,20 @@ def compare_page(record_path: Path) -> str:
         for k in ("test_acc", "test_loss", "train_loss", "train_seconds")
         if any(isinstance(v.get(k), dict) for v in variants)
     ]
-    head = ["variant", "runs", *[f"{k} (mean ± sd)" for k in metrics], "verdict"]
+    # The verdict next to the variant it judges: the numbers after it may run past a narrow
+    # window (the table scrolls), the verdict never does. A long variant label wraps in its cell,
+    # and "mean ± sd" is said once under the table, not in every column's head.
+    head = ["variant", "runs", "verdict", *metrics]
     rows = []
     for v in variants:
-        cells = [esc(v.get("variant")), esc(v.get("runs"))]
+        cells = [f'<span style="{_WRAP}">{esc(v.get("variant"))}</span>', esc(v.get("runs"))]
+        cells.append(f'<span style="{_WRAP}">{esc(verdict_words(v.get("verdict")))}</span>')
         for k in metrics:
             m = v.get(k) or {}
             cells.append(f"{num(m.get('mean'))} ± {num(m.get('sd'), 2)}" if m.get("mean") is not None else "-")
-        cells.append(esc(LABEL.get(str(v.get("verdict", "")).split(" ")[0], v.get("verdict") or "-")))
         rows.append(cells)
-    sections = [("variants", "Variants", html_table(head, rows, left=("variant", "verdict")))]
+    said = "<p class=\"note\">numbers: mean ± sd over each variant's seeds; verdict: the most seeds' (on how many, when not all)</p>"
+    sections = [("variants", "Variants", html_table(head, rows, left=("variant", "verdict")) + said)]
 
     def curves() -> str:
         first = {label: (rs[0] if rs else None) for label, rs in runs.items()}

@@ -24,7 +24,7 @@ from dlx.records.layout import (
     SUMMARY_FILE,
 )
 from dlx.views.html_page import esc, figure_png, guarded, html_table, kv, num, page, pill, png_uri
-from dlx.views.labels import change_text, gone_text, mean_sd_text
+from dlx.views.labels import change_text, kind_counts, mean_sd_text, needed_text
 from dlx.views.rows import LAYER_HEADERS, activation_rows, classes_worth_showing, describe, layer_rows, shows_sparsity
 
 # Verdict kinds by how urgently they need a fix: a red card stops the reader, amber asks
@@ -161,33 +161,34 @@ def verdicts_html(verdicts: list[dict[str, Any]]) -> str:
 
 
 def fix_html(record: dict[str, Any]) -> str:
-    """`dlx fix`'s record (fix.json): per remedy, the verdict gone on how many seeds, the
-    metric's mean +- sd and change against the original, seconds per run; the winner and how
-    to run it."""
+    """`dlx fix`'s record (fix.json): per remedy, each verdict it answers gone on how many
+    seeds, the metric's mean +- sd and change against the original, seconds per run; each
+    combined remedy that worked part by part, and which part fixed it; the winner and how to
+    run it."""
     metric = str(record.get("metric", "metric"))
-    rows, classes = [], []
-    for r in record["rows"]:
-        if not isinstance(r, dict) or not isinstance(r.get("label"), str):
-            continue
-        r = {"runs": 0, "gone": 0, **r}
-        won = r["label"] == record.get("winner")
-        rows.append(
-            [
-                esc(("winner: " if won else "") + r["label"]),
-                esc(gone_text(r)),
-                esc(mean_sd_text(r)),
-                esc(change_text(r)),
-                num(r.get("seconds")),
-            ]
-        )
-        classes.append("best" if won else "")
+    head = ["remedy", "verdicts", metric, "change", "s/run"]
+    rows = [
+        {"runs": 0, "gone": 0, **r} for r in record["rows"] if isinstance(r, dict) and isinstance(r.get("label"), str)
+    ]
     intro = (
         f"<p>The original config and each remedy of its verdicts "
         f"({esc(', '.join(map(str, record.get('verdicts') or [])))}), {esc(record.get('seeds'))} seed(s) each"
         + (f", {esc(record.get('budget'))} steps" if record.get("budget") else "")
-        + f", {esc(record.get('when', ''))}.</p>"
+        + f", {esc(record.get('when', ''))}. Verdicts: the seeds on which the original shows each one, "
+        "and a remedy no longer does.</p>"
     )
-    table = html_table(["remedy", "verdict", metric, "change", "s/run"], rows, left=["remedy"], classes=classes)
+    cells, classes = _fix_cells(rows, record.get("winner"))
+    table = html_table(head, cells, left=["remedy", "verdicts"], classes=classes)
+    for r in rows:
+        parts = [{"runs": 0, "gone": 0, **p} for p in r.get("parts") or [] if isinstance(p, dict) and "label" in p]
+        if not parts:
+            continue
+        cells, _ = _fix_cells(parts, None)
+        table += (
+            f"<p>{esc(r['label'])}, one part at a time (the same {esc(r['runs'])} seeds):</p>"
+            + html_table(["part alone", *head[1:]], cells, left=["part alone", "verdicts"])
+            + f'<p><span class="label">Which part:</span> {esc(needed_text(r, metric))}</p>'
+        )
     if record.get("winner"):
         end = (
             f'<p><span class="label">Fixed by:</span> {esc(record["winner"])}; its config: '
@@ -196,6 +197,24 @@ def fix_html(record: dict[str, Any]) -> str:
     else:
         end = f'<p class="note">{esc(record.get("note") or "no remedy removed the verdict")}</p>'
     return intro + table + end
+
+
+def _fix_cells(rows: list[dict[str, Any]], winner: Any) -> tuple[list[list[str]], list[str]]:
+    """The cells of fix_html's tables, a verdict a line, and each row's class (the winner's "best")."""
+    cells, classes = [], []
+    for r in rows:
+        won = winner is not None and r["label"] == winner
+        cells.append(
+            [
+                esc(("winner: " if won else "") + str(r["label"])),
+                "<br>".join(esc(line) for line, _, _ in kind_counts(r)),
+                esc(mean_sd_text(r)),
+                esc(change_text(r)),
+                num(r.get("seconds")),
+            ]
+        )
+        classes.append("best" if won else "")
+    return cells, classes
 
 
 def classes_html(summary: dict[str, Any]) -> str:

@@ -66,6 +66,48 @@ def _defaults(config: dict) -> dict:
     return out
 
 
+def chars_in(inches: float, fontsize: float) -> int:
+    """About how many characters of a `fontsize`-point text fit in `inches`: 0.6 em a character
+    (DejaVu Sans' digits are 0.64 em, its lower case about 0.55), so a wrapped line fits."""
+    return max(8, int(inches * 72 / (0.6 * fontsize)))
+
+
+def _split_top(text: str, sep: str = ", ") -> list[str]:
+    """text split at `sep` outside brackets: "a=[1, 2], b=3" -> ["a=[1, 2]", "b=3"]."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        c = text[i]
+        depth += c in "([{"
+        depth -= c in ")]}" and depth > 0
+        if depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i])
+            start = i = i + len(sep)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
+def wrap_label(text: str, width: int) -> str:
+    """A label on lines of about `width` characters, broken between its 'key=value' parts
+    and, where one part is longer than a line, inside it after a comma; never cut: every
+    character of text stays (a figure's title or legend that ends in "…" hides exactly what
+    tells runs apart, optimizer.betas=[0.9, 0.99] from [0.9, 0.999]). A line break only
+    ever replaces the space after a comma: wrapped.replace("\\n", " ") is text."""
+    width = max(8, int(width))
+    parts = _split_top(str(text))
+    atoms = []  # the pieces a line may end after, each with the separator that follows it
+    for k, part in enumerate(parts):
+        sep = ", " if k < len(parts) - 1 else ""
+        inner = part.split(", ") if len(part) > width else [part]
+        atoms += [s + ", " for s in inner[:-1]] + [inner[-1] + sep]
+    lines = [""]
+    for a in atoms:
+        if lines[-1] and len(lines[-1] + a.rstrip()) > width:
+            lines.append("")
+        lines[-1] += a
+    return "\n".join(line.rstrip(" ") if i < len(lines) - 1 else line for i, line in enumerate(lines))
+
+
 def figure_label(label: str, config: dict) -> str:
     """A variant's label for a figure's legend: an optimizer variant says its lr (each
     optimizer runs with its own usual lr, which the label alone does not show)."""
@@ -94,3 +136,67 @@ def gone_text(r: dict[str, Any]) -> str:
     if r["label"] == ORIGINAL:
         return f"has it {r['runs'] - r['gone']}/{r['runs']}"
     return f"gone {r['gone']}/{r['runs']}"
+
+
+def kind_counts(r: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Per verdict a row answers: (its line, seeds counted, seeds run). The original's line says
+    on how many seeds the verdict is seen, a remedy's (or a part's) on how many it is gone:
+    "symmetry seen 3/3", "symmetry gone 3/3", "not_learning gone 0/3". A record written before
+    rows kept their verdicts apart has one line, for all its verdicts at once (gone_text)."""
+    n = r.get("runs", 0)
+    by_kind = r.get("gone_by_kind")
+    if not isinstance(by_kind, dict) or not by_kind:
+        k = n - r.get("gone", 0) if r.get("label") == ORIGINAL else r.get("gone", 0)
+        return [(gone_text({"runs": n, "gone": 0, **r}), k, n)]
+    if r.get("label") == ORIGINAL:
+        return [(f"{kind} seen {n - g}/{n}", n - g, n) for kind, g in by_kind.items()]
+    return [(f"{kind} gone {g}/{n}", g, n) for kind, g in by_kind.items()]
+
+
+def kinds_text(r: dict[str, Any]) -> str:
+    """A row's verdicts on one line: "symmetry gone 3/3, not_learning gone 0/3"."""
+    return ", ".join(line for line, _, _ in kind_counts(r))
+
+
+def needed_text(r: dict[str, Any], metric: str = "the metric") -> str:
+    """What a combined remedy's parts, each run alone, say about which part fixed it (a row
+    with "parts" and "needed": remedies._split). Fixed means its verdicts gone on every seed;
+    a part that does that alone but leaves the metric clearly short of all parts together
+    (by more than both spreads) is said to."""
+    parts = [str(p.get("label")) for p in r.get("parts") or []]
+    need = r.get("needed") or {}
+    enough = [str(x) for x in need.get("enough") or []]
+    by_kind = need.get("by_kind") or {}
+    if enough:
+        if len(enough) == 1:
+            others = [p for p in parts if p != enough[0]]
+            rest = f"; {' or '.join(others)} alone does not" if others else ""
+            text = f"{enough[0]} is what removed the verdicts{rest}"
+        else:
+            which = "either part" if len(enough) == 2 == len(parts) else ", ".join(enough) + " each"
+            text = f"{which} alone removes the verdicts"
+        short = [p for p in r.get("parts") or [] if str(p.get("label")) in enough and _short_of(p, r)]
+        for p in short:
+            who = "it" if len(enough) == 1 else str(p["label"])
+            text += f"; yet {metric} is {num(p['mean'])} with {who} alone, {num(r['mean'])} with all parts"
+        return text
+    removes = [(p, [k for k, ps in by_kind.items() if p in ps]) for p in parts]
+    said = [f"{p} alone removes {', '.join(ks)}" for p, ks in removes if ks]
+    if not said:
+        return "only together: no part alone removes any of its verdicts on every seed"
+    missing = [k for k, ps in by_kind.items() if not ps]
+    head = "both are needed" if len(parts) == 2 else "no part alone is enough"
+    tail = f"; no part alone removes {', '.join(missing)}" if missing else ""
+    return f"{head}: {'; '.join(said)}{tail}"
+
+
+def _short_of(part: dict[str, Any], whole: dict[str, Any]) -> bool:
+    """Whether a part alone ends clearly worse than the remedy it is part of: beyond both
+    spreads together (the yardstick of `dlx fix`'s "clear"), or with fewer runs finished."""
+    if len(part.get("values") or []) < len(whole.get("values") or []):
+        return True
+    a, b = part.get("mean"), whole.get("mean")
+    if a is None or b is None:
+        return False
+    worse = b - a if whole.get("goal", "max") == "max" else a - b
+    return worse > (part.get("sd") or 0.0) + (whole.get("sd") or 0.0)

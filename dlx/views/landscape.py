@@ -16,6 +16,7 @@ in eval mode; the model is rebuilt from config.yaml by saved.saved_model, as for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,9 +26,24 @@ import torch
 
 # Training samples the loss is measured on (the first ones).
 SAMPLES = 1024
-# Grid points per axis of a plane, and points along a line.
+# Grid points per axis of a plane, and about the points along a line (line_alphas).
 GRID = 25
 POINTS = 41
+# The line's reach beyond its ends: from alpha LO to HI.
+LO, HI = -0.25, 1.25
+
+
+def line_alphas(lo: float = LO, hi: float = HI, points: int = POINTS) -> np.ndarray:
+    """About `points` evenly spaced alphas covering [lo, hi], on a grid of step 1/k (k whole),
+    so that alpha 0 (the start) and alpha 1 (the end) are samples themselves, exactly: a
+    plain linspace(-0.25, 1.25, 41) steps past both, and the loss drawn at the init's and
+    the end's markers would be an interpolation of its neighbours'."""
+    if not hi > lo or points < 2:
+        raise ValueError(f"a line needs hi > lo and 2 points or more; got lo={lo}, hi={hi}, points={points}")
+    k = max(1, round((points - 1) / (hi - lo)))  # steps per unit of alpha
+    eps = 1e-9  # lo*k a whole number up to rounding: no extra point beyond it
+    first, last = math.floor(lo * k + eps), math.ceil(hi * k - eps)
+    return np.arange(first, last + 1) / k
 
 
 @dataclass
@@ -105,13 +121,14 @@ def line(
     run: str | Path,
     other: str | Path | None = None,
     points: int = POINTS,
-    lo: float = -0.25,
-    hi: float = 1.25,
+    lo: float = LO,
+    hi: float = HI,
     progress: Callable[[int, int], None] | None = None,
     notes: list[str] | None = None,
 ) -> Line:
     """The loss along the line from the run's init to its final weights, or (other) from
-    its final weights to the other run's. notes: see saved.saved_model."""
+    its final weights to the other run's; alphas from line_alphas (0 and 1 among them, exactly).
+    notes: see saved.saved_model."""
     from dlx.core.errors import UsageError
 
     a = _Model(Path(run), notes)
@@ -125,12 +142,14 @@ def line(
                 f"{a.name} and {b.name} have different architectures: no straight line joins their weights"
             )
         start, end, start_name, end_name = a.final, b.final, a.name, b.name
-    alphas = np.linspace(lo, hi, points)
+    alphas = line_alphas(lo, hi, points)
     losses = []
     for i, t in enumerate(alphas):
-        losses.append(a.loss(start + float(t) * (end - start)))
+        # At 0 and 1 the weights themselves, not start + 1.0 * (end - start): the same up to rounding.
+        w = start if t == 0 else end if t == 1 else start + float(t) * (end - start)
+        losses.append(a.loss(w))
         if progress:
-            progress(i + 1, points)
+            progress(i + 1, len(alphas))
     return Line(a.name if other is None else f"{a.name} -> {end_name}", alphas, np.array(losses), start_name, end_name)
 
 
@@ -211,11 +230,12 @@ def landscape(
     notes: list[str] | None = None,
 ) -> Landscape:
     """The line and the plane of a run (pictures.picture's "landscape"); notes: see saved.saved_model."""
-    total = POINTS + grid
+    points = len(line_alphas())
+    total = points + grid
     ln = line(run, progress=(lambda i, n: progress(i, total)) if progress else None, notes=notes)
     # The plane reads the same files: a note about them is given once, by the line.
     pl = plane(
-        run, grid, directions, progress=(lambda i, n: progress(POINTS + i, total)) if progress else None, notes=[]
+        run, grid, directions, progress=(lambda i, n: progress(points + i, total)) if progress else None, notes=[]
     )
     return Landscape(pl.name, pl.config, ln, pl)
 
@@ -230,6 +250,7 @@ def draw_landscape(where, pic: Landscape, title: str | None = None) -> None:
     top.plot(ln.alphas, ln.loss, "-", color="C0", lw=1.5)
     for a in (0, 1):
         top.axvline(a, color="0.6", ls=":", lw=1)
+    _mark_ends(top, ln, ("s", "white", 7), ("*", "red", 12))
     top.set_yscale("log")
     top.set_title(plain(title if title is not None else pic.name), fontsize=10)
     top.set_xlabel(f"0: {ln.start}, 1: {ln.end} (the straight line between their weights)", fontsize=8)
@@ -253,6 +274,15 @@ def draw_landscape(where, pic: Landscape, title: str | None = None) -> None:
     bottom.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
 
 
+def _mark_ends(ax, ln: Line, start: tuple, end: tuple) -> None:
+    """Markers on the line's samples at alpha 0 and 1 (line_alphas has both): the loss drawn
+    there is the loss measured at those weights. start, end: (marker, face colour, size)."""
+    for a, (marker, color, size) in ((0.0, start), (1.0, end)):
+        hit = np.flatnonzero(ln.alphas == a)
+        if hit.size:
+            ax.plot(a, ln.loss[hit[0]], marker, color=color, mec="black", ms=size, zorder=3)
+
+
 def landscape_figure(
     runs: list[Path],
     directions: str = "pca",
@@ -268,10 +298,11 @@ def landscape_figure(
     from matplotlib.figure import Figure
 
     from dlx.core.errors import DamagedFile
-    from dlx.views.labels import varying_keys
+    from dlx.views.labels import chars_in, varying_keys, wrap_label
     from dlx.views.style import DPI, plain
 
-    total = len(runs) * (POINTS + grid) + (POINTS if between else 0)
+    points = len(line_alphas())
+    total = len(runs) * (points + grid) + (points if between else 0)
     done = [0]
 
     def tick(_i, _n):
@@ -292,7 +323,8 @@ def landscape_figure(
         raise damaged[0]
     between = between and not damaged  # the line joins the first two runs' weights: both needed
     titles = varying_keys([p.config for p in pics]) if len(pics) > 1 else [""]
-    titles = [t or p.name for t, p in zip(titles, pics)]
+    # What tells the runs apart, whole: wrapped within the column, never cut or run into the next.
+    titles = [wrap_label(t or p.name, chars_in(4.4, 10)) for t, p in zip(titles, pics)]
     cols = len(pics) + (1 if between else 0)
     fig = Figure(figsize=(4.6 * cols, 8.4), dpi=DPI, layout="constrained")
     cells = fig.subfigures(1, cols, squeeze=False)[0]
@@ -303,8 +335,10 @@ def landscape_figure(
         ax, _ = cells[-1].subplots(2, 1, height_ratios=[1, 1.5])
         _.set_visible(False)
         ax.plot(ln.alphas, ln.loss, "-", color="C3", lw=1.5)
+        _mark_ends(ax, ln, ("o", "C0", 7), ("o", "C1", 7))
         ax.set_yscale("log")
-        ax.set_title(plain(f"{ln.start} -> {ln.end}"), fontsize=10)
+        # Two run names do not fit one column's width: one a line, whole.
+        ax.set_title(plain(f"{ln.start}\n-> {ln.end}"), fontsize=10)
         ax.set_xlabel("0: the first run's end, 1: the second's", fontsize=8)
         ax.set_ylabel("train loss")
         ax.grid(alpha=0.3)

@@ -30,6 +30,7 @@ PICTURE_PANELS = {
     "filters": "a CNN's first convolution's kernels",
     "feature_maps": "a CNN's first convolution's outputs for one image",
     "histograms": "activations and gradients per layer, init to end",
+    "attention": "an attention model's weights per head, query step x key step, for one test sequence",
     "landscape": "the training loss from init to end and around the end, from the snapshots",
 }
 # How a series panel is named in a figure, past its kind: the group, and the layer.

@@ -114,63 +114,143 @@ def draw_warp(ax, w, title: str | None = None) -> None:
     axes[-1].set_title(f"step {w.step}", fontsize=8, loc="right")
 
 
+# At most this many layers get an activation row of their own (evenly spread, first and last kept).
+HIST_ROWS = 6
+
+
+def own_bins(values: np.ndarray, n: int = 41) -> np.ndarray:
+    """n + 1 bin edges over this layer's own range (its 0.5 to 99.5 percentiles), so that a
+    layer whose values are 1e-4 wide is drawn as a shape, not as one bar on a shared axis."""
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
+    if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1e-30):  # every value the same: a bin around it
+        pad = max(abs(lo) * 1e-6, 1e-12)
+        lo, hi = lo - pad, hi + pad
+    return np.linspace(lo, hi, n + 1)
+
+
+def shown_layers(count: int) -> list[int]:
+    """The layers that get an activation row: all, or HIST_ROWS of them evenly spread."""
+    if count <= HIST_ROWS:
+        return list(range(count))
+    return sorted({round(i) for i in np.linspace(0, count - 1, HIST_ROWS)})
+
+
 def draw_histograms(ax, h, title: str | None = None, limits: tuple[float, float, float, float] | None = None) -> None:
     """pictures.Histograms in the cell of ax: one column per moment (init, snapshots
-    between, the end), activation distributions per layer above and log10 |dL/d
-    pre-activation| below, one colour per layer from input (dark) to output (bright).
-    Rows share their axes, so a spread that shrinks over time or towards the input shows;
-    limits (activation lo, hi, log10 gradient lo, hi) fix them."""
+    between, the end); a row per layer (at most HIST_ROWS) of its activation distribution,
+    each on its own x-range (a layer 1e-4 wide still shows its shape; the axis says its
+    width), and a last row of log10 |dL/d pre-activation| of every layer on one axis, one
+    colour per layer from input (dark) to output (bright). limits (activation lo, hi, log10
+    gradient lo, hi) put every row on fixed axes instead (an animation's frames)."""
     import matplotlib
 
-    grid = split_axes(ax, 2, len(h.steps), hspace=0.45, wspace=0.08)
+    shown = shown_layers(len(h.layers))
+    # A (sub)figure under a layout engine places a suptitle; an animation's fixed frame does not.
+    own_figure = hasattr(ax, "subplots") and (getattr(ax, "figure", None) or ax).get_layout_engine() is not None
+    # The gradients' row, every layer on one axis, is as tall as three activation rows.
+    ratios = [1.0] * len(shown) + [3.0]
+    grid = split_axes(ax, len(shown) + 1, len(h.steps), hspace=0.6, wspace=0.12, height_ratios=ratios)
     colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(h.layers), 1)))
-    pooled = np.concatenate([a[np.isfinite(a)] for m in h.acts for a in m] or [np.zeros(1)])
-    # Units that are off (relu: exactly 0) would be one spike hiding every other value.
-    zeros = float((pooled == 0).mean()) if pooled.size else 0.0
-    drop_zeros = zeros > 0.2
-    if drop_zeros:
-        pooled = pooled[pooled != 0]
-    lo, hi = np.percentile(pooled, [0.5, 99.5]) if pooled.size else (0.0, 1.0)
     logs = [np.log10(np.abs(g[np.isfinite(g) & (g != 0)])) for m in h.grads for g in m]
     glo, ghi = np.percentile(np.concatenate(logs), [0.5, 99.5]) if any(x.size for x in logs) else (-8.0, 0.0)
     if limits is not None:  # an animation's: the same axes in every frame
-        lo, hi, glo, ghi = limits
-    a_bins, g_bins = np.linspace(lo, hi + 1e-12, 61), np.linspace(glo, ghi + 1e-12, 61)
+        glo, ghi = limits[2], limits[3]
+    g_bins = np.linspace(glo, ghi + 1e-12, 61)
     last = len(h.steps) - 1
     for c, step in enumerate(h.steps):
-        top, bottom = grid[0][c], grid[1][c]
+        for r, j in enumerate(shown):
+            a = grid[r][c]
+            values = h.acts[c][j]
+            values = values[np.isfinite(values)]
+            # Units that are off (relu: exactly 0) would be one spike hiding every other value.
+            zeros = float((values == 0).mean()) if values.size else 0.0
+            if zeros > 0.2:
+                values = values[values != 0]
+            bins = own_bins(values) if limits is None else np.linspace(limits[0], limits[1] + 1e-12, 41)
+            if values.size:
+                counts, _ = np.histogram(values, bins=bins)
+                mids = (bins[1:] + bins[:-1]) / 2
+                a.fill_between(mids, counts, color=colors[j], alpha=0.35, lw=0)
+                a.plot(mids, counts, color=colors[j], lw=1.0)
+            a.set_xlim(bins[0], bins[-1])
+            a.set_xticks([bins[0], bins[-1]], [f"{bins[0]:.3g}", f"{bins[-1]:.3g}"])
+            a.set_yticks([])
+            a.tick_params(labelsize=5, pad=1)
+            if zeros > 0.2:
+                a.text(
+                    0.98, 0.95, f"{zeros:.0%} = 0, left out", transform=a.transAxes, fontsize=5, ha="right", va="top"
+                )
+            if c == 0:
+                # In the layer's colour: the key to the gradients' row too (a legend of 20 layers is unreadable).
+                a.set_ylabel(h.layers[j], fontsize=7, rotation=0, ha="right", va="center", color=colors[j])
+        when = " (init)" if step == 0 else " (end)" if c == last and c else ""
+        grid[0][c].set_title(f"step {step}{when}", fontsize=8)
+        bottom = grid[-1][c]
         for j, color in enumerate(colors[: len(h.layers)]):
-            a = h.acts[c][j]
-            a = a[np.isfinite(a) & ((a != 0) if drop_zeros else True)]
-            if a.size:
-                dens, _ = np.histogram(a, bins=a_bins, density=True)
-                top.plot((a_bins[1:] + a_bins[:-1]) / 2, dens, color=color, lw=1.1)
             g = np.abs(h.grads[c][j])
             g = g[np.isfinite(g) & (g > 0)]
             if g.size:
                 dens, _ = np.histogram(np.log10(g), bins=g_bins, density=True)
                 bottom.plot((g_bins[1:] + g_bins[:-1]) / 2, dens, color=color, lw=1.1)
-        when = " (init)" if step == 0 else " (end)" if c == last and c else ""
-        top.set_title(f"step {step}{when}", fontsize=8)
-        for a in (top, bottom):
-            a.tick_params(labelsize=6)
-            a.grid(alpha=0.3)
-            if c:
-                a.sharey(grid[0 if a is top else 1][0])
-                a.tick_params(labelleft=False)
-        top.set_xlim(lo, hi)
+        bottom.tick_params(labelsize=6)
+        bottom.grid(alpha=0.3)
         bottom.set_xlim(glo, ghi)
-    grid[0][0].set_ylabel("density", fontsize=7)
-    grid[1][0].set_ylabel("density", fontsize=7)
+        if c:
+            bottom.sharey(grid[-1][0])
+            bottom.tick_params(labelleft=False)
+    grid[-1][0].set_ylabel("density", fontsize=7)
     mid = len(h.steps) // 2
-    grid[0][mid].set_xlabel(
-        "activation value" + (f" ({zeros:.0%} exactly 0, left out)" if drop_zeros else ""), fontsize=7
-    )
-    grid[1][mid].set_xlabel("log10 |dL/d pre-activation|", fontsize=7)
-    grid[0][0].text(0, 1.22, plain(title if title is not None else h.name), transform=grid[0][0].transAxes, fontsize=10)
-    handles = [matplotlib.lines.Line2D([], [], color=c, lw=1.5, label=n) for n, c in zip(h.layers, colors)]
-    # Beside the last column, never over a curve.
-    grid[0][last].legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    grid[-2][mid].set_xlabel("activation value: each layer on its own range", fontsize=7)
+    grid[-1][mid].set_xlabel("log10 |dL/d pre-activation|, every layer: input dark, output bright", fontsize=7)
+    hidden = f" (activations of {len(shown)} of {len(h.layers)} layers)" if len(shown) < len(h.layers) else ""
+    name = plain(title if title is not None else h.name) + hidden
+    if own_figure:
+        ax.suptitle(name, x=0.01, ha="left", fontsize=10)
+    else:
+        grid[0][0].annotate(
+            name, (0, 1), xycoords="axes fraction", xytext=(0, 22), textcoords="offset points", fontsize=10
+        ).set_in_layout(False)  # over the first column only: the layout would widen it
+
+
+def draw_attention(ax, att, title: str | None = None) -> None:
+    """pictures.AttentionMaps: one heatmap per head (per layer, in order), query steps down,
+    key steps across; each row is one query's weights over the keys (it sums to 1). One
+    colour scale, 0 to 1, square-root stretched so that a uniform row (1/T) still shows."""
+    import matplotlib
+    from matplotlib.colors import PowerNorm
+    from matplotlib.ticker import MaxNLocator
+
+    parts = [(layer, h, m[h]) for layer, m in zip(att.layers, att.maps) for h in range(m.shape[0])]
+    axes = split_axes(ax, 1, len(parts), wspace=0.35)[0]
+    norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)
+    cmap = matplotlib.colormaps["magma_r"]
+    image = None
+    for a, (layer, head, w) in zip(axes, parts):
+        image = a.imshow(w, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        a.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        a.yaxis.set_major_locator(MaxNLocator(5, integer=True))
+        a.tick_params(labelsize=6)
+        a.set_xlabel("key step", fontsize=7)
+        if layer == "pool":
+            # One learned query: a single row, drawn as a strip.
+            a.set_box_aspect(0.25)
+            a.set_yticks([0], ["query"])
+            a.set_title("pool (learned query)", fontsize=8)
+        else:
+            a.set_box_aspect(1.0)
+            a.set_ylabel("query step", fontsize=7)
+            a.set_title(f"{layer} head {head}", fontsize=8)
+    if image is not None:
+        bar = axes[-1].figure.colorbar(image, ax=axes, fraction=0.02, pad=0.02, ticks=[0, 0.05, 0.25, 0.5, 1])
+        bar.ax.tick_params(labelsize=6)
+        bar.set_label("weight", fontsize=7)
+    name = plain(title if title is not None else att.name)
+    said = f"test sequence {att.sample} (target {att.target}), step {att.step}: each row sums to 1"
+    # Above the heads' own titles (matplotlib puts every title of an axes on one line).
+    for text, size, up in ((name, 10, 30), (said, 7, 18)):
+        axes[0].annotate(
+            text, (0, 1), xycoords="axes fraction", xytext=(0, up), textcoords="offset points", fontsize=size
+        ).set_in_layout(False)  # a wide line over the first head only: the layout would widen its column
 
 
 def _draw_landscape(where, pic, title=None, **kw):
@@ -185,11 +265,12 @@ PICTURE_DRAWERS = {
     "Units": draw_units,
     "Warp": draw_warp,
     "Histograms": draw_histograms,
+    "AttentionMaps": draw_attention,
     "Landscape": _draw_landscape,
 }
 
 
-PICTURE_HEIGHT = {"Boundary": 4.0, "Units": 3.1, "Warp": 3.1, "Histograms": 4.8, "Landscape": 8.0}
+PICTURE_HEIGHT = {"Boundary": 4.0, "Units": 3.1, "Warp": 3.1, "Histograms": 4.8, "AttentionMaps": 3.4, "Landscape": 8.0}
 
 
 def picture_width(pic) -> float:
@@ -200,6 +281,8 @@ def picture_width(pic) -> float:
         return max(4.2, 2.6 * len(pic.layers))
     if name == "Histograms":
         return max(4.2, 2.3 * len(pic.steps) + 0.8)
+    if name == "AttentionMaps":
+        return max(4.2, 2.4 * sum(m.shape[0] for m in pic.maps) + 0.8)
     return 4.2
 
 

@@ -444,6 +444,48 @@ def layer_values(trainer, samples: int) -> tuple[list[np.ndarray], list[np.ndarr
     return acts, grads
 
 
+@dataclass
+class AttentionMaps:
+    """An attention model's weights for one test sequence: per attention layer (blockI.attn,
+    then pool), maps[j] [heads, queries, keys], each row a distribution over the key steps."""
+
+    name: str
+    config: dict
+    layers: list[str]
+    maps: list[np.ndarray]
+    sample: int  # which test sequence
+    target: str  # its target, for the caption
+    step: int
+
+
+def attention(run: str | Path, step: int | None = None, sample: int = 0) -> AttentionMaps:
+    """The attention weights of the run folder's saved model (or its snapshot nearest
+    `step`) for test sequence `sample` (Attention.attention_maps)."""
+    from dlx.core.errors import UsageError
+
+    path = Path(run)
+    config, cfg, trainer, at = saved_model(path, step)
+    model, data = trainer.model, trainer.data
+    if not hasattr(model, "attention_maps"):
+        raise UsageError(
+            f"{path.name}: an attention picture needs model: attention; this run's model is {cfg.model.name}"
+        )
+    maps = model.attention_maps(data.as_float(data.x_test[sample : sample + 1]))
+    if not maps:
+        raise UsageError(f"{path.name}: this attention model has no attention to draw (blocks: 0, head: many_to_many)")
+    y = data.y_test[sample]
+    target = f"{float(y):.3g}" if y.numel() == 1 else "one per step" if data.sequence_target else f"{list(y.shape)}"
+    return AttentionMaps(
+        name=str(config.get("name") or path.name),
+        config=config,
+        layers=[n for n, _ in maps],
+        maps=[w[0].double().cpu().numpy() for _, w in maps],
+        sample=sample,
+        target=target,
+        step=at,
+    )
+
+
 def picture(run: str | Path, kind: str, step: int | None = None, pair: tuple[int, int] | None = None):
     """The picture `kind` (PICTURES) of a run folder: of its saved model, or with `step` of
     its snapshot nearest that step (histograms: always init to end). pair: warp's two units."""
@@ -455,6 +497,8 @@ def picture(run: str | Path, kind: str, step: int | None = None, pair: tuple[int
         return warp(run, pair, step=step)
     if kind == "histograms":
         return histograms(run)
+    if kind == "attention":
+        return attention(run, step=step)
     if kind == "landscape":
         from dlx.views.landscape import landscape
 

@@ -185,7 +185,7 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
     colours = heat_range(groups)
     for sub, (panels, _, row_title, color) in zip(subs, rows):
         if row_title:
-            sub.suptitle(plain(row_title), fontsize=11, color=color, x=0.01, ha="left")
+            sub.suptitle(wrapped(row_title, FIG_WIDTH, 11), fontsize=11, color=color, x=0.01, ha="left")
         if panels[0].startswith("grad_heatmap"):
             widths = [4, 2]
         elif panels[0].startswith("activations"):
@@ -204,13 +204,23 @@ def build_figure(runs: Sequence[Any], title: str | None = None):
                 axes[0].legend(fontsize=6, loc="upper left")
     n = sum(len(g.runs) for g in groups)
     fig.suptitle(
-        plain(
+        wrapped(
             title
-            or ("dlx plot: " + groups[0].label if len(groups) == 1 else f"dlx plot: {n} runs, {len(groups)} variants")
+            or ("dlx plot: " + groups[0].label if len(groups) == 1 else f"dlx plot: {n} runs, {len(groups)} variants"),
+            FIG_WIDTH,
+            12,
         ),
         fontsize=12,
     )
     return fig
+
+
+def wrapped(text: str, inches: float, fontsize: float) -> str:
+    """A title for `inches` of a figure: whole, wrapped onto lines (labels.wrap_label), never
+    cut, drawn as written (style.plain)."""
+    from dlx.views.labels import chars_in, wrap_label
+
+    return plain(wrap_label(text, chars_in(inches, fontsize)))
 
 
 def panel_axes(fig) -> dict[str, Any]:
@@ -285,7 +295,7 @@ def panels_figure(
     fig = Figure(figsize=size or (5 * cols, 3.6 * rows), dpi=DPI, layout="constrained")
     panel_grid(fig, names, groups)
     if title:
-        fig.suptitle(plain(title), fontsize=12)
+        fig.suptitle(wrapped(title, fig.get_figwidth(), 12), fontsize=12)
     return fig
 
 
@@ -307,7 +317,7 @@ def pictures_figure(
     from matplotlib.figure import Figure
 
     from dlx.core.errors import DamagedFile
-    from dlx.views.labels import varying_keys
+    from dlx.views.labels import chars_in, varying_keys, wrap_label
     from dlx.views.pictures import picture
 
     kinds = [p for p in panels if p in PICTURES]
@@ -346,13 +356,16 @@ def pictures_figure(
         top, bottom = fig, None
     # A subfigure per picture: pictures of several parts lay them out inside their own.
     cells = top.subfigures(len(kinds), n_b, squeeze=False, height_ratios=heights)
+    # What tells the runs apart, whole: wrapped onto lines within its cell (3/4 of it: a
+    # units or warp title shares its line with "step N"), never run into the next cell's.
+    per_cell = chars_in(0.75 * fig.get_figwidth() / n_b, 10)
     for row, pics in zip(cells, rows_of):
         for cell, pic, t in zip(row, pics, titles):
-            draw_picture(cell, pic, t)
+            draw_picture(cell, pic, wrap_label(t, per_cell))
     if bottom is not None:
         panel_grid(bottom, names, groups)
     if title:
-        fig.suptitle(plain(title), fontsize=12)
+        fig.suptitle(wrapped(title, fig.get_figwidth(), 12), fontsize=12)
     return fig
 
 
@@ -405,5 +418,5 @@ def compare_curves_figure(
             ax.get_legend().remove()  # one legend for the figure is enough
         legend_done = legend_done or drawn
     if title:
-        fig.suptitle(plain(title))
+        fig.suptitle(wrapped(title, fig.get_figwidth(), 12))
     return fig

@@ -57,51 +57,89 @@ def _stderr_console():
     return Console(stderr=True, highlight=False)
 
 
-def _stats(record: dict[str, Any]) -> str:
+def _stat_parts(record: dict[str, Any]) -> list[str]:
     from dlx.core.fmt import num
 
-    stats = f"loss {num(record['train_loss'], 4)}"
+    parts = [f"loss {num(record['train_loss'], 4)}"]
     if record.get("train_acc") is not None:
-        stats += f" acc {record['train_acc']:.3f}"
+        parts.append(f"acc {record['train_acc']:.3f}")
     if record.get("test_acc") is not None:
-        stats += f" test_acc {record['test_acc']:.3f}"
-    return stats
+        parts.append(f"test_acc {record['test_acc']:.3f}")
+    return parts
+
+
+def _stats(record: dict[str, Any]) -> str:
+    return " ".join(_stat_parts(record))
+
+
+BAR_MAX = 40  # the bar's cells at most (rich's default)
+BAR_MIN = 10  # fewer cells than this tell nothing: the bar is left out instead
+
+
+def train_line(task, width: int) -> Any:
+    """One line of the training progress in `width` characters: train, the bar, steps done/total,
+    the last logged numbers, the time elapsed and the ETA. Where it does not fit, in this order:
+    the bar gets shorter (down to BAR_MIN cells), then is left out; then the numbers go from the
+    last (test_acc, acc, loss). The totals and the times are always shown whole."""
+    from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    total = int(task.total or 0)
+    steps = f"{int(task.completed):>{len(str(total))}}/{total} steps"
+    elapsed = TimeElapsedColumn().render(task)
+    remaining = TimeRemainingColumn().render(task)
+    stats = list(task.fields.get("stats") or [])
+    times = len(elapsed) + 1 + len("ETA ") + len(remaining)
+
+    def length(parts: list[str]) -> int:
+        return sum(len(p) + 1 for p in ["train", steps, *parts]) + times
+
+    while stats and length(stats) > width:
+        stats.pop()
+    bar = min(BAR_MAX, width - length(stats) - 1)
+    line = Text("train", style="bold")
+    if bar >= BAR_MIN:
+        done = round(bar * min(task.completed / total, 1.0)) if total else 0
+        line.append(" ")
+        line.append("━" * done, style="bar.finished" if task.finished else "bar.complete")
+        line.append("━" * (bar - done), style="bar.back")
+    line.append(f" {steps}", style="progress.download")
+    for part in stats:
+        line.append(f" {part}")
+    line.append(" ")
+    line.append_text(elapsed)
+    line.append(" ETA ")
+    line.append_text(remaining)
+    return line
+
+
+def _fitted_progress(console):
+    """A rich Progress drawing train_line at its console's width (its columns: none)."""
+    from rich.progress import Progress
+
+    class FittedProgress(Progress):
+        def get_renderables(self):
+            for task in self.tasks:
+                yield train_line(task, self.console.width)
+
+    return FittedProgress(console=console, transient=False)
 
 
 class TerminalProgress:
-    """A rich progress bar fed by the trainer's interval events."""
+    """A rich progress bar fed by the trainer's interval events, fitted to the terminal's width
+    (train_line: the totals and times are never cut)."""
 
     def __init__(self, console):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self.progress = _fitted_progress(console)
         self.task = None
 
     def on_start(self, trainer):
         self.progress.start()
         # A resumed run starts at its checkpoint's step.
-        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.step, stats="")
+        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.step, stats=[])
 
     def on_interval(self, trainer, record):
-        self.progress.update(self.task, completed=record["step"], stats=_stats(record))
+        self.progress.update(self.task, completed=record["step"], stats=_stat_parts(record))
 
     def on_end(self, trainer, outcome):
         self.progress.stop()

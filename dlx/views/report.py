@@ -12,7 +12,6 @@ from typing import Any
 
 from rich.console import Group
 from rich.errors import NotRenderableError
-from rich.table import Table
 from rich.text import Text
 
 from dlx.core import fmt
@@ -68,6 +67,8 @@ __all__ = [
     "VERDICT_STYLE",
     "ZERO_MARK",
     "BoundaryMap",
+    "FitToWidth",
+    "Hanging",
     "HeatStrip",
     "LossSpark",
     "activation_rows",
@@ -105,58 +106,114 @@ def num(x: Any, digits: int = 3) -> str:
     return fmt.num(x, digits)
 
 
-def layer_table(summary: dict[str, Any]) -> Table:
-    t = Table(
-        title="Per-layer gradient L2 norm (input layer first)",
-        title_justify="left",
-        header_style="bold",
-        show_edge=False,
-        pad_edge=False,
-    )
+BAR_CELLS = 12  # the log-median bar's length for the largest median, where there is room
+# Where to see what a narrow terminal leaves out of the run's tables.
+SEE_ALL = "dlx show RUN --json shows all"
+
+
+class FitToWidth:
+    """A table from dlx.views.tables.fit, fitted to the width it is drawn at (a terminal's, a
+    notebook's), with the lines saying what it left out under it. build(width) -> Fitted.
+
+    Where even the columns always kept do not fit, it is drawn wider than the width (a terminal
+    wraps the lines): a number is never cut."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def __rich_console__(self, console, options):
+        fitted = self.build(options.max_width)
+        yield from console.render(fitted.table, options.update_width(max(options.max_width, fitted.width)))
+        for note in fitted.notes(SEE_ALL):
+            yield Hanging(Text(note, style="dim"), labels=(note[: note.find(": ") + 2],))
+
+
+def layer_table(summary: dict[str, Any]) -> FitToWidth:
+    """The per-layer gradient table. Kept always: layer (never cut: block12.fc_b), median and
+    |dW|/|W| (and |w|<1e-3 where shown). When narrow, in this order: the log-median bar gets
+    shorter, then is left out; then first, |W|, shape and last are left out."""
+    from dlx.views.tables import Column, Step, fit
+
     rows = layer_rows(summary)
     sparse = shows_sparsity(rows)
-    for col in LAYER_HEADERS + (("|w|<1e-3",) if sparse else ()):
-        # Layer names are never cut (block12.fc_b): the bar column gives way first.
-        t.add_column(
-            col,
-            justify="left" if col in ("layer", "shape", "log median") else "right",
-            no_wrap=col in ("layer", "shape"),
-        )
-    for r in rows:
-        bar = Text("█" * max(1, round(r["bar"] * 12)), style="cyan") if r["bar"] is not None else Text("")
-        cells = [
-            r["layer"],
-            r["shape"],
-            num(r["grad_first"]),
-            num(r["grad_median"]),
-            num(r["grad_last"]),
-            bar,
-            num(r["weight_norm"]),
-            num(r["update_ratio"]),
+
+    def bar_column(cells: int) -> Column:
+        bars = [
+            Text("█" * max(1, round(r["bar"] * cells)), style="cyan") if r["bar"] is not None else Text("")
+            for r in rows
         ]
-        if sparse:
-            cells.append(f"{r['near_zero']:.0%}" if r.get("near_zero") is not None else "-")
-        t.add_row(*cells)
-    return t
+        return Column("log median", "log median", bars, justify="left")
+
+    def column(key: str, values: list[Any], justify: str = "right") -> Column:
+        return Column(key, key, [Text(v) for v in values], justify=justify)
+
+    cols = [
+        column("layer", [r["layer"] for r in rows], "left"),
+        column("shape", [r["shape"] for r in rows], "left"),
+        column("first", [num(r["grad_first"]) for r in rows]),
+        column("median", [num(r["grad_median"]) for r in rows]),
+        column("last", [num(r["grad_last"]) for r in rows]),
+        bar_column(BAR_CELLS),
+        column("|W|", [num(r["weight_norm"]) for r in rows]),
+        column("|dW|/|W|", [num(r["update_ratio"]) for r in rows]),
+    ]
+    if sparse:
+        cols.append(
+            column("|w|<1e-3", [f"{r['near_zero']:.0%}" if r.get("near_zero") is not None else "-" for r in rows])
+        )
+    # The bar is relative (each layer against the others): a shorter one says the same.
+    steps = [Step(swap=lambda room: [bar_column(max(1, min(BAR_CELLS, room("log median"))))])]
+    steps += [Step(drop=k) for k in ("log median", "first", "|W|", "shape", "last")]
+    title = "Per-layer gradient L2 norm (input layer first)"
+    return FitToWidth(lambda width: fit(cols, width, steps, title=title))
 
 
-def activation_table(summary: dict[str, Any]) -> Table | None:
+# The labels a line of a run's text starts with: its continuation lines are indented under
+# the text after the label (verdict_text, final_text).
+LABELS = ("verdict: ", "symptom: ", "outcome: ", "cause: ", "try:   ", "final: ")
+WRAP_MIN = 24  # fewest characters of text a continuation line has: a narrower indent where less
+
+
+class Hanging:
+    """Text wrapped to the width it is drawn at only between words (a number like 1.19e-05 or
+    a key=value stays whole), each line's continuation indented under its text: after its
+    leading spaces and its label (LABELS). Lines that fit are left as they are."""
+
+    def __init__(self, text: Text, labels: tuple[str, ...] = LABELS):
+        self.text, self.labels = text, labels
+
+    def __rich_console__(self, console, options):
+        width = options.max_width
+        for line in self.text.split("\n", allow_blank=True):
+            plain = line.plain
+            if line.cell_len <= width:
+                yield line
+                continue
+            lead = len(plain) - len(plain.lstrip(" "))
+            indent = lead + next((len(label) for label in self.labels if plain[lead:].startswith(label)), 0)
+            if width - indent < WRAP_MIN:
+                indent = min(lead, max(0, width - WRAP_MIN))
+            head, body = (line[:indent], line[indent:]) if indent else (Text(), line)
+            for i, piece in enumerate(body.wrap(console, width - indent, overflow="fold", no_wrap=False)):
+                piece.rstrip()
+                out = head if i == 0 else Text(" " * indent)
+                out.append_text(piece)
+                yield out
+
+
+def activation_table(summary: dict[str, Any]) -> FitToWidth | None:
+    """The activations at the last log step: every column always (a number is never cut)."""
+    from dlx.views.tables import Column, fit
+
     acts = summary.get("activations") or []
     if not acts:
         return None
-    t = Table(
-        title="Activations at the last log step",
-        title_justify="left",
-        header_style="bold",
-        show_edge=False,
-        pad_edge=False,
-    )
     head, rows = activation_rows(acts)
-    for col in head:
-        t.add_column(col, justify="left" if col == "layer" else "right")
-    for row in rows:
-        t.add_row(*row)
-    return t
+    cols = [
+        Column(col, col, [Text(row[j]) for row in rows], justify="left" if col == "layer" else "right")
+        for j, col in enumerate(head)
+    ]
+    return FitToWidth(lambda width: fit(cols, width, [], title="Activations at the last log step"))
 
 
 def time_text(summary: dict[str, Any]) -> Text | None:
@@ -235,31 +292,46 @@ def final_text(summary: dict[str, Any], status: str | None = None) -> Text:
     return t
 
 
-def class_table(summary: dict[str, Any]) -> Table | None:
-    """Per class: training and test samples, test recall, and its row of the confusion matrix."""
+def class_table(summary: dict[str, Any]) -> FitToWidth | None:
+    """Per class: training and test samples, test recall, and its row of the confusion matrix.
+    When narrow (ten classes at 80 columns), in this order: the confusion's counts go into one
+    column (one space between them), then train and test are left out."""
+    from dlx.views.tables import Column, Step, fit
+
     if not classes_worth_showing(summary):
         return None
     c = summary["classes"]
     k = len(c["recall"])
-    t = Table(
-        title="Per class (test set; confusion: rows true, columns predicted)",
-        title_justify="left",
-        header_style="bold",
-        show_edge=False,
-        pad_edge=False,
-    )
-    for col in ("class", "train", "test", "recall", *[f"->{j}" for j in range(k)]):
-        t.add_column(col, justify="right")
-    for i in range(k):
-        r = c["recall"][i]
-        t.add_row(
-            str(i),
-            str(c["train_counts"][i]),
-            str(c["test_counts"][i]),
-            Text(f"{r:.0%}" if r is not None else "-", style="bold red" if r is not None and r < 0.5 else ""),
-            *[str(v) for v in c["confusion"][i]],
-        )
-    return t
+    conf = c["confusion"]
+
+    def column(key: str, values: list[Any]) -> Column:
+        return Column(key, key, [v if isinstance(v, Text) else Text(str(v)) for v in values])
+
+    recall = [
+        Text(f"{r:.0%}" if r is not None else "-", style="bold red" if r is not None and r < 0.5 else "")
+        for r in c["recall"]
+    ]
+    cols = [
+        column("class", list(range(k))),
+        column("train", c["train_counts"]),
+        column("test", c["test_counts"]),
+        column("recall", recall),
+        *[column(f"->{j}", [conf[i][j] for i in range(k)]) for j in range(k)],
+    ]
+
+    def packed(room) -> list[Column]:
+        # Each count right-aligned to the widest (and to its header ->j), one space apart.
+        w = max(len(f"->{k - 1}"), *(len(str(v)) for row in conf for v in row))
+        head = " ".join(f"->{j}".rjust(w) for j in range(k))
+        return [Column("->0", head, [Text(" ".join(str(v).rjust(w) for v in conf[i])) for i in range(k)])]
+
+    steps = [
+        Step(swap=packed, merged=tuple(f"->{j}" for j in range(1, k)), note="the confusion's counts in one column"),
+        Step(drop="train"),
+        Step(drop="test"),
+    ]
+    title = "Per class (test set; confusion: rows true, columns predicted)"
+    return FitToWidth(lambda width: fit(cols, width, steps, title=title))
 
 
 def instruments_text(summary: dict[str, Any]) -> Text | None:
@@ -297,7 +369,8 @@ def run_report(
     def part(what: str, build, *args) -> None:
         piece = guarded(what, build, *args)
         if piece is not None:
-            parts.append(piece)
+            # Lines of words (a verdict, its cause and remedy, the final numbers) wrap between words.
+            parts.append(Hanging(piece) if isinstance(piece, Text) else piece)
 
     if meta:
         part(META_FILE, _head, meta)
@@ -305,7 +378,7 @@ def run_report(
     if probes:
         part(PROBES_FILE, lambda: _spaced(grad_strip(probes, [l["name"] for l in summary.get("layers", [])])))
     part(f"{SUMMARY_FILE} (activations)", lambda: _spaced(activation_table(summary)))
-    part(f"{SUMMARY_FILE} (time_grad)", lambda: _spaced(time_text(summary)))
+    part(f"{SUMMARY_FILE} (time_grad)", lambda: _spaced(_hanging(time_text(summary))))
     part(f"{SUMMARY_FILE}, {PROBES_FILE} (time steps)", lambda: _spaced(*time_strips(summary, probes)))
     parts.append(Text(""))
     part(f"{SUMMARY_FILE} (verdicts)", verdict_text, summary)
@@ -336,11 +409,32 @@ def guarded(what: str, build, *args) -> Any:
     return piece
 
 
-def _head(meta: dict[str, Any]) -> Text:
-    head = Text(f"run {meta.get('run_id', '?')}", style="bold")
-    started = str(meta.get("started") or "").replace("T", " ")[:19]  # to the second: fits 80 columns
-    head.append(f"  {meta.get('device', '')}  seed {meta.get('seed')}  started {started}")
-    return head
+def _hanging(text: Text | None) -> Hanging | None:
+    return None if text is None else Hanging(text)
+
+
+class Fields:
+    """`first`, then fields two spaces apart, a field never broken (started 2026-12-06 15:28:03):
+    one that does not fit the width goes on the next line, indented by `indent`."""
+
+    def __init__(self, first: Text, fields: list[str], indent: int = 4):
+        self.first, self.fields, self.indent = first, fields, indent
+
+    def __rich_console__(self, console, options):
+        line = self.first.copy()
+        for f in self.fields:
+            if line.cell_len + 2 + len(f) > options.max_width and line.cell_len > self.indent:
+                yield line
+                line = Text(" " * self.indent + f)
+            else:
+                line.append("  " + f)
+        yield line
+
+
+def _head(meta: dict[str, Any]) -> Fields:
+    started = str(meta.get("started") or "").replace("T", " ")[:19]  # to the second
+    fields = [str(meta.get("device", "")), f"seed {meta.get('seed')}", f"started {started}"]
+    return Fields(Text(f"run {meta.get('run_id', '?')}", style="bold"), fields)
 
 
 def _spaced(*pieces: Any) -> Group | None:

@@ -239,13 +239,12 @@ def group_runs(runs: list[Run]) -> list[Group]:
     differ = [k for k in differ if k.endswith(".name") or k.rsplit(".", 1)[0] not in named]
     groups = []
     for rs, f in zip(by.values(), flats):
+        # Every key that differs, whole: a cut label hides what tells the groups apart (the
+        # figures wrap a long one onto lines: labels.wrap_label).
         if differ:
-            label = ", ".join(f"{k.removesuffix('.name')}={f.get(k)}" for k in differ[:3])
-            label += ", …" if len(differ) > 3 else ""
+            label = ", ".join(f"{k.removesuffix('.name')}={f.get(k)}" for k in differ)
         else:
             label = rs[0].meta.get("name") or rs[0].path.name
-        if len(label) > 48:
-            label = label[:47] + "…"
         seeds = [r.meta.get("seed", r.config.get("seed")) for r in rs]
         label += f" (seeds {', '.join(map(str, seeds))})" if len(rs) > 1 else f" (seed {seeds[0]})"
         groups.append(Group(label, rs))

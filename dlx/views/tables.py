@@ -67,6 +67,7 @@ class Step:
     drop: str | None = None
     swap: Callable[[Callable[[str], int]], list[Column]] | None = None
     note: str = ""  # what the swap did, said under the table
+    merged: tuple[str, ...] = ()  # columns the swap's columns take in (removed with it)
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _narrow(columns: Sequence[Column], width: int, steps: Sequence[Step], size: 
                 return width - total(cs) + sum(size(c) for c in cs if c.key == key)
 
             new = {c.key: c for c in step.swap(room)}
-            swapped = [new.get(c.key, c) for c in cols]
+            swapped = [new.get(c.key, c) for c in cols if c.key not in step.merged]
             if total(swapped) < total(cols):
                 cols = swapped
                 changes.update(dict.fromkeys(new, step.note))

@@ -95,6 +95,7 @@ class SelfAttention(nn.Module):
         # One scoring function of width d_head, shared by the heads (their q/k projections differ).
         self.score = SCORINGS[scoring](self.d_head)
         self.o = nn.Linear(d_model, d_model)
+        # The last forward's weights (N, heads, T, T), detached: Attention.attention_maps reads them.
         self.last_weights: torch.Tensor | None = None
 
     def _split(self, x):
@@ -201,6 +202,25 @@ class Attention(Model):
     def last_pool_weights(self) -> torch.Tensor | None:
         """The pooling's attention weights (N, T) from the last forward, detached (many_to_one)."""
         return self.pool.last_weights if self.head == "many_to_one" else None
+
+    def attention_maps(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Every attention's weights for inputs x (N, T, F), in eval mode without gradients:
+        (name, weights (N, heads, queries, keys)) per layer, each row a softmax (sums to 1).
+        blockI.attn: every step queries every step; pool: its one learned query (1 head, 1 row).
+
+        Computed only when asked (a forward pass of its own): training keeps no more than the
+        last forward's weights, a reference to the tensor its backward holds anyway."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self(x)
+        finally:
+            self.train(was_training)
+        maps = [(f"block{i}.attn", getattr(self, f"block{i}").attn.last_weights) for i in range(1, self.n_blocks + 1)]
+        if self.head == "many_to_one":
+            maps.append(("pool", self.pool.last_weights[:, None, None, :]))  # (N, 1 head, 1 query, T)
+        return maps
 
     def forward(self, x):
         h = self.embed(x)

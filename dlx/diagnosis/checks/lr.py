@@ -60,7 +60,10 @@ def sharpness_over(ctx: Context) -> tuple[str, dict[str, Any]] | None:
     of stability, Cohen et al. 2021: past the threshold a step leaves the local quadratic's
     stable range). None when it never went past it, or was not measured."""
     best = None
-    for r in ctx.instruments:
+    # The sharpness at init says where training starts, not where the steps took it: it
+    # counts only when nothing later was measured.
+    later = [r for r in ctx.instruments if r.get("step") and (r.get("sharpness") or {}).get("threshold")]
+    for r in later or ctx.instruments:
         sh = r.get("sharpness") or {}
         top = sh.get("preconditioned_top") if sh.get("preconditioned") else sh.get("top")
         thr, lr = sh.get("threshold"), r.get("lr")
@@ -72,9 +75,15 @@ def sharpness_over(ctx: Context) -> tuple[str, dict[str, Any]] | None:
         return None
     ratio, step, top, thr, lr, sh = best
     which = "the preconditioned sharpness" if sh.get("preconditioned") else "the sharpness (top Hessian eigenvalue)"
+    if sh.get("full_batch") is False:
+        # 2/lr (and its momentum form) is the rule for full-batch steps; a minibatch step's
+        # noise changes it, so past it is a sign, not a proof.
+        so = "a full-batch rule, so with minibatch steps only an indication that the steps outgrew the curvature"
+    else:
+        so = "so each step leaves the local quadratic's stable range (edge of stability)"
     text = (
         f"; {which} at step {step} was {fmt(top)}: sharpness x lr = {fmt(top * lr)} > {fmt(thr * lr)} "
-        f"({sh.get('rule')}), so each step leaves the local quadratic's stable range (edge of stability)"
+        f"({sh.get('rule')}), {so}"
     )
     return text, {"sharpness": top, "sharpness_threshold": thr, "sharpness_step": step, "sharpness_ratio": ratio}
 
