@@ -63,6 +63,26 @@ def saved_model(path: Path, step: int | None = None, notes: list[str] | None = N
     return config, cfg, trainer, at
 
 
+def each_saved(runs, read, notes: list[str] | None, left_out: str) -> tuple[list, list]:
+    """read(run) for each run folder, and the DamagedFile errors of those whose saved model
+    cannot be read. Given `notes`, such a run is left out with a line in notes ("<why>;
+    <left_out, with {run} its name>"); without, or when no run is left, DamagedFile."""
+    from dlx.core.errors import DamagedFile
+
+    read_ok, damaged = [], []
+    for run in runs:
+        try:
+            read_ok.append(read(run))
+        except DamagedFile as e:
+            if notes is None:
+                raise
+            damaged.append(e)
+            notes.append(f"{e}; {left_out.format(run=Path(run).name)}")
+    if not read_ok:
+        raise damaged[0]
+    return read_ok, damaged
+
+
 def snapshots(run: str | Path) -> dict:
     """The run folder's snapshots (folders.SNAPSHOTS_FILE); UsageError when it has none."""
     from dlx.core.errors import UsageError

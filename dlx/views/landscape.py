@@ -297,7 +297,7 @@ def landscape_figure(
     others drawn); without, or when none is left, DamagedFile."""
     from matplotlib.figure import Figure
 
-    from dlx.core.errors import DamagedFile
+    from dlx.records.model import each_saved
     from dlx.views.labels import chars_in, varying_keys, wrap_label
     from dlx.views.style import DPI, plain
 
@@ -310,17 +310,9 @@ def landscape_figure(
         if progress:
             progress(done[0], total)
 
-    pics, damaged = [], []
-    for r in runs:
-        try:
-            pics.append(landscape(r, directions, grid, progress=tick, notes=notes))
-        except DamagedFile as e:
-            if notes is None:
-                raise
-            damaged.append(e)
-            notes.append(f"{e}; run {Path(r).name} left out")
-    if not pics:
-        raise damaged[0]
+    pics, damaged = each_saved(
+        runs, lambda r: landscape(r, directions, grid, progress=tick, notes=notes), notes, "run {run} left out"
+    )
     between = between and not damaged  # the line joins the first two runs' weights: both needed
     titles = varying_keys([p.config for p in pics]) if len(pics) > 1 else [""]
     # What tells the runs apart, whole: wrapped within the column, never cut or run into the next.

@@ -316,7 +316,7 @@ def pictures_figure(
     when no run's pictures are left, DamagedFile."""
     from matplotlib.figure import Figure
 
-    from dlx.core.errors import DamagedFile
+    from dlx.records.model import each_saved
     from dlx.views.labels import chars_in, varying_keys, wrap_label
     from dlx.views.pictures import picture
 
@@ -324,17 +324,12 @@ def pictures_figure(
     others = [p for p in panels if p not in PICTURES]
     if not kinds:
         return panels_figure(list(run_paths), others, size=size, title=title)
-    per_run, damaged = [], []
-    for path in run_paths:
-        try:
-            per_run.append([picture(path, kind, step, pair) for kind in kinds])
-        except DamagedFile as e:
-            if notes is None:
-                raise
-            damaged.append(e)
-            notes.append(f"{e}; the pictures of run {Path(path).name} are left out")
-    if not per_run:
-        raise damaged[0]
+    per_run, _ = each_saved(
+        run_paths,
+        lambda path: [picture(path, kind, step, pair) for kind in kinds],
+        notes,
+        "the pictures of run {run} are left out",
+    )
     rows_of = [list(row) for row in zip(*per_run)]  # one row per kind, one picture per run
     configs = [pic.config for pic in rows_of[0]]
     titles = varying_keys(configs) if len(configs) > 1 else [""]
