@@ -232,6 +232,8 @@ class Trainer:
         self._elapsed = 0.0  # seconds of earlier sessions (a resumed run continues its clock)
         self._t0: float | None = None  # perf_counter at (this session's start - _elapsed)
         self._eval_seconds = 0.0
+        # (weights_version, predictions) of the last whole test pass: the per-class table reuses them.
+        self._test_predictions: tuple | None = None
         self._interrupted = False  # set by the first stop signal (or interrupt()), read between steps
         self._signal: str | None = None  # that signal's name (SIGINT, SIGTERM, ...)
         self._busy = False  # inside a step or its interval read-out: no clean state to checkpoint
@@ -345,7 +347,7 @@ class Trainer:
         per-class table come from one pass), else a fresh evaluate("test")'s."""
         if self.data.task != "classification":
             raise ValueError("test_predictions: only a classifier predicts classes")
-        kept = getattr(self, "_test_predictions", None)
+        kept = self._test_predictions
         if kept is None or kept[0] != evaluation.weights_version(self.model, self.step):
             self.evaluate("test")
             kept = self._test_predictions
