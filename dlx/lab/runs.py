@@ -47,8 +47,14 @@ class LabError(Exception):
 
 
 def lab_config(body: dict) -> Any:
+    """The Config a request asks for, validated and sized for the lab (lab_config_and_network)."""
+    return lab_config_and_network(body)[0]
+
+
+def lab_config_and_network(body: dict) -> tuple[Any, dict[str, Any]]:
     """The Config a request asks for: body {"config": {...} or "yaml": "...", "sets": [...]},
-    validated by dlx (every problem, each with its key), sized for the lab."""
+    validated by dlx (every problem, each with its key), sized for the lab; and the network it
+    builds (lab_network: built once, for the size check and the page's drawing)."""
     import yaml
 
     from dlx.config.loader import load_config, safe_load
@@ -77,8 +83,7 @@ def lab_config(body: dict) -> Any:
         raise LabError(400, str(e)) from None
     if cfg.train.steps is None and cfg.train.epochs is None:
         cfg.train.steps = DEFAULT_STEPS
-    _check_size(cfg)
-    return cfg
+    return cfg, lab_network(cfg)
 
 
 def _no_path_facts(key: str, message: str) -> str:
@@ -89,31 +94,12 @@ def _no_path_facts(key: str, message: str) -> str:
     return message
 
 
-def _check_size(cfg) -> None:
-    """Refuse a model too big for a live page (parameters counted on the meta device)."""
-    import torch
-
-    from dlx.core.errors import DlxError
-
-    try:
-        data = cfg.data.peek(cfg.seed)  # read-only: a check downloads nothing and creates no folder
-        with torch.device("meta"):
-            model = cfg.model.build(data, cfg)
-        n = sum(p.numel() for p in model.parameters())
-    except DlxError as e:
-        raise LabError(400, str(e)) from None
-    if n > MAX_PARAMETERS:
-        raise LabError(
-            400, f"the model has {n:,} parameters; the lab trains at most {MAX_PARAMETERS:,} (fewer or narrower layers)"
-        )
-    if len(data.x_train) > 200_000:
-        raise LabError(400, "at most 200,000 training samples in the lab")
-
-
 def lab_network(cfg) -> dict[str, Any]:
     """The network a config builds, for the page to draw before play: its input shape and
     each layer that holds parameters (kind, weight shape, parameter count), in order; built
-    on the meta device (no memory, no initialization, nothing written)."""
+    on the meta device (no memory, no initialization, nothing written; the data peeked, so a
+    check downloads nothing and creates no folder). A model or data too big for a live page
+    is refused here."""
     import torch
 
     from dlx.core.errors import DlxError
@@ -124,6 +110,13 @@ def lab_network(cfg) -> dict[str, Any]:
             model = cfg.model.build(data, cfg)
     except DlxError as e:
         raise LabError(400, str(e)) from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        raise LabError(
+            400, f"the model has {n:,} parameters; the lab trains at most {MAX_PARAMETERS:,} (fewer or narrower layers)"
+        )
+    if len(data.x_train) > 200_000:
+        raise LabError(400, "at most 200,000 training samples in the lab")
     layers = []
     for name, module in model.named_modules():
         own = list(module.parameters(recurse=False))
@@ -137,7 +130,7 @@ def lab_network(cfg) -> dict[str, Any]:
     return {
         "input": list(data.feature_shape),
         "layers": layers,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": n,
         "task": data.task,
     }
 

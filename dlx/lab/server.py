@@ -38,7 +38,7 @@ from dlx.lab.runs import (  # noqa: F401
     LabError,
     LabRun,
     lab_config,
-    lab_network,
+    lab_config_and_network,
 )
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -119,8 +119,8 @@ def create_app(
         b = await body(request)
 
         def resolve():
-            cfg = lab_config(b)
-            return {"ok": True, "yaml": _yaml(cfg), "config": cfg.resolved(), "network": lab_network(cfg)}
+            cfg, network = lab_config_and_network(b)
+            return {"ok": True, "yaml": _yaml(cfg), "config": cfg.resolved(), "network": network}
 
         try:
             answer = await asyncio.to_thread(resolve)
@@ -138,8 +138,7 @@ def create_app(
             raise LabError(400, "slot must be A or B")
         if lab.closing:
             raise LabError(503, "the lab is stopping")
-        cfg = await asyncio.to_thread(lab_config, b)
-        network = await asyncio.to_thread(lab_network, cfg)
+        cfg, network = await asyncio.to_thread(lab_config_and_network, b)
         run = await asyncio.to_thread(lab.start, session, slot, cfg, bool(b.get("play", True)))
         return JSONResponse(
             jsonable({"run": run.id, "slot": slot, "yaml": _yaml(cfg), "config": cfg.resolved(), "network": network})
