@@ -128,7 +128,7 @@ class Run:
         """A matplotlib Figure: every panel, or those named: plots.USER_PANELS (loss,
         accuracy, grad_heatmap, grad_lines, activations, time_grad) and, for a saved run,
         pictures.PICTURES (boundary, units, warp, weights, filters, feature_maps,
-        histograms), those at the snapshot nearest `step` if given (default: the end)."""
+        histograms, landscape, attention), those at the snapshot nearest `step` if given (default: the end)."""
         from dlx.views.pictures import PICTURES
         from dlx.views.plots import group_runs, panels_figure, pictures_figure
         from dlx.views.progress import inline_figures

@@ -25,6 +25,30 @@ TINY = {
 }
 
 
+# The files whose tests take longest, started first: with --dist loadfile each file runs
+# whole on one worker, so a long file scheduled last keeps one core busy while the other
+# idles. Measured with --durations (the examples' and the verdict suite's real runs, the
+# Ray cluster, the pages in Chromium, the live lab).
+LONGEST_FIRST = (
+    "test_examples.py",
+    "test_verdict_quality.py",
+    "test_html_report.py",
+    "test_ray.py",
+    "test_cli_errors.py",
+    "test_lab.py",
+    "test_fuzz_folders.py",
+    "test_sweep.py",
+    "test_fix.py",
+    "test_executors.py",
+    "test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def _train_summary(job: tuple) -> tuple[str, object]:
     """In a pool worker: train one (config, overrides, env) unsaved on one thread; its summary,
     or the error's text (a failure shows in the test that reads it, not as a broken pool)."""

@@ -219,6 +219,13 @@ def test_attention_maps_are_softmax_of_scaled_queries_and_keys_and_dlx_plot_draw
     r = CliRunner().invoke(app, ["plot", str(run.path), "--panels", "attention", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The run's page shows it too, with what it is in words.
+    from dlx.views.html_report import write_report
+    from dlx.views.html_run import PICTURE_CAPTIONS
+
+    page = write_report(run.path, out=tmp_path / "run.html").read_text()
+    pictures = page.split('id="pictures"')[1].split("</section>")[0]
+    assert PICTURE_CAPTIONS["attention"] in pictures and pictures.count("data:image/png;base64,") >= 2
 
 
 def test_an_attention_picture_of_a_model_without_attention_is_refused(tiny, tmp_path):

@@ -340,6 +340,11 @@ def test_test_loss_rising_while_train_loss_falls_is_overfitting():
     assert ev["gap_final"] > ev["gap_at_test_min"]
     assert "100 training samples" in v["cause"] and "no regularization" in v["cause"]
     assert "regularization.l2" in v["remedy"] and "dropout" in v["remedy"] and "early_stopping" in v["remedy"]
+    # An L1 penalty or AdamW's decay is regularization too: the cause names it, never "none".
+    cfg = {**config(), "data": {"name": "spirals", "n_train": 100}, "regularization": {"l1": 0.001}}
+    cfg["optimizer"] = {"name": "adamw", "lr": 0.01, "weight_decay": 0.01}
+    v = only(diagnose(ctx(metrics=metrics(train, test), config=cfg)), "overfitting")
+    assert "with l1=0.001, weight_decay=0.01" in v["cause"] and "no regularization" not in v["cause"]
 
 
 def test_a_small_test_loss_wobbling_near_zero_is_not_overfitting():
@@ -575,3 +580,42 @@ def test_the_lr_verdicts_sharpness_sentence_says_a_minibatch_rule_is_only_an_ind
     assert full[1]["sharpness_step"] == 50 and "stable range" in full[0]
     mini = sharpness_over(SimpleNamespace(instruments=[at(50, 30.0, False)]))
     assert "only an indication" in mini[0] and "stable range" not in mini[0]
+
+
+def test_chance_accuracy_is_the_most_common_class_not_one_over_the_classes():
+    from dlx.diagnosis.context import chance_accuracy
+    from dlx.diagnosis.engine import outcome as run_outcome
+
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)  # copy-memory-like: 'blank' dominates
+    assert chance_accuracy(y, "classification", 3) == pytest.approx(0.7)
+    assert chance_accuracy(y, "regression", None) is None
+    skewed_loss = chance_loss(y, "classification", "cross_entropy", 3)
+    # A net that always answers 'blank': loss at chance, accuracy 0.72 -- that is not learning,
+    # though 0.72 is far above 1/3.
+    recs = metrics(np.full(40, skewed_loss * 0.99))
+    for m in recs:
+        m["test_acc"] = 0.72
+    stuck = ctx(metrics=recs, chance_loss=skewed_loss, chance_acc=0.7, config=config(optimizer="sgd", lr=0.001))
+    assert "not_learning" in kinds(diagnose(stuck))
+    assert "(chance 0.7)" in run_outcome(stuck)["text"]
+    # Without the labels' counts (an old summary): balanced classes, ln C -> 1/C.
+    old = ctx(metrics=recs, config=config(optimizer="sgd", lr=0.001))
+    assert "(chance 0.33)" in run_outcome(old)["text"]
+
+
+def test_a_trainer_quotes_the_test_sets_most_common_class_as_chance(tmp_path):
+    from dlx.config.loader import load_config
+    from dlx.run.trainer import Trainer
+
+    cfg = load_config(
+        {
+            "seed": 0,
+            "data": {"name": "copy", "delay": 3, "n_train": 64, "n_test": 32},
+            "model": {"name": "lstm", "hidden": 8, "head": "many_to_many"},
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "train": {"steps": 2, "batch_size": 16, "log_every": 1},
+        }
+    )
+    t = Trainer(cfg)
+    y = t.data.y_test.numpy().reshape(-1)
+    assert t.chance_acc == pytest.approx(np.bincount(y).max() / y.size) and t.chance_acc > 0.5

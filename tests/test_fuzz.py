@@ -314,7 +314,7 @@ def as_yaml(tree, flow: bool) -> bytes:
     )
 
 
-@fuzz(600)
+@fuzz(300)
 @given(case=mutated_config(), flow=st.booleans())
 def test_mutated_example_configs_load_or_fail_with_a_config_error(tmp_path_factory, case, flow):
     _, tree = case
@@ -480,7 +480,7 @@ def mangled_bytes(draw) -> bytes:
     return text
 
 
-@fuzz(600)
+@fuzz(300)
 @given(data=mangled_bytes())
 def test_mangled_config_bytes_load_or_fail_with_a_config_error(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("fuzz")
@@ -620,7 +620,7 @@ def set_strings(draw) -> list[str]:
     return out
 
 
-@fuzz(400)
+@fuzz(200)
 @given(name=st.sampled_from(list(EXAMPLES)), sets=set_strings())
 def test_fuzzed_set_overrides_load_or_fail_with_a_config_error(tmp_path_factory, name, sets):
     folder = tmp_path_factory.mktemp("fuzz")
@@ -644,7 +644,7 @@ def restore_torch_threads():
     torch.set_num_threads(n)
 
 
-@fuzz(120)
+@fuzz(60)
 @given(
     case=mutated_config(names=tuple(BUILDABLE), values=st.sampled_from(NASTY), max_nesting=5),
     sets=st.lists(
@@ -687,7 +687,7 @@ def in_range_change(draw) -> tuple[str, list[str]]:
     return name, sets
 
 
-@fuzz(60)
+@fuzz(30)
 @given(change=in_range_change())
 def test_in_range_changes_to_an_example_validate(change):
     name, sets = change

@@ -153,7 +153,7 @@ def invoke(*args: str) -> str:
 
 
 @settings(
-    max_examples=int(os.environ.get("DLX_FUZZ_FOLDERS", "20")),
+    max_examples=int(os.environ.get("DLX_FUZZ_FOLDERS", "10")),
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     + ([] if os.environ.get("DLX_FUZZ_NO_SHRINK") else [Phase.shrink]),
     deadline=None,

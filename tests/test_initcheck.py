@@ -258,6 +258,11 @@ def test_the_table_renders_every_row_and_the_scheme(tmp_path):
     for r in rows:
         assert r["layer"] in text
     assert "shrinks" in text and "…" not in text  # 80 columns: no number is cut short
+    # The explanation under it is wrapped between words, within the width.
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    below = " ".join(line.strip() for line in lines[lines.index(next(x for x in lines if x.startswith("Var(y) is"))) :])
+    assert "predicted = fan_in * s^2 * E[x^2], with E[x^2] measured at the layer's input" in below
     # What summary.json gives back renders the same.
     console = Console(record=True, width=80)
     console.print(init_check_table(json.loads(json.dumps(rows))))
@@ -292,11 +297,16 @@ def test_train_init_check_prints_the_table_before_training(tmp_path, tiny):
     tiny["train"].update(epochs=1, threads=1)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny))
-    res = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q", "--init-check"])
+    res = CliRunner().invoke(
+        app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q", "--init-check"], env={"COLUMNS": "80"}
+    )
     assert res.exit_code == 0, res.output
     assert "init check at step 0: kaiming_normal" in res.output
     assert "fc1" in res.output and "fc2" in res.output
     assert res.output.index("init check") < res.output.index("run folder")
+    # At 80 columns the explanation under the table is wrapped, not one long line.
+    table = res.output[res.output.index("init check") : res.output.index("run folder")]
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 80
 
 
 # Independent of torch: numpy's own formulas for the activations.

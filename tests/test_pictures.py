@@ -98,14 +98,27 @@ def _mnist(tmp_path, mnist_dir, **over):
     return dlx.train(c, runs_dir=tmp_path / "runs", quiet=True)
 
 
-def test_an_mnist_mlps_first_layer_weights_are_28x28_images_of_the_saved_weights(tmp_path, mnist_dir):
+def test_an_mnist_mlps_first_layer_shows_what_training_wrote_pixel_spread_weighted_most_changed_first(
+    tmp_path, mnist_dir
+):
     from dlx.views.pictures import layer_images
 
     run = _mnist(tmp_path, mnist_dir)
     pic = layer_images(run.path, "weights")
     saved = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]["fc1.weight"]
+    # The oracle: the weights the run recorded at step 0, and the pixels' spread over the
+    # run's training images.
+    snaps = torch.load(run.path / "snapshots.pt", weights_only=True)
+    assert snaps["steps"][0] == 0
+    init = snaps["states"][0]["fc1.weight"]
+    x = load_config(run.config).data.load(0)
+    spread = x.as_float(x.x_train).reshape(len(x.x_train), -1).std(0)
+    want = (saved - init) * spread / spread.max()
+    want = want[want.norm(dim=1).argsort(descending=True)]
     assert pic.images.shape == (8, 28, 28) and pic.total == 8
-    np.testing.assert_array_equal(pic.images, saved.reshape(8, 28, 28).double().numpy())
+    np.testing.assert_allclose(pic.images, want.reshape(8, 28, 28).double().numpy(), atol=1e-6)
+    # MNIST's border never varies: nothing a unit learns shows there.
+    assert np.abs(pic.images[:, 0, :]).max() == 0 and "change since init" in pic.note
     with pytest.raises(UsageError, match="convolution as the first layer"):
         layer_images(run.path, "filters")
 

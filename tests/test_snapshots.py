@@ -108,7 +108,7 @@ def test_units_are_each_hidden_units_output_over_the_plane(tmp_path):
     np.testing.assert_allclose(u0.maps[1], want0[1].T.reshape(-1, 20, 20).double().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_warp_moves_the_grid_and_the_points_through_each_layer(tmp_path):
+def test_warp_moves_the_grid_and_the_points_through_each_layer_in_its_main_directions(tmp_path):
     from dlx.views.pictures import WARP_LINES, WARP_POINTS, warp
 
     run = _run(tmp_path)
@@ -117,18 +117,31 @@ def test_warp_moves_the_grid_and_the_points_through_each_layer(tmp_path):
     weights = torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]
     pts = torch.tensor(w.points[0], dtype=torch.float32)
     hidden = _hand_forward(weights, pts)
+    line_in = torch.tensor(w.lines[0][3], dtype=torch.float32)
     for j, h in enumerate(hidden, start=1):
-        i1, i2 = w.chosen[j]
-        spread = h.std(0).numpy()
-        assert {i1, i2} == set(np.argsort(-spread, kind="stable")[:2].tolist())  # the two that spread most
-        np.testing.assert_allclose(w.points[j], h[:, [i1, i2]].double().numpy(), rtol=1e-5, atol=1e-6)
-        assert w.lines[j].shape == (2 * WARP_LINES, WARP_POINTS, 2)
-        line_in = torch.tensor(w.lines[0][3], dtype=torch.float32)
-        np.testing.assert_allclose(
-            w.lines[j][3], _hand_forward(weights, line_in)[j - 1][:, [i1, i2]].double().numpy(), rtol=1e-5, atol=1e-6
-        )
+        h = h.double()
+        # The oracle (PCA by the covariance's eigen-decomposition): the two coordinates are
+        # uncorrelated, with variances the covariance's two largest eigenvalues.
+        eig = torch.linalg.eigvalsh(torch.cov(h.T)).flip(0)
+        got = np.cov(w.points[j].T)
+        np.testing.assert_allclose(np.diag(got), eig[:2].numpy(), rtol=1e-4, atol=1e-9)
+        assert abs(got[0, 1]) <= 1e-4 * eig[0].item()
+        assert w.shares[j] == pytest.approx((eig[:2].sum() / eig.sum()).item(), rel=1e-4)
+        # The grid goes through the same map as the points: an affine map of the layer's output.
+        hl = _hand_forward(weights, line_in)[j - 1].double()
+        both = torch.cat([h, hl])
+        mapped = np.concatenate([w.points[j], w.lines[j][3]])
+        coef, *_ = np.linalg.lstsq(np.c_[both.numpy(), np.ones(len(both))], mapped, rcond=None)
+        np.testing.assert_allclose(np.c_[both.numpy(), np.ones(len(both))] @ coef, mapped, atol=1e-5)
+        assert w.lines[j].shape == (2 * WARP_LINES, WARP_POINTS, 2) and w.chosen[j] is None
+    # Two units asked for: their own outputs, in every layer.
     chosen = warp(run.path, pair=(3, 5))
-    assert chosen.chosen[1:] == [(3, 5), (3, 5)]
+    assert chosen.chosen[1:] == [(3, 5), (3, 5)] and chosen.shares[1:] == [None, None]
+    for j, h in enumerate(hidden, start=1):
+        np.testing.assert_allclose(chosen.points[j], h[:, [3, 5]].double().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            chosen.lines[j][3], _hand_forward(weights, line_in)[j - 1][:, [3, 5]].double().numpy(), rtol=1e-5, atol=1e-6
+        )
     with pytest.raises(UsageError, match="act1 has units 0 to 15"):
         warp(run.path, pair=(0, 16))
 

@@ -121,7 +121,7 @@ def train(
     if not (quiet or as_json):
         from rich.text import Text
 
-        from dlx.views.report import Hanging
+        from dlx.views.tables import Hanging
 
         head = Text("dlx train ", style="bold")
         head.append(f"{f'--resume {path.name}' if resume is not None else config}: {describe(cfg.resolved())}")

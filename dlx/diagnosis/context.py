@@ -22,7 +22,7 @@ class Context:
     activation is ReLU (units can die); diverged: the trainer's divergence record;
     metrics: the metrics.jsonl records (step, train_loss, test_loss, ...); config: the
     resolved config dict; task: "classification" | "regression"; chance_loss: the loss
-    of the best constant prediction (None when unknown); time_grad: ||dL/dh_t||
+    of the best constant prediction (None when unknown), chance_acc its accuracy; time_grad: ||dL/dh_t||
     [recurrent layer, t] at the last log step (recurrent models only); init_check: the
     step-0 init check rows (initcheck.init_check); first: the probes at the first log step.
     accepts: whether the run's config takes a fix's --set overrides (schema_accepts);
@@ -39,6 +39,8 @@ class Context:
     config: dict[str, Any] = field(default_factory=dict)
     task: str | None = None
     chance_loss: float | None = None
+    # The accuracy of always answering the most common class (None: unknown, then 1/classes).
+    chance_acc: float | None = None
     time_grad: Any = None
     init_check: list[dict[str, Any]] | None = None
     first: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +93,28 @@ def chance_loss(y: np.ndarray, task: str, loss: str, n_classes: int | None, sigm
     if sigmoid_out:
         return float((-(nz * np.log(nz) + (1 - nz) * np.log(1 - nz))).sum() / n_classes)
     return float(-(nz * np.log(nz)).sum())
+
+
+def chance_accuracy(y: np.ndarray, task: str, n_classes: int | None) -> float | None:
+    """The accuracy of the best constant answer: the most common class's share of the labels
+    (1/C only when balanced: on the copy-memory task 'blank' alone scores 0.7, not 0.33)."""
+    y = np.asarray(y)
+    if task != "classification" or y.size == 0 or not n_classes:
+        return None
+    return float(np.bincount(y.reshape(-1).astype(np.int64), minlength=n_classes).max() / y.size)
+
+
+def accuracy_floor(ctx: Context) -> float | None:
+    """The accuracy a classifier gets by learning nothing: the context's chance_acc, else 1/C
+    from data.classes or from a balanced chance loss (ln C); None for regression."""
+    if ctx.task != "classification":
+        return None
+    if ctx.chance_acc is not None:
+        return ctx.chance_acc
+    classes = ctx.section("data").get("classes")
+    if not isinstance(classes, int) and ctx.chance_loss:
+        classes = int(round(np.exp(ctx.chance_loss)))  # balanced classes: chance loss = ln C
+    return 1 / classes if isinstance(classes, int) and classes > 1 else None
 
 
 def schema_accepts(config: dict[str, Any], load: Callable[..., Any]) -> Callable[[Sequence[str]], bool]:

@@ -78,7 +78,7 @@ from dlx.diagnosis.checks.units import (  # noqa: F401
     dead_units,
     saturation,
 )
-from dlx.diagnosis.context import Context, chance_loss, schema_accepts  # noqa: F401
+from dlx.diagnosis.context import Context, accuracy_floor, chance_accuracy, chance_loss, schema_accepts  # noqa: F401
 from dlx.diagnosis.kinds import (  # noqa: F401
     KIND,
     KINDS,
@@ -135,9 +135,8 @@ def outcome(ctx: Context, curve: Curve | None = None) -> dict[str, Any]:
         parts.append(f"{p:.0%} of the way from {'the mean' if ctx.task == 'regression' else 'chance'} ({fmt(c)}) to 0")
     acc_key = "test_acc" if any("test_acc" in m for m in ctx.metrics) else "train_acc"
     _, accs = finite_series(ctx.metrics, acc_key)
-    classes = classes_of(ctx)
-    if ctx.task == "classification" and len(accs) and classes:
-        floor = 1 / classes
+    floor = accuracy_floor(ctx)
+    if floor is not None and floor < 1 and len(accs):
         res["accuracy_progress"] = (float(accs[-1]) - floor) / (1 - floor)
         parts.append(f"{acc_key.split('_')[0]} accuracy {float(accs[-1]):.3g} (chance {floor:.2g})")
     # A plateau at chance that the loss later left.
@@ -181,13 +180,6 @@ def outcome(ctx: Context, curve: Curve | None = None) -> dict[str, Any]:
         else f"at train loss {fmt(end)} after {steps} steps"
     )
     return res
-
-
-def classes_of(ctx: Context) -> int | None:
-    classes = ctx.section("data").get("classes")
-    if not isinstance(classes, int) and ctx.task == "classification" and ctx.chance_loss:
-        classes = int(round(np.exp(ctx.chance_loss)))  # balanced classes: chance loss = ln C
-    return classes if isinstance(classes, int) and classes > 1 else None
 
 
 def _order(found: list[dict], sane: bool) -> list[dict]:

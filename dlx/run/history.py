@@ -225,6 +225,7 @@ def diagnosis_context(trainer, hist: History, diverged=None, classes=None) -> Di
         instruments=hist.instruments,
         classes=classes,
         chance_loss=trainer.chance_loss,
+        chance_acc=trainer.chance_acc,
     )
 
 

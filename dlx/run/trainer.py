@@ -543,6 +543,16 @@ class Trainer:
         return chance_loss(d.y_train.cpu().numpy(), d.task, self.cfg.train.loss, d.n_classes, sigmoid_out)
 
     @functools.cached_property
+    def chance_acc(self) -> float | None:
+        """The accuracy of always answering the most common class, on the test labels (the
+        accuracy a verdict quotes is the test set's), else on the training labels."""
+        from dlx.diagnosis.context import chance_accuracy
+
+        d = self.data
+        y = d.y_test if d.y_test is not None and len(d.y_test) else d.y_train
+        return chance_accuracy(y.cpu().numpy(), d.task, d.n_classes)
+
+    @functools.cached_property
     def data_fingerprint(self) -> str:
         """A hash of the training and test arrays: a resume refuses data changed since the
         run stopped (a file swapped or cut short, a download replaced), which would otherwise

@@ -53,7 +53,8 @@ def _figure_html(run_paths: list[Path], title: str | None, caption: str) -> str:
 def picture_kinds(meta: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """The pictures that show what this run's network computes (pictures.PICTURES), from
     its data and model: a 2-D classifier's units, an mlp on images' first-layer weights,
-    a CNN's filters and feature maps; every net with hidden activations its histograms."""
+    a CNN's filters and feature maps, an attention model's weights per head; every net
+    with hidden activations its histograms."""
     data = meta.get("data") or {}
     shape, model = list(data.get("feature_shape") or []), (config.get("model") or {}).get("name")
     kinds = []
@@ -63,6 +64,8 @@ def picture_kinds(meta: dict[str, Any], config: dict[str, Any]) -> list[str]:
         kinds += ["filters", "feature_maps"]
     elif model == "mlp" and (len(shape) >= 2 or shape == [784]):
         kinds.append("weights")
+    elif model == "attention":
+        kinds.append("attention")
     return kinds + ["histograms"]
 
 
@@ -127,9 +130,10 @@ def instruments_html(run: dict[str, Any]) -> str:
 
 PICTURE_CAPTIONS = {
     "units": "every hidden unit's output over the input plane, layer by layer (red positive, blue negative)",
-    "weights": "the first layer's weights of each unit, as images of the input",
+    "weights": "what training wrote into the first layer: each unit's weight change, as an image of the input",
     "filters": "the first convolution's filters",
     "feature_maps": "the first convolution's outputs for one test image",
+    "attention": "where each query step looks: the attention weights per head for one test sequence",
     "histograms": "activations and back-propagated gradients per layer, from init to the end",
 }
 

@@ -46,11 +46,15 @@ INIT_COLUMNS = (
 
 def init_check_table(rows: list[dict[str, Any]]):
     """A rich Table of init_check rows (as returned, or as read back from summary.json); the
-    notes (why a verdict, what does not apply) follow it as numbered lines in its caption."""
+    notes (why a verdict, what does not apply) follow it as numbered lines, each wrapped
+    between words under its own text (a table caption would be one unbroken line)."""
     from rich import box
+    from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
+
+    from dlx.views.tables import Hanging
 
     scheme = rows[0]["scheme"] if rows else "?"
     rules = list(dict.fromkeys(r["rule"] for r in rows if r.get("rule")))
@@ -60,6 +64,7 @@ def init_check_table(rows: list[dict[str, Any]]):
         "measured at the layer's input; gain = Var(y) / Var(y) of the layer before"
         + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, start=1))
     )
+    labels = tuple(f"[{i}] {r['layer']}: " for i, r in enumerate([r for r in rows if r.get("note")], start=1))
     t = Table(
         title=escape(f"init check at step 0: {scheme}, s^2 = {'; '.join(rules) or '-'}"),
         title_justify="left",
@@ -68,8 +73,6 @@ def init_check_table(rows: list[dict[str, Any]]):
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
-        caption=escape(caption),
-        caption_justify="left",
     )
     for key, header in INIT_COLUMNS:
         t.add_column(escape(header), justify="left" if key in ("layer", "verdict") else "right")
@@ -92,4 +95,4 @@ def init_check_table(rows: list[dict[str, Any]]):
             init_num(r["measured_gain"]),
             verdict,
         )
-    return t
+    return Group(t, Hanging(Text(caption, style="dim"), labels=labels))

@@ -25,8 +25,8 @@ SERIES_PANELS = {
 PICTURE_PANELS = {
     "boundary": "each run's decision surface, 2-D inputs",
     "units": "every hidden unit's output over the input plane",
-    "warp": "the input grid as each layer moves it",
-    "weights": "an mlp's first layer as images",
+    "warp": "the input grid as each layer moves it, in its two main directions",
+    "weights": "what training wrote into an mlp's first layer, as images",
     "filters": "a CNN's first convolution's kernels",
     "feature_maps": "a CNN's first convolution's outputs for one image",
     "histograms": "activations and gradients per layer, init to end",

@@ -96,20 +96,26 @@ def draw_units(ax, u, title: str | None = None) -> None:
 
 def draw_warp(ax, w, title: str | None = None) -> None:
     """pictures.Warp: the input plane's grid and the training points as each layer sees
-    them, in two of its units (ConvNetJS's 2-D demo): a layer that separates the classes
-    has pulled their points apart along its grid."""
+    them, in its two main directions or two of its units (ConvNetJS's 2-D demo): a layer
+    that separates the classes has pulled their points apart along its grid."""
     from matplotlib.colors import to_rgb
 
     axes = split_axes(ax, 1, len(w.layers), wspace=0.15)[0]
     colors = np.array([to_rgb(c) for c in CLASS_COLORS])
-    for a, name, (i, j), lines, pts in zip(axes, w.layers, w.chosen, w.lines, w.points):
+    for a, name, pair, share, lines, pts in zip(axes, w.layers, w.chosen, w.shares, w.lines, w.points):
         half = len(lines) // 2
         for k, line in enumerate(lines):
             a.plot(line[:, 0], line[:, 1], color="#9aa5b1" if k < half else "#c8ced6", lw=0.6, zorder=1)
         a.scatter(pts[:, 0], pts[:, 1], s=5, c=colors[w.classes % len(colors)], linewidths=0, zorder=2)
         a.set_xticks([])
         a.set_yticks([])
-        a.set_xlabel("x1, x2" if name == "input" else f"{name}: units {i}, {j}", fontsize=8)
+        if name == "input":
+            said = "x1, x2"
+        elif pair is not None:
+            said = f"{name}: units {pair[0]}, {pair[1]}"
+        else:
+            said = f"{name}: 2 main directions\n({share:.0%} of its spread)"
+        a.set_xlabel(said, fontsize=8)
     axes[0].set_title(plain(title if title is not None else w.name), fontsize=10, loc="left")
     axes[-1].set_title(f"step {w.step}", fontsize=8, loc="right")
 

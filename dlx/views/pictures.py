@@ -11,7 +11,7 @@ picture is of exactly the model the run ended with.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -208,23 +208,42 @@ WARP_SAMPLES = 400
 @dataclass
 class Warp:
     """How each layer moves the input plane (ConvNetJS's 2-D demo): per layer (the input
-    first), the grid's lines [lines, points, 2] and the training points [n, 2] in the
-    coordinates of two of its units, chosen[j]."""
+    first), the grid's lines [lines, points, 2] and the training points [n, 2] in two
+    coordinates: the layer's two main directions (shares[j] of its spread) or two of its
+    units, chosen[j]."""
 
     name: str
     config: dict
     layers: list[str]
-    chosen: list[tuple[int, int]]
+    chosen: list[tuple[int, int] | None]
     lines: list[np.ndarray]
     points: list[np.ndarray]
     classes: np.ndarray
     step: int
+    shares: list[float | None] = field(default_factory=list)
+
+
+def main_directions(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The centre, the two directions that spread the points [n, units] most (PCA: the top
+    right singular vectors of the centred points, each signed so its largest entry is
+    positive, for a picture that does not flip between runs) and their share of the spread."""
+    centre = p.mean(0)
+    _, s, vt = np.linalg.svd(p - centre, full_matrices=False)
+    v = vt[:2].T
+    if v.shape[1] < 2:  # one unit: its own axis twice
+        v = np.concatenate([v, v], 1)
+    v = v * np.sign(v[np.abs(v).argmax(0), [0, 1]])
+    total = float((s**2).sum())
+    share = float((s[:2] ** 2).sum() / total) if total > 0 else 1.0
+    return centre, v, share
 
 
 def warp(run: str | Path, pair: tuple[int, int] | None = None, step: int | None = None) -> Warp:
-    """The input grid and the training points as each hidden layer sees them, in two of its
-    units: `pair` (the same two in every layer), else each layer's two units that spread
-    the training points most."""
+    """The input grid and the training points as each hidden layer sees them: in the layer's
+    two main directions (PCA of the training points' outputs), or in two of its units,
+    `pair` (the same two in every layer). Main directions, because a ReLU layer's single
+    units are 0 for half the plane: two of them fold every point onto the axes and hide
+    what the layer does with the rest of its units."""
     from dlx.core.errors import UsageError
 
     path = Path(run)
@@ -247,6 +266,7 @@ def warp(run: str | Path, pair: tuple[int, int] | None = None, step: int | None 
         [pts],
         data.y_train[:WARP_SAMPLES].cpu().numpy(),
         at,
+        [None],
     )
     for name, g, p in zip(layers, hidden_grid, hidden_pts):
         n = p.shape[1]
@@ -254,12 +274,15 @@ def warp(run: str | Path, pair: tuple[int, int] | None = None, step: int | None 
             if max(pair) >= n:
                 raise UsageError(f"--units {pair[0]},{pair[1]}: layer {name} has units 0 to {n - 1}")
             i, j = pair
+            g2, p2, share = g[:, [i, j]], p[:, [i, j]], None
         else:
-            i, j = (int(k) for k in np.argsort(-p.std(0), kind="stable")[:2]) if n > 1 else (0, 0)
+            centre, v, share = main_directions(p)
+            g2, p2 = (g - centre) @ v, (p - centre) @ v
         out.layers.append(name)
-        out.chosen.append((i, j))
-        out.lines.append(g[:, [i, j]].reshape(len(lines), WARP_POINTS, 2))
-        out.points.append(p[:, [i, j]])
+        out.chosen.append(pair)
+        out.shares.append(share)
+        out.lines.append(g2.reshape(len(lines), WARP_POINTS, 2))
+        out.points.append(p2)
     return out
 
 
@@ -302,8 +325,8 @@ def _first_layer(trainer, kind: str):
 
 
 def layer_images(run: str | Path, kind: str, step: int | None = None) -> Images:
-    """weights: the first Linear layer's weights per unit as images of the input (an mlp on
-    MNIST: 28x28); filters: the first convolution's kernels (averaged over input channels);
+    """weights: what training wrote into the first Linear layer, per unit as an image of the
+    input (an mlp on MNIST: 28x28; see _learned_weights); filters: the first convolution's kernels (averaged over input channels);
     feature_maps: that convolution's outputs for the first test image. From the saved model."""
     import torch
 
@@ -323,8 +346,9 @@ def layer_images(run: str | Path, kind: str, step: int | None = None) -> Images:
                 f"{path.name}: weights are drawn as images of the input, and this run's inputs "
                 f"({list(shape)}) are not an image"
             )
-        images = w.reshape(w.shape[0], channels, *image_shape).mean(1)
-        note = f"{name}: each unit's {w.shape[1]} input weights as a {image_shape[0]}x{image_shape[1]} image"
+        images, note = _learned_weights(path, cfg, trainer, name, w, at)
+        images = images.reshape(w.shape[0], channels, *image_shape).mean(1)
+        note = note.replace("; ", f" ({image_shape[0]}x{image_shape[1]}); ", 1)
     elif kind == "filters":
         images = w.mean(1)
         note = f"{name}: each filter's {w.shape[2]}x{w.shape[3]} kernel" + (
@@ -350,6 +374,44 @@ def layer_images(run: str | Path, kind: str, step: int | None = None) -> Images:
         step=at,
         note=note,
     )
+
+
+# Training inputs the pixels' spread is measured on (enough for a stable std per pixel).
+SPREAD_SAMPLES = 4096
+
+
+def _learned_weights(path: Path, cfg, trainer, name: str, w, at: int):
+    """What training wrote into the first layer, unit by unit, the most changed first.
+
+    Raw weights after a short training are mostly the init's random draw (on MNIST the
+    784-pixel init noise hides the strokes), and pixels that never vary (MNIST's border)
+    keep their noise for ever: no image can move them. So each unit shows its change since
+    init (W - W0), each pixel weighted by its spread over the training inputs: a pixel's
+    contribution to the unit's pre-activation varies by exactly w * std(x). At step 0 there
+    is no change yet, and the weights themselves are drawn the same way."""
+    import torch
+
+    from dlx.records.folders import read_snapshots
+    from dlx.records.model import init_weights
+
+    x = trainer.data.as_float(trainer.data.x_train[:SPREAD_SAMPLES]).reshape(-1, w.shape[1])
+    spread = x.std(0) if len(x) > 1 else torch.ones(w.shape[1])
+    spread = spread / max(float(spread.max()), 1e-12)
+    change = None
+    if at > 0:
+        snaps = read_snapshots(path) or {"steps": [], "states": []}
+        start = snaps["states"][0] if snaps["steps"][:1] == [0] else init_weights(cfg)
+        key = f"{name}.weight"
+        if key in start:
+            change = w - start[key].to(w.dtype)
+    shown = (change if change is not None else w) * spread
+    order = shown.flatten(1).norm(dim=1).argsort(descending=True)
+    what = "change since init" if change is not None else "weights"
+    note = (
+        f"{name}: each unit's input weights' {what}, times each pixel's spread in the data; "
+        f"the {'most changed' if change is not None else 'largest'} units first"
+    )
+    return shown[order], note
 
 
 def _square(n: int) -> tuple[int, int] | None:

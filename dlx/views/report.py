@@ -48,6 +48,7 @@ from dlx.views.strips import (
     time_strips,
 )
 from dlx.views.style import STATUS_STYLE
+from dlx.views.tables import Hanging as Hanging
 
 __all__ = [
     "INIT_COLUMNS",
@@ -170,37 +171,6 @@ def layer_table(summary: dict[str, Any]) -> FitToWidth:
 
 # The labels a line of a run's text starts with: its continuation lines are indented under
 # the text after the label (verdict_text, final_text).
-LABELS = ("verdict: ", "symptom: ", "outcome: ", "cause: ", "try:   ", "final: ")
-WRAP_MIN = 24  # fewest characters of text a continuation line has: a narrower indent where less
-
-
-class Hanging:
-    """Text wrapped to the width it is drawn at only between words (a number like 1.19e-05 or
-    a key=value stays whole), each line's continuation indented under its text: after its
-    leading spaces and its label (LABELS). Lines that fit are left as they are."""
-
-    def __init__(self, text: Text, labels: tuple[str, ...] = LABELS):
-        self.text, self.labels = text, labels
-
-    def __rich_console__(self, console, options):
-        width = options.max_width
-        for line in self.text.split("\n", allow_blank=True):
-            plain = line.plain
-            if line.cell_len <= width:
-                yield line
-                continue
-            lead = len(plain) - len(plain.lstrip(" "))
-            indent = lead + next((len(label) for label in self.labels if plain[lead:].startswith(label)), 0)
-            if width - indent < WRAP_MIN:
-                indent = min(lead, max(0, width - WRAP_MIN))
-            head, body = (line[:indent], line[indent:]) if indent else (Text(), line)
-            for i, piece in enumerate(body.wrap(console, width - indent, overflow="fold", no_wrap=False)):
-                piece.rstrip()
-                out = head if i == 0 else Text(" " * indent)
-                out.append_text(piece)
-                yield out
-
-
 def activation_table(summary: dict[str, Any]) -> FitToWidth | None:
     """The activations at the last log step: every column always (a number is never cut)."""
     from dlx.views.tables import Column, fit

@@ -121,8 +121,9 @@ def activation_rows(acts: list[dict[str, Any]]) -> tuple[list[str], list[list[st
 
 
 def classes_worth_showing(summary: dict[str, Any]) -> bool:
-    """The per-class table is shown where it tells something: unequal classes in training
-    (the commonest over 1.5x the rarest) or a class recalled less than half the time."""
+    """The per-class table is shown where it tells something: unequal classes in training or
+    in the test set (the commonest over 1.5x the rarest) or a class recalled less than half
+    the time."""
     c = summary.get("classes")
     if not isinstance(c, dict):
         return False
@@ -138,6 +139,11 @@ def classes_worth_showing(summary: dict[str, Any]) -> bool:
         isinstance(n, int) and not isinstance(n, bool) for n in train + test
     ):
         return False
-    nonzero = [n for n in train if n]
-    uneven = bool(nonzero) and max(nonzero) > 1.5 * min(nonzero)
-    return uneven or any(r is not None and r < 0.5 for r in recall)
+
+    def uneven(counts: list[int]) -> bool:
+        nonzero = [n for n in counts if n]
+        return bool(nonzero) and max(nonzero) > 1.5 * min(nonzero)
+
+    # The test counts too: train.balance: oversample evens out the training counts, and the
+    # table is then what shows whether the rare class is now recalled.
+    return uneven(train) or uneven(test) or any(r is not None and r < 0.5 for r in recall)

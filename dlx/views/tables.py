@@ -12,9 +12,11 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -34,17 +36,21 @@ class Column:
     justify: str = "right"
     wrap: bool = False  # words: may wrap (down to WORDS_MIN); else never narrower than a cell
 
-    @property
+    # Cached: fitting asks again at every step, and a column of 10,000 runs is slow to measure.
+    @cached_property
     def widest(self) -> int:
         return max([cell_len(line) for c in self.cells for line in c.plain.split("\n")] + [0])
+
+    @cached_property
+    def longest_word(self) -> int:
+        return max([len(w) for c in self.cells for w in c.plain.split()] + [0])
 
     def need(self) -> int:
         """The fewest characters the column can take."""
         if not self.wrap:
             return self.flat()
         # Down to WORDS_MIN, but not below its longest word (up to WORD_MAX): words stay whole.
-        words = max([len(w) for c in self.cells for w in c.plain.split()] + [0])
-        return max(self.head_word(), min(self.widest, max(WORDS_MIN, min(words, WORD_MAX))))
+        return max(self.head_word(), min(self.widest, max(WORDS_MIN, min(self.longest_word, WORD_MAX))))
 
     def head_word(self) -> int:
         return max([len(w) for w in self.header.split()] + [0])
@@ -72,7 +78,7 @@ class Step:
 
 @dataclass
 class Fitted:
-    table: Table
+    table: Table | ManyRows  # a rich renderable
     width: int  # the table's width in characters
     limit: int  # the width it was fitted to
     left_out: list[str] = field(default_factory=list)
@@ -150,15 +156,90 @@ def fit(
                 spare -= grow
     # Rows of several lines (an sd under its mean, wrapped words) get a blank line between them.
     tall = any("\n" in cell.plain or (c.wrap and cell.cell_len > w) for c, w in zip(cols, widths) for cell in c.cells)
-    t = Table(
-        title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False, leading=int(tall)
-    )
-    for c, w in zip(cols, widths):
-        # A header may wrap at its spaces; a number cell never wraps: its column is as wide as it.
-        t.add_column(c.header, justify=c.justify, width=w, overflow="fold")
-    for row in zip(*(c.cells for c in cols)):
-        t.add_row(*row)
-    return Fitted(t, sum(widths) + GAP * (len(cols) - 1), width, left_out, list(dict.fromkeys(changes.values())))
+
+    def table(rows: Sequence[Sequence[Text]]) -> Table:
+        t = Table(
+            title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False, leading=int(tall)
+        )
+        for c, w in zip(cols, widths):
+            # A header may wrap at its spaces; a number cell never wraps: its column is as wide as it.
+            t.add_column(c.header, justify=c.justify, width=w, overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        return t
+
+    rows = list(zip(*(c.cells for c in cols)))
+    drawn = ManyRows(table, rows, widths, [c.justify for c in cols]) if len(rows) > MANY_ROWS else table(rows)
+    return Fitted(drawn, sum(widths) + GAP * (len(cols) - 1), width, left_out, list(dict.fromkeys(changes.values())))
+
+
+MANY_ROWS = 100  # a table of more rows is drawn by ManyRows
+
+
+class ManyRows:
+    """A fitted table of many rows, drawn as rich draws its Table, faster: rich lays out each
+    cell of a Table (near 1 ms a row: 10,000 runs took 15 s to print); here rich draws the
+    header and the first row, and each further row is its cells padded to their columns'
+    widths and joined by the separator. Only where every row is one line of plain cells (no
+    wrapping, no styled parts, printable ASCII) and the first row comes out as rich drew it;
+    otherwise rich draws the whole Table."""
+
+    def __init__(self, table: Callable[[Sequence[Sequence[Text]]], Table], rows, widths, justify):
+        self.table, self.rows, self.widths, self.justify = table, rows, widths, justify
+        self.fast = False  # whether the last drawing took the fast way (for the tests)
+
+    def _plain(self) -> bool:
+        return all(
+            not cell.spans and cell.plain.isascii() and cell.plain.isprintable() and len(cell.plain) <= w
+            for row in self.rows
+            for cell, w in zip(row, self.widths)
+        )
+
+    def _line(self, console, row: Sequence[Text], styles: dict) -> list[Segment]:
+        out, last = [], len(row) - 1
+        for i, (cell, w, how) in enumerate(zip(row, self.widths, self.justify)):
+            text = cell.plain.ljust(w) if how == "left" else cell.plain.rstrip().rjust(w)
+            if cell.style:
+                if cell.style not in styles:
+                    styles[cell.style] = console.get_style(cell.style)
+                out.append(Segment(text, styles[cell.style]))
+            else:
+                out.append(Segment(text))
+            if i < last:
+                out.append(Segment(" │ "))
+        return out
+
+    def __rich_console__(self, console, options):
+        self.fast = False
+        if not self._plain() or any(j not in ("left", "right") for j in self.justify):
+            yield self.table(self.rows)
+            return
+        head = list(Segment.split_lines(console.render(self.table(self.rows[:1]), options)))
+        styles: dict = {}
+        if not head or _merged(head[-1]) != _merged(self._line(console, self.rows[0], styles)):
+            yield self.table(self.rows)
+            return
+        self.fast = True
+        newline = Segment.line()
+        for line in head:
+            yield from line
+            yield newline
+        for row in self.rows[1:]:
+            yield from self._line(console, row, styles)
+            yield newline
+
+
+def _merged(line: Sequence[Segment]) -> list[tuple[str, Any]]:
+    """A line's segments as the console writes them: unstyled neighbours as one text, each styled one apart."""
+    out: list[tuple[str, Any]] = []
+    for seg in line:
+        if seg.control:
+            out.append((seg.text, seg.control))
+        elif not seg.style and out and out[-1][1] is None:
+            out[-1] = (out[-1][0] + seg.text, None)
+        else:
+            out.append((seg.text, seg.style or None))
+    return out
 
 
 def _cells(values: Sequence[Any]) -> list[Text]:
@@ -174,7 +255,32 @@ STAMP = re.compile(r"^\d{8}-\d{6}-")  # a run id's date part (folders.new_run_id
 SUFFIX = re.compile(r"-([0-9a-f]{6})$")  # its random part
 
 
-def short_id(run_id: str, ids: Sequence[str], level: int, common: str = "") -> str:
+class IdParts:
+    """Which run ids hold a given part of one (dlx show takes any part held by one id alone),
+    asked for many parts at once: a part of one id checked against 10,000 ids one by one is
+    10^8 substring tests for a table. A part ending in the last 6 characters of some id (every
+    part short_id makes) is checked only against the ids holding those 6 characters."""
+
+    TAIL = 6
+
+    def __init__(self, ids: Sequence[str]):
+        self.ids = list(ids)
+        self.holders: dict[str, list[str]] | None = None  # made at the first question: a table may ask none
+
+    def unique(self, part: str) -> bool:
+        """Whether exactly one id holds `part`."""
+        if self.holders is None:
+            tails = {i[-self.TAIL :] for i in self.ids if len(i) >= self.TAIL}
+            self.holders = {}
+            for i in self.ids:
+                for gram in {i[j : j + self.TAIL] for j in range(len(i) - self.TAIL + 1)} & tails:
+                    self.holders.setdefault(gram, []).append(i)
+        # An id holding part holds its last TAIL characters: only those ids can.
+        among = self.holders.get(part[-self.TAIL :], self.ids) if len(part) >= self.TAIL else self.ids
+        return sum(part in i for i in among) == 1
+
+
+def short_id(run_id: str, ids: Sequence[str] | IdParts, level: int, common: str = "") -> str:
     """run_id without its date part (level 1), also without a `common` start (level 2:
     quickstart-optimizer-adam-s0-73f28a -> optimizer-adam-s0-73f28a), or as its random part
     alone (level 3), where that is still a unique part of one id in `ids` (what `dlx show`
@@ -186,7 +292,9 @@ def short_id(run_id: str, ids: Sequence[str], level: int, common: str = "") -> s
             short = short[len(common) :]
     if level >= 3 and SUFFIX.search(run_id):
         short = SUFFIX.search(run_id).group(1)
-    return short if sum(short in i for i in ids) == 1 else run_id
+    if short == run_id:
+        return run_id
+    return short if (ids if isinstance(ids, IdParts) else IdParts(ids)).unique(short) else run_id
 
 
 def _started(iso: str | None) -> str:
@@ -207,7 +315,7 @@ def runs_table(
     test_loss are left out; run ids lose the start they all share, then the ids still too long keep
     only their random part (each still a unique part of one id in `ids`, all the folder's run ids:
     dlx show takes it)."""
-    ids = list(ids) if ids is not None else [r["run_id"] for r in rows]
+    ids = IdParts(ids if ids is not None else [r["run_id"] for r in rows])
     keys = ["run", "status", "steps", "train_loss", "test_loss", "test_acc", "verdict"]
     if sort == "train_acc":
         keys.insert(keys.index("test_loss"), "train_acc")
@@ -268,8 +376,11 @@ def compare_table(rows: Sequence[Any], seeds: int, width: int, goal: tuple[str, 
         m, s = r.stats.get(k, (None, None))
         steps = k.startswith("steps_to_") and m is not None  # a mean step count, to the step: 1234, not 1.23e+03
         text = Text(num(round(m), exact_int=True) if steps else num(m, digits.get(k, 3)))
-        if m is not None and seeds > 1:
+        have = len(getattr(r, "values", {}).get(k, [])) if k in getattr(r, "values", {}) else r.runs
+        if m is not None and seeds > 1 and have > 1:
             text.append(("\n" if split else "") + "±" + num(s, 2), style="dim" if split else "")
+        if m is not None and have < r.runs:  # a seed without a finite value (diverged): never a silent ±0
+            text.append(f" ({have} of {r.runs})", style="yellow")
         if goal and k == f"steps_to_{goal[0]}":
             text.append(f" ({r.statuses.get('reached_target', 0)}/{r.runs})")
         return text
@@ -344,3 +455,34 @@ def sweep_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str
     ]
     steps = [Step(drop="seconds"), *(Step(drop=k) for k in reversed(keys))]
     return fit(cols, width, steps, title=f"trials by {metric} ({goal}), best first")
+
+
+LABELS = ("verdict: ", "symptom: ", "outcome: ", "cause: ", "try:   ", "final: ")
+WRAP_MIN = 24  # fewest characters of text a continuation line has: a narrower indent where less
+
+
+class Hanging:
+    """Text wrapped to the width it is drawn at only between words (a number like 1.19e-05 or
+    a key=value stays whole), each line's continuation indented under its text: after its
+    leading spaces and its label (LABELS). Lines that fit are left as they are."""
+
+    def __init__(self, text: Text, labels: tuple[str, ...] = LABELS):
+        self.text, self.labels = text, labels
+
+    def __rich_console__(self, console, options):
+        width = options.max_width
+        for line in self.text.split("\n", allow_blank=True):
+            plain = line.plain
+            if line.cell_len <= width:
+                yield line
+                continue
+            lead = len(plain) - len(plain.lstrip(" "))
+            indent = lead + next((len(label) for label in self.labels if plain[lead:].startswith(label)), 0)
+            if width - indent < WRAP_MIN:
+                indent = min(lead, max(0, width - WRAP_MIN))
+            head, body = (line[:indent], line[indent:]) if indent else (Text(), line)
+            for i, piece in enumerate(body.wrap(console, width - indent, overflow="fold", no_wrap=False)):
+                piece.rstrip()
+                out = head if i == 0 else Text(" " * indent)
+                out.append_text(piece)
+                yield out

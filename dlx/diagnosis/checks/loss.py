@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from dlx.diagnosis.context import Context
+from dlx.diagnosis.context import Context, accuracy_floor
 from dlx.diagnosis.kinds import LABEL
 from dlx.diagnosis.readers import (
     RECURRENT,
@@ -79,14 +79,11 @@ def not_learning(ctx: Context, curve: Curve | None, found: list[dict]) -> list[d
     frac = curve.end / ctx.chance_loss
     if frac < NOT_LEARNING_FRACTION:
         return []
-    classes = ctx.section("data").get("classes")
-    if not isinstance(classes, int) and ctx.task == "classification":
-        classes = int(round(np.exp(ctx.chance_loss)))  # balanced classes: chance loss = ln C
+    floor = accuracy_floor(ctx)
     _, accs = finite_series(ctx.metrics, "test_acc")
     if not len(accs):
         _, accs = finite_series(ctx.metrics, "train_acc")
-    if ctx.task == "classification" and len(accs) and isinstance(classes, int) and classes > 1:
-        floor = 1 / classes
+    if floor is not None and floor < 1 and len(accs):
         if float(accs[-1]) >= floor + NOT_LEARNING_ACC_MARGIN * (1 - floor):
             return []
     steps = int(curve.steps[-1])
@@ -161,10 +158,13 @@ def overfitting(ctx: Context, curve: Curve | None) -> list[dict]:
         "gap_final": last - train_end,
     }
     reg, data = reg_section(ctx), ctx.section("data")
-    used = [f"{k}={reg[k]}" for k in ("l2", "dropout", "dropconnect") if reg.get(k)]
+    used = [f"{k}={reg[k]}" for k in ("l1", "l2", "dropout", "dropconnect") if reg.get(k)]
+    decay = ctx.section("optimizer").get("weight_decay")
+    if isinstance(decay, (int, float)) and decay > 0:  # AdamW's decay regularizes as well
+        used.append(f"weight_decay={decay}")
     n = data.get("n_train")
     cause = f"{ctx.model} fitting {f'{n} training samples' if n else 'the training set'}"
-    cause += f" with {', '.join(used)}" if used else " with no regularization (l2, dropout 0)"
+    cause += f" with {', '.join(used)}" if used else " with no regularization (l1, l2, dropout, weight decay 0)"
     if not reg.get("early_stopping"):
         cause += ", no early stopping"
     ev.update(gap_first_eval=gap0)
