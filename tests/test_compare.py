@@ -63,6 +63,42 @@ def test_aggregate_counts_mixed_verdicts_and_skips_failed_runs():
     assert row.statuses == {"completed": 3, "crashed": 1}
 
 
+def test_a_healthy_run_too_short_to_judge_says_so_in_its_verdict_cell():
+    short = result(0.54, 1.0, 1.0, [])
+    short.summary["outcome"] = {"kind": "too_short"}
+    assert aggregate("x", [short], None).verdict == "too short to judge"
+
+
+def test_a_row_keeps_each_seeds_value_and_the_means_t_interval():
+    from dlx.core.stats import t_quantile
+
+    rs = [result(a, 0.1, 1.0, []) for a in (0.90, 0.94, 0.98)] + [FakeResult("crashed", None, None)]
+    row = aggregate("x", rs, None)
+    assert row.values["test_acc"] == [0.90, 0.94, 0.98]
+    half = t_quantile(0.975, 2) * 0.04 / math.sqrt(3)
+    lo, hi = row.interval("test_acc")
+    assert lo == pytest.approx(0.94 - half) and hi == pytest.approx(0.94 + half)
+    d = row.as_dict()["test_acc"]
+    assert d["n"] == 3 and d["values"] == [0.90, 0.94, 0.98] and d["interval"] == [pytest.approx(lo), pytest.approx(hi)]
+
+
+def test_seeds_alone_compare_the_config_with_itself_and_the_words_say_what_the_seeds_show():
+    from dlx.views.spread import spread_lines
+
+    (only,) = make_variants(None, [], seeds=5)
+    assert only.sets == [] and only.label == "as configured"
+    one = aggregate(only.label, [result(a, 0.1, 1.0, []) for a in (0.90, 0.94, 0.98)], None)
+    (line,) = spread_lines([one])
+    assert line.startswith("test_acc 0.94 ± 0.04 sd over 3 seeds") and "95% interval 0.841 to 1.04" in line
+    # Two variants: a lead bigger than the seeds' spread, and one inside it.
+    far = aggregate("sgd", [result(a, 0.1, 1.0, []) for a in (0.70, 0.72, 0.71)], None)
+    near = aggregate("momentum", [result(a, 0.1, 1.0, []) for a in (0.93, 0.95, 0.92)], None)
+    lines = spread_lines([far, one, near])
+    assert lines[0].startswith("as configured: test_acc 0.94")
+    assert lines[1].startswith("as configured vs momentum: test_acc +0.0067") and "cannot tell them apart" in lines[1]
+    assert lines[2].startswith("as configured vs sgd: test_acc +0.23") and "larger than the seeds' spread" in lines[2]
+
+
 def test_steps_to_a_loss_target_means_at_or_below():
     curve = [{"step": 10, "test_loss": 0.9}, {"step": 20, "test_loss": 0.4}, {"step": 30, "test_loss": 0.3}]
     assert steps_to(curve, ("test_loss", 0.4)) == 20
@@ -83,7 +119,7 @@ def test_split_values_keeps_commas_inside_brackets():
 def test_bad_over_and_target_are_usage_errors():
     with pytest.raises(UsageError, match="--over"):
         make_variants(None, ["activation"])
-    with pytest.raises(UsageError, match="nothing to compare"):
+    with pytest.raises(UsageError, match="nothing to compare.*--seeds N"):
         make_variants(None, [])
     with pytest.raises(UsageError, match="--target"):
         parse_target("accuracy=0.9")
@@ -150,7 +186,7 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     assert len(folders) == 4
     summary = json.loads((folders[0] / "summary.json").read_text())
     assert summary["steps"] == 20
-    # sgd and adam are two optimizer families: two stacks of two seeds, one per slot.
+    # sgd and adam share one stack of four, split in two (one per slot): each variant's two seeds.
     assert out["notes"] == ["stacked: 4 of 4 trials train as 2 stacked model(s) of 2, 2 (--no-stack trains each alone)"]
     assert all(json.loads((f / "meta.json").read_text())["stacked"] == 2 for f in folders)
     # The figure: a real PNG beside the runs, three panels wide.

@@ -417,6 +417,28 @@ def test_a_compare_report_puts_variants_curves_verdicts_and_boundaries_side_by_s
     assert console == [] and '<section id="boundaries">' in dom
 
 
+def test_a_compare_page_says_what_the_seeds_show_and_draws_every_seeds_final_metric(tmp_path):
+    from dlx.core.stats import welch
+
+    runs = tmp_path / "runs"
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(dict(FAST, name="seeds")))
+    cmp = dlx.compare(base, over=["optimizer.lr=0.001,0.1"], seeds=3, runs_dir=runs, quiet=True, figure=False)
+    page = write_report("last-compare", runs_dir=runs).read_text()
+    said = section(page, "seeds")
+    finals = {
+        label: [r.summary["final"]["test_acc"] for r in rs] for label, rs in cmp.runs.items()
+    }  # the oracle: each run's own summary
+    best, other = sorted(finals, key=lambda k: -sum(finals[k]))
+    d = welch(finals[best], finals[other])
+    assert f"{best} vs {other}: test_acc" in said and f"p {'< 0.001' if d.p < 0.001 else f'= {d.p:.2g}'}" in said
+    assert "over 3 seeds" in said and len(images(said)) == 1
+    # The stored record keeps every seed's value, in seed order.
+    rec = json.loads(cmp.record_path.read_text())
+    for v in rec["variants"]:
+        assert v["test_acc"]["values"] == finals[v["variant"]] and v["test_acc"]["n"] == 3
+
+
 def test_run_plot_draws_picture_panels_of_a_saved_run_and_says_why_not_for_an_unsaved_one(tmp_path):
     from dlx.core.errors import UsageError
 

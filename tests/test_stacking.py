@@ -67,6 +67,15 @@ REGRESSION = [
 ]
 # One seed, so one dataset: the stack keeps a single copy of the data for every trial.
 SAME_DATA = [_cfg(0, optimizer={"name": "adam", "lr": lr}) for lr in (0.003, 0.01, 0.03)]
+# Both optimizer families in one stack, interleaved, so each family's rows are scattered.
+MIXED = [
+    _cfg(0, optimizer={"name": "adam", "lr": 0.01}),
+    _cfg(1, optimizer={"name": "sgd", "lr": 0.1}),
+    _cfg(2, optimizer={"name": "adamw", "lr": 0.003}),
+    _cfg(3, optimizer={"name": "momentum", "lr": 0.02, "dampening": 0.3, "schedule": {"name": "cosine"}}),
+    _cfg(4, optimizer={"name": "adamw", "lr": 0.003, "weight_decay": 0.1, "schedule": {"name": "warmup", "steps": 5}}),
+    _cfg(5, optimizer={"name": "nesterov", "lr": 0.02, "weight_decay": 1e-3}),
+]
 
 
 def _probes(path: Path) -> list[dict]:
@@ -110,10 +119,11 @@ def _same_runs(stacked: dict, alone: dict, rtol: float = 1e-4) -> None:
 
 @pytest.mark.parametrize(
     "configs",
-    [SGD_FAMILY, ADAM_FAMILY, OTHERS, SIGMOID_OUT, MSE, REGRESSION, SAME_DATA],
+    [SGD_FAMILY, ADAM_FAMILY, MIXED, OTHERS, SIGMOID_OUT, MSE, REGRESSION, SAME_DATA],
     ids=[
         "sgd-momentum-nesterov",
         "adam-adamw",
+        "both-families",
         "layer-norm-tanh",
         "sigmoid-output",
         "mse",
@@ -130,9 +140,11 @@ def test_every_stacked_trial_equals_its_separate_run(tmp_path, configs):
         _same_runs(s, alone)
 
 
-def test_the_checkpoint_of_a_stacked_trial_is_its_separate_runs(tmp_path):
+@pytest.mark.parametrize("mixed", [False, True], ids=["adam-family", "both-families"])
+def test_the_checkpoint_of_a_stacked_trial_is_its_separate_runs(tmp_path, mixed):
     configs = [ADAM_FAMILY[0], ADAM_FAMILY[1], SGD_FAMILY[1].copy()]
-    configs[2] = {**SGD_FAMILY[1], "optimizer": {"name": "adam", "lr": 0.004, "schedule": {"name": "cosine"}}}
+    if not mixed:
+        configs[2] = {**SGD_FAMILY[1], "optimizer": {"name": "adam", "lr": 0.004, "schedule": {"name": "cosine"}}}
     stacked = run_stacked(configs, [tmp_path / "s"] * 3)
     for c, s in zip(configs, stacked):
         alone, _ = run_job(c, tmp_path / "a")
@@ -161,12 +173,15 @@ def test_the_checkpoint_of_a_stacked_trial_is_its_separate_runs(tmp_path):
                 torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
 
-def test_a_stacked_trial_stopped_midway_resumes_alone_to_the_uninterrupted_numbers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mixed", [False, True], ids=["adam-family", "both-families"])
+def test_a_stacked_trial_stopped_midway_resumes_alone_to_the_uninterrupted_numbers(tmp_path, monkeypatch, mixed):
     import dlx
     from dlx.many import stacking
 
     configs = [_cfg(0), _cfg(1, optimizer={"name": "momentum", "lr": 0.02})]
     configs[1]["optimizer"] = {"name": "adamw", "lr": 0.005}
+    if mixed:  # the momentum buffer and Adam's moments written from one stack, each resumed alone
+        configs += [_cfg(2, optimizer={"name": "momentum", "lr": 0.02}), MIXED[5]]
     records = stacking.StackedTrainer._records
 
     def stop_at_14(self, rows, evaluating):
@@ -176,7 +191,7 @@ def test_a_stacked_trial_stopped_midway_resumes_alone_to_the_uninterrupted_numbe
 
     monkeypatch.setattr(stacking.StackedTrainer, "_records", stop_at_14)
     # log_every 4, stopped after step 12 plus two more steps of the next interval.
-    stopped = run_stacked(configs, [tmp_path / "s"] * 2)
+    stopped = run_stacked(configs, [tmp_path / "s"] * len(configs))
     monkeypatch.undo()
     for c, s in zip(configs, stopped):
         assert s["status"] == "interrupted" and s["summary"]["steps"] == 12
@@ -210,6 +225,40 @@ def test_one_trials_divergence_or_early_stop_ends_that_trial_only(tmp_path):
             _same_runs(s, alone)
 
 
+def test_in_a_stack_of_both_families_trials_that_end_early_leave_the_others_exact(tmp_path):
+    # The sgd family's two trials end (one diverges, one stops early at step 16): the stack
+    # steps on first with both families' rows scattered, then with the adam family alone.
+    configs = [
+        _cfg(0, optimizer={"name": "adam", "lr": 0.01}),
+        _cfg(1, optimizer={"name": "sgd", "lr": 1e6}),  # blows up in a few steps
+        _cfg(2, optimizer={"name": "adamw", "lr": 0.003, "weight_decay": 0.1}),
+        _cfg(3, optimizer={"name": "momentum", "lr": 0.01}),
+        _cfg(4, optimizer={"name": "adam", "lr": 0.02, "betas": [0.8, 0.99]}),
+    ]
+    configs[3]["regularization"] = {"early_stopping": {"metric": "test_loss", "patience": 1, "min_delta": 10.0}}
+    stacked = run_stacked(configs, [tmp_path / "s"] * len(configs))
+    assert [s["status"] for s in stacked] == ["diverged" if i == 1 else "completed" for i in range(5)]
+    assert stacked[1]["summary"]["diverged"]["step"] < 16 and stacked[3]["summary"]["steps"] == 16
+    for c, s in zip(configs, stacked):
+        alone, _ = run_job(c, tmp_path / "a")
+        assert s["summary"]["steps"] == alone["summary"]["steps"]
+        if s["status"] != "diverged":
+            _same_runs(s, alone)
+
+
+def test_a_three_optimizer_three_seed_compare_is_one_stack():
+    import dlx
+    from dlx.many.variants import make_variants, trial_configs
+
+    quickstart = Path(dlx.__file__).parent / "example_configs" / "quickstart.yaml"
+    variants = make_variants(["sgd", "momentum", "adam"], [], seeds=3)
+    configs = [c for _, _, c in trial_configs(quickstart, [], variants, seeds=3)]
+    assert sorted(c["optimizer"]["name"] for c in configs) == ["adam"] * 3 + ["momentum"] * 3 + ["sgd"] * 3
+    jobs, notes = plan_stacks(configs, slots=1)
+    assert jobs == [list(range(9))]
+    assert notes == ["stacked: 9 of 9 trials train as 1 stacked model(s) of 9 (--no-stack trains each alone)"]
+
+
 def test_what_cannot_stack_trains_alone_and_the_notes_say_why():
     dropout = _cfg(0, regularization={"dropout": 0.2})
     batch_norm = _cfg(1, regularization={"norm": "batch"})
@@ -229,11 +278,11 @@ def test_what_cannot_stack_trains_alone_and_the_notes_say_why():
     wider = _cfg(8, model={"name": "mlp", "depth": 2, "width": 32})
     configs = [dropout, batch_norm, rmsprop, rnn, sgd, momentum, adam, adam2, wider]
     jobs, notes = plan_stacks(configs, slots=1)
-    # sgd and momentum are one family, the two adams another; the wider net stands alone.
-    assert sorted(map(sorted, (j for j in jobs if len(j) > 1))) == [[4, 5], [6, 7]]
+    # sgd, momentum and the two adams share one stack (each by its own formula); the wider net stands alone.
+    assert sorted(map(sorted, (j for j in jobs if len(j) > 1))) == [[4, 5, 6, 7]]
     assert sorted(i for j in jobs for i in j) == list(range(9))
     text = "\n".join(notes)
-    assert "4 of 9 trials train as 2 stacked model(s)" in text
+    assert "4 of 9 trials train as 1 stacked model(s)" in text
     for why in ("dropout draws its masks", "batch norm keeps running statistics", "optimizer rmsprop", "model rnn"):
         assert why in text
     # More slots than stacks: the biggest stack is split so every slot has work.

@@ -172,10 +172,14 @@ def test_compare_table_fits_and_shows_every_mean_whole(made, width):
         for k in NUMBERS:
             if k in shown:
                 assert shown[k] == num(run["final"][k])
-        assert shown["verdict"] == run["verdicts"][0]["kind"]
+        # The run's verdict; healthy gradients in a run too short to judge say so.
+        short = run["verdicts"][0]["kind"] == "healthy" and run["outcome"]["kind"] == "too_short"
+        want = "too short to judge" if short else run["verdicts"][0]["kind"]
+        assert " ".join(shown["verdict"].split()) == want
     dropped = left_out(out, width)
     assert {"variant", "test_acc", "verdict"} <= set(headers)
-    assert not {"seconds", "runs"} & set(dropped)  # named by their --json keys
+    # Named by their --json keys; only what the one-line rule leaves out (seconds, then runs).
+    assert "seconds" not in dropped and set(dropped) <= {"train_seconds", "runs"}
     assert len(headers) + len(dropped) == 8
     assert bool(dropped) == (width == 80), out
 
@@ -279,6 +283,16 @@ def test_compare_leaves_out_seconds_rather_than_wrap_a_row_over_several_lines():
     assert [c[0] for c in cells] == [r.label for r in rows]  # one line each
     assert cells[0][headers.index("train_loss")] == "0.724±0.043"
     assert left_out(out, 120) == ["train_seconds"]
+
+
+def test_a_mean_over_fewer_seeds_than_ran_says_how_many_never_a_silent_plus_minus_zero():
+    stats = {"train_loss": (2.06e24, 0.0), "test_acc": (0.34, 0.01)}
+    diverged = Row("schedule=constant", 2, {"diverged": 2}, stats, "lr_too_high")
+    diverged.values = {"train_loss": [2.06e24], "test_acc": [0.33, 0.35]}
+    out = render(compare_table([diverged], 2, 120), 120)
+    headers, cells = parse(out)
+    assert cells[0][headers.index("train_loss")] == "2.06e+24 (1 of 2)"
+    assert cells[0][headers.index("test_acc")] == "0.34±0.01"
 
 
 def test_sweep_table_fits_and_leaves_out_seconds_then_the_last_keys():

@@ -92,6 +92,7 @@ def compare(
         typer.echo(json.dumps(cmp.as_dict(), indent=2))
     else:
         _compare_table(con, cmp.rows, seeds, cmp.target)
+        _spread(con, cmp.rows)
         if cmp.ensembles:
             _ensemble_table(con, cmp.ensembles)
         if cmp.figure_path:
@@ -265,6 +266,17 @@ def _compare_table(con, rows, seeds, goal) -> None:
     from dlx.views.tables import compare_table
 
     print_fitted(con, compare_table(rows, seeds, con.width, goal), "--json shows all")
+
+
+def _spread(con, rows) -> None:
+    """What the seeds say under the table, each sentence wrapped between words."""
+    from rich.text import Text
+
+    from dlx.views.spread import spread_lines
+    from dlx.views.tables import Hanging
+
+    for line in spread_lines(rows):
+        con.print(Hanging(Text(line), labels=(line[: line.find(": ") + 2],) if ": " in line else ()))
 
 
 def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address, stack=True, warm=True):

@@ -48,7 +48,7 @@ def compare(
         raise UsageError(f"seeds must be at least 1, got {seeds}")
     return run_variants(
         config,
-        lambda: make_variants(list(optimizers) if optimizers else None, list(over)),
+        lambda: make_variants(list(optimizers) if optimizers else None, list(over), seeds),
         seeds=seeds,
         target=target,
         overrides=overrides,

@@ -42,13 +42,22 @@ def why_not(cfg) -> str | None:
     return None
 
 
+def optimizer_family(name: str) -> str:
+    """The formula a stack steps a trial with: "sgd" (sgd, momentum, nesterov) or "adam" (adam, adamw)."""
+    if name in SGD_FAMILY:
+        return "sgd"
+    if name in ADAM_FAMILY:
+        return "adam"
+    raise ValueError(f"optimizer {name}: the stack steps {', '.join(SGD_FAMILY + ADAM_FAMILY)}")
+
+
 def stack_key(cfg) -> str:
     """Configs with equal keys can train as one stack: one architecture, data of one shape
-    and one loop; seeds, inits, learning rates and the optimizer's other numbers may differ."""
+    and one loop; seeds, inits, learning rates and the optimizers (sgd, momentum, nesterov,
+    adam and adamw, side by side, each by its own formula) and their numbers may differ."""
     r = cfg.resolved()
-    family = "sgd" if cfg.optimizer.name in SGD_FAMILY else "adam"
     reg = {k: v for k, v in r["regularization"].items() if k in ("dropout", "dropconnect", "norm")}
-    return json.dumps([r["data"], r["model"], r["activation"], r["train"], reg, family], sort_keys=True, default=str)
+    return json.dumps([r["data"], r["model"], r["activation"], r["train"], reg], sort_keys=True, default=str)
 
 
 def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[str]]:

@@ -19,7 +19,8 @@ What stacks (why_not says why a config does not): the mlp without dropout, dropc
 or batch norm (their random masks and running statistics are per-run state a stack would
 draw or keep differently), with activations without parameters, and the optimizers sgd,
 momentum, nesterov, adam and adamw (amsgrad off). Trials stack when stack_key is equal:
-same data spec, model, activation and train section, and one optimizer family.
+same data spec, model, activation and train section; sgd-family and adam-family trials
+share a stack, each stepped by its own formula (stacked_model.StackedOptimizer).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dlx.many.stack_plan import (  # noqa: F401  (the plan's names, also read fr
     MAX_STACK_INPUTS,
     MAX_STACK_PARAMS,
     SGD_FAMILY,
+    optimizer_family,
     plan_stacks,
     stack_key,
     why_not,
@@ -96,12 +98,12 @@ class StackedTrainer:
             for n in names
         ]
         self.model = StackedMLP([tr.model for tr in self.tr], self.params)
-        family = "sgd" if trials[0].cfg.optimizer.name in SGD_FAMILY else "adam"
+        families = [optimizer_family(t.cfg.optimizer.name) for t in trials]
         self.lr_table = torch.tensor(
             [[_lr_at(tr, s) for tr in self.tr] for s in range(self.total_steps)], dtype=torch.float64
         )
         self.optimizer = StackedOptimizer(
-            family, [tr.optimizer for tr in self.tr], self.params, self.lr_table.float().to(self.device)
+            families, [tr.optimizer for tr in self.tr], self.params, self.lr_table.float().to(self.device)
         )
 
         def col(fn):

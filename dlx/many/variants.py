@@ -59,16 +59,26 @@ class Variant:
     sets: list[str]  # --set style overrides that make it
 
 
-def make_variants(optimizers: list[str] | None, over: list[str]) -> list[Variant]:
-    """The cartesian product of --optimizers and every --over axis."""
+# The one variant of `dlx compare CONFIG --seeds N` with nothing varied: the setup's spread.
+AS_CONFIGURED = "as configured"
+
+
+def make_variants(optimizers: list[str] | None, over: list[str], seeds: int = 1) -> list[Variant]:
+    """The cartesian product of --optimizers and every --over axis; with neither, the config
+    itself as one variant when there are seeds to compare (its spread over seeds)."""
     axes = parse_over(over)
     if optimizers:
         # Each optimizer with its own usual hyperparameters (lr included): a fair
         # comparison does not give Adam SGD's learning rate. --over optimizer.lr=...
         # sets one for all.
         axes.insert(0, ("optimizer", [f"{{name: {o}}}" for o in optimizers]))
+    if not axes and seeds > 1:
+        return [Variant(AS_CONFIGURED, [])]
     if not axes:
-        raise UsageError("nothing to compare: give --optimizers A,B or --over KEY=V1,V2")
+        raise UsageError(
+            "nothing to compare: give --optimizers A,B, --over KEY=V1,V2, or --seeds N (N >= 2) "
+            "for one setup's spread over seeds"
+        )
     out = []
     for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in axes]):
         label = " ".join(f"{k}={_short(v)}" for k, v in combo)
@@ -149,8 +159,12 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
     return key, number
 
 
+def finite(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
+    vals = finite(values)
     if not vals:
         return None, None
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
@@ -164,6 +178,14 @@ class Row:
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     verdict: str = ""
     run_paths: list[str] = field(default_factory=list)
+    # Each final metric's finite values, one per seed that has it, in seed order.
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        """The 95% interval of the mean of `key` over the seeds (Student's t; None under 2)."""
+        from dlx.core.stats import mean_interval
+
+        return mean_interval(self.values.get(key, []))
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -175,7 +197,19 @@ class Row:
         }
         for k, (m, s) in self.stats.items():
             d[k] = {"mean": m, "sd": s}
+            if k in self.values:
+                ci = self.interval(k)
+                d[k].update(n=len(self.values[k]), interval=list(ci) if ci else None, values=self.values[k])
         return d
+
+
+def verdict_word(summary: dict[str, Any]) -> str:
+    """A run's verdict in one cell: its first verdict's kind; "healthy" of a run too short to
+    judge says that instead (healthy gradients after 20 steps are not a healthy outcome)."""
+    kind = summary["verdicts"][0]["kind"]
+    if kind == "healthy" and (summary.get("outcome") or {}).get("kind") == "too_short":
+        return "too short to judge"
+    return kind
 
 
 def aggregate(label: str, results: list[Any], target: tuple[str, float] | None) -> Row:
@@ -188,12 +222,13 @@ def aggregate(label: str, results: list[Any], target: tuple[str, float] | None) 
     summaries = [r.summary for r in results if r.summary]
     for k in METRICS:
         row.stats[k] = _mean_sd([s.get("final", {}).get(k) for s in summaries])
+        row.values[k] = finite([s.get("final", {}).get(k) for s in summaries])
     row.stats["train_seconds"] = _mean_sd([s.get("train_seconds") for s in summaries])
     if target is not None:
         reached = [steps_to(r.metrics or [], target) for r in results]
         row.stats[f"steps_to_{target[0]}"] = _mean_sd([float(x) for x in reached if x is not None])
         row.statuses["reached_target"] = sum(x is not None for x in reached)
-    kinds = [s["verdicts"][0]["kind"] for s in summaries if s.get("verdicts")]
+    kinds = [verdict_word(s) for s in summaries if s.get("verdicts")]
     if kinds:
         common = max(set(kinds), key=kinds.count)
         row.verdict = common if kinds.count(common) == len(kinds) else f"{common} ({kinds.count(common)}/{len(kinds)})"

@@ -22,6 +22,8 @@ runs/<run_id>/
   fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
 runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
                   trainings are one too (compare-fix-<run>-<time>.json)
+runs/.runs-index.json  list_runs' rows kept beside the folders (RUNS_INDEX, dlx.records.index): a
+                  cache, rebuilt from the folders when missing, damaged or stale; safe to delete
 
 A folder appears under its final name only once config.yaml and meta.json are
 complete; JSON files are replaced atomically; .jsonl files are appended and
@@ -46,5 +48,7 @@ INSTRUMENTS_FILE = "instruments.jsonl"
 SNAPSHOTS_FILE = "snapshots.pt"
 FIX_RECORD = "fix.json"
 FIXED_CONFIG = "fixed.yaml"
+# Beside the run folders (in a runs folder, or a sweep's trials/): a dot-name, so never taken for a run.
+RUNS_INDEX = ".runs-index.json"
 # The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).
 SERIES = (METRICS_FILE, PROBES_FILE, INSTRUMENTS_FILE)

@@ -9,6 +9,7 @@ from typing import Any
 from dlx.core.errors import DamagedFile, DlxError
 from dlx.core.tensorfile import read_tensors
 from dlx.records.find import newest, run_folders
+from dlx.records.index import folder_key, read_index, settled, trusted, write_index
 from dlx.records.jsonio import SHAPE_ERRORS, check_series, is_int, is_number, read_jsonl, read_object
 from dlx.records.layout import (
     CHECKPOINT_FILE,
@@ -125,36 +126,78 @@ def load_run(path: Path) -> dict[str, Any]:
     }
 
 
-def list_runs(runs_dir: Path = Path("runs"), skipped: list[str] | None = None) -> list[dict[str, Any]]:
+def list_runs(
+    runs_dir: Path = Path("runs"), skipped: list[str] | None = None, index: bool = True
+) -> list[dict[str, Any]]:
     """One row per run folder (oldest first): id, name, status, steps, final metrics, verdict.
 
     A run still marked `running` whose process is gone (killed, machine rebooted,
     heartbeat stale: see run_status) is shown as `interrupted`: nothing will ever finish it.
     A folder whose meta.json is not a readable object is left out and named in `skipped`;
     a field of the wrong type shows as missing. One bad folder never hides the others.
+
+    The rows are kept in an index beside the folders (dlx.records.index): a folder whose
+    meta.json and summary.json are unchanged since is not read again, and the index is
+    rewritten only when a folder changed, came or went. The rows are the same with it or
+    without; index=False reads every folder and leaves the index alone.
     """
+    runs_dir = Path(runs_dir)
+    folders = run_folders(runs_dir)
+    old, written_ns = read_index(runs_dir) if index else ({}, 0)
+    entries: dict[str, Any] = {}
+    changed = old.keys() != {d.name for d in folders}
     rows = []
-    for d in run_folders(runs_dir):
-        meta, why = read_object(d / META_FILE)
-        if meta is None:
+    for d in folders:
+        key = folder_key(d) if index else None
+        entry = old.get(d.name)
+        if not trusted(entry, key, written_ns) or not _whole(entry):
+            fresh = _entry(d, key)
+            # Rewrite for a change, or to vouch for an entry a newer index will trust (see RACY_NS).
+            changed = changed or fresh != entry or settled(key)
+            entry = fresh
+        entries[d.name] = entry
+        if "skip" in entry:
             if skipped is not None:
-                skipped.append(f"{d.name} ({why})")
+                skipped.append(f"{d.name} ({entry['skip']})")
             continue
-        summary = read_object(d / SUMMARY_FILE)[0] or {}
-        final = final_metrics(summary)
-        rows.append(
-            {
-                "run_id": d.name,
-                "name": meta.get("name") if isinstance(meta.get("name"), str) else None,
-                "status": run_status(meta, d),
-                "started": meta.get("started") if isinstance(meta.get("started"), str) else None,
-                "steps": summary.get("steps") if is_int(summary.get("steps")) else None,
-                **{
-                    k: final.get(k) if is_number(final.get(k)) else None
-                    for k in ("train_loss", "train_acc", "test_loss", "test_acc")
-                },
-                "verdict": verdict_kind(summary),
-                "path": str(d),
-            }
-        )
+        row = {"run_id": d.name, **entry["row"], "path": str(d)}
+        if "meta" in entry:  # stored `running`: its process may have died since, whatever the files say
+            row["status"] = run_status(entry["meta"], d)
+        rows.append(row)
+    if index and changed:
+        write_index(runs_dir, entries)
     return rows
+
+
+# A row's keys as the index keeps it (list_runs adds run_id first and path last).
+ROW_KEYS = {"name", "status", "started", "steps", "train_loss", "train_acc", "test_loss", "test_acc", "verdict"}
+
+
+def _whole(entry: dict[str, Any]) -> bool:
+    """An index entry of the shape _entry makes (an index edited by hand is read again, not trusted)."""
+    if isinstance(entry.get("skip"), str):
+        return True
+    row = entry.get("row")
+    return isinstance(row, dict) and row.keys() == ROW_KEYS and isinstance(entry.get("meta", {}), dict)
+
+
+def _entry(d: Path, key: list | None) -> dict[str, Any]:
+    """A run folder read for the index: its row (less run_id and path), or why it is skipped;
+    a run whose meta.json says `running` keeps that meta, for run_status at each listing."""
+    meta, why = read_object(d / META_FILE)
+    if meta is None:
+        return {"key": key, "skip": why}
+    summary = read_object(d / SUMMARY_FILE)[0] or {}
+    final = final_metrics(summary)
+    row = {
+        "name": meta.get("name") if isinstance(meta.get("name"), str) else None,
+        "status": run_status(meta, d),
+        "started": meta.get("started") if isinstance(meta.get("started"), str) else None,
+        "steps": summary.get("steps") if is_int(summary.get("steps")) else None,
+        **{
+            k: final.get(k) if is_number(final.get(k)) else None
+            for k in ("train_loss", "train_acc", "test_loss", "test_acc")
+        },
+        "verdict": verdict_kind(summary),
+    }
+    return {"key": key, "row": row, **({"meta": meta} if meta.get("status") == "running" else {})}

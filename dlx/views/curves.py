@@ -10,15 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from dlx.views.series import Group, band, near_zero
+from dlx.views.series import Group, band, curve, near_zero
 from dlx.views.style import NONFINITE_COLOR, plain
 
 
 def draw_curves(
     ax, groups: list[tuple[str, list[list[dict]], int | None]], keys: list[tuple[str, str, str]], ylabel: str, log: bool
 ) -> bool:
-    """Metric curves: one colour per group (mean over its runs, band min-max when
-    several), one line style per key (train solid, test dashed). True if anything was drawn."""
+    """Metric curves: one colour per group (the mean over its runs, and each run faintly
+    behind it when several: the seeds' spread as it is, not a band that hides its shape),
+    one line style per key (train solid, test dashed). True if anything was drawn."""
     from matplotlib.lines import Line2D
 
     drawn_keys, handles = set(), []
@@ -30,9 +31,12 @@ def draw_curves(
             if found is None:
                 continue
             steps, mean, lo, hi = found
-            ax.plot(steps, mean, color=color, ls=style, lw=1.6, marker="o" if len(steps) <= 3 else None, ms=4)
             if len(runs) > 1:
-                ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
+                faint = min(0.35, max(0.05, 3 / len(runs)))  # 100 seeds still read as a cloud
+                for run in runs:
+                    xs, ys = curve(run, key)
+                    ax.plot(xs, ys, color=color, ls=style, lw=0.6, alpha=faint, zorder=1)
+            ax.plot(steps, mean, color=color, ls=style, lw=1.8, marker="o" if len(steps) <= 3 else None, ms=4, zorder=2)
             drawn_keys.add(key)
             shown = True
         if diverged is not None:
@@ -45,9 +49,7 @@ def draw_curves(
         handles += [Line2D([], [], color="0.3", ls=style, label=name) for key, name, style in keys if key in drawn_keys]
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(
-        ylabel + (" (mean, band min-max over seeds)" if any(len(r) > 1 for _, r, _ in groups) else ""), fontsize=10
-    )
+    ax.set_title(ylabel + (" (mean; each seed faint)" if any(len(r) > 1 for _, r, _ in groups) else ""), fontsize=10)
     if drawn_keys:
         if log and _log_worthy([r for _, runs, _ in groups for r in runs], [k for k, _, _ in keys]):
             ax.set_yscale("log")

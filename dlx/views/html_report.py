@@ -393,9 +393,32 @@ def compare_page(record_path: Path) -> str:
             cfg = yaml.safe_load(first[label]["config"]) if first[label] else {}
             groups[figure_label(label, cfg or {})] = [r["metrics"] for r in rs if r["metrics"]]
         fig = compare_curves_figure(groups, title=f"dlx compare {Path(str(rec.get('config', ''))).name}")
-        return f'<figure><img alt="curves" src="{png_uri(figure_png(fig))}"><figcaption>mean over seeds, band: min to max</figcaption></figure>'
+        return f'<figure><img alt="curves" src="{png_uri(figure_png(fig))}"><figcaption>mean over seeds, each seed faint behind it</figcaption></figure>'
 
     sections.append(("curves", "Curves", guarded("the runs' metrics", curves)))
+
+    def seeds() -> str:
+        from dlx.views.spread import distribution_figure, headline_metric, record_rows, spread_lines
+
+        rows = record_rows(variants, runs)
+        key = headline_metric(rows)
+        lines = spread_lines(rows)
+        if key is None or not lines:
+            return ""
+        fig = distribution_figure(rows, key)
+        return (
+            "<ul>"
+            + "".join(f"<li>{esc(line)}</li>" for line in lines)
+            + "</ul>"
+            + (
+                f'<figure><img alt="final {esc(key)} per seed" src="{png_uri(figure_png(fig))}">'
+                f"<figcaption>every seed's final {esc(key)} per variant, best first</figcaption></figure>"
+            )
+        )
+
+    spread = guarded("the seeds' final metrics", seeds)
+    if spread:
+        sections.append(("seeds", "What the seeds say", spread))
     one_each = [rs[0]["path"] for rs in runs.values() if rs and (Path(rs[0]["path"]) / CHECKPOINT_FILE).is_file()]
     data = (runs and next(iter(runs.values())) and next(iter(runs.values()))[0]["meta"].get("data")) or {}
     if one_each and data.get("task") == "classification" and list(data.get("feature_shape") or []) == [2]:

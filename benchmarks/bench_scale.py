@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Many seeds at scale: trainings per second through `dlx compare --seeds K`, beside the
+yardsticks, alternated in one run.
+
+    python benchmarks/bench_scale.py --ks 10,100 --repeats 2 --out benchmarks/results-scale-cpu-2core.json
+    python benchmarks/bench_scale.py --ks 1000 --repeats 1
+
+Per round, each side once, every command timed from process start to exit:
+
+dlx K       `dlx compare configs/quickstart.yaml --seeds K --optimizers adam` (K = 1: `dlx
+            train`), end to end: K complete run folders, the table, the figure, the record.
+            Also its peak memory (the largest child's max RSS) and the runs folder's size.
+by hand     ../shared/bench/seeds_by_hand.py 10 (the loop a person writes: 10 seeds one after
+            another, one thread), scaled to K by its per-seed time.
+stacked     ../shared/bench/stacked_reference.py 1 (plain torch, K nets as one stacked model,
+            one thread: the CPU's limit for these tiny nets), its trainings/s at K = 1, 10, 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "bench"
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+PY = sys.executable
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return dt, p.stdout + p.stderr
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def dlx_seeds(k: int, work: Path) -> dict:
+    runs = work / f"runs-{k}"
+    cmd = [PY, "-m", "dlx.cli.app"]
+    if k == 1:
+        cmd += ["train", str(QUICKSTART), "--runs-dir", str(runs), "-q"]
+    else:
+        cmd += ["compare", str(QUICKSTART), "--seeds", str(k), "--optimizers", "adam", "--runs-dir", str(runs)]
+    # A wrapper process per command, so RUSAGE_CHILDREN is this command's: the largest peak
+    # RSS among the driver and every worker it reaped.
+    wrap = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)"
+    )
+    dt, out = timed([PY, "-c", wrap, *cmd])
+    peak_kb = int(re.findall(r"PEAK_KB (\d+)", out)[-1])
+    folders = [p for p in runs.iterdir() if p.is_dir()]
+    size = folder_bytes(runs)
+    shutil.rmtree(runs)
+    return {
+        "seconds": dt,
+        "trainings_per_s": k / dt,
+        "run_folders": len(folders),
+        "disk_mb": size / 1e6,
+        "peak_rss_mb": peak_kb / 1024,
+        "stacked_note": next((line.strip() for line in out.splitlines() if line.strip().startswith("stacked:")), None),
+    }
+
+
+def by_hand(n: int = 10) -> dict:
+    dt, _ = timed([PY, str(SHARED / "seeds_by_hand.py"), str(n), "1"])
+    return {"seconds": dt, "per_seed_s": dt / n}
+
+
+def stacked_reference() -> dict[int, float]:
+    _, out = timed([PY, str(SHARED / "stacked_reference.py"), "1"])
+    return {int(k): float(v) for k, v in re.findall(r"K=\s*(\d+):.*?->\s*([\d.]+) trainings/s", out)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ks", default="1,10,100", help="comma-separated K (seeds per compare)")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds after one dropped warm-up")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    a = ap.parse_args()
+    ks = [int(k) for k in a.ks.split(",")]
+    rounds: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="dlx-bench-scale-") as tmp:
+        work = Path(tmp)
+        for r in range(a.repeats + 1):  # round 0 warms the disk cache and is dropped
+            row = {"by_hand": by_hand(), "stacked_reference": stacked_reference(), "dlx": {}}
+            for k in ks:
+                row["dlx"][k] = dlx_seeds(k, work)
+            if r:
+                rounds.append(row)
+            print(f"round {r}{' (warm-up, dropped)' if not r else ''}: " + json.dumps(row, default=str), flush=True)
+    hand = statistics.median(x["by_hand"]["per_seed_s"] for x in rounds)
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "by_hand_per_seed_s": hand,
+        "stacked_reference_trainings_per_s": {
+            k: statistics.median(x["stacked_reference"][k] for x in rounds) for k in rounds[0]["stacked_reference"]
+        },
+        "dlx": {},
+    }
+    for k in ks:
+        secs = statistics.median(x["dlx"][k]["seconds"] for x in rounds)
+        last = rounds[-1]["dlx"][k]
+        summary["dlx"][k] = {
+            "seconds": secs,
+            "trainings_per_s": k / secs,
+            "speedup_vs_by_hand": hand * k / secs,
+            "run_folders": last["run_folders"],
+            "disk_mb": last["disk_mb"],
+            "peak_rss_mb": last["peak_rss_mb"],
+            "stacked_note": last["stacked_note"],
+        }
+    print(json.dumps(summary, indent=2))
+    if a.out:
+        a.out.write_text(json.dumps({"summary": summary, "rounds": rounds}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
