@@ -280,7 +280,8 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs") -> Run:
 
     d = read_run(find_run(run, Path(runs_dir)))
     try:
-        config = yaml.safe_load(d["config"]) or {}
+        # libyaml where it is installed: a compare reads every run's config.yaml back.
+        config = yaml.load(d["config"], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError:
         config = {}
     return Run(

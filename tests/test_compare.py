@@ -260,3 +260,29 @@ def test_a_compare_figure_names_each_optimizers_lr_in_its_legend():
     # An lr the variants set themselves is in the label already.
     [(v, _, c)] = trial_configs(CONFIGS / "quickstart.yaml", [], make_variants(["sgd"], ["optimizer.lr=0.3"]), 1)
     assert figure_label(v.label, c) == v.label and "optimizer.lr=0.3" in v.label
+
+
+def test_a_compare_over_many_seeds_keeps_full_snapshots_for_the_first_seeds_and_init_and_end_for_the_rest(tmp_path):
+    import copy
+
+    import torch
+    import yaml
+    from conftest import TINY
+
+    import dlx
+    from dlx.many.variants import FULL_SNAPSHOT_SEEDS
+
+    base = copy.deepcopy(TINY)
+    base["train"] = {"steps": 40, "batch_size": 32, "log_every": 4}
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump(base))
+    cmp = dlx.compare(path, seeds=5, runs_dir=tmp_path / "runs", quiet=True, figure=False, max_parallel=1)
+    assert any("stacked: 5 of 5" in n for n in cmp.notes)  # the lean seeds still stack with the others
+    for run in cmp.runs["as configured"]:
+        snaps = torch.load(run.path / "snapshots.pt", weights_only=True)
+        seed = run.meta["seed"]
+        if seed < FULL_SNAPSHOT_SEEDS:
+            assert len(snaps["steps"]) == 11 and run.config["train"]["snapshots"] == 30  # init and every log step here
+        else:
+            assert snaps["steps"] == [0, 40] and run.config["train"]["snapshots"] == 2
+        assert (run.path / "checkpoint.pt").is_file()  # what a resume needs, always

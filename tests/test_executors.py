@@ -275,3 +275,16 @@ def _alive(pid: int) -> bool:
     from dlx.records.folders import pid_alive
 
     return pid_alive(pid)
+
+
+def test_sweep_and_compare_build_their_executor_in_one_place_and_refuse_odd_options():
+    from dlx.core.errors import UsageError
+    from dlx.many.backends import build_executor
+    from dlx.many.executors import LocalExecutor
+
+    ex = build_executor("local", max_parallel=2, retries=1, stack=False, warm=False)
+    assert isinstance(ex, LocalExecutor) and (ex.max_parallel, ex.retries, ex.stack, ex.warm) == (2, 1, False, False)
+    with pytest.raises(UsageError, match="--address is for --executor ray"):
+        build_executor("local", address="127.0.0.1:6379")
+    with pytest.raises(UsageError, match="local or ray"):
+        build_executor("slurm")

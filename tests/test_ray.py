@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
+import dlx
 from dlx.core.errors import DlxError, UsageError
 from dlx.many.executors import Trial
 from dlx.many.ray_executor import MISSING_RAY, materialize_run, read_tree
@@ -196,8 +197,10 @@ class Cluster:
 
         _wait_for(started, 60, f"the ray {name} to start")
 
+    COMMON = ["--num-cpus", "1", "--block", "--disable-usage-stats", "--object-store-memory", str(100 << 20)]
+
     def start(self) -> None:
-        common = ["--num-cpus", "1", "--block", "--disable-usage-stats", "--object-store-memory", str(100 << 20)]
+        common = self.COMMON
         self._start(
             "head",
             [
@@ -220,6 +223,11 @@ class Cluster:
             {**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
         )
         self._wait_started("head")
+        self.start_node()
+
+    def start_node(self) -> None:
+        """Start the second node (again, after a test killed it: a new node, its own temp dir)."""
+        self.node_starts = getattr(self, "node_starts", 0) + 1
         self._start(
             "node",
             [
@@ -232,8 +240,8 @@ class Cluster:
                 "--node-ip-address",
                 "127.0.0.1",
                 "--temp-dir",
-                str(self.ray_tmp / "node"),
-                *common,
+                str(self.ray_tmp / f"node{self.node_starts}"),
+                *self.COMMON,
             ],
             self.env,
         )
@@ -282,7 +290,7 @@ DRIVER = textwrap.dedent("""
     deadline = time.time() + 30
     while ray.cluster_resources().get("CPU", 0) < spec["cpus"] and time.time() < deadline:
         time.sleep(0.2)
-    ex = RayExecutor(spec["address"], num_cpus=1, max_retries=2, env=spec["env"])
+    ex = RayExecutor(spec["address"], num_cpus=1, max_retries=2, env=spec["env"], stack=spec["stack"])
     progress = open(spec["progress"], "a")
 
     def on_row(r):
@@ -292,7 +300,9 @@ DRIVER = textwrap.dedent("""
     try:
         if spec.get("sweep"):  # a real sweep: the parent lands each trial in the sweep folder
             sw = dlx.sweep(spec["sweep"], runs_dir=spec["runs_dir"], executor=ex, on_row=on_row)
-            Path(spec["out"]).write_text(json.dumps({"max_parallel": ex.max_parallel, "folder": str(sw.folder)}))
+            Path(spec["out"]).write_text(
+                json.dumps({"max_parallel": ex.max_parallel, "folder": str(sw.folder), "notes": ex.notes})
+            )
             sys.exit(0)
         trials = [Trial(t["id"], t["config"], Path(spec["runs_dir"])) for t in spec["trials"]]
         results = ex.run(trials)
@@ -301,12 +311,17 @@ DRIVER = textwrap.dedent("""
         sys.exit(130)
     rows = [{"id": r.id, "status": r.status, "run_path": str(r.run_path) if r.run_path else None,
              "attempts": r.attempts, "node": r.node, "error": r.error} for r in results]
-    Path(spec["out"]).write_text(json.dumps({"max_parallel": ex.max_parallel, "results": rows}))
+    Path(spec["out"]).write_text(json.dumps({"max_parallel": ex.max_parallel, "results": rows, "notes": ex.notes}))
 """)
 
 
 def _driver(
-    cluster: Cluster, work: Path, trials: list[Trial] | None, cpus: int, sweep: Path | None = None
+    cluster: Cluster,
+    work: Path,
+    trials: list[Trial] | None,
+    cpus: int,
+    sweep: Path | None = None,
+    stack: bool = True,
 ) -> tuple[subprocess.Popen, dict]:
     work.mkdir(exist_ok=True)
     (work / "started").mkdir()
@@ -319,6 +334,7 @@ def _driver(
         "out": str(work / "out.json"),
         "trials": [{"id": t.id, "config": t.config} for t in trials or []],
         "sweep": str(sweep) if sweep else None,
+        "stack": stack,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     (work / "driver.py").write_text(DRIVER)
@@ -358,6 +374,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_a_stack_on_ray_is_one_task_and_lands_the_local_executors_run_folders(cluster, tmp_path):
+    import numpy as np
+
+    from dlx.many.executors import LocalExecutor
+    from dlx.many.stack_plan import plan_stacks
+
+    configs = {f"s{i}": _cfg(seed=i, steps=300) for i in range(4)}
+    configs["dropout"] = {**_cfg(seed=9, steps=300), "regularization": {"dropout": 0.1}}  # cannot stack
+    for c in configs.values():
+        c["train"]["log_every"] = 50
+    work = tmp_path / "ray"
+    proc, _ = _driver(cluster, work, [Trial(k, c, Path()) for k, c in configs.items()], cpus=2)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out[-5000:]
+    report = _json(work / "out.json")
+    # The oracle: the same trials on the local executor, stacked the same way (2 slots).
+    local = LocalExecutor(max_parallel=2, threads_per_trial=1)
+    alone = local.run([Trial(k, c, tmp_path / "local") for k, c in configs.items()])
+
+    # Both follow plan_stacks for the 2 slots; what it says is the stack_plan tests' business.
+    ids = list(configs)
+    jobs, notes = plan_stacks(list(configs.values()), 2)
+    stacked = {ids[i]: len(j) for j in jobs for i in j if len(j) > 1}
+    assert report["notes"] == notes == local.notes and notes[0].startswith("stacked: 4 of 5 trials")
+    assert sorted(stacked) == ["s0", "s1", "s2", "s3"]
+    # A stack is one Ray task: its trials started together in one worker process.
+    pid = {s["trial"]: s["pid"] for s in _started(work)}
+    assert all(len({pid[ids[i]] for i in j}) == 1 for j in jobs)
+    for row, res in zip(report["results"], alone):
+        assert row["id"] == res.id and (row["status"], row["attempts"], res.status) == ("completed", 1, "completed")
+        ray_run = Path(row["run_path"])
+        assert ray_run.parent == work / "runs"
+        assert _json(ray_run / "meta.json").get("stacked") == _json(res.run_path / "meta.json").get("stacked")
+        assert _json(ray_run / "meta.json").get("stacked") == stacked.get(res.id)
+        assert sorted(p.name for p in ray_run.iterdir()) == sorted(p.name for p in res.run_path.iterdir())
+        got, want = _rows(ray_run), _rows(res.run_path)
+        assert len(got) == len(want) >= 6 and [sorted(r) for r in got] == [sorted(r) for r in want]
+        for a, b in zip(got, want):
+            for k in a:
+                if k != "time":
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6)
+        fa, fb = (_json(p / "summary.json")["final"] for p in (ray_run, res.run_path))
+        for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
+            np.testing.assert_allclose(fa[k], fb[k], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_folder_per_trial(cluster, tmp_path):
     import yaml
@@ -372,7 +443,8 @@ def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_
             {"base": "base.yaml", "metric": "test_acc", "strategy": "grid", "space": {"seed": list(range(n))}}
         )
     )
-    proc, spec = _driver(cluster, work, None, cpus=2, sweep=work / "sweep.yaml")
+    # --no-stack: one task per trial, so each kill below hits one trial (stacks: the tests below).
+    proc, spec = _driver(cluster, work, None, cpus=2, sweep=work / "sweep.yaml", stack=False)
     try:
         # 1. SIGKILL the worker process of the first trial to start, mid-trial.
         first = _wait_for(lambda: _started(work), 60, "a first trial to start")[0]
@@ -458,6 +530,31 @@ def test_a_config_error_on_the_cluster_is_reported_once_and_not_retried(cluster,
     assert "model.widht" in r["error"]
 
 
+def test_dlx_compare_over_seeds_runs_its_stack_on_the_cluster(cluster, tmp_path):
+    config = tmp_path / "seeds.yaml"
+    cfg = dict(_cfg(seed=0, steps=40), name="seeds")
+    cfg["train"]["log_every"] = 10
+    config.write_text(json.dumps(cfg))  # JSON is YAML
+    runs = tmp_path / "runs"
+    env = {**cluster.env, "COLUMNS": "200", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # see the module docstring
+    p = subprocess.run(
+        [sys.executable, "-m", "dlx", "compare", str(config), "--seeds", "3", "--executor", "ray",
+         "--address", cluster.address, "--max-parallel", "1", "--runs-dir", str(runs)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "stacked: 3 of 3 trials" in p.stdout + p.stderr and "over 3 seeds" in p.stdout
+    folders = sorted(d for d in runs.iterdir() if d.is_dir())
+    assert len(folders) == 3
+    assert sorted(_json(d / "meta.json")["seed"] for d in folders) == [0, 1, 2]
+    assert all(_json(d / "meta.json").get("stacked") == 3 for d in folders)
+    # The same three trainings on this machine give the same numbers.
+    local = dlx.compare(config, seeds=3, runs_dir=tmp_path / "local", quiet=True, figure=False, max_parallel=1)
+    want = sorted(r.final["test_loss"] for rs in local.runs.values() for r in rs)
+    got = sorted(_json(d / "summary.json")["final"]["test_loss"] for d in folders)
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_running_trial_and_the_driver_exits_promptly(cluster, tmp_path):
     work = tmp_path / "interrupted"
@@ -477,6 +574,69 @@ def test_ctrl_c_cancels_the_running_trial_and_the_driver_exits_promptly(cluster,
     assert not (work / "runs").exists() or list((work / "runs").iterdir()) == []
     # The task was cancelled, not left training: its scratch folder is gone within the grace time.
     _wait_for(lambda: not list(cluster.ray_tmp.rglob(mine)), 10, "the cancelled task's scratch folder to be removed")
+
+
+@pytest.mark.slow
+def test_a_stack_whose_node_dies_mid_stack_is_retried_whole_and_each_trial_lands_once(cluster, tmp_path):
+    import yaml
+
+    if cluster.procs["node"].poll() is not None:
+        cluster.start_node()  # the sweep test above killed it
+    work = tmp_path / "stacks"
+    work.mkdir()
+    n, steps = 4, 2 * STEPS
+    (work / "base.yaml").write_text(yaml.safe_dump(_cfg(seed=0, steps=steps)))
+    (work / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {"base": "base.yaml", "metric": "test_acc", "strategy": "grid", "space": {"seed": list(range(n))}}
+        )
+    )
+    proc, _ = _driver(cluster, work, None, cpus=2, sweep=work / "sweep.yaml")
+    node_tmp = cluster.ray_tmp / f"node{cluster.node_starts}"
+    try:
+        # The stack on the second node: its trials started in one worker there ...
+        first = _wait_for(
+            lambda: next((s for s in _started(work) if s["pid"] in cluster.node_pids()), None),
+            90,
+            "a stack to start on the second node",
+        )
+        pid, node_id = first["pid"], first["node"]
+
+        # ... and are mid-training: each has logged rows in the task's scratch folder.
+        def training():
+            stack = sorted(s["trial"] for s in _started(work) if s["pid"] == pid)
+            files = list(node_tmp.rglob(f"dlx-scratch/{pid}-*/t*/*/metrics.jsonl"))
+            return len(stack) >= 2 and len(files) == len(stack) and all(f.stat().st_size > 0 for f in files) and stack
+
+        victims = _wait_for(training, 60, "the stack's trials to log their first rows")
+        cluster.kill("node")
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out[-5000:]
+    report = _json(work / "out.json")
+    folder = Path(report["folder"])
+    rows = {f"trial-{r['trial']:04d}": r for r in _json(folder / "results.json")["rows"]}
+
+    assert report["notes"][0].startswith("stacked: 4 of 4 trials train as 2 stacked model(s) of 2, 2")
+    assert len(victims) == 2 and sorted(rows) == [f"trial-{i:04d}" for i in range(n)]
+    assert all(r["status"] == "completed" and r["error"] is None for r in rows.values()), rows
+    # The dead stack ran again, whole (both trials in one new task), on the node left; counted exactly.
+    assert [(rows[v]["attempts"], rows[v]["node"] != node_id) for v in victims] == [(2, True)] * 2
+    assert all(r["attempts"] == 1 for t, r in rows.items() if t not in victims)
+    retried = {s["pid"] for s in _started(work) if s["trial"] in victims and s["pid"] != pid}
+    assert len(retried) == 1
+    # One complete run folder per trial, each a stacked run, nothing in flight left behind.
+    assert sorted(p.name for p in (folder / "trials").iterdir()) == sorted(rows)
+    assert not (folder / ".staging").exists()
+    for i in range(n):
+        trial = folder / "trials" / f"trial-{i:04d}"
+        meta = _json(trial / "meta.json")
+        assert (meta["status"], meta["seed"], meta["stacked"]) == ("completed", i, 2)
+        assert _json(trial / "summary.json")["steps"] == steps
+        assert len(_rows(trial)) == steps // 250
 
 
 def test_dlx_sweep_with_an_unreachable_ray_address_fails_before_making_a_sweep(tmp_path):

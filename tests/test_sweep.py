@@ -313,9 +313,9 @@ def resume_via_cli(folder: Path, monkeypatch) -> str:
     from typer.testing import CliRunner
 
     import dlx.cli.app
-    import dlx.cli.many
+    import dlx.many.backends
 
-    monkeypatch.setattr(dlx.cli.many, "_executor", lambda *a: FakeExecutor(folders=True))
+    monkeypatch.setattr(dlx.many.backends, "build_executor", lambda *a: FakeExecutor(folders=True))
     res = CliRunner().invoke(dlx.cli.app.app, ["sweep", "--resume", str(folder), "--runs-dir", str(folder.parent)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     return res.output

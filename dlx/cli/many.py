@@ -36,6 +36,18 @@ PruneOpt = typer.Option(
 )
 
 
+ExecutorOpt = typer.Option(
+    "local",
+    "--executor",
+    help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').",
+)
+
+
+AddressOpt = typer.Option(
+    None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379."
+)
+
+
 @app.command()
 @errors
 def compare(
@@ -67,11 +79,17 @@ def compare(
         help="Also average each variant's seed runs' predictions: the ensemble's test metrics beside its members'.",
     ),
     prune_on: Optional[str] = PruneOpt,
+    executor: str = ExecutorOpt,
+    address: Optional[str] = AddressOpt,
 ):
-    """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant."""
+    """Run one setup across optimizers (or any keys) with several seeds; mean +- sd per variant.
+
+    With nothing varied, --seeds N runs the one setup N times: its spread over seeds.
+    """
     from dlx.many.compare import compare as run_compare
     from dlx.run.pruning import prune_sets
 
+    check_choice(executor, ("local", "ray"), f"--executor {executor!r} is not an executor")
     con = console(stderr=as_json)
     cmp = run_compare(
         config,
@@ -87,6 +105,8 @@ def compare(
         warm=not fresh_processes,
         quiet=as_json,
         ensemble=ensemble,
+        executor=executor,
+        address=address,
     )
     if as_json:
         typer.echo(json.dumps(cmp.as_dict(), indent=2))
@@ -279,46 +299,6 @@ def _spread(con, rows) -> None:
         con.print(Hanging(Text(line), labels=(line[: line.find(": ") + 2],) if ": " in line else ()))
 
 
-def _executor(kind: str, max_parallel, retries, gpus_per_trial, cpus_per_trial, address, stack=True, warm=True):
-    """The executor the options name (raises DlxError for bad combinations)."""
-    from dlx.core.errors import UsageError
-
-    if kind == "ray":
-        from dlx.many.ray_executor import RayExecutor
-
-        return RayExecutor(
-            address=address,
-            num_cpus=cpus_per_trial or 1,
-            num_gpus=gpus_per_trial or 0,
-            max_retries=retries,
-            max_parallel=max_parallel,
-        )
-    if address:
-        raise UsageError("--address is for --executor ray; the local executor runs on this machine")
-    from dlx.many.executors import LocalExecutor
-
-    return LocalExecutor(
-        max_parallel=max_parallel,
-        retries=retries,
-        gpus_per_trial=gpus_per_trial,
-        threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None,
-        stack=stack,
-        warm=warm,
-    )
-
-
-ExecutorOpt = typer.Option(
-    "local",
-    "--executor",
-    help="Where trials run: local (processes on this machine) or ray (a cluster; pip install 'dlx\\[ray]').",
-)
-
-
-AddressOpt = typer.Option(
-    None, "--address", metavar="HOST:PORT", help="The Ray cluster to use (--executor ray), e.g. 127.0.0.1:6379."
-)
-
-
 GpusOpt = typer.Option(
     None,
     "--gpus-per-trial",
@@ -384,7 +364,9 @@ def sweep(
     set_ = [*(set_ or []), *prune_sets(prune_on)]
     if not resume and spec is None:
         raise UsageError("give a sweep spec (dlx sweep SPEC) or a sweep to finish (dlx sweep --resume SWEEP)")
-    ex = _executor(
+    from dlx.many.backends import build_executor
+
+    ex = build_executor(
         executor, max_parallel, retries, gpus_per_trial, cpus_per_trial, address, not no_stack, not fresh_processes
     )
     if hasattr(ex, "on_note"):

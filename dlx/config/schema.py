@@ -148,6 +148,16 @@ class Train(Section):
         "signal, and every checkpoint_every steps) so the run can be "
         "resumed",
     )
+    # Pictures along the way (dlx plot --step, dlx animate, the histograms between init
+    # and end) are drawn from these; a resume needs none of them (checkpoint.pt).
+    snapshots: int = Field(
+        30,
+        ge=2,
+        le=1000,
+        description="the model's weights kept along the way for pictures: init, the end and "
+        "evenly between (at most 4 MiB of them); a compare over many seeds keeps 2 (init and "
+        "end) for each variant's seeds past the first 3",
+    )
     # None: checkpoints only at the end and on Ctrl-C (a killed run then cannot resume).
     # N: also at the end of the log interval that reaches each multiple of N, so the
     # checkpoint and metrics.jsonl always agree on the last logged step.

@@ -31,13 +31,17 @@ def compare(
     quiet: bool | None = None,
     on_result=None,
     ensemble: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ):
     """Run one setup across optimizers (each with its usual hyperparameters) and/or any keys
     (over=["activation=tanh,relu", "optimizer.lr=0.01,0.1"]: variants are the product),
     `seeds` runs each (seed, seed+1, ...), every run a normal run folder in runs_dir, at most
     max_parallel at once (default: the CPU cores). target="test_acc=0.9" also counts steps to
     reach it. stack: variants that can (dlx.many.stacking) train together as one stacked model;
-    warm: worker processes run trial after trial (False: a fresh process per trial). Every variant's config is validated before the first run. Returns a Comparison:
+    warm: worker processes run trial after trial (False: a fresh process per trial);
+    executor="ray" runs the trials (stacks as one task each) on the Ray cluster at address.
+    Every variant's config is validated before the first run. Returns a Comparison:
     .rows (mean and sd over seeds), .table(), .plot(), .runs; with figure=True the curves are
     also saved beside the runs (.figure_path); ensemble=True also averages each variant's
     seed runs' predictions (dlx.many.ensemble: .ensembles[label]); the comparison itself is saved as
@@ -61,6 +65,8 @@ def compare(
         quiet=quiet,
         on_result=on_result,
         ensemble=ensemble,
+        executor=executor,
+        address=address,
     )
 
 
@@ -83,26 +89,30 @@ def run_variants(
     what: str = "compare",
     first_seed: int | None = None,
     name: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ):
     """compare()'s engine, for any list of variants (dlx.many.variants.Variant: a label and its --set
     overrides), or a function that makes them (called while the workers start): each variant
     `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here)."""
     import datetime as dt
 
-    from dlx.many.executors import LocalExecutor, Trial
+    from dlx.many.backends import build_executor
+    from dlx.many.executors import Trial
     from dlx.many.variants import aggregate, parse_target, trial_configs
     from dlx.results import Comparison
     from dlx.views.progress import TrialsProgress
 
     goal = parse_target(target)
-    executor = LocalExecutor(max_parallel=max_parallel, retries=retries, stack=stack, warm=warm)
-    # The workers import torch while the variants' configs are built and checked here.
-    executor.start_workers()
+    executor = build_executor(executor, max_parallel, retries, None, None, address, stack, warm)
+    # Local workers import torch while the variants' configs are built and checked here.
+    if hasattr(executor, "start_workers"):
+        executor.start_workers()
     try:
         variants = variants() if callable(variants) else list(variants)
         configs = trial_configs(config, list(overrides), variants, seeds, first_seed)
     except BaseException:
-        executor.stop_workers()
+        stop_executor(executor)
         raise
     runs_dir = Path(runs_dir)
     trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
@@ -120,7 +130,7 @@ def run_variants(
     try:
         results = executor.run(trials, on_result=done)
     finally:
-        executor.stop_workers()
+        stop_executor(executor)
         progress.close()
     by_variant: dict[str, list] = {}
     for (v, _, _), r in zip(configs, results):
@@ -164,6 +174,14 @@ def run_variants(
     # The comparison on disk (what `dlx report` draws a compare's page from).
     cmp.record_path = write_compare_record(runs_dir, f"{name}-{stamp}", cmp.as_dict())
     return cmp
+
+
+def stop_executor(executor) -> None:
+    """Local workers stopped, or a Ray connection this compare opened closed."""
+    if hasattr(executor, "stop_workers"):
+        executor.stop_workers()
+    elif hasattr(executor, "close"):
+        executor.close()
 
 
 def preload_plots() -> None:

@@ -140,16 +140,6 @@ class TrialQueue:
     def next_retry(self) -> tuple[list[int], int] | None:
         return self._retry.pop(0) if self._retry else None
 
-    def next(self) -> tuple[int, int] | None:
-        """(trial index, attempt number) to start next, for an executor that runs trials one
-        at a time (the Ray executor): a retry first, else a new trial; None when none is left."""
-        retry = self.next_retry()
-        if retry is not None:
-            indices, attempt = retry
-            return indices[0], attempt
-        i = self.pull()
-        return None if i is None else (i, 1)
-
     def pull(self) -> int | None:
         """The index of the next new trial, or None when the iterable is exhausted."""
         if self._exhausted:

@@ -3,18 +3,26 @@
 Needs the optional extra: pip install 'dlx[ray]'. dlx itself (same version, same
 Python) must be installed on every node of the cluster: a task imports dlx there.
 
+Stacks (stack=True, the default, as LocalExecutor): trials that share an architecture
+and data (dlx.many.stack_plan.plan_stacks, for as many slots as run at once) are one
+Ray task that trains them as one stacked model (dlx.many.stacking.run_stacked); each
+still gets its own run folder and result. Trials that cannot stack are one task each.
+on_note(text) hears plan_stacks' notes (what was stacked, what was not and why).
+
 No shared filesystem is needed. A task trains into a scratch folder on its node
-(under that node's Ray temp dir), reads the finished run folder back as
-{relative path: bytes}, deletes the scratch folder and returns the files with the
-result and the node id. Only the parent (this process) writes into trial.runs_dir:
-it writes the files under .tmp-<run_id> and renames that to <run_id>, so a run
-folder appears whole or not at all.
+(under that node's Ray temp dir; a stack: one sub-folder per trial), reads each
+finished run folder back as {relative path: bytes}, deletes the scratch folder and
+returns the files with the results and the node id. Only the parent (this process)
+writes into trial.runs_dir: it writes the files under .tmp-<run_id> and renames that
+to <run_id>, so a run folder appears whole or not at all.
 
 Retries: each attempt is one Ray task submitted with max_retries=0; when its worker
 or node dies (WorkerCrashedError, NodeDiedError, a lost result object) the executor
-submits the trial again, at most max_retries more times, so TrialResult.attempts is
-exact. Errors in training are not retried: worker.run_job catches them and returns
-status failed / config_error. A trial whose every attempt died ends "crashed".
+submits the trial (a stack: the whole stack) again, at most max_retries more times, so
+TrialResult.attempts is exact. Errors in training are not retried: jobs.run_job and
+run_stacked catch them and return status failed / config_error. A trial whose every
+attempt died ends "crashed". A trial with `resume` (a stopped sweep's) starts over
+here, like any other: its checkpoint is on the driver's machine, not on the nodes.
 
 Connecting: RayExecutor(address) calls ray.init(address=...) unless Ray is already
 initialized in this process. address=None attaches to RAY_ADDRESS or the cluster
@@ -39,9 +47,9 @@ A typical cluster:
 
 Test hook: if DLX_TEST_STARTED_DIR is set in the task's environment (pass it in
 `env`, which reaches tasks as runtime_env env_vars), each task writes
-<dir>/<trial id>.<pid>.json = {"trial", "pid", "node", "time"} as it starts, so a
-test can find a worker process (or its node) and kill it mid-trial. Never set it
-otherwise.
+<dir>/<trial id>.<pid>.json = {"trial", "pid", "node", "time"} as it starts (a stack:
+one file per trial, the same pid), so a test can find a worker process (or its node)
+and kill it mid-trial. Never set it otherwise.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from typing import Any, Callable, Iterable
 
 from dlx.core.errors import DlxError, UsageError
 from dlx.many.executors import Trial, TrialQueue, TrialResult
+from dlx.many.stack_plan import MAX_STACK, plan_stacks
 
 MISSING_RAY = "the ray executor needs the extra: pip install 'dlx[ray]'"
 WAIT_S = 0.5  # ray.wait timeout: how often the loop comes back to notice Ctrl-C
@@ -156,6 +165,29 @@ def _started_hook(trial_id: str, node: str) -> None:
     os.replace(tmp, path)  # a test polling the folder never reads half a file
 
 
+def _scratch(ctx) -> Path:
+    """A fresh scratch folder for this task, under this node's Ray temp dir."""
+    try:
+        root = Path(ctx.get_temp_dir()) / SCRATCH
+        root.mkdir(parents=True, exist_ok=True)
+    except (OSError, AssertionError, AttributeError):
+        root = Path(tempfile.gettempdir()) / SCRATCH
+        root.mkdir(parents=True, exist_ok=True)
+    _clean_stale_scratch(root)
+    # The pid in the name lets a later task on this node remove it if this worker is killed.
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _packed(result: dict[str, Any]) -> dict[str, Any]:
+    """A trial's result with its run folder's files, for the parent to land."""
+    run_id, files = None, {}
+    if result.get("run_path"):
+        src = Path(result["run_path"])
+        run_id, files = src.name, read_tree(src)
+    result["run_path"] = None  # a path on that node; the parent sets its own
+    return {"result": result, "run_id": run_id, "files": files}
+
+
 def run_trial_task(trial_id: str, config: dict, threads: int) -> dict[str, Any]:
     """The body of one Ray task: train config on this node, return result + run files."""
     import ray
@@ -166,25 +198,39 @@ def run_trial_task(trial_id: str, config: dict, threads: int) -> dict[str, Any]:
     ctx = ray.get_runtime_context()
     node = ctx.get_node_id()
     _started_hook(trial_id, node)
-    try:
-        root = Path(ctx.get_temp_dir()) / SCRATCH
-        root.mkdir(parents=True, exist_ok=True)
-    except (OSError, AssertionError, AttributeError):
-        root = Path(tempfile.gettempdir()) / SCRATCH
-        root.mkdir(parents=True, exist_ok=True)
-    _clean_stale_scratch(root)
-    # The pid in the name lets a later task on this node remove it if this worker is killed.
-    work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+    work = _scratch(ctx)
     try:
         result, code = run_job(config, work, threads, started)
-        run_id, files = None, {}
-        if result.get("run_path"):
-            src = Path(result["run_path"])
-            run_id, files = src.name, read_tree(src)
-        result["run_path"] = None  # a path on that node; the parent sets its own
+        out = _packed(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"result": result, "code": code, "run_id": run_id, "files": files, "node": node, "pid": os.getpid()}
+    return {**out, "code": code, "node": node, "pid": os.getpid()}
+
+
+def run_stack_task(trial_ids: list[str], configs: list[dict], threads: int) -> dict[str, Any]:
+    """The body of one Ray task for a stack: train these configs together on this node
+    (dlx.many.stacking.run_stacked, each trial in its own sub-folder of the scratch folder);
+    return {"trials": [result + run files, one per config], "node", "pid"}."""
+    import ray
+
+    started = time.time()
+    ctx = ray.get_runtime_context()
+    node = ctx.get_node_id()
+    for trial_id in trial_ids:
+        _started_hook(trial_id, node)
+    work = _scratch(ctx)
+    try:
+        import torch
+
+        from dlx.many.stacking import run_stacked
+
+        # The stack's thread budget is the task's CPUs (run_stacked sizes its threads within it).
+        torch.set_num_threads(max(1, int(threads)))
+        results = run_stacked(configs, [work / f"t{k}" for k in range(len(configs))], started)
+        trials = [_packed(r) for r in results]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"trials": trials, "node": node, "pid": os.getpid()}
 
 
 # ------------------------------------------------------------ connecting
@@ -251,7 +297,12 @@ def _first_line(e: BaseException) -> str:
 
 
 class RayExecutor:
-    """Runs trials as Ray tasks (num_cpus / num_gpus each) on a Ray cluster."""
+    """Runs trials as Ray tasks (num_cpus / num_gpus each) on a Ray cluster.
+
+    stack (default): trials that can train together are one task, a stacked model
+    (dlx.many.stacking); each still gets its own run folder and result. on_note(text)
+    hears what was stacked and what could not be, and why (also kept in .notes).
+    """
 
     def __init__(
         self,
@@ -261,6 +312,8 @@ class RayExecutor:
         max_retries: int = 2,
         max_parallel: int | None = None,
         env: dict | None = None,
+        stack: bool = True,
+        on_note: Callable[[str], Any] | None = None,
     ):
         if num_cpus < 0 or num_gpus < 0:
             raise UsageError("num_cpus and num_gpus per trial must be >= 0")
@@ -290,7 +343,16 @@ class RayExecutor:
         if num_gpus > 0:
             fit = min(fit, gpus / num_gpus)
         self.max_parallel = max(1, int(max_parallel or int(fit + 1e-9)))
+        self.stack = stack
+        self.on_note = on_note
+        self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
         self._remote = None
+        self._remote_stack = None
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        if self.on_note is not None:
+            self.on_note(text)
 
     def close(self) -> None:
         """Disconnect from Ray if this executor connected (a local instance it started stops)."""
@@ -298,9 +360,11 @@ class RayExecutor:
             self.ray.shutdown()
         self._connected = False
 
-    def _submit(self, trial: Trial):
+    def _submit(self, trials: list[Trial]):
+        """One Ray task for this job: a lone trial, or a stack of several."""
         if self._remote is None:
             self._remote = self.ray.remote(run_trial_task)
+            self._remote_stack = self.ray.remote(run_stack_task)
         opts: dict[str, Any] = {
             "num_cpus": self.num_cpus,
             "num_gpus": self.num_gpus,
@@ -308,36 +372,45 @@ class RayExecutor:
         }  # retried here, so attempts are counted
         if self.env:
             opts["runtime_env"] = {"env_vars": self.env}
-        return self._remote.options(**opts).remote(trial.id, trial.config, self.threads)
+        if len(trials) == 1:
+            return self._remote.options(**opts).remote(trials[0].id, trials[0].config, self.threads)
+        ids, configs = [t.id for t in trials], [t.config for t in trials]
+        return self._remote_stack.options(**opts).remote(ids, configs, self.threads)
 
-    def _finish(self, trial: Trial, ref, number: int) -> TrialResult | None:
-        """The attempt's TrialResult, or None when its worker died and it should be retried."""
+    def _finish(self, trials: list[Trial], ref, number: int) -> list[TrialResult] | None:
+        """The attempt's TrialResults (one per trial of the job), or None when its worker
+        died and the job (a stack: all of it) should be retried."""
         ray = self.ray
+
+        def ended(status: str, error: str) -> list[TrialResult]:
+            return [
+                TrialResult(
+                    id=t.id, status=status, run_path=None, summary=None, metrics=None, attempts=number, error=error
+                )
+                for t in trials
+            ]
+
         try:
             out = ray.get(ref)
         except ray.exceptions.RayError as e:
             if _retryable(ray, e):
                 if number <= self.max_retries:
                     return None
-                error = (
+                return ended(
+                    "crashed",
                     f"the Ray worker running it died on all {number} attempts "
-                    f"(last: {type(e).__name__}: {_first_line(e)})"
-                )
-                return TrialResult(
-                    id=trial.id,
-                    status="crashed",
-                    run_path=None,
-                    summary=None,
-                    metrics=None,
-                    attempts=number,
-                    error=error,
+                    f"(last: {type(e).__name__}: {_first_line(e)})",
                 )
             error = f"{type(e).__name__}: {e}"
             if "No module named 'dlx" in error:
                 error += "\n(dlx must be installed on every node of the Ray cluster)"
-            return TrialResult(
-                id=trial.id, status="failed", run_path=None, summary=None, metrics=None, attempts=number, error=error
-            )
+            return ended("failed", error)
+        node = out.get("node")
+        return [self._landed(t, one, number, node) for t, one in zip(trials, out.get("trials") or [out])]
+
+    @staticmethod
+    def _landed(trial: Trial, out: dict, number: int, node: str | None) -> TrialResult:
+        """A trial's result from its task, its run folder written into trial.runs_dir."""
         result = out["result"]
         run_path = None
         if out.get("run_id"):
@@ -352,40 +425,68 @@ class RayExecutor:
             error=result.get("error"),
             started=result.get("started"),
             ended=result.get("ended"),
-            node=out.get("node"),
+            node=node,
         )
+
+    def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
+        """The next job to submit: a retry, a planned stack, or newly pulled trials."""
+        retry = queue.next_retry()
+        if retry is not None:
+            return retry
+        if planned:
+            return planned.pop(0), 1
+        if not self.stack:
+            i = queue.pull()
+            return None if i is None else ([i], 1)
+        # Stacking needs several trials at hand: pull what a stack per slot can hold.
+        new: list[int] = []
+        while len(new) < MAX_STACK * self.max_parallel:
+            i = queue.pull()
+            if i is None:
+                break
+            new.append(i)
+        if not new:
+            return None
+        groups, notes = plan_stacks([queue.pulled[i].config for i in new], self.max_parallel)
+        for note in notes:
+            self._note(note)
+        planned.extend([new[k] for k in g] for g in groups)
+        return planned.pop(0), 1
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in pull order, on_result(result) called as each finishes.
 
-        Trials are pulled from the iterable one at a time, only when a slot is free.
-        Ctrl-C cancels the running tasks and re-raises KeyboardInterrupt.
+        Trials are pulled from the iterable only when a slot is free: one at a time, or
+        with stacking as many as a stack per slot can take. Ctrl-C cancels the running
+        tasks and re-raises KeyboardInterrupt.
         """
         ray = self.ray
         queue = TrialQueue(trials)
         pulled = queue.pulled
         results: dict[int, TrialResult] = {}
-        running: dict[Any, tuple[int, int]] = {}  # ObjectRef -> (trial index, attempt number)
+        running: dict[Any, tuple[list[int], int]] = {}  # ObjectRef -> (trial indices, attempt number)
+        planned: list[list[int]] = []  # pulled and planned, not submitted yet
         try:
             while True:
                 while len(running) < self.max_parallel:
-                    nxt = queue.next()
+                    nxt = self._next_job(queue, planned)
                     if nxt is None:
                         break
-                    i, n = nxt
-                    running[self._submit(pulled[i])] = (i, n)
+                    indices, n = nxt
+                    running[self._submit([pulled[i] for i in indices])] = (indices, n)
                 if not running:
                     break
                 done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
                 for ref in done:
-                    i, n = running.pop(ref)
-                    res = self._finish(pulled[i], ref, n)
+                    indices, n = running.pop(ref)
+                    res = self._finish([pulled[i] for i in indices], ref, n)
                     if res is None:
-                        queue.retry(i, n + 1)
+                        queue.retry(indices, n + 1)
                         continue
-                    results[i] = res
-                    if on_result is not None:
-                        on_result(res)
+                    for i, r in zip(indices, res):
+                        results[i] = r
+                        if on_result is not None:
+                            on_result(r)
         except BaseException:
             self._cancel(list(running))
             raise

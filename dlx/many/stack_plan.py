@@ -4,6 +4,7 @@ trials can share a stack, plan_stacks how a list of trials is cut into stacks fo
 from __future__ import annotations
 
 import json
+import math
 
 # At most this many trials per stack (one process): more add little and cost memory.
 MAX_STACK = 32
@@ -57,7 +58,30 @@ def stack_key(cfg) -> str:
     adam and adamw, side by side, each by its own formula) and their numbers may differ."""
     r = cfg.resolved()
     reg = {k: v for k, v in r["regularization"].items() if k in ("dropout", "dropconnect", "norm")}
-    return json.dumps([r["data"], r["model"], r["activation"], r["train"], reg], sort_keys=True, default=str)
+    # How many snapshots a trial keeps is its writer's business, not the stacked loop's.
+    train = {k: v for k, v in r["train"].items() if k != "snapshots"}
+    return json.dumps([r["data"], r["model"], r["activation"], train, reg], sort_keys=True, default=str)
+
+
+def stack_count(n: int, slots: int) -> int:
+    """How many stacks n trials of one key make: as few as MAX_STACK allows, rounded up to a
+    multiple of the slots when there are more trials than slots, so the last round of stacks
+    leaves no core idle (100 trials on 2 cores: 2 stacks of 50, not 32, 32, 32 and 4)."""
+    count = math.ceil(n / MAX_STACK)
+    if n >= 2 * slots:
+        count = math.ceil(count / slots) * slots
+    return count
+
+
+def even_parts(members: list[int], count: int) -> list[list[int]]:
+    """members cut into count runs of sizes differing by at most one, in order."""
+    size, extra = divmod(len(members), count)
+    out, at = [], 0
+    for k in range(count):
+        step = size + (k < extra)
+        out.append(members[at : at + step])
+        at += step
+    return out
 
 
 def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[str]]:
@@ -87,7 +111,7 @@ def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[
         if len(members) == 1:
             singles.append(members[0])
             continue
-        jobs += [members[k : k + MAX_STACK] for k in range(0, len(members), MAX_STACK)]
+        jobs += even_parts(members, stack_count(len(members), slots))
     while len(jobs) + len(singles) < slots and jobs and max(map(len, jobs)) > 1:
         big = max(jobs, key=len)
         jobs.remove(big)

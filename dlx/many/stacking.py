@@ -274,15 +274,21 @@ class StackedTrainer:
         return res
 
     # -------------------------------------------------------------- per trial
+    def _sync_weights(self, k: int) -> None:
+        """Trial k's model given the stack's weights for it (all a snapshot reads)."""
+        import torch
+
+        with torch.no_grad():
+            for p, s in zip(self.tr[k].model.parameters(), self.params):
+                p.copy_(s[k])
+
     def _sync(self, k: int, rows: int = 0) -> None:
         """Trial k's Trainer made to hold the stack's state for it, so its state_dict(),
         evaluate() and summary are a separate run's."""
         import torch
 
         tr = self.tr[k]
-        with torch.no_grad():
-            for p, s in zip(tr.model.parameters(), self.params):
-                p.copy_(s[k])
+        self._sync_weights(k)
         tr.optimizer.state.clear()
         tr.optimizer.state.update(self.optimizer.trial_state(k, list(tr.model.parameters())))
         if tr.scheduler is not None:
@@ -360,7 +366,7 @@ class StackedTrainer:
             t.last = rec
             tr.step, tr.logged_step, tr._row = self.step, self.step, 0
             if not rec.get("diverged") and t.writer.snapshots.due(self.step):
-                self._sync(k)  # the snapshot is of the trial's model: give it the stack's weights
+                self._sync_weights(k)  # the snapshot is of the trial's model: give it the stack's weights
             tr._emit("on_interval", rec)
             if rec.get("diverged"):
                 self._end(k, "diverged", rec["diverged"]["message"], diverged=rec["diverged"])

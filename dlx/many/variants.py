@@ -5,6 +5,7 @@ many.compare hands these configs to an executor.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import statistics
@@ -100,24 +101,35 @@ def _short(value: str) -> str:
     return value
 
 
+# A compare over more seeds than this keeps full snapshots (train.snapshots) for each
+# variant's first seeds only: the report draws the first seed, and pictures of a few more
+# show the spread; the rest keep init and end (2), a fifth of a quickstart folder's bytes.
+FULL_SNAPSHOT_SEEDS = 3
+
+
 def trial_configs(
     config: str | Path, sets: list[str], variants: list[Variant], seeds: int, first_seed: int | None = None
 ) -> list[tuple[Variant, int, dict]]:
-    """Validated, resolved configs for every (variant, seed); all problems before any run."""
+    """Validated, resolved configs for every (variant, seed); all problems before any run.
+    Each variant is validated once: its seeds differ in the seed alone (a free integer)."""
     base = load_config(config, sets)
     seed0 = base.seed if first_seed is None else first_seed
     out, problems = [], []
     from dlx.core.errors import ConfigError
 
     for v in variants:
+        try:
+            cfg = load_config(config, [*sets, *v.sets, f"seed={seed0}"])
+        except ConfigError as e:
+            problems += [p for p in e.problems if p not in problems]
+            continue
+        first = cfg.resolved()
         for s in range(seeds):
-            try:
-                cfg = load_config(config, [*sets, *v.sets, f"seed={seed0 + s}"])
-            except ConfigError as e:
-                problems += [p for p in e.problems if p not in problems]
-                break
-            resolved = cfg.resolved()
+            resolved = copy.deepcopy(first)
+            resolved["seed"] = seed0 + s
             resolved["name"] = f"{base.name or 'compare'}-{_slug(v.label)}-s{seed0 + s}"[:64]
+            if seeds > FULL_SNAPSHOT_SEEDS and s >= FULL_SNAPSHOT_SEEDS:
+                resolved["train"]["snapshots"] = min(2, resolved["train"].get("snapshots", 2))
             out.append((v, seed0 + s, resolved))
     if problems:
         raise ConfigError(problems, str(config))

@@ -52,10 +52,11 @@ class Snapshots:
         self._saved = 0  # snapshots in the file
 
     def plan(self, trainer) -> None:
-        """The steps to snapshot at: as many as SNAPSHOT_BYTES holds (at most SNAPSHOTS),
-        evenly spaced, the last step last. A log step takes the targets it reached."""
+        """The steps to snapshot at: as many as SNAPSHOT_BYTES holds (at most train.snapshots,
+        else SNAPSHOTS), evenly spaced, the last step last. A log step takes the targets it reached."""
         size = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
-        n = min(SNAPSHOTS, max(1, SNAPSHOT_BYTES // max(size, 1)))
+        wanted = getattr(getattr(trainer.cfg, "train", None), "snapshots", SNAPSHOTS)
+        n = min(wanted, max(1, SNAPSHOT_BYTES // max(size, 1)))
         total = trainer.total_steps
         self.targets = sorted({math.ceil(k * total / (n - 1)) for k in range(1, n)}) if n > 1 else []
 
