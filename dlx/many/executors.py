@@ -402,34 +402,7 @@ class LocalExecutor:
         ]
 
     def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
-        """The next job to start: a retry, a planned stack, or newly pulled trials."""
-        retry = queue.next_retry()
-        if retry is not None:
-            return retry
-        if planned:
-            return planned.pop(0), 1
-        if not self.stack:
-            i = queue.pull()
-            return None if i is None else ([i], 1)
-        # Stacking needs several trials at hand: pull what a stack per slot can hold.
-        from dlx.many.stacking import MAX_STACK, plan_stacks
-
-        new: list[int] = []
-        while len(new) < MAX_STACK * self.max_parallel:
-            i = queue.pull()
-            if i is None:
-                break
-            new.append(i)
-        if not new:
-            return None
-        # A trial continuing a stopped run resumes its own checkpoint: it runs alone.
-        resuming = [i for i in new if queue.pulled[i].resume]
-        fresh = [i for i in new if i not in resuming]
-        groups, notes = plan_stacks([queue.pulled[i].config for i in fresh], self.max_parallel) if fresh else ([], [])
-        for note in notes:
-            self._note(note)
-        planned.extend([[i] for i in resuming] + [[fresh[k] for k in g] for g in groups])
-        return planned.pop(0), 1
+        return next_job(queue, planned, self.stack, self.max_parallel, self._note)
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in trial order, on_result(result) called as each finishes.
@@ -540,3 +513,37 @@ class LocalExecutor:
         for f in [att.stderr_file for att in running] + [w.stderr_file for w in workers]:
             if f is not None and not f.closed:
                 f.close()
+
+
+def next_job(
+    queue: TrialQueue, planned: list[list[int]], stack: bool, slots: int, note: Callable[[str], Any]
+) -> tuple[list[int], int] | None:
+    """The next job an executor starts (local or Ray): a retry, a planned stack, or newly
+    pulled trials ((indices, attempt); None when none is left). Stacking pulls what a stack
+    per slot can hold and plans them (stack_plan.plan_stacks), its notes told to `note`; a
+    trial continuing a stopped run resumes its own checkpoint, alone."""
+    retry = queue.next_retry()
+    if retry is not None:
+        return retry
+    if planned:
+        return planned.pop(0), 1
+    if not stack:
+        i = queue.pull()
+        return None if i is None else ([i], 1)
+    from dlx.many.stack_plan import MAX_STACK, plan_stacks
+
+    new: list[int] = []
+    while len(new) < MAX_STACK * slots:
+        i = queue.pull()
+        if i is None:
+            break
+        new.append(i)
+    if not new:
+        return None
+    resuming = [i for i in new if queue.pulled[i].resume]
+    fresh = [i for i in new if i not in resuming]
+    groups, notes = plan_stacks([queue.pulled[i].config for i in fresh], slots) if fresh else ([], [])
+    for line in notes:
+        note(line)
+    planned.extend([[i] for i in resuming] + [[fresh[k] for k in g] for g in groups])
+    return planned.pop(0), 1

@@ -65,8 +65,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from dlx.core.errors import DlxError, UsageError
-from dlx.many.executors import Trial, TrialQueue, TrialResult
-from dlx.many.stack_plan import MAX_STACK, plan_stacks
+from dlx.many.executors import Trial, TrialQueue, TrialResult, next_job
 
 MISSING_RAY = "the ray executor needs the extra: pip install 'dlx[ray]'"
 WAIT_S = 0.5  # ray.wait timeout: how often the loop comes back to notice Ctrl-C
@@ -429,29 +428,7 @@ class RayExecutor:
         )
 
     def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
-        """The next job to submit: a retry, a planned stack, or newly pulled trials."""
-        retry = queue.next_retry()
-        if retry is not None:
-            return retry
-        if planned:
-            return planned.pop(0), 1
-        if not self.stack:
-            i = queue.pull()
-            return None if i is None else ([i], 1)
-        # Stacking needs several trials at hand: pull what a stack per slot can hold.
-        new: list[int] = []
-        while len(new) < MAX_STACK * self.max_parallel:
-            i = queue.pull()
-            if i is None:
-                break
-            new.append(i)
-        if not new:
-            return None
-        groups, notes = plan_stacks([queue.pulled[i].config for i in new], self.max_parallel)
-        for note in notes:
-            self._note(note)
-        planned.extend([new[k] for k in g] for g in groups)
-        return planned.pop(0), 1
+        return next_job(queue, planned, self.stack, self.max_parallel, self._note)
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in pull order, on_result(result) called as each finishes.
