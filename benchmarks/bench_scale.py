@@ -3,7 +3,7 @@
 yardsticks, alternated in one run.
 
     python benchmarks/bench_scale.py --ks 10,100 --repeats 2 --out benchmarks/results-scale-cpu-2core.json
-    python benchmarks/bench_scale.py --ks 1000 --repeats 1
+    python benchmarks/bench_scale.py --ks 1000 --repeats 1 --no-warmup
 
 Per round, each side once, every command timed from process start to exit:
 
@@ -93,12 +93,14 @@ def main() -> None:
     ap.add_argument("--ks", default="1,10,100", help="comma-separated K (seeds per compare)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds after one dropped warm-up")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--no-warmup", action="store_true", help="keep the first round (a long K runs once)")
     a = ap.parse_args()
     ks = [int(k) for k in a.ks.split(",")]
     rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dlx-bench-scale-") as tmp:
         work = Path(tmp)
-        for r in range(a.repeats + 1):  # round 0 warms the disk cache and is dropped
+        first = 1 if a.no_warmup else 0
+        for r in range(first, a.repeats + 1):  # round 0 warms the disk cache and is dropped
             row = {"by_hand": by_hand(), "stacked_reference": stacked_reference(), "dlx": {}}
             for k in ks:
                 row["dlx"][k] = dlx_seeds(k, work)

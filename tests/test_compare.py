@@ -286,3 +286,23 @@ def test_a_compare_over_many_seeds_keeps_full_snapshots_for_the_first_seeds_and_
         else:
             assert snaps["steps"] == [0, 40] and run.config["train"]["snapshots"] == 2
         assert (run.path / "checkpoint.pt").is_file()  # what a resume needs, always
+
+
+def test_the_stacked_note_counts_every_trial_over_every_planning_window(tmp_path, monkeypatch):
+    import copy
+
+    import yaml
+    from conftest import TINY
+
+    import dlx
+    import dlx.many.stack_plan
+
+    # An executor plans MAX_STACK x slots trials at a time: 2 here, so 5 seeds take 3 windows.
+    monkeypatch.setattr(dlx.many.stack_plan, "MAX_STACK", 2)
+    base = copy.deepcopy(TINY)
+    base["train"] = {"steps": 8, "batch_size": 32, "log_every": 4}
+    path = tmp_path / "windows.yaml"
+    path.write_text(yaml.safe_dump(base))
+    cmp = dlx.compare(path, seeds=5, runs_dir=tmp_path / "runs", quiet=True, figure=False, max_parallel=1)
+    assert cmp.notes == ["stacked: 4 of 5 trials train as 2 stacked model(s) of 2, 2 (--no-stack trains each alone)"]
+    assert sorted(r.meta.get("stacked") or 1 for r in cmp.runs["as configured"]) == [1, 2, 2, 2, 2]

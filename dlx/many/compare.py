@@ -144,7 +144,8 @@ def run_variants(
         rows=rows,
         runs=runs_of,
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
-        notes=list(executor.notes),
+        # What was stacked, counted over every planning window; other notes as said.
+        notes=executor.tally.notes() + [n for n in executor.notes if not n.startswith(("stacked: ", "not stacked: "))],
     )
     if ensemble:
         from dlx.many.ensemble import ensemble as average

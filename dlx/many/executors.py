@@ -225,6 +225,9 @@ class LocalExecutor:
         self.warm, self.stack = warm, stack
         self.on_note = on_note
         self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
+        from dlx.many.stack_plan import StackTally
+
+        self.tally = StackTally()  # what was stacked, over every window planned
         self._early: tuple[tempfile.TemporaryDirectory, list[_Worker]] | None = None
 
     def start_workers(self) -> None:
@@ -402,7 +405,7 @@ class LocalExecutor:
         ]
 
     def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
-        return next_job(queue, planned, self.stack, self.max_parallel, self._note)
+        return next_job(queue, planned, self.stack, self.max_parallel, self._note, self.tally)
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in trial order, on_result(result) called as each finishes.
@@ -516,7 +519,12 @@ class LocalExecutor:
 
 
 def next_job(
-    queue: TrialQueue, planned: list[list[int]], stack: bool, slots: int, note: Callable[[str], Any]
+    queue: TrialQueue,
+    planned: list[list[int]],
+    stack: bool,
+    slots: int,
+    note: Callable[[str], Any],
+    tally: Any = None,
 ) -> tuple[list[int], int] | None:
     """The next job an executor starts (local or Ray): a retry, a planned stack, or newly
     pulled trials ((indices, attempt); None when none is left). Stacking pulls what a stack
@@ -542,7 +550,7 @@ def next_job(
         return None
     resuming = [i for i in new if queue.pulled[i].resume]
     fresh = [i for i in new if i not in resuming]
-    groups, notes = plan_stacks([queue.pulled[i].config for i in fresh], slots) if fresh else ([], [])
+    groups, notes = plan_stacks([queue.pulled[i].config for i in fresh], slots, tally) if fresh else ([], [])
     for line in notes:
         note(line)
     planned.extend([[i] for i in resuming] + [[fresh[k] for k in g] for g in groups])

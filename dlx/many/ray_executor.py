@@ -66,6 +66,7 @@ from typing import Any, Callable, Iterable
 
 from dlx.core.errors import DlxError, UsageError
 from dlx.many.executors import Trial, TrialQueue, TrialResult, next_job
+from dlx.many.stack_plan import StackTally
 
 MISSING_RAY = "the ray executor needs the extra: pip install 'dlx[ray]'"
 WAIT_S = 0.5  # ray.wait timeout: how often the loop comes back to notice Ctrl-C
@@ -345,6 +346,7 @@ class RayExecutor:
         self.stack = stack
         self.on_note = on_note
         self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
+        self.tally = StackTally()  # what was stacked, over every window planned
         self._remote = None
         self._remote_stack = None
 
@@ -428,7 +430,7 @@ class RayExecutor:
         )
 
     def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
-        return next_job(queue, planned, self.stack, self.max_parallel, self._note)
+        return next_job(queue, planned, self.stack, self.max_parallel, self._note, self.tally)
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in pull order, on_result(result) called as each finishes.

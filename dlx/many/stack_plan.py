@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 
 # At most this many trials per stack (one process): more add little and cost memory.
 MAX_STACK = 32
@@ -84,10 +85,36 @@ def even_parts(members: list[int], count: int) -> list[list[int]]:
     return out
 
 
-def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[str]]:
+@dataclass
+class StackTally:
+    """What was stacked over every plan of a run of trials (an executor plans them a window
+    at a time): its notes count every trial, not the last window's."""
+
+    total: int = 0
+    sizes: list[int] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, total: int, sizes: list[int], reasons: dict[str, int]) -> None:
+        self.total += total
+        self.sizes += sizes
+        for why, n in reasons.items():
+            self.reasons[why] = self.reasons.get(why, 0) + n
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.sizes:
+            out.append(
+                f"stacked: {sum(self.sizes)} of {self.total} trials train as {len(self.sizes)} stacked "
+                f"model(s) of {', '.join(map(str, self.sizes))} (--no-stack trains each alone)"
+            )
+        out += [f"not stacked: {n} trial(s): {why}" for why, n in self.reasons.items()]
+        return out
+
+
+def plan_stacks(configs: list[dict], slots: int, tally: StackTally | None = None) -> tuple[list[list[int]], list[str]]:
     """Jobs for these trial configs: lists of positions, each a stack (or one trial), and
-    notes for the person: what was stacked, what was not and why. Stacks are split while
-    there are fewer jobs than slots, so every core gets work."""
+    notes for the person: what was stacked, what was not and why (also added to `tally`).
+    Stacks are split while there are fewer jobs than slots, so every core gets work."""
     from dlx.config.loader import load_config
     from dlx.core.errors import DlxError
 
@@ -118,16 +145,12 @@ def plan_stacks(configs: list[dict], slots: int) -> tuple[list[list[int]], list[
         half = (len(big) + 1) // 2
         jobs += [big[:half], big[half:]]
     jobs = [j for j in jobs if len(j) > 1] + [[i] for j in jobs if len(j) == 1 for i in j]
-    notes = []
     stacked = [j for j in jobs if len(j) > 1]
-    if stacked:
-        sizes = ", ".join(str(len(j)) for j in stacked)
-        notes.append(
-            f"stacked: {sum(map(len, stacked))} of {len(configs)} trials train as {len(stacked)} stacked "
-            f"model(s) of {sizes} (--no-stack trains each alone)"
-        )
-    for why, n in reasons.items():
-        notes.append(f"not stacked: {n} trial(s): {why}")
+    this = StackTally()
+    this.add(len(configs), [len(j) for j in stacked], reasons)
+    if tally is not None:
+        tally.add(len(configs), [len(j) for j in stacked], reasons)
+    notes = this.notes()
     return stacked + [j for j in jobs if len(j) == 1] + [[i] for i in sorted(singles)], notes
 
 
