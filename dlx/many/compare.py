@@ -117,7 +117,19 @@ def run_variants(
     runs_dir = Path(runs_dir)
     trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
     progress = TrialsProgress(len(trials), what, quiet)
-    executor.on_note = progress.note
+    said: set[str] = set()
+
+    def note(text: str) -> None:
+        # The first planning window's stacking lines as they come; later windows' are
+        # summed into one line at the end (StackTally), not repeated 16 times at 1000 seeds.
+        kind = text.split(":")[0]
+        if kind in ("stacked", "not stacked") and (kind in said or "windows" in said):
+            said.add("windows")
+            return
+        said.add(kind)
+        progress.note(text)
+
+    executor.on_note = note
     if figure:
         # matplotlib loads in the background while the trials train (the driver only waits).
         threading.Thread(target=preload_plots, daemon=True).start()
@@ -129,6 +141,9 @@ def run_variants(
 
     try:
         results = executor.run(trials, on_result=done)
+        if "windows" in said:  # planned in several windows: the whole count, once
+            for line in executor.tally.notes():
+                progress.note(line)
     finally:
         stop_executor(executor)
         progress.close()
