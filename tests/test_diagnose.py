@@ -619,3 +619,20 @@ def test_a_trainer_quotes_the_test_sets_most_common_class_as_chance(tmp_path):
     t = Trainer(cfg)
     y = t.data.y_test.numpy().reshape(-1)
     assert t.chance_acc == pytest.approx(np.bincount(y).max() / y.size) and t.chance_acc > 0.5
+
+
+def test_a_class_recalled_little_on_near_balanced_data_is_not_called_ignored_for_its_rarity():
+    recs = metrics(falling())
+    for m in recs:
+        m["test_acc"] = 0.78
+    # Sequential MNIST at 600 steps: class 5 recalled 19%, but it is not rare (441 vs 557).
+    near = {
+        "recall": [0.9] * 5 + [0.19] + [0.85] * 4,
+        "test_counts": [100] * 10,
+        "train_counts": [500] * 5 + [441] + [557] * 4,
+    }
+    assert "ignored_class" not in kinds(diagnose(ctx(metrics=recs, classes=near)))
+    # A rare class (100 against 600) that the loss can skip: ignored, remedy reweighting.
+    rare = dict(near, train_counts=[600] * 5 + [100] + [600] * 4)
+    v = only(diagnose(ctx(metrics=recs, classes=rare)), "ignored_class")
+    assert "class 5" in v["message"] and "train.balance" in v["remedy"]
