@@ -97,6 +97,21 @@ def test_teacher_targets_are_a_function_of_inputs_when_noise_free():
     assert near < 0.2 * rand
 
 
+def test_one_seed_is_one_teacher_whatever_the_sample_sizes():
+    # More data of the same problem: the teacher (its weights) does not depend on n_train or
+    # n_test, so noise-free targets of the inputs the two draws share are equal.
+    small = load("teacher", hidden=[16], noise=0.0, n_train=100, n_test=20, normalize=False)
+    large = load("teacher", hidden=[16], noise=0.0, n_train=2000, n_test=500, normalize=False)
+    x_s = torch.cat([small.x_train, small.x_test])
+    x_l = torch.cat([large.x_train, large.x_test])
+    torch.testing.assert_close(x_s, x_l[: len(x_s)])  # the same inputs, drawn after the teacher
+    y_s = torch.cat([small.y_train, small.y_test])
+    y_l = torch.cat([large.y_train, large.y_test])
+    torch.testing.assert_close(y_s, y_l[: len(y_s)])
+    # And so the targets' spread is the teacher's, not the sample size's.
+    assert abs(float(small.y_train.var()) - float(large.y_train.var())) < 0.5 * float(large.y_train.var())
+
+
 def test_teacher_rejects_cross_entropy_in_config():
     with pytest.raises(DlxError, match="mse"):
         load_config({"data": {"name": "teacher"}, "model": "mlp"})

@@ -178,12 +178,15 @@ class Teacher(DataSpec):
 
     def load(self, seed):
         rng = np.random.default_rng(seed)
+        # The teacher first: one seed, one teacher, whatever n_train and n_test are (drawn
+        # after the inputs, 100 samples and 2000 would be two different problems).
+        dims = [self.in_dim, *self.hidden, self.out_dim]
+        weights = [rng.normal(0, 1 / np.sqrt(a), (a, b)) for a, b in zip(dims[:-1], dims[1:])]
         x = rng.normal(0, 1, (self.n_train + self.n_test, self.in_dim))
-        h, d = x, self.in_dim
-        for w in self.hidden:
-            h = np.tanh(h @ rng.normal(0, 1 / np.sqrt(d), (d, w)))
-            d = w
-        y = h @ rng.normal(0, 1 / np.sqrt(d), (d, self.out_dim))
+        h = x
+        for w in weights[:-1]:
+            h = np.tanh(h @ w)
+        y = h @ weights[-1]
         y = y + rng.normal(0, self.noise, y.shape)
         return finish(self, "teacher", x, y, "regression")
 
