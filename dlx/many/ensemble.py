@@ -3,7 +3,8 @@ without the resampling: the members differ in their init, data order and, for sy
 data, their draw of the data), against the members themselves.
 
 Every member is evaluated on one test set, the first member's (synthetic data are drawn
-from each run's seed), from its saved model (checkpoint.pt), in eval mode. Classifiers
+from each run's seed), mapped into each member's own input units (each draw is standardised
+with its own training statistics), from its saved model (checkpoint.pt), in eval mode. Classifiers
 average their class probabilities; regressors their outputs.
 """
 
@@ -36,8 +37,11 @@ def ensemble(run_paths: list[str | Path]) -> dict[str, Any]:
     outs = []
     for p in paths:
         tr = first if p == paths[0] else saved_model(p)[2]  # the first is built already
+        # Each seed's draw was standardised with its own training statistics: the shared
+        # test points in this member's units (fed as they are, a member saw shifted inputs).
+        xm = tr.data.restandardise(x, data)
         with torch.no_grad():
-            out = torch.cat([tr.model(x[i : i + 4096].to(tr.device)) for i in range(0, len(x), 4096)]).double().cpu()
+            out = torch.cat([tr.model(xm[i : i + 4096].to(tr.device)) for i in range(0, len(xm), 4096)]).double().cpu()
         if classify:
             out = out / out.sum(-1, keepdim=True).clamp_min(1e-12) if sigmoid_out else out.softmax(-1)
         outs.append(out)

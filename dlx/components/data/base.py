@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+import numpy as np
 import torch
 from pydantic import Field, PositiveInt, model_validator
 
@@ -39,6 +40,21 @@ class Dataset:
     shift: float = 0.0
     # (largest shift in pixels, largest rotation in degrees) of training batches, or None.
     augment: tuple[float, float] | None = None
+    # The standardisation a synthetic draw was given (its own training set's mean and std,
+    # as arrays over the feature axes), or None: inputs in this draw's units map back to
+    # the raw plane as x * std + mean (an ensemble feeds one test set to every seed's model).
+    standardised: tuple[np.ndarray, np.ndarray] | None = None
+
+    def restandardise(self, x: torch.Tensor, other: "Dataset") -> torch.Tensor:
+        """Inputs standardised as `other` was, in this draw's units (unchanged where neither
+        was standardised; one alone: refused, the units cannot be matched)."""
+        if self.standardised is None and other.standardised is None:
+            return x
+        if self.standardised is None or other.standardised is None:
+            raise ValueError("one draw is standardised and the other is not")
+        (m_o, s_o), (m, s) = other.standardised, self.standardised
+        t = lambda a: torch.as_tensor(a, dtype=x.dtype, device=x.device)  # noqa: E731
+        return (x * t(s_o) + t(m_o) - t(m)) / t(s)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:

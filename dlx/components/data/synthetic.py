@@ -31,11 +31,13 @@ def finish(
     over `norm_axes` (sequences: samples and steps), wrap as tensors."""
     n = spec.n_train
     x_train, x_test = x[:n], x[n:]
+    standardised = None
     if spec.normalize:
         mean = x_train.mean(axis=norm_axes)
         std = x_train.std(axis=norm_axes)
         std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by 0
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        standardised = (mean.astype(np.float32), std.astype(np.float32))
     y_dtype = torch.int64 if task == "classification" else torch.float32
     return Dataset(
         name=name,
@@ -46,6 +48,7 @@ def finish(
         task=task,
         n_classes=n_classes,
         sequence_target=sequence_target,
+        standardised=standardised,
     )
 
 
