@@ -9,7 +9,8 @@ Per round, each side once, every command timed from process start to exit:
 
 dlx K       `dlx compare configs/quickstart.yaml --seeds K --optimizers adam` (K = 1: `dlx
             train`), end to end: K complete run folders, the table, the figure, the record.
-            Also its peak memory (the largest child's max RSS) and the runs folder's size.
+            Also its peak memory (the largest process's max RSS, and the whole process tree's
+            resident memory sampled every 0.2 s) and the runs folder's size.
 by hand     ../shared/bench/seeds_by_hand.py 10 (the loop a person writes: 10 seeds one after
             another, one thread), scaled to K by its per-seed time.
 stacked     ../shared/bench/stacked_reference.py 1 (plain torch, K nets as one stacked model,
@@ -46,6 +47,57 @@ def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
     return dt, p.stdout + p.stderr
 
 
+def tree_rss_bytes(root: int) -> int:
+    """The resident memory of a process and all its descendants now (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    tree, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, pp in parents.items() if pp == p and c not in tree]
+    total = 0
+    for p in tree:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
+def timed_with_memory(cmd: list[str]) -> tuple[float, str, int]:
+    """timed(), and the peak of the whole process tree's resident memory, sampled every 0.2 s."""
+    import threading
+
+    peak, done = [0], threading.Event()
+    t = time.perf_counter()
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
+
+    def sample():
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_rss_bytes(p.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = p.communicate()
+    dt = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-3000:]}")
+    return dt, out, peak[0]
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -63,7 +115,7 @@ def dlx_seeds(k: int, work: Path) -> dict:
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)"
     )
-    dt, out = timed([PY, "-c", wrap, *cmd])
+    dt, out, tree_peak = timed_with_memory([PY, "-c", wrap, *cmd])
     peak_kb = int(re.findall(r"PEAK_KB (\d+)", out)[-1])
     folders = [p for p in runs.iterdir() if p.is_dir()]
     size = folder_bytes(runs)
@@ -74,6 +126,7 @@ def dlx_seeds(k: int, work: Path) -> dict:
         "run_folders": len(folders),
         "disk_mb": size / 1e6,
         "peak_rss_mb": peak_kb / 1024,
+        "peak_tree_rss_mb": tree_peak / 2**20,  # driver and workers together
         "stacked_note": next((line.strip() for line in out.splitlines() if line.strip().startswith("stacked:")), None),
     }
 
@@ -126,6 +179,7 @@ def main() -> None:
             "run_folders": last["run_folders"],
             "disk_mb": last["disk_mb"],
             "peak_rss_mb": last["peak_rss_mb"],
+            "peak_tree_rss_mb": last["peak_tree_rss_mb"],
             "stacked_note": last["stacked_note"],
         }
     print(json.dumps(summary, indent=2))
