@@ -166,7 +166,7 @@ def plot(
         None,
         "--units",
         metavar="I,J",
-        help="The two units of each layer a warp panel shows (default: the two that spread the training points most).",
+        help="Two units of each layer for the warp panel to show (default: each layer's two main directions, PCA).",
     ),
     runs_dir: Path = RunsDirOpt,
 ):

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
+
+
+def finite(values: Sequence[Any]) -> list[float]:
+    """The finite numbers among values (a diverged run's None, NaN or Inf left out)."""
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def _betacf(a: float, b: float, x: float) -> float:

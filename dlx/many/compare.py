@@ -117,17 +117,13 @@ def run_variants(
     runs_dir = Path(runs_dir)
     trials = [Trial(id=f"t{i:03d}", config=c, runs_dir=runs_dir) for i, (_, _, c) in enumerate(configs)]
     progress = TrialsProgress(len(trials), what, quiet)
-    said: set[str] = set()
+    tally = executor.tally
 
     def note(text: str) -> None:
         # The first planning window's stacking lines as they come; later windows' are
         # summed into one line at the end (StackTally), not repeated 16 times at 1000 seeds.
-        kind = text.split(":")[0]
-        if kind in ("stacked", "not stacked") and (kind in said or "windows" in said):
-            said.add("windows")
-            return
-        said.add(kind)
-        progress.note(text)
+        if not (text.startswith(tally.PREFIXES) and tally.plans > 1):
+            progress.note(text)
 
     executor.on_note = note
     if figure:
@@ -141,8 +137,8 @@ def run_variants(
 
     try:
         results = executor.run(trials, on_result=done)
-        if "windows" in said:  # planned in several windows: the whole count, once
-            for line in executor.tally.notes():
+        if tally.plans > 1:  # planned in several windows: the whole count, once
+            for line in tally.notes():
                 progress.note(line)
     finally:
         stop_executor(executor)
@@ -160,7 +156,7 @@ def run_variants(
         runs=runs_of,
         failed=sum(r.status in ("config_error", "crashed", "failed") for r in results),
         # What was stacked, counted over every planning window; other notes as said.
-        notes=executor.tally.notes() + [n for n in executor.notes if not n.startswith(("stacked: ", "not stacked: "))],
+        notes=tally.notes() + [n for n in executor.notes if not n.startswith(tally.PREFIXES)],
     )
     if ensemble:
         from dlx.many.ensemble import ensemble as average

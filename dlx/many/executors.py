@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dlx.many.stack_plan import StackTally  # light: json and math only (workers start before torch loads)
+
 STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed", "pruned")
 POLL_S = 0.05
 STDERR_TAIL = 2000
@@ -225,8 +227,6 @@ class LocalExecutor:
         self.warm, self.stack = warm, stack
         self.on_note = on_note
         self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
-        from dlx.many.stack_plan import StackTally
-
         self.tally = StackTally()  # what was stacked, over every window planned
         self._early: tuple[tempfile.TemporaryDirectory, list[_Worker]] | None = None
 

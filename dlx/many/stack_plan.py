@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 # At most this many trials per stack (one process): more add little and cost memory.
 MAX_STACK = 32
@@ -93,8 +94,13 @@ class StackTally:
     total: int = 0
     sizes: list[int] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    plans: int = 0  # windows planned so far
+
+    # Every note a plan gives starts with one of these.
+    PREFIXES: ClassVar[tuple[str, ...]] = ("stacked: ", "not stacked: ")
 
     def add(self, total: int, sizes: list[int], reasons: dict[str, int]) -> None:
+        self.plans += 1
         self.total += total
         self.sizes += sizes
         for why, n in reasons.items():

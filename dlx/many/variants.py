@@ -17,6 +17,7 @@ import yaml
 
 from dlx.config.loader import load_config
 from dlx.core.errors import UsageError
+from dlx.core.stats import finite
 
 # A variant's legend label is the views' (the HTML report draws it too); importable from here as before.
 from dlx.views.labels import figure_label as figure_label
@@ -129,7 +130,7 @@ def trial_configs(
             resolved["seed"] = seed0 + s
             resolved["name"] = f"{base.name or 'compare'}-{_slug(v.label)}-s{seed0 + s}"[:64]
             if seeds > FULL_SNAPSHOT_SEEDS and s >= FULL_SNAPSHOT_SEEDS:
-                resolved["train"]["snapshots"] = min(2, resolved["train"].get("snapshots", 2))
+                resolved["train"]["snapshots"] = min(2, resolved["train"]["snapshots"])
             out.append((v, seed0 + s, resolved))
     if problems:
         raise ConfigError(problems, str(config))
@@ -169,10 +170,6 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
             f"e.g. --target test_acc=0.95"
         )
     return key, number
-
-
-def finite(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -233,8 +230,8 @@ def aggregate(label: str, results: list[Any], target: tuple[str, float] | None) 
             row.run_paths.append(str(r.run_path))
     summaries = [r.summary for r in results if r.summary]
     for k in METRICS:
-        row.stats[k] = _mean_sd([s.get("final", {}).get(k) for s in summaries])
         row.values[k] = finite([s.get("final", {}).get(k) for s in summaries])
+        row.stats[k] = _mean_sd(row.values[k])
     row.stats["train_seconds"] = _mean_sd([s.get("train_seconds") for s in summaries])
     if target is not None:
         reached = [steps_to(r.metrics or [], target) for r in results]

@@ -61,16 +61,19 @@ def read_index(runs_dir: Path) -> tuple[dict[str, Any], int]:
     return entries, written
 
 
+def _settled_by(key: list, ns: int) -> bool:
+    """Whether the key's files (its newest mtime) are older than RACY_NS before ns."""
+    return max((k[2] for k in key if k is not None), default=0) + RACY_NS < ns
+
+
 def trusted(entry: Any, key: list, written_ns: int) -> bool:
     """Whether an index entry still stands for its folder (key: folder_key now)."""
-    if not isinstance(entry, dict) or entry.get("key") != key:
-        return False
-    return max((k[2] for k in key if k is not None), default=0) + RACY_NS < written_ns
+    return isinstance(entry, dict) and entry.get("key") == key and _settled_by(key, written_ns)
 
 
 def settled(key: list) -> bool:
     """Whether an index written now would trust an entry with this key (its files are old enough)."""
-    return max((k[2] for k in key if k is not None), default=0) + RACY_NS < time.time_ns()
+    return _settled_by(key, time.time_ns())
 
 
 def write_index(runs_dir: Path, entries: dict[str, Any]) -> None:

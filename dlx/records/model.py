@@ -105,6 +105,14 @@ def init_weights(cfg) -> dict:
     return Trainer(cfg).model.state_dict()
 
 
+def start_weights(cfg, snaps: dict | None) -> dict:
+    """The weights a run had at step 0: its snapshot of step 0 where it kept one (read_snapshots),
+    else its init drawn again from its seed."""
+    if snaps and snaps["steps"][:1] == [0]:
+        return snaps["states"][0]
+    return init_weights(cfg)
+
+
 def activation_percentiles() -> tuple[float, ...]:
     """The percentiles of each activation's outputs a run records in probes.jsonl (run.probes)."""
     from dlx.run.probes import PERCENTILES

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from dlx.config.loader import dump_yaml
+from dlx.config.schema import Train
 from dlx.records.layout import INSTRUMENTS_FILE, METRICS_FILE, PROBES_FILE
 from dlx.records.locks import now
 from dlx.records.reading import read_snapshots
@@ -29,10 +30,10 @@ from dlx.run.history import (  # noqa: F401  (re-exported: dlx.records.recording
     summarize,
 )
 
-# A run keeps its model's weights at up to SNAPSHOTS log steps (step 0 and the last among
-# them), as many as fit in SNAPSHOT_BYTES: the quickstart's 8.6k-parameter mlp keeps 30
-# (1 MB), the MNIST mlp's 270k parameters 3 (init, middle, end).
-SNAPSHOTS = 30
+# A run keeps its model's weights at up to train.snapshots log steps (SNAPSHOTS by default;
+# step 0 and the last among them), as many as fit in SNAPSHOT_BYTES: the quickstart's
+# 8.6k-parameter mlp keeps 30 (1 MB), the MNIST mlp's 270k parameters 3 (init, middle, end).
+SNAPSHOTS = Train.model_fields["snapshots"].default
 SNAPSHOT_BYTES = 4 * 2**20
 
 
@@ -52,11 +53,10 @@ class Snapshots:
         self._saved = 0  # snapshots in the file
 
     def plan(self, trainer) -> None:
-        """The steps to snapshot at: as many as SNAPSHOT_BYTES holds (at most train.snapshots,
-        else SNAPSHOTS), evenly spaced, the last step last. A log step takes the targets it reached."""
+        """The steps to snapshot at: as many as SNAPSHOT_BYTES holds (at most train.snapshots),
+        evenly spaced, the last step last. A log step takes the targets it reached."""
         size = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
-        wanted = getattr(getattr(trainer.cfg, "train", None), "snapshots", SNAPSHOTS)
-        n = min(wanted, max(1, SNAPSHOT_BYTES // max(size, 1)))
+        n = min(trainer.cfg.train.snapshots, max(1, SNAPSHOT_BYTES // max(size, 1)))
         total = trainer.total_steps
         self.targets = sorted({math.ceil(k * total / (n - 1)) for k in range(1, n)}) if n > 1 else []
 

@@ -392,15 +392,14 @@ def _learned_weights(path: Path, cfg, trainer, name: str, w, at: int):
     import torch
 
     from dlx.records.folders import read_snapshots
-    from dlx.records.model import init_weights
+    from dlx.records.model import start_weights
 
     x = trainer.data.as_float(trainer.data.x_train[:SPREAD_SAMPLES]).reshape(-1, w.shape[1])
     spread = x.std(0) if len(x) > 1 else torch.ones(w.shape[1])
     spread = spread / max(float(spread.max()), 1e-12)
     change = None
     if at > 0:
-        snaps = read_snapshots(path) or {"steps": [], "states": []}
-        start = snaps["states"][0] if snaps["steps"][:1] == [0] else init_weights(cfg)
+        start = start_weights(cfg, read_snapshots(path))
         key = f"{name}.weight"
         if key in start:
             change = w - start[key].to(w.dtype)
@@ -451,7 +450,7 @@ def histograms(run: str | Path, samples: int = HIST_SAMPLES, moments: int = HIST
     shows init (its init drawn again from its seed: the weights its step 0 had) and end."""
     from dlx.core.errors import UsageError
     from dlx.records.folders import read_snapshots
-    from dlx.records.model import init_weights
+    from dlx.records.model import start_weights
 
     path = Path(run)
     config, cfg, tr, at = saved_model(path)
@@ -465,7 +464,7 @@ def histograms(run: str | Path, samples: int = HIST_SAMPLES, moments: int = HIST
     picked = [min(between, key=lambda i: abs(snaps["steps"][i] - t)) for t in targets] if between else []
     out = Histograms(str(config.get("name") or path.name), config, layers, [], [], [])
     end = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    start = snaps["states"][0] if snaps["steps"][:1] == [0] else init_weights(cfg)
+    start = start_weights(cfg, snaps)
     for step, weights in [
         (0, start),
         *[(snaps["steps"][i], snaps["states"][i]) for i in dict.fromkeys(picked)],

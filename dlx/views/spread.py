@@ -5,10 +5,11 @@ whether the best variant's lead over each other one is larger than the seeds' sp
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Sequence
 
 from dlx.core.fmt import num
-from dlx.core.stats import Difference, mean_interval, welch
+from dlx.core.stats import Difference, finite, mean_interval, welch
 
 # At most this many "best vs other" sentences under a compare's table (the closest first).
 MAX_DIFFERENCES = 4
@@ -26,16 +27,16 @@ def ranked(rows: Sequence[Any], key: str) -> list[Any]:
     """Rows with values of key, best mean first (accuracy: highest; a loss: lowest)."""
     have = [r for r in rows if r.values.get(key)]
     sign = -1.0 if key.endswith("acc") else 1.0
-    return sorted(have, key=lambda r: sign * sum(r.values[key]) / len(r.values[key]))
+    return sorted(have, key=lambda r: sign * statistics.fmean(r.values[key]))
 
 
 def interval_words(row: Any, key: str) -> str:
     vals = row.values[key]
-    mean = sum(vals) / len(vals)
+    mean = statistics.fmean(vals)
     ci = mean_interval(vals)
     if ci is None:
         return f"{key} {num(mean)} (1 seed: no spread to measure)"
-    sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    sd = statistics.stdev(vals)
     return (
         f"{key} {num(mean)} ± {num(sd, 2)} sd over {len(vals)} seeds; the mean's 95% interval "
         f"{num(ci[0])} to {num(ci[1])}; seeds ranged {num(min(vals))} to {num(max(vals))}"
@@ -115,9 +116,10 @@ def record_rows(variants: Sequence[dict], runs: dict[str, list[dict]] | None = N
         for key in ("test_acc", "test_loss"):
             stored = (v.get(key) or {}).get("values") if isinstance(v.get(key), dict) else None
             if isinstance(stored, list):
-                values[key] = [float(x) for x in stored if isinstance(x, (int, float))]
+                values[key] = finite(stored)
             elif runs is not None:
-                finals = [((r.get("summary") or {}).get("final") or {}).get(key) for r in runs.get(label, [])]
-                values[key] = [float(x) for x in finals if isinstance(x, (int, float)) and x == x]
+                values[key] = finite(
+                    [((r.get("summary") or {}).get("final") or {}).get(key) for r in runs.get(label, [])]
+                )
         out.append(SimpleNamespace(label=label, values=values))
     return out

@@ -376,7 +376,7 @@ def compare_table(rows: Sequence[Any], seeds: int, width: int, goal: tuple[str, 
         m, s = r.stats.get(k, (None, None))
         steps = k.startswith("steps_to_") and m is not None  # a mean step count, to the step: 1234, not 1.23e+03
         text = Text(num(round(m), exact_int=True) if steps else num(m, digits.get(k, 3)))
-        have = len(getattr(r, "values", {}).get(k, [])) if k in getattr(r, "values", {}) else r.runs
+        have = len(r.values[k]) if k in r.values else r.runs  # seconds, steps to target: not kept per seed
         if m is not None and seeds > 1 and have > 1:
             text.append(("\n" if split else "") + "±" + num(s, 2), style="dim" if split else "")
         if m is not None and have < r.runs:  # a seed without a finite value (diverged): never a silent ±0
