@@ -12,7 +12,9 @@ compare  the 9 trainings of `dlx compare configs/quickstart.yaml --optimizers
          sgd,momentum,adam --seeds 3` against ../shared/bench/compare_by_hand.py (the
          same 9 trainings in one hand-written loop, 1 and 2 torch threads); dlx with a
          fresh process per trial and no stacking (dlx before warm workers), warm workers
-         without stacking, and the default (warm workers, stacked trials).
+         without stacking, stacked trials in warm workers (dlx.compare called as a library,
+         which leaves its caller's process alone) and the default (the dlx command trains the
+         one stack of 9 in its own process: no worker, one torch import).
 sweep    a 32-point grid (8 learning rates x 4 seeds) of the quickstart net, 10 epochs,
          `dlx sweep` with fresh processes and no stacking against the default.
 train    `dlx train configs/quickstart.yaml` against benchmarks/quickstart_by_hand.py,
@@ -71,6 +73,7 @@ def cases(section: str, tmp: Path) -> list[tuple[str, list[str]]]:
             ("by hand, 1 thread", [PY, str(SHARED / "compare_by_hand.py"), "1"]),
             ("dlx, fresh processes", _dlx(*cmp, "--fresh-processes", "--no-stack")),
             ("dlx, warm workers", _dlx(*cmp, "--no-stack")),
+            ("dlx, stacked in warm workers", [PY, "-c", WORKERS, str(QUICKSTART), str(tmp / "runs")]),
             ("dlx, stacked (default)", _dlx(*cmp)),
         ]
     if section == "sweep":
@@ -84,6 +87,13 @@ def cases(section: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("dlx train", _dlx("train", str(QUICKSTART), *runs)),
     ]
 
+
+# dlx.compare as a library call: its stacks train in warm workers, as `dlx compare` did before
+# the command trained one stack's worth of trials in its own process (the table printed alike).
+WORKERS = """
+import sys, dlx
+print(dlx.compare(sys.argv[1], optimizers=["sgd", "momentum", "adam"], seeds=3, runs_dir=sys.argv[2]).table())
+"""
 
 SPAN = """
 import json, sys, dlx

@@ -127,7 +127,10 @@ def dlx_seeds(k: int, work: Path) -> dict:
         "disk_mb": size / 1e6,
         "peak_rss_mb": peak_kb / 1024,
         "peak_tree_rss_mb": tree_peak / 2**20,  # driver and workers together
-        "stacked_note": next((line.strip() for line in out.splitlines() if line.strip().startswith("stacked:")), None),
+        # The last such line counts every trial (the first is the first planning window's).
+        "stacked_note": next(
+            (line.strip() for line in reversed(out.splitlines()) if line.strip().startswith("stacked:")), None
+        ),
     }
 
 

@@ -169,14 +169,14 @@ def train(
 
 def _without_new_defaults(now: Any, saved: Any) -> Any:
     """`now` less the keys a checkpoint from an older dlx lacks where they hold what changes
-    nothing (null, none, off: data.imbalance, train.balance, an instruments section with
-    every instrument off), so such a run still resumes."""
+    nothing (null, none, off, an empty list: data.imbalance, train.balance, train.changes, an
+    instruments section with every instrument off), so such a run still resumes."""
     if not isinstance(now, dict) or not isinstance(saved, dict):
         return now
     out = {}
     for k, v in now.items():
         if k not in saved and (
-            v in (None, "none", False) or (isinstance(v, dict) and not any(x is True for x in v.values()))
+            v in (None, "none", False) or v == [] or (isinstance(v, dict) and not any(x is True for x in v.values()))
         ):
             continue
         out[k] = _without_new_defaults(v, saved.get(k))
@@ -273,6 +273,19 @@ def _resuming(run, config, overrides, runs_dir, save) -> tuple[Config, RunFolder
         raise
 
 
+def _changes_since(now: dict, saved: Any, step: int) -> dict:
+    """`now` less the train.changes its config.yaml gained after the checkpoint (dlx lab adds
+    a change to config.yaml when it takes it, at its step or later): they are applied as
+    they come, so the checkpoint still continues the run."""
+    try:
+        have, had = now["train"]["changes"], saved["train"]["changes"]
+    except (KeyError, TypeError):
+        return now
+    if have[: len(had)] != had or any(c.get("step", 0) < step for c in have[len(had) :]):
+        return now
+    return {**now, "train": {**now["train"], "changes": had}}
+
+
 def _resume_state(path: Path, cfg, folder: RunFolder):
     from dlx.core.errors import DamagedFile
     from dlx.records.folders import CHECKPOINT_FILE, read_jsonl, read_tensors
@@ -290,7 +303,7 @@ def _resume_state(path: Path, cfg, folder: RunFolder):
         )
     now = _without_new_defaults(cfg.resolved(), state.get("config"))
     saved = state.get("config")
-    if saved != now:
+    if saved != now and saved != _changes_since(now, saved, int(state["step"])):
         raise DlxError(
             f"{path / CONFIG_FILE} differs from the config saved in its checkpoint.pt "
             f"(was it edited?); restore it, or start a new run from the edited config"

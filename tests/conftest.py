@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -135,3 +137,20 @@ def interrupt_when(proc, ready, timeout: float = 60.0, poll: float = 0.05, sig: 
             proc.kill()
             proc.wait()
     return value, out, err
+
+
+# Debian's chromium, driven by Playwright (never a downloaded browser): the lab's page tests.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("DLX_REQUIRE_CHROMIUM"):
+            pytest.fail("DLX_REQUIRE_CHROMIUM is set and no chromium is installed")
+        pytest.skip("no chromium installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()

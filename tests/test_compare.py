@@ -186,9 +186,10 @@ def test_dlx_compare_runs_every_variant_and_seed_and_prints_json(tmp_path):
     assert len(folders) == 4
     summary = json.loads((folders[0] / "summary.json").read_text())
     assert summary["steps"] == 20
-    # sgd and adam share one stack of four, split in two (one per slot): each variant's two seeds.
-    assert out["notes"] == ["stacked: 4 of 4 trials train as 2 stacked model(s) of 2, 2 (--no-stack trains each alone)"]
-    assert all(json.loads((f / "meta.json").read_text())["stacked"] == 2 for f in folders)
+    # sgd and adam share one stack of four, which the dlx command trains in its own process
+    # (one stack's worth of trials: no worker starts).
+    assert out["notes"] == ["stacked: 4 of 4 trials train as 1 stacked model(s) of 4 (--no-stack trains each alone)"]
+    assert all(json.loads((f / "meta.json").read_text())["stacked"] == 4 for f in folders)
     # The figure: a real PNG beside the runs, three panels wide.
     import matplotlib.image
 
@@ -262,7 +263,7 @@ def test_a_compare_figure_names_each_optimizers_lr_in_its_legend():
     assert figure_label(v.label, c) == v.label and "optimizer.lr=0.3" in v.label
 
 
-def test_a_compare_over_many_seeds_keeps_full_snapshots_for_the_first_seeds_and_init_and_end_for_the_rest(tmp_path):
+def test_a_compare_over_many_seeds_keeps_full_snapshots_for_the_first_seeds_and_none_for_the_rest(tmp_path):
     import copy
 
     import torch
@@ -279,12 +280,12 @@ def test_a_compare_over_many_seeds_keeps_full_snapshots_for_the_first_seeds_and_
     cmp = dlx.compare(path, seeds=5, runs_dir=tmp_path / "runs", quiet=True, figure=False, max_parallel=1)
     assert any("stacked: 5 of 5" in n for n in cmp.notes)  # the lean seeds still stack with the others
     for run in cmp.runs["as configured"]:
-        snaps = torch.load(run.path / "snapshots.pt", weights_only=True)
         seed = run.meta["seed"]
         if seed < FULL_SNAPSHOT_SEEDS:
+            snaps = torch.load(run.path / "snapshots.pt", weights_only=True)
             assert len(snaps["steps"]) == 11 and run.config["train"]["snapshots"] == 30  # init and every log step here
         else:
-            assert snaps["steps"] == [0, 40] and run.config["train"]["snapshots"] == 2
+            assert not (run.path / "snapshots.pt").exists() and run.config["train"]["snapshots"] == 0
         assert (run.path / "checkpoint.pt").is_file()  # what a resume needs, always
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import statistics
 import threading
@@ -19,7 +18,6 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from dlx.lab.server import create_app  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("DLX_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 
 
@@ -229,19 +227,6 @@ def test_the_lab_answers_only_the_names_of_the_address_it_is_bound_to():
     assert allowed_hosts("0.0.0.0") is None  # a wildcard bind: the token alone keeps other pages out
     assert host_name("127.0.0.1:8765") == "127.0.0.1" and host_name("[::1]:8765") == "::1"
     assert host_name("Attacker.Example:80") == "attacker.example" and host_name("a:b:c") is None
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("DLX_REQUIRE_CHROMIUM"):
-            pytest.fail("DLX_REQUIRE_CHROMIUM is set and no chromium is installed")
-        pytest.skip("no chromium installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _set(page, key: str, value: str) -> None:
@@ -500,16 +485,16 @@ def test_dlx_lab_config_is_where_the_page_starts_and_a_bad_one_is_refused_before
 
 
 class LabProcess:
-    """`dlx lab --port 0` as a user starts it: its own process, the URL read from what it prints."""
+    """`dlx lab --port 0 [RUN]` as a user starts it: its own process, the URL read from what it prints."""
 
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, *args: str):
         import re
         import subprocess
         import sys
 
         env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dlx", "lab", "--port", "0", "--no-browser", "--runs-dir", str(runs_dir)],
+            [sys.executable, "-m", "dlx", "lab", *args, "--port", "0", "--no-browser", "--runs-dir", str(runs_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -15,7 +15,10 @@ from dlx.cli.common import RunsDirOpt, app, console, errors
 @errors
 def lab(
     config: Optional[str] = typer.Argument(
-        None, help="An example's name to start from (the page's example menu).", show_default=False
+        None,
+        help="An example's name or a config file to start from; or a finished run (its folder, id or "
+        "'last') to open and scrub through its snapshots.",
+        show_default=False,
     ),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="The port (0: any free one)."),
     host: str = typer.Option(

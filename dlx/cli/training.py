@@ -170,7 +170,9 @@ def _boundary_map(con, result) -> None:
     from dlx.views.report import BoundaryMap, guarded
 
     con.print(guarded(CHECKPOINT_FILE, lambda: BoundaryMap(boundary(result.path, grid=96))))
-    con.print("[dim]pictures: dlx plot last --panels boundary,units,histograms · dlx animate last[/]")
+    # A run that kept no snapshots (train.snapshots: 0) has nothing to animate.
+    animate = " · dlx animate last" if (result.config or {}).get("train", {}).get("snapshots", 1) else ""
+    con.print(f"[dim]pictures: dlx plot last --panels boundary,units,histograms{animate}[/]")
 
 
 def _exit_code(status: str, signal_name: str | None = None) -> int:

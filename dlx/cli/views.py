@@ -50,9 +50,12 @@ def show(
             f"last logged step {m.get('step', '-')}, train_loss {m.get('train_loss', '-')}"
         )
         return
+    from dlx.records.folders import read_jsonl
+    from dlx.records.layout import EVENTS_FILE
     from dlx.views.report import run_report
 
-    con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes, status=r.status))
+    events = read_jsonl(r.path / EVENTS_FILE)  # the changes made while it trained
+    con.print(run_report(r.summary, r.meta, metrics=r.metrics, probes=r.probes, status=r.status, events=events))
     if r.summary.get("init_check"):  # the step-0 init-theory table
         from dlx.views.report import guarded, init_check_table
 

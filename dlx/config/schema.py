@@ -25,6 +25,7 @@ from dlx.components.data import DATASETS
 from dlx.components.init import INITS
 from dlx.components.models import MODELS
 from dlx.components.optim import OPTIMIZERS, SGD
+from dlx.config.changes import change_set, changeable_keys
 from dlx.core.errors import Problem
 from dlx.core.registry import Section, closest
 from dlx.diagnosis.engine import PRUNE_WARMUP
@@ -102,6 +103,18 @@ class Prune(Section):
         return list(dict.fromkeys(v))
 
 
+class Change(Section):
+    """One change of train.changes: the keys it sets (dlx.config.changes.CHANGEABLE) from a step on."""
+
+    step: int = Field(ge=0, description="the step after which it takes effect (applied between steps)")
+    set: dict[str, Union[int, float]] = Field(description="keys and their new values: " + changeable_keys())
+
+    @field_validator("set", mode="before")
+    @classmethod
+    def _set(cls, v: Any) -> dict[str, Union[int, float]]:
+        return change_set(v)
+
+
 class Train(Section):
     epochs: PositiveInt | None = Field(None, description="passes over the training set (5 unless steps is given)")
     steps: PositiveInt | None = Field(None, description="optimizer steps in all, instead of epochs")
@@ -149,14 +162,16 @@ class Train(Section):
         "resumed",
     )
     # Pictures along the way (dlx plot --step, dlx animate, the histograms between init
-    # and end) are drawn from these; a resume needs none of them (checkpoint.pt).
+    # and end) are drawn from these; a resume needs none of them (checkpoint.pt). 0: none
+    # (the init is drawn again from the seed, the end is checkpoint.pt's); 1 is refused.
     snapshots: int = Field(
         30,
-        ge=2,
+        ge=0,
         le=1000,
         description="the model's weights kept along the way for pictures: init, the end and "
-        "evenly between (at most 4 MiB of them); a compare over many seeds keeps 2 (init and "
-        "end) for each variant's seeds past the first 3",
+        "evenly between (at most 4 MiB of them); 0: none (pictures at the init draw it again "
+        "from the seed, at the end from checkpoint.pt; no --step, no animation); 1 is refused. "
+        "A compare over many seeds keeps none for each variant's seeds past the first 3",
     )
     # None: checkpoints only at the end and on Ctrl-C (a killed run then cannot resume).
     # N: also at the end of the log interval that reaches each multiple of N, so the
@@ -166,6 +181,14 @@ class Train(Section):
         description="steps between checkpoints during the "
         "run (written at the next log step); null: only at the end "
         "and on a stop signal",
+    )
+
+    changes: list[Change] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="changes while it trains, [{step: 500, set: {optimizer.lr: 0.001}}, ...]: each applied "
+        "between steps, after its step (train.batch_size at the first epoch start at or after it), listed "
+        "in events.jsonl; keys: " + changeable_keys(),
     )
 
     @field_validator("device")
@@ -182,6 +205,16 @@ class Train(Section):
             + (f"; did you mean '{hint}'?" if hint else "")
             + " (valid: auto, cpu, cuda, cuda:N, mps)"
         )
+
+    @field_validator("snapshots")
+    @classmethod
+    def _snapshots(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError(
+                "1 would keep the init alone, which the seed draws again; "
+                "give 0 (none) or 2 and more (init, end and between)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _epochs_or_steps(self):

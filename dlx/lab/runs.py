@@ -21,6 +21,8 @@ MAX_SETS = 64
 # Grid of the decision surface sent to the page, units per layer and points drawn.
 SURFACE_GRID = 40
 UNIT_GRID = 16
+MIN_UNIT_GRID = 6
+MAP_VALUES = 40_000
 MAX_UNITS = 16
 POINTS = 300
 # Pictures and the verdict are made at most this often (the curves every interval).
@@ -35,7 +37,7 @@ KEEP_FINISHED = 16
 REPLACE_WAIT_S = 10.0
 # Keys of an event that carry pictures: only the newest event keeps them (older ones are
 # superseded on the page), so a run's memory grows by its curves alone.
-PICTURE_KEYS = ("hist", "surface", "units")
+PICTURE_KEYS = ("hist", "surface", "units", "net", "net_summary")
 
 
 class LabError(Exception):
@@ -154,15 +156,26 @@ class LabStream:
     def on_interval(self, trainer, record):
         now = time.monotonic()
         pics = now - self._last_pic >= PICTURE_EVERY_S
-        if pics:
+        watch = self.run.phase
+        phases = watch.result(trainer, record) if watch is not None and watch.installed and not watch.done else None
+        if pics or phases is not None:
             self._last_pic = now
-        self.run.push(self._event(trainer, record, pictures=pics))
+        self.run.push(self._event(trainer, record, pictures=pics or phases is not None))
+        if phases is not None:
+            self.run.phase = None
+            self.run.push({"run": self.run.id, "step": trainer.step, "phases": phases})
         if self.run.stepping:
             self.run.stepping = False
             self.run.paused.set()
         self.run.wait_while_paused()
 
+    def on_change(self, trainer, event):
+        """A change took effect (dlx.run.changes): the page is told at which step."""
+        self.run.push({"run": self.run.id, "step": event["step"], "change": event["set"]})
+
     def on_end(self, trainer, outcome):
+        if self.run.phase is not None:  # a step mode cut short: its hooks come off
+            self.run.phase.remove(trainer)
         ev = {**self._event(trainer, None, pictures=True), "status": outcome.status, "final": True}
         # The final verdict is the one summary.json holds (the writer summarized the run just
         # before this callback): never a mid-run one left over from an earlier interval.
@@ -180,7 +193,7 @@ class LabStream:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ev["grad"] = [_finite(v) for v in np.log10(np.median(g, axis=0))]
         if pictures:
-            ev.update(_pictures(trainer))
+            ev.update(lab_pictures(trainer))
         now = time.monotonic()
         if record is not None and now - self._last_verdict >= VERDICT_EVERY_S:
             self._last_verdict = now
@@ -192,10 +205,13 @@ def _finite(v) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-def _pictures(trainer) -> dict[str, Any]:
-    """Activation histograms per layer and, for a 2-D classifier, the decision surface and
-    the units' maps: the model in eval mode on fixed inputs, between steps (pictures.py's
-    own readings of a model)."""
+def lab_pictures(trainer) -> dict[str, Any]:
+    """Activation histograms per layer, the network view's data (live.network_view: "net"
+    for a small dense net, else "net_summary") and, for a 2-D classifier, the decision
+    surface and the units' maps (every unit of a small dense net, else the first
+    MAX_UNITS): the model in eval mode on fixed inputs, between steps (pictures.py's own
+    readings of a model)."""
+    from dlx.lab.live import SMALL_UNITS, network_view, rounded_rows
     from dlx.views.pictures import class_probs, hidden_outputs, plane_extent, plane_grid
 
     model, data = trainer.model, trainer.data
@@ -212,7 +228,13 @@ def _pictures(trainer) -> dict[str, Any]:
                 counts, edges = np.histogram(v, bins=24)
                 hist.append({"layer": name, "counts": counts.tolist(), "lo": float(edges[0]), "hi": float(edges[-1])})
         out["hist"] = hist
+        out.update(network_view(trainer))
+        most = SMALL_UNITS if "net" in out else MAX_UNITS
         if data.task == "classification" and tuple(data.feature_shape) == (2,):
+            # Every unit's map within MAP_VALUES numbers in all: a coarser grid for many units
+            # (a 10x64 net's 640 maps at 16x16 were 1.1 MB an event, late on the page).
+            shown = sum(min(int(o.shape[1]), most) for o in hidden_outputs(trainer, plane_grid(plane_extent(data), 2)))
+            grid = max(MIN_UNIT_GRID, min(UNIT_GRID, math.isqrt(MAP_VALUES // max(shown, 1))))
             extent = plane_extent(data)
             probs = class_probs(trainer, plane_grid(extent, SURFACE_GRID))
             xy = data.as_float(data.x_train[:POINTS]).cpu().numpy()
@@ -230,10 +252,10 @@ def _pictures(trainer) -> dict[str, Any]:
             out["units"] = [
                 {
                     "layer": name,
-                    "maps": [[round(float(x), 3) for x in o[:, j]] for j in range(min(o.shape[1], MAX_UNITS))],
+                    "maps": rounded_rows(o[:, :most].T, 3),
                     "total": int(o.shape[1]),
                 }
-                for name, o in zip(names, hidden_outputs(trainer, plane_grid(extent, UNIT_GRID)))
+                for name, o in zip(names, hidden_outputs(trainer, plane_grid(extent, grid)))
             ]
     finally:
         model.train(was)
@@ -252,6 +274,7 @@ class LabRun:
         if not playing:
             self.paused.set()
         self.stepping = False
+        self.phase = None  # a live.PhaseWatch while step mode follows a unit
         self.stop_asked = False
         self.done = False
         self.status = "starting"
@@ -268,7 +291,9 @@ class LabRun:
     def push(self, ev: dict[str, Any]) -> None:
         from dlx.records.folders import jsonable
 
-        ev = jsonable(ev)
+        # "units" is plain JSON as made (live.rounded_rows): jsonable's walk over a small net's
+        # every unit map (50k values) took 25 ms of each picture event.
+        ev = {k: v if k == "units" else jsonable(v) for k, v in ev.items()}
         with self.cond:
             if any(k in ev for k in PICTURE_KEYS):
                 # The newest pictures supersede the older ones: drop those (a new dict, so a
@@ -341,6 +366,44 @@ class LabRun:
             self.done = True
             with self.cond:
                 self.cond.notify_all()
+
+    def change(self, body: dict) -> dict[str, Any]:
+        """Knobs turned while the run trains (live.change_request): added to its schedule at
+        the step the training thread takes them, applied there (dlx.run.changes); the keys
+        and values pending."""
+        from dlx.lab.live import change_request
+
+        trainer = self.trainer
+        if trainer is None or self.done:
+            raise LabError(409, "the run is not training: start it, or start a new one with these values")
+        try:
+            values = change_request(trainer, body)
+        except ValueError as e:
+            raise LabError(400, str(e)) from None
+        trainer.changes.request(values)
+        return values
+
+    def phases(self, body: dict) -> dict[str, Any]:
+        """Step mode: the paused run takes exactly one step, logged alone, followed phase by
+        phase for one unit (live.PhaseWatch); the phases come on the event stream."""
+        from dlx.lab.live import PhaseWatch, parse_unit
+
+        trainer = self.trainer
+        if trainer is None or self.done or self.status != "paused":
+            raise LabError(409, "step mode needs a paused run: pause it first")
+        if self.phase is not None:
+            raise LabError(409, "a step is already being followed; wait for its phases")
+        if trainer.step >= trainer.total_steps:
+            raise LabError(409, "the run has no step left")
+        try:
+            layer, index = parse_unit(trainer, body.get("unit"))
+        except ValueError as e:
+            raise LabError(400, str(e)) from None
+        watch = self.phase = PhaseWatch(layer, index)
+        trainer.changes.call(watch.install, flush=True)
+        self.stepping = True
+        self.paused.clear()
+        return {"run": self.id, "step": trainer.step, "unit": watch.unit}
 
     def stop(self) -> None:
         """End the run after its current step (as a first Ctrl-C ends dlx train): interrupted,

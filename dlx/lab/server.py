@@ -64,7 +64,15 @@ def create_app(
 
     lab = Lab(Path(runs_dir), max_active, token or secrets.token_urlsafe(24))
     initial = None
+    replay = None
     if config:
+        from dlx.lab.replay import Replay, replay_target
+
+        target = replay_target(config, Path(runs_dir))  # dlx lab RUN: scrub through a finished run
+        if target is not None:
+            replay = Replay(target)
+            initial = {"name": str(config), "replay": replay.run_id}
+    if config and replay is None:
         from dlx.config.catalogue import resolve_config
 
         path = resolve_config(config)
@@ -221,11 +229,87 @@ def create_app(
     async def initial_config(request):
         return JSONResponse(initial or {})
 
+    async def change(request):
+        """Knobs turned while a run trains: {"lr"?, "l2"?, "l1"?, "batch_size"?, "dropout"?},
+        taken at the run's next step boundary, on the event stream as {"run", "step",
+        "change"} when applied; answers {"run", "pending": {config key: value}}."""
+        b = await body(request)
+        run = the_run(request.path_params["run"])
+        return JSONResponse(jsonable({"run": run.id, "pending": run.change(b)}))
+
+    async def phases(request):
+        """Step mode on a paused run: {"unit": "LAYER:INDEX"}; exactly one step, whose phases
+        come on the event stream as {"run", "step", "phases"}."""
+        b = await body(request)
+        run = the_run(request.path_params["run"])
+        return JSONResponse(jsonable(run.phases(b)))
+
+    def the_replay():
+        if replay is None:
+            raise LabError(404, "this lab opened no run: dlx lab RUN scrubs through a finished run")
+        return replay
+
+    async def replay_info(request):
+        return JSONResponse(jsonable(the_replay().info()))
+
+    async def replay_event(request):
+        rep, i = the_replay(), request.path_params["i"]
+        if not 0 <= i < len(rep.steps):
+            raise LabError(404, f"no snapshot {i}: this run has {len(rep.steps)} (0 to {len(rep.steps) - 1})")
+        return JSONResponse(jsonable(await asyncio.to_thread(rep.event, i)))
+
+    async def own_data(request):
+        """Your own data (dlx.lab.uploads): a JSON body of one of {"csv": "<text>"},
+        {"npz_base64": "<base64 of a .npz>"}, {"points": [[x, y, label], ...], "task":
+        "classification"} or {"points": [[x, y, value], ...], "task": "regression"}; saved as
+        RUNS_DIR/lab-data/<sha256, 16 hex>.npz, split 80/20 (seeded, by class). Answers
+        {"data": {"name": "arrays", "path": ...}, "summary": {"task", "n_train", "n_test",
+        "features", "classes", "columns"}}. Limits: a body of up to 2 MiB (this route only),
+        10 to 50,000 rows, 2 to 64 features, finite numbers within +-1e30, 2 to 100 classes (a
+        CSV's integer target with at most 20 values is classes); else 400 with a sentence."""
+        from dlx.lab.uploads import MAX_UPLOAD, json_object, read_limited, save_own_data
+
+        b = json_object(await read_limited(request, MAX_UPLOAD))
+        return JSONResponse(jsonable(await asyncio.to_thread(save_own_data, b, lab.runs_dir)))
+
+    async def lesson(request):
+        """A finished run's root verdict and the remedy dlx fix tries first, as --set lines for
+        run B (dlx.lab.lessons): {"kind", "message", "cause", "remedy", "advice", "sets",
+        "answers"}; 409 while it trains, when healthy, or when no --set expresses its remedy."""
+        from dlx.lab.lessons import lesson_of
+
+        await body(request)
+        run = the_run(request.path_params["run"])
+        return JSONResponse(jsonable(await asyncio.to_thread(lesson_of, run)))
+
+    async def weights(request):
+        """The finished (or interrupted) run's model weights, a torch state_dict, as a download
+        "<run folder>-weights.pt" (dlx.lab.weights); 409 before it has a checkpoint."""
+        from starlette.responses import Response
+
+        from dlx.lab.weights import weights_of
+
+        run = the_run(request.path_params["run"])
+        content, name = await asyncio.to_thread(weights_of, run)
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        )
+
     routes = [
         Route("/", index),
         Route("/api/initial", initial_config),
         Route("/api/check", check, methods=["POST"]),
         Route("/api/runs", start, methods=["POST"]),
+        Route("/api/data", own_data, methods=["POST"]),
+        # Before {action}: a POST to .../fix is the lesson, not a control.
+        Route("/api/runs/{run}/fix", lesson, methods=["POST"]),
+        Route("/api/runs/{run}/weights", weights),
+        Route("/api/runs/{run}/change", change, methods=["POST"]),
+        Route("/api/runs/{run}/phases", phases, methods=["POST"]),
+        Route("/api/replay", replay_info),
+        Route("/api/replay/{i:int}", replay_event),
         Route("/api/runs/{run}/{action}", control, methods=["POST"]),
         Route("/api/runs/{run}", status),
         Route("/api/runs/{run}/events/stream", events),

@@ -17,9 +17,11 @@ def build_executor(
     address: str | None = None,
     stack: bool = True,
     warm: bool = True,
+    in_driver: bool = False,
 ):
     """The executor dlx sweep and dlx compare run their trials on: "local" (warm workers on
-    this machine) or "ray" (a cluster; address as RayExecutor takes it). UsageError for
+    this machine) or "ray" (a cluster; address as RayExecutor takes it). in_driver: the
+    local executor trains stacks in this process too (LocalExecutor). UsageError for
     options that do not go together."""
     from dlx.core.errors import UsageError
 
@@ -45,4 +47,5 @@ def build_executor(
         threads_per_trial=int(cpus_per_trial) if cpus_per_trial else None,
         stack=stack,
         warm=warm,
+        in_driver=in_driver,
     )

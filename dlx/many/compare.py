@@ -5,6 +5,7 @@ Trials run on the local executor (stacked where they can, warm workers otherwise
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -50,9 +51,14 @@ def compare(
 
     if seeds < 1:
         raise UsageError(f"seeds must be at least 1, got {seeds}")
+    over, optimizers = list(over), list(optimizers) if optimizers else None
+    # How many trials, counted before torch loads (the values' commas), so the executor can
+    # decide whether to start workers while the configs are built.
+    expected = len(optimizers or [None]) * math.prod(len(o.partition("=")[2].split(",")) for o in over) * seeds
     return run_variants(
         config,
-        lambda: make_variants(list(optimizers) if optimizers else None, list(over), seeds),
+        lambda: make_variants(optimizers, over, seeds),
+        expected=expected,
         seeds=seeds,
         target=target,
         overrides=overrides,
@@ -87,6 +93,7 @@ def run_variants(
     on_result=None,
     ensemble: bool = False,
     what: str = "compare",
+    expected: int | None = None,
     first_seed: int | None = None,
     name: str | None = None,
     executor: str = "local",
@@ -94,9 +101,11 @@ def run_variants(
 ):
     """compare()'s engine, for any list of variants (dlx.many.variants.Variant: a label and its --set
     overrides), or a function that makes them (called while the workers start): each variant
-    `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here)."""
+    `seeds` times, aggregated over seeds into a Comparison (`dlx fix` runs its remedies here).
+    expected: how many trials that will be, if known before the variants are made."""
     import datetime as dt
 
+    from dlx.core import version
     from dlx.many.backends import build_executor
     from dlx.many.executors import Trial
     from dlx.many.variants import aggregate, parse_target, trial_configs
@@ -104,10 +113,14 @@ def run_variants(
     from dlx.views.progress import TrialsProgress
 
     goal = parse_target(target)
-    executor = build_executor(executor, max_parallel, retries, None, None, address, stack, warm)
+    # The dlx command trains one stack in its own process (it has imported torch to check the
+    # configs anyway); a library caller's process and thread count are left alone.
+    executor = build_executor(
+        executor, max_parallel, retries, None, None, address, stack, warm, in_driver=version.OWNS_PROCESS
+    )
     # Local workers import torch while the variants' configs are built and checked here.
     if hasattr(executor, "start_workers"):
-        executor.start_workers()
+        executor.start_workers(expected)
     try:
         variants = variants() if callable(variants) else list(variants)
         configs = trial_configs(config, list(overrides), variants, seeds, first_seed)

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,93 @@ class TrialResult:
     node: str | None = None  # where it ran: a Ray node id; None for this machine
 
 
+class _Loops(list):
+    """The stacks a driver-trained job has started (run_stacked appends each): stop() ends
+    them after their step, as a first Ctrl-C ends a worker's, and one started later too."""
+
+    stopping = False
+
+    def append(self, loop) -> None:
+        super().append(loop)
+        if self.stopping:
+            self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for loop in self:
+            loop._signal = loop._signal or "SIGINT"
+            loop._interrupted = True
+
+
+class _Workdir:
+    """The executor's temp folder (workers' results and stderr), made when a worker first
+    needs it: a compare the driver trains alone leaves none behind, even killed outright."""
+
+    def __init__(self, tmp: tempfile.TemporaryDirectory | None = None):
+        self._tmp = tmp
+
+    @property
+    def path(self) -> Path:
+        if self._tmp is None:
+            remove_stale_workdirs()
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+        return Path(self._tmp.name)
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class _DriverSlot:
+    """The driver's own slot: a stacked job trained in a thread of this process, which
+    has imported torch already, instead of one more worker importing it again (on two
+    cores, three torch imports at once were half of a 9-trial compare). It looks like a
+    warm worker to the executor's loop: one line {"code": N} on a pipe once the job's
+    result is written. Only where dlx owns the process (the dlx command): the stack sets
+    torch's thread count, which is process-wide."""
+
+    def __init__(self):
+        read, self._write = os.pipe()
+        self.stdout = os.fdopen(read, "r")
+        self.thread: threading.Thread | None = None
+        self.loops = _Loops()
+        self.busy: _Attempt | None = None
+
+    def start(self, job: dict) -> None:
+        self.loops = _Loops()
+        self.thread = threading.Thread(target=self._train, args=(job, self.loops), name="dlx-driver-stack", daemon=True)
+        self.thread.start()
+
+    def _train(self, job: dict, loops: _Loops) -> None:
+        from dlx.many.worker import run_trials
+
+        code = 1
+        try:
+            results, code = run_trials(job, started=time.time(), loops=loops)
+            self.busy.driver_result = {"results": results, "pid": os.getpid()}
+        except BaseException:  # no result: the executor retries the job (in a worker)
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(self._write, (json.dumps({"code": code}) + "\n").encode())
+
+    def stop(self, grace_s: float) -> None:
+        """End the running stack after its step (its trials interrupted, checkpointed)."""
+        self.loops.stop()
+        if self.thread is not None:
+            self.thread.join(grace_s)
+
+    def close(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return  # still stopping (past the grace): its pipe stays open for its last line
+        with contextlib.suppress(OSError):
+            os.close(self._write)
+        self.stdout.close()
+
+
 @dataclass
 class _Attempt:
     """One try at a job: one trial, or a stack of trials trained together in one process."""
@@ -107,6 +195,8 @@ class _Attempt:
     result_path: Path
     proc: subprocess.Popen | None = None  # a fresh process for this attempt (warm=False)
     worker: "_Worker | None" = None  # or the warm worker running it
+    driver: "_DriverSlot | None" = None  # or this process (a stack in a thread)
+    driver_result: dict | None = None  # the driver's job's result, kept in memory
     stderr_path: Path | None = None
     stderr_file: Any = field(repr=False, default=None)
     slot: int | None = None  # index into LocalExecutor.slots while it runs
@@ -205,6 +295,7 @@ class LocalExecutor:
         warm: bool = True,
         stack: bool = True,
         on_note: Callable[[str], Any] | None = None,
+        in_driver: bool = False,
     ):
         cpus = os.cpu_count() or 1
         self.slots: list[str] | None = None
@@ -225,21 +316,31 @@ class LocalExecutor:
         self.threads_per_trial = threads_per_trial or max(1, cpus // self.max_parallel)
         self.env = dict(env or {})
         self.warm, self.stack = warm, stack
+        # The driver trains stacks itself in a thread (one worker fewer imports torch): the
+        # dlx command's compare on the CPU, where stacking and warm workers are on.
+        self.in_driver = bool(in_driver and warm and stack and not self.slots)
         self.on_note = on_note
         self.notes: list[str] = []  # every note given, in order (also for callers without on_note)
         self.tally = StackTally()  # what was stacked, over every window planned
         self._early: tuple[tempfile.TemporaryDirectory, list[_Worker]] | None = None
 
-    def start_workers(self) -> None:
+    def start_workers(self, expected: int | None = None) -> None:
         """Start the warm workers now (they import torch while the caller prepares its
-        trials); run() takes them over, and stop_workers() ends them if run() never comes."""
+        trials); run() takes them over, and stop_workers() ends them if run() never comes.
+        With in_driver, `expected` trials that one stack holds (at most MAX_STACK) start none:
+        the driver trains them alone (the rule in docs/DESIGN.md), and a worker starts only
+        for a trial that cannot join its stack."""
+        from dlx.many.stack_plan import MAX_STACK
+
         if not self.warm or self._early is not None or self.slots:
+            return
+        if self.in_driver and expected is not None and expected <= MAX_STACK:
             return
         remove_stale_workdirs()
         tmp = tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         env = self._child_env()
         workers = []
-        for i in range(self.max_parallel):
+        for i in range(self.max_parallel - self.in_driver):
             path = Path(tmp.name) / f"w{i}.stderr"
             proc, err = self._spawn(env, None, path, serve=True)
             workers.append(_Worker(proc, path, err, None))
@@ -303,16 +404,16 @@ class LocalExecutor:
         pulled: list[Trial],
         indices: list[int],
         number: int,
-        workdir: Path,
+        workdir: "_Workdir",
         env: dict,
         slot: int | None,
         workers: list[_Worker],
     ) -> _Attempt:
         stem = f"t{indices[0]}-a{number}"
-        result_path = workdir / f"{stem}.json"
+        result_path = workdir.path / f"{stem}.json"
         job = self._job(pulled, indices, result_path)
         if not self.warm:
-            stderr_path = workdir / f"{stem}.stderr"
+            stderr_path = workdir.path / f"{stem}.stderr"
             proc, err = self._spawn(env, slot, stderr_path, serve=False)
             try:
                 proc.stdin.write(json.dumps(job).encode())
@@ -324,7 +425,7 @@ class LocalExecutor:
             )
         worker = next((w for w in workers if w.busy is None and w.slot == slot), None)
         if worker is None:
-            stderr_path = workdir / f"w{len(workers)}.stderr"
+            stderr_path = workdir.path / f"w{len(workers)}.stderr"
             proc, err = self._spawn(env, slot, stderr_path, serve=True)
             worker = _Worker(proc, stderr_path, err, slot)
             workers.append(worker)
@@ -341,6 +442,9 @@ class LocalExecutor:
         """The attempt's exit code once it ended (a warm worker's code for this job), else None."""
         if att.proc is not None:
             return att.proc.poll()
+        if att.driver is not None:
+            att.driver.busy = None
+            return int(json.loads(att.driver.stdout.readline())["code"])
         w = att.worker
         line = w.proc.stdout.readline()  # only called when select() said it is readable
         if line:
@@ -361,8 +465,8 @@ class LocalExecutor:
         """The attempt's TrialResults, or None when it crashed and should be retried."""
         if att.stderr_file is not None:
             att.stderr_file.close()
-        data = None
-        if att.result_path.is_file():
+        data = att.driver_result
+        if data is None and att.result_path is not None and att.result_path.is_file():
             try:
                 data = json.loads(att.result_path.read_text())
             except (OSError, json.JSONDecodeError):
@@ -404,8 +508,8 @@ class LocalExecutor:
             for i in att.indices
         ]
 
-    def _next_job(self, queue: TrialQueue, planned: list[list[int]]) -> tuple[list[int], int] | None:
-        return next_job(queue, planned, self.stack, self.max_parallel, self._note, self.tally)
+    def _next_job(self, queue: TrialQueue, planned: list[list[int]], slots: int) -> tuple[list[int], int] | None:
+        return next_job(queue, planned, self.stack, slots, self._note, self.tally)
 
     def run(self, trials: Iterable[Trial], on_result: Callable[[TrialResult], Any] | None = None) -> list[TrialResult]:
         """Run every trial; results in trial order, on_result(result) called as each finishes.
@@ -420,20 +524,28 @@ class LocalExecutor:
         planned: list[list[int]] = []
         free = list(range(len(self.slots))) if self.slots else []
         env = self._child_env()
+        driver = None
+        # The driver alone (in_driver, no workers started): trials are planned for one slot, so
+        # those that stack form one stack, which the driver trains; workers start on demand.
+        plan_slots = 1 if self.in_driver and self._early is None else self.max_parallel
         if self._early is None:
-            remove_stale_workdirs()
-            tmp, workers = tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"), []
+            workdir, workers = _Workdir(), []
         else:
             (tmp, workers), self._early = self._early, None
-        with tmp as tmp_name, stop_signals_raise_keyboard_interrupt():
-            workdir = Path(tmp_name)
+            workdir = _Workdir(tmp)
+        with stop_signals_raise_keyboard_interrupt():
+            if self.in_driver:
+                driver = _DriverSlot()
             try:
                 while True:
                     while len(running) < self.max_parallel:
-                        nxt = self._next_job(queue, planned)
+                        nxt = self._next_job(queue, planned, plan_slots)
                         if nxt is None:
                             break
                         indices, n = nxt
+                        if driver is not None and driver.busy is None and len(indices) > 1 and n == 1:
+                            running.append(self._start_in_driver(pulled, indices, driver))
+                            continue
                         slot = free.pop(0) if self.slots else None
                         running.append(self._start(pulled, indices, n, workdir, env, slot, workers))
                     if not running:
@@ -458,13 +570,24 @@ class LocalExecutor:
             except BaseException:
                 self._stop(running, workers)
                 raise
+            finally:
+                if driver is not None:
+                    driver.close()
+                workdir.cleanup()
         return [results[i] for i in range(len(pulled))]
+
+    def _start_in_driver(self, pulled: list[Trial], indices: list[int], driver: _DriverSlot) -> _Attempt:
+        att = _Attempt(indices, 1, result_path=None, driver=driver)
+        driver.busy = att
+        driver.start({**self._job(pulled, indices, None), "stack": True})
+        return att
 
     @staticmethod
     def _wait(running: list[_Attempt]) -> list[_Attempt]:
         """The attempts that may have ended: fresh processes are polled, warm workers are
         waited on together (a result line or EOF on their stdout) for up to POLL_S."""
         warm = {att.worker.proc.stdout.fileno(): att for att in running if att.worker is not None}
+        warm.update({att.driver.stdout.fileno(): att for att in running if att.driver is not None})
         if warm:
             ready, _, _ = select.select(list(warm), [], [], POLL_S)
         else:
@@ -492,7 +615,8 @@ class LocalExecutor:
 
     @staticmethod
     def _stop(running: list[_Attempt], workers: list[_Worker], grace_s: float = 5.0) -> None:
-        """SIGINT every child (its runs end as interrupted), then kill what is left after grace_s."""
+        """SIGINT every child (its runs end as interrupted), then kill what is left after grace_s;
+        the driver's own stack ends after its step the same way."""
         procs = [att.proc for att in running if att.proc is not None] + [w.proc for w in workers]
         for proc in procs:
             if proc.poll() is None:
@@ -502,6 +626,9 @@ class LocalExecutor:
                     pass
         deadline = time.monotonic() + grace_s
         try:
+            for att in running:
+                if att.driver is not None:
+                    att.driver.stop(max(0.0, deadline - time.monotonic()))
             for proc in procs:
                 try:
                     proc.wait(timeout=max(0.0, deadline - time.monotonic()))

@@ -42,6 +42,8 @@ def why_not(cfg) -> str | None:
         return "data augmentation draws its shifts and rotations per run: a run with it trains alone"
     if cfg.instruments.active:
         return "instruments measure one model's Hessian and per-sample gradients: a run with them trains alone"
+    if cfg.train.changes:
+        return "train.changes alters one run while it trains: a run with them trains alone"
     return None
 
 

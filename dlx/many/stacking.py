@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from dlx.core.jsonable import float32_text
 from dlx.many.stack_plan import (  # noqa: F401  (the plan's names, also read from here)
     ADAM_FAMILY,
     MAX_STACK,
@@ -233,9 +234,9 @@ class StackedTrainer:
                         s, pct = activation_stats(o, p0.bounds, p0.off_below, p0.off_field, q)
                         self.act_stats[:, j], self.act_pct[:, j] = s, pct
                 self.model.outs = {}
-            host = torch.stack(rows, dim=1).cpu().numpy().astype(np.float64)  # [K, 2|3, L]
-            acts = self.act_stats.cpu().numpy().astype(np.float64)
-            pct = self.act_pct.cpu().numpy().astype(np.float64)
+            host = float32_text(torch.stack(rows, dim=1).cpu().numpy())  # [K, 2|3, L]
+            acts = float32_text(self.act_stats.cpu().numpy())
+            pct = float32_text(self.act_pct.cpu().numpy())
         return host, acts, pct
 
     def _evaluate(self, split: str = "test"):
@@ -335,13 +336,13 @@ class StackedTrainer:
 
     def _attach(self, rec, k: int, stats, acts, pct, evaluating: bool) -> None:
         """Trial k's slice of the stack's host statistics into its record, as Trainer's."""
-        from dlx.run.trainer import attach_stats
+        from dlx.run.probes import attach_stats
 
         attach_stats(rec, stats[k], evaluating, acts[k] if self.act_names else None, pct[k])
 
     def _records(self, rows: int, evaluating: bool) -> None:
         """The interval that just ended, for every active trial: records, callbacks, ends."""
-        buf = self.buf[:rows].cpu().numpy().astype(np.float64)  # the interval's one sync
+        buf = float32_text(self.buf[:rows].cpu().numpy())  # the interval's one sync, as float32's own text
         elapsed = time.perf_counter() - self.t0
         recs = {}
         for k, t in enumerate(self.trials):
@@ -473,7 +474,7 @@ class StackedTrainer:
 
     def _interrupted_interval(self, k: int) -> None:
         """The unfinished interval of an interrupted trial, logged as a separate run logs it."""
-        buf = self.buf[: self.row, k].cpu().numpy().astype(np.float64)
+        buf = float32_text(self.buf[: self.row, k].cpu().numpy())
         tr = self.tr[k]
         tr.step = self.step
         rec = tr.interval_record(self.logged_step, buf, _lr_at(tr, self.step), time.perf_counter() - self.t0)
@@ -510,9 +511,13 @@ def _lr_at(trainer, step: int) -> float:
 # ---------------------------------------------------------------------- a job of trials
 
 
-def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float | None = None) -> list[dict]:
+def run_stacked(
+    configs: list[dict], runs_dirs: list[str | Path], started: float | None = None, loops: list | None = None
+) -> list[dict]:
     """Train these trial configs, stacked where they can be, in this process: one result
-    per trial in dlx.many.worker's format. Trials that cannot join a stack run alone."""
+    per trial in dlx.many.worker's format. Trials that cannot join a stack run alone.
+    loops: each StackedTrainer is appended as it starts (a driver training a stack in a
+    thread stops it through them: no signal reaches a thread)."""
     import torch
 
     from dlx.config.loader import load_config
@@ -561,7 +566,7 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
         for chunk in [trials[k : k + size] for k in range(0, len(trials), size)]:
             if any(r is not None and r["status"] == "interrupted" for r in results):
                 break  # stopped: the trials not started are reported below
-            _run_chunk(chunk, results, base)
+            _run_chunk(chunk, results, base, loops)
 
     for i, c in enumerate(configs):
         if results[i] is None:
@@ -577,7 +582,7 @@ def run_stacked(configs: list[dict], runs_dirs: list[str | Path], started: float
     return results
 
 
-def _run_chunk(trials: list[_Trial], results: list, base: dict) -> None:
+def _run_chunk(trials: list[_Trial], results: list, base: dict, loops: list | None = None) -> None:
     """Train these built trials as one stack; their results into results."""
     import torch
 
@@ -596,6 +601,8 @@ def _run_chunk(trials: list[_Trial], results: list, base: dict) -> None:
         flops = step_flops(tr0.model, tr0.data, batch)
         torch.set_num_threads(max(one, min(budget, int(len(trials) * flops // THREAD_FLOPS))))
     stack = StackedTrainer(trials)
+    if loops is not None:
+        loops.append(stack)
     try:
         stack.run()
     except Exception as e:

@@ -104,7 +104,9 @@ def _short(value: str) -> str:
 
 # A compare over more seeds than this keeps full snapshots (train.snapshots) for each
 # variant's first seeds only: the report draws the first seed, and pictures of a few more
-# show the spread; the rest keep init and end (2), a fifth of a quickstart folder's bytes.
+# show the spread; the rest keep none (train.snapshots: 0, no snapshots.pt: their init is
+# drawn again from the seed, their end is checkpoint.pt's), as a separate run with
+# --set train.snapshots=0 writes them.
 FULL_SNAPSHOT_SEEDS = 3
 
 
@@ -130,7 +132,7 @@ def trial_configs(
             resolved["seed"] = seed0 + s
             resolved["name"] = f"{base.name or 'compare'}-{_slug(v.label)}-s{seed0 + s}"[:64]
             if seeds > FULL_SNAPSHOT_SEEDS and s >= FULL_SNAPSHOT_SEEDS:
-                resolved["train"]["snapshots"] = min(2, resolved["train"]["snapshots"])
+                resolved["train"]["snapshots"] = 0
             out.append((v, seed0 + s, resolved))
     if problems:
         raise ConfigError(problems, str(config))

@@ -95,10 +95,10 @@ def _stop_signals_interrupt() -> None:
         signal.signal(sig, signal.default_int_handler)
 
 
-def run_trials(job: dict, started: float | None = None) -> tuple[list[dict[str, Any]], int]:
+def run_trials(job: dict, started: float | None = None, loops: list | None = None) -> tuple[list[dict[str, Any]], int]:
     """A job's trials in this process: one result each (run_job's), and the job's exit code
     (the worst of 0, 2, 1). With "stack" (the default) trials dlx.many.stacking can train together
-    are; the rest run one after another."""
+    are; the rest run one after another. loops: as run_stacked's (the driver's own stack)."""
     trials = job.get("trials") or [{"config": job["config"], "runs_dir": job["runs_dir"]}]
     # A trial resuming a stopped run continues its own checkpoint: never in a stack.
     if len(trials) > 1 and job.get("stack", True) and not any(t.get("resume") for t in trials):
@@ -109,7 +109,7 @@ def run_trials(job: dict, started: float | None = None) -> tuple[list[dict[str, 
             import torch
 
             torch.set_num_threads(int(job["threads"]))
-        results = run_stacked([t["config"] for t in trials], [t["runs_dir"] for t in trials], started)
+        results = run_stacked([t["config"] for t in trials], [t["runs_dir"] for t in trials], started, loops)
         codes = [{"config_error": 2, "failed": 1}.get(r["status"], 0) for r in results]
         return results, (1 if 1 in codes else max(codes))
     out, code = [], 0
@@ -134,9 +134,13 @@ def main() -> int:
     version.OWNS_PROCESS = True  # a worker never compiles: no torch._dynamo import (see optim.py)
     serve = "--serve" in sys.argv[1:]
     if serve:
-        # A warm worker may start before its first job is ready: load what every job needs now.
+        # A warm worker may start before its first job is ready: load what every job needs now
+        # (torch above all: dlx.api alone loads it lazily, and a first job then paid 2 s for it).
         from dlx import api  # noqa: F401
+        from dlx.config import loader  # noqa: F401
         from dlx.many import stacking  # noqa: F401
+        from dlx.records import recording  # noqa: F401
+        from dlx.run import trainer  # noqa: F401
     lines = iter(sys.stdin.readline, "") if serve else iter([sys.stdin.read()])
     orphaned: threading.Event | None = None
     result_path: Path | None = None

@@ -17,6 +17,9 @@ runs/<run_id>/
                   pictures at a step (dlx plot --step, dlx animate) are drawn from them.
                   A dict {"steps": [int], "losses": [float|None], "states": [state_dict]};
                   written with the checkpoint and at the end, so it never runs ahead of it
+  events.jsonl    only for a run changed while it trained (train.changes, dlx lab's knobs): one
+                  line per change applied, {step, set, was, at}: the step after which it took
+                  effect, the keys set, their values before (dlx.run.changes); `dlx show` lists them
   fix.json        only after `dlx fix RUN`: the remedies it ran over seeds, whether each
                   removed the verdict, the metric's mean and sd, the winner (write_fix_record)
   fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
@@ -46,6 +49,7 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 INSTRUMENTS_FILE = "instruments.jsonl"
 SNAPSHOTS_FILE = "snapshots.pt"
+EVENTS_FILE = "events.jsonl"
 FIX_RECORD = "fix.json"
 FIXED_CONFIG = "fixed.yaml"
 # Beside the run folders (in a runs folder, or a sweep's trials/): a dot-name, so never taken for a run.

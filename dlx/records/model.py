@@ -25,6 +25,12 @@ def saved_model(path: Path, step: int | None = None, notes: list[str] | None = N
     ckpt = path / CHECKPOINT_FILE
     # The snapshots (a file of up to 4 MB) are read only when the checkpoint will not do.
     snaps = read_snapshots(path, mmap=True) if not ckpt.is_file() or step is not None else None
+    if not ckpt.is_file() and not (snaps and snaps["steps"]) and kept_no_snapshots(path):
+        raise UsageError(
+            f"{path.name} has no checkpoint.pt (a diverged or killed run writes none) and kept no "
+            f"snapshots (train.snapshots: 0, as a compare's seeds past the first 3 do), so its model "
+            f"is not saved: train it again with train.snapshots of 2 or more to draw it"
+        )
     if not ckpt.is_file() and not (snaps and snaps["steps"]):
         raise UsageError(
             f"{path.name} has no checkpoint.pt and no snapshots.pt, so its model is not saved: pictures are "
@@ -91,11 +97,29 @@ def snapshots(run: str | Path) -> dict:
     # Memory-mapped: a view touches the states it draws, never the whole file at once.
     snaps = read_snapshots(Path(run), mmap=True)
     if not snaps or not snaps["steps"]:
+        if kept_no_snapshots(Path(run)):
+            raise UsageError(
+                f"{Path(run).name} has no snapshots.pt: it kept none (train.snapshots: 0, as a compare's "
+                f"seeds past the first 3 do), so there is nothing to draw between its init and its end; "
+                f"its pictures at the end are drawn without --step (train it again with train.snapshots "
+                f"of 2 or more to draw it along the way)"
+            )
         raise UsageError(
             f"{Path(run).name} has no snapshots.pt: it was trained before dlx kept the model's weights "
             f"along the way; train it again to draw it at other steps"
         )
     return snaps
+
+
+def kept_no_snapshots(path: Path) -> bool:
+    """Whether the run folder's config says it keeps no snapshots (train.snapshots: 0)."""
+    from dlx.config.loader import safe_load
+
+    try:
+        config = safe_load((Path(path) / CONFIG_FILE).read_text())
+        return isinstance(config, dict) and (config.get("train") or {}).get("snapshots") == 0
+    except Exception:  # an unreadable config.yaml: the other message, no second error
+        return False
 
 
 def init_weights(cfg) -> dict:

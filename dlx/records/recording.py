@@ -7,13 +7,15 @@ their names stay importable from here.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
 
 from dlx.config.loader import dump_yaml
 from dlx.config.schema import Train
-from dlx.records.layout import INSTRUMENTS_FILE, METRICS_FILE, PROBES_FILE
+from dlx.records.jsonio import read_jsonl, write_atomic
+from dlx.records.layout import CONFIG_FILE, EVENTS_FILE, INSTRUMENTS_FILE, METRICS_FILE, PROBES_FILE
 from dlx.records.locks import now
 from dlx.records.reading import read_snapshots
 from dlx.records.runs import RunFolder, command_line, git_commit, versions
@@ -51,10 +53,14 @@ class Snapshots:
         self.states: list[dict[str, Any]] = []
         self.targets: list[int] = []
         self._saved = 0  # snapshots in the file
+        self.keep = True  # False: train.snapshots 0, none taken and no file written
 
     def plan(self, trainer) -> None:
         """The steps to snapshot at: as many as SNAPSHOT_BYTES holds (at most train.snapshots),
-        evenly spaced, the last step last. A log step takes the targets it reached."""
+        evenly spaced, the last step last. A log step takes the targets it reached.
+        train.snapshots 0: none at all (no snapshots.pt; the init is drawn again from the
+        seed, the end is checkpoint.pt's)."""
+        self.keep = trainer.cfg.train.snapshots > 0
         size = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
         n = min(trainer.cfg.train.snapshots, max(1, SNAPSHOT_BYTES // max(size, 1)))
         total = trainer.total_steps
@@ -66,6 +72,8 @@ class Snapshots:
         return any(last < t <= step for t in self.targets)
 
     def take(self, trainer, loss: float | None) -> None:
+        if not self.keep:
+            return
         state = trainer.model.state_dict()
         self.steps.append(int(trainer.step))
         self.losses.append(None if loss is None or not math.isfinite(loss) else float(loss))
@@ -99,6 +107,7 @@ class RunWriter:
         self.snapshots.plan(trainer)
         if self.resuming:
             self.snapshots.restore(self.folder, trainer.step)
+            self._events_before(trainer.step)
             resumes = self.folder.meta.get("resumes") or []
             resumes.append({"at": now(), "step": trainer.step, "command": command_line()})
             self.folder.resume(
@@ -148,6 +157,22 @@ class RunWriter:
         if not record.get("diverged") and self.snapshots.due(trainer.step):
             self.snapshots.take(trainer, record.get("train_loss"))
         self.folder.heartbeat()  # after the records: a fresh heartbeat means they are on disk
+
+    def on_change(self, trainer, event):
+        """A change took effect (dlx.run.changes): a line of events.jsonl."""
+        self.folder.append(EVENTS_FILE, {k: event[k] for k in ("step", "set", "was", "at")})
+
+    def on_schedule(self, trainer):
+        """The run's schedule gained a change (dlx lab): config.yaml says so, as the checkpoint will."""
+        write_atomic(self.folder.path / CONFIG_FILE, dump_yaml(trainer.cfg.resolved()))
+
+    def _events_before(self, step: int) -> None:
+        """A resumed run keeps the events of the changes its checkpoint holds (before its step);
+        the others it applies again, and writes again, as they come."""
+        path = self.folder.path / EVENTS_FILE
+        if path.is_file():
+            keep = [e for e in read_jsonl(path) if isinstance(e.get("step"), int) and e["step"] < step]
+            write_atomic(path, "".join(json.dumps(e) + "\n" for e in keep))
 
     def on_instruments(self, trainer, record):
         self.folder.append(INSTRUMENTS_FILE, record)

@@ -38,8 +38,9 @@ def metrics_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def probes_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One probes.jsonl line from a trainer interval record (arrays as they are; the writer
-    makes them JSON)."""
+    """One probes.jsonl line from a trainer interval record (the writer makes it JSON). Its
+    measurements are float32 (run.probes' buffers), made float32's shortest text where they
+    are copied to the host (core.jsonable.float32_text), once for a whole stack."""
     probe = {
         "step": record["step"],
         "first_step": record["first_step"],
@@ -107,7 +108,8 @@ class History:
 
 
 def _floats(x: Any) -> np.ndarray:
-    """A JSON series back to float64 (null, written for NaN, back to NaN): values round-trip exactly."""
+    """A probes.jsonl series back to float64 (null, written for NaN, back to NaN): values
+    round-trip exactly (float32's shortest text is parsed to the float64 the run held)."""
     return np.array(x, dtype=np.float64)
 
 

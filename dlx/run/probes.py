@@ -12,6 +12,7 @@ weight norms, update/weight ratios and unit spreads.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -221,3 +222,17 @@ def unit_spread(w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     from the mean unit, relative to a typical unit's size. 0 means every unit is
     identical (the zero/constant-init symmetry that gradient descent can never break)."""
     return spread_of_rows(unit_rows(w, b))
+
+
+def attach_stats(record: dict[str, Any], stats, evaluating: bool, act=None, pct=None) -> dict[str, Any]:
+    """An interval record with its log step's host statistics: stats [2|3, layers] (weight
+    norm, update ratio, and at evaluations the unit spread), act [activations, ACT_FIELDS]
+    and pct [activations, PERCENTILES] (None: the model has no activation modules)."""
+    record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
+    if evaluating:
+        record["unit_spread"] = stats[2]
+    if act is not None:
+        for j, key in enumerate(ACT_FIELDS):
+            record[f"act_{key}"] = act[:, j]
+        record["act_pct"] = pct
+    return record

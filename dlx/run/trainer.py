@@ -36,12 +36,13 @@ from dlx.components.models.base import layer_weights
 from dlx.components.optim import skip_dynamo_wrappers
 from dlx.components.optim import step as optimizer_step
 from dlx.config.loader import Config
-from dlx.core import version
+from dlx.core import jsonable, version
 from dlx.core.errors import ConfigError, DlxError, SpecError
 from dlx.core.signals import STOP_SIGNALS, end_after_the_step, stop_reason  # noqa: F401  (STOP_SIGNALS: tests)
 from dlx.run import evaluation
+from dlx.run.changes import Changes
 from dlx.run.evaluation import EVAL_BATCH, FINAL_WINDOW  # noqa: F401  (EVAL_BATCH: many.stacking)
-from dlx.run.probes import ACT_FIELDS, Probes
+from dlx.run.probes import Probes, attach_stats
 from dlx.run.stopping import EarlyStopping
 
 
@@ -212,6 +213,7 @@ class Trainer:
             # Last: it reads the History the interval's record has just been added to.
             self.pruner = Pruner(t.prune)
             self.callbacks.append(self.pruner)
+        self.changes = Changes(self)  # train.changes and the lab's knobs, applied between steps
         self.step = 0  # steps completed (between steps); the step's own number during one
         self._stop: tuple[str, str | None] | None = None
         # The data order: one permutation per epoch, drawn from this generator.
@@ -296,7 +298,7 @@ class Trainer:
         return (out.argmax(-1) == y).float().mean()
 
     def _penalty(self) -> torch.Tensor | None:
-        reg = self.cfg.regularization
+        reg = self.changes.regularization  # the config's, or what a change set since
         terms = []
         if reg.l1:
             terms.append(reg.l1 * sum(w.abs().sum() for w in self.penalty_weights))
@@ -365,7 +367,6 @@ class Trainer:
         t = self.cfg.train
         n, bs = len(self.data.x_train), self.batch_size
         x, y = self.data.x_train, self.data.y_train
-        full_batch = bs == n
         self.model.train()
         self._emit("on_start")
         self._t0 = time.perf_counter() - self._elapsed
@@ -377,9 +378,10 @@ class Trainer:
                 if self._interrupted:
                     status, reason = "interrupted", self.stop_reason
                     break
+                self.changes.at_boundary(self)
                 self._busy = True
                 pos = self.step % self.steps_per_epoch
-                if full_batch:
+                if (bs := self.batch_size) == n:  # a change may set it between steps
                     xb, yb = x, y
                 else:
                     if pos == 0 or self._perm is None:
@@ -392,7 +394,7 @@ class Trainer:
                 # Every interval holds log_every steps (only the run's last may hold fewer):
                 # an evaluation never cuts one short (a 1-step interval is one batch's noise).
                 # It runs at the end of the interval that reaches each multiple of eval_every.
-                flush = self._row + 1 == t.log_every or self.step == self.total_steps
+                flush = self._row + 1 == t.log_every or self.step == self.total_steps or self.changes.flush_now
                 eval_now = flush and (
                     self.step // self.eval_every > self.logged_step // self.eval_every or self.step == self.total_steps
                 )
@@ -653,34 +655,20 @@ class Trainer:
 
     def _interval(self, first: int, rows: int, evaluating: bool = False) -> dict[str, Any]:
         """Copy the interval's probe rows to the host (the one sync) and summarise them."""
-        buf = self.probes.buf[:rows].cpu().numpy().astype(np.float64)
+        buf = jsonable.float32_text(self.probes.buf[:rows].cpu().numpy())  # written as float32's own text
         record = self.interval_record(first, buf, self.optimizer.param_groups[0]["lr"], time.perf_counter() - self._t0)
         if record.get("diverged"):
             self.probes.unhook()
             return record
         # Unit spreads (symmetry) move slowly: measured at evaluation points only.
-        stats = self.probes.interval_stats(spread=evaluating).cpu().numpy().astype(np.float64)
+        stats = jsonable.float32_text(self.probes.interval_stats(spread=evaluating).cpu().numpy())
         if self.probes.time_buf is not None:
-            record["time_grad"] = self.probes.time_buf.cpu().numpy().astype(np.float64)
+            record["time_grad"] = jsonable.float32_text(self.probes.time_buf.cpu().numpy())
         act = pct = None
         if self.probes.acts:
-            act = self.probes.act_stats.cpu().numpy().astype(np.float64)
-            pct = self.probes.act_pct.cpu().numpy().astype(np.float64)
+            act = jsonable.float32_text(self.probes.act_stats.cpu().numpy())
+            pct = jsonable.float32_text(self.probes.act_pct.cpu().numpy())
         return attach_stats(record, stats, evaluating, act, pct)
-
-
-def attach_stats(record: dict[str, Any], stats, evaluating: bool, act=None, pct=None) -> dict[str, Any]:
-    """An interval record with its log step's host statistics: stats [2|3, layers] (weight
-    norm, update ratio, and at evaluations the unit spread), act [activations, ACT_FIELDS]
-    and pct [activations, PERCENTILES] (None: the model has no activation modules)."""
-    record["weight_norm"], record["update_ratio"] = stats[0], stats[1]
-    if evaluating:
-        record["unit_spread"] = stats[2]
-    if act is not None:
-        for j, key in enumerate(ACT_FIELDS):
-            record[f"act_{key}"] = act[:, j]
-        record["act_pct"] = pct
-    return record
 
 
 def _numpy_rng_state() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dlx.core.errors import DlxError
 from dlx.diagnosis.engine import KIND, LABEL
 from dlx.records.layout import (
     CHECKPOINT_FILE,
+    EVENTS_FILE,
     FIX_RECORD,
     INSTRUMENTS_FILE,
     META_FILE,
@@ -364,6 +365,13 @@ def meta_html(meta: dict[str, Any], summary: dict[str, Any] | None, status: str 
     return out
 
 
+def changes_html(events: list[dict[str, Any]]) -> str:
+    """The changes made while it trained (events.jsonl), one line per key."""
+    from dlx.views.report import change_lines
+
+    return "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in change_lines(events)) + "</ul>"
+
+
 def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[tuple[str, str, str]]:
     """Verdicts, metrics, figures, layers, config and meta of one loaded run (dlx.records.folders.load_run)."""
     s = run["summary"]
@@ -384,8 +392,11 @@ def run_sections(run: dict[str, Any], figure_title: str | None = None) -> list[t
             ("verdicts", "Verdicts", guarded(f"{SUMMARY_FILE} (verdicts)", verdicts_html, s.get("verdicts") or []))
         )
         sections.append(("metrics", "Final metrics", guarded(f"{SUMMARY_FILE} (final)", metrics_html, s, status)))
-    from dlx.records.folders import read_fix_record
+    from dlx.records.folders import read_fix_record, read_jsonl
 
+    events = read_jsonl(Path(run["path"]) / EVENTS_FILE)
+    if events:
+        sections.append(("changes", "Changes while it trained", guarded(EVENTS_FILE, changes_html, events)))
     record = read_fix_record(Path(run["path"]))
     if record is not None:
         sections.append(("fixed", "What fixed it", guarded(FIX_RECORD, fix_html, record)))

@@ -105,9 +105,14 @@ class _Model:
         return float(self.trainer.loss_fn(out, self.y))
 
     def trajectory(self) -> tuple[list[int], torch.Tensor]:
-        """(steps, [snapshots, P] flat weights) of the run's snapshots, the final weights last."""
-        from dlx.records.model import snapshots
+        """(steps, [snapshots, P] flat weights) of the run's snapshots, the final weights last;
+        a run that kept none (train.snapshots: 0): its init, drawn again from its seed, and its end."""
+        from dlx.records.layout import SNAPSHOTS_FILE
+        from dlx.records.model import kept_no_snapshots, snapshots, start_weights
 
+        if kept_no_snapshots(self.path) and not (self.path / SNAPSHOTS_FILE).is_file():
+            init = self.flat_state(start_weights(self.cfg, None))
+            return [0, self.step], torch.stack([init, self.final])
         snaps = snapshots(self.path)
         steps = [int(s) for s in snaps["steps"]]
         flats = torch.stack([self.flat_state(s) for s in snaps["states"]])
@@ -188,7 +193,8 @@ def plane(
     if directions == "pca":
         if len(steps) < 3:
             raise UsageError(
-                f"{m.name} has {len(steps)} snapshots: a trajectory's plane needs 3; use --directions random"
+                f"{m.name}'s path has {len(steps)} points (its snapshots and its end): a trajectory's plane "
+                f"needs 3; use --directions random"
             )
         _, s, vh = torch.linalg.svd(rel, full_matrices=False)
         d = vh[:2]

@@ -119,10 +119,18 @@ def boundary_of(trainer, config: dict, path: Path, grid: int, step: int) -> Boun
 
 
 def filmstrip(run: str | Path, frames: int = 6, grid: int = 100) -> list[Boundary]:
-    """The boundary at `frames` of a run's snapshots spread evenly from the init to the end."""
+    """The boundary at `frames` of a run's snapshots spread evenly from the init to the end;
+    a run that kept none (train.snapshots: 0): its init, drawn again from its seed, and its end."""
+    from dlx.records.layout import SNAPSHOTS_FILE
+    from dlx.records.model import kept_no_snapshots, start_weights
+
     path = Path(run)
-    config, cfg, trainer, _ = saved_model(path)
+    config, cfg, trainer, at = saved_model(path)
     check_2d(path, trainer.data, "a boundary")
+    if kept_no_snapshots(path) and not (path / SNAPSHOTS_FILE).is_file():
+        end = boundary_of(trainer, config, path, grid, at)
+        trainer.model.load_state_dict(start_weights(cfg, None))
+        return [boundary_of(trainer, config, path, grid, 0), end]
     snaps = snapshots(path)
     picked = dict.fromkeys(round(i) for i in np.linspace(0, len(snaps["steps"]) - 1, frames))
     out = []

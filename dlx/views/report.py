@@ -18,7 +18,7 @@ from dlx.core import fmt
 from dlx.core.errors import DamagedFile
 from dlx.diagnosis.engine import KIND, LABEL
 from dlx.records.folders import SHAPE_ERRORS
-from dlx.records.layout import META_FILE, METRICS_FILE, PROBES_FILE, SUMMARY_FILE
+from dlx.records.layout import EVENTS_FILE, META_FILE, METRICS_FILE, PROBES_FILE, SUMMARY_FILE
 from dlx.views.init_table import INIT_COLUMNS, INIT_VERDICT_STYLE, init_check_table, init_num
 from dlx.views.rows import (
     LAYER_HEADERS,
@@ -317,12 +317,35 @@ def instruments_text(summary: dict[str, Any]) -> Text | None:
     return t
 
 
+def change_lines(events: list[dict[str, Any]]) -> list[str]:
+    """events.jsonl's changes, one line per key: "step 500 optimizer.lr 0.01 -> 0.001"."""
+    out = []
+    for e in events:
+        was = e.get("was") if isinstance(e.get("was"), dict) else {}
+        for key, value in (e.get("set") or {}).items():
+            before = f"{fmt.num(was[key])} -> " if was.get(key) is not None else ""
+            out.append(f"step {e.get('step')} {key} {before}{fmt.num(value)}")
+    return out
+
+
+def changes_text(events: list[dict[str, Any]] | None) -> Text | None:
+    """The changes made while it trained (events.jsonl), under "changes:"."""
+    lines = change_lines(events or [])
+    if not lines:
+        return None
+    t = Text("changes:", style="bold")
+    for i, line in enumerate(lines):
+        t.append(("\n         " if i else " ") + line)
+    return t
+
+
 def run_report(
     summary: dict[str, Any],
     meta: dict[str, Any] | None = None,
     metrics: list[dict[str, Any]] | None = None,
     probes: list[dict[str, Any]] | None = None,
     status: str | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> Group:
     """Everything `dlx train` prints after training and `dlx show` prints for a run
     (status: the run's status now, as folders.run_status judged it with the folder; without
@@ -330,7 +353,8 @@ def run_report(
 
     metrics/probes: the run folder's metrics.jsonl and probes.jsonl records; with
     them come the loss sparkline and the gradient heat strips (over steps, and over
-    time steps for recurrent models).
+    time steps for recurrent models). events: its events.jsonl (the changes made while it
+    trained), listed after the final numbers.
     """
     from dlx.records.folders import run_status
 
@@ -357,6 +381,8 @@ def run_report(
     # The run's status now, as `dlx runs` shows it: a summary written by an earlier
     # session of a resumed run that was then killed must not say how that session ended.
     part(f"{SUMMARY_FILE} (final)", final_text, summary, status or (run_status(meta) if meta else None))
+    if events:
+        part(EVENTS_FILE, changes_text, events)
     if metrics:
         part(METRICS_FILE, LossSpark, metrics)
     return Group(*parts)
