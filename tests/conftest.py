@@ -38,10 +38,12 @@ LONGEST_FIRST = (
     "test_ray.py",
     "test_cli_errors.py",
     "test_lab.py",
+    "test_lab_page.py",
     "test_fuzz_folders.py",
     "test_sweep.py",
     "test_fix.py",
     "test_executors.py",
+    "test_driver_stack.py",
     "test_faults.py",
 )
 

@@ -19,7 +19,7 @@ def _first_block() -> list[str]:
 def test_the_first_command_a_reader_runs_installs_a_cpu_torch_before_dlx():
     cmds = _first_block()
     assert cmds[0].startswith("pip install torch") and "whl/cpu" in cmds[0]
-    assert cmds[1:] == ["pip install -e .", "pip install -e '.[dev,ray]' && pytest"]
+    assert cmds[1:] == ["pip install -e .", "pip install -e '.[dev,ray]' && pytest", "pytest -m slow"]
     assert README.index("CPU build of torch first") < README.index("pip install -e .")
 
 
