@@ -229,7 +229,7 @@ def test_the_lab_answers_only_the_names_of_the_address_it_is_bound_to():
     assert host_name("Attacker.Example:80") == "attacker.example" and host_name("a:b:c") is None
 
 
-def _set(page, key: str, value: str) -> None:
+def set_knob(page, key: str, value: str) -> None:
     el = page.locator(f'[data-key="{key}"]')
     if el.evaluate("e => e.tagName") == "SELECT":
         el.select_option(value)
@@ -256,7 +256,7 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
             "train.steps": "300",
             "data.n_train": "2000",
         }.items():
-            _set(page, key, value)
+            set_knob(page, key, value)
         page.click("#play")
         page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.done", timeout=120_000)
         page.wait_for_function("() => window.dlxLab.slots.A.verdict !== null", timeout=10_000)
@@ -268,10 +268,10 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         assert "vanishing" in kinds and "vanishing" in verdict.lower()
         before = page.locator("#slot-A .surface").get_attribute("data-pred")
         # Then relu + He: reset (same seed, same init), play, and the boundary changes.
-        _set(page, "activation", "relu")
-        _set(page, "init", "kaiming_normal")
-        _set(page, "optimizer.name", "adam")
-        _set(page, "optimizer.lr", "0.01")
+        set_knob(page, "activation", "relu")
+        set_knob(page, "init", "kaiming_normal")
+        set_knob(page, "optimizer.name", "adam")
+        set_knob(page, "optimizer.lr", "0.01")
         page.click("#reset")
         page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.events >= 1", timeout=60_000)
         page.click("#play")
@@ -282,7 +282,7 @@ def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_t
         assert after != before and classes == 3
         assert page.evaluate("window.dlxLab.slots.A.verdict.kind") != "vanishing"
         # A bad value: dlx's own config error, next to its control.
-        _set(page, "optimizer.lr", "-1")
+        set_knob(page, "optimizer.lr", "-1")
         page.click("#reset")
         page.wait_for_selector("[data-key='optimizer.lr'] + .err", timeout=10_000)
         assert "greater than" in page.locator("[data-key='optimizer.lr'] + .err").inner_text()
@@ -362,7 +362,7 @@ def test_an_example_sets_every_knob_a_knob_changed_then_trains_and_the_final_ver
         page.screenshot(path=str(ARTIFACTS / "lab-before-play.png"), full_page=True)
         # A net trains in A; meanwhile the relu_he example is chosen: every knob shows it.
         for key, value in {"train.steps": "100000", "data.n_train": "500", "model.width": "16"}.items():
-            _set(page, key, value)
+            set_knob(page, key, value)
         page.click("#play")
         page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.events >= 2", timeout=60_000)
         page.select_option("#example", "relu_he")
@@ -375,8 +375,8 @@ def test_an_example_sets_every_knob_a_knob_changed_then_trains_and_the_final_ver
         assert shown == want
         assert page.locator("[data-key='train.steps']").get_attribute("placeholder") == "5 epochs"
         # A knob changed now trains: the example's YAML plus that change (play replaces the running net).
-        _set(page, "optimizer.lr", "0.03")
-        _set(page, "train.steps", "150")
+        set_knob(page, "optimizer.lr", "0.03")
+        set_knob(page, "train.steps", "150")
         replaced = page.evaluate("window.dlxLab.slots.A.run")
         page.click("#play")
         page.wait_for_function(  # the new run's end (the replaced one ends too, interrupted)
@@ -634,7 +634,7 @@ fetch("{lab.url}/api/runs", {{method: "POST", mode: "no-cors", headers: {{"Conte
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(lab.page)
     for key, value in {"train.steps": "4000", "data.n_train": "500", "model.width": "16"}.items():
-        _set(page, key, value)
+        set_knob(page, key, value)
     page.click("#play")
     page.wait_for_function("() => window.dlxLab.slots.A && window.dlxLab.slots.A.events >= 3", timeout=60_000)
     page.click("#pause")

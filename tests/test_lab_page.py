@@ -16,6 +16,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from test_lab import LabProcess as Lab  # noqa: E402  (a real `dlx lab` process, as test_lab starts it)
+from test_lab import set_knob  # noqa: E402  (a knob set as a person sets it)
 
 
 def _routes(tmp_path: Path) -> set[str]:
@@ -31,17 +32,9 @@ def lab(tmp_path):
     proc.close()
 
 
-def _set(page, key: str, value: str) -> None:
-    el = page.locator(f'[data-key="{key}"]')
-    if el.evaluate("e => e.tagName") == "SELECT":
-        el.select_option(value)
-    else:
-        el.fill(value)
-
-
 def _knobs(page, values: dict[str, str], sets: str = "") -> None:
     for key, value in values.items():
-        _set(page, key, value)
+        set_knob(page, key, value)
     page.fill("#sets", sets)
 
 
@@ -137,7 +130,7 @@ def test_the_network_view_before_play_then_live_weights_step_phases_and_an_lr_ch
     assert sum(a != b for a, b in zip(before, after)) > len(before) // 2
     # lr changed while it trains: an event, a mark on the curves, and metrics.jsonl from that step.
     if "/api/runs/{run}/change" in routes:
-        _set(page, "optimizer.lr", "0.002")
+        set_knob(page, "optimizer.lr", "0.002")
         page.wait_for_function("() => window.dlxLab.slots.A.changes.length >= 1", timeout=30_000)
         change = page.evaluate("window.dlxLab.slots.A.changes[0]")
         assert change["change"] == {"optimizer.lr": 0.002}

@@ -54,10 +54,8 @@ def float32_text(a: Any) -> np.ndarray:
     v, v32 = flat[idx], x32[idx]
     best = v.copy()
     left = np.ones(v.shape, dtype=bool)
-    exp = (5 - mag[idx]).astype(np.int64)  # 6 digits: the last at 10**-(5 - mag)
     for digits in range(6, 10):
-        scale = _POW10[exp + (digits - 6)]
-        r = np.round(v * scale) / scale
+        r = significant(v, digits, mag[idx])
         ok = left & (r.astype(np.float32) == v32)
         best[ok] = r[ok]
         left &= ~ok
@@ -67,6 +65,26 @@ def float32_text(a: Any) -> np.ndarray:
     slow = np.concatenate([idx[left], np.flatnonzero(~fast & np.isfinite(flat) & (flat != 0))])
     if slow.size:
         flat[slow] = x32[slow].astype(str).astype(np.float64)
+    return out
+
+
+def significant(a: Any, digits: int, mag: np.ndarray | None = None) -> np.ndarray:
+    """Values rounded to `digits` significant digits, as float64s whose repr is that decimal
+    (0.3004, not 0.30040000000000006), in numpy passes: each is rounded at its own decimal
+    (the float64 nearest it) where the scale is an exact power of ten (10**0 to 10**22);
+    the rest (huge or tiny values) one by one. mag: floor(log10|a|), if already known.
+    NaN, Inf and 0 stay as they are."""
+    a = np.asarray(a, dtype=np.float64)
+    if mag is None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mag = np.floor(np.log10(np.abs(a)))
+    k = digits - 1 - mag  # the last kept digit is at 10**-k
+    fast = np.isfinite(k) & (k >= 0) & (k <= 22)
+    out = a.copy()
+    scale = _POW10[np.where(fast, k, 0).astype(np.int64)]
+    out[fast] = np.round(a[fast] * scale[fast]) / scale[fast]
+    rest = ~fast & np.isfinite(a) & (a != 0)
+    out[rest] = [float(f"{v:.{digits}g}") for v in a[rest]]
     return out
 
 

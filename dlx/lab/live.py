@@ -38,20 +38,11 @@ KNOBS = {
 
 
 def _rounded(a: np.ndarray) -> np.ndarray:
-    """An array's values to 4 significant digits (the page's numbers), in one numpy pass (a
-    10x64 net's 37k weights: 20 ms one by one): each rounded at its own decimal (the float64
-    nearest that decimal, whose repr is the decimal) where that is an exact power of ten
-    (|v| from 1e-19 to 1e4), the rest one by one; jsonable makes it a list in one call."""
-    a = np.asarray(a, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = 3 - np.floor(np.log10(np.abs(a)))  # the last kept digit is at 10**-k
-    fast = np.isfinite(k) & (k >= 0) & (k <= 22)
-    out = a.copy()
-    scale = 10.0 ** np.where(fast, k, 0)
-    out[fast] = np.round(a[fast] * scale[fast]) / scale[fast]
-    rest = ~fast & np.isfinite(a) & (a != 0)
-    out[rest] = [float(f"{v:.4g}") for v in a[rest]]
-    return out
+    """An array's values to 4 significant digits (the page's numbers), in numpy passes (a
+    10x64 net's 37k weights took 20 ms one by one); jsonable makes it a list in one call."""
+    from dlx.core.jsonable import significant
+
+    return significant(a, 4)
 
 
 def rounded_rows(a: np.ndarray, decimals: int) -> list:

@@ -221,7 +221,8 @@ def lab_pictures(trainer) -> dict[str, Any]:
     model.eval()
     try:
         hist = []
-        for name, o in zip(names, hidden_outputs(trainer, data.as_float(data.x_train[:256]))):
+        outputs = hidden_outputs(trainer, data.as_float(data.x_train[:256]))
+        for name, o in zip(names, outputs):
             v = o.ravel()
             v = v[np.isfinite(v)]
             if v.size:
@@ -233,7 +234,7 @@ def lab_pictures(trainer) -> dict[str, Any]:
         if data.task == "classification" and tuple(data.feature_shape) == (2,):
             # Every unit's map within MAP_VALUES numbers in all: a coarser grid for many units
             # (a 10x64 net's 640 maps at 16x16 were 1.1 MB an event, late on the page).
-            shown = sum(min(int(o.shape[1]), most) for o in hidden_outputs(trainer, plane_grid(plane_extent(data), 2)))
+            shown = sum(min(int(o.shape[1]), most) for o in outputs)
             grid = max(MIN_UNIT_GRID, min(UNIT_GRID, math.isqrt(MAP_VALUES // max(shown, 1))))
             extent = plane_extent(data)
             probs = class_probs(trainer, plane_grid(extent, SURFACE_GRID))

@@ -29,6 +29,7 @@ import threading
 from pathlib import Path
 
 from dlx.core.jsonable import jsonable
+from dlx.lab.bodies import json_object, read_limited
 from dlx.lab.guard import Guard, allowed_hosts, is_loopback  # noqa: F401  (is_loopback: for the CLI)
 from dlx.lab.runs import (  # noqa: F401
     KEEP_FINISHED,
@@ -93,16 +94,7 @@ def create_app(
         return JSONResponse({"error": f"the lab failed on this request ({type(e).__name__})"}, status_code=500)
 
     async def body(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise LabError(413, f"the request is over {MAX_BODY} bytes")
-        try:
-            obj = json.loads(raw or b"{}")
-        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, an integer of 5000 digits, deep nesting
-            raise LabError(400, f"the request body is not JSON ({getattr(e, 'msg', e)})") from None
-        if not isinstance(obj, dict):
-            raise LabError(400, "the request body must be a JSON object")
-        return obj
+        return json_object(await read_limited(request, MAX_BODY))
 
     def session_of(request: Request, b: dict | None = None) -> str:
         s = (b or {}).get("session") or request.query_params.get("session") or ""
@@ -267,9 +259,9 @@ def create_app(
         "features", "classes", "columns"}}. Limits: a body of up to 2 MiB (this route only),
         10 to 50,000 rows, 2 to 64 features, finite numbers within +-1e30, 2 to 100 classes (a
         CSV's integer target with at most 20 values is classes); else 400 with a sentence."""
-        from dlx.lab.uploads import MAX_UPLOAD, json_object, read_limited, save_own_data
+        from dlx.lab.uploads import MAX_UPLOAD, save_own_data
 
-        b = json_object(await read_limited(request, MAX_UPLOAD))
+        b = json_object(await read_limited(request, MAX_UPLOAD, "POST /api/data"))
         return JSONResponse(jsonable(await asyncio.to_thread(save_own_data, b, lab.runs_dir)))
 
     async def lesson(request):

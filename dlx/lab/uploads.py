@@ -14,7 +14,6 @@ import binascii
 import csv
 import hashlib
 import io
-import json
 import math
 import os
 import uuid
@@ -64,35 +63,6 @@ class Table:
 
 def refuse(message: str) -> LabError:
     return LabError(400, message)
-
-
-async def read_limited(request, limit: int = MAX_UPLOAD) -> bytes:
-    """The request body, read as it comes and refused (413) as soon as it passes `limit`
-    bytes: a huge body is never held whole in memory."""
-    over = LabError(
-        413, f"the request is over {limit:,} bytes ({limit // (1024 * 1024)} MiB), the most POST /api/data takes"
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise over
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise over
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object; a 400 with a sentence otherwise (as the lab's other routes)."""
-    try:
-        obj = json.loads(raw or b"{}")
-    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, a 5000-digit integer, deep nesting
-        raise refuse(f"the request body is not JSON ({getattr(e, 'msg', type(e).__name__)})") from None
-    if not isinstance(obj, dict):
-        raise refuse("the request body must be a JSON object")
-    return obj
 
 
 def save_own_data(body: dict[str, Any], runs_dir: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from dlx.many.stack_plan import StackTally  # light: json and math only (workers start before torch loads)
+from dlx.many.stack_plan import MAX_STACK, StackTally  # light: json and math only (workers start before torch loads)
 
 STATUSES = ("completed", "diverged", "interrupted", "failed", "config_error", "crashed", "pruned")
 POLL_S = 0.05
@@ -330,8 +330,6 @@ class LocalExecutor:
         With in_driver, `expected` trials that one stack holds (at most MAX_STACK) start none:
         the driver trains them alone (the rule in docs/DESIGN.md), and a worker starts only
         for a trial that cannot join its stack."""
-        from dlx.many.stack_plan import MAX_STACK
-
         if not self.warm or self._early is not None or self.slots:
             return
         if self.in_driver and expected is not None and expected <= MAX_STACK:
@@ -665,7 +663,7 @@ def next_job(
     if not stack:
         i = queue.pull()
         return None if i is None else ([i], 1)
-    from dlx.many.stack_plan import MAX_STACK, plan_stacks
+    from dlx.many.stack_plan import plan_stacks
 
     new: list[int] = []
     while len(new) < MAX_STACK * slots:
