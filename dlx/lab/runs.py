@@ -26,7 +26,10 @@ MAP_VALUES = 40_000
 MAX_UNITS = 16
 POINTS = 300
 # Pictures and the verdict are made at most this often (the curves every interval).
-PICTURE_EVERY_S = 0.25
+# The pictures are the training thread's heaviest work (30-70 ms for a 10x64 net's maps and
+# network view, holding the GIL the event stream needs) and the page's: at 4 a second a busy
+# 2-core machine delivered the curves' events a second late; twice a second keeps them live.
+PICTURE_EVERY_S = 0.5
 VERDICT_EVERY_S = 1.0
 # A run of the lab trains this many steps unless its config says otherwise (it can be paused).
 DEFAULT_STEPS = 3000
