@@ -9,6 +9,7 @@ import dlx
 from dlx.many.ensemble import ensemble
 
 
+@pytest.mark.slow
 def test_the_ensemble_beats_its_mean_member_and_is_the_average_of_their_probabilities(tmp_path):
     cmp = dlx.compare(
         "ensembles",

@@ -107,7 +107,8 @@ def test_a_trial_that_always_dies_ends_crashed_after_all_retries(runs_dir, tmp_p
     assert "exit code 137" in r.error and "simulated out-of-memory kill" in r.error
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+# SIGINT with the suite, SIGTERM (the same path, another handler) with the slow tests.
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_ctrl_c_or_sigterm_stops_the_workers_and_their_runs_end_interrupted(runs_dir, tmp_path, sig):
     script = tmp_path / "parent.py"
     long = _cfg(steps=100000)
@@ -208,6 +209,7 @@ def _training_runs(folder: Path) -> list[Path]:
     return [m.parent for m in folder.rglob("metrics.jsonl") if m.stat().st_size > 0] if folder.is_dir() else []
 
 
+@pytest.mark.slow
 def test_killed_sweep_and_compare_drivers_leave_no_worker_running_and_no_temp_folder(tmp_path):
     """A driver killed with SIGTERM stops its workers itself; one killed with SIGKILL cannot,
     and its workers notice they are orphans and stop alike. Either way every worker is gone

@@ -73,6 +73,7 @@ def assert_clean_exit(res, code: int = 1) -> None:
 # --- eight runs started at once --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eight_runs_started_at_once_give_eight_distinct_complete_folders(tmp_path):
     cfg = tiny_yaml(tmp_path)
     runs = tmp_path / "runs"

@@ -152,6 +152,7 @@ def invoke(*args: str) -> str:
     return res.output
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("DLX_FUZZ_FOLDERS", "10")),
     phases=[Phase.explicit, Phase.reuse, Phase.generate]

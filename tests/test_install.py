@@ -24,6 +24,7 @@ def _run(args, cwd, env, timeout=300):
     return p
 
 
+@pytest.mark.slow
 def test_a_wheel_installed_outside_the_clone_trains_and_copies_its_examples_by_name(tmp_path):
     pytest.importorskip(
         "setuptools",

@@ -112,6 +112,7 @@ def _grid_sweep(tmp_path: Path) -> Path:
     return tmp_path / "spec.yaml"
 
 
+@pytest.mark.slow
 def test_a_sweep_prunes_the_broken_trial_tells_optuna_and_keeps_the_healthy_one(tmp_path):
     spec = _grid_sweep(tmp_path)
     result = CliRunner().invoke(

@@ -519,6 +519,7 @@ def test_a_sweep_on_two_nodes_survives_a_killed_worker_and_a_dead_node_with_one_
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_a_config_error_on_the_cluster_is_reported_once_and_not_retried(cluster, tmp_path):
     bad = _cfg(seed=0, steps=5)
     bad["model"]["widht"] = 8
@@ -530,6 +531,7 @@ def test_a_config_error_on_the_cluster_is_reported_once_and_not_retried(cluster,
     assert "model.widht" in r["error"]
 
 
+@pytest.mark.slow
 def test_dlx_compare_over_seeds_runs_its_stack_on_the_cluster(cluster, tmp_path):
     config = tmp_path / "seeds.yaml"
     cfg = dict(_cfg(seed=0, steps=40), name="seeds")

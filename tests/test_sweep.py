@@ -533,6 +533,7 @@ def test_dlx_sweep_runs_real_trials_and_retries_one_killed_once(tmp_path, base):
     assert [x["run_id"] for x in json.loads(listed.stdout)] == trials
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_sweep_cleanly_and_resume_finishes_it(tmp_path, base):
     cfg = dict(TINY, train={"steps": 1500, "batch_size": 32, "log_every": 50})
     write(base, cfg)
