@@ -10,6 +10,7 @@ __all__ = [
     "compare",
     "sweep",
     "fix",
+    "check_example",
     "load_run",
     "runs",
     "check",
@@ -44,6 +45,11 @@ def __getattr__(name):
         from dlx.many.remedies import fix
 
         return fix
+    if name == "check_example":
+        # many, not api: a check trains one or two runs through api.train
+        from dlx.many.papers import check_example
+
+        return check_example
     if name == "load_config":
         from dlx.config.loader import load_config
 

@@ -45,6 +45,9 @@ LONGEST_FIRST = (
     "test_executors.py",
     "test_driver_stack.py",
     "test_faults.py",
+    "test_papers.py",
+    "test_resume.py",
+    "test_cli.py",
 )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import CONFIGS, interrupt_when
 
 
@@ -158,6 +159,7 @@ def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
     assert bad.returncode == 2 and "did you mean 'completed'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_running_run_whose_process_is_gone_is_interrupted_everywhere(tmp_path, tiny):
     # One function (runs.run_status) decides: dlx show, dlx runs, the HTML report and the
     # Python API (runs.load_run) all say interrupted, with or without a summary yet.

@@ -117,6 +117,7 @@ def test_minimal_config_resolves_with_defaults_filled_in(tmp_path):
         "n_test": 500,
         "normalize": True,
         "imbalance": None,
+        "label_noise": 0.0,
         "noise": 0.05,
         "classes": 3,
         "turns": 1.0,

@@ -238,6 +238,7 @@ def set_knob(page, key: str, value: str) -> None:
         el.fill(value)
 
 
+@pytest.mark.slow
 def test_the_page_shows_vanishing_sigmoid_gradients_then_a_relu_he_net_changes_the_boundary(browser, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with Server(tmp_path / "runs") as srv:

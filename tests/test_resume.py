@@ -227,8 +227,9 @@ def _default_stop_signals():
     [
         (signal.SIGINT, 130, "stopped by Ctrl-C"),
         (signal.SIGTERM, 143, "stopped by SIGTERM"),
-        (signal.SIGHUP, 129, "stopped by SIGHUP"),
-        (signal.SIGQUIT, 131, "stopped by SIGQUIT"),
+        # SIGHUP and SIGQUIT: the same handler as SIGTERM, run with the slow tests.
+        pytest.param(signal.SIGHUP, 129, "stopped by SIGHUP", marks=pytest.mark.slow),
+        pytest.param(signal.SIGQUIT, 131, "stopped by SIGQUIT", marks=pytest.mark.slow),
     ],
 )
 def test_a_stop_signal_to_dlx_train_exits_128_plus_it_and_resume_continues_into_the_same_folder(

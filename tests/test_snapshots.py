@@ -146,6 +146,7 @@ def test_warp_moves_the_grid_and_the_points_through_each_layer_in_its_main_direc
         warp(run.path, pair=(0, 16))
 
 
+@pytest.mark.slow
 def test_dlx_plot_boundary_units_histograms_and_dlx_animate_write_their_files(tmp_path):
     from PIL import Image
 

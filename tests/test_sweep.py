@@ -496,6 +496,7 @@ def load_run_meta(folder: Path, trial: int) -> dict:
     return json.loads((folder / "trials" / f"trial-{trial:04d}" / "meta.json").read_text())
 
 
+@pytest.mark.slow
 def test_dlx_sweep_runs_real_trials_and_retries_one_killed_once(tmp_path, base):
     path = spec(tmp_path, base, trials=4)
     flag = tmp_path / "crashed"

@@ -10,7 +10,7 @@ inside commands so `dlx --help` answers at once.
 from __future__ import annotations
 
 # Imported for their commands: each registers itself on `app`.
-from dlx.cli import info, lab, many, training, views  # noqa: F401
+from dlx.cli import coordcheck, info, lab, many, tickets, training, views  # noqa: F401
 from dlx.cli.common import app
 
 # The order `dlx --help` lists the commands in (typer lists them in the order they were
@@ -28,6 +28,8 @@ COMMANDS = (
     "examples",
     "plot",
     "backprop",
+    "coordcheck",
+    "ticket",
     "lab",
     "landscape",
     "animate",

@@ -127,13 +127,19 @@ def list_(
 def examples(
     words: Optional[List[str]] = typer.Argument(
         None,
-        metavar="NAME | copy NAME [DIR]",
+        metavar="NAME | copy NAME [DIR] | check NAME",
         help="An example's name: print its whole story and commands. "
         "[bold]copy NAME [DIR][/]: write it (and what it needs) into "
-        "DIR (default: the working folder), to edit and run.",
+        "DIR (default: the working folder), to edit and run. "
+        "[bold]check NAME[/]: train a papers example and hold it to the paper's number "
+        "(PASS, or FAIL with exit 1).",
         show_default=False,
     ),
     force: bool = typer.Option(False, "--force", help="copy: overwrite files that already exist."),
+    quick: bool = typer.Option(
+        False, "--quick", help="check: train at the example's '# test:' scale (seconds) instead of its own."
+    ),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="check: where the runs it trains go."),
     dir_: Optional[Path] = typer.Option(
         None, "--dir", help="A folder of example configs to read instead of the ones that ship with dlx."
     ),
@@ -156,6 +162,18 @@ def examples(
                 con.print(f"wrote [bold]{escape(str(path))}[/]")
             con.print(f"run it: [bold]{escape(run_command(ex, written[0]))}[/]")
             return
+        if name == "check":
+            if len(more) != 1 or force:
+                raise UsageError("usage: dlx examples check NAME [--quick] (`dlx examples` lists the papers section)")
+            from dlx.many.papers import check_example
+
+            check = check_example(more[0], quick=quick, runs_dir=runs_dir, folder=dir_)
+            _print_check(con, check)
+            if not check.passed:
+                raise typer.Exit(1)
+            return
+        if quick:
+            raise UsageError("--quick goes with dlx examples check NAME")
         if more or force:
             raise UsageError("dlx examples takes one NAME; --force goes with dlx examples copy NAME [DIR]")
         if name:
@@ -200,7 +218,30 @@ def examples(
     hints.add_row("[bold]dlx examples NAME[/]", "its whole story: the commands, what to look for")
     hints.add_row("[bold]dlx train NAME[/]", "run it (every command takes an example's name)")
     hints.add_row("[bold]dlx examples copy NAME[/]", "a copy to edit, in the working folder")
+    hints.add_row("[bold]dlx examples check NAME[/]", "a papers entry: trained, measured, PASS or FAIL")
     con.print(hints)
+
+
+def _print_check(con, check) -> None:
+    """claim / expected / measured / PASS or FAIL, one line each, then the picture's path."""
+    from dlx.core.fmt import num
+
+    ex = check.example
+    scale = "its test scale (--quick)" if check.quick else "its own scale"
+    con.print(f"[bold]{escape(ex.name)}[/]: {escape(ex.paper)}", soft_wrap=True)
+    con.print(f"claim:    {escape(ex.paper_claim)}", soft_wrap=True)
+    for line in check.lines:
+        verdict = "[bold green]PASS[/]" if line.passed else "[bold red]FAIL[/]"
+        measured = escape(line.note) if line.note else num(line.measured, 4)
+        con.print(f"expected: {escape(line.expected.text)}", soft_wrap=True)
+        con.print(f"measured: {measured}  {verdict}", soft_wrap=True)
+    runs = [check.run, *([check.vs_run] if check.vs_run is not None else [])]
+    con.print(
+        f"trained:  {', '.join(escape(str(r.path)) for r in runs)} at {scale}, {check.seconds:.1f} s", soft_wrap=True
+    )
+    if check.picture is not None:
+        con.print(f"picture:  {escape(str(check.picture))} ({', '.join(ex.look)})", soft_wrap=True)
+    con.print("[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")
 
 
 @app.command()

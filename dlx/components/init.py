@@ -2,11 +2,15 @@
 
 A scheme sets every weight matrix the model lists in `init_targets()` (its
 Linear/Conv layers); biases are set to `bias` (zeros unless given), except for
-`default`, which keeps PyTorch's own initialisation unless a bias is given.
+`default`, which keeps PyTorch's own initialisation unless a bias is given. Every scheme
+takes `scale` (alpha): the weights it draws, multiplied by alpha (Chizat et al.'s lazy
+regime at large alpha; Liu et al.'s Omnigrok grokks at large alpha); the biases are left to
+`bias`, which already says their value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -29,6 +33,20 @@ PATH = ("init", "path")  # where from_file problems are reported
 
 class InitSpec(Spec):
     bias: float | None = Field(0.0, ge=-BIG, le=BIG)
+    scale: float = Field(
+        1.0,
+        gt=0,
+        le=BIG,
+        description="alpha: the scheme's weights multiplied by it (biases not: bias sets them); "
+        "1 is the scheme as published",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="the weights drawn from this seed of their own, the data and its order still from "
+        "the run's seed (a lottery ticket's random re-init); null: from the run's seed",
+    )
 
     def init_weight(self, w: torch.Tensor) -> None:
         raise NotImplementedError
@@ -41,9 +59,14 @@ class InitSpec(Spec):
         for _, layer in model.init_targets():
             for w in layer_weights(layer):
                 self.init_weight(w)
+                if self.scale != 1.0:  # alpha 1 skips the multiply: bit-identical to the scheme
+                    w.mul_(self.scale)
             if self.bias is not None:
                 for b in layer_biases(layer):
                     b.fill_(self.bias)
+        after = getattr(model, "after_init", None)  # a plain nn.Module (a pretrain stage) has none
+        if after is not None:
+            after()
 
 
 @INITS.register("default")
@@ -205,6 +228,25 @@ class FromFile(InitSpec):
         for k, v in state.items():
             if k in own:
                 own[k].copy_(v.to(own[k].dtype))
+        if self.scale != 1.0:  # the file's weights times alpha, as a drawn scheme's would be
+            from dlx.components.models.base import layer_weights
+
+            for _, layer in model.init_targets():
+                for w in layer_weights(layer):
+                    w.mul_(self.scale)
+
+
+@contextlib.contextmanager
+def drawn_from(seed: int | None):
+    """Around the model's construction and init: with init.seed, their draws come from a CPU
+    stream of that seed, and the run's stream is left as it was (the models are built on the
+    CPU; the CUDA streams are not touched). None: nothing changes, bit for bit."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:

@@ -22,6 +22,18 @@ that `dlx examples` (and tests/test_examples.py) read as data:
     #                                              optional; the examples on init, activations,
     #                                              depth and regularization all name theirs
 
+A papers example (COURSE's "papers" section) reproduces a published result and says
+so in four more lines, which `dlx examples check NAME` reads:
+
+    # paper: Glorot & Bengio, 2010, Understanding the difficulty of training deep ...
+    # claim: one sentence: what the paper found that this run shows
+    # expected: act_var_gain = 0.33 +- 0.04   <- one or more lines, all must hold
+    # vs: --set init=xavier_uniform            <- optional: a run trained beside it, for
+    #                                             an `expected: MEASURE / vs ...` line
+
+The `# expected:` grammar (a measure name, a comparison, a number) and the measures
+are dlx.config.measures': a malformed line or an unknown measure is a header problem.
+
 `expect` lists every verdict kind the run shows (summary.json "verdicts"), or
 "invalid" for a config made to be refused by `dlx validate`; for a sweep spec it
 is the best trial's verdict. Sweep specs need no `# test:` line.
@@ -41,6 +53,7 @@ from pathlib import Path
 
 import yaml
 
+from dlx.config.measures import Expected, parse_expected
 from dlx.core.errors import DlxError, UsageError
 from dlx.diagnosis.engine import KINDS
 
@@ -49,7 +62,10 @@ from dlx.diagnosis.engine import KINDS
 VERDICT_KINDS = KINDS  # the engine owns its kinds
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
-_FIELD = re.compile(r"^(concept|expect|test|look)\s*:\s*(.*)$")
+_FIELD = re.compile(r"^(concept|expect|test|look|paper|claim|vs)\s*:\s*(.*)$")
+# Not in _FIELD: an example may have several, and "expect" must not swallow it.
+_EXPECTED_FIELD = re.compile(r"^expected\s*:\s*(.*)$")
+PAPERS = "papers"  # the COURSE section whose examples `dlx examples check` checks
 
 
 @dataclass
@@ -69,6 +85,17 @@ class Example:
     look: list[str] = field(default_factory=list)  # the panels to look at (dlx plot --panels)
     sweep: bool = False  # a `dlx sweep` spec (base: + space:), not a training config
     problems: list[str] = field(default_factory=list)  # what the header lacks or gets wrong
+    # A papers example's (empty otherwise): the paper, its claim, what must hold, and
+    # the --set overrides of the run trained beside it for `MEASURE / vs` lines.
+    paper: str = ""
+    paper_claim: str = ""
+    expected: list[Expected] = field(default_factory=list)
+    vs_overrides: list[str] | None = None
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether it reproduces a paper's result (a `# paper:` line): `dlx examples check` runs it."""
+        return bool(self.paper)
 
     @property
     def runnable(self) -> bool:
@@ -140,6 +167,18 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("attention", ("attention_scoring", "self_attention")),
+    (
+        PAPERS,
+        (
+            "paper_glorot_bengio",
+            "paper_he_relu_depth",
+            "paper_pascanu_rnn",
+            "paper_saxe_modes",
+            "paper_edge_of_stability",
+            "paper_zhang_random_labels",
+            "paper_power_grokking",
+        ),
+    ),
 )
 OTHER = "other"
 
@@ -203,6 +242,13 @@ def parse_example(path: str | Path) -> Example:
     seen: set[str] = set()
     for line in lines:
         s = line.strip()
+        if e := _EXPECTED_FIELD.match(s):
+            try:
+                ex.expected.append(parse_expected(e.group(1)))
+            except ValueError as err:
+                ex.problems.append(str(err))
+            seen.add("expected")
+            continue
         m = _FIELD.match(s)
         if m and m.group(1) not in seen:
             key, value = m.group(1), m.group(2).strip()
@@ -213,6 +259,12 @@ def parse_example(path: str | Path) -> Example:
                 ex.expect = [k.strip() for k in value.split(",") if k.strip()]
             elif key == "look":
                 ex.look = [k.strip() for k in value.split(",") if k.strip()]
+            elif key == "paper":
+                ex.paper = value
+            elif key == "claim":
+                ex.paper_claim = value
+            elif key == "vs":
+                ex.vs_overrides, _ = _parse_test(value, ex.problems)
             else:
                 ex.test_overrides, ex.test_skip = _parse_test(value, ex.problems)
         elif line[:1].isspace() and s.startswith("dlx "):
@@ -255,6 +307,27 @@ def _header_problems(ex: Example, seen: set[str]) -> list[str]:
             "no '# test:' line: give the scaled-down overrides "
             "('# test: --set train.epochs=1') or '# test: skip REASON'"
         )
+    return problems + _paper_problems(ex, seen)
+
+
+def _paper_problems(ex: Example, seen: set[str]) -> list[str]:
+    """What a papers example's header lacks: its paper, claim, expected lines, vs run."""
+    paper_lines = seen & {"paper", "claim", "expected", "vs"}
+    if not paper_lines:
+        return []
+    problems = []
+    if not ex.paper:
+        problems.append("no '# paper: AUTHORS, YEAR, TITLE' line (the result it reproduces)")
+    if not ex.paper_claim:
+        problems.append("no '# claim: ...' line (the paper's finding, in one sentence)")
+    if "expected" not in seen:
+        problems.append("no '# expected: MEASURE OP NUMBER' line (what `dlx examples check` holds it to)")
+    if any(e.needs_vs for e in ex.expected) and ex.vs_overrides is None:
+        problems.append("'# expected: ... / vs' needs a '# vs: --set KEY=VALUE' line (the run to divide by)")
+    if ex.vs_overrides is not None and not any(e.needs_vs for e in ex.expected):
+        problems.append("'# vs:' trains a second run that no '# expected: MEASURE / vs ...' line reads")
+    if ex.test_overrides is None:
+        problems.append("a papers example needs '# test:' overrides (its quick check), not 'skip'")
     return problems
 
 

@@ -38,6 +38,7 @@ def cross_checks(cfg: Config) -> list[tuple[KeyPath, KeyPath, str]]:
             )
         )
     out += _unhonoured(cfg)
+    out += [(path, ("model",), msg) for path, msg in cfg.model.conflicts(cfg)]
     shape = cfg.data.feature_shape()
     if shape is not None:
         out += [(path, ("data",), msg) for path, msg in cfg.model.check(tuple(shape), cfg)]

@@ -48,6 +48,16 @@ def _keys_at(raw: Any, path: KeyPath) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+def _models_taking(path: KeyPath) -> list[str]:
+    """The models whose spec has this model key (model.parametrization: mlp's), for a
+    model that lacks it: the refusal says where the key belongs."""
+    if tuple(path[:-1]) != ("model",):
+        return []
+    from dlx.components.models import MODELS
+
+    return [n for n in MODELS.names() if str(path[-1]) in MODELS.get(n).model_fields]
+
+
 def data_path(loc: tuple, raw: Any) -> KeyPath:
     """A pydantic error location as a key path in the user's data (union tags removed)."""
     path: list[str | int] = []
@@ -94,6 +104,9 @@ def _describe(err: dict, raw: Any, path: KeyPath) -> str:
         allowed = _keys_at(raw, path[:-1])
         hint = closest(str(path[-1]), allowed)
         msg = f"unknown key '{path[-1]}'" + (f"; did you mean '{hint}'?" if hint else "")
+        owners = _models_taking(path)
+        if owners and not hint:
+            msg += f"; only {', '.join(owners)} take{'s' if len(owners) == 1 else ''} it"
         return msg + (f" (valid here: {', '.join(allowed)})" if allowed else "")
     if kind == "union_tag_invalid":
         choices = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))

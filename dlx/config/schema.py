@@ -27,6 +27,7 @@ from dlx.components.models import MODELS
 from dlx.components.optim import OPTIMIZERS, SGD
 from dlx.config.changes import change_set, changeable_keys
 from dlx.core.errors import Problem
+from dlx.core.paths import ExistingFile
 from dlx.core.registry import Section, closest
 from dlx.diagnosis.engine import PRUNE_WARMUP
 
@@ -155,6 +156,13 @@ class Train(Section):
         description="stop the run once a verdict in prune.on has held for prune.patience log intervals "
         "after the warm-up (compare and sweep: --prune-on)",
     )
+    # Needed on --resume too (the hooks that hold the masked weights at 0 are the run's, not
+    # the checkpoint's): an ExistingFile, not a StartFile. A masked run keeps a copy (masks.pt).
+    mask: ExistingFile | None = Field(
+        None,
+        description="a .pt file of weight masks {parameter name: 0/1 tensor of its shape}: the weights at 0 "
+        "start at 0 and stay exactly 0 (lottery tickets: dlx ticket writes them); null: every weight trains",
+    )
     checkpoint: bool = Field(
         True,
         description="write checkpoint.pt (at the end, on Ctrl-C or another stop "
@@ -206,6 +214,13 @@ class Train(Section):
             + " (valid: auto, cpu, cuda, cuda:N, mps)"
         )
 
+    @field_validator("mask")
+    @classmethod
+    def _mask_suffix(cls, v):
+        if v is not None and v.suffix not in (".pt", ".pth"):
+            raise ValueError(f"{v} is not a .pt file; save the masks with torch.save({{name: 0/1 tensor}}, path)")
+        return v
+
     @field_validator("snapshots")
     @classmethod
     def _snapshots(cls, v: int) -> int:
@@ -242,6 +257,11 @@ class InstrumentsSection(Section):
     hessian: bool = Field(
         False, description="the whole Hessian's eigenvalues, exactly (tiny nets: at most 1,000 parameters)"
     )
+    modes: bool = Field(
+        False,
+        description="the strength u_i^T (W_L...W_1) v_i of each mode of the teacher map (Saxe et al. 2013): "
+        "data: linear_teacher and an mlp with activation: linear (no norm); biases are left out of the product",
+    )
     every: Annotated[Union[PositiveInt, Literal["auto"]], _positive_int_or("auto")] = Field(
         "auto",
         description="steps between measurements (auto: at most about 20 over the run, never costing more than "
@@ -253,7 +273,7 @@ class InstrumentsSection(Section):
 
     @property
     def active(self) -> bool:
-        return self.sharpness or self.trace or self.noise or self.spectra or self.hessian
+        return self.sharpness or self.trace or self.noise or self.spectra or self.hessian or self.modes
 
 
 class Pretrain(Section):

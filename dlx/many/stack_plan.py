@@ -25,6 +25,11 @@ def why_not(cfg) -> str | None:
     reg = cfg.regularization
     if cfg.model.name != "mlp":
         return f"model {cfg.model.name}: only the mlp is stacked so far"
+    if cfg.model.parametrization != "sp":
+        return (
+            "parametrization: mup steps each layer at its own lr (optimizer groups), which the stacked "
+            "step does not: it trains alone"
+        )
     if reg.dropout:
         return "dropout draws its masks from one random stream per run; stacked runs would draw other masks"
     if reg.dropconnect:
@@ -44,6 +49,8 @@ def why_not(cfg) -> str | None:
         return "instruments measure one model's Hessian and per-sample gradients: a run with them trains alone"
     if cfg.train.changes:
         return "train.changes alters one run while it trains: a run with them trains alone"
+    if cfg.train.mask is not None:
+        return "train.mask holds weights at 0 in one run's step, which the stacked step does not: it trains alone"
     return None
 
 

@@ -23,8 +23,11 @@ runs/<run_id>/
   fix.json        only after `dlx fix RUN`: the remedies it ran over seeds, whether each
                   removed the verdict, the metric's mean and sd, the winner (write_fix_record)
   fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
+  masks.pt        only for a run trained under train.mask: the masks it trained under (MASKS_FILE)
+  pruned.pt       only for a `dlx ticket` round: the masks its final weights prune to (PRUNED_FILE)
 runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
                   trainings are one too (compare-fix-<run>-<time>.json)
+runs/ticket-<config>-<time>.json, .png   a dlx ticket's record and figure (TICKET_PREFIX)
 runs/.runs-index.json  list_runs' rows kept beside the folders (RUNS_INDEX, dlx.records.index): a
                   cache, rebuilt from the folders when missing, damaged or stale; safe to delete
 
@@ -52,6 +55,15 @@ SNAPSHOTS_FILE = "snapshots.pt"
 EVENTS_FILE = "events.jsonl"
 FIX_RECORD = "fix.json"
 FIXED_CONFIG = "fixed.yaml"
+# A run trained under train.mask keeps the masks it trained under (a copy of that file, taken
+# at its start: the folder says what was pruned even if the file it named is gone);
+# {parameter name: bool tensor}, torch.save'd, read with weights_only (dlx.run.masks).
+MASKS_FILE = "masks.pt"
+# After a dlx ticket round: the masks its final weights prune to, the next round's train.mask.
+PRUNED_FILE = "pruned.pt"
+# Beside the run folders: a dlx ticket's record (its rounds and control: kept, test metrics,
+# run folders) and its figure; TICKET_PREFIX + NAME + .json / .png.
+TICKET_PREFIX = "ticket-"
 # Beside the run folders (in a runs folder, or a sweep's trials/): a dot-name, so never taken for a run.
 RUNS_INDEX = ".runs-index.json"
 # The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).

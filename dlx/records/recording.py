@@ -15,10 +15,11 @@ from typing import Any
 from dlx.config.loader import dump_yaml
 from dlx.config.schema import Train
 from dlx.records.jsonio import read_jsonl, write_atomic
-from dlx.records.layout import CONFIG_FILE, EVENTS_FILE, INSTRUMENTS_FILE, METRICS_FILE, PROBES_FILE
+from dlx.records.layout import CONFIG_FILE, EVENTS_FILE, INSTRUMENTS_FILE, MASKS_FILE, METRICS_FILE, PROBES_FILE
 from dlx.records.locks import now
 from dlx.records.reading import read_snapshots
 from dlx.records.runs import RunFolder, command_line, git_commit, versions
+from dlx.records.tickets import write_masks
 from dlx.run.history import (  # noqa: F401  (re-exported: dlx.records.recording's names before the split)
     MAX_CLASS_TABLE,
     NEAR_ZERO,
@@ -149,6 +150,8 @@ class RunWriter:
             "activations": trainer.probes.act_names,
         }
         self.folder.open(dump_yaml(cfg.resolved()), meta)
+        if getattr(trainer, "mask", None) is not None:  # a stacked trial has none (masked runs never stack)
+            write_masks(self.folder.path / MASKS_FILE, trainer.mask.masks)
         self.snapshots.take(trainer, None)  # step 0: the init
 
     def on_interval(self, trainer, record):

@@ -186,13 +186,14 @@ class Changes:
         if key == "optimizer.lr":
             sched = trainer.scheduler
             for i, g in enumerate(trainer.optimizer.param_groups):
+                base = v * g.get("lr_scale", 1.0)  # μP's per-layer multiplier (models.base.param_groups)
                 if sched is not None:
-                    sched.base_lrs[i] = v
+                    sched.base_lrs[i] = base
                     if "initial_lr" in g:
-                        g["initial_lr"] = v
-                    g["lr"] = v * sched.lr_lambdas[i](sched.last_epoch)
+                        g["initial_lr"] = base
+                    g["lr"] = base * sched.lr_lambdas[i](sched.last_epoch)
                 else:
-                    g["lr"] = v
+                    g["lr"] = base
         elif key in ("regularization.l1", "regularization.l2"):
             self.regularization = self.regularization.model_copy(update={key.split(".")[1]: v})
         elif key == "regularization.dropout":

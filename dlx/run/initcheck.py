@@ -193,10 +193,22 @@ def _recurrent_hidden(layer: nn.Module | None) -> int | None:
     return layer.hidden if isinstance(layer, RecurrentLayer) else None
 
 
+OWN_VARIANCE = "the weights' own variance"
+
+
 def weight_moments(spec, w: torch.Tensor, layer: nn.Module | None = None) -> tuple[float, float, str]:
     """(mean, variance s^2, rule) of the weights the init scheme `spec` draws for matrix w
-    of `layer`. The layer matters only to `default`, which keeps the layer's own init: a
-    recurrent cell's is U(+-1/sqrt(hidden)) for W_ih and W_hh alike, whatever their fans."""
+    of `layer`, its scale alpha included (mean x alpha, variance x alpha^2). The layer
+    matters only to `default`, which keeps the layer's own init: a recurrent cell's is
+    U(+-1/sqrt(hidden)) for W_ih and W_hh alike, whatever their fans."""
+    mean, var, rule = _scheme_moments(spec, w, layer)
+    a = float(getattr(spec, "scale", 1.0))
+    if a == 1.0 or rule == OWN_VARIANCE:  # the weights' own statistics: alpha already in them
+        return mean, var, rule
+    return mean * a, var * a * a, f"{a:g}^2 * {rule}"
+
+
+def _scheme_moments(spec, w: torch.Tensor, layer: nn.Module | None) -> tuple[float, float, str]:
     name = _name(spec)
     fan_in, fan_out = _fans(w)
     if name == "zeros":
@@ -226,7 +238,7 @@ def weight_moments(spec, w: torch.Tensor, layer: nn.Module | None = None) -> tup
         return 0.0, 1.0 / (3 * fan_in), "1/(3 fan_in) (PyTorch default)"
     # from_file, or a scheme added later: the theory with the weights' own statistics.
     wd = w.detach().double()
-    return float(wd.mean()), float(wd.var(unbiased=False)), "the weights' own variance"
+    return float(wd.mean()), float(wd.var(unbiased=False)), OWN_VARIANCE
 
 
 class _Layer:

@@ -142,13 +142,25 @@ def _hessian(records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _modes(records: list[dict[str, Any]]) -> list[str]:
+    kept = [r for r in records if r.get("modes")]
+    if not kept:
+        return []
+    last = kept[-1]["modes"]
+    pairs = zip(last.get("strength") or [], last.get("teacher") or [])
+    return [
+        f"mode strengths {when(kept[-1], len(kept))} (learned / teacher's): "
+        + ", ".join(f"{num(a, 3)}/{num(t, 3)}" for a, t in pairs)
+    ]
+
+
 def digest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The instruments of a run in a few sentences (summary.json "instruments"): the
     sharpness's course against its threshold, the noise scale against the batch size, the
     layers' ranks, and what the instruments cost."""
     if not records:
         return None
-    notes = _sharpness(records) + _noise(records) + _spectra(records) + _hessian(records)
+    notes = _sharpness(records) + _noise(records) + _spectra(records) + _hessian(records) + _modes(records)
     seconds: dict[str, float] = {}
     for r in records:
         for k, v in (r.get("seconds") or {}).items():

@@ -26,6 +26,12 @@ layers all work).
   (exp of the entropy of s/sum s; Roy & Vetterli 2007), distance from init
   (|W - W0|_F / |W0|_F) and the largest singular value the init scheme's random matrix
   would have (Marchenko-Pastur edge s(sqrt(out) + sqrt(in))).
+- modes: for a deep linear net (an mlp with the linear activation, no norm layers) trained
+  on a linear teacher y = U diag(s) V^T x, the strength of each of the teacher's modes in
+  the net's map, u_i^T (W_L ... W_1) v_i (Saxe, McClelland & Ganguli 2013: from a small
+  balanced init each rises on a sigmoid, the strongest first, to s_i). The product leaves
+  the biases out (a linear net's map is that product plus a constant): their largest norm
+  is recorded beside it, near 0 on the teacher's zero-mean inputs.
 
 The model is evaluated in eval mode (dropout off; batch norm with its running statistics:
 per-sample gradients of train-mode batch norm are not defined) and on the data loss alone
@@ -41,6 +47,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from dlx.run.modes import MODES_PATH, mode_strengths, modes_problem
 
 # Layers' singular values kept per record (the largest ones).
 MAX_SINGULAR = 64
@@ -492,6 +500,16 @@ class Instruments:
         self._t0: float | None = None
 
     # -- the trainer's events
+    def check(self, trainer) -> None:
+        """A SpecError where this run cannot be measured as configured: called as the trainer
+        is built, so `dlx validate` says it too, with the key's YAML line, before any step."""
+        if getattr(self.cfg, "modes", False):
+            why = modes_problem(trainer)
+            if why is not None:
+                from dlx.core.errors import SpecError
+
+                raise SpecError(MODES_PATH, why)
+
     def on_start(self, trainer):
         if trainer.step == 0 or self.init_weights is None:
             self.init_weights = {n: w.detach().clone() for n, w in weight_matrices(trainer.model).items()}
@@ -637,6 +655,10 @@ def measure(trainer, cfg, init_weights: dict[str, torch.Tensor] | None, memo=Non
             bs = trainer.batch_size
             rec["noise"] = gradient_noise(f, params, _layers(f, trainer), bs, len(data.x_train))
             rec["seconds"]["noise"] = time.perf_counter() - t
+        if getattr(cfg, "modes", False):
+            t = time.perf_counter()
+            rec["modes"] = mode_strengths(model, trainer.data.teacher)
+            rec["seconds"]["modes"] = time.perf_counter() - t
         if cfg.spectra:
             t = time.perf_counter()
             rec["spectra"] = weight_spectra(model, trainer.cfg.init, init_weights)

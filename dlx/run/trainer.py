@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from dlx.components.data import Dataset
-from dlx.components.models.base import layer_weights
+from dlx.components.init import drawn_from
+from dlx.components.models.base import layer_weights, param_groups
 from dlx.components.optim import skip_dynamo_wrappers
 from dlx.components.optim import step as optimizer_step
 from dlx.config.loader import Config
@@ -42,6 +43,7 @@ from dlx.core.signals import STOP_SIGNALS, end_after_the_step, stop_reason  # no
 from dlx.run import evaluation
 from dlx.run.changes import Changes
 from dlx.run.evaluation import EVAL_BATCH, FINAL_WINDOW  # noqa: F401  (EVAL_BATCH: many.stacking)
+from dlx.run.masks import WeightMask
 from dlx.run.probes import Probes, attach_stats
 from dlx.run.stopping import EarlyStopping
 
@@ -159,19 +161,21 @@ class Trainer:
         data = self._class_balance(data)
         self._check_data(data)
         self.data = data.to(self.device)
-        self.model = cfg.model.build(self.data, cfg)
-        if not self._resuming:
-            cfg.init.init_model(self.model)
+        with drawn_from(cfg.init.seed):  # init.seed: the weights' own stream (a ticket's re-init)
+            self.model = cfg.model.build(self.data, cfg)
+            if not self._resuming:
+                cfg.init.init_model(self.model)
         self.model.to(self.device)
         self.pretrained: list[dict[str, Any]] | None = None
         if cfg.pretrain is not None and not self._resuming:
             from dlx.run.pretrain import pretrain
 
             self.pretrained = pretrain(self)  # the reconstruction loss of each layer, before and after
+        self.mask = WeightMask(self.model, t.mask) if t.mask is not None else None  # 0 from step 0 on
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if version.OWNS_PROCESS:
             skip_dynamo_wrappers()
-        self.optimizer = cfg.optimizer.build(self.params)
+        self.optimizer = cfg.optimizer.build(param_groups(self.model, self.params, cfg.optimizer.lr))
         n = len(self.data.x_train)
         self.batch_size = n if t.batch_size == "full" else int(t.batch_size)
         if not t.threads and self.device.type == "cpu":
@@ -205,6 +209,7 @@ class Trainer:
             from dlx.run.instruments import Instruments
 
             self.instruments = Instruments(cfg.instruments)
+            self.instruments.check(self)
             self.callbacks.append(self.instruments)
         self.pruner = None
         if t.prune is not None:
@@ -332,6 +337,8 @@ class Trainer:
         if reg.clip_value:
             torch.nn.utils.clip_grad_value_(self.params, reg.clip_value, foreach=True)
         optimizer_step(self.optimizer)
+        if self.mask is not None:
+            self.mask.apply()
         if self.scheduler is not None:
             self.scheduler.step()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 # name -> what it shows, in the order figures and help list them.
 SERIES_PANELS = {
     "loss": "train and test loss",
+    "weight_norm": "the whole net's weight norm sqrt(sum of each layer's |W|^2) over steps, beside the loss",
     "accuracy": "train and test accuracy, when logged",
     "time_grad": "the gradient reaching each time step, recurrent runs",
     "grad_heatmap": "log10 gradient norm, layer x step",

@@ -25,6 +25,10 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
     """The panels build_figure draws for these groups (or run paths), in order."""
     groups = as_groups(runs)
     names = ["loss"]
+    # Beside the loss by default where an init scale alpha was set (Omnigrok: the norm is
+    # what alpha moves); asked for by name on any run with probes.
+    if any(r.weight_norms and _scaled_init(r.config) for g in groups for r in g.runs):
+        names.append("weight_norm")
     if any(
         m.get("train_acc") is not None or m.get("test_acc") is not None
         for g in groups
@@ -50,6 +54,21 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
     return names
 
 
+def _scaled_init(config: dict[str, Any]) -> bool:
+    init = config.get("init")
+    return isinstance(init, dict) and init.get("scale", 1) not in (1, 1.0, None)
+
+
+def _weight_norm(ax, groups: list[Group], rest: str, heat_range) -> None:
+    draw_curves(
+        ax,
+        [(g.label, [r.weight_norms for r in g.runs], _div(g)) for g in groups],
+        [("weight_norm", "|W|", "-")],
+        "weight norm |W| (all layers)",
+        log=True,
+    )
+
+
 def _div(g: Group) -> int | None:
     steps = [r.diverged_step for r in g.runs if r.diverged_step is not None]
     return min(steps) if steps else None
@@ -71,6 +90,7 @@ def _activations(ax, groups: list[Group], rest: str, heat_range) -> None:
 # follows the kind in the panel's name, the heatmaps' colour range).
 DRAWERS = {
     "loss": _curves([("train_loss", "train", "-"), ("test_loss", "test", "--")], "loss", True),
+    "weight_norm": _weight_norm,
     "accuracy": _curves([("train_acc", "train", "-"), ("test_acc", "test", "--")], "accuracy", False),
     "time_grad": lambda ax, groups, rest, hr: draw_time_grad(ax, groups),
     "grad_heatmap": lambda ax, groups, rest, hr: draw_grad_heatmap(ax, groups[int(rest)], hr or heat_range(groups)),
@@ -137,6 +157,8 @@ def panel_hits(groups: list[Group], panels: Sequence[str]) -> list[str]:
         hits = [n for n in available if n == p or n.startswith(f"{p}:0") or n.startswith(f"{p}:0:")]
         if p == "sparsity" and not hits and any(near_zero(r) for g in groups for r in g.runs):
             hits = ["sparsity"]  # asked for: drawn even where no layer reaches the default figure's 5%
+        if p == "weight_norm" and not hits and any(r.weight_norms for g in groups for r in g.runs):
+            hits = ["weight_norm"]  # asked for: drawn on any run with probes, not only a scaled init's
         if not hits:
             raise UsageError(
                 f"this run has no {p!r} panel (it has: {', '.join(dict.fromkeys(n.split(':')[0] for n in available))})"

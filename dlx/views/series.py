@@ -8,6 +8,7 @@ them without importing matplotlib.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,6 +54,18 @@ def grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     if not rows:
         return np.zeros(0, int), np.zeros((0, 0))
     return np.asarray(steps), np.asarray(rows, dtype=float)  # None -> nan
+
+
+def weight_norm_series(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The whole net's weight norm, sqrt of the sum of each layer's squared norm, as metric
+    records [{"step", "weight_norm"}] from probes.jsonl (a log step with a non-finite layer
+    norm, stored as null, is left out: a curve's gap, not a zero)."""
+    out = []
+    for p in probes:
+        norms = p.get("weight_norm")
+        if norms and all(isinstance(n, (int, float)) for n in norms):
+            out.append({"step": p["step"], "weight_norm": math.sqrt(sum(float(n) ** 2 for n in norms))})
+    return out
 
 
 def time_grad_series(probes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +140,7 @@ class Run:
     tg_steps: np.ndarray  # [K]
     time_grad: np.ndarray  # [K, R, T]
     instruments: list[dict[str, Any]] = field(default_factory=list)  # dlx.run.instruments records
+    weight_norms: list[dict[str, Any]] = field(default_factory=list)  # weight_norm_series
 
     @property
     def diverged_step(self) -> int | None:
@@ -198,6 +212,7 @@ def run_series(
         tg_steps=tg_steps,
         time_grad=tg,
         instruments=list(instruments),
+        weight_norms=weight_norm_series(probes),
     )
 
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from dlx.core.errors import SpecError
 from dlx.core.registry import Registry, Spec
 
 DATASETS = Registry("data")
+# Printed under the table by `dlx list data`: what the keys every data spec shares do.
+DATASETS.notes.append(
+    "label_noise (every classification set): that fraction of the training labels is re-drawn "
+    "uniformly over the classes from the config's seed (the same seed re-draws the same labels; "
+    "a re-drawn label may come out unchanged, so about label_noise*(1-1/C) of them change); 1.0 "
+    "gives random labels (Zhang et al. 2017). The test labels are kept. A regression set refuses it."
+)
 
 # Generated data is made whole in memory (float64 while numpy builds it): past this many
 # numbers, a slip like n_train: 1e12 failed deep inside numpy (MemoryError) or ate the machine.
@@ -44,6 +53,13 @@ class Dataset:
     # as arrays over the feature axes), or None: inputs in this draw's units map back to
     # the raw plane as x * std + mean (an ensemble feeds one test set to every seed's model).
     standardised: tuple[np.ndarray, np.ndarray] | None = None
+    # The fraction of training labels re-drawn at random (data.label_noise), once it has been
+    # done: a spec whose peek() goes through its own load() must not re-draw them twice.
+    label_noise: float = 0.0
+    # A linear teacher's map as (U, s, Vt), y = U diag(s) Vt x in the units the model sees
+    # (x as fed to the model, y as its targets), so an instrument can measure each mode; None
+    # for data without one.
+    teacher: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def restandardise(self, x: torch.Tensor, other: "Dataset") -> torch.Tensor:
         """Inputs standardised as `other` was, in this draw's units (unchanged where neither
@@ -103,6 +119,35 @@ class DataSpec(Spec):
         le=10_000,
         description="classification: the last class keeps 1/imbalance of its samples, in training and test",
     )
+    label_noise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="classification: this fraction of the training labels re-drawn uniformly over the "
+        "classes, from the seed (1: random labels, Zhang et al. 2017); test labels are kept",
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        # Label noise is applied here, once for every spec: each load() and peek() a subclass
+        # defines is wrapped, so a new data spec gets data.label_noise without a line of its own.
+        super().__pydantic_init_subclass__(**kwargs)
+        for method in ("load", "peek"):
+            own = cls.__dict__.get(method)
+            # Already wrapped (pydantic may run this hook again for a rebuilt class): noise twice
+            # would be harmless (the Dataset records it) but the wrapper would stack.
+            if own is not None and not hasattr(own, "__wrapped__"):
+                setattr(cls, method, _with_label_noise(own))
+
+    @field_validator("label_noise")
+    @classmethod
+    def _labels_to_redraw(cls, value: float) -> float:
+        if value and cls.task == "regression":
+            raise ValueError(
+                f"re-draws class labels, and '{cls.model_fields['name'].default}' is a regression task "
+                f"(its targets are numbers, not classes): remove label_noise, or pick classification data"
+            )
+        return value
 
     def feature_shape(self) -> tuple[int, ...] | None:
         """The shape of one input sample, known without loading (None: only after load)."""
@@ -144,6 +189,41 @@ class DataSpec(Spec):
         pass. Generated data is cheap to load, so by default it is; data read from files
         (MNIST) overrides this to read and download nothing."""
         return self.load(seed)
+
+
+# The label noise's own random stream beside the seed: the same seed re-draws the same labels,
+# and the data's own draw (which uses the seed alone) is not shifted by it.
+LABEL_NOISE_STREAM = 0x1ABE1
+
+
+def redraw_labels(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """Each training label (each step's, for a label per step) re-drawn with probability
+    `fraction`, uniformly over all n_classes (so it may come out the same: the expected share
+    changed is fraction * (1 - 1/C)); the test labels are kept, so test accuracy measures what
+    the true labels allow. The draws cover every training label whatever the fraction, so one
+    seed's noisy labels at 0.2 are a subset of its noisy labels at 0.4."""
+    if data.task != "classification":
+        raise SpecError(
+            ("data", "label_noise"),
+            f"re-draws class labels, and data '{data.name}' turned out a regression task (float targets): "
+            f"remove label_noise",
+        )
+    rng = np.random.default_rng([seed, LABEL_NOISE_STREAM])
+    shape = tuple(data.y_train.shape)
+    hit = torch.as_tensor(rng.random(shape) < fraction)
+    drawn = torch.as_tensor(rng.integers(0, int(data.n_classes), shape), dtype=data.y_train.dtype)
+    return replace(data, y_train=torch.where(hit, drawn, data.y_train), label_noise=fraction)
+
+
+def _with_label_noise(make):
+    @functools.wraps(make)
+    def made(self, seed: int) -> Dataset:
+        data = make(self, seed)
+        if self.label_noise and not data.label_noise:
+            data = redraw_labels(data, self.label_noise, seed)
+        return data
+
+    return made
 
 
 def make_imbalanced(data: Dataset, ratio: float) -> Dataset:

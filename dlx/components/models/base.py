@@ -64,6 +64,31 @@ class Model(nn.Module):
         """Extra summary columns per layer name (a CNN's receptive field and stride)."""
         return {}
 
+    # ---- parametrizations (mlp's μP): what the init and the optimizer do per layer
+    def lr_scales(self) -> dict[str, float]:
+        """Multipliers on optimizer.lr by parameter name (absent: 1). Default: none."""
+        return {}
+
+    def after_init(self) -> None:
+        """Called by the init scheme once it has set every target layer (μP rescales the
+        output layer there). Default: nothing."""
+
+
+def param_groups(model: Model, params: list[torch.nn.Parameter], lr: float) -> list:
+    """What the optimizer is built on: `params` itself where the model scales no lr (the
+    optimizer is then the one every run had before parametrizations), else one group per
+    multiplier, in the order of first appearance, so group 0 holds the first layer and its
+    lr is optimizer.lr (metrics.jsonl's lr). Each group keeps its `lr_scale` for a change
+    of lr while training (run.changes) to apply."""
+    scales = model.lr_scales()
+    if not scales:
+        return params
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault(scales.get(names[id(p)], 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * f, "lr_scale": f} for f, ps in groups.items()]
+
 
 class ModelSpec(Spec):
     accepts: ClassVar[str] = "any"  # "flat" vectors, "image" (C, H, W), "sequence" (T, F), or "any"
@@ -85,6 +110,11 @@ class ModelSpec(Spec):
     def build(self, data, cfg) -> Model:
         """The network for `data` (a Dataset) under the full config `cfg`."""
         raise NotImplementedError
+
+    def conflicts(self, cfg) -> list[tuple[tuple, str]]:
+        """Problems (key path, message) between this model's keys and keys outside `model:`
+        (mlp's parametrization: mup and the optimizer), found without the data. Default: none."""
+        return []
 
     def check(self, feature_shape: tuple[int, ...], cfg) -> list[tuple[tuple, str]]:
         """Problems (key path, message) that would make the model fail on inputs of this
