@@ -20,9 +20,8 @@ from dlx.api import train
 from dlx.config.catalogue import PAPERS, Example, course, find_example, load_examples
 from dlx.config.measures import MEASURES, Expected, MeasureError
 from dlx.core.errors import UsageError
+from dlx.records.layout import PAPER_PICTURE_FILE
 from dlx.results import Run
-
-PICTURE_FILE = "paper.png"  # beside the run's records: the check's picture
 
 
 @dataclass
@@ -96,7 +95,7 @@ def _picture(ex: Example, run: Run, vs_run: Run | None) -> Path | None:
         fig = panels_figure(group_runs([run.series(), vs_run.series()]), ex.look, title=f"dlx: {ex.name}")
     else:
         fig = run.plot(panels=ex.look)
-    target = run.path / PICTURE_FILE
+    target = run.path / PAPER_PICTURE_FILE
     fig.savefig(target)
     import matplotlib.pyplot as plt
 

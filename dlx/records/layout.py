@@ -25,6 +25,7 @@ runs/<run_id>/
   fixed.yaml      ... and the winning config, ready for `dlx train` (FIXED_CONFIG)
   masks.pt        only for a run trained under train.mask: the masks it trained under (MASKS_FILE)
   pruned.pt       only for a `dlx ticket` round: the masks its final weights prune to (PRUNED_FILE)
+  paper.png       only for a run `dlx examples check` trained: its picture (PAPER_PICTURE_FILE)
 runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
                   trainings are one too (compare-fix-<run>-<time>.json)
 runs/ticket-<config>-<time>.json, .png   a dlx ticket's record and figure (TICKET_PREFIX)
@@ -61,6 +62,8 @@ FIXED_CONFIG = "fixed.yaml"
 MASKS_FILE = "masks.pt"
 # After a dlx ticket round: the masks its final weights prune to, the next round's train.mask.
 PRUNED_FILE = "pruned.pt"
+# `dlx examples check` of a papers example: the picture of its `# look:` panels.
+PAPER_PICTURE_FILE = "paper.png"
 # Beside the run folders: a dlx ticket's record (its rounds and control: kept, test metrics,
 # run folders) and its figure; TICKET_PREFIX + NAME + .json / .png.
 TICKET_PREFIX = "ticket-"
