@@ -28,6 +28,7 @@ def dlx_cli(*args: str, cwd) -> subprocess.CompletedProcess:
         ("act_var_gain = 0.33 ± 4e-2", "act_var_gain", False, "=", 0.33, 0.04),
         ("final_train_loss / vs < .8", "final_train_loss", True, "<", 0.8, 0.0),
         ("time_grad_rate>1e-3", "time_grad_rate", False, ">", 1e-3, 0.0),
+        ("vs.final_test_acc <= 0.2", "final_test_acc", False, "<=", 0.2, 0.0),
     ],
 )
 def test_an_expected_line_is_a_measure_a_comparison_and_a_number(line, measure, vs, op, value, tol):
@@ -50,6 +51,7 @@ def test_an_expected_line_holds_by_its_comparison_or_within_its_tolerance():
         ("act_var_gain = 0.5", "is not 'MEASURE OP NUMBER'"),
         ("act_var_gain <= half", "is not 'MEASURE OP NUMBER'"),
         ("act_var_gian <= 0.5", "did you mean 'act_var_gain'?"),
+        ("vs.final_test_acc / vs <= 1", "takes no '/ vs'"),
     ],
 )
 def test_a_malformed_expected_line_or_unknown_measure_is_refused_with_the_grammar(line, says):
@@ -75,6 +77,16 @@ HEADER = "# mine: a claim.\n#   dlx train mine.yaml\n# concept: c\n# expect: hea
         ("# paper: A, 2000, T\n# claim: c\n", "no '# expected:"),
         ("# paper: A, 2000, T\n# claim: c\n# expected: act_var_gain / vs <= 1\n", "needs a '# vs:"),
         ("# paper: A, 2000, T\n# claim: c\n# expected: act_var_gain <= 1\n# vs: --set init=zeros\n", "no '# expected"),
+        ("# paper: A, 2000, T\n# claim: c\n# expected: vs.final_test_acc <= 1\n", "needs a '# vs:"),
+        ("# paper: A, 2000, T\n# claim: c\n# expected: smallest_that_fits <= 8\n", "needs an '# over: KEY=V1"),
+        (
+            "# paper: A, 2000, T\n# claim: c\n# expected: final_train_acc >= 1\n# over: model.width=1,2\n",
+            "no '# expected:' line reads",
+        ),
+        (
+            "# paper: A, 2000, T\n# claim: c\n# expected: smallest_that_fits <= 8\n# over: model.width=4\n",
+            "two values at least",
+        ),
     ],
 )
 def test_a_papers_header_that_lacks_a_line_or_gets_one_wrong_is_a_header_problem(tmp_path, lines, problem):
@@ -91,8 +103,8 @@ def test_the_papers_section_holds_the_shipped_papers_examples_and_each_header_is
 
 
 # Each quick check trains in seconds, but grokking takes its thousands of steps (two runs
-# of ~20 s): with the slow tests.
-SLOW_CHECKS = {"paper_power_grokking"}
+# of ~20 s) and the Boolean capacity a family of 12 runs: with the slow tests.
+SLOW_CHECKS = {"paper_power_grokking", "paper_boolean_capacity"}
 
 
 @pytest.mark.parametrize(
@@ -137,3 +149,45 @@ def test_dlx_examples_lists_the_papers_section(tmp_path):
     assert r.returncode == 0
     listing = r.stdout[r.stdout.index("papers") :]
     assert all(ex.name in listing for ex in PAPERS)
+
+
+class Records:
+    """A run as the measures read it: its summary's final numbers and its metrics."""
+
+    def __init__(self, final: dict, metrics: list[dict] | None = None):
+        self.summary, self.metrics, self.instruments, self.probes = {"final": final}, metrics or [], [], []
+
+
+def test_steps_to_fit_and_the_generalisation_delay_read_the_first_logged_steps_past_099():
+    from dlx.config.measures import generalisation_delay, steps_to_fit
+
+    metrics = [
+        {"step": 100, "train_acc": 0.9, "test_acc": 0.0},
+        {"step": 200, "train_acc": 0.995, "test_acc": 0.1},
+        {"step": 300, "train_acc": 1.0, "test_acc": None},  # no evaluation this interval
+        {"step": 4000, "train_acc": 1.0, "test_acc": 0.992},
+    ]
+    run = Records({}, metrics)
+    assert steps_to_fit(run) == 200 and generalisation_delay(run) == 3800
+    assert generalisation_delay(Records({}, metrics[:3])) == float("inf")  # never generalised
+
+
+def test_the_smallest_value_that_fits_is_the_first_whose_run_gets_every_training_pattern_right():
+    from dlx.config.measures import smallest_that_fits
+
+    runs = [Records({"train_acc": a}) for a in (0.69, 0.94, 1.0, 0.99, 1.0)]
+    assert smallest_that_fits(["1", "2", "4", "6", "8"], runs) == 4.0
+    assert smallest_that_fits(["1", "2"], runs[:2]) == float("inf")
+
+
+def test_the_mode_time_exponent_is_the_log_log_slope_of_half_strength_times_against_strength():
+    from dlx.config.measures import mode_time_exponent
+
+    s = [4.0, 2.0, 1.0]
+    run = Records({})
+    # Strengths reaching half of s at steps 10/s exactly: a pure 1/s law, slope -1.
+    run.instruments = [
+        {"step": t, "modes": {"teacher": s, "strength": [si if t >= 10 / si else 0.0 for si in s]}}
+        for t in (2.5, 5, 10, 20)
+    ]
+    assert mode_time_exponent(run) == pytest.approx(-1.0)

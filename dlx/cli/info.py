@@ -235,10 +235,15 @@ def _print_check(con, check) -> None:
         measured = escape(line.note) if line.note else num(line.measured, 4)
         con.print(f"expected: {escape(line.expected.text)}", soft_wrap=True)
         con.print(f"measured: {measured}  {verdict}", soft_wrap=True)
-    runs = [check.run, *([check.vs_run] if check.vs_run is not None else [])]
-    con.print(
-        f"trained:  {', '.join(escape(str(r.path)) for r in runs)} at {scale}, {check.seconds:.1f} s", soft_wrap=True
+    runs = check.runs
+    # A family (`# over:`) is a dozen runs: their folder and the first and last by name.
+    named = (
+        ", ".join(escape(str(r.path)) for r in runs)
+        if len(runs) <= 2
+        else f"{len(runs)} runs in {escape(str(runs[0].path.parent))}: {escape(runs[0].path.name)} .. "
+        f"{escape(runs[-1].path.name)}"
     )
+    con.print(f"trained:  {named} at {scale}, {check.seconds:.1f} s", soft_wrap=True)
     if check.picture is not None:
         con.print(f"picture:  {escape(str(check.picture))} ({', '.join(ex.look)})", soft_wrap=True)
     con.print("[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")

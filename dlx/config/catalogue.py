@@ -23,13 +23,16 @@ that `dlx examples` (and tests/test_examples.py) read as data:
     #                                              depth and regularization all name theirs
 
 A papers example (COURSE's "papers" section) reproduces a published result and says
-so in four more lines, which `dlx examples check NAME` reads:
+so in three or more lines, which `dlx examples check NAME` reads:
 
     # paper: Glorot & Bengio, 2010, Understanding the difficulty of training deep ...
     # claim: one sentence: what the paper found that this run shows
     # expected: act_var_gain = 0.33 +- 0.04   <- one or more lines, all must hold
     # vs: --set init=xavier_uniform            <- optional: a run trained beside it, for
     #                                             an `expected: MEASURE / vs ...` line
+    #                                             (or `vs.MEASURE ...`: the control's own)
+    # over: model.width=1,2,4,8                <- optional: one run per value, for a measure
+    #                                             of the family (smallest_that_fits)
 
 The `# expected:` grammar (a measure name, a comparison, a number) and the measures
 are dlx.config.measures': a malformed line or an unknown measure is a header problem.
@@ -53,7 +56,7 @@ from pathlib import Path
 
 import yaml
 
-from dlx.config.measures import Expected, parse_expected
+from dlx.config.measures import MEASURES, Expected, parse_expected
 from dlx.core.errors import DlxError, UsageError
 from dlx.diagnosis.engine import KINDS
 
@@ -62,7 +65,7 @@ from dlx.diagnosis.engine import KINDS
 VERDICT_KINDS = KINDS  # the engine owns its kinds
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
-_FIELD = re.compile(r"^(concept|expect|test|look|paper|claim|vs)\s*:\s*(.*)$")
+_FIELD = re.compile(r"^(concept|expect|test|look|paper|claim|vs|over)\s*:\s*(.*)$")
 # Not in _FIELD: an example may have several, and "expect" must not swallow it.
 _EXPECTED_FIELD = re.compile(r"^expected\s*:\s*(.*)$")
 PAPERS = "papers"  # the COURSE section whose examples `dlx examples check` checks
@@ -91,6 +94,9 @@ class Example:
     paper_claim: str = ""
     expected: list[Expected] = field(default_factory=list)
     vs_overrides: list[str] | None = None
+    # `# over: KEY=V1,V2,...`: a papers example whose claim is about a family of runs (the
+    # smallest width that fits): one run per value, read by the measures made for it.
+    over: tuple[str, list[str]] | None = None
 
     @property
     def is_paper(self) -> bool:
@@ -175,6 +181,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
             "paper_pascanu_rnn",
             "paper_saxe_modes",
             "paper_edge_of_stability",
+            "paper_boolean_capacity",
             "paper_zhang_random_labels",
             "paper_power_grokking",
         ),
@@ -265,6 +272,8 @@ def parse_example(path: str | Path) -> Example:
                 ex.paper_claim = value
             elif key == "vs":
                 ex.vs_overrides, _ = _parse_test(value, ex.problems)
+            elif key == "over":
+                ex.over = _parse_over(value, ex.problems)
             else:
                 ex.test_overrides, ex.test_skip = _parse_test(value, ex.problems)
         elif line[:1].isspace() and s.startswith("dlx "):
@@ -275,6 +284,16 @@ def parse_example(path: str | Path) -> Example:
     ex.claim = first[len(ex.name) + 1 :].strip() if first.startswith(ex.name + ":") else first
     ex.problems += _header_problems(ex, seen)
     return ex
+
+
+def _parse_over(value: str, problems: list[str]) -> tuple[str, list[str]] | None:
+    """`KEY=V1,V2,...` as (KEY, [V1, V2, ...]); None with a problem when it is not that."""
+    key, eq, values = value.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not eq or not key.strip() or len(items) < 2:
+        problems.append(f"'# over: {value}' is not 'KEY=V1,V2,...' (two values at least: one run each)")
+        return None
+    return key.strip(), items
 
 
 def _header_problems(ex: Example, seen: set[str]) -> list[str]:
@@ -324,6 +343,14 @@ def _paper_problems(ex: Example, seen: set[str]) -> list[str]:
         problems.append("no '# expected: MEASURE OP NUMBER' line (what `dlx examples check` holds it to)")
     if any(e.needs_vs for e in ex.expected) and ex.vs_overrides is None:
         problems.append("'# expected: ... / vs' needs a '# vs: --set KEY=VALUE' line (the run to divide by)")
+    over_lines = [e for e in ex.expected if MEASURES[e.measure].over]
+    if over_lines and ex.over is None:
+        problems.append(
+            f"'# expected: {over_lines[0].text}' reads a family of runs: it needs an "
+            "'# over: KEY=V1,V2,...' line (one run per value)"
+        )
+    if ex.over is not None and not over_lines:
+        problems.append("'# over:' trains one run per value that no '# expected:' line reads (a measure of the family)")
     if ex.vs_overrides is not None and not any(e.needs_vs for e in ex.expected):
         problems.append("'# vs:' trains a second run that no '# expected: MEASURE / vs ...' line reads")
     if ex.test_overrides is None:

@@ -16,6 +16,9 @@ The grammar of one `# expected:` line (an example may have several; all must hol
                                                 about the control: "without weight decay it
                                                 never generalises")
 
+A measure registered with over=True reads a family of runs: the example's `# over: KEY=V1,V2`
+line trains one run per value (and the `# vs:` run per value, where a line needs it).
+
 OP is one of <, <=, >, >=; NUMBER and TOLERANCE are plain decimals or 1e-3 style.
 Reading records is plain Python here (no torch), so listing the examples never imports
 torch; a measure that needs the saved weights would need the records layer, above this one.
@@ -39,17 +42,20 @@ class MeasureError(DlxError):
 class Measure:
     name: str
     description: str
-    fn: Callable[[Any], float]
+    fn: Callable[..., float]
+    # A measure of a family of runs (an example's `# over: KEY=V1,V2,...`): fn(values, runs),
+    # the runs in the values' order; the others are fn(run).
+    over: bool = False
 
 
 MEASURES: dict[str, Measure] = {}
 
 
-def measure(name: str, description: str):
-    """Register fn(run) -> float as the measure `name`."""
+def measure(name: str, description: str, over: bool = False):
+    """Register fn(run) -> float (over: fn(values, runs) -> float) as the measure `name`."""
 
-    def register(fn: Callable[[Any], float]) -> Callable[[Any], float]:
-        MEASURES[name] = Measure(name, description, fn)
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        MEASURES[name] = Measure(name, description, fn, over)
         return fn
 
     return register
@@ -191,6 +197,17 @@ def mode_time_exponent(run: Any) -> float:
     xs, ys = [math.log(s) for s in teacher], [math.log(t) for t in halves]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+@measure(
+    "smallest_that_fits",
+    "the smallest value of the '# over:' key whose run ends with train accuracy 1 (every training "
+    "pattern right); infinite where none does",
+    over=True,
+)
+def smallest_that_fits(values: list[str], runs: list[Any]) -> float:
+    fits = [float(v) for v, run in zip(values, runs) if _final(run, "train_acc") >= 1.0]
+    return min(fits) if fits else math.inf
 
 
 # ---------------------------------------------------------------- the `# expected:` grammar

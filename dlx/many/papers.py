@@ -43,6 +43,8 @@ class PaperCheck:
     lines: list[Line] = field(default_factory=list)
     picture: Path | None = None
     seconds: float = 0.0
+    # Every run trained: one per `# over:` value (run is the first), then the vs runs.
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -67,15 +69,21 @@ def _paper(name: str, folder: str | Path | None) -> Example:
     return ex
 
 
-def _measure(exp: Expected, run: Run, vs_run: Run | None) -> Line:
-    fn = MEASURES[exp.measure].fn
+def _measure(exp: Expected, runs: list[Run], vs_runs: list[Run] | None, values: list[str]) -> Line:
+    m = MEASURES[exp.measure]
+
+    # A measure of one run reads the first (the only one, but for an `# over:` family).
+    def of(family: list[Run] | None) -> float:
+        assert family, "the catalogue holds a vs line to its '# vs:' run"
+        return m.fn(values, family) if m.over else m.fn(family[0])
+
     try:
         if exp.of_vs:
-            value = fn(vs_run)
+            value = of(vs_runs)
         else:
-            value = fn(run)
+            value = of(runs)
             if exp.vs:
-                value = value / fn(vs_run)
+                value = value / of(vs_runs)
     except MeasureError as e:
         return Line(exp, math.nan, False, str(e))
     except ZeroDivisionError:
@@ -83,16 +91,30 @@ def _measure(exp: Expected, run: Run, vs_run: Run | None) -> Line:
     return Line(exp, value, exp.holds(value))
 
 
-def _picture(ex: Example, run: Run, vs_run: Run | None) -> Path | None:
-    """The `# look:` panels of the run (beside the vs run's, for the panels both draw) as a PNG."""
+def _picture(ex: Example, runs: list[Run], values: list[str]) -> Path | None:
+    """The `# look:` panels of the runs (the first's alone for a picture of one model) as a PNG
+    in the first run's folder; for an `# over:` family, each run's final train accuracy (the
+    number its measures read) against the values, a line for the example and its control."""
+    run = runs[0]
     if not ex.look or run.path is None:
         return None
     from dlx.views.pictures import PICTURES
 
-    if vs_run is not None and not any(p in PICTURES for p in ex.look):
+    if values and ex.over is not None:
+        from dlx.views.families import family_figure
+
+        def finals(family: list[Run]) -> list[float | None]:
+            return [(r.summary.get("final") or {}).get("train_acc") for r in family]
+
+        n = len(values)
+        lines = {"this example": finals(runs[:n])}
+        if len(runs) > n:
+            lines[f"vs: {' '.join(ex.vs_overrides or [])}"] = finals(runs[n:])
+        fig = family_figure(ex.over[0], values, lines, "final train accuracy", title=f"dlx: {ex.name}")
+    elif len(runs) > 1 and not any(p in PICTURES for p in ex.look):
         from dlx.views.plots import group_runs, panels_figure
 
-        fig = panels_figure(group_runs([run.series(), vs_run.series()]), ex.look, title=f"dlx: {ex.name}")
+        fig = panels_figure(group_runs([r.series() for r in runs]), ex.look, title=f"dlx: {ex.name}")
     else:
         fig = run.plot(panels=ex.look)
     target = run.path / PAPER_PICTURE_FILE
@@ -109,11 +131,19 @@ def check_example(
     """Train the papers example `name` (its `# test:` scale when quick) and check its `# expected:` lines."""
     ex = _paper(name, folder)
     scale = list(ex.test_overrides or []) if quick else []
+    over = ex.over if any(MEASURES[e.measure].over for e in ex.expected) else None
+    values = over[1] if over else []
+
+    def family(extra: list[str]) -> list[Run]:
+        if over is None:
+            return [train(ex.path, [*scale, *extra], runs_dir=runs_dir, quiet=True)]
+        return [train(ex.path, [*scale, *extra, f"{over[0]}={v}"], runs_dir=runs_dir, quiet=True) for v in values]
+
     start = time.perf_counter()
-    run = train(ex.path, scale, runs_dir=runs_dir, quiet=True)
-    vs_run = None
-    if any(e.needs_vs for e in ex.expected):
-        vs_run = train(ex.path, [*scale, *(ex.vs_overrides or [])], runs_dir=runs_dir, quiet=True)
+    runs = family([])
+    vs_runs = family(ex.vs_overrides or []) if any(e.needs_vs for e in ex.expected) else None
     seconds = time.perf_counter() - start
-    lines = [_measure(e, run, vs_run) for e in ex.expected]
-    return PaperCheck(ex, quick, run, vs_run, lines, _picture(ex, run, vs_run), seconds)
+    lines = [_measure(e, runs, vs_runs, values) for e in ex.expected]
+    every = [*runs, *(vs_runs or [])]
+    vs_run = vs_runs[0] if vs_runs else None
+    return PaperCheck(ex, quick, runs[0], vs_run, lines, _picture(ex, every, values), seconds, every)
