@@ -429,6 +429,9 @@ def test_the_examples_on_init_activations_depth_and_regularization_name_the_pane
             assert shown and shown[0].split("--panels ")[1].split()[0] == ",".join(ex.look), ex.name
 
 
+# A training and a figure for each of ~50 examples (a minute of the suite's 8 on two cores):
+# with the slow tests; the panels themselves are tested one by one in test_owners_panels.py.
+@pytest.mark.slow
 @pytest.mark.parametrize("ex", [e for e in EXAMPLES if e.look], ids=lambda e: e.name)
 def test_each_examples_look_panels_draw_from_a_short_run_of_it(ex, tmp_path, monkeypatch):
     import dlx

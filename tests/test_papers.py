@@ -103,8 +103,8 @@ def test_the_papers_section_holds_the_shipped_papers_examples_and_each_header_is
 
 
 # Each quick check trains in seconds, but grokking takes its thousands of steps (two runs
-# of ~20 s) and the Boolean capacity a family of 12 runs: with the slow tests.
-SLOW_CHECKS = {"paper_power_grokking", "paper_boolean_capacity"}
+# of ~20 s), the Boolean capacity and double descent families of 10-12 runs: with the slow tests.
+SLOW_CHECKS = {"paper_power_grokking", "paper_boolean_capacity", "paper_nakkiran_double_descent"}
 
 
 @pytest.mark.parametrize(

@@ -245,7 +245,12 @@ def _print_check(con, check) -> None:
     )
     con.print(f"trained:  {named} at {scale}, {check.seconds:.1f} s", soft_wrap=True)
     if check.picture is not None:
-        con.print(f"picture:  {escape(str(check.picture))} ({', '.join(ex.look)})", soft_wrap=True)
+        shows = (
+            f"final train accuracy and test loss against {ex.over[0]}"
+            if ex.over is not None and len(runs) > 2
+            else ", ".join(ex.look)
+        )
+        con.print(f"picture:  {escape(str(check.picture))} ({escape(shows)})", soft_wrap=True)
     con.print("[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")
 
 

@@ -183,6 +183,7 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
             "paper_edge_of_stability",
             "paper_boolean_capacity",
             "paper_zhang_random_labels",
+            "paper_nakkiran_double_descent",
             "paper_power_grokking",
         ),
     ),

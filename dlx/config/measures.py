@@ -210,6 +210,38 @@ def smallest_that_fits(values: list[str], runs: list[Any]) -> float:
     return min(fits) if fits else math.inf
 
 
+def _threshold_and_losses(values: list[str], runs: list[Any]) -> tuple[float, list[float]]:
+    """The smallest value whose run fits its training set (train accuracy FIT_ACC) and each
+    run's final test loss."""
+    fits = [float(v) for v, run in zip(values, runs) if _final(run, "train_acc") >= FIT_ACC]
+    if not fits:
+        raise MeasureError(f"no run of the family reached train accuracy {FIT_ACC}: no interpolation threshold")
+    return min(fits), [_final(run, "test_loss") for run in runs]
+
+
+@measure(
+    "test_loss_peak_over_threshold",
+    f"the '# over:' value with the highest final test loss, over the smallest value whose run fits "
+    f"its training set (train accuracy {FIT_ACC}): 1 where the peak is at the interpolation threshold",
+    over=True,
+)
+def test_loss_peak_over_threshold(values: list[str], runs: list[Any]) -> float:
+    threshold, losses = _threshold_and_losses(values, runs)
+    peak = max(range(len(losses)), key=losses.__getitem__)
+    return float(values[peak]) / threshold
+
+
+@measure(
+    "test_loss_peak_height",
+    "the family's highest final test loss over the final test loss of its last (largest) value: "
+    "above 1 where the loss comes down again past the peak",
+    over=True,
+)
+def test_loss_peak_height(values: list[str], runs: list[Any]) -> float:
+    _, losses = _threshold_and_losses(values, runs)
+    return max(losses) / losses[-1]
+
+
 # ---------------------------------------------------------------- the `# expected:` grammar
 
 OPS: dict[str, Callable[[float, float], bool]] = {

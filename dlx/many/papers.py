@@ -93,8 +93,8 @@ def _measure(exp: Expected, runs: list[Run], vs_runs: list[Run] | None, values: 
 
 def _picture(ex: Example, runs: list[Run], values: list[str]) -> Path | None:
     """The `# look:` panels of the runs (the first's alone for a picture of one model) as a PNG
-    in the first run's folder; for an `# over:` family, each run's final train accuracy (the
-    number its measures read) against the values, a line for the example and its control."""
+    in the first run's folder; for an `# over:` family, each run's final train accuracy and
+    test loss (what its measures read) against the values, a line for the example and its control."""
     run = runs[0]
     if not ex.look or run.path is None:
         return None
@@ -103,14 +103,18 @@ def _picture(ex: Example, runs: list[Run], values: list[str]) -> Path | None:
     if values and ex.over is not None:
         from dlx.views.families import family_figure
 
-        def finals(family: list[Run]) -> list[float | None]:
-            return [(r.summary.get("final") or {}).get("train_acc") for r in family]
+        def finals(family: list[Run], key: str) -> list[float | None]:
+            return [(r.summary.get("final") or {}).get(key) for r in family]
 
         n = len(values)
-        lines = {"this example": finals(runs[:n])}
+        families = {"this example": runs[:n]}
         if len(runs) > n:
-            lines[f"vs: {' '.join(ex.vs_overrides or [])}"] = finals(runs[n:])
-        fig = family_figure(ex.over[0], values, lines, "final train accuracy", title=f"dlx: {ex.name}")
+            families[f"vs: {' '.join(ex.vs_overrides or [])}"] = runs[n:]
+        panels = {
+            f"final {name.replace('_', ' ')}": {label: finals(family, name) for label, family in families.items()}
+            for name in ("train_acc", "test_loss")
+        }
+        fig = family_figure(ex.over[0], values, panels, title=f"dlx: {ex.name}")
     elif len(runs) > 1 and not any(p in PICTURES for p in ex.look):
         from dlx.views.plots import group_runs, panels_figure
 
