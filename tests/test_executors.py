@@ -38,6 +38,7 @@ MODES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 def test_parallel_trials_complete_in_order_with_their_own_runs_two_at_a_time(runs_dir, mode):
     trials = _trials(runs_dir, 3)

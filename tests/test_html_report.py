@@ -261,6 +261,7 @@ def test_run_and_sweep_resolve_by_folder_id_part_and_last(runs, run_dir, sweep_d
         resolve("nothing-like-it", runs)
 
 
+@pytest.mark.slow
 def test_dlx_report_writes_the_page_and_explains_a_bad_reference(runs, sweep_dir, tmp_path):
     def dlx_cli(*args):
         return subprocess.run(

@@ -344,6 +344,7 @@ def _num(text: str) -> float:
     return float(text) if text else float("nan")
 
 
+@pytest.mark.slow
 def test_an_example_sets_every_knob_a_knob_changed_then_trains_and_the_final_verdict_is_dlx_shows(browser, tmp_path):
     import subprocess
     import sys

@@ -103,8 +103,15 @@ def test_the_papers_section_holds_the_shipped_papers_examples_and_each_header_is
 
 
 # Each quick check trains in seconds, but grokking takes its thousands of steps (two runs
-# of ~20 s), the Boolean capacity and double descent families of 10-12 runs: with the slow tests.
-SLOW_CHECKS = {"paper_power_grokking", "paper_boolean_capacity", "paper_nakkiran_double_descent"}
+# of ~20 s), the Boolean capacity and double descent families of 10-12 runs, and the two
+# that take 8-10 s (random labels: two runs; the edge of stability: its Hessians): with the slow tests.
+SLOW_CHECKS = {
+    "paper_power_grokking",
+    "paper_boolean_capacity",
+    "paper_nakkiran_double_descent",
+    "paper_zhang_random_labels",
+    "paper_edge_of_stability",
+}
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,7 @@ def _journal_states(folder: Path) -> dict[int, str]:
     return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
 
 
+@pytest.mark.slow
 def test_compare_prunes_and_counts_pruned_runs(tmp_path):
     result = CliRunner().invoke(
         app,

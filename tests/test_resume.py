@@ -226,8 +226,8 @@ def _default_stop_signals():
     "sig,code,reason",
     [
         (signal.SIGINT, 130, "stopped by Ctrl-C"),
-        (signal.SIGTERM, 143, "stopped by SIGTERM"),
-        # SIGHUP and SIGQUIT: the same handler as SIGTERM, run with the slow tests.
+        pytest.param(signal.SIGTERM, 143, "stopped by SIGTERM", marks=pytest.mark.slow),
+        # SIGTERM, SIGHUP and SIGQUIT: the same handler as Ctrl-C's, run with the slow tests.
         pytest.param(signal.SIGHUP, 129, "stopped by SIGHUP", marks=pytest.mark.slow),
         pytest.param(signal.SIGQUIT, 131, "stopped by SIGQUIT", marks=pytest.mark.slow),
     ],

@@ -581,6 +581,7 @@ def test_dlx_sweep_bad_spec_exits_2_before_any_trial(tmp_path, base):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_dlx_sweep_usage_errors(tmp_path, base):
     r = dlx("sweep", cwd=tmp_path)
     assert r.returncode == 2 and "give a sweep spec" in r.stderr
