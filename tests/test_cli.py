@@ -138,6 +138,7 @@ def test_a_crash_mid_run_keeps_the_logged_metrics_and_says_where(tmp_path, monke
     assert steps == [10, 20]  # both intervals before the crash are on disk
 
 
+@pytest.mark.slow
 def test_runs_lists_every_run_with_status_and_sorts_best_first(tmp_path):
     runs = tmp_path / "runs"
     assert (

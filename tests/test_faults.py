@@ -360,6 +360,7 @@ def test_out_of_memory_through_the_cli_is_a_message_not_a_traceback(tmp_path, mo
 # --- an unwritable runs folder ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unwritable_runs_folder_fails_before_training_with_a_clear_message(tmp_path):
     cfg = tiny_yaml(tmp_path, epochs=100000)  # would run for minutes if training started
     afile = tmp_path / "afile"

@@ -590,6 +590,7 @@ def _hostile_requests(lab: LabProcess, tmp_path: Path) -> list[tuple[str, int, s
     return out
 
 
+@pytest.mark.slow
 def test_other_web_pages_cannot_drive_a_real_dlx_lab_and_its_own_page_still_plays_pauses_and_steps(
     browser, tmp_path, lab_process
 ):
