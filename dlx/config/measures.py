@@ -206,17 +206,22 @@ def mode_time_exponent(run: Any) -> float:
     over=True,
 )
 def smallest_that_fits(values: list[str], runs: list[Any]) -> float:
-    fits = [float(v) for v, run in zip(values, runs) if _final(run, "train_acc") >= 1.0]
-    return min(fits) if fits else math.inf
+    least = _smallest_fitting(values, runs, 1.0)
+    return math.inf if least is None else least
+
+
+def _smallest_fitting(values: list[str], runs: list[Any], train_acc: float) -> float | None:
+    """The smallest value of the family whose run ends with at least this train accuracy."""
+    return min((float(v) for v, run in zip(values, runs) if _final(run, "train_acc") >= train_acc), default=None)
 
 
 def _threshold_and_losses(values: list[str], runs: list[Any]) -> tuple[float, list[float]]:
     """The smallest value whose run fits its training set (train accuracy FIT_ACC) and each
     run's final test loss."""
-    fits = [float(v) for v, run in zip(values, runs) if _final(run, "train_acc") >= FIT_ACC]
-    if not fits:
+    threshold = _smallest_fitting(values, runs, FIT_ACC)
+    if threshold is None:
         raise MeasureError(f"no run of the family reached train accuracy {FIT_ACC}: no interpolation threshold")
-    return min(fits), [_final(run, "test_loss") for run in runs]
+    return threshold, [_final(run, "test_loss") for run in runs]
 
 
 @measure(
