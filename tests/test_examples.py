@@ -58,11 +58,12 @@ def test_every_training_example_validates_as_written_and_with_its_test_overrides
 
 
 _WITH_VALUE = {"--seeds", "--target", "--runs-dir", "--max-parallel", "--retries", "--dir", "--out", "-o"}
+_WITH_VALUE |= {"--rounds", "--rate", "--control-seed", "--widths", "--steps"}  # dlx ticket, dlx coordcheck
 
 
 def _config_commands(ex):
-    """(command, config path, [override lists]) for each `dlx train|summary|validate|compare`
-    line of a header: one override list per variant that the command would run."""
+    """(command, config path, [override lists]) for each `dlx train|summary|validate|compare|
+    ticket|coordcheck` line of a header: one override list per variant that the command would run."""
     import shlex
 
     from dlx.many.variants import make_variants
@@ -70,7 +71,7 @@ def _config_commands(ex):
     out = []
     for cmd in ex.commands:
         words = shlex.split(cmd, comments=True)
-        if len(words) < 3 or words[1] not in ("train", "summary", "validate", "compare"):
+        if len(words) < 3 or words[1] not in ("train", "summary", "validate", "compare", "ticket", "coordcheck"):
             continue
         config, sets, over, optimizers = None, [], [], None
         i = 2

@@ -236,21 +236,28 @@ def _print_check(con, check) -> None:
         con.print(f"expected: {escape(line.expected.text)}", soft_wrap=True)
         con.print(f"measured: {measured}  {verdict}", soft_wrap=True)
     runs = check.runs
-    # A family (`# over:`) is a dozen runs: their folder and the first and last by name.
-    named = (
-        ", ".join(escape(str(r.path)) for r in runs)
-        if len(runs) <= 2
-        else f"{len(runs)} runs in {escape(str(runs[0].path.parent))}: {escape(runs[0].path.name)} .. "
-        f"{escape(runs[-1].path.name)}"
-    )
-    con.print(f"trained:  {named} at {scale}, {check.seconds:.1f} s", soft_wrap=True)
-    if check.picture is not None:
-        shows = (
-            f"final train accuracy and test loss against {ex.over[0]}"
-            if ex.over is not None and len(runs) > 2
-            else ", ".join(ex.look)
+    if ex.procedure is not None:
+        args = " ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in ex.procedure[1].items()
         )
-        con.print(f"picture:  {escape(str(check.picture))} ({escape(shows)})", soft_wrap=True)
+        con.print(
+            f"ran:      {escape(ex.procedure[0])} {escape(args)} at {scale}, {check.seconds:.1f} s", soft_wrap=True
+        )
+        for path in check.kept:
+            con.print(f"kept:     {escape(str(path))}", soft_wrap=True)
+    if runs:
+        # A family (`# over:`) is a dozen runs: their folder and the first and last by name.
+        named = (
+            ", ".join(escape(str(r.path)) for r in runs)
+            if len(runs) <= 2
+            else f"{len(runs)} runs in {escape(str(runs[0].path.parent))}: {escape(runs[0].path.name)} .. "
+            f"{escape(runs[-1].path.name)}"
+        )
+        con.print(
+            f"trained:  {named}" + ("" if ex.procedure else f" at {scale}, {check.seconds:.1f} s"), soft_wrap=True
+        )
+    if check.picture is not None:
+        con.print(f"picture:  {escape(str(check.picture))} ({escape(check.shows)})", soft_wrap=True)
     con.print("[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")
 
 

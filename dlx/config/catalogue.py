@@ -33,6 +33,9 @@ so in three or more lines, which `dlx examples check NAME` reads:
     #                                             (or `vs.MEASURE ...`: the control's own)
     # over: model.width=1,2,4,8                <- optional: one run per value, for a measure
     #                                             of the family (smallest_that_fits)
+    # procedure: ticket rounds=8 rate=0.2      <- optional: many trainings instead of one (a
+    #                                             lottery ticket, a coordinate check), for
+    #                                             the measures of its record
 
 The `# expected:` grammar (a measure name, a comparison, a number) and the measures
 are dlx.config.measures': a malformed line or an unknown measure is a header problem.
@@ -56,7 +59,7 @@ from pathlib import Path
 
 import yaml
 
-from dlx.config.measures import MEASURES, Expected, parse_expected
+from dlx.config.measures import MEASURES, Expected, parse_expected, parse_procedure
 from dlx.core.errors import DlxError, UsageError
 from dlx.diagnosis.engine import KINDS
 
@@ -65,7 +68,7 @@ from dlx.diagnosis.engine import KINDS
 VERDICT_KINDS = KINDS  # the engine owns its kinds
 EXPECT_KINDS = VERDICT_KINDS + ("invalid",)
 
-_FIELD = re.compile(r"^(concept|expect|test|look|paper|claim|vs|over)\s*:\s*(.*)$")
+_FIELD = re.compile(r"^(concept|expect|test|look|paper|claim|vs|over|procedure)\s*:\s*(.*)$")
 # Not in _FIELD: an example may have several, and "expect" must not swallow it.
 _EXPECTED_FIELD = re.compile(r"^expected\s*:\s*(.*)$")
 PAPERS = "papers"  # the COURSE section whose examples `dlx examples check` checks
@@ -97,6 +100,9 @@ class Example:
     # `# over: KEY=V1,V2,...`: a papers example whose claim is about a family of runs (the
     # smallest width that fits): one run per value, read by the measures made for it.
     over: tuple[str, list[str]] | None = None
+    # `# procedure: NAME KEY=VALUE ...`: many trainings instead of one (measures.PROCEDURES):
+    # its name and every argument (given, or its default).
+    procedure: tuple[str, dict] | None = None
 
     @property
     def is_paper(self) -> bool:
@@ -179,12 +185,17 @@ COURSE: tuple[tuple[str, tuple[str, ...]], ...] = (
             "paper_glorot_bengio",
             "paper_he_relu_depth",
             "paper_pascanu_rnn",
+            "paper_pascanu_clipping",
             "paper_saxe_modes",
             "paper_edge_of_stability",
             "paper_boolean_capacity",
+            "paper_parity_depth",
             "paper_zhang_random_labels",
             "paper_nakkiran_double_descent",
             "paper_power_grokking",
+            "paper_liu_omnigrok",
+            "paper_frankle_lottery_ticket",
+            "paper_yang_hu_mup",
         ),
     ),
 )
@@ -275,6 +286,11 @@ def parse_example(path: str | Path) -> Example:
                 ex.vs_overrides, _ = _parse_test(value, ex.problems)
             elif key == "over":
                 ex.over = _parse_over(value, ex.problems)
+            elif key == "procedure":
+                try:
+                    ex.procedure = parse_procedure(value)
+                except ValueError as err:
+                    ex.problems.append(str(err))
             else:
                 ex.test_overrides, ex.test_skip = _parse_test(value, ex.problems)
         elif line[:1].isspace() and s.startswith("dlx "):
@@ -332,7 +348,7 @@ def _header_problems(ex: Example, seen: set[str]) -> list[str]:
 
 def _paper_problems(ex: Example, seen: set[str]) -> list[str]:
     """What a papers example's header lacks: its paper, claim, expected lines, vs run."""
-    paper_lines = seen & {"paper", "claim", "expected", "vs"}
+    paper_lines = seen & {"paper", "claim", "expected", "vs", "over", "procedure"}
     if not paper_lines:
         return []
     problems = []
@@ -352,6 +368,22 @@ def _paper_problems(ex: Example, seen: set[str]) -> list[str]:
         )
     if ex.over is not None and not over_lines:
         problems.append("'# over:' trains one run per value that no '# expected:' line reads (a measure of the family)")
+    procedure = ex.procedure[0] if ex.procedure else None
+    for e in ex.expected:
+        reads = MEASURES[e.measure].reads
+        if reads not in ("run", "family") and reads != procedure:
+            problems.append(
+                f"'# expected: {e.text}' reads a {reads} record: it needs a '# procedure: {reads} ...' line"
+            )
+        elif procedure and reads != procedure:
+            problems.append(
+                f"'# expected: {e.text}' reads a {'family of runs' if reads == 'family' else 'run'}, "
+                f"but '# procedure: {procedure}' gives its own record (measures of it: "
+                + ", ".join(m.name for m in MEASURES.values() if m.reads == procedure)
+                + ")"
+            )
+    if ex.procedure is not None and ex.over is not None:
+        problems.append("'# over:' and '# procedure:' cannot go together: the procedure says what trains")
     if ex.vs_overrides is not None and not any(e.needs_vs for e in ex.expected):
         problems.append("'# vs:' trains a second run that no '# expected: MEASURE / vs ...' line reads")
     if ex.test_overrides is None:

@@ -16,8 +16,11 @@ The grammar of one `# expected:` line (an example may have several; all must hol
                                                 about the control: "without weight decay it
                                                 never generalises")
 
-A measure registered with over=True reads a family of runs: the example's `# over: KEY=V1,V2`
-line trains one run per value (and the `# vs:` run per value, where a line needs it).
+What a measure reads (Measure.reads, READS): one run; a family of runs (the example's
+`# over: KEY=V1,V2` line trains one run per value, and the `# vs:` run per value where a line
+needs it); or the record of a procedure of many trainings that the example's
+`# procedure: NAME KEY=VALUE ...` line names (PROCEDURES: a lottery ticket's rounds, a
+coordinate check's widths), run again with the `# vs:` overrides where a line needs it.
 
 OP is one of <, <=, >, >=; NUMBER and TOLERANCE are plain decimals or 1e-3 style.
 Reading records is plain Python here (no torch), so listing the examples never imports
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dlx.core.errors import DlxError
+from dlx.core.stats import loglog_slope
 
 
 class MeasureError(DlxError):
@@ -39,23 +43,106 @@ class MeasureError(DlxError):
 
 
 @dataclass(frozen=True)
+class Procedure:
+    """What a `# procedure: NAME KEY=VALUE ...` line runs instead of one training: its
+    arguments {key: (parse, default, what it is)}; dlx.many.papers runs it."""
+
+    name: str
+    description: str
+    args: dict[str, tuple[Callable[[str], Any], Any, str]]
+
+
+def _widths(text: str) -> list[int]:
+    widths = sorted({int(part) for part in text.split(",") if part.strip()})
+    if len(widths) < 2 or widths[0] < 1:
+        raise ValueError("at least two different positive widths, e.g. 64,128,256,512")
+    return widths
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError("a fraction in (0, 1)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("a positive integer")
+    return value
+
+
+PROCEDURES: dict[str, Procedure] = {
+    p.name: p
+    for p in (
+        Procedure(
+            "ticket",
+            "dlx ticket: the dense net, `rounds` of magnitude pruning rewound to the init, then the "
+            "last mask from a random re-init",
+            {
+                "rounds": (_positive, 3, "prunings after the dense round 0"),
+                "rate": (_fraction, 0.2, "fraction of each layer's remaining weights pruned per round"),
+            },
+        ),
+        Procedure(
+            "coordcheck",
+            "dlx coordcheck: each layer's output scale over the first steps, at each width",
+            {
+                "widths": (_widths, [64, 128, 256, 512], "model.width values, comma-separated"),
+                "steps": (_positive, 5, "optimizer steps measured after the init"),
+                "seeds": (_positive, 2, "nets per width, their scales averaged"),
+            },
+        ),
+    )
+}
+# What a measure reads: fn(run), fn(values, runs) for a family, fn(record) for a procedure.
+READS = ("run", "family", *PROCEDURES)
+
+
+def parse_procedure(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME KEY=VALUE ...` as (NAME, {key: value}, every argument given or its default);
+    ValueError saying what is wrong."""
+    name, *pairs = text.split() or [""]
+    if name not in PROCEDURES:
+        raise ValueError(f"'# procedure: {text}': {name!r} is not a procedure (procedures: {', '.join(PROCEDURES)})")
+    spec = PROCEDURES[name]
+    args = {key: default for key, (_, default, _) in spec.args.items()}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or key not in spec.args:
+            raise ValueError(f"'# procedure: {text}': {pair!r} is not KEY=VALUE with KEY one of {', '.join(spec.args)}")
+        parse, _, what = spec.args[key]
+        try:
+            args[key] = parse(value)
+        except ValueError:
+            raise ValueError(f"'# procedure: {text}': {key} takes {what}; got {value!r}") from None
+    return name, args
+
+
+@dataclass(frozen=True)
 class Measure:
     name: str
     description: str
     fn: Callable[..., float]
-    # A measure of a family of runs (an example's `# over: KEY=V1,V2,...`): fn(values, runs),
-    # the runs in the values' order; the others are fn(run).
-    over: bool = False
+    # What it reads (READS): "run" fn(run); "family" (an example's `# over: KEY=V1,V2,...`)
+    # fn(values, runs), the runs in the values' order; a procedure's name fn(its record).
+    reads: str = "run"
+
+    @property
+    def over(self) -> bool:
+        return self.reads == "family"
 
 
 MEASURES: dict[str, Measure] = {}
 
 
-def measure(name: str, description: str, over: bool = False):
-    """Register fn(run) -> float (over: fn(values, runs) -> float) as the measure `name`."""
+def measure(name: str, description: str, reads: str = "run"):
+    """Register fn as the measure `name` of what `reads` names (READS)."""
+    assert reads in READS, reads
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
-        MEASURES[name] = Measure(name, description, fn, over)
+        MEASURES[name] = Measure(name, description, fn, reads)
         return fn
 
     return register
@@ -80,19 +167,16 @@ def act_var_gain(run: Any) -> float:
     return math.exp(sum(math.log(g) for g in gains) / len(gains))
 
 
-@measure("final_train_loss", "the train loss on the whole training set after the last step")
-def final_train_loss(run: Any) -> float:
-    value = (run.summary.get("final") or {}).get("train_loss")
-    if value is None:
-        raise MeasureError("the run has no final train loss (summary.json 'final')")
-    return float(value)
-
-
 def _final(run: Any, key: str) -> float:
     value = (run.summary.get("final") or {}).get(key)
     if value is None:
         raise MeasureError(f"the run has no final {key} (summary.json 'final')")
     return float(value)
+
+
+@measure("final_train_loss", "the train loss on the whole training set after the last step")
+def final_train_loss(run: Any) -> float:
+    return _final(run, "train_loss")
 
 
 @measure("final_train_acc", "the train accuracy on the whole training set after the last step")
@@ -125,15 +209,134 @@ def steps_to_fit(run: Any) -> float:
     return float(step)
 
 
+# Generalised: a test set of a few hundred points (grokking's 159) moves 0.6% a point, so
+# "0.99" would be one or two points' luck; 0.95 is the delay's shape, not its last points.
+GEN_ACC = 0.95
+
+
 @measure(
     "generalisation_delay",
-    f"steps from train accuracy {FIT_ACC} to test accuracy {FIT_ACC} (grokking's delay); "
+    f"steps from train accuracy {FIT_ACC} to test accuracy {GEN_ACC} (grokking's delay); "
     "infinite where the test accuracy never gets there",
 )
 def generalisation_delay(run: Any) -> float:
     fit = steps_to_fit(run)
-    gen = _first_step(run, "test_acc", FIT_ACC)
+    gen = _first_step(run, "test_acc", GEN_ACC)
     return math.inf if gen is None else float(gen) - fit
+
+
+def _at_fit(run: Any) -> tuple[int, list[dict]]:
+    """The first logged step with train accuracy FIT_ACC, and the logged rows with a test accuracy."""
+    fit = steps_to_fit(run)
+    tested = [r for r in run.metrics if isinstance(r.get("test_acc"), (int, float))]
+    if not tested:
+        raise MeasureError("the run logged no test accuracy (train.eval_every)")
+    return int(fit), tested
+
+
+@measure(
+    "test_acc_at_fit",
+    f"the test accuracy at the first evaluation once the train accuracy reached {FIT_ACC}: "
+    "how much of what it fitted it had learned to generalise by then",
+)
+def test_acc_at_fit(run: Any) -> float:
+    fit, tested = _at_fit(run)
+    return float(next((r["test_acc"] for r in tested if r["step"] >= fit), tested[-1]["test_acc"]))
+
+
+# How close to its final test accuracy a run must come to have caught up (a few test points
+# of a thousand: the evaluations' own noise).
+CATCH_UP = 0.01
+
+
+@measure(
+    "catch_up_steps",
+    f"steps from train accuracy {FIT_ACC} to the first evaluation within {CATCH_UP} of the final test "
+    "accuracy (0 where it was there when it fitted): a delay to generalise that needs no absolute target",
+)
+def catch_up_steps(run: Any) -> float:
+    fit, tested = _at_fit(run)
+    final = float(tested[-1]["test_acc"])
+    there = next(r["step"] for r in tested if r["test_acc"] >= final - CATCH_UP)
+    return float(max(0, there - fit))
+
+
+def _weight_norms(run: Any) -> list[float]:
+    """The whole net's weight norm sqrt(sum of each layer's |W|^2) at each logged step (probes)."""
+    norms = [
+        math.sqrt(sum(float(n) ** 2 for n in p["weight_norm"]))
+        for p in run.probes
+        if isinstance(p.get("weight_norm"), list)
+        and p["weight_norm"]
+        and all(isinstance(n, (int, float)) and math.isfinite(n) for n in p["weight_norm"])
+    ]
+    if not norms:
+        raise MeasureError("the run has no weight norms (probes.jsonl 'weight_norm')")
+    return norms
+
+
+@measure("final_weight_norm", "the whole net's weight norm sqrt(sum of each layer's |W|^2) at the last log step")
+def final_weight_norm(run: Any) -> float:
+    return _weight_norms(run)[-1]
+
+
+@measure("diverged", "1 where the run stopped diverged (a non-finite loss or gradient), else 0")
+def diverged(run: Any) -> float:
+    return 1.0 if run.summary.get("status") == "diverged" else 0.0
+
+
+def _clip_norm(run: Any) -> float:
+    clip = (run.config.get("regularization") or {}).get("clip_norm")
+    if not clip:
+        raise MeasureError("the run clips no gradient norm (regularization.clip_norm)")
+    return float(clip)
+
+
+@measure(
+    "max_update_over_lr_clip",
+    "the largest step the weights took at a log step, sqrt(sum of each layer's |W_t - W_t-1|^2), over "
+    "lr x regularization.clip_norm: at most 1 for plain SGD with the gradient norm clipped",
+)
+def max_update_over_lr_clip(run: Any) -> float:
+    clip = _clip_norm(run)
+    lrs = {r["step"]: r["lr"] for r in run.metrics if isinstance(r.get("lr"), (int, float))}
+    base_lr = float((run.config.get("optimizer") or {}).get("lr") or 0)
+    ratios = []
+    for p in run.probes:
+        norms, updates = p.get("weight_norm"), p.get("update_ratio")
+        if not (isinstance(norms, list) and isinstance(updates, list)):
+            continue
+        pairs = [
+            (float(n), float(u))
+            for n, u in zip(norms, updates)
+            if isinstance(n, (int, float)) and isinstance(u, (int, float))
+        ]
+        if not pairs or any(not math.isfinite(n * u) for n, u in pairs):
+            continue
+        # update_ratio is |W_t - W_t-1| / |W_t| with W_t the weight_norm of the same step.
+        step = math.sqrt(sum((n * u) ** 2 for n, u in pairs))
+        ratios.append(step / (lrs.get(p["step"], base_lr) * clip))
+    if not ratios:
+        raise MeasureError("the run has no update sizes (probes.jsonl 'update_ratio')")
+    return max(ratios)
+
+
+@measure(
+    "max_grad_norm_over_clip",
+    "the largest gradient norm of any step, before clipping, over regularization.clip_norm: how much "
+    "the clipping had to catch",
+)
+def max_grad_norm_over_clip(run: Any) -> float:
+    clip = _clip_norm(run)
+    norms = [
+        math.sqrt(sum(float(g) ** 2 for g in layers))
+        for p in run.probes
+        for layers in (p.get("grad_norm") or [])
+        if isinstance(layers, list) and all(isinstance(g, (int, float)) and math.isfinite(g) for g in layers)
+    ]
+    if not norms:
+        raise MeasureError("the run has no gradient norms (probes.jsonl 'grad_norm')")
+    return max(norms) / clip
 
 
 def _time_grad(run: Any) -> list[float]:
@@ -194,16 +397,14 @@ def mode_time_exponent(run: Any) -> float:
         halves.append(max(reached[0], 1))
     if len(halves) < 2:
         raise MeasureError("a slope needs at least two modes (data.singular_values)")
-    xs, ys = [math.log(s) for s in teacher], [math.log(t) for t in halves]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return loglog_slope(teacher, halves)
 
 
 @measure(
     "smallest_that_fits",
     "the smallest value of the '# over:' key whose run ends with train accuracy 1 (every training "
     "pattern right); infinite where none does",
-    over=True,
+    reads="family",
 )
 def smallest_that_fits(values: list[str], runs: list[Any]) -> float:
     least = _smallest_fitting(values, runs, 1.0)
@@ -228,7 +429,7 @@ def _threshold_and_losses(values: list[str], runs: list[Any]) -> tuple[float, li
     "test_loss_peak_over_threshold",
     f"the '# over:' value with the highest final test loss, over the smallest value whose run fits "
     f"its training set (train accuracy {FIT_ACC}): 1 where the peak is at the interpolation threshold",
-    over=True,
+    reads="family",
 )
 def test_loss_peak_over_threshold(values: list[str], runs: list[Any]) -> float:
     threshold, losses = _threshold_and_losses(values, runs)
@@ -240,11 +441,61 @@ def test_loss_peak_over_threshold(values: list[str], runs: list[Any]) -> float:
     "test_loss_peak_height",
     "the family's highest final test loss over the final test loss of its last (largest) value: "
     "above 1 where the loss comes down again past the peak",
-    over=True,
+    reads="family",
 )
 def test_loss_peak_height(values: list[str], runs: list[Any]) -> float:
     _, losses = _threshold_and_losses(values, runs)
     return max(losses) / losses[-1]
+
+
+def _ticket_rows(record: Any) -> tuple[dict, dict, dict]:
+    """A ticket record's dense round, last ticket round and control (dlx.many.tickets)."""
+    rows = record.get("rows") or []
+    by_kind = {kind: [r for r in rows if r.get("kind") == kind] for kind in ("dense", "ticket", "control")}
+    if not all(by_kind.values()):
+        raise MeasureError("the ticket record lacks its dense round, a pruned round or its control")
+    dense, last, control = by_kind["dense"][0], by_kind["ticket"][-1], by_kind["control"][-1]
+    for row in (dense, last, control):
+        if row.get("test_acc") is None:
+            raise MeasureError(
+                f"round {row['round']} ({row['kind']}) has no final test accuracy: it ended {row['status']}"
+            )
+    return dense, last, control
+
+
+@measure("ticket_kept", "the fraction of the pruned layers' weights that the last ticket round trains", reads="ticket")
+def ticket_kept(record: Any) -> float:
+    return float(_ticket_rows(record)[1]["kept"])
+
+
+@measure(
+    "ticket_test_acc_vs_dense",
+    "the last ticket round's final test accuracy minus the dense net's (round 0): >= 0 where the ticket matches it",
+    reads="ticket",
+)
+def ticket_test_acc_vs_dense(record: Any) -> float:
+    dense, last, _ = _ticket_rows(record)
+    return float(last["test_acc"]) - float(dense["test_acc"])
+
+
+@measure(
+    "ticket_test_acc_vs_control",
+    "the last ticket round's final test accuracy minus that of the same mask from a random re-init",
+    reads="ticket",
+)
+def ticket_test_acc_vs_control(record: Any) -> float:
+    _, last, control = _ticket_rows(record)
+    return float(last["test_acc"]) - float(control["test_acc"])
+
+
+@measure(
+    "coord_slope_max",
+    "the coordinate check's largest |slope| over layers of log(mean |layer output|) against log(width) "
+    "after its last step: 0 where every layer's scale is flat in width",
+    reads="coordcheck",
+)
+def coord_slope_max(check: Any) -> float:
+    return float(max(abs(float(s)) for s in check.slopes()))
 
 
 # ---------------------------------------------------------------- the `# expected:` grammar

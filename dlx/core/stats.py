@@ -1,5 +1,5 @@
 """What a handful of seeds can say: the mean's 95% interval and whether two variants differ
-by more than their seeds' spread (Welch's t-test), in plain Python.
+by more than their seeds' spread (Welch's t-test), in plain Python; and a power law's exponent.
 
 Student's t distribution from its regularized incomplete beta function (the continued
 fraction of Numerical Recipes, 6.4), so the core install needs no scipy for four numbers.
@@ -15,6 +15,14 @@ from typing import Any, Sequence
 def finite(values: Sequence[Any]) -> list[float]:
     """The finite numbers among values (a diverged run's None, NaN or Inf left out)."""
     return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of log(y) against log(x), so that y ~ x**slope (positive x, y;
+    at least two distinct x): a mode's time against its strength, a layer's scale against width."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sum((x - mx) ** 2 for x in lx)
 
 
 def _betacf(a: float, b: float, x: float) -> float:

@@ -25,6 +25,7 @@ import torch
 from dlx.components.optim import step as optimizer_step
 from dlx.config.loader import Config, load_config
 from dlx.core.errors import UsageError
+from dlx.core.stats import loglog_slope
 from dlx.run.trainer import Trainer
 
 
@@ -42,6 +43,17 @@ class CoordCheck:
     def steps(self) -> int:
         return self.scales.shape[1] - 1
 
+    def record(self) -> dict:
+        """As plain JSON: widths, layers, scales[width][step][layer], each layer's slope at the last step."""
+        return {
+            "parametrization": self.parametrization,
+            "seeds": self.seeds,
+            "widths": self.widths,
+            "layers": self.layers,
+            "scales": self.scales.tolist(),
+            "slopes": dict(zip(self.layers, self.slopes().tolist())),
+        }
+
     def growth(self, step: int = -1) -> np.ndarray:
         """Per layer: the scale at the widest width over the one at the narrowest."""
         return self.scales[-1, step] / self.scales[0, step]
@@ -49,10 +61,7 @@ class CoordCheck:
     def slopes(self, step: int = -1) -> np.ndarray:
         """Per layer: the least-squares slope of log(scale) against log(width), so that
         scale ~ width**slope (0: flat, as μP promises; about 1 under sp with Adam)."""
-        x = np.log(np.asarray(self.widths, dtype=np.float64))
-        y = np.log(self.scales[:, step, :])
-        x = x - x.mean()
-        return (x @ (y - y.mean(axis=0))) / (x @ x)
+        return np.array([loglog_slope(self.widths, self.scales[:, step, j]) for j in range(len(self.layers))])
 
 
 def parse_widths(text: str) -> list[int]:

@@ -147,5 +147,5 @@ def ticket(
     write_ticket_record(record_path, record)
     from dlx.views.tickets import ticket_figure
 
-    ticket_figure(record["rows"], figure_path, f"{stem}: iterative magnitude pruning, rate {rate} per round")
+    ticket_figure(record["rows"], figure_path, f"{stem}\niterative magnitude pruning, rate {rate} per round")
     return {**record, "record": str(record_path), "figure": str(figure_path)}

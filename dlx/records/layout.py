@@ -29,6 +29,8 @@ runs/<run_id>/
 runs/compare-<config>-<time>.json   a dlx compare's record (write_compare_record); dlx fix's
                   trainings are one too (compare-fix-<run>-<time>.json)
 runs/ticket-<config>-<time>.json, .png   a dlx ticket's record and figure (TICKET_PREFIX)
+runs/coordcheck-<example>-<parametrization>.json, .png   a `dlx examples check` coordinate
+                  check's record (the scales it measured) and picture (COORDCHECK_PREFIX)
 runs/.runs-index.json  list_runs' rows kept beside the folders (RUNS_INDEX, dlx.records.index): a
                   cache, rebuilt from the folders when missing, damaged or stale; safe to delete
 
@@ -67,6 +69,9 @@ PAPER_PICTURE_FILE = "paper.png"
 # Beside the run folders: a dlx ticket's record (its rounds and control: kept, test metrics,
 # run folders) and its figure; TICKET_PREFIX + NAME + .json / .png.
 TICKET_PREFIX = "ticket-"
+# Beside the run folders: a coordinate check's record (widths, layers, every scale) and picture
+# from `dlx examples check` (COORDCHECK_PREFIX + NAME + .json / .png); it trains no run folder.
+COORDCHECK_PREFIX = "coordcheck-"
 # Beside the run folders (in a runs folder, or a sweep's trials/): a dot-name, so never taken for a run.
 RUNS_INDEX = ".runs-index.json"
 # The .jsonl series of a run, one line per log interval (instruments.jsonl: per measurement).

@@ -225,6 +225,34 @@ def draw_sharpness(ax, groups: list[Group]) -> None:
     ax.legend(fontsize=7, loc="best", frameon=False)
 
 
+def draw_modes(ax, groups: list[Group]) -> None:
+    """Each mode's strength u_i^T W v_i over steps (instruments.modes, the first group's first
+    run that has them), its teacher's s dashed in the same colour and a dot where it first
+    reaches s/2: Saxe's sigmoids, the strongest first."""
+    run = next(
+        (r for g in groups for r in g.runs if any(isinstance(x.get("modes"), dict) for x in r.instruments)), None
+    )
+    recs = [x for x in run.instruments if isinstance(x.get("modes"), dict)] if run else []
+    if not recs:
+        empty(ax, "no mode strengths: instruments: {modes: true}\n(data: linear_teacher, a linear net)")
+        return
+    steps = np.array([x["step"] for x in recs])
+    strength = np.array([x["modes"]["strength"] for x in recs], dtype=float)
+    teacher = recs[-1]["modes"]["teacher"]
+    for i, s in enumerate(teacher):
+        color = f"C{i % 10}"
+        ax.plot(steps, strength[:, i], "-", color=color, lw=1.4, label=f"mode {i + 1}: s = {s:g}")
+        ax.axhline(s, color=color, ls="--", lw=0.8, alpha=0.7)
+        half = np.flatnonzero(strength[:, i] >= s / 2)
+        if half.size:
+            ax.plot(steps[half[0]], strength[half[0], i], "o", color=color, ms=5)
+    ax.set_title("each mode's strength (dot: half of s), strongest first", fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel("strength u_i^T W v_i")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", frameon=False)
+
+
 def draw_noise(ax, groups: list[Group]) -> None:
     """The gradient noise scale B_simple over steps per run, its batch size dashed."""
     for i, g in enumerate(groups):

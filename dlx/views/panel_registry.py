@@ -21,6 +21,7 @@ SERIES_PANELS = {
     "sparsity": "the share of near-zero weights per layer",
     "sharpness": "the top Hessian eigenvalue against its stability threshold, with instruments",
     "noise": "the gradient noise scale against the batch size, with instruments",
+    "modes": "each mode's strength against its teacher's, a linear net on linear_teacher data with instruments",
     "spectra": "each layer's singular values against the init's random edge, with instruments",
 }
 PICTURE_PANELS = {

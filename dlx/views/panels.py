@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from dlx.views.curves import (
     draw_curves,
+    draw_modes,
     draw_noise,
     draw_sharpness,
     draw_sparsity,
@@ -41,7 +42,7 @@ def panel_names(runs: Sequence[Any]) -> list[str]:
     # Weights near zero, where some layer of some run has many (L1): like the tables' column.
     if any(sparse_layers(r) for g in groups for r in g.runs):
         names.append("sparsity")
-    for kind in ("sharpness", "noise"):
+    for kind in ("sharpness", "noise", "modes"):
         if any(rec.get(kind) for g in groups for r in g.runs for rec in r.instruments):
             names.append(kind)
     for i, g in enumerate(groups[:MAX_GROUP_ROWS]):
@@ -99,6 +100,7 @@ DRAWERS = {
     "sparsity": lambda ax, groups, rest, hr: draw_sparsity(ax, groups),
     "sharpness": lambda ax, groups, rest, hr: draw_sharpness(ax, groups),
     "noise": lambda ax, groups, rest, hr: draw_noise(ax, groups),
+    "modes": lambda ax, groups, rest, hr: draw_modes(ax, groups),
     "spectra": lambda ax, groups, rest, hr: draw_spectra(ax, groups[int(rest)]),
 }
 
