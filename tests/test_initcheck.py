@@ -367,3 +367,44 @@ def test_the_predicted_gain_is_what_a_wide_random_layer_measures(tmp_path, activ
         pred.append(rows[1]["predicted_gain"])
         meas.append(rows[1]["measured_gain"])
     assert np.mean(pred) == pytest.approx(np.mean(meas), rel=0.02)
+
+
+def test_the_backward_variances_are_those_of_autograds_own_gradients_at_each_layers_output(tmp_path):
+    from dlx.run.initcheck import gradient_variances
+
+    tr = trainer(tmp_path, {"name": "mlp", "depth": 3, "width": 16}, "tanh", "xavier_normal")
+    x, y = tr.data.as_float(tr.data.x_train[:64]), tr.data.y_train[:64]
+    got = gradient_variances(tr.model, x, y, tr.loss_fn)
+    # The oracle: each layer's output kept with retain_grad, one backward pass of the same loss.
+    outs = []
+
+    def keep(module, inp, out):
+        out.retain_grad()
+        outs.append(out)
+
+    hooks = [m.register_forward_hook(keep) for _, m in tr.model.init_targets()]
+    tr.loss_fn(tr.model(x), y).backward()
+    for h in hooks:
+        h.remove()
+    want = [float(o.grad.double().var(1, unbiased=True).mean()) for o in outs]
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("init, law", [("default", 1 / 3), ("xavier_normal", 1.0)])
+def test_the_gradient_keeps_fan_out_var_w_of_its_variance_per_linear_layer_going_down(tmp_path, init, law):
+    # Glorot & Bengio's backward half: dL/dy_below = W^T dL/dy (a linear net), so its variance
+    # is fan_out Var(W) times this layer's: 1/3 for U(+-1/sqrt(n)), 1 for Xavier (square layers).
+    tr = trainer(tmp_path, {"name": "mlp", "depth": 6, "width": 256}, "linear", init)
+    rows = init_check_for(tr)
+    gains = [r["grad_gain"] for r in hidden(rows) if r["grad_gain"] is not None]
+    assert len(gains) == 5  # fc2..fc6: each fed by the layer below
+    assert math.exp(np.mean(np.log(gains))) == pytest.approx(law, rel=0.1)
+    assert rows[0]["grad_gain"] is None and rows[0]["grad_var"] > 0  # nothing below the first layer
+
+
+def test_the_backward_pass_leaves_every_parameters_gradient_as_it_was(tmp_path):
+    tr = trainer(tmp_path, {"name": "mlp", "depth": 2, "width": 16}, "relu", "kaiming_normal")
+    for p in tr.model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    init_check_for(tr)
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in tr.model.parameters())

@@ -397,3 +397,19 @@ def test_diverged_reads_the_runs_status():
     assert diverged(run) == 1.0
     run.summary["status"] = "completed"
     assert diverged(run) == 0.0
+
+
+def test_the_gradient_gain_is_the_geometric_mean_of_the_hidden_layers_backward_gains():
+    from dlx.config.measures import MeasureError, grad_var_gain
+
+    run = Records({})
+    run.summary["init_check"] = [
+        {"layer": "fc1", "grad_gain": None},
+        {"layer": "fc2", "grad_gain": 0.25},
+        {"layer": "fc3", "grad_gain": 0.64},
+        {"layer": "out", "grad_gain": 0.005},  # a 3-unit output layer is not the law
+    ]
+    assert grad_var_gain(run) == pytest.approx(0.4)
+    run.summary["init_check"] = [{"layer": "fc1", "measured_gain": 0.3}]  # a summary from before the backward half
+    with pytest.raises(MeasureError, match="no gradient gains"):
+        grad_var_gain(run)

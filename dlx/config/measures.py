@@ -174,6 +174,19 @@ def _final(run: Any, key: str) -> float:
     return float(value)
 
 
+@measure(
+    "grad_var_gain",
+    "at step 0, the geometric mean over hidden layers of Var(dL/dy) of the layer below / Var(dL/dy) "
+    "at the layer's output: what the backward pass keeps of the gradient's variance per layer (init check)",
+)
+def grad_var_gain(run: Any) -> float:
+    rows = run.summary.get("init_check") or []
+    gains = [r["grad_gain"] for r in rows if r.get("grad_gain") and r.get("layer") != "out"]
+    if not gains:
+        raise MeasureError("the run's init check has no gradient gains (summary.json 'init_check', since 2026-12-07)")
+    return math.exp(sum(math.log(g) for g in gains) / len(gains))
+
+
 @measure("final_train_loss", "the train loss on the whole training set after the last step")
 def final_train_loss(run: Any) -> float:
     return _final(run, "train_loss")

@@ -550,7 +550,70 @@ def _verdict(row: dict, s2: float, b_var: float, mean_sq: float, units: int, dof
     return "kept", noisy
 
 
+def gradient_variances(model: nn.Module, x_batch: torch.Tensor, y_batch: torch.Tensor, loss_fn) -> list[float | None]:
+    """Per init target (input first): Var(dL/dy) across the units of the layer's output y = W x + b
+    at step 0, averaged over rows (samples, positions), from one backward pass of the data loss;
+    None for a layer that is not checked (init_check's) or has one unit.
+
+    Glorot & Bengio's backward half: through a layer the back-propagated gradient's variance is
+    multiplied by fan_out Var(W) E[f'(z)^2] (1/3 a layer for U(+-1/sqrt(n)) near tanh's middle).
+    Parameters' .grad, buffers, mode and the random streams are left as they were."""
+    targets = model.init_targets()
+    seen: dict[int, float] = {}
+
+    def watch(j: int, layer: nn.Module):
+        def hook(module, inp, out):
+            if out.requires_grad:
+
+                def keep(grad):
+                    u = _units(layer, grad)
+                    if u.shape[1] > 1:  # a layer called twice keeps its first call's (the loss's last)
+                        seen.setdefault(j, float(u.var(1, unbiased=True).mean()))
+
+                out.register_hook(keep)
+
+        return hook
+
+    hooks = [m.register_forward_hook(watch(j, m)) for j, (_, m) in enumerate(targets) if _checkable(m)]
+    params = list(model.parameters())
+    grads = [p.grad for p in params]
+    buffers = [b.clone() for b in model.buffers()]
+    was_training = model.training
+    dev = x_batch.device
+    try:
+        model.train()
+        for p in params:
+            p.grad = None
+        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []), torch.enable_grad():
+            loss_fn(model(x_batch), y_batch).backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        for p, g in zip(params, grads):
+            p.grad = g
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+        model.train(was_training)
+    return [seen.get(j) if math.isfinite(seen.get(j, math.nan)) else None for j in range(len(targets))]
+
+
+def add_gradient_gains(rows: list[dict[str, Any]], variances: list[float | None]) -> list[dict[str, Any]]:
+    """Each row gets grad_var (Var(dL/dy) at its output) and, where the forward gain links it to
+    the row before (measured_gain), grad_gain: the row before's grad_var over its own, what the
+    backward pass through this layer's weights keeps of the gradient's variance."""
+    for i, (row, var) in enumerate(zip(rows, variances)):
+        row["grad_var"] = var
+        below = variances[i - 1] if i else None
+        linked = row.get("measured_gain") is not None
+        row["grad_gain"] = below / var if linked and below is not None and var else None
+    return rows
+
+
 def init_check_for(trainer) -> list[dict[str, Any]]:
-    """init_check on a built Trainer before its first step: its first INIT_BATCH training samples."""
+    """init_check on a built Trainer before its first step (its first INIT_BATCH training samples),
+    with each layer's back-propagated gradient variance and gain (gradient_variances)."""
     data = trainer.data
-    return init_check(trainer.model, data.as_float(data.x_train[:INIT_BATCH]), trainer.cfg)
+    x = data.as_float(data.x_train[:INIT_BATCH])
+    rows = init_check(trainer.model, x, trainer.cfg)
+    return add_gradient_gains(rows, gradient_variances(trainer.model, x, data.y_train[:INIT_BATCH], trainer.loss_fn))
