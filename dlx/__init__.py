@@ -11,6 +11,7 @@ __all__ = [
     "sweep",
     "fix",
     "check_example",
+    "check_examples",
     "load_run",
     "runs",
     "check",
@@ -45,11 +46,11 @@ def __getattr__(name):
         from dlx.many.remedies import fix
 
         return fix
-    if name == "check_example":
+    if name in ("check_example", "check_examples"):
         # many, not api: a check trains one or two runs through api.train
-        from dlx.many.papers import check_example
+        from dlx.many import papers
 
-        return check_example
+        return getattr(papers, name)
     if name == "load_config":
         from dlx.config.loader import load_config
 

@@ -413,3 +413,30 @@ def test_the_gradient_gain_is_the_geometric_mean_of_the_hidden_layers_backward_g
     run.summary["init_check"] = [{"layer": "fc1", "measured_gain": 0.3}]  # a summary from before the backward half
     with pytest.raises(MeasureError, match="no gradient gains"):
         grad_var_gain(run)
+
+
+def test_checking_the_whole_gallery_prints_each_entry_then_a_table_and_exits_1_on_any_fail(tmp_path):
+    (tmp_path / "ex").mkdir()
+    for name in ("paper_pascanu_rnn", "paper_saxe_modes"):
+        text = next(ex for ex in PAPERS if ex.name == name).path.read_text(encoding="utf-8")
+        if name == "paper_saxe_modes":  # a bound no run meets: this entry must FAIL
+            text = text.replace("# expected: mode_time_exponent <= -0.6\n", "# expected: mode_time_exponent <= -5\n")
+        (tmp_path / "ex" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    r = dlx_cli("examples", "check", "--all", "--quick", "--dir", "ex", "--runs-dir", "runs", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1/2 paper_pascanu_rnn" in r.stdout and "2/2 paper_saxe_modes" in r.stdout
+    table = r.stdout[r.stdout.index("the papers gallery (--quick)") :]
+    cells = [[c.strip() for c in line.split("│") if c.strip()] for line in table.splitlines() if "paper_" in line]
+    rows = {c[0]: c[1:] for c in cells}
+    assert rows["paper_pascanu_rnn"][0] == "2/2" and rows["paper_pascanu_rnn"][-1] == "PASS"
+    assert rows["paper_saxe_modes"][0] == "1/2" and rows["paper_saxe_modes"][-1] == "FAIL"
+    assert "1 of 2 entries PASS" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("examples", "check", "--all", "paper_pascanu_rnn"), ("examples", "--all"), ("examples", "check")]
+)
+def test_check_all_with_a_name_or_all_without_check_is_a_usage_error(tmp_path, args):
+    r = dlx_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "dlx examples check" in r.stderr and "Traceback" not in r.stderr

@@ -127,18 +127,19 @@ def list_(
 def examples(
     words: Optional[List[str]] = typer.Argument(
         None,
-        metavar="NAME | copy NAME [DIR] | check NAME",
+        metavar="NAME | copy NAME [DIR] | check NAME | check --all",
         help="An example's name: print its whole story and commands. "
         "[bold]copy NAME [DIR][/]: write it (and what it needs) into "
         "DIR (default: the working folder), to edit and run. "
         "[bold]check NAME[/]: train a papers example and hold it to the paper's number "
-        "(PASS, or FAIL with exit 1).",
+        "(PASS, or FAIL with exit 1); [bold]check --all[/]: every papers example, then a table.",
         show_default=False,
     ),
     force: bool = typer.Option(False, "--force", help="copy: overwrite files that already exist."),
     quick: bool = typer.Option(
         False, "--quick", help="check: train at the example's '# test:' scale (seconds) instead of its own."
     ),
+    all_: bool = typer.Option(False, "--all", help="check: every papers example in turn, then one line each."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="check: where the runs it trains go."),
     dir_: Optional[Path] = typer.Option(
         None, "--dir", help="A folder of example configs to read instead of the ones that ship with dlx."
@@ -163,8 +164,16 @@ def examples(
             con.print(f"run it: [bold]{escape(run_command(ex, written[0]))}[/]")
             return
         if name == "check":
-            if len(more) != 1 or force:
-                raise UsageError("usage: dlx examples check NAME [--quick] (`dlx examples` lists the papers section)")
+            if len(more) != (0 if all_ else 1) or force:
+                raise UsageError(
+                    "usage: dlx examples check NAME [--quick], or dlx examples check --all [--quick] "
+                    "(`dlx examples` lists the papers section)"
+                )
+            if all_:
+                checks = _check_all(con, quick, runs_dir, dir_)
+                if not all(c.passed for c in checks):
+                    raise typer.Exit(1)
+                return
             from dlx.many.papers import check_example
 
             check = check_example(more[0], quick=quick, runs_dir=runs_dir, folder=dir_)
@@ -172,8 +181,8 @@ def examples(
             if not check.passed:
                 raise typer.Exit(1)
             return
-        if quick:
-            raise UsageError("--quick goes with dlx examples check NAME")
+        if quick or all_:
+            raise UsageError("--quick and --all go with dlx examples check")
         if more or force:
             raise UsageError("dlx examples takes one NAME; --force goes with dlx examples copy NAME [DIR]")
         if name:
@@ -222,29 +231,65 @@ def examples(
     con.print(hints)
 
 
+def _check_all(con, quick: bool, runs_dir: Path, folder: Path | None):
+    """Every papers example checked in turn (each one's lines as dlx examples check NAME prints
+    them), then the gallery in one table: entry, lines held, seconds, PASS or FAIL."""
+    from rich.table import Table
+
+    from dlx.many.papers import check_examples
+
+    def start(ex, i: int, n: int) -> None:
+        con.rule(f"[bold]{i + 1}/{n}[/] {escape(ex.name)}", align="left")
+
+    checks = check_examples(quick, runs_dir, folder, on_start=start, on_check=lambda c: _print_check(con, c))
+    t = Table(title="the papers gallery" + (" (--quick)" if quick else ""), title_justify="left", header_style="bold")
+    t.add_column("entry", no_wrap=True)
+    t.add_column("lines held", justify="right")
+    t.add_column("seconds", justify="right")
+    t.add_column("", no_wrap=True)
+    for c in checks:
+        held = sum(line.passed for line in c.lines)
+        verdict = "[bold green]PASS[/]" if c.passed else "[bold red]FAIL[/]"
+        t.add_row(escape(c.example.name), f"{held}/{len(c.lines)}", f"{c.seconds:.1f}", verdict)
+    con.print()
+    con.print(t)
+    passed = sum(c.passed for c in checks)
+    con.print(f"{passed} of {len(checks)} entries PASS; the pictures are in {escape(str(runs_dir))}")
+    return checks
+
+
+# The labels of a check's lines: a wrapped line continues under the text after them.
+CHECK_LABELS = ("claim:    ", "expected: ", "measured: ", "ran:      ", "kept:     ", "trained:  ", "picture:  ")
+
+
 def _print_check(con, check) -> None:
     """claim / expected / measured / PASS or FAIL, one line each, then the picture's path."""
+    from rich.text import Text
+
     from dlx.core.fmt import num
+    from dlx.views.tables import Hanging
+
+    def say(markup: str) -> None:
+        # Wrapped between words at the terminal's width, under the text after its label.
+        con.print(Hanging(Text.from_markup(markup), labels=CHECK_LABELS))
 
     ex = check.example
     scale = "its test scale (--quick)" if check.quick else "its own scale"
-    con.print(f"[bold]{escape(ex.name)}[/]: {escape(ex.paper)}", soft_wrap=True)
-    con.print(f"claim:    {escape(ex.paper_claim)}", soft_wrap=True)
+    say(f"[bold]{escape(ex.name)}[/]: {escape(ex.paper)}")
+    say(f"claim:    {escape(ex.paper_claim)}")
     for line in check.lines:
         verdict = "[bold green]PASS[/]" if line.passed else "[bold red]FAIL[/]"
         measured = escape(line.note) if line.note else num(line.measured, 4)
-        con.print(f"expected: {escape(line.expected.text)}", soft_wrap=True)
-        con.print(f"measured: {measured}  {verdict}", soft_wrap=True)
+        say(f"expected: {escape(line.expected.text)}")
+        say(f"measured: {measured}  {verdict}")
     runs = check.runs
     if ex.procedure is not None:
         args = " ".join(
             f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in ex.procedure[1].items()
         )
-        con.print(
-            f"ran:      {escape(ex.procedure[0])} {escape(args)} at {scale}, {check.seconds:.1f} s", soft_wrap=True
-        )
+        say(f"ran:      {escape(ex.procedure[0])} {escape(args)} at {scale}, {check.seconds:.1f} s")
         for path in check.kept:
-            con.print(f"kept:     {escape(str(path))}", soft_wrap=True)
+            say(f"kept:     {escape(str(path))}")
     if runs:
         # A family (`# over:`) is a dozen runs: their folder and the first and last by name.
         named = (
@@ -253,11 +298,9 @@ def _print_check(con, check) -> None:
             else f"{len(runs)} runs in {escape(str(runs[0].path.parent))}: {escape(runs[0].path.name)} .. "
             f"{escape(runs[-1].path.name)}"
         )
-        con.print(
-            f"trained:  {named}" + ("" if ex.procedure else f" at {scale}, {check.seconds:.1f} s"), soft_wrap=True
-        )
+        say(f"trained:  {named}" + ("" if ex.procedure else f" at {scale}, {check.seconds:.1f} s"))
     if check.picture is not None:
-        con.print(f"picture:  {escape(str(check.picture))} ({escape(check.shows)})", soft_wrap=True)
+        say(f"picture:  {escape(str(check.picture))} ({escape(check.shows)})")
     con.print("[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")
 
 

@@ -267,3 +267,25 @@ def _check_procedure(ex: Example, quick: bool, scale: list[str], runs_dir: Path)
     picture = RUNNERS[name].picture(ex, records, kept, runs_dir)
     first = runs[0] if runs else None
     return PaperCheck(ex, quick, first, None, lines, picture, seconds, runs, records, kept)
+
+
+def check_examples(
+    quick: bool = False,
+    runs_dir: str | Path = "runs",
+    folder: str | Path | None = None,
+    on_start: Callable[[Example, int, int], None] | None = None,
+    on_check: Callable[[PaperCheck], None] | None = None,
+) -> list[PaperCheck]:
+    """check_example for every papers example, in course order (the whole gallery: a tool's
+    credentials before it is trusted with unknown results). on_start(example, i, n) and
+    on_check(check) are told of each as it starts and ends."""
+    examples = paper_examples(folder)
+    checks = []
+    for i, ex in enumerate(examples):
+        if on_start is not None:
+            on_start(ex, i, len(examples))
+        check = check_example(ex.name, quick=quick, runs_dir=runs_dir, folder=folder)
+        checks.append(check)
+        if on_check is not None:
+            on_check(check)
+    return checks
