@@ -52,6 +52,17 @@ class InitSpec(Spec):
         raise NotImplementedError
 
     @torch.no_grad()
+    def scale_weights(self, model: nn.Module) -> None:
+        """Every target layer's weights times alpha (init.scale); the biases are bias's."""
+        if self.scale == 1.0:  # alpha 1 skips the multiply: bit-identical to the scheme
+            return
+        from dlx.components.models.base import layer_weights
+
+        for _, layer in model.init_targets():
+            for w in layer_weights(layer):
+                w.mul_(self.scale)
+
+    @torch.no_grad()
     def init_model(self, model: nn.Module) -> None:
         """Initialise every target layer of `model` in place."""
         from dlx.components.models.base import layer_biases, layer_weights
@@ -59,11 +70,10 @@ class InitSpec(Spec):
         for _, layer in model.init_targets():
             for w in layer_weights(layer):
                 self.init_weight(w)
-                if self.scale != 1.0:  # alpha 1 skips the multiply: bit-identical to the scheme
-                    w.mul_(self.scale)
             if self.bias is not None:
                 for b in layer_biases(layer):
                     b.fill_(self.bias)
+        self.scale_weights(model)
         after = getattr(model, "after_init", None)  # a plain nn.Module (a pretrain stage) has none
         if after is not None:
             after()
@@ -228,12 +238,7 @@ class FromFile(InitSpec):
         for k, v in state.items():
             if k in own:
                 own[k].copy_(v.to(own[k].dtype))
-        if self.scale != 1.0:  # the file's weights times alpha, as a drawn scheme's would be
-            from dlx.components.models.base import layer_weights
-
-            for _, layer in model.init_targets():
-                for w in layer_weights(layer):
-                    w.mul_(self.scale)
+        self.scale_weights(model)  # the file's weights times alpha, as a drawn scheme's would be
 
 
 @contextlib.contextmanager

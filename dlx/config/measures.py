@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dlx.core.errors import DlxError
-from dlx.core.stats import loglog_slope
+from dlx.core.stats import geometric_mean, loglog_slope, root_sum_square
 
 
 class MeasureError(DlxError):
@@ -52,10 +52,16 @@ class Procedure:
     args: dict[str, tuple[Callable[[str], Any], Any, str]]
 
 
-def _widths(text: str) -> list[int]:
-    widths = sorted({int(part) for part in text.split(",") if part.strip()})
+def parse_widths(text: str) -> list[int]:
+    """`64,128,256,512`: at least two distinct positive integers, sorted (a coordinate check's
+    widths, in a `# procedure:` line and after `dlx coordcheck --widths`); ValueError saying
+    what they must be."""
+    try:
+        widths = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ValueError("takes comma-separated integers, e.g. 64,128,256,512") from None
     if len(widths) < 2 or widths[0] < 1:
-        raise ValueError("at least two different positive widths, e.g. 64,128,256,512")
+        raise ValueError("needs at least two different positive widths, e.g. 64,128,256,512")
     return widths
 
 
@@ -89,7 +95,7 @@ PROCEDURES: dict[str, Procedure] = {
             "coordcheck",
             "dlx coordcheck: each layer's output scale over the first steps, at each width",
             {
-                "widths": (_widths, [64, 128, 256, 512], "model.width values, comma-separated"),
+                "widths": (parse_widths, [64, 128, 256, 512], "model.width values, comma-separated"),
                 "steps": (_positive, 5, "optimizer steps measured after the init"),
                 "seeds": (_positive, 2, "nets per width, their scales averaged"),
             },
@@ -148,14 +154,14 @@ def measure(name: str, description: str, reads: str = "run"):
     return register
 
 
-def _hidden_gains(run: Any) -> list[float]:
-    """init_check's measured variance gain of each hidden layer (fc2..fcN: a square layer
+def _hidden_gain(run: Any, key: str, missing: str) -> float:
+    """The geometric mean of init_check's `key` over the hidden layers (fc2..fcN: a square layer
     fed by another layer; the first layer's input and the output's few units are not the law)."""
     rows = run.summary.get("init_check") or []
-    gains = [r["measured_gain"] for r in rows if r.get("measured_gain") and r.get("layer") != "out"]
+    gains = [r[key] for r in rows if r.get(key) and r.get("layer") != "out"]
     if not gains:
-        raise MeasureError("the run has no init check (summary.json 'init_check'): an mlp of depth >= 2 gives one")
-    return gains
+        raise MeasureError(missing)
+    return geometric_mean(gains)
 
 
 @measure(
@@ -163,8 +169,9 @@ def _hidden_gains(run: Any) -> list[float]:
     "at step 0, the geometric mean over hidden layers of Var(layer output) / Var(its input) (init check)",
 )
 def act_var_gain(run: Any) -> float:
-    gains = _hidden_gains(run)
-    return math.exp(sum(math.log(g) for g in gains) / len(gains))
+    return _hidden_gain(
+        run, "measured_gain", "the run has no init check (summary.json 'init_check'): an mlp of depth >= 2 gives one"
+    )
 
 
 def _final(run: Any, key: str) -> float:
@@ -180,11 +187,9 @@ def _final(run: Any, key: str) -> float:
     "at the layer's output: what the backward pass keeps of the gradient's variance per layer (init check)",
 )
 def grad_var_gain(run: Any) -> float:
-    rows = run.summary.get("init_check") or []
-    gains = [r["grad_gain"] for r in rows if r.get("grad_gain") and r.get("layer") != "out"]
-    if not gains:
-        raise MeasureError("the run's init check has no gradient gains (summary.json 'init_check', since 2026-12-07)")
-    return math.exp(sum(math.log(g) for g in gains) / len(gains))
+    return _hidden_gain(
+        run, "grad_gain", "the run's init check has no gradient gains (summary.json 'init_check', since 2026-12-07)"
+    )
 
 
 @measure("final_train_loss", "the train loss on the whole training set after the last step")
@@ -276,13 +281,7 @@ def catch_up_steps(run: Any) -> float:
 
 def _weight_norms(run: Any) -> list[float]:
     """The whole net's weight norm sqrt(sum of each layer's |W|^2) at each logged step (probes)."""
-    norms = [
-        math.sqrt(sum(float(n) ** 2 for n in p["weight_norm"]))
-        for p in run.probes
-        if isinstance(p.get("weight_norm"), list)
-        and p["weight_norm"]
-        and all(isinstance(n, (int, float)) and math.isfinite(n) for n in p["weight_norm"])
-    ]
+    norms = [n for p in run.probes if (n := root_sum_square(p.get("weight_norm") or [])) is not None]
     if not norms:
         raise MeasureError("the run has no weight norms (probes.jsonl 'weight_norm')")
     return norms
@@ -319,16 +318,11 @@ def max_update_over_lr_clip(run: Any) -> float:
         norms, updates = p.get("weight_norm"), p.get("update_ratio")
         if not (isinstance(norms, list) and isinstance(updates, list)):
             continue
-        pairs = [
-            (float(n), float(u))
-            for n, u in zip(norms, updates)
-            if isinstance(n, (int, float)) and isinstance(u, (int, float))
-        ]
-        if not pairs or any(not math.isfinite(n * u) for n, u in pairs):
-            continue
+        pairs = [(n, u) for n, u in zip(norms, updates) if isinstance(n, (int, float)) and isinstance(u, (int, float))]
         # update_ratio is |W_t - W_t-1| / |W_t| with W_t the weight_norm of the same step.
-        step = math.sqrt(sum((n * u) ** 2 for n, u in pairs))
-        ratios.append(step / (lrs.get(p["step"], base_lr) * clip))
+        step = root_sum_square([n * u for n, u in pairs])
+        if step is not None:
+            ratios.append(step / (lrs.get(p["step"], base_lr) * clip))
     if not ratios:
         raise MeasureError("the run has no update sizes (probes.jsonl 'update_ratio')")
     return max(ratios)
@@ -342,10 +336,10 @@ def max_update_over_lr_clip(run: Any) -> float:
 def max_grad_norm_over_clip(run: Any) -> float:
     clip = _clip_norm(run)
     norms = [
-        math.sqrt(sum(float(g) ** 2 for g in layers))
+        n
         for p in run.probes
         for layers in (p.get("grad_norm") or [])
-        if isinstance(layers, list) and all(isinstance(g, (int, float)) and math.isfinite(g) for g in layers)
+        if isinstance(layers, list) and (n := root_sum_square(layers)) is not None
     ]
     if not norms:
         raise MeasureError("the run has no gradient norms (probes.jsonl 'grad_norm')")

@@ -1,9 +1,11 @@
 """--set overrides: `key.path=value` applied to the raw data before validation, each
-remembered as the source of the keys it set (so a problem names the --set, not a line)."""
+remembered as the source of the keys it set (so a problem names the --set, not a line); and
+a dotted key read back from a resolved config (config_value)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -14,6 +16,17 @@ from dlx.core.errors import Problem
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPLACES = {("train", "steps"): "epochs", ("train", "epochs"): "steps"}
+
+
+def config_value(config: Any, key: str, default: Any = None) -> Any:
+    """The value at dotted `key` (model.width) of a config as plain data (a run's config.yaml),
+    or `default` where the path is not there."""
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def _default_section(path: KeyPath) -> dict:

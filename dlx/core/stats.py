@@ -17,6 +17,20 @@ def finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
+def root_sum_square(values: Sequence[Any]) -> float | None:
+    """sqrt(sum of squares): the norm of a whole made of parts whose norms these are (a net's
+    weights from each layer's); None where a part is missing or not finite (a non-finite layer
+    norm is stored as null): a gap, never a smaller number."""
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    return math.sqrt(sum(float(v) ** 2 for v in values))
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """exp(mean(log v)) of positive values: the typical factor of a chain of factors."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """The least-squares slope of log(y) against log(x), so that y ~ x**slope (positive x, y;
     at least two distinct x): a mode's time against its strength, a layer's scale against width."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dlx.components.optim import step as optimizer_step
+from dlx.config import measures
 from dlx.config.loader import Config, load_config
 from dlx.core.errors import UsageError
 from dlx.core.stats import loglog_slope
@@ -65,14 +66,11 @@ class CoordCheck:
 
 
 def parse_widths(text: str) -> list[int]:
-    """`--widths 64,128,256`: at least two distinct positive integers, sorted."""
+    """`--widths 64,128,256,512`: measures.parse_widths, a UsageError naming the option."""
     try:
-        widths = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise UsageError(f"--widths takes comma-separated integers, e.g. 64,128,256,512; got '{text}'") from None
-    if len(widths) < 2 or widths[0] < 1:
-        raise UsageError(f"--widths needs at least two different positive widths, e.g. 64,128,256,512; got '{text}'")
-    return widths
+        return measures.parse_widths(text)
+    except ValueError as e:
+        raise UsageError(f"--widths {e}; got '{text}'") from None
 
 
 def coordcheck(cfg: Config, widths: list[int], steps: int = 5, seeds: int = 2) -> CoordCheck:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from dlx.api import train
 from dlx.config.catalogue import PAPERS, Example, course, find_example, load_examples
 from dlx.config.measures import MEASURES, Expected, MeasureError
+from dlx.config.overrides import config_value
 from dlx.core.errors import UsageError
 from dlx.records.layout import PAPER_PICTURE_FILE
 from dlx.results import Run, load_run
@@ -73,8 +74,8 @@ def paper_examples(folder: str | Path | None = None) -> list[Example]:
     return next((group for title, group in course(load_examples(folder)) if title == PAPERS), [])
 
 
-def _paper(name: str, folder: str | Path | None) -> Example:
-    ex = find_example(name, folder)
+def _paper(ex: Example, folder: str | Path | None) -> Example:
+    """ex, where it can be checked: a papers example whose header is whole."""
     if not ex.is_paper:
         papers = ", ".join(e.name for e in paper_examples(folder)) or "none"
         raise UsageError(
@@ -177,9 +178,7 @@ def _own_label(ex: Example, run: Run) -> str:
         key, eq, _ = item.partition("=")
         if not eq or key.startswith("-"):
             continue
-        value: Any = run.config
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = config_value(run.config, key)
         if value is not None and not isinstance(value, (dict, list)):
             own.append(f"{key}={value}")
     return "this example" + (f" ({', '.join(own)})" if own else "")
@@ -228,7 +227,10 @@ def check_example(
     name: str, quick: bool = False, runs_dir: str | Path = "runs", folder: str | Path | None = None
 ) -> PaperCheck:
     """Train the papers example `name` (its `# test:` scale when quick) and check its `# expected:` lines."""
-    ex = _paper(name, folder)
+    return _check(_paper(find_example(name, folder), folder), quick, runs_dir)
+
+
+def _check(ex: Example, quick: bool, runs_dir: str | Path) -> PaperCheck:
     scale = list(ex.test_overrides or []) if quick else []
     if ex.procedure is not None:
         return _check_procedure(ex, quick, scale, Path(runs_dir))
@@ -284,7 +286,7 @@ def check_examples(
     for i, ex in enumerate(examples):
         if on_start is not None:
             on_start(ex, i, len(examples))
-        check = check_example(ex.name, quick=quick, runs_dir=runs_dir, folder=folder)
+        check = _check(_paper(ex, folder), quick, runs_dir)  # the examples read once, not once an entry
         checks.append(check)
         if on_check is not None:
             on_check(check)

@@ -56,10 +56,6 @@ def layer_rates(layers: list[str], rate: float) -> dict[str, float]:
     return {n: rate * (OUTPUT_SHARE if i == len(layers) - 1 else 1.0) for i, n in enumerate(layers)}
 
 
-def kept_fraction(masks: dict[str, Any]) -> float:
-    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-
-
 def ticket(
     config: str | Path | dict,
     rounds: int,
@@ -79,7 +75,7 @@ def ticket(
     from dlx.config.loader import load_config
     from dlx.records.layout import MASKS_FILE, PRUNED_FILE
     from dlx.records.tickets import ticket_paths, write_masks, write_ticket_record
-    from dlx.run.masks import prune_by_magnitude
+    from dlx.run.masks import kept_fraction, prune_by_magnitude
 
     if not 0 < rate < 1:
         raise UsageError(f"--rate {rate}: give the fraction of the remaining weights pruned each round, in (0, 1)")

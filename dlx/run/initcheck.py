@@ -65,6 +65,7 @@ schemes set each whole matrix (the gates stacked) with its own fans, and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Any
@@ -357,21 +358,34 @@ def init_check(model: nn.Module, x_batch: torch.Tensor, cfg) -> list[dict[str, A
 
     hooks = [m.register_forward_hook(layer_hook) for _, m in targets if id(m) in checked]
     hooks += [m.register_forward_hook(act_hook) for _, m in model.activation_modules()]
+    with _left_as_it_was(model, x_batch.device, hooks):
+        model(x_batch)
+    return _rows(targets, checked, cfg)
+
+
+@contextlib.contextmanager
+def _left_as_it_was(model: nn.Module, device: torch.device, hooks: list):
+    """A pass at step 0 in training mode (what the first step sees: batch norm uses the batch's
+    statistics) that leaves the run as it was: the hooks removed, the buffers (batch norm's
+    running statistics), the mode and every parameter's .grad restored, and the random streams
+    untouched (dropout draws from a forked one, so the run's masks stay its own)."""
+    params = list(model.parameters())
+    grads = [p.grad for p in params]
     buffers = [b.clone() for b in model.buffers()]
     was_training = model.training
-    dev = x_batch.device
     try:
         model.train()
-        # Dropout draws from the global stream: a forked one leaves the run's masks as they were.
-        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-            model(x_batch)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            yield
     finally:
         for h in hooks:
             h.remove()
-        for b, saved in zip(model.buffers(), buffers):
-            b.copy_(saved)
+        for p, g in zip(params, grads):
+            p.grad = g
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
         model.train(was_training)
-    return _rows(targets, checked, cfg)
 
 
 def _rows(targets, checked: dict[int, _Layer], cfg) -> list[dict[str, Any]]:
@@ -575,26 +589,10 @@ def gradient_variances(model: nn.Module, x_batch: torch.Tensor, y_batch: torch.T
         return hook
 
     hooks = [m.register_forward_hook(watch(j, m)) for j, (_, m) in enumerate(targets) if _checkable(m)]
-    params = list(model.parameters())
-    grads = [p.grad for p in params]
-    buffers = [b.clone() for b in model.buffers()]
-    was_training = model.training
-    dev = x_batch.device
-    try:
-        model.train()
-        for p in params:
-            p.grad = None
-        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []), torch.enable_grad():
-            loss_fn(model(x_batch), y_batch).backward()
-    finally:
-        for h in hooks:
-            h.remove()
-        for p, g in zip(params, grads):
-            p.grad = g
-        with torch.no_grad():
-            for b, saved in zip(model.buffers(), buffers):
-                b.copy_(saved)
-        model.train(was_training)
+    with _left_as_it_was(model, x_batch.device, hooks), torch.enable_grad():
+        for p in model.parameters():
+            p.grad = None  # restored after: the pass's gradients are not the run's
+        loss_fn(model(x_batch), y_batch).backward()
     return [seen.get(j) if math.isfinite(seen.get(j, math.nan)) else None for j in range(len(targets))]
 
 

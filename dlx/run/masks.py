@@ -78,9 +78,10 @@ class WeightMask:
     def apply(self) -> None:
         torch._foreach_mul_(self.params, self.values)
 
-    def kept(self) -> float:
-        """The fraction of the masked parameters' weights that train."""
-        return sum(int(m.sum()) for m in self.masks.values()) / sum(m.numel() for m in self.masks.values())
+
+def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
+    """The fraction of the masked parameters' weights that train."""
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
 
 
 def prunable(model: nn.Module) -> list[str]:

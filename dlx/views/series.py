@@ -8,13 +8,13 @@ them without importing matplotlib.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from dlx.core.stats import root_sum_square
 from dlx.views.rows import fraction
 
 
@@ -62,9 +62,9 @@ def weight_norm_series(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     norm, stored as null, is left out: a curve's gap, not a zero)."""
     out = []
     for p in probes:
-        norms = p.get("weight_norm")
-        if norms and all(isinstance(n, (int, float)) for n in norms):
-            out.append({"step": p["step"], "weight_norm": math.sqrt(sum(float(n) ** 2 for n in norms))})
+        norm = root_sum_square(p.get("weight_norm") or [])
+        if norm is not None:
+            out.append({"step": p["step"], "weight_norm": norm})
     return out
 
 

@@ -11,10 +11,13 @@ from typing import Any
 
 import yaml
 
+from dlx.config.overrides import config_value
 from dlx.many.executors import STATUSES
 from dlx.many.sweep.spec import Plan
 from dlx.records.folders import final_metrics, pruned_kind, read_object, verdict_kind
 from dlx.records.layout import CONFIG_FILE, META_FILE, SUMMARY_FILE
+
+_MISSING = object()  # a key the trial's config.yaml lacks (its value may be null)
 
 
 class SweepResults:
@@ -71,12 +74,9 @@ class SweepResults:
             return None
         params = {}
         for d in self.plan.dims:
-            node: Any = config
-            for part in d.key.split("."):
-                if not isinstance(node, dict) or part not in node:
-                    return None
-                node = node[part]
-            params[d.key] = node
+            params[d.key] = config_value(config, d.key, _MISSING)
+            if params[d.key] is _MISSING:
+                return None
         return params
 
     def _row_from_journal(self, index: int, t: Any) -> dict:
